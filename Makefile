@@ -1,0 +1,273 @@
+#   keyclone - the only entry point.
+#
+#   make            build libkeyclone (static + shared), keyclone, the daemons
+#   make check      every test: selftests, ASan+UBSan selftests, fuzz corpus
+#                   replay, golden vectors, integration and interop tests
+#   make run        build, then start a server and an agent under ./var
+#   make bench      speed figures, as ratios against peers measured in the run
+#   make fuzz       libFuzzer runs of every parser (needs clang)
+#   make install    PREFIX=/usr/local DESTDIR= ; make clean
+#
+#   make and make check install the Debian packages they need when missing.
+
+.DEFAULT_GOAL := all
+VERSION     := 0.1.0
+SOVERSION   := 0
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+DESTDIR     ?=
+B           := build
+PYTHON      := /usr/bin/python3
+FUZZ_SECONDS ?= 20
+
+PKGS        := libczmq libzmq libsodium sqlite3
+DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
+DEB_CHECK   := python3-zmq
+
+WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
+CFLAGS      ?= -O2 -g
+KC_CFLAGS    = -std=gnu11 $(WARN) -fPIC -D_GNU_SOURCE -Ilib -I$(B)/gen $(PKG_CFLAGS) $(CFLAGS)
+SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+#   --- Debian packages -------------------------------------------------------
+
+define ensure_packages
+	@if ! command -v dpkg-query >/dev/null 2>&1; then \
+	    echo "keyclone: not a Debian system; make sure these are installed: $(1)"; exit 0; fi; \
+	missing=""; \
+	for p in $(1); do \
+	    dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null | grep -qx installed || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "keyclone: installing missing Debian packages:$$missing"; \
+	    if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	    elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; \
+	    else echo "keyclone: run as root, or install:$$missing" >&2; exit 1; fi; \
+	    $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	    || { $$sudo apt-get update -q && \
+	         $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; } \
+	    || { echo "keyclone: could not install:$$missing" >&2; exit 1; }; \
+	fi
+endef
+
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+-include $(B)/config.mk
+endif
+
+$(B)/config.mk: Makefile
+	$(call ensure_packages,$(DEB_BUILD))
+	@mkdir -p $(B)
+	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
+	   echo "PKG_LIBS := $$(pkg-config --libs $(PKGS))"; } > $@.tmp && mv $@.tmp $@
+
+.SECONDARY:
+
+.PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
+        bench fuzz install uninstall clean valgrind
+
+deps:
+	$(call ensure_packages,$(DEB_BUILD))
+
+check-deps:
+	$(call ensure_packages,$(DEB_BUILD) $(DEB_CHECK))
+
+#   --- Sources -----------------------------------------------------------------
+
+LIB_SRC     := $(sort $(wildcard lib/*.c))
+LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/kc_schema.o
+CLI_SRC     := $(sort $(wildcard cli/*.c))
+SERVER_SRC  := $(sort $(wildcard server/*.c))
+AGENT_SRC   := $(sort $(wildcard agent/*.c))
+SCHEMA_SQL  := $(sort $(wildcard schema/*/*.sql))
+SCHEMA_KINDS := $(sort $(notdir $(patsubst %/,%,$(dir $(SCHEMA_SQL)))))
+TEST_SRC    := $(sort $(wildcard tests/unit/*.c))
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+BENCH_SRC   := $(sort $(wildcard tests/bench/*.c))
+IT_C_SRC    := $(sort $(wildcard tests/it/*.c))
+
+STATIC_LIB  := $(B)/lib/libkeyclone.a
+SHARED_LIB  := $(B)/lib/libkeyclone.so.$(VERSION)
+BINARIES    := $(B)/bin/keyclone \
+               $(if $(SERVER_SRC),$(B)/bin/keyclone-server) \
+               $(if $(AGENT_SRC),$(B)/bin/keyclone-agent)
+TEST_BINS   := $(B)/bin/kc_selftest $(B)/asan/kc_selftest \
+               $(FUZZ_NAMES:%=$(B)/replay/replay_%) \
+               $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) \
+               $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
+
+all: $(STATIC_LIB) $(SHARED_LIB) $(BINARIES) | deps
+
+#   --- Library ---------------------------------------------------------------
+
+$(B)/gen/kc_schema.c: $(SCHEMA_SQL) schema/embed.sh
+	@mkdir -p $(@D)
+	sh schema/embed.sh $@ $(SCHEMA_KINDS)
+
+$(B)/obj/%.o: %.c $(B)/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libkeyclone.so.$(SOVERSION) -o $@ $^ $(PKG_LIBS)
+	ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
+	ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
+
+#   --- Programs --------------------------------------------------------------
+
+LINK = $(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+$(B)/bin/keyclone: $(CLI_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(LINK)
+
+$(B)/bin/keyclone-server: $(SERVER_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(LINK)
+
+$(B)/bin/keyclone-agent: $(AGENT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(LINK)
+
+#   Selftests link the library built with KC_TEST_HOOKS: hooks such as injected
+#   transient keys for known-answer tests exist only in these objects, never in
+#   the installed library.
+TEST_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/test-obj/%)
+
+$(B)/test-obj/%.o: %.c $(B)/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
+
+$(B)/test-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) -c $< -o $@
+
+$(B)/bin/kc_selftest: $(TEST_SRC:%.c=$(B)/test-obj/%.o) $(TEST_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(LINK)
+
+$(B)/tests/%: $(B)/obj/tests/it/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(LINK)
+
+$(B)/tests/%: $(B)/obj/tests/bench/%.o $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(LINK)
+
+#   --- Sanitizer build and fuzz corpus replay --------------------------------
+
+ASAN_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/asan-obj/%)
+
+$(B)/asan-obj/%.o: %.c $(B)/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
+
+$(B)/asan-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
+	@mkdir -p $(@D)
+	$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(B)/asan/kc_selftest: $(TEST_SRC:%.c=$(B)/asan-obj/%.o) $(ASAN_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+$(B)/replay/replay_%: $(B)/asan-obj/tests/fuzz/fuzz_%.o $(B)/asan-obj/tests/fuzz/replay.o $(ASAN_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+#   --- Tests -----------------------------------------------------------------
+
+check: all $(TEST_BINS) | check-deps
+	@echo "== selftests"
+	$(B)/bin/kc_selftest
+	@echo "== selftests under ASan+UBSan"
+	ASAN_OPTIONS=detect_leaks=1 $(B)/asan/kc_selftest
+	@echo "== fuzz corpus replay (ASan+UBSan)"
+	@set -e; for name in $(FUZZ_NAMES); do \
+	    $(B)/replay/replay_$$name tests/fuzz/corpus/$$name; done
+	@echo "== integration and interop tests"
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py
+	@echo "make check: all tests passed"
+
+valgrind: $(B)/bin/kc_selftest
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	    $(B)/bin/kc_selftest
+
+#   --- Fuzzing (clang libFuzzer) ---------------------------------------------
+
+FUZZ_CC     := clang
+FUZZ_FLAGS  := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/fuzz-obj/%)
+
+$(B)/fuzz-obj/%.o: %.c $(B)/config.mk
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -DKC_FUZZING -Ilib -I$(B)/gen $(PKG_CFLAGS) $(FUZZ_FLAGS) -c $< -o $@
+
+$(B)/fuzz-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=gnu11 -Ilib $(PKG_CFLAGS) $(FUZZ_FLAGS) -c $< -o $@
+
+$(B)/fuzz/fuzz_%: $(B)/fuzz-obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+fuzz: | deps
+	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+	    echo "make fuzz: clang not found; 'make check' still replays every corpus"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%) && \
+	for name in $(FUZZ_NAMES); do \
+	    mkdir -p $(B)/fuzz/corpus/$$name && cp -n tests/fuzz/corpus/$$name/* $(B)/fuzz/corpus/$$name/ 2>/dev/null; \
+	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s"; \
+	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(B)/fuzz/$$name- $(B)/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
+	        2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY)' || true; \
+	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
+	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)"; exit 1; fi; \
+	done
+
+#   --- Benchmarks, run, demo -------------------------------------------------
+
+bench: all $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) | check-deps
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/bench/run.py
+
+run: all | check-deps
+	@KC_BUILD=$(abspath $(B)) sh tests/run.sh
+
+#   --- Install ---------------------------------------------------------------
+
+$(B)/keyclone.pc: Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
+	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
+	    "Version: $(VERSION)" "Requires.private: libczmq libzmq libsodium sqlite3" \
+	    "Libs: -L\$${libdir} -lkeyclone" "Cflags: -I\$${includedir}/keyclone" > $@
+
+install: all $(B)/keyclone.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keyclone
+	install -m 0755 $(BINARIES) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libkeyclone.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so.$(SOVERSION)
+	ln -sf libkeyclone.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so
+	install -m 0644 lib/*.h $(DESTDIR)$(INCLUDEDIR)/keyclone/
+	install -m 0644 $(B)/keyclone.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINARIES)))
+	rm -f $(DESTDIR)$(LIBDIR)/libkeyclone.* $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/keyclone
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B)/obj $(B)/asan-obj $(B)/test-obj -name '*.d' 2>/dev/null)

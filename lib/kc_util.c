@@ -1,0 +1,226 @@
+/*  =========================================================================
+    kc_util - small shared pieces: failure reasons, fingerprints, hex, time,
+    durations.
+    =========================================================================
+*/
+#include "kc_util.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+int
+kc_why (kc_why_t *why, const char *format, ...)
+{
+    if (why) {
+        va_list args;
+        va_start (args, format);
+        vsnprintf (why->text, sizeof why->text, format, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+int
+kc_why_prefix (kc_why_t *why, const char *format, ...)
+{
+    if (why) {
+        char old [KC_WHY_BYTES];
+        memcpy (old, why->text, sizeof old);
+        va_list args;
+        va_start (args, format);
+        int n = vsnprintf (why->text, sizeof why->text, format, args);
+        va_end (args);
+        if (n >= 0 && (size_t) n < sizeof why->text) {
+            size_t at = (size_t) n;
+            size_t left = sizeof why->text - at;
+            size_t old_size = strnlen (old, sizeof old - 1);
+            if (left > 2) {
+                why->text [at++] = ':';
+                why->text [at++] = ' ';
+                left -= 2;
+                size_t copy = old_size < left - 1 ? old_size : left - 1;
+                memcpy (why->text + at, old, copy);
+                why->text [at + copy] = 0;
+            }
+        }
+    }
+    return -1;
+}
+
+void
+kc_why_clear (kc_why_t *why)
+{
+    if (why) {
+        why->text [0] = 0;
+    }
+}
+
+char *
+kc_hex (const uint8_t *data, size_t size, char *text)
+{
+    static const char digits [] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        text [2 * i] = digits [data [i] >> 4];
+        text [2 * i + 1] = digits [data [i] & 15];
+    }
+    text [2 * size] = 0;
+    return text;
+}
+
+char *
+kc_fingerprint (const uint8_t key [static KC_KEY_BYTES],
+                char text [static KC_FINGERPRINT_CHARS + 1])
+{
+    static const char digits [] = "0123456789ABCDEF";
+    for (int i = 0; i < 4; i++) {
+        text [2 * i] = digits [key [i] >> 4];
+        text [2 * i + 1] = digits [key [i] & 15];
+    }
+    text [KC_FINGERPRINT_CHARS] = 0;
+    return text;
+}
+
+static int
+s_hex_digit (char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+int
+kc_unhex (const char *text, uint8_t *data, size_t size)
+{
+    if (strlen (text) != 2 * size) {
+        return -1;
+    }
+    for (size_t i = 0; i < size; i++) {
+        int high = s_hex_digit (text [2 * i]);
+        int low = s_hex_digit (text [2 * i + 1]);
+        if (high < 0 || low < 0) {
+            return -1;
+        }
+        data [i] = (uint8_t) (high << 4 | low);
+    }
+    return 0;
+}
+
+uint64_t
+kc_now (void)
+{
+    return (uint64_t) time (NULL);
+}
+
+uint64_t
+kc_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+int
+kc_duration_parse (const char *text, uint64_t *seconds, kc_why_t *why)
+{
+    const char *p = text;
+    uint64_t value = 0;
+    if (*p < '0' || *p > '9') {
+        return kc_why (why, "invalid duration '%s' (expected e.g. 90s, 15m, 12h, 30d, 1y)", text);
+    }
+    while (*p >= '0' && *p <= '9') {
+        if (value > (UINT64_MAX - 9) / 10) {
+            return kc_why (why, "duration '%s' is too large", text);
+        }
+        value = value * 10 + (uint64_t) (*p++ - '0');
+    }
+    uint64_t unit = 1;
+    switch (*p) {
+        case 0:   unit = 1; break;
+        case 's': unit = 1; p++; break;
+        case 'm': unit = 60; p++; break;
+        case 'h': unit = 3600; p++; break;
+        case 'd': unit = 86400; p++; break;
+        case 'w': unit = 7 * 86400; p++; break;
+        case 'y': unit = 365 * 86400; p++; break;
+        default:  unit = 0; break;
+    }
+    if (unit == 0 || *p) {
+        return kc_why (why, "invalid duration '%s' (expected e.g. 90s, 15m, 12h, 30d, 1y)", text);
+    }
+    if (value > (uint64_t) INT32_MAX * 1000 / unit) {
+        return kc_why (why, "duration '%s' is too large", text);
+    }
+    *seconds = value * unit;
+    return 0;
+}
+
+char *
+kc_time_format (uint64_t seconds, char text [static 32])
+{
+    if (seconds == 0) {
+        snprintf (text, 32, "never");
+        return text;
+    }
+    time_t when = (time_t) seconds;
+    struct tm tm;
+    if (seconds > (uint64_t) 253402300799ULL || !gmtime_r (&when, &tm)) {
+        snprintf (text, 32, "@%llu", (unsigned long long) seconds);
+    }
+    else {
+        strftime (text, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    return text;
+}
+
+void
+kc_util_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_util: ");
+    }
+    kc_why_t why;
+    assert (kc_why (&why, "bad %s", "thing") == -1);
+    assert (KC_STREQ (why.text, "bad thing"));
+    kc_why_prefix (&why, "record %d", 3);
+    assert (KC_STREQ (why.text, "record 3: bad thing"));
+    assert (kc_why (NULL, "ignored") == -1);
+
+    uint8_t key [32] = { 0x3f, 0x2a, 0x9c, 0x1e };
+    char fp [9];
+    assert (KC_STREQ (kc_fingerprint (key, fp), "3F2A9C1E"));
+
+    uint8_t bytes [3];
+    char hex [7];
+    assert (kc_unhex ("00ff7A", bytes, 3) == 0);
+    assert (bytes [0] == 0 && bytes [1] == 255 && bytes [2] == 0x7a);
+    assert (KC_STREQ (kc_hex (bytes, 3, hex), "00ff7a"));
+    assert (kc_unhex ("00ff7", bytes, 3) == -1);
+    assert (kc_unhex ("00ffzz", bytes, 3) == -1);
+
+    uint64_t s = 0;
+    assert (kc_duration_parse ("90", &s, &why) == 0 && s == 90);
+    assert (kc_duration_parse ("15m", &s, &why) == 0 && s == 900);
+    assert (kc_duration_parse ("30d", &s, &why) == 0 && s == 30 * 86400);
+    assert (kc_duration_parse ("1y", &s, &why) == 0 && s == 365 * 86400);
+    assert (kc_duration_parse ("1x", &s, &why) == -1);
+    assert (kc_duration_parse ("", &s, &why) == -1);
+    assert (kc_duration_parse ("d", &s, &why) == -1);
+    assert (kc_duration_parse ("99999999999999999999999", &s, &why) == -1);
+    assert (kc_duration_parse ("999999999y", &s, &why) == -1);
+
+    char when [32];
+    assert (KC_STREQ (kc_time_format (0, when), "never"));
+    assert (KC_STREQ (kc_time_format (1764096794, when), "2025-11-25T18:53:14Z"));
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

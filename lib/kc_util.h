@@ -1,0 +1,87 @@
+/*  =========================================================================
+    kc_util - small shared pieces: failure reasons, fingerprints, hex, time,
+    durations.
+
+    Every verifier and parser in libkeyclone reports why it refused its input
+    through a kc_why_t: one line of text, safe to log (it never holds a secret).
+    =========================================================================
+*/
+#ifndef KC_UTIL_H_INCLUDED
+#define KC_UTIL_H_INCLUDED
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define KC_KEY_BYTES          32        //  CURVE or Ed25519 public key
+#define KC_HASH_BYTES         32        //  BLAKE2b-256 digest
+#define KC_SIGNATURE_BYTES    64        //  Ed25519 signature
+#define KC_Z85_KEY_CHARS      40        //  Z85 text of a 32-byte key
+#define KC_FINGERPRINT_CHARS  8         //  hex of the first 4 key bytes
+#define KC_WHY_BYTES          240       //  one log line of reason
+
+#define KC_STREQ(a, b) (strcmp ((a), (b)) == 0)
+
+#if defined (__GNUC__)
+#   define KC_WUR __attribute__ ((warn_unused_result))
+#   define KC_PRINTF(a, b) __attribute__ ((format (printf, a, b)))
+#else
+#   define KC_WUR
+#   define KC_PRINTF(a, b)
+#endif
+
+//  Why an operation failed: one line, no secrets.
+typedef struct {
+    char text [KC_WHY_BYTES];
+} kc_why_t;
+
+//  Sets the reason (printf style) and returns -1, so a failure path can say
+//  "return kc_why (why, ...)". why may be NULL.
+int
+    kc_why (kc_why_t *why, const char *format, ...) KC_PRINTF (2, 3);
+
+//  Prefixes the reason already in why with more context ("record 3: ...").
+int
+    kc_why_prefix (kc_why_t *why, const char *format, ...) KC_PRINTF (2, 3);
+
+//  Clears a reason.
+void
+    kc_why_clear (kc_why_t *why);
+
+//  Writes the 8-char uppercase hex fingerprint of a key (first 4 bytes) and a
+//  NUL into text; returns text. Fingerprints name peers in logs.
+char *
+    kc_fingerprint (const uint8_t key [static KC_KEY_BYTES],
+                    char text [static KC_FINGERPRINT_CHARS + 1]);
+
+//  Lowercase hex of size bytes into text (2*size+1 bytes); returns text.
+char *
+    kc_hex (const uint8_t *data, size_t size, char *text);
+
+//  Parses exactly 2*size hex digits into data; returns 0 or -1.
+int
+    kc_unhex (const char *text, uint8_t *data, size_t size) KC_WUR;
+
+//  Current wall-clock time in seconds and milliseconds since the epoch.
+uint64_t
+    kc_now (void);
+uint64_t
+    kc_now_ms (void);
+
+//  Parses a duration such as "90s", "15m", "12h", "30d", "52w", "1y" or a bare
+//  number of seconds into *seconds. Returns 0 or -1 (reason in why).
+int
+    kc_duration_parse (const char *text, uint64_t *seconds, kc_why_t *why) KC_WUR;
+
+//  Formats seconds since the epoch as "2026-11-25T18:53:14Z" (UTC) into text
+//  (at least 21 bytes); 0 formats as "never". Returns text.
+char *
+    kc_time_format (uint64_t seconds, char text [static 32]);
+
+//  Self test of this module.
+void
+    kc_util_test (bool verbose);
+
+#endif
