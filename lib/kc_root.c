@@ -1,0 +1,750 @@
+/*  =========================================================================
+    kc_root - the root document and the signature-threshold rule.
+
+    Layout (big-endian):
+        "KCRT" u8 format(1)   u8[32] directory (zero in genesis)
+        u64 version  u64 created  u64 expires  u8[32] previous (zero in genesis)
+        u8 operator count, then (u8[32] key, u8 name size, name)* by key
+        u8 threshold register, revoke, root
+        u8[32] head key   u8[32] server CURVE key
+        3 x (u8 size, endpoint): snapshot, updates, submit
+        --- end of signed body ---
+        u8 signature count, then (u8[32] key, u8[64] signature)* by key
+    =========================================================================
+*/
+#include "kc_root.h"
+#include "kc_file.h"
+#include "kc_record.h"
+#include "kc_wire.h"
+
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAGIC "KCRT"
+
+struct _kc_root_t {
+    uint8_t *data;                      //  whole encoding, owned
+    size_t size;
+    size_t body_size;                   //  signed prefix
+    uint8_t digest [KC_HASH_BYTES];     //  BLAKE2b-256 of the body
+    uint8_t directory [KC_HASH_BYTES];  //  effective id (digest for genesis)
+    uint8_t previous [KC_HASH_BYTES];
+    uint64_t version, created, expires;
+    size_t operator_count;
+    kc_operator_t operators [KC_ROOT_OPERATORS_MAX];
+    uint8_t threshold_register, threshold_revoke, threshold_root;
+    uint8_t head_key [KC_KEY_BYTES];
+    uint8_t server_key [KC_KEY_BYTES];
+    char endpoints [KC_ENDPOINTS][KC_ROOT_ENDPOINT_MAX + 1];
+    size_t signature_count;
+    struct {
+        uint8_t key [KC_KEY_BYTES];
+        uint8_t signature [KC_SIGNATURE_BYTES];
+    } signatures [KC_ROOT_SIGNATURES_MAX];
+};
+
+static const char *s_endpoint_names [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
+
+size_t
+kc_signed_message (const char *context, const uint8_t digest [static KC_HASH_BYTES],
+                   uint8_t *message)
+{
+    size_t length = strlen (context);
+    assert (length + 1 + KC_HASH_BYTES <= 64);
+    memcpy (message, context, length);
+    message [length] = 0;
+    memcpy (message + length + 1, digest, KC_HASH_BYTES);
+    return length + 1 + KC_HASH_BYTES;
+}
+
+static bool
+s_zero (const uint8_t *data, size_t size)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < size; i++) {
+        acc |= data [i];
+    }
+    return acc == 0;
+}
+
+static bool
+s_endpoint_valid (const char *text, size_t size)
+{
+    if (size == 0 || size > KC_ROOT_ENDPOINT_MAX || !memmem (text, size, "://", 3)) {
+        return false;
+    }
+    for (size_t i = 0; i < size; i++) {
+        if (text [i] <= 0x20 || text [i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+//  Checks the semantic rules on a filled-in root (from spec or decoder).
+static int
+s_check (const kc_root_t *self, bool genesis_fields_zero, kc_why_t *why)
+{
+    if (self->version == 0 || self->version > INT64_MAX) {
+        return kc_why (why, "root version %llu is outside 1..2^63-1",
+                       (unsigned long long) self->version);
+    }
+    bool genesis = self->version == 1;
+    if (genesis != genesis_fields_zero) {
+        return kc_why (why, genesis ? "genesis root must have zero directory and previous"
+                                    : "root version %llu must name its directory and previous root",
+                       (unsigned long long) self->version);
+    }
+    if (self->expires <= self->created || self->expires > INT64_MAX) {
+        return kc_why (why, "root expiry is not after its creation time");
+    }
+    if (self->operator_count == 0 || self->operator_count > KC_ROOT_OPERATORS_MAX) {
+        return kc_why (why, "root needs 1..%d operators, has %zu",
+                       KC_ROOT_OPERATORS_MAX, self->operator_count);
+    }
+    for (size_t i = 0; i < self->operator_count; i++) {
+        const kc_operator_t *op = &self->operators [i];
+        if (!kc_record_name_valid (op->name, strlen (op->name))
+        ||  strlen (op->name) > KC_ROOT_OPERATOR_NAME_MAX) {
+            return kc_why (why, "invalid operator name '%s'", op->name);
+        }
+        if (i && memcmp (self->operators [i - 1].key, op->key, KC_KEY_BYTES) >= 0) {
+            return kc_why (why, "operator keys are not in strictly ascending order "
+                           "(a key is listed twice?)");
+        }
+    }
+    int n = (int) self->operator_count;
+    if (self->threshold_register < 1 || self->threshold_register > n
+    ||  self->threshold_revoke < 1 || self->threshold_revoke > n
+    ||  self->threshold_root < 1 || self->threshold_root > n) {
+        return kc_why (why, "thresholds must be between 1 and the %d operators", n);
+    }
+    if (s_zero (self->head_key, KC_KEY_BYTES) || s_zero (self->server_key, KC_KEY_BYTES)) {
+        return kc_why (why, "root has an all-zero server key");
+    }
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        if (!s_endpoint_valid (self->endpoints [i], strlen (self->endpoints [i]))) {
+            return kc_why (why, "invalid %s endpoint '%.80s'", s_endpoint_names [i],
+                           self->endpoints [i]);
+        }
+    }
+    return 0;
+}
+
+//  Encodes the body and signatures into self->data; computes digests.
+static void
+s_encode (kc_root_t *self)
+{
+    kc_writer_t w;
+    kc_writer_init (&w);
+    kc_write_bytes (&w, MAGIC, 4);
+    kc_write_u8 (&w, KC_ROOT_FORMAT);
+    bool genesis = self->version == 1;
+    uint8_t zero [KC_HASH_BYTES] = { 0 };
+    kc_write_bytes (&w, genesis ? zero : self->directory, KC_HASH_BYTES);
+    kc_write_u64 (&w, self->version);
+    kc_write_u64 (&w, self->created);
+    kc_write_u64 (&w, self->expires);
+    kc_write_bytes (&w, genesis ? zero : self->previous, KC_HASH_BYTES);
+    kc_write_u8 (&w, (uint8_t) self->operator_count);
+    for (size_t i = 0; i < self->operator_count; i++) {
+        kc_write_bytes (&w, self->operators [i].key, KC_KEY_BYTES);
+        kc_write_u8 (&w, (uint8_t) strlen (self->operators [i].name));
+        kc_write_bytes (&w, self->operators [i].name, strlen (self->operators [i].name));
+    }
+    kc_write_u8 (&w, self->threshold_register);
+    kc_write_u8 (&w, self->threshold_revoke);
+    kc_write_u8 (&w, self->threshold_root);
+    kc_write_bytes (&w, self->head_key, KC_KEY_BYTES);
+    kc_write_bytes (&w, self->server_key, KC_KEY_BYTES);
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        kc_write_u8 (&w, (uint8_t) strlen (self->endpoints [i]));
+        kc_write_bytes (&w, self->endpoints [i], strlen (self->endpoints [i]));
+    }
+    self->body_size = w.size;
+    crypto_generichash (self->digest, KC_HASH_BYTES, w.data, w.size, NULL, 0);
+    if (genesis) {
+        memcpy (self->directory, self->digest, KC_HASH_BYTES);
+    }
+    kc_write_u8 (&w, (uint8_t) self->signature_count);
+    for (size_t i = 0; i < self->signature_count; i++) {
+        kc_write_bytes (&w, self->signatures [i].key, KC_KEY_BYTES);
+        kc_write_bytes (&w, self->signatures [i].signature, KC_SIGNATURE_BYTES);
+    }
+    free (self->data);
+    self->data = kc_writer_take (&w, &self->size);
+}
+
+static int
+s_compare_operators (const void *a, const void *b)
+{
+    return memcmp (((const kc_operator_t *) a)->key, ((const kc_operator_t *) b)->key,
+                   KC_KEY_BYTES);
+}
+
+kc_root_t *
+kc_root_new (const kc_root_spec_t *spec, kc_why_t *why)
+{
+    kc_root_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->version = spec->version;
+    self->created = spec->created;
+    self->expires = spec->expires;
+    if (spec->directory) {
+        memcpy (self->directory, spec->directory, KC_HASH_BYTES);
+    }
+    if (spec->previous) {
+        memcpy (self->previous, spec->previous, KC_HASH_BYTES);
+    }
+    if (spec->operator_count > KC_ROOT_OPERATORS_MAX) {
+        kc_why (why, "root needs 1..%d operators, has %zu",
+                KC_ROOT_OPERATORS_MAX, spec->operator_count);
+        kc_root_destroy (&self);
+        return NULL;
+    }
+    self->operator_count = spec->operator_count;
+    memcpy (self->operators, spec->operators, spec->operator_count * sizeof (kc_operator_t));
+    qsort (self->operators, self->operator_count, sizeof (kc_operator_t), s_compare_operators);
+    self->threshold_register = spec->threshold_register;
+    self->threshold_revoke = spec->threshold_revoke;
+    self->threshold_root = spec->threshold_root;
+    memcpy (self->head_key, spec->head_key, KC_KEY_BYTES);
+    memcpy (self->server_key, spec->server_key, KC_KEY_BYTES);
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        const char *endpoint = spec->endpoints [i] ? spec->endpoints [i] : "";
+        snprintf (self->endpoints [i], sizeof self->endpoints [i], "%s", endpoint);
+        if (strlen (endpoint) > KC_ROOT_ENDPOINT_MAX) {
+            self->endpoints [i][0] = 0;
+        }
+    }
+    bool zero = !spec->directory && !spec->previous;
+    if (!zero && (!spec->directory || !spec->previous)) {
+        kc_why (why, "a successor root needs both directory and previous");
+        kc_root_destroy (&self);
+        return NULL;
+    }
+    if (s_check (self, zero, why)) {
+        kc_root_destroy (&self);
+        return NULL;
+    }
+    s_encode (self);
+    return self;
+}
+
+void
+kc_root_sign (kc_root_t *self, const kc_signer_t *signer)
+{
+    uint8_t message [64];
+    size_t size = kc_signed_message (KC_CONTEXT_ROOT, self->digest, message);
+    const uint8_t *key = kc_signer_public_key (signer);
+    size_t at = 0;
+    while (at < self->signature_count && memcmp (self->signatures [at].key, key, 32) < 0) {
+        at++;
+    }
+    if (at == self->signature_count || memcmp (self->signatures [at].key, key, 32) != 0) {
+        assert (self->signature_count < KC_ROOT_SIGNATURES_MAX);
+        memmove (&self->signatures [at + 1], &self->signatures [at],
+                 (self->signature_count - at) * sizeof self->signatures [0]);
+        self->signature_count++;
+        memcpy (self->signatures [at].key, key, KC_KEY_BYTES);
+    }
+    kc_signer_sign (signer, message, size, self->signatures [at].signature);
+    s_encode (self);
+}
+
+static int
+s_read_string (kc_reader_t *r, char *text, size_t max)
+{
+    uint8_t size;
+    const uint8_t *bytes;
+    if (kc_read_u8 (r, &size) || size > max || !(bytes = kc_read_bytes (r, size))) {
+        return -1;
+    }
+    memcpy (text, bytes, size);
+    text [size] = 0;
+    return memchr (text, 0, size) ? -1 : 0;
+}
+
+static int
+s_decode_body (kc_root_t *self, kc_reader_t *r, kc_why_t *why)
+{
+    const uint8_t *magic = kc_read_bytes (r, 4);
+    uint8_t format, count;
+    if (!magic || memcmp (magic, MAGIC, 4)) {
+        return kc_why (why, "not a keyclone root (bad magic)");
+    }
+    if (kc_read_u8 (r, &format) || format != KC_ROOT_FORMAT) {
+        return kc_why (why, "unknown root format %u", r->failed ? 0 : format);
+    }
+    const uint8_t *directory = kc_read_bytes (r, KC_HASH_BYTES);
+    if (kc_read_u64 (r, &self->version) || kc_read_u64 (r, &self->created)
+    ||  kc_read_u64 (r, &self->expires)) {
+        return kc_why (why, "truncated root");
+    }
+    const uint8_t *previous = kc_read_bytes (r, KC_HASH_BYTES);
+    if (kc_read_u8 (r, &count)) {
+        return kc_why (why, "truncated root");
+    }
+    if (count > KC_ROOT_OPERATORS_MAX) {
+        return kc_why (why, "root lists %u operators (limit %d)", count, KC_ROOT_OPERATORS_MAX);
+    }
+    self->operator_count = count;
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *key = kc_read_bytes (r, KC_KEY_BYTES);
+        if (!key || s_read_string (r, self->operators [i].name, KC_ROOT_OPERATOR_NAME_MAX)) {
+            return kc_why (why, "truncated or over-long operator %zu", i + 1);
+        }
+        memcpy (self->operators [i].key, key, KC_KEY_BYTES);
+    }
+    const uint8_t *head, *server;
+    if (kc_read_u8 (r, &self->threshold_register) || kc_read_u8 (r, &self->threshold_revoke)
+    ||  kc_read_u8 (r, &self->threshold_root)
+    ||  !(head = kc_read_bytes (r, KC_KEY_BYTES)) || !(server = kc_read_bytes (r, KC_KEY_BYTES))) {
+        return kc_why (why, "truncated root");
+    }
+    memcpy (self->head_key, head, KC_KEY_BYTES);
+    memcpy (self->server_key, server, KC_KEY_BYTES);
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        if (s_read_string (r, self->endpoints [i], KC_ROOT_ENDPOINT_MAX)) {
+            return kc_why (why, "truncated %s endpoint", s_endpoint_names [i]);
+        }
+    }
+    bool zero = s_zero (directory, KC_HASH_BYTES) && s_zero (previous, KC_HASH_BYTES);
+    if (!zero && (s_zero (directory, KC_HASH_BYTES) || s_zero (previous, KC_HASH_BYTES))) {
+        return kc_why (why, "root names only one of directory and previous");
+    }
+    memcpy (self->directory, directory, KC_HASH_BYTES);
+    memcpy (self->previous, previous, KC_HASH_BYTES);
+    return s_check (self, zero, why);
+}
+
+kc_root_t *
+kc_root_decode (const uint8_t *data, size_t size, kc_why_t *why)
+{
+    if (size > KC_ROOT_BYTES_MAX) {
+        kc_why (why, "root is %zu bytes (limit %d)", size, KC_ROOT_BYTES_MAX);
+        return NULL;
+    }
+    kc_root_t *self = calloc (1, sizeof *self);
+    assert (self);
+    kc_reader_t r;
+    kc_reader_init (&r, data, size);
+    uint8_t count;
+    if (s_decode_body (self, &r, why)) {
+        goto fail;
+    }
+    self->body_size = r.pos;
+    if (kc_read_u8 (&r, &count)) {
+        kc_why (why, "truncated root");
+        goto fail;
+    }
+    if (count > KC_ROOT_SIGNATURES_MAX) {
+        kc_why (why, "root carries %u signatures (limit %d)", count, KC_ROOT_SIGNATURES_MAX);
+        goto fail;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *key = kc_read_bytes (&r, KC_KEY_BYTES);
+        const uint8_t *signature = kc_read_bytes (&r, KC_SIGNATURE_BYTES);
+        if (!signature) {
+            kc_why (why, "truncated root signature %zu", i + 1);
+            goto fail;
+        }
+        if (i && memcmp (self->signatures [i - 1].key, key, KC_KEY_BYTES) >= 0) {
+            kc_why (why, "root signatures are not in strictly ascending key order "
+                    "(a signer is listed twice?)");
+            goto fail;
+        }
+        memcpy (self->signatures [i].key, key, KC_KEY_BYTES);
+        memcpy (self->signatures [i].signature, signature, KC_SIGNATURE_BYTES);
+    }
+    self->signature_count = count;
+    if (kc_reader_left (&r)) {
+        kc_why (why, "%zu trailing bytes after root", kc_reader_left (&r));
+        goto fail;
+    }
+    //  Re-encoding must give the same bytes: the encoding is canonical
+    s_encode (self);
+    if (self->size != size || memcmp (self->data, data, size)) {
+        kc_why (why, "root encoding is not canonical");
+        goto fail;
+    }
+    return self;
+fail:
+    kc_root_destroy (&self);
+    return NULL;
+}
+
+kc_root_t *
+kc_root_load (const char *path, kc_why_t *why)
+{
+    size_t size;
+    uint8_t *data = kc_file_read (path, KC_ROOT_BYTES_MAX, false, &size, why);
+    if (!data) {
+        return NULL;
+    }
+    kc_root_t *self = kc_root_decode (data, size, why);
+    if (!self) {
+        kc_why_prefix (why, "'%s'", path);
+    }
+    kc_file_free (&data, false);
+    return self;
+}
+
+int
+kc_root_save (const kc_root_t *self, const char *path, kc_why_t *why)
+{
+    return kc_file_write_atomic (path, self->data, self->size, KC_FILE_MODE_PUBLIC, why);
+}
+
+void
+kc_root_destroy (kc_root_t **self_p)
+{
+    if (self_p && *self_p) {
+        free ((*self_p)->data);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+int
+kc_root_operator_index (const kc_root_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    for (size_t i = 0; i < self->operator_count; i++) {
+        if (memcmp (self->operators [i].key, key, KC_KEY_BYTES) == 0) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+int
+kc_root_check_signatures (const kc_root_t *self, const char *context,
+                          const uint8_t digest [static KC_HASH_BYTES],
+                          const kc_signature_t *signatures, size_t count,
+                          int threshold, bool strict, int *valid, kc_why_t *why)
+{
+    uint8_t message [64];
+    size_t size = kc_signed_message (context, digest, message);
+    uint64_t seen = 0;                  //  bit per operator index
+    int distinct = 0;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    for (size_t i = 0; i < count; i++) {
+        int index = kc_root_operator_index (self, signatures [i].key);
+        if (index < 0) {
+            if (strict) {
+                return kc_why (why, "signed by %s, which is not an operator in root v%llu",
+                               kc_fingerprint (signatures [i].key, fp),
+                               (unsigned long long) self->version);
+            }
+            continue;
+        }
+        if (crypto_sign_verify_detached (signatures [i].signature, message, size,
+                                         signatures [i].key)) {
+            if (strict) {
+                return kc_why (why, "bad signature by operator %s (%s)",
+                               self->operators [index].name,
+                               kc_fingerprint (signatures [i].key, fp));
+            }
+            continue;
+        }
+        if (!(seen & (1ULL << index))) {
+            seen |= 1ULL << index;
+            distinct++;
+        }
+    }
+    if (valid) {
+        *valid = distinct;
+    }
+    if (distinct < threshold) {
+        return kc_why (why, "signature threshold %d not met (%d valid)", threshold, distinct);
+    }
+    return 0;
+}
+
+static void
+s_signature_list (const kc_root_t *self, kc_signature_t *list)
+{
+    for (size_t i = 0; i < self->signature_count; i++) {
+        list [i].key = self->signatures [i].key;
+        list [i].signature = self->signatures [i].signature;
+    }
+}
+
+int
+kc_root_verify (const kc_root_t *self, uint64_t now, kc_why_t *why)
+{
+    char when [32];
+    if (now >= self->expires) {
+        return kc_why (why, "root v%llu expired at %s", (unsigned long long) self->version,
+                       kc_time_format (self->expires, when));
+    }
+    kc_signature_t list [KC_ROOT_SIGNATURES_MAX];
+    s_signature_list (self, list);
+    if (kc_root_check_signatures (self, KC_CONTEXT_ROOT, self->digest, list,
+                                  self->signature_count, self->threshold_root, true, NULL, why)) {
+        return kc_why_prefix (why, "root v%llu", (unsigned long long) self->version);
+    }
+    return 0;
+}
+
+int
+kc_root_verify_successor (const kc_root_t *current, const kc_root_t *next, uint64_t now,
+                          kc_why_t *why)
+{
+    char when [32];
+    if (next->version != current->version + 1) {
+        return kc_why (why, "root v%llu cannot follow v%llu",
+                       (unsigned long long) next->version, (unsigned long long) current->version);
+    }
+    if (memcmp (next->directory, current->directory, KC_HASH_BYTES)) {
+        return kc_why (why, "root v%llu is for another directory", (unsigned long long) next->version);
+    }
+    if (memcmp (next->previous, current->digest, KC_HASH_BYTES)) {
+        return kc_why (why, "root v%llu does not name v%llu as its previous root",
+                       (unsigned long long) next->version, (unsigned long long) current->version);
+    }
+    if (now >= next->expires) {
+        return kc_why (why, "root v%llu expired at %s", (unsigned long long) next->version,
+                       kc_time_format (next->expires, when));
+    }
+    kc_signature_t list [KC_ROOT_SIGNATURES_MAX];
+    s_signature_list (next, list);
+    //  Every signer must be an operator of the old or the new root
+    for (size_t i = 0; i < next->signature_count; i++) {
+        if (kc_root_operator_index (current, list [i].key) < 0
+        &&  kc_root_operator_index (next, list [i].key) < 0) {
+            char fp [KC_FINGERPRINT_CHARS + 1];
+            return kc_why (why, "root v%llu signed by %s, an operator of neither root",
+                           (unsigned long long) next->version, kc_fingerprint (list [i].key, fp));
+        }
+    }
+    if (kc_root_check_signatures (current, KC_CONTEXT_ROOT, next->digest, list,
+                                  next->signature_count, current->threshold_root, false, NULL, why)) {
+        return kc_why_prefix (why, "root v%llu, old operators", (unsigned long long) next->version);
+    }
+    if (kc_root_check_signatures (next, KC_CONTEXT_ROOT, next->digest, list,
+                                  next->signature_count, next->threshold_root, false, NULL, why)) {
+        return kc_why_prefix (why, "root v%llu, new operators", (unsigned long long) next->version);
+    }
+    return 0;
+}
+
+const uint8_t *
+kc_root_data (const kc_root_t *self, size_t *size)
+{
+    *size = self->size;
+    return self->data;
+}
+
+const uint8_t *
+kc_root_directory (const kc_root_t *self)
+{
+    return self->directory;
+}
+
+const uint8_t *
+kc_root_digest (const kc_root_t *self)
+{
+    return self->digest;
+}
+
+uint64_t
+kc_root_version (const kc_root_t *self)
+{
+    return self->version;
+}
+
+uint64_t
+kc_root_created (const kc_root_t *self)
+{
+    return self->created;
+}
+
+uint64_t
+kc_root_expires (const kc_root_t *self)
+{
+    return self->expires;
+}
+
+size_t
+kc_root_operator_count (const kc_root_t *self)
+{
+    return self->operator_count;
+}
+
+const kc_operator_t *
+kc_root_operator (const kc_root_t *self, size_t index)
+{
+    return index < self->operator_count ? &self->operators [index] : NULL;
+}
+
+int
+kc_root_threshold_register (const kc_root_t *self)
+{
+    return self->threshold_register;
+}
+
+int
+kc_root_threshold_revoke (const kc_root_t *self)
+{
+    return self->threshold_revoke;
+}
+
+int
+kc_root_threshold_root (const kc_root_t *self)
+{
+    return self->threshold_root;
+}
+
+const uint8_t *
+kc_root_head_key (const kc_root_t *self)
+{
+    return self->head_key;
+}
+
+const uint8_t *
+kc_root_server_key (const kc_root_t *self)
+{
+    return self->server_key;
+}
+
+const char *
+kc_root_endpoint (const kc_root_t *self, kc_endpoint_t which)
+{
+    return self->endpoints [which];
+}
+
+size_t
+kc_root_signature_count (const kc_root_t *self)
+{
+    return self->signature_count;
+}
+
+kc_signature_t
+kc_root_signature (const kc_root_t *self, size_t index)
+{
+    kc_signature_t signature = { self->signatures [index].key, self->signatures [index].signature };
+    return signature;
+}
+
+void
+kc_root_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_root: ");
+    }
+    kc_why_t why;
+    uint8_t seed [32] = { 0 };
+    kc_signer_t *signers [3];
+    kc_operator_t operators [3];
+    const char *names [] = { "alice", "bob", "carol" };
+    for (int i = 0; i < 3; i++) {
+        seed [0] = (uint8_t) (i + 1);
+        signers [i] = kc_signer_new_from_seed (seed, names [i], "keyclone-operator");
+        memcpy (operators [i].key, kc_signer_public_key (signers [i]), 32);
+        snprintf (operators [i].name, sizeof operators [i].name, "%s", names [i]);
+    }
+    uint8_t head [32], server [32];
+    memset (head, 0x11, 32);
+    memset (server, 0x22, 32);
+    kc_root_spec_t spec = {
+        .version = 1, .created = 1000, .expires = 2000, .operators = operators,
+        .operator_count = 3, .threshold_register = 1, .threshold_revoke = 1,
+        .threshold_root = 2, .head_key = head, .server_key = server,
+        .endpoints = { "tcp://127.0.0.1:5550", "tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552" }
+    };
+    kc_root_t *root = kc_root_new (&spec, &why);
+    assert (root);
+    //  Genesis: directory id is the digest
+    assert (memcmp (kc_root_directory (root), kc_root_digest (root), 32) == 0);
+    assert (kc_root_verify (root, 1500, &why) == -1);
+    assert (strstr (why.text, "signature threshold 2 not met (0 valid)"));
+    kc_root_sign (root, signers [0]);
+    kc_root_sign (root, signers [0]);       //  signing twice replaces, counts once
+    assert (kc_root_signature_count (root) == 1);
+    assert (kc_root_verify (root, 1500, &why) == -1);
+    assert (strstr (why.text, "threshold 2 not met (1 valid)"));
+    kc_root_sign (root, signers [2]);
+    assert (kc_root_verify (root, 1500, &why) == 0);
+    assert (kc_root_verify (root, 2000, &why) == -1 && strstr (why.text, "expired"));
+
+    //  Decode round trip, canonical, every truncation and one extension fail
+    size_t size;
+    const uint8_t *data = kc_root_data (root, &size);
+    kc_root_t *copy = kc_root_decode (data, size, &why);
+    assert (copy && kc_root_verify (copy, 1500, &why) == 0);
+    assert (memcmp (kc_root_directory (copy), kc_root_directory (root), 32) == 0);
+    assert (KC_STREQ (kc_root_endpoint (copy, KC_ENDPOINT_UPDATES), "tcp://127.0.0.1:5551"));
+    kc_root_destroy (&copy);
+    for (size_t cut = 0; cut < size; cut++) {
+        assert (kc_root_decode (data, cut, &why) == NULL);
+    }
+    uint8_t *longer = malloc (size + 1);
+    memcpy (longer, data, size);
+    longer [size] = 0;
+    assert (kc_root_decode (longer, size + 1, &why) == NULL && strstr (why.text, "trailing"));
+    //  A flipped body bit breaks the signatures, not the parser
+    longer [60] ^= 1;                      //  expires 2000 -> 2001
+    copy = kc_root_decode (longer, size, &why);
+    assert (copy && kc_root_verify (copy, 1500, &why) == -1 && strstr (why.text, "bad signature"));
+    kc_root_destroy (&copy);
+    free (longer);
+
+    //  A signature from a stranger is refused by name
+    seed [0] = 9;
+    kc_signer_t *stranger = kc_signer_new_from_seed (seed, "mallory", "keyclone-operator");
+    kc_root_t *forged = kc_root_new (&spec, &why);
+    kc_root_sign (forged, stranger);
+    kc_root_sign (forged, signers [0]);
+    assert (kc_root_verify (forged, 1500, &why) == -1 && strstr (why.text, "not an operator"));
+    kc_root_destroy (&forged);
+
+    //  Successor: needs 2 of old and 2 of new
+    kc_operator_t next_ops [2] = { operators [0], operators [1] };
+    kc_root_spec_t next_spec = spec;
+    next_spec.version = 2;
+    next_spec.directory = kc_root_directory (root);
+    next_spec.previous = kc_root_digest (root);
+    next_spec.operators = next_ops;
+    next_spec.operator_count = 2;
+    next_spec.expires = 3000;
+    kc_root_t *next = kc_root_new (&next_spec, &why);
+    assert (next);
+    kc_root_sign (next, signers [0]);
+    kc_root_sign (next, signers [2]);       //  2 old, but only 1 new
+    assert (kc_root_verify_successor (root, next, 1500, &why) == -1);
+    assert (strstr (why.text, "new operators"));
+    kc_root_sign (next, signers [1]);
+    assert (kc_root_verify_successor (root, next, 1500, &why) == 0);
+    assert (kc_root_verify_successor (next, root, 1500, &why) == -1);
+
+    //  Spec refusals: thresholds, duplicate operators, endpoints
+    kc_root_spec_t bad = spec;
+    bad.threshold_root = 4;
+    assert (kc_root_new (&bad, &why) == NULL && strstr (why.text, "thresholds"));
+    kc_operator_t dup [2] = { operators [0], operators [0] };
+    bad = spec;
+    bad.operators = dup;
+    bad.operator_count = 2;
+    bad.threshold_root = 1;
+    assert (kc_root_new (&bad, &why) == NULL && strstr (why.text, "twice"));
+    bad = spec;
+    bad.endpoints [1] = "not an endpoint";
+    assert (kc_root_new (&bad, &why) == NULL && strstr (why.text, "updates endpoint"));
+    bad = spec;
+    bad.expires = 1000;
+    assert (kc_root_new (&bad, &why) == NULL);
+
+    kc_root_destroy (&next);
+    kc_root_destroy (&root);
+    kc_signer_destroy (&stranger);
+    for (int i = 0; i < 3; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

@@ -1,0 +1,27 @@
+/*  =========================================================================
+    keyclone - key distribution for ZeroMQ CURVE security.
+
+    The one public umbrella header of libkeyclone: include this and link with
+    `pkg-config --libs keyclone`.
+    =========================================================================
+*/
+#ifndef KEYCLONE_H_INCLUDED
+#define KEYCLONE_H_INCLUDED
+
+#define KEYCLONE_VERSION_MAJOR 0
+#define KEYCLONE_VERSION_MINOR 1
+#define KEYCLONE_VERSION_PATCH 0
+
+#include "kc_util.h"
+#include "kc_wire.h"
+#include "kc_z85.h"
+#include "kc_file.h"
+#include "kc_zpl.h"
+#include "kc_keys.h"
+#include "kc_record.h"
+#include "kc_root.h"
+#include "kc_batch.h"
+#include "kc_db.h"
+#include "kc_json.h"
+
+#endif
