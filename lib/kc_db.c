@@ -1,0 +1,205 @@
+/*  =========================================================================
+    kc_db - sqlite open, pragmas and migrations.
+    =========================================================================
+*/
+#include "kc_db.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int
+kc_db_exec (sqlite3 *db, const char *sql, kc_why_t *why)
+{
+    char *message = NULL;
+    if (sqlite3_exec (db, sql, NULL, NULL, &message) != SQLITE_OK) {
+        kc_why (why, "%s", message ? message : sqlite3_errmsg (db));
+        sqlite3_free (message);
+        return -1;
+    }
+    return 0;
+}
+
+sqlite3_stmt *
+kc_db_prepare (sqlite3 *db, const char *sql, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v3 (db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        kc_why (why, "cannot prepare '%.60s': %s", sql, sqlite3_errmsg (db));
+        return NULL;
+    }
+    return stmt;
+}
+
+int
+kc_db_version (sqlite3 *db)
+{
+    sqlite3_stmt *stmt = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK
+    &&  sqlite3_step (stmt) == SQLITE_ROW) {
+        version = sqlite3_column_int (stmt, 0);
+    }
+    sqlite3_finalize (stmt);
+    return version;
+}
+
+int
+kc_schema_count (const kc_schema_t *schema)
+{
+    int count = 0;
+    while (schema->migrations [count]) {
+        count++;
+    }
+    return count;
+}
+
+static int
+s_migrate (sqlite3 *db, const kc_schema_t *schema, kc_why_t *why)
+{
+    int known = kc_schema_count (schema);
+    if (kc_db_exec (db, "BEGIN IMMEDIATE", why)) {
+        return -1;
+    }
+    //  Read the version inside the write transaction, so two processes
+    //  opening a new file cannot both migrate it
+    int version = kc_db_version (db);
+    if (version < 0 || version > known) {
+        kc_why (why, "%s database has schema version %d; this keyclone knows 1..%d "
+                "(newer keyclone, or not a keyclone %s database)",
+                schema->kind, version, known, schema->kind);
+        goto fail;
+    }
+    for (int i = version; i < known; i++) {
+        if (kc_db_exec (db, schema->migrations [i], why)) {
+            kc_why_prefix (why, "%s migration %d", schema->kind, i + 1);
+            goto fail;
+        }
+    }
+    char sql [64];
+    snprintf (sql, sizeof sql, "PRAGMA user_version = %d", known);
+    if (kc_db_exec (db, sql, why) || kc_db_exec (db, "COMMIT", why)) {
+        goto fail;
+    }
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit (db)) {
+        sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return -1;
+}
+
+sqlite3 *
+kc_db_open (const char *path, const kc_schema_t *schema, kc_db_mode_t mode,
+            const char *synchronous, kc_why_t *why)
+{
+    sqlite3 *db = NULL;
+    int flags = mode == KC_DB_READONLY ? SQLITE_OPEN_READONLY
+                                       : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    if (sqlite3_open_v2 (path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        kc_why (why, "cannot open '%s': %s", path, db ? sqlite3_errmsg (db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_extended_result_codes (db, 1);
+    sqlite3_busy_timeout (db, 5000);
+    char pragmas [160];
+    snprintf (pragmas, sizeof pragmas, "PRAGMA foreign_keys = ON; PRAGMA synchronous = %s;",
+              synchronous);
+    if (mode == KC_DB_READWRITE && kc_db_exec (db, "PRAGMA journal_mode = WAL", why)) {
+        kc_why_prefix (why, "cannot open '%s'", path);
+        goto fail;
+    }
+    if (kc_db_exec (db, pragmas, why)) {
+        kc_why_prefix (why, "cannot open '%s'", path);
+        goto fail;
+    }
+    if (mode == KC_DB_READWRITE) {
+        if (s_migrate (db, schema, why)) {
+            kc_why_prefix (why, "'%s'", path);
+            goto fail;
+        }
+    }
+    else
+    if (kc_db_version (db) != kc_schema_count (schema)) {
+        kc_why (why, "'%s' has schema version %d, expected %d", path, kc_db_version (db),
+                kc_schema_count (schema));
+        goto fail;
+    }
+    return db;
+fail:
+    sqlite3_close (db);
+    return NULL;
+}
+
+void
+kc_db_close (sqlite3 **db_p)
+{
+    if (db_p && *db_p) {
+        sqlite3_close_v2 (*db_p);
+        *db_p = NULL;
+    }
+}
+
+void
+kc_db_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_db: ");
+    }
+    char dir [] = "/tmp/kc_db_test.XXXXXX";
+    assert (mkdtemp (dir));
+    char path [256];
+    snprintf (path, sizeof path, "%s/server.db", dir);
+    kc_why_t why;
+
+    sqlite3 *db = kc_db_open (path, &kc_schema_server, KC_DB_READWRITE, "FULL", &why);
+    assert (db);
+    int known = kc_schema_count (&kc_schema_server);
+    assert (known >= 1 && kc_db_version (db) == known);
+    //  WAL mode is on and persistent
+    sqlite3_stmt *stmt = kc_db_prepare (db, "PRAGMA journal_mode", &why);
+    assert (stmt && sqlite3_step (stmt) == SQLITE_ROW);
+    assert (KC_STREQ ((const char *) sqlite3_column_text (stmt, 0), "wal"));
+    sqlite3_finalize (stmt);
+    //  The tables exist and enforce their checks
+    assert (kc_db_exec (db, "INSERT INTO meta (name, value) VALUES ('x', 'y')", &why) == 0);
+    assert (kc_db_exec (db, "INSERT INTO batches (seq, digest, chain, records, accepted, data) "
+                        "VALUES (1, x'00', x'00', 1, 0, x'00')", &why) == -1);
+    assert (strstr (why.text, "CHECK"));
+    kc_db_close (&db);
+    assert (db == NULL);
+
+    //  Reopening applies nothing new and keeps data
+    db = kc_db_open (path, &kc_schema_server, KC_DB_READWRITE, "FULL", &why);
+    assert (db && kc_db_version (db) == known);
+    stmt = kc_db_prepare (db, "SELECT value FROM meta WHERE name = 'x'", &why);
+    assert (stmt && sqlite3_step (stmt) == SQLITE_ROW);
+    sqlite3_finalize (stmt);
+    //  A newer schema than we know is refused
+    assert (kc_db_exec (db, "PRAGMA user_version = 999", &why) == 0);
+    kc_db_close (&db);
+    assert (kc_db_open (path, &kc_schema_server, KC_DB_READWRITE, "FULL", &why) == NULL);
+    assert (strstr (why.text, "schema version 999"));
+    assert (kc_db_open (path, &kc_schema_server, KC_DB_READONLY, "FULL", &why) == NULL);
+
+    //  A file that is not a database is refused with sqlite's reason
+    FILE *file = fopen (path, "w");
+    fputs ("this is not a database, it is a sentence long enough to fill a header......"
+           "................................................................", file);
+    fclose (file);
+    char wal [300];
+    snprintf (wal, sizeof wal, "%s-wal", path);
+    unlink (wal);
+    snprintf (wal, sizeof wal, "%s-shm", path);
+    unlink (wal);
+    assert (kc_db_open (path, &kc_schema_server, KC_DB_READWRITE, "FULL", &why) == NULL);
+    assert (strstr (why.text, "not a database"));
+
+    char command [300];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

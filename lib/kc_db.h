@@ -1,0 +1,58 @@
+/*  =========================================================================
+    kc_db - opening keyclone's sqlite databases: WAL, pragmas, and the
+    numbered migrations of schema/<kind>/ applied in one transaction and
+    tracked by PRAGMA user_version.
+    =========================================================================
+*/
+#ifndef KC_DB_H_INCLUDED
+#define KC_DB_H_INCLUDED
+
+#include "kc_util.h"
+#include <sqlite3.h>
+
+//  A set of migrations, generated from schema/<kind>/NNNN_name.sql.
+typedef struct {
+    const char *kind;                   //  "server", "agent"
+    const char *const *migrations;      //  SQL texts, NULL-terminated, in order
+} kc_schema_t;
+
+extern const kc_schema_t kc_schema_server;
+
+typedef enum {
+    KC_DB_READWRITE = 0,                //  create if missing, migrate
+    KC_DB_READONLY = 1                  //  must exist and be current
+} kc_db_mode_t;
+
+//  Opens (creating if needed) the database at path in WAL mode with the
+//  given synchronous level ("FULL" or "NORMAL"), and brings its schema up to
+//  date in one transaction. Refuses a database whose user_version is newer
+//  than this program knows. Returns the handle, or NULL with a reason.
+sqlite3 *
+    kc_db_open (const char *path, const kc_schema_t *schema, kc_db_mode_t mode,
+                const char *synchronous, kc_why_t *why);
+
+//  Closes a handle (finalizing nothing: callers finalize their statements).
+void
+    kc_db_close (sqlite3 **db_p);
+
+//  Runs SQL without results; returns 0 or -1 with sqlite's message.
+int
+    kc_db_exec (sqlite3 *db, const char *sql, kc_why_t *why) KC_WUR;
+
+//  Prepares a statement; returns it or NULL with sqlite's message.
+sqlite3_stmt *
+    kc_db_prepare (sqlite3 *db, const char *sql, kc_why_t *why);
+
+//  The schema version in the file (PRAGMA user_version), or -1.
+int
+    kc_db_version (sqlite3 *db);
+
+//  Number of migrations a schema has.
+int
+    kc_schema_count (const kc_schema_t *schema);
+
+//  Self test of this module.
+void
+    kc_db_test (bool verbose);
+
+#endif
