@@ -1,0 +1,80 @@
+/*  =========================================================================
+    cli - shared pieces of the keyclone command: option conventions, paths
+    under the keyclone directory, loading keys and roots, printing records.
+
+    Conventions: exit 0 success, 1 failure, 2 usage. Errors go to stderr as
+    one line "keyclone COMMAND: reason". Data goes to stdout; --json makes it
+    machine-readable.
+    =========================================================================
+*/
+#ifndef KC_CLI_H_INCLUDED
+#define KC_CLI_H_INCLUDED
+
+#include "keyclone.h"
+#include <getopt.h>
+#include <stdio.h>
+
+#define CLI_OK      0
+#define CLI_FAIL    1
+#define CLI_USAGE   2
+#define CLI_OPERATORS_MAX 32
+
+//  One subcommand: its name, function, one-line summary and help text.
+typedef struct {
+    const char *name;
+    int (*run) (int argc, char *argv []);
+    const char *summary;
+    const char *help;
+} cli_command_t;
+
+//  Prints "keyclone COMMAND: message" to stderr; returns CLI_FAIL.
+int
+    cli_fail (const char *command, const char *format, ...) KC_PRINTF (2, 3);
+
+//  Prints a usage error and a pointer to --help; returns CLI_USAGE.
+int
+    cli_usage (const char *command, const char *format, ...) KC_PRINTF (2, 3);
+
+//  Prints the help text of a command to stdout; returns CLI_OK.
+int
+    cli_help (const char *command);
+
+//  The keyclone directory: --dir, else $KEYCLONE_DIR, else ".".
+const char *
+    cli_dir (const char *option);
+
+#define CLI_PATH_MAX 4096
+
+//  Joins dir and name into buffer; returns buffer.
+const char *
+    cli_path (char buffer [static CLI_PATH_MAX], const char *dir, const char *name);
+
+//  Loads the root at path and checks it on its own (signatures, expiry).
+kc_root_t *
+    cli_load_root (const char *command, const char *path);
+
+//  Loads operator signers: each name is a path (contains '/') or an
+//  operator name under DIR/operators. With none given, uses the only operator
+//  key in DIR/operators. Returns the count, or -1 after printing why.
+int
+    cli_load_operators (const char *command, const char *dir, char *const *names,
+                        int name_count, kc_signer_t *signers [CLI_OPERATORS_MAX]);
+
+//  Prints one record as a text line or a JSON object.
+void
+    cli_print_record (FILE *out, const kc_record_t *record, bool json);
+
+//  The operator name for a key in root, or its fingerprint.
+const char *
+    cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80]);
+
+//  Subcommands.
+int cmd_init (int argc, char *argv []);
+int cmd_keygen (int argc, char *argv []);
+int cmd_sign (int argc, char *argv []);
+int cmd_cosign (int argc, char *argv []);
+int cmd_verify (int argc, char *argv []);
+
+extern const cli_command_t cli_commands [];
+
+#endif

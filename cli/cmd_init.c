@@ -1,0 +1,345 @@
+/*  =========================================================================
+    cmd_init - keyclone init (operator keys, server keys, genesis root) and
+    keyclone keygen (a CURVE key pair in czmq certificate format).
+    =========================================================================
+*/
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5550"
+
+typedef struct {
+    const char *dir;
+    int operators;
+    int threshold [3];                  //  register, revoke, root; 0 = default
+    const char *names;
+    const char *endpoint;
+    uint64_t lifetime;
+    bool json;
+} s_init_t;
+
+//  Derives the three channel endpoints from a base: tcp://HOST:PORT gives
+//  PORT, PORT+1, PORT+2; ipc://PATH gives PATH.snapshot, .updates, .submit.
+static int
+s_endpoints (const char *base, char out [KC_ENDPOINTS][300])
+{
+    static const char *suffix [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
+    if (strncmp (base, "ipc://", 6) == 0 && strlen (base) > 6 && strlen (base) < 200) {
+        for (int i = 0; i < KC_ENDPOINTS; i++) {
+            snprintf (out [i], 300, "%s.%s", base, suffix [i]);
+        }
+        return 0;
+    }
+    const char *colon = strrchr (base, ':');
+    if (strncmp (base, "tcp://", 6) || !colon || colon < base + 6 || strlen (base) > 200) {
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long port = strtol (colon + 1, &end, 10);
+    if (errno || *end || port < 1 || port > 65533) {
+        return -1;
+    }
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        snprintf (out [i], 300, "%.*s:%ld", (int) (colon - base), base, port + i);
+    }
+    return 0;
+}
+
+static int
+s_parse_names (const char *command, const char *list, int count,
+               char names [CLI_OPERATORS_MAX][KC_ROOT_OPERATOR_NAME_MAX + 1])
+{
+    int found = 0;
+    if (!list) {
+        for (int i = 0; i < count; i++) {
+            snprintf (names [i], KC_ROOT_OPERATOR_NAME_MAX + 1, "op%d", i + 1);
+        }
+        return 0;
+    }
+    const char *p = list;
+    while (*p) {
+        size_t length = strcspn (p, ",");
+        if (found == CLI_OPERATORS_MAX || length == 0 || length > KC_ROOT_OPERATOR_NAME_MAX
+        ||  !kc_record_name_valid (p, length)) {
+            return cli_usage (command, "invalid operator name list '%s'", list);
+        }
+        snprintf (names [found++], KC_ROOT_OPERATOR_NAME_MAX + 1, "%.*s", (int) length, p);
+        p += length + (p [length] == ',');
+    }
+    if (found != count) {
+        return cli_usage (command, "--names lists %d names for %d operators", found, count);
+    }
+    for (int i = 0; i < count; i++) {
+        for (int j = 0; j < i; j++) {
+            if (KC_STREQ (names [i], names [j])) {
+                return cli_usage (command, "operator name '%s' given twice", names [i]);
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+s_init_options (int argc, char *argv [], s_init_t *options)
+{
+    static const struct option longs [] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "operators", required_argument, NULL, 'n' },
+        { "threshold", required_argument, NULL, 't' },
+        { "threshold-register", required_argument, NULL, 'R' },
+        { "threshold-revoke", required_argument, NULL, 'V' },
+        { "threshold-root", required_argument, NULL, 'O' },
+        { "names", required_argument, NULL, 'N' },
+        { "endpoint", required_argument, NULL, 'e' },
+        { "expires", required_argument, NULL, 'x' },
+        { "json", no_argument, NULL, 'j' },
+        { NULL, 0, NULL, 0 }
+    };
+    int all = 1, c;
+    kc_why_t why;
+    options->operators = 1;
+    options->endpoint = DEFAULT_ENDPOINT;
+    options->lifetime = 365 * 86400;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        int *slot = c == 'R' ? &options->threshold [0] : c == 'V' ? &options->threshold [1]
+                  : c == 'O' ? &options->threshold [2] : c == 't' ? &all : NULL;
+        if (slot) {
+            *slot = atoi (optarg);
+            if (*slot < 1 || *slot > CLI_OPERATORS_MAX) {
+                return cli_usage ("init", "invalid threshold '%s'", optarg);
+            }
+        }
+        else
+        switch (c) {
+            case 'd': options->dir = optarg; break;
+            case 'N': options->names = optarg; break;
+            case 'e': options->endpoint = optarg; break;
+            case 'j': options->json = true; break;
+            case 'n':
+                options->operators = atoi (optarg);
+                if (options->operators < 1 || options->operators > CLI_OPERATORS_MAX) {
+                    return cli_usage ("init", "--operators must be 1..%d", CLI_OPERATORS_MAX);
+                }
+                break;
+            case 'x':
+                if (kc_duration_parse (optarg, &options->lifetime, &why) || !options->lifetime) {
+                    return cli_usage ("init", "%s", why.text);
+                }
+                break;
+            default:
+                return CLI_USAGE;
+        }
+    }
+    if (optind < argc) {
+        return cli_usage ("init", "unexpected argument '%s'", argv [optind]);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!options->threshold [i]) {
+            options->threshold [i] = all;
+        }
+        if (options->threshold [i] > options->operators) {
+            return cli_usage ("init", "a threshold of %d needs at least %d operators "
+                              "(--operators)", options->threshold [i], options->threshold [i]);
+        }
+    }
+    options->dir = cli_dir (options->dir);
+    return CLI_OK;
+}
+
+static void
+s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_ROOT_OPERATOR_NAME_MAX + 1])
+{
+    char hex [65], when [32], path_buffer [CLI_PATH_MAX];
+    kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
+    if (options->json) {
+        printf ("{");
+        kc_json_field_str (stdout, true, "directory", hex);
+        kc_json_field_str (stdout, false, "root", cli_path (path_buffer, options->dir, "root"));
+        kc_json_field_u64 (stdout, false, "expires", kc_root_expires (root));
+        printf (", \"operators\": [");
+        for (int i = 0; i < options->operators; i++) {
+            printf ("%s", i ? ", " : "");
+            char operator_path [CLI_PATH_MAX + 64];
+            snprintf (operator_path, sizeof operator_path, "%s/operators/%s_secret", options->dir, names [i]);
+            kc_json_cstr (stdout, operator_path);
+        }
+        printf ("]");
+        for (int i = 0; i < KC_ENDPOINTS; i++) {
+            static const char *labels [] = { "snapshot", "updates", "submit" };
+            kc_json_field_str (stdout, false, labels [i], kc_root_endpoint (root, (kc_endpoint_t) i));
+        }
+        printf ("}\n");
+        return;
+    }
+    printf ("keyclone: initialised '%s'\n", options->dir);
+    printf ("  directory id   %s\n", hex);
+    printf ("  root           %s (v1, expires %s)\n", cli_path (path_buffer, options->dir, "root"),
+            kc_time_format (kc_root_expires (root), when));
+    printf ("  thresholds     register %d, revoke %d, root change %d of %d operators\n",
+            options->threshold [0], options->threshold [1], options->threshold [2],
+            options->operators);
+    for (int i = 0; i < options->operators; i++) {
+        printf ("  operator key   %s/operators/%s_secret\n", options->dir, names [i]);
+    }
+    printf ("  server keys    %s/server/curve_secret, %s/server/head_secret\n",
+            options->dir, options->dir);
+    printf ("  endpoints      snapshot %s, updates %s, submit %s\n",
+            kc_root_endpoint (root, KC_ENDPOINT_SNAPSHOT),
+            kc_root_endpoint (root, KC_ENDPOINT_UPDATES),
+            kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
+    printf ("\nWhat to copy where:\n"
+            "  - %s/root to every node (the agent pins it) and to every operator;\n"
+            "  - each %s/operators/NAME_secret to that operator's machine, then delete it\n"
+            "    here: operator keys sign membership and belong offline;\n"
+            "  - %s/server/ stays on the server only.\n", options->dir, options->dir,
+            options->dir);
+}
+
+int
+cmd_init (int argc, char *argv [])
+{
+    s_init_t options = { 0 };
+    int rc = s_init_options (argc, argv, &options);
+    if (rc != CLI_OK) {
+        return rc;
+    }
+    char names [CLI_OPERATORS_MAX][KC_ROOT_OPERATOR_NAME_MAX + 1];
+    char endpoints [KC_ENDPOINTS][300];
+    if ((rc = s_parse_names ("init", options.names, options.operators, names)) != CLI_OK) {
+        return rc;
+    }
+    if (s_endpoints (options.endpoint, endpoints)) {
+        return cli_usage ("init", "invalid endpoint '%s' (expected tcp://HOST:PORT or ipc://PATH)",
+                          options.endpoint);
+    }
+    char root_path [CLI_PATH_MAX], path_buffer [CLI_PATH_MAX];
+    cli_path (root_path, options.dir, "root");
+    if (kc_file_exists (root_path)) {
+        return cli_fail ("init", "'%s' already exists: this directory is initialised "
+                         "(refusing to overwrite)", root_path);
+    }
+    kc_why_t why;
+    if (kc_file_mkdirs (options.dir, 0755, &why)
+    ||  kc_file_mkdirs (cli_path (path_buffer, options.dir, "operators"), 0700, &why)
+    ||  kc_file_mkdirs (cli_path (path_buffer, options.dir, "server"), 0700, &why)) {
+        return cli_fail ("init", "%s", why.text);
+    }
+    kc_signer_t *signers [CLI_OPERATORS_MAX] = { NULL };
+    kc_operator_t operators [CLI_OPERATORS_MAX];
+    kc_cert_t *curve = kc_cert_new ("keyclone-server");
+    kc_signer_t *head = kc_signer_new ("head", "keyclone-head");
+    kc_root_t *root = NULL;
+    rc = CLI_FAIL;
+    for (int i = 0; i < options.operators; i++) {
+        signers [i] = kc_signer_new (names [i], "keyclone-operator");
+        memcpy (operators [i].key, kc_signer_public_key (signers [i]), KC_KEY_BYTES);
+        snprintf (operators [i].name, sizeof operators [i].name, "%s", names [i]);
+    }
+    uint64_t now = kc_now ();
+    kc_root_spec_t spec = {
+        .version = 1, .created = now, .expires = now + options.lifetime,
+        .operators = operators, .operator_count = (size_t) options.operators,
+        .threshold_register = (uint8_t) options.threshold [0],
+        .threshold_revoke = (uint8_t) options.threshold [1],
+        .threshold_root = (uint8_t) options.threshold [2],
+        .head_key = kc_signer_public_key (head), .server_key = kc_cert_public_key (curve),
+        .endpoints = { endpoints [0], endpoints [1], endpoints [2] }
+    };
+    root = kc_root_new (&spec, &why);
+    if (!root) {
+        cli_fail ("init", "%s", why.text);
+        goto cleanup;
+    }
+    for (int i = 0; i < options.operators; i++) {
+        kc_root_sign (root, signers [i]);
+        char path [4200];
+        snprintf (path, sizeof path, "%s/operators/%s", options.dir, names [i]);
+        if (kc_signer_save (signers [i], path, &why)) {
+            cli_fail ("init", "%s", why.text);
+            goto cleanup;
+        }
+    }
+    if (kc_cert_save (curve, cli_path (path_buffer, options.dir, "server/curve"), &why)
+    ||  kc_signer_save (head, cli_path (path_buffer, options.dir, "server/head"), &why)
+    ||  kc_root_save (root, root_path, &why)) {
+        cli_fail ("init", "%s", why.text);
+        goto cleanup;
+    }
+    s_print_init (&options, root, names);
+    rc = CLI_OK;
+cleanup:
+    for (int i = 0; i < options.operators; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_signer_destroy (&head);
+    kc_cert_destroy (&curve);
+    kc_root_destroy (&root);
+    return rc;
+}
+
+int
+cmd_keygen (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "force", no_argument, NULL, 'f' },
+        { "json", no_argument, NULL, 'j' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *dir = ".";
+    bool force = false, json = false;
+    int c;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+            case 'd': dir = optarg; break;
+            case 'f': force = true; break;
+            case 'j': json = true; break;
+            default: return CLI_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("keygen", "expected one NAME");
+    }
+    const char *name = argv [optind];
+    if (!kc_record_name_valid (name, strlen (name))) {
+        return cli_usage ("keygen", "invalid name '%s' (letters, digits, '.', '-', '_'; "
+                          "starting with a letter or digit; at most %d)", name, KC_RECORD_NAME_MAX);
+    }
+    kc_why_t why;
+    if (kc_file_mkdirs (dir, 0755, &why)) {
+        return cli_fail ("keygen", "%s", why.text);
+    }
+    char path [CLI_PATH_MAX];
+    cli_path (path, dir, name);
+    char secret [4200];
+    snprintf (secret, sizeof secret, "%s_secret", path);
+    if (!force && (kc_file_exists (path) || kc_file_exists (secret))) {
+        return cli_fail ("keygen", "'%s' already exists (use --force to replace it)", path);
+    }
+    kc_cert_t *cert = kc_cert_new (name);
+    int rc = kc_cert_save (cert, path, &why);
+    if (rc) {
+        cli_fail ("keygen", "%s", why.text);
+    }
+    else
+    if (json) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        printf ("{");
+        kc_json_field_str (stdout, true, "name", name);
+        kc_json_field_str (stdout, false, "public_key", kc_cert_public_txt (cert));
+        kc_json_field_str (stdout, false, "fingerprint", kc_fingerprint (kc_cert_public_key (cert), fp));
+        kc_json_field_str (stdout, false, "public_file", path);
+        kc_json_field_str (stdout, false, "secret_file", secret);
+        printf ("}\n");
+    }
+    else {
+        printf ("%s\n", kc_cert_public_txt (cert));
+        fprintf (stderr, "keyclone keygen: wrote %s and %s (mode 0600)\n", path, secret);
+    }
+    kc_cert_destroy (&cert);
+    return rc ? CLI_FAIL : CLI_OK;
+}

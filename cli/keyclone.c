@@ -1,0 +1,340 @@
+/*  =========================================================================
+    keyclone - the operator and node command line: table-driven dispatch to
+    one function per subcommand. Thin: parses arguments and calls libkeyclone.
+    =========================================================================
+*/
+#include "cli.h"
+
+#include <dirent.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_main_help =
+    "Usage: keyclone COMMAND [OPTIONS]\n"
+    "\n"
+    "keyclone distributes operator-signed ZeroMQ CURVE public keys to every node.\n"
+    "\n"
+    "Commands:\n";
+
+const cli_command_t cli_commands [] = {
+    { "init", cmd_init, "create operator keys, server keys and the genesis root",
+      "Usage: keyclone init [--dir DIR] [--operators N] [--threshold K]\n"
+      "                     [--names NAME,...] [--endpoint tcp://HOST:PORT] [--expires DURATION]\n"
+      "\n"
+      "Creates a new keyclone directory in DIR (default: $KEYCLONE_DIR or .):\n"
+      "  DIR/root                      the signed genesis root: copy to every node\n"
+      "  DIR/operators/NAME[_secret]   Ed25519 operator keys: move the _secret files\n"
+      "                                to the operators' machines and keep them offline\n"
+      "  DIR/server/curve[_secret]     the server's CURVE key pair (czmq certificate)\n"
+      "  DIR/server/head[_secret]      the server's head-signing key\n"
+      "and prints the directory id.\n"
+      "\n"
+      "Options:\n"
+      "  --operators N          number of operator keys to create (default 1, max 32)\n"
+      "  --threshold K          signatures needed to register, revoke and change the\n"
+      "                         root (default 1); override one with --threshold-register,\n"
+      "                         --threshold-revoke, --threshold-root\n"
+      "  --names A,B,...        operator names (default op1, op2, ...)\n"
+      "  --endpoint URL         base endpoint tcp://HOST:PORT: the snapshot channel uses\n"
+      "                         PORT, updates PORT+1, submissions PORT+2\n"
+      "                         (default tcp://127.0.0.1:5550)\n"
+      "  --expires DURATION     root lifetime, e.g. 365d, 2y (default 1y)\n"
+      "  --json                 print the result as JSON\n" },
+    { "keygen", cmd_keygen, "create a CURVE key pair (czmq certificate files)",
+      "Usage: keyclone keygen NAME [--dir DIR] [--force] [--json]\n"
+      "\n"
+      "Writes DIR/NAME (public) and DIR/NAME_secret (mode 0600) in czmq's certificate\n"
+      "format, so zcert_load and pyzmq's zmq.auth.load_certificate read them, and prints\n"
+      "the public key in Z85. DIR defaults to the current directory. An existing\n"
+      "key is never overwritten unless --force is given.\n" },
+    { "sign", cmd_sign, "build and sign a batch of registrations and revocations offline",
+      "Usage: keyclone sign [--register NAME=KEY[,OPTION...]]... [--revoke KEY[,OPTION...]]...\n"
+      "                     [--from FILE] --out FILE [--operator NAME|PATH]... [--root FILE]\n"
+      "                     [--dir DIR] [--json]\n"
+      "\n"
+      "Builds one batch and signs it with the operator key(s). KEY is a 40-character\n"
+      "Z85 CURVE public key (quote it: Z85 uses shell characters).\n"
+      "  register options: tag=TAG (repeatable, e.g. tag=role=db), expires=DURATION,\n"
+      "                    version=N\n"
+      "  revoke options:   name=NAME, version=N, reason=TEXT (must come last: the rest\n"
+      "                    of the argument is the reason)\n"
+      "The version defaults to the signing time in microseconds, so a later signature\n"
+      "for a key supersedes an earlier one. --from FILE reads one record per line in\n"
+      "the same syntax, as 'NAME=KEY,...' or 'register NAME=KEY,...' or\n"
+      "'revoke KEY,...'; '#' starts a comment; '-' reads standard input.\n"
+      "The operator defaults to the only key in DIR/operators; give --operator several\n"
+      "times to sign with several keys. Use 'keyclone cosign' to add signatures later.\n" },
+    { "cosign", cmd_cosign, "add an operator signature to a batch or root file",
+      "Usage: keyclone cosign FILE [--operator NAME|PATH]... [--out FILE] [--root FILE]\n"
+      "                       [--dir DIR]\n"
+      "\n"
+      "Adds the operator's signature to a batch (or a root) and writes it back (or to\n"
+      "--out). Reports how many valid signatures the result has against the root.\n" },
+    { "verify", cmd_verify, "check a batch or root and print what it contains",
+      "Usage: keyclone verify [--root ROOT] [--dir DIR] [--json] [--quiet] FILE\n"
+      "\n"
+      "FILE is a batch or a root. A batch is checked against ROOT (default DIR/root):\n"
+      "directory, root expiry, and the operator signature thresholds. A root is\n"
+      "checked on its own (its own operators' signatures and expiry) and, when it is a\n"
+      "newer version than ROOT, as ROOT's successor. Prints the contents, or the\n"
+      "reason the file is rejected. --quiet prints only the verdict.\n"
+      "Exit status: 0 valid, 1 rejected or unreadable, 2 usage.\n" },
+    { NULL, NULL, NULL, NULL }
+};
+
+int
+cli_fail (const char *command, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "keyclone %s: ", command);
+    vfprintf (stderr, format, args);
+    fputc ('\n', stderr);
+    va_end (args);
+    return CLI_FAIL;
+}
+
+int
+cli_usage (const char *command, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fprintf (stderr, "keyclone %s: ", command);
+    vfprintf (stderr, format, args);
+    fprintf (stderr, "\nTry 'keyclone %s --help'.\n", command);
+    va_end (args);
+    return CLI_USAGE;
+}
+
+int
+cli_help (const char *command)
+{
+    for (int i = 0; cli_commands [i].name; i++) {
+        if (KC_STREQ (cli_commands [i].name, command)) {
+            fputs (cli_commands [i].help, stdout);
+            return CLI_OK;
+        }
+    }
+    return CLI_USAGE;
+}
+
+const char *
+cli_dir (const char *option)
+{
+    if (option) {
+        return option;
+    }
+    const char *env = getenv ("KEYCLONE_DIR");
+    return env && *env ? env : ".";
+}
+
+const char *
+cli_path (char buffer [static CLI_PATH_MAX], const char *dir, const char *name)
+{
+    snprintf (buffer, CLI_PATH_MAX, "%s/%s", dir, name);
+    return buffer;
+}
+
+kc_root_t *
+cli_load_root (const char *command, const char *path)
+{
+    kc_why_t why;
+    kc_root_t *root = kc_root_load (path, &why);
+    if (!root) {
+        cli_fail (command, "%s", why.text);
+        return NULL;
+    }
+    if (kc_root_verify (root, kc_now (), &why)) {
+        cli_fail (command, "root '%s' rejected: %s", path, why.text);
+        kc_root_destroy (&root);
+    }
+    return root;
+}
+
+static int
+s_find_single_operator (const char *command, const char *dir, char *path, size_t size)
+{
+    char folder [CLI_PATH_MAX];
+    cli_path (folder, dir, "operators");
+    DIR *handle = opendir (folder);
+    if (!handle) {
+        cli_fail (command, "no operator key given and no '%s' directory "
+                  "(use --operator PATH)", folder);
+        return -1;
+    }
+    int found = 0;
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        size_t length = strlen (entry->d_name);
+        if (length > 7 && KC_STREQ (entry->d_name + length - 7, "_secret")) {
+            if (found++ == 0 && (size_t) snprintf (path, size, "%.3000s/%.255s",
+                                                   folder, entry->d_name) >= size) {
+                found = -1000;
+            }
+        }
+    }
+    closedir (handle);
+    if (found == 0) {
+        cli_fail (command, "no operator secret key in '%s' (use --operator PATH)", folder);
+        return -1;
+    }
+    if (found > 1) {
+        cli_fail (command, "%d operator keys in '%s': choose with --operator NAME "
+                  "(repeat it to sign with several)", found, folder);
+        return -1;
+    }
+    return 0;
+}
+
+int
+cli_load_operators (const char *command, const char *dir, char *const *names,
+                    int name_count, kc_signer_t *signers [CLI_OPERATORS_MAX])
+{
+    char path [4096];
+    kc_why_t why;
+    if (name_count == 0) {
+        if (s_find_single_operator (command, dir, path, sizeof path)) {
+            return -1;
+        }
+        signers [0] = kc_signer_load (path, &why);
+        if (!signers [0]) {
+            cli_fail (command, "%s", why.text);
+            return -1;
+        }
+        return 1;
+    }
+    for (int i = 0; i < name_count; i++) {
+        if (strchr (names [i], '/')) {
+            snprintf (path, sizeof path, "%s", names [i]);
+        }
+        else {
+            snprintf (path, sizeof path, "%s/operators/%s", dir, names [i]);
+        }
+        signers [i] = kc_signer_load (path, &why);
+        if (!signers [i]) {
+            cli_fail (command, "%s", why.text);
+            while (i-- > 0) {
+                kc_signer_destroy (&signers [i]);
+            }
+            return -1;
+        }
+    }
+    return name_count;
+}
+
+const char *
+cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80])
+{
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    int index = root ? kc_root_operator_index (root, key) : -1;
+    if (index >= 0) {
+        snprintf (buffer, 80, "%s (%s)", kc_root_operator (root, (size_t) index)->name,
+                  kc_fingerprint (key, fp));
+    }
+    else {
+        snprintf (buffer, 80, "unknown key %s", kc_fingerprint (key, fp));
+    }
+    return buffer;
+}
+
+void
+cli_print_record (FILE *out, const kc_record_t *record, bool json)
+{
+    char z85 [KC_Z85_KEY_CHARS + 1], name [KC_RECORD_NAME_MAX + 1];
+    char tags [KC_RECORD_TAGS_TEXT_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    kc_z85_encode (record->key, KC_KEY_BYTES, z85);
+    kc_record_name (record, name);
+    bool active = record->status == KC_STATUS_ACTIVE;
+    if (json) {
+        fputc ('{', out);
+        kc_json_field_str (out, true, "key", z85);
+        kc_json_field_str (out, false, "fingerprint", kc_fingerprint (record->key, fp));
+        kc_json_field_str (out, false, "name", name);
+        kc_json_field_str (out, false, "status", active ? "active" : "revoked");
+        kc_json_field_u64 (out, false, "version", record->version);
+        kc_json_field_u64 (out, false, "not_before", record->not_before);
+        kc_json_field_u64 (out, false, "not_after", record->not_after);
+        fputs (", \"tags\": [", out);
+        const uint8_t *p = record->tags;
+        for (int i = 0; i < record->tag_count; i++) {
+            fputs (i ? ", " : "", out);
+            kc_json_string (out, (const char *) p + 1, *p);
+            p += 1 + *p;
+        }
+        fputs ("]", out);
+        if (!active) {
+            fputs (", \"reason\": ", out);
+            kc_json_string (out, record->reason, record->reason_size);
+        }
+        fputc ('}', out);
+    }
+    else {
+        fprintf (out, "  %-7s %s  %-20s v%-16llu", active ? "active" : "REVOKED", z85,
+                 *name ? name : "-", (unsigned long long) record->version);
+        if (active) {
+            fprintf (out, " expires %s", kc_time_format (record->not_after, when));
+            if (record->tag_count) {
+                fprintf (out, " tags %s", kc_record_tags (record, ',', tags, sizeof tags));
+            }
+        }
+        else
+        if (record->reason_size) {
+            fprintf (out, " reason \"%.*s\"", (int) record->reason_size, record->reason);
+        }
+        fputc ('\n', out);
+    }
+}
+
+static void
+s_print_main_help (FILE *out)
+{
+    fputs (s_main_help, out);
+    for (int i = 0; cli_commands [i].name; i++) {
+        fprintf (out, "  %-10s %s\n", cli_commands [i].name, cli_commands [i].summary);
+    }
+    fputs ("\nRun 'keyclone COMMAND --help' for a command's options. Exit status: 0 ok,\n"
+           "1 failure, 2 usage. See README.md and docs/ for the full guide.\n", out);
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (sodium_init () < 0) {
+        fprintf (stderr, "keyclone: libsodium failed to initialise\n");
+        return CLI_FAIL;
+    }
+    if (argc < 2) {
+        s_print_main_help (stderr);
+        return CLI_USAGE;
+    }
+    if (KC_STREQ (argv [1], "--help") || KC_STREQ (argv [1], "-h") || KC_STREQ (argv [1], "help")) {
+        if (argc > 2 && cli_help (argv [2]) == CLI_OK) {
+            return CLI_OK;
+        }
+        s_print_main_help (stdout);
+        return CLI_OK;
+    }
+    if (KC_STREQ (argv [1], "--version")) {
+        printf ("keyclone %d.%d.%d\n", KEYCLONE_VERSION_MAJOR, KEYCLONE_VERSION_MINOR,
+                KEYCLONE_VERSION_PATCH);
+        return CLI_OK;
+    }
+    for (int i = 0; cli_commands [i].name; i++) {
+        if (KC_STREQ (cli_commands [i].name, argv [1])) {
+            for (int arg = 2; arg < argc; arg++) {
+                if (KC_STREQ (argv [arg], "--help") || KC_STREQ (argv [arg], "-h")) {
+                    return cli_help (argv [1]);
+                }
+                if (KC_STREQ (argv [arg], "--")) {
+                    break;
+                }
+            }
+            return cli_commands [i].run (argc - 1, argv + 1);
+        }
+    }
+    fprintf (stderr, "keyclone: unknown command '%s'\n", argv [1]);
+    s_print_main_help (stderr);
+    return CLI_USAGE;
+}
