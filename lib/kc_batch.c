@@ -408,6 +408,12 @@ kc_batch_digest (const kc_batch_t *self)
     return self->digest;
 }
 
+size_t
+kc_batch_body_size (const kc_batch_t *self)
+{
+    return self->body_size;
+}
+
 const uint8_t *
 kc_batch_directory (const kc_batch_t *self)
 {

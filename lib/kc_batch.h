@@ -90,6 +90,8 @@ const uint8_t *
     kc_batch_data (const kc_batch_t *self, size_t *size);
 const uint8_t *
     kc_batch_digest (const kc_batch_t *self);       //  BLAKE2b-256 of the body
+size_t
+    kc_batch_body_size (const kc_batch_t *self);    //  bytes before the signatures
 const uint8_t *
     kc_batch_directory (const kc_batch_t *self);
 uint64_t

@@ -17,10 +17,14 @@ typedef struct {
 } kc_schema_t;
 
 extern const kc_schema_t kc_schema_server;
+extern const kc_schema_t kc_schema_agent;
 
 typedef enum {
-    KC_DB_READWRITE = 0,                //  create if missing, migrate
-    KC_DB_READONLY = 1                  //  must exist and be current
+    KC_DB_READWRITE = 0,                //  create if missing, migrate, WAL
+    KC_DB_READONLY = 1,                 //  must exist and be current
+    KC_DB_BUILD = 2                     //  a new file being filled in one go: no
+                                        //  journal, no syncs (the caller fsyncs
+                                        //  and renames it into place)
 } kc_db_mode_t;
 
 //  Opens (creating if needed) the database at path in WAL mode with the
@@ -30,6 +34,12 @@ typedef enum {
 sqlite3 *
     kc_db_open (const char *path, const kc_schema_t *schema, kc_db_mode_t mode,
                 const char *synchronous, kc_why_t *why);
+
+//  True when the last kc_db_open failure in this thread was a damaged or
+//  foreign file (SQLITE_CORRUPT or SQLITE_NOTADB), as opposed to, say, a
+//  permission problem or a schema newer than this program.
+bool
+    kc_db_last_open_corrupt (void);
 
 //  Closes a handle (finalizing nothing: callers finalize their statements).
 void

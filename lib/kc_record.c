@@ -319,6 +319,23 @@ kc_record_in_force (const kc_record_t *self, uint64_t now)
         && (self->not_after == 0 || now < self->not_after);
 }
 
+int
+kc_record_check_successor (const kc_record_t *record, uint8_t stored_status,
+                           uint64_t stored_version, kc_why_t *why)
+{
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (stored_status == KC_STATUS_REVOKED) {
+        return kc_why (why, "key %s is revoked; revocation is terminal",
+                       kc_fingerprint (record->key, fp));
+    }
+    if (stored_status && record->version <= stored_version) {
+        return kc_why (why, "version %llu for key %s is not above the stored version %llu",
+                       (unsigned long long) record->version, kc_fingerprint (record->key, fp),
+                       (unsigned long long) stored_version);
+    }
+    return 0;
+}
+
 void
 kc_record_test (bool verbose)
 {
@@ -396,6 +413,14 @@ kc_record_test (bool verbose)
     assert (kc_record_decode (&r, &record, &why) == 0);
     assert (record.status == KC_STATUS_REVOKED && record.reason_size == 13);
     assert (!kc_record_in_force (&record, 150));
+
+    //  Successor rules: terminal revocation, strictly increasing versions
+    assert (kc_record_check_successor (&record, 0, 0, &why) == 0);
+    assert (kc_record_check_successor (&record, KC_STATUS_ACTIVE, 7, &why) == 0);
+    assert (kc_record_check_successor (&record, KC_STATUS_ACTIVE, 8, &why) == -1);
+    assert (strstr (why.text, "not above the stored version 8"));
+    assert (kc_record_check_successor (&record, KC_STATUS_REVOKED, 1, &why) == -1);
+    assert (strstr (why.text, "terminal"));
 
     //  Decoder refusals on edited bytes: format, status, unsorted tags
     uint8_t copy [KC_RECORD_BYTES_MAX];

@@ -97,6 +97,14 @@ bool
 bool
     kc_record_in_force (const kc_record_t *self, uint64_t now);
 
+//  The rules for a record against the stored state of its key, used by the
+//  server on submission and by every agent before applying: a revoked key
+//  stays revoked, versions strictly increase. stored_status is 0 when the key
+//  has no stored record. Returns 0 or -1 with a reason naming the key.
+int
+    kc_record_check_successor (const kc_record_t *record, uint8_t stored_status,
+                               uint64_t stored_version, kc_why_t *why) KC_WUR;
+
 //  Self test of this module.
 void
     kc_record_test (bool verbose);

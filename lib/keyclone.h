@@ -23,5 +23,10 @@
 #include "kc_batch.h"
 #include "kc_db.h"
 #include "kc_json.h"
+#include "kc_head.h"
+#include "kc_proto.h"
+#include "kc_store.h"
+#include "kc_bucket.h"
+#include "kc_cache.h"
 
 #endif

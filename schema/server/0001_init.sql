@@ -16,7 +16,9 @@ CREATE TABLE batches (
 );
 
 -- The current record of every key ever registered. Revoked keys stay here
--- forever as tombstones: revocation is terminal.
+-- forever as tombstones: revocation is terminal. record is the record's exact
+-- encoding (docs/records.md section 3); the other columns are copies of its
+-- fields for lookups and the submission checks.
 CREATE TABLE keys (
     key        BLOB    PRIMARY KEY CHECK (length (key) = 32),
     name       TEXT    NOT NULL,
@@ -24,9 +26,8 @@ CREATE TABLE keys (
     version    INTEGER NOT NULL CHECK (version >= 1),
     not_before INTEGER NOT NULL,
     not_after  INTEGER NOT NULL,            -- 0 = no expiry
-    tags       TEXT    NOT NULL,            -- comma-separated, sorted
-    reason     TEXT    NOT NULL,
-    seq        INTEGER NOT NULL REFERENCES batches (seq)
+    seq        INTEGER NOT NULL REFERENCES batches (seq),
+    record     BLOB    NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX keys_by_name ON keys (name);
 

@@ -28,6 +28,11 @@ static const struct {
     { "kc_batch", kc_batch_test },
     { "kc_db", kc_db_test },
     { "kc_json", kc_json_test },
+    { "kc_head", kc_head_test },
+    { "kc_proto", kc_proto_test },
+    { "kc_store", kc_store_test },
+    { "kc_bucket", kc_bucket_test },
+    { "kc_cache", kc_cache_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
     { NULL, NULL }

@@ -1,0 +1,1075 @@
+/*  =========================================================================
+    kc_cache - the agent's verified cache: bucketed sqlite (WAL).
+
+    Within a group of applies, touched buckets are loaded once into memory,
+    changed there, and written back at commit, so a batch of 10,000 records
+    costs at most one read and one write per touched bucket.
+    =========================================================================
+*/
+#include "kc_cache.h"
+#include "kc_bucket.h"
+#include "kc_db.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum {
+    S_GET_KEYS, S_PUT_KEYS, S_GET_NAMES, S_PUT_NAMES, S_CHANGE, S_STATE, S_HEAD,
+    S_CHANGES, S_PRUNE, S_STATEMENTS
+} s_statement_t;
+
+static const char *s_sql [S_STATEMENTS] = {
+    "SELECT data FROM key_buckets WHERE bucket = ?",
+    "INSERT OR REPLACE INTO key_buckets (bucket, data) VALUES (?, ?)",
+    "SELECT data FROM name_buckets WHERE bucket = ?",
+    "INSERT OR REPLACE INTO name_buckets (bucket, data) VALUES (?, ?)",
+    "INSERT OR IGNORE INTO changes (seq, key) VALUES (?, ?)",
+    "UPDATE state SET seq = ?, chain = ?, keys = ?, revoked = ?, changes_from = ? WHERE id = 1",
+    "UPDATE state SET head = ? WHERE id = 1",
+    "SELECT seq, key FROM changes WHERE seq > ? ORDER BY seq, key",
+    "DELETE FROM changes WHERE seq <= ?"
+};
+
+//  A bucket loaded for a group.
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    bool dirty;
+} s_blob_t;
+
+typedef struct {
+    s_blob_t *slots [KC_BUCKETS];
+    uint32_t *touched;                      //  bucket numbers loaded, in order
+    size_t touched_count;
+} s_buckets_t;
+
+struct _kc_cache_t {
+    sqlite3 *db;
+    sqlite3_stmt *statements [S_STATEMENTS];
+    uint8_t directory [KC_HASH_BYTES];
+    uint64_t seq, keys, revoked, changes_from;
+    uint8_t chain [KC_HASH_BYTES];
+    bool has_head;
+    kc_head_t head;
+    bool in_group;
+    uint64_t saved_seq, saved_keys, saved_revoked;
+    uint8_t saved_chain [KC_HASH_BYTES];
+    s_buckets_t key_buckets, name_buckets;
+    s_blob_t scratch;                       //  a bucket read outside a group
+};
+
+static sqlite3_stmt *
+s_stmt (kc_cache_t *self, s_statement_t which)
+{
+    sqlite3_stmt *stmt = self->statements [which];
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return stmt;
+}
+
+static int
+s_fail (kc_cache_t *self, kc_why_t *why, const char *action)
+{
+    return kc_why (why, "cache: cannot %s: %s", action, sqlite3_errmsg (self->db));
+}
+
+//  --- Buckets in memory ------------------------------------------------------
+
+static void
+s_blob_set (s_blob_t *blob, const void *data, size_t size)
+{
+    free (blob->data);
+    blob->data = size ? malloc (size) : NULL;
+    assert (!size || blob->data);
+    if (size) {
+        memcpy (blob->data, data, size);
+    }
+    blob->size = size;
+}
+
+//  Reads bucket number b of a table into blob.
+static int
+s_read_bucket (kc_cache_t *self, s_statement_t which, uint32_t b, s_blob_t *blob, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, which);
+    sqlite3_bind_int (stmt, 1, (int) b);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        s_blob_set (blob, sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0));
+        rc = SQLITE_DONE;
+    }
+    else {
+        s_blob_set (blob, NULL, 0);
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "read a bucket");
+}
+
+//  The bucket b: the group's copy (loading it once) or a scratch read.
+static s_blob_t *
+s_bucket (kc_cache_t *self, s_buckets_t *set, s_statement_t which, uint32_t b, kc_why_t *why)
+{
+    if (!self->in_group) {
+        return s_read_bucket (self, which, b, &self->scratch, why) ? NULL : &self->scratch;
+    }
+    if (!set->slots [b]) {
+        s_blob_t *blob = calloc (1, sizeof *blob);
+        assert (blob);
+        if (s_read_bucket (self, which, b, blob, why)) {
+            free (blob);
+            return NULL;
+        }
+        set->slots [b] = blob;
+        set->touched [set->touched_count++] = b;
+    }
+    return set->slots [b];
+}
+
+static void
+s_buckets_clear (s_buckets_t *set)
+{
+    for (size_t i = 0; i < set->touched_count; i++) {
+        s_blob_t *blob = set->slots [set->touched [i]];
+        free (blob->data);
+        free (blob);
+        set->slots [set->touched [i]] = NULL;
+    }
+    set->touched_count = 0;
+}
+
+static int
+s_buckets_write (kc_cache_t *self, s_buckets_t *set, s_statement_t which, kc_why_t *why)
+{
+    for (size_t i = 0; i < set->touched_count; i++) {
+        s_blob_t *blob = set->slots [set->touched [i]];
+        if (blob->dirty) {
+            sqlite3_stmt *stmt = s_stmt (self, which);
+            sqlite3_bind_int (stmt, 1, (int) set->touched [i]);
+            sqlite3_bind_blob (stmt, 2, blob->data ? blob->data : (const uint8_t *) "",
+                               (int) blob->size, SQLITE_STATIC);
+            int rc = sqlite3_step (stmt);
+            sqlite3_reset (stmt);
+            if (rc != SQLITE_DONE) {
+                return s_fail (self, why, "write a bucket");
+            }
+        }
+    }
+    return 0;
+}
+
+//  Replaces a blob's bytes with a writer's.
+static void
+s_blob_take (s_blob_t *blob, kc_writer_t *writer)
+{
+    free (blob->data);
+    blob->data = kc_writer_take (writer, &blob->size);
+    blob->dirty = true;
+}
+
+//  --- Open, state -------------------------------------------------------------
+
+static int
+s_load_state (kc_cache_t *self, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = kc_db_prepare (self->db,
+        "SELECT directory, seq, chain, head, keys, revoked, changes_from FROM state WHERE id = 1", why);
+    if (!stmt) {
+        return -1;
+    }
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        if (sqlite3_column_bytes (stmt, 0) != KC_HASH_BYTES
+        ||  memcmp (sqlite3_column_blob (stmt, 0), self->directory, KC_HASH_BYTES)) {
+            sqlite3_finalize (stmt);
+            return kc_why (why, "cache belongs to another directory than the root");
+        }
+        self->seq = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        memcpy (self->chain, sqlite3_column_blob (stmt, 2), KC_HASH_BYTES);
+        kc_why_t ignored;
+        self->has_head = sqlite3_column_bytes (stmt, 3) == KC_HEAD_BYTES
+            && kc_head_decode (sqlite3_column_blob (stmt, 3), KC_HEAD_BYTES, &self->head,
+                               &ignored) == 0;
+        self->keys = (uint64_t) sqlite3_column_int64 (stmt, 4);
+        self->revoked = (uint64_t) sqlite3_column_int64 (stmt, 5);
+        self->changes_from = (uint64_t) sqlite3_column_int64 (stmt, 6);
+        sqlite3_finalize (stmt);
+        return 0;
+    }
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "read its state");
+    }
+    kc_chain_genesis (self->directory, self->chain);
+    stmt = kc_db_prepare (self->db, "INSERT INTO state (id, directory, seq, chain, keys, revoked, "
+                          "changes_from) VALUES (1, ?, 0, ?, 0, 0, 0)", why);
+    if (!stmt) {
+        return -1;
+    }
+    sqlite3_bind_blob (stmt, 1, self->directory, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 2, self->chain, KC_HASH_BYTES, SQLITE_STATIC);
+    rc = sqlite3_step (stmt) == SQLITE_DONE ? 0 : s_fail (self, why, "create its state");
+    sqlite3_finalize (stmt);
+    return rc;
+}
+
+static kc_cache_t *
+s_open (const char *path, const kc_root_t *root, kc_db_mode_t mode, bool *corrupt, kc_why_t *why)
+{
+    *corrupt = false;
+    kc_cache_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->key_buckets.touched = malloc (KC_BUCKETS * sizeof (uint32_t));
+    self->name_buckets.touched = malloc (KC_BUCKETS * sizeof (uint32_t));
+    assert (self->key_buckets.touched && self->name_buckets.touched);
+    memcpy (self->directory, kc_root_directory (root), KC_HASH_BYTES);
+    self->db = kc_db_open (path, &kc_schema_agent, mode, "NORMAL", why);
+    if (!self->db) {
+        *corrupt = kc_db_last_open_corrupt ();
+        goto fail;
+    }
+    for (int i = 0; i < S_STATEMENTS; i++) {
+        self->statements [i] = kc_db_prepare (self->db, s_sql [i], why);
+        if (!self->statements [i]) {
+            *corrupt = true;
+            goto fail;
+        }
+    }
+    if (s_load_state (self, why)) {
+        *corrupt = true;
+        goto fail;
+    }
+    return self;
+fail:
+    kc_cache_destroy (&self);
+    return NULL;
+}
+
+kc_cache_t *
+kc_cache_open (const char *path, const kc_root_t *root, bool *corrupt, kc_why_t *why)
+{
+    return s_open (path, root, KC_DB_READWRITE, corrupt, why);
+}
+
+void
+kc_cache_destroy (kc_cache_t **self_p)
+{
+    if (self_p && *self_p) {
+        kc_cache_t *self = *self_p;
+        kc_cache_rollback (self);
+        for (int i = 0; i < S_STATEMENTS; i++) {
+            sqlite3_finalize (self->statements [i]);
+        }
+        kc_db_close (&self->db);
+        free (self->key_buckets.touched);
+        free (self->name_buckets.touched);
+        free (self->scratch.data);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+uint64_t
+kc_cache_seq (const kc_cache_t *self)
+{
+    return self->seq;
+}
+
+const uint8_t *
+kc_cache_chain (const kc_cache_t *self)
+{
+    return self->chain;
+}
+
+uint64_t
+kc_cache_key_count (const kc_cache_t *self)
+{
+    return self->keys;
+}
+
+uint64_t
+kc_cache_revoked_count (const kc_cache_t *self)
+{
+    return self->revoked;
+}
+
+int
+kc_cache_head (const kc_cache_t *self, kc_head_t *head)
+{
+    if (!self->has_head) {
+        return -1;
+    }
+    *head = self->head;
+    return 0;
+}
+
+int
+kc_cache_set_head (kc_cache_t *self, const kc_head_t *head, kc_why_t *why)
+{
+    uint8_t bytes [KC_HEAD_BYTES];
+    kc_head_encode (head, bytes);
+    sqlite3_stmt *stmt = s_stmt (self, S_HEAD);
+    sqlite3_bind_blob (stmt, 1, bytes, KC_HEAD_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "store a head");
+    }
+    self->head = *head;
+    self->has_head = true;
+    return 0;
+}
+
+//  --- Lookups -------------------------------------------------------------------
+
+static void
+s_fill_entry (const kc_bucket_entry_t *found, kc_cache_entry_t *entry)
+{
+    const kc_record_t *record = &found->record;
+    entry->status = record->status;
+    entry->version = record->version;
+    entry->not_before = record->not_before;
+    entry->not_after = record->not_after;
+    entry->seq = found->seq;
+    kc_record_name (record, entry->name);
+    kc_record_tags (record, ',', entry->tags, sizeof entry->tags);
+    memcpy (entry->reason, record->reason, record->reason_size);
+    entry->reason [record->reason_size] = 0;
+}
+
+int
+kc_cache_lookup (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES],
+                 kc_cache_entry_t *entry, kc_why_t *why)
+{
+    memset (entry, 0, sizeof *entry);
+    memcpy (entry->key, key, KC_KEY_BYTES);
+    s_blob_t *blob = s_bucket (self, &self->key_buckets, S_GET_KEYS, kc_bucket_of_key (key), why);
+    if (!blob) {
+        return -1;
+    }
+    kc_bucket_entry_t found;
+    int rc = kc_bucket_find (blob->data, blob->size, key, &found, why);
+    if (rc < 0) {
+        return kc_why_prefix (why, "cache: damaged bucket %u", kc_bucket_of_key (key));
+    }
+    if (rc == 1) {
+        s_fill_entry (&found, entry);
+    }
+    return 0;
+}
+
+int
+kc_cache_by_name (kc_cache_t *self, const char *name, kc_cache_entry_fn *fn, void *arg,
+                  kc_why_t *why)
+{
+    size_t size = strlen (name);
+    s_blob_t *blob = s_bucket (self, &self->name_buckets, S_GET_NAMES,
+                               kc_bucket_of_name (name, size), why);
+    if (!blob) {
+        return -1;
+    }
+    //  Copy the matching keys first: lookups reuse the scratch blob
+    uint8_t (*keys) [KC_KEY_BYTES] = malloc (blob->size + 1);
+    assert (keys);
+    size_t offset = 0, count = 0, entry_size;
+    const char *entry_name;
+    const uint8_t *key;
+    int rc;
+    while ((rc = kc_names_next (blob->data, blob->size, &offset, &entry_name, &entry_size,
+                                &key, why)) == 1) {
+        if (entry_size == size && memcmp (entry_name, name, size) == 0) {
+            memcpy (keys [count++], key, KC_KEY_BYTES);
+        }
+    }
+    int given = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        kc_cache_entry_t entry;
+        if (kc_cache_lookup (self, keys [i], &entry, why)) {
+            rc = -1;
+        }
+        else
+        if (entry.status && KC_STREQ (entry.name, name)) {
+            given++;
+            if (fn (&entry, arg)) {
+                break;
+            }
+        }
+    }
+    free (keys);
+    return rc < 0 ? -1 : given;
+}
+
+int
+kc_cache_changes (kc_cache_t *self, uint64_t after, kc_cache_change_fn *fn, void *arg,
+                  kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_CHANGES);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) after);
+    int count = 0, rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        count++;
+        if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), sqlite3_column_blob (stmt, 1), arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? count : s_fail (self, why, "read changes");
+}
+
+//  --- Incremental applies ----------------------------------------------------
+
+int
+kc_cache_begin (kc_cache_t *self, kc_why_t *why)
+{
+    assert (!self->in_group);
+    if (kc_db_exec (self->db, "BEGIN IMMEDIATE", why)) {
+        return kc_why_prefix (why, "cache: cannot begin");
+    }
+    self->in_group = true;
+    self->saved_seq = self->seq;
+    self->saved_keys = self->keys;
+    self->saved_revoked = self->revoked;
+    memcpy (self->saved_chain, self->chain, KC_HASH_BYTES);
+    return 0;
+}
+
+int
+kc_cache_check (kc_cache_t *self, const kc_batch_t *batch, kc_why_t *why)
+{
+    for (size_t i = 0; i < kc_batch_count (batch); i++) {
+        const kc_record_t *record = kc_batch_record (batch, i);
+        kc_cache_entry_t stored;
+        if (kc_cache_lookup (self, record->key, &stored, why)
+        ||  kc_record_check_successor (record, stored.status, stored.version, why)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+//  Moves (name, key) from the old name to the new one in the name buckets.
+static int
+s_rename (kc_cache_t *self, const kc_cache_entry_t *old, const kc_record_t *record, kc_why_t *why)
+{
+    bool had = old->status && old->name [0];
+    size_t old_size = strlen (old->name);
+    if (had && old_size == record->name_size && memcmp (old->name, record->name, old_size) == 0) {
+        return 0;
+    }
+    kc_writer_t writer;
+    kc_writer_init (&writer);
+    if (had) {
+        s_blob_t *blob = s_bucket (self, &self->name_buckets, S_GET_NAMES,
+                                   kc_bucket_of_name (old->name, old_size), why);
+        if (!blob || kc_names_update (&writer, blob->data, blob->size, old->name, old_size,
+                                      record->key, false, why)) {
+            kc_writer_free (&writer);
+            return -1;
+        }
+        s_blob_take (blob, &writer);
+    }
+    if (record->name_size) {
+        s_blob_t *blob = s_bucket (self, &self->name_buckets, S_GET_NAMES,
+                                   kc_bucket_of_name (record->name, record->name_size), why);
+        if (!blob || kc_names_update (&writer, blob->data, blob->size, record->name,
+                                      record->name_size, record->key, true, why)) {
+            kc_writer_free (&writer);
+            return -1;
+        }
+        s_blob_take (blob, &writer);
+    }
+    return 0;
+}
+
+static int
+s_apply_record (kc_cache_t *self, uint64_t seq, const kc_record_t *record, kc_why_t *why)
+{
+    kc_cache_entry_t stored;
+    if (kc_cache_lookup (self, record->key, &stored, why)
+    ||  s_rename (self, &stored, record, why)) {
+        return -1;
+    }
+    s_blob_t *blob = s_bucket (self, &self->key_buckets, S_GET_KEYS,
+                               kc_bucket_of_key (record->key), why);
+    kc_writer_t writer;
+    kc_writer_init (&writer);
+    if (!blob || kc_bucket_put (&writer, blob->data, blob->size, seq, record, why)) {
+        kc_writer_free (&writer);
+        return -1;
+    }
+    s_blob_take (blob, &writer);
+    sqlite3_stmt *stmt = s_stmt (self, S_CHANGE);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) seq);
+    sqlite3_bind_blob (stmt, 2, record->key, KC_KEY_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "record a change");
+    }
+    self->keys += stored.status == 0;
+    self->revoked += record->status == KC_STATUS_REVOKED && stored.status != KC_STATUS_REVOKED;
+    return 0;
+}
+
+int
+kc_cache_apply (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                const kc_batch_t *batch, kc_why_t *why)
+{
+    assert (self->in_group);
+    if (seq != self->seq + 1) {
+        return kc_why (why, "cache: batch %llu does not follow %llu",
+                       (unsigned long long) seq, (unsigned long long) self->seq);
+    }
+    for (size_t i = 0; i < kc_batch_count (batch); i++) {
+        if (s_apply_record (self, seq, kc_batch_record (batch, i), why)) {
+            return -1;
+        }
+    }
+    self->seq = seq;
+    memcpy (self->chain, chain, KC_HASH_BYTES);
+    return 0;
+}
+
+static int
+s_write_state (kc_cache_t *self, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_STATE);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) self->seq);
+    sqlite3_bind_blob (stmt, 2, self->chain, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) self->keys);
+    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) self->revoked);
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->changes_from);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "update its state");
+}
+
+//  Keeps the change feed to the last KC_CACHE_CHANGES_KEEP batches.
+static int
+s_prune_changes (kc_cache_t *self, kc_why_t *why)
+{
+    if (self->seq <= self->changes_from + 2 * KC_CACHE_CHANGES_KEEP) {
+        return 0;
+    }
+    uint64_t below = self->seq - KC_CACHE_CHANGES_KEEP;
+    sqlite3_stmt *stmt = s_stmt (self, S_PRUNE);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) below);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "prune changes");
+    }
+    self->changes_from = below;
+    return 0;
+}
+
+int
+kc_cache_commit (kc_cache_t *self, kc_why_t *why)
+{
+    assert (self->in_group);
+    if (s_buckets_write (self, &self->key_buckets, S_PUT_KEYS, why)
+    ||  s_buckets_write (self, &self->name_buckets, S_PUT_NAMES, why)
+    ||  s_prune_changes (self, why)
+    ||  s_write_state (self, why)
+    ||  kc_db_exec (self->db, "COMMIT", why)) {
+        kc_why_prefix (why, "cache: cannot commit");
+        kc_cache_rollback (self);
+        return -1;
+    }
+    s_buckets_clear (&self->key_buckets);
+    s_buckets_clear (&self->name_buckets);
+    self->in_group = false;
+    return 0;
+}
+
+void
+kc_cache_rollback (kc_cache_t *self)
+{
+    if (self->in_group) {
+        if (!sqlite3_get_autocommit (self->db)) {
+            sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        s_buckets_clear (&self->key_buckets);
+        s_buckets_clear (&self->name_buckets);
+        self->seq = self->saved_seq;
+        self->keys = self->saved_keys;
+        self->revoked = self->saved_revoked;
+        memcpy (self->chain, self->saved_chain, KC_HASH_BYTES);
+        self->in_group = false;
+    }
+}
+
+int
+kc_cache_check_file (const char *path, kc_why_t *why)
+{
+    sqlite3 *db = kc_db_open (path, &kc_schema_agent, KC_DB_READONLY, "NORMAL", why);
+    if (!db) {
+        return -1;
+    }
+    int rc = -1;
+    sqlite3_stmt *stmt = kc_db_prepare (db, "PRAGMA quick_check", why);
+    if (stmt && sqlite3_step (stmt) == SQLITE_ROW) {
+        const char *verdict = (const char *) sqlite3_column_text (stmt, 0);
+        if (verdict && KC_STREQ (verdict, "ok")) {
+            rc = 0;
+        }
+        else {
+            kc_why (why, "cache '%s' is damaged: %.120s", path, verdict ? verdict : "?");
+        }
+    }
+    else
+    if (stmt) {
+        kc_why (why, "cache '%s' is damaged: %s", path, sqlite3_errmsg (db));
+    }
+    sqlite3_finalize (stmt);
+    kc_db_close (&db);
+    return rc;
+}
+
+//  --- Building a whole cache (cold sync) -------------------------------------
+
+typedef struct {
+    const kc_record_t *record;
+    uint64_t seq;
+} s_item_t;
+
+static int
+s_compare_items (const void *a, const void *b)
+{
+    const s_item_t *x = a, *y = b;
+    int c = memcmp (x->record->key, y->record->key, KC_KEY_BYTES);
+    return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+typedef struct {
+    uint32_t bucket;
+    const kc_record_t *record;
+} s_name_t;
+
+//  Counting sort of items into bucket order, then each bucket sorted.
+//  starts[b]..starts[b+1] are bucket b's items afterwards.
+static s_item_t *
+s_bucket_items (kc_batch_t *const *batches, size_t count, uint32_t *starts, size_t *total)
+{
+    memset (starts, 0, (KC_BUCKETS + 1) * sizeof (uint32_t));
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        for (size_t j = 0; j < kc_batch_count (batches [i]); j++) {
+            starts [kc_bucket_of_key (kc_batch_record (batches [i], j)->key) + 1]++;
+            n++;
+        }
+    }
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        starts [b + 1] += starts [b];
+    }
+    s_item_t *items = malloc ((n ? n : 1) * sizeof (s_item_t));
+    uint32_t *fill = malloc (KC_BUCKETS * sizeof (uint32_t));
+    assert (items && fill);
+    memcpy (fill, starts, KC_BUCKETS * sizeof (uint32_t));
+    for (size_t i = 0; i < count; i++) {
+        for (size_t j = 0; j < kc_batch_count (batches [i]); j++) {
+            const kc_record_t *record = kc_batch_record (batches [i], j);
+            items [fill [kc_bucket_of_key (record->key)]++] = (s_item_t) { record, i + 1 };
+        }
+    }
+    free (fill);
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        if (starts [b + 1] - starts [b] > 1) {
+            qsort (items + starts [b], starts [b + 1] - starts [b], sizeof (s_item_t), s_compare_items);
+        }
+    }
+    *total = n;
+    return items;
+}
+
+//  Writes the key buckets; collects the final named records into names.
+static int
+s_build_keys (kc_cache_t *self, const s_item_t *items, const uint32_t *starts,
+              s_name_t *names, size_t *name_count, kc_why_t *why)
+{
+    kc_writer_t writer;
+    kc_writer_init (&writer);
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        if (starts [b] == starts [b + 1]) {
+            continue;
+        }
+        for (uint32_t i = starts [b]; i < starts [b + 1]; i++) {
+            const kc_record_t *record = items [i].record;
+            if (i + 1 < starts [b + 1] && memcmp (record->key, items [i + 1].record->key, KC_KEY_BYTES) == 0) {
+                if (kc_record_check_successor (items [i + 1].record, record->status, record->version, why)) {
+                    kc_writer_free (&writer);
+                    return kc_why_prefix (why, "batch %llu", (unsigned long long) items [i + 1].seq);
+                }
+                continue;               //  superseded by a later record
+            }
+            kc_bucket_write (&writer, items [i].seq, record);
+            self->keys++;
+            self->revoked += record->status == KC_STATUS_REVOKED;
+            if (record->name_size) {
+                names [(*name_count)++] = (s_name_t) {
+                    kc_bucket_of_name (record->name, record->name_size), record };
+            }
+        }
+        sqlite3_stmt *stmt = s_stmt (self, S_PUT_KEYS);
+        sqlite3_bind_int (stmt, 1, (int) b);
+        sqlite3_bind_blob (stmt, 2, writer.data, (int) writer.size, SQLITE_STATIC);
+        int rc = sqlite3_step (stmt);
+        sqlite3_reset (stmt);
+        writer.size = 0;
+        if (rc != SQLITE_DONE) {
+            kc_writer_free (&writer);
+            return s_fail (self, why, "write a bucket");
+        }
+    }
+    kc_writer_free (&writer);
+    return 0;
+}
+
+static int
+s_build_names (kc_cache_t *self, s_name_t *names, size_t count, kc_why_t *why)
+{
+    //  Group by bucket (counting sort), then order each bucket
+    uint32_t *starts = calloc (KC_BUCKETS + 1, sizeof (uint32_t));
+    s_name_t *sorted = malloc ((count ? count : 1) * sizeof (s_name_t));
+    assert (starts && sorted);
+    for (size_t i = 0; i < count; i++) {
+        starts [names [i].bucket + 1]++;
+    }
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        starts [b + 1] += starts [b];
+    }
+    uint32_t *fill = malloc (KC_BUCKETS * sizeof (uint32_t));
+    assert (fill);
+    memcpy (fill, starts, KC_BUCKETS * sizeof (uint32_t));
+    for (size_t i = 0; i < count; i++) {
+        sorted [fill [names [i].bucket]++] = names [i];
+    }
+    free (fill);
+    kc_writer_t writer;
+    kc_writer_init (&writer);
+    int rc = 0;
+    for (uint32_t b = 0; rc == 0 && b < KC_BUCKETS; b++) {
+        if (starts [b + 1] == starts [b]) {
+            continue;
+        }
+        for (uint32_t i = starts [b]; i < starts [b + 1]; i++) {
+            kc_names_write (&writer, sorted [i].record->name, sorted [i].record->name_size,
+                            sorted [i].record->key);
+        }
+        sqlite3_stmt *stmt = s_stmt (self, S_PUT_NAMES);
+        sqlite3_bind_int (stmt, 1, (int) b);
+        sqlite3_bind_blob (stmt, 2, writer.data, (int) writer.size, SQLITE_STATIC);
+        if (sqlite3_step (stmt) != SQLITE_DONE) {
+            rc = s_fail (self, why, "write a name bucket");
+        }
+        sqlite3_reset (stmt);
+        writer.size = 0;
+    }
+    kc_writer_free (&writer);
+    free (sorted);
+    free (starts);
+    return rc;
+}
+
+static void
+s_remove_files (const char *path)
+{
+    static const char *suffixes [] = { "", "-wal", "-shm", "-journal", NULL };
+    char name [4200];
+    for (int i = 0; suffixes [i]; i++) {
+        snprintf (name, sizeof name, "%s%s", path, suffixes [i]);
+        unlink (name);
+    }
+}
+
+static int
+s_fsync_path (const char *path, int flags)
+{
+    int fd = open (path, flags | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int rc = fsync (fd);
+    close (fd);
+    return rc;
+}
+
+//  Fills a new cache file with the run; leaves it closed, in WAL mode.
+static int
+s_build_file (const char *temp, const kc_root_t *root, kc_batch_t *const *batches, size_t count,
+              const uint8_t chain [static KC_HASH_BYTES], const kc_head_t *head, kc_why_t *why)
+{
+    bool corrupt;
+    kc_cache_t *self = s_open (temp, root, KC_DB_BUILD, &corrupt, why);
+    if (!self) {
+        return -1;
+    }
+    uint32_t *starts = malloc ((KC_BUCKETS + 1) * sizeof (uint32_t));
+    assert (starts);
+    size_t total = 0, name_count = 0;
+    s_item_t *items = s_bucket_items (batches, count, starts, &total);
+    s_name_t *names = malloc ((total ? total : 1) * sizeof (s_name_t));
+    assert (names);
+    int rc = kc_db_exec (self->db, "BEGIN", why);
+    if (rc == 0) {
+        rc = s_build_keys (self, items, starts, names, &name_count, why);
+    }
+    free (items);
+    free (starts);
+    if (rc == 0) {
+        rc = s_build_names (self, names, name_count, why);
+    }
+    free (names);
+    if (rc == 0) {
+        self->seq = count;
+        self->changes_from = count;
+        memcpy (self->chain, chain, KC_HASH_BYTES);
+        rc = s_write_state (self, why);
+    }
+    if (rc == 0 && head) {
+        rc = kc_cache_set_head (self, head, why);
+    }
+    if (rc == 0) {
+        rc = kc_db_exec (self->db, "COMMIT; PRAGMA journal_mode = WAL", why);
+    }
+    kc_cache_destroy (&self);
+    return rc;
+}
+
+kc_cache_t *
+kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *batches,
+                 size_t count, const uint8_t chain [static KC_HASH_BYTES],
+                 const kc_head_t *head, kc_why_t *why)
+{
+    char temp [4200];
+    snprintf (temp, sizeof temp, "%s.new", path);
+    s_remove_files (temp);
+    if (s_build_file (temp, root, batches, count, chain, head, why)) {
+        s_remove_files (temp);
+        return NULL;
+    }
+    //  Durable before it replaces anything; the old file's WAL must not be
+    //  applied to the new one
+    if (s_fsync_path (temp, O_RDONLY)) {
+        kc_why (why, "cache: cannot fsync '%s': %s", temp, strerror (errno));
+        s_remove_files (temp);
+        return NULL;
+    }
+    char side [4200];
+    snprintf (side, sizeof side, "%s-wal", path);
+    unlink (side);
+    snprintf (side, sizeof side, "%s-shm", path);
+    unlink (side);
+    if (rename (temp, path)) {
+        kc_why (why, "cache: cannot rename '%s' to '%s': %s", temp, path, strerror (errno));
+        s_remove_files (temp);
+        return NULL;
+    }
+    char directory [4200];
+    snprintf (directory, sizeof directory, "%s", path);
+    char *slash = strrchr (directory, '/');
+    snprintf (slash ? slash : directory, sizeof directory - (size_t) (slash ? slash - directory : 0),
+              "%s", slash ? "/." : ".");
+    s_fsync_path (directory, O_RDONLY | O_DIRECTORY);
+    bool corrupt;
+    return kc_cache_open (path, root, &corrupt, why);
+}
+
+//  --- Selftest ----------------------------------------------------------------
+
+static kc_batch_t *
+s_batch (const kc_root_t *root, kc_signer_t *signer, uint8_t first, int count,
+         uint64_t version, kc_status_t status, const char *name)
+{
+    kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), 1);
+    kc_why_t why;
+    const char *tags [] = { "role=db", "dc=eu" };
+    for (int i = 0; i < count; i++) {
+        uint8_t key [32];
+        memset (key, first + i, 32);
+        kc_record_spec_t spec = { .key = key, .version = version, .status = status,
+                                  .name = name, .tags = tags,
+                                  .tag_count = status == KC_STATUS_ACTIVE ? 2 : 0 };
+        assert (kc_batch_builder_add (builder, &spec, &why) == 0);
+    }
+    kc_batch_t *batch = kc_batch_builder_finish (builder, &signer, 1, &why);
+    kc_batch_builder_destroy (&builder);
+    return batch;
+}
+
+static int
+s_count_entry (const kc_cache_entry_t *entry, void *arg)
+{
+    (void) entry;
+    (*(int *) arg)++;
+    return 0;
+}
+
+static int
+s_count_change (uint64_t seq, const uint8_t *key, void *arg)
+{
+    (void) seq;
+    (void) key;
+    (*(int *) arg)++;
+    return 0;
+}
+
+//  Same contents: every key of the three test batches looks the same.
+static void
+s_compare_caches (kc_cache_t *a, kc_cache_t *b)
+{
+    kc_why_t why;
+    assert (kc_cache_seq (a) == kc_cache_seq (b));
+    assert (memcmp (kc_cache_chain (a), kc_cache_chain (b), 32) == 0);
+    assert (kc_cache_key_count (a) == kc_cache_key_count (b));
+    assert (kc_cache_revoked_count (a) == kc_cache_revoked_count (b));
+    for (int i = 1; i < 6; i++) {
+        uint8_t key [32];
+        memset (key, i, 32);
+        kc_cache_entry_t x, y;
+        assert (kc_cache_lookup (a, key, &x, &why) == 0 && kc_cache_lookup (b, key, &y, &why) == 0);
+        assert (x.status == y.status && x.version == y.version && x.seq == y.seq);
+        assert (KC_STREQ (x.name, y.name) && KC_STREQ (x.tags, y.tags));
+    }
+    int na = 0, nb = 0;
+    assert (kc_cache_by_name (a, "web", s_count_entry, &na, &why) >= 0);
+    assert (kc_cache_by_name (b, "web", s_count_entry, &nb, &why) >= 0);
+    assert (na == nb);
+}
+
+void
+kc_cache_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_cache: ");
+    }
+    char dir [] = "/tmp/kc_cache_test.XXXXXX";
+    assert (mkdtemp (dir));
+    char path [256], built_path [256];
+    snprintf (path, sizeof path, "%s/agent.db", dir);
+    snprintf (built_path, sizeof built_path, "%s/built.db", dir);
+    kc_why_t why;
+    uint8_t seed [32] = { 4 }, fill [32];
+    memset (fill, 0x55, 32);
+    kc_signer_t *signer = kc_signer_new_from_seed (seed, "op", "keyclone-operator");
+    kc_operator_t op;
+    memcpy (op.key, kc_signer_public_key (signer), 32);
+    snprintf (op.name, sizeof op.name, "op");
+    kc_root_spec_t spec = {
+        .version = 1, .created = 1, .expires = 4000000000ULL, .operators = &op,
+        .operator_count = 1, .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 1,
+        .head_key = fill, .server_key = fill,
+        .endpoints = { "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3" }
+    };
+    kc_root_t *root = kc_root_new (&spec, &why);
+    bool corrupt;
+    kc_cache_t *cache = kc_cache_open (path, root, &corrupt, &why);
+    assert (cache && kc_cache_seq (cache) == 0 && !corrupt);
+
+    //  Keys 1..4 as "web"; then key 2 revoked; then key 3 renamed "db"
+    kc_batch_t *run [4] = {
+        s_batch (root, signer, 1, 4, 5, KC_STATUS_ACTIVE, "web"),
+        s_batch (root, signer, 2, 1, 6, KC_STATUS_REVOKED, NULL),
+        s_batch (root, signer, 3, 1, 7, KC_STATUS_ACTIVE, "db"),
+        s_batch (root, signer, 2, 1, 8, KC_STATUS_ACTIVE, "web")       //  un-revoke: refused
+    };
+    uint8_t chain [32];
+    kc_chain_genesis (kc_root_directory (root), chain);
+    assert (kc_cache_begin (cache, &why) == 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        kc_chain_next (chain, seq, run [seq - 1], chain);
+        assert (kc_cache_check (cache, run [seq - 1], &why) == 0);
+        assert (kc_cache_apply (cache, seq, chain, run [seq - 1], &why) == 0);
+    }
+    assert (kc_cache_check (cache, run [3], &why) == -1 && strstr (why.text, "terminal"));
+    assert (kc_cache_apply (cache, 9, chain, run [3], &why) == -1);
+    assert (kc_cache_commit (cache, &why) == 0);
+    assert (kc_cache_seq (cache) == 3 && kc_cache_key_count (cache) == 4);
+    assert (kc_cache_revoked_count (cache) == 1);
+
+    kc_cache_entry_t entry;
+    uint8_t key [32];
+    memset (key, 1, 32);
+    assert (kc_cache_lookup (cache, key, &entry, &why) == 0);
+    assert (entry.status == KC_STATUS_ACTIVE && KC_STREQ (entry.name, "web"));
+    assert (KC_STREQ (entry.tags, "dc=eu,role=db") && entry.seq == 1 && entry.version == 5);
+    memset (key, 2, 32);
+    assert (kc_cache_lookup (cache, key, &entry, &why) == 0 && entry.status == KC_STATUS_REVOKED);
+    memset (key, 9, 32);
+    assert (kc_cache_lookup (cache, key, &entry, &why) == 0 && entry.status == 0);
+    int named = 0;
+    assert (kc_cache_by_name (cache, "web", s_count_entry, &named, &why) == 2 && named == 2);
+    named = 0;
+    assert (kc_cache_by_name (cache, "db", s_count_entry, &named, &why) == 1);
+    int changes = 0;
+    assert (kc_cache_changes (cache, 1, s_count_change, &changes, &why) == 2);
+
+    //  A rolled-back group changes nothing
+    assert (kc_cache_begin (cache, &why) == 0);
+    kc_batch_t *extra = s_batch (root, signer, 7, 2, 1, KC_STATUS_ACTIVE, "x");
+    uint8_t extra_chain [32];
+    kc_chain_next (chain, 4, extra, extra_chain);
+    assert (kc_cache_apply (cache, 4, extra_chain, extra, &why) == 0);
+    kc_cache_rollback (cache);
+    assert (kc_cache_seq (cache) == 3 && kc_cache_key_count (cache) == 4);
+    memset (key, 7, 32);
+    assert (kc_cache_lookup (cache, key, &entry, &why) == 0 && entry.status == 0);
+    kc_batch_destroy (&extra);
+
+    //  Heads persist; the state survives a reopen
+    kc_head_t head = { .seq = 3, .time = 10, .valid_until = 20 };
+    memcpy (head.chain, chain, 32);
+    memcpy (head.directory, kc_root_directory (root), 32);
+    assert (kc_cache_set_head (cache, &head, &why) == 0);
+    kc_cache_destroy (&cache);
+    cache = kc_cache_open (path, root, &corrupt, &why);
+    assert (cache && kc_cache_seq (cache) == 3 && memcmp (kc_cache_chain (cache), chain, 32) == 0);
+    kc_head_t back;
+    assert (kc_cache_head (cache, &back) == 0 && back.seq == 3 && back.time == 10);
+    assert (kc_cache_check_file (path, &why) == 0);
+
+    //  Building from the same run gives the same contents
+    kc_cache_t *built = kc_cache_create (built_path, root, run, 3, chain, &head, &why);
+    assert (built);
+    s_compare_caches (cache, built);
+    assert (kc_cache_head (built, &back) == 0 && back.seq == 3);
+    kc_cache_destroy (&built);
+    assert (kc_cache_check_file (built_path, &why) == 0);
+    //  A run that regresses a key is refused whole; the old file stays
+    assert (kc_cache_create (built_path, root, run, 4, chain, NULL, &why) == NULL);
+    assert (strstr (why.text, "terminal"));
+    built = kc_cache_open (built_path, root, &corrupt, &why);
+    assert (built && kc_cache_seq (built) == 3);
+    kc_cache_destroy (&built);
+    kc_cache_destroy (&cache);
+
+    //  A damaged file is reported as corrupt
+    FILE *file = fopen (path, "r+b");
+    assert (file);
+    fputs ("garbage garbage garbage garbage", file);
+    fclose (file);
+    char side [300];
+    snprintf (side, sizeof side, "%s-wal", path);
+    unlink (side);
+    snprintf (side, sizeof side, "%s-shm", path);
+    unlink (side);
+    assert (kc_cache_check_file (path, &why) == -1);
+    assert (kc_cache_open (path, root, &corrupt, &why) == NULL && corrupt);
+
+    for (int i = 0; i < 4; i++) {
+        kc_batch_destroy (&run [i]);
+    }
+    kc_root_destroy (&root);
+    kc_signer_destroy (&signer);
+    char command [300];
+    snprintf (command, sizeof command, "rm -rf '%s'", dir);
+    assert (system (command) == 0);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

@@ -1,0 +1,60 @@
+/*  =========================================================================
+    kc_head - the server's signed head (directory, sequence, chain, time,
+    valid-until) and the chain hash that binds every batch of the log in order
+    (docs/protocol.md section 2).
+    =========================================================================
+*/
+#ifndef KC_HEAD_H_INCLUDED
+#define KC_HEAD_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_batch.h"
+#include "kc_keys.h"
+
+#define KC_HEAD_FORMAT      1
+#define KC_HEAD_BYTES       157             //  4 + 1 + 32 + 8 + 32 + 8 + 8 + 64
+#define KC_CONTEXT_CHAIN    "keyclone chain v1"
+
+typedef struct {
+    uint8_t directory [KC_HASH_BYTES];
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    uint64_t time;                          //  ms since the epoch
+    uint64_t valid_until;                   //  ms since the epoch
+    uint8_t signature [KC_SIGNATURE_BYTES];
+} kc_head_t;
+
+//  chain(0) for a directory.
+void
+    kc_chain_genesis (const uint8_t directory [static KC_HASH_BYTES],
+                      uint8_t chain [static KC_HASH_BYTES]);
+
+//  chain(seq) from chain(seq-1) and the batch at seq (its full encoding).
+void
+    kc_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+                   const kc_batch_t *batch, uint8_t chain [static KC_HASH_BYTES]);
+
+//  Signs head (fills head->signature) with the head key.
+void
+    kc_head_sign (kc_head_t *head, const kc_signer_t *signer);
+
+//  Encodes a signed head into exactly KC_HEAD_BYTES.
+void
+    kc_head_encode (const kc_head_t *head, uint8_t out [static KC_HEAD_BYTES]);
+
+//  Decodes a head (no signature check). Returns 0 or -1 with a reason.
+int
+    kc_head_decode (const uint8_t *data, size_t size, kc_head_t *head, kc_why_t *why) KC_WUR;
+
+//  Checks a decoded head: directory and signature by head_key, and that it
+//  is still valid at now_ms. Returns 0 or -1 with a reason.
+int
+    kc_head_verify (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
+                    const uint8_t head_key [static KC_KEY_BYTES], uint64_t now_ms,
+                    kc_why_t *why) KC_WUR;
+
+//  Self test of this module.
+void
+    kc_head_test (bool verbose);
+
+#endif

@@ -1,0 +1,669 @@
+/*  =========================================================================
+    kc_proto - KCP/1 message encoders and decoders.
+    =========================================================================
+*/
+#include "kc_proto.h"
+#include "kc_record.h"
+#include "kc_wire.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_names [] = {
+    NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
+    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS"
+};
+
+const char *
+kc_proto_name (kc_msg_type_t type)
+{
+    return type >= KC_MSG_SYNC && type <= KC_MSG_STATUS ? s_names [type] : "?";
+}
+
+//  A message's frames as an array, so decoders index them.
+typedef struct {
+    zframe_t *frames [2 + 2 * KC_PROTO_RECORDS_MAX];
+    size_t count;
+    size_t bytes;
+} s_frames_t;
+
+static bool
+s_is (zframe_t *frame, const char *text)
+{
+    size_t length = strlen (text);
+    return zframe_size (frame) == length && memcmp (zframe_data (frame), text, length) == 0;
+}
+
+static bool
+s_printable (const uint8_t *data, size_t size)
+{
+    for (size_t i = 0; i < size; i++) {
+        if (data [i] < 0x20 || data [i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int
+s_u64 (zframe_t *frame, uint64_t *value)
+{
+    if (zframe_size (frame) != 8) {
+        return -1;
+    }
+    *value = kc_get_u64 (zframe_data (frame));
+    return *value > INT64_MAX ? -1 : 0;
+}
+
+static int
+s_u32 (zframe_t *frame, uint32_t *value)
+{
+    if (zframe_size (frame) != 4) {
+        return -1;
+    }
+    *value = kc_get_u32 (zframe_data (frame));
+    return 0;
+}
+
+static int
+s_expect (const s_frames_t *f, size_t count, const char *command, kc_why_t *why)
+{
+    if (f->count != count) {
+        return kc_why (why, "%s has %zu frames, expected %zu", command, f->count, count);
+    }
+    return 0;
+}
+
+//  BATCHES / UPDATE: 1..1024 (header, batch) pairs, consecutive seqs.
+static int
+s_entries (const s_frames_t *f, kc_proto_msg_t *out, const char *command, kc_why_t *why)
+{
+    if (f->count < 3 || f->count % 2 == 0) {
+        return kc_why (why, "%s has %zu frames, expected 1 + 2 per batch", command, f->count);
+    }
+    size_t count = (f->count - 1) / 2;
+    if (count > KC_PROTO_BATCHES_MAX) {
+        return kc_why (why, "%s carries %zu batches (limit %d)", command, count, KC_PROTO_BATCHES_MAX);
+    }
+    out->entries = calloc (count, sizeof (kc_entry_t));
+    assert (out->entries);
+    for (size_t i = 0; i < count; i++) {
+        zframe_t *header = f->frames [1 + 2 * i], *batch = f->frames [2 + 2 * i];
+        if (zframe_size (header) != KC_PROTO_ENTRY_HEADER) {
+            return kc_why (why, "%s entry %zu: header is %zu bytes, expected %d", command,
+                           i + 1, zframe_size (header), KC_PROTO_ENTRY_HEADER);
+        }
+        kc_entry_t *entry = &out->entries [i];
+        entry->seq = kc_get_u64 (zframe_data (header));
+        entry->chain = zframe_data (header) + 8;
+        entry->data = zframe_data (batch);
+        entry->size = zframe_size (batch);
+        if (entry->seq == 0 || entry->seq > INT64_MAX) {
+            return kc_why (why, "%s entry %zu: invalid sequence number", command, i + 1);
+        }
+        if (i && entry->seq != out->entries [i - 1].seq + 1) {
+            return kc_why (why, "%s entries are not consecutive (%llu after %llu)", command,
+                           (unsigned long long) entry->seq,
+                           (unsigned long long) out->entries [i - 1].seq);
+        }
+        if (entry->size == 0 || entry->size > KC_BATCH_BYTES_MAX) {
+            return kc_why (why, "%s entry %zu: batch of %zu bytes", command, i + 1, entry->size);
+        }
+        out->entry_count++;
+    }
+    return 0;
+}
+
+static int
+s_records (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    if (f->count < 2 || f->count % 2 == 1) {
+        return kc_why (why, "RECORDS has %zu frames, expected 2 + 2 per record", f->count);
+    }
+    size_t count = (f->count - 2) / 2;
+    if (count > KC_PROTO_RECORDS_MAX) {
+        return kc_why (why, "RECORDS carries %zu records (limit %d)", count, KC_PROTO_RECORDS_MAX);
+    }
+    if (zframe_size (f->frames [1]) > KC_PROTO_ARGUMENT_MAX) {
+        return kc_why (why, "RECORDS cursor is too long");
+    }
+    out->argument = zframe_data (f->frames [1]);
+    out->argument_size = zframe_size (f->frames [1]);
+    out->entries = calloc (count ? count : 1, sizeof (kc_entry_t));
+    assert (out->entries);
+    for (size_t i = 0; i < count; i++) {
+        kc_entry_t *entry = &out->entries [i];
+        zframe_t *record = f->frames [3 + 2 * i];
+        if (s_u64 (f->frames [2 + 2 * i], &entry->seq)
+        ||  zframe_size (record) == 0 || zframe_size (record) > KC_RECORD_BYTES_MAX) {
+            return kc_why (why, "RECORDS entry %zu is malformed", i + 1);
+        }
+        entry->data = zframe_data (record);
+        entry->size = zframe_size (record);
+        out->entry_count++;
+    }
+    return 0;
+}
+
+static int
+s_text (zframe_t *frame, size_t min, size_t max, kc_proto_msg_t *out)
+{
+    size_t size = zframe_size (frame);
+    if (size < min || size > max || !s_printable (zframe_data (frame), size)) {
+        return -1;
+    }
+    out->text = (const char *) zframe_data (frame);
+    out->text_size = size;
+    return 0;
+}
+
+static int
+s_decode_head (zframe_t *frame, kc_proto_msg_t *out, kc_why_t *why)
+{
+    return kc_head_decode (zframe_data (frame), zframe_size (frame), &out->head, why);
+}
+
+static int
+s_snapshot_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    zframe_t *command = f->frames [0];
+    if (s_is (command, "SYNC")) {
+        out->type = KC_MSG_SYNC;
+        if (s_expect (f, 4, "SYNC", why)) {
+            return -1;
+        }
+        if (zframe_size (f->frames [1]) != KC_HASH_BYTES || s_u64 (f->frames [2], &out->seq)
+        ||  s_u32 (f->frames [3], &out->credit)) {
+            return kc_why (why, "SYNC frames have the wrong sizes");
+        }
+        out->directory = zframe_data (f->frames [1]);
+    }
+    else
+    if (s_is (command, "CREDIT")) {
+        out->type = KC_MSG_CREDIT;
+        if (s_expect (f, 2, "CREDIT", why) || s_u32 (f->frames [1], &out->credit)) {
+            return kc_why (why, "CREDIT is malformed");
+        }
+    }
+    else
+    if (s_is (command, "ACK")) {
+        out->type = KC_MSG_ACK;
+        if (s_expect (f, 3, "ACK", why) || s_u64 (f->frames [1], &out->seq)
+        ||  zframe_size (f->frames [2]) != KC_HASH_BYTES) {
+            return kc_why (why, "ACK is malformed");
+        }
+        out->chain = zframe_data (f->frames [2]);
+        return 0;
+    }
+    else {
+        return -2;
+    }
+    if (out->credit < 1 || out->credit > KC_PROTO_CREDIT_MAX) {
+        return kc_why (why, "%s grants %u credit (allowed 1..%d)", kc_proto_name (out->type),
+                       out->credit, KC_PROTO_CREDIT_MAX);
+    }
+    return 0;
+}
+
+static int
+s_snapshot_agent (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    zframe_t *command = f->frames [0];
+    if (s_is (command, "BATCHES")) {
+        out->type = KC_MSG_BATCHES;
+        return s_entries (f, out, "BATCHES", why);
+    }
+    if (s_is (command, "END")) {
+        out->type = KC_MSG_END;
+        if (s_expect (f, 4, "END", why) || s_u64 (f->frames [1], &out->batches)
+        ||  s_u64 (f->frames [2], &out->records)) {
+            return kc_why (why, "END is malformed");
+        }
+        return s_decode_head (f->frames [3], out, why);
+    }
+    return -2;
+}
+
+static int
+s_updates (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    zframe_t *command = f->frames [0];
+    if (s_is (command, "UPDATE")) {
+        out->type = KC_MSG_UPDATE;
+        return s_entries (f, out, "UPDATE", why);
+    }
+    if (s_is (command, "HEAD")) {
+        out->type = KC_MSG_HEAD;
+        if (s_expect (f, 2, "HEAD", why)) {
+            return -1;
+        }
+        return s_decode_head (f->frames [1], out, why);
+    }
+    return -2;
+}
+
+static int
+s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    zframe_t *command = f->frames [0];
+    if (s_is (command, "SUBMIT")) {
+        out->type = KC_MSG_SUBMIT;
+        if (s_expect (f, 2, "SUBMIT", why)) {
+            return -1;
+        }
+        out->batch = zframe_data (f->frames [1]);
+        out->batch_size = zframe_size (f->frames [1]);
+        if (out->batch_size == 0 || out->batch_size > KC_BATCH_BYTES_MAX) {
+            return kc_why (why, "SUBMIT batch is %zu bytes (allowed 1..%d)", out->batch_size,
+                           KC_BATCH_BYTES_MAX);
+        }
+        return 0;
+    }
+    if (s_is (command, "QUERY")) {
+        out->type = KC_MSG_QUERY;
+        if (s_expect (f, 4, "QUERY", why)) {
+            return -1;
+        }
+        zframe_t *kind = f->frames [1];
+        if (!s_is (kind, "key") && !s_is (kind, "name") && !s_is (kind, "list")) {
+            return kc_why (why, "QUERY kind must be key, name or list");
+        }
+        s_text (kind, 1, 8, out);
+        out->argument = zframe_data (f->frames [2]);
+        out->argument_size = zframe_size (f->frames [2]);
+        if (out->argument_size > KC_PROTO_ARGUMENT_MAX
+        ||  (s_is (kind, "key") && out->argument_size != KC_KEY_BYTES)
+        ||  (s_is (kind, "name") && out->argument_size == 0)) {
+            return kc_why (why, "QUERY argument has the wrong size");
+        }
+        if (s_u32 (f->frames [3], &out->credit) || out->credit < 1
+        ||  out->credit > KC_PROTO_RECORDS_MAX) {
+            return kc_why (why, "QUERY limit must be 1..%d", KC_PROTO_RECORDS_MAX);
+        }
+        return 0;
+    }
+    if (s_is (command, "STATUS")) {
+        out->type = KC_MSG_STATUS;
+        return s_expect (f, 1, "STATUS", why);
+    }
+    return -2;
+}
+
+static int
+s_submit_client (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    zframe_t *command = f->frames [0];
+    if (s_is (command, "OK")) {
+        out->type = KC_MSG_OK;
+        if (s_expect (f, 4, "OK", why) || s_u64 (f->frames [1], &out->seq)
+        ||  zframe_size (f->frames [2]) != KC_HASH_BYTES
+        ||  (!s_is (f->frames [3], "accepted") && !s_is (f->frames [3], "duplicate"))) {
+            return kc_why (why, "OK is malformed");
+        }
+        out->chain = zframe_data (f->frames [2]);
+        s_text (f->frames [3], 1, 16, out);
+        return 0;
+    }
+    if (s_is (command, "RECORDS")) {
+        out->type = KC_MSG_RECORDS;
+        return s_records (f, out, why);
+    }
+    if (s_is (command, "STATUS")) {
+        out->type = KC_MSG_STATUS;
+        if (s_expect (f, 2, "STATUS", why)) {
+            return -1;
+        }
+        if (zframe_size (f->frames [1]) > KC_PROTO_STATUS_MAX) {
+            return kc_why (why, "STATUS reply too large");
+        }
+        out->text = (const char *) zframe_data (f->frames [1]);
+        out->text_size = zframe_size (f->frames [1]);
+        return 0;
+    }
+    return -2;
+}
+
+int
+kc_proto_decode (zmsg_t *msg, kc_channel_t channel, kc_proto_msg_t *out, kc_why_t *why)
+{
+    memset (out, 0, sizeof *out);
+    static __thread s_frames_t f;
+    f.count = 0;
+    f.bytes = 0;
+    size_t limit = sizeof f.frames / sizeof f.frames [0];
+    for (zframe_t *frame = zmsg_first (msg); frame; frame = zmsg_next (msg)) {
+        if (f.count == limit) {
+            return kc_why (why, "message has more than %zu frames", limit);
+        }
+        f.frames [f.count++] = frame;
+        f.bytes += zframe_size (frame);
+    }
+    if (f.count == 0) {
+        return kc_why (why, "empty message");
+    }
+    if (f.bytes > KC_PROTO_MESSAGE_MAX) {
+        return kc_why (why, "message is %zu bytes (limit %d)", f.bytes, KC_PROTO_MESSAGE_MAX);
+    }
+    //  ERROR is valid wherever a server answers
+    if (s_is (f.frames [0], "ERROR")
+    &&  (channel == KC_CHANNEL_SNAPSHOT_AGENT || channel == KC_CHANNEL_SUBMIT_CLIENT)) {
+        out->type = KC_MSG_ERROR;
+        if (s_expect (&f, 2, "ERROR", why)
+        ||  s_text (f.frames [1], 1, KC_PROTO_REASON_MAX, out)) {
+            return kc_why (why, "ERROR is malformed");
+        }
+        return 0;
+    }
+    int rc = channel == KC_CHANNEL_SNAPSHOT_SERVER ? s_snapshot_server (&f, out, why)
+           : channel == KC_CHANNEL_SNAPSHOT_AGENT ? s_snapshot_agent (&f, out, why)
+           : channel == KC_CHANNEL_UPDATES ? s_updates (&f, out, why)
+           : channel == KC_CHANNEL_SUBMIT_SERVER ? s_submit_server (&f, out, why)
+           : s_submit_client (&f, out, why);
+    if (rc == -2) {
+        size_t size = zframe_size (f.frames [0]);
+        const uint8_t *data = zframe_data (f.frames [0]);
+        if (size <= 16 && s_printable (data, size)) {
+            return kc_why (why, "unexpected command '%.*s'", (int) size, (const char *) data);
+        }
+        return kc_why (why, "unexpected command (%zu bytes of binary)", size);
+    }
+    return rc;
+}
+
+void
+kc_proto_msg_reset (kc_proto_msg_t *out)
+{
+    free (out->entries);
+    memset (out, 0, sizeof *out);
+}
+
+static void
+s_add_u64 (zmsg_t *msg, uint64_t value)
+{
+    uint8_t bytes [8];
+    kc_put_u64 (bytes, value);
+    zmsg_addmem (msg, bytes, 8);
+}
+
+static void
+s_add_u32 (zmsg_t *msg, uint32_t value)
+{
+    uint8_t bytes [4];
+    kc_put_u32 (bytes, value);
+    zmsg_addmem (msg, bytes, 4);
+}
+
+zmsg_t *
+kc_proto_sync (const uint8_t directory [static KC_HASH_BYTES], uint64_t from, uint32_t credit)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "SYNC");
+    zmsg_addmem (msg, directory, KC_HASH_BYTES);
+    s_add_u64 (msg, from);
+    s_add_u32 (msg, credit);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_credit (uint32_t credit)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "CREDIT");
+    s_add_u32 (msg, credit);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_ack (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES])
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ACK");
+    s_add_u64 (msg, seq);
+    zmsg_addmem (msg, chain, KC_HASH_BYTES);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_end (uint64_t batches, uint64_t records, const kc_head_t *head)
+{
+    uint8_t bytes [KC_HEAD_BYTES];
+    kc_head_encode (head, bytes);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "END");
+    s_add_u64 (msg, batches);
+    s_add_u64 (msg, records);
+    zmsg_addmem (msg, bytes, KC_HEAD_BYTES);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_head (const kc_head_t *head)
+{
+    uint8_t bytes [KC_HEAD_BYTES];
+    kc_head_encode (head, bytes);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "HEAD");
+    zmsg_addmem (msg, bytes, KC_HEAD_BYTES);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_error (const char *format, ...)
+{
+    char reason [KC_PROTO_REASON_MAX + 1];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    for (char *p = reason; *p; p++) {
+        if (*p < 0x20 || *p > 0x7e) {
+            *p = '?';
+        }
+    }
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ERROR");
+    zmsg_addstr (msg, *reason ? reason : "error");
+    return msg;
+}
+
+zmsg_t *
+kc_proto_submit (const uint8_t *batch, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "SUBMIT");
+    zmsg_addmem (msg, batch, size);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_ok (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES], const char *status)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "OK");
+    s_add_u64 (msg, seq);
+    zmsg_addmem (msg, chain, KC_HASH_BYTES);
+    zmsg_addstr (msg, status);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_query (const char *kind, const uint8_t *argument, size_t size, uint32_t limit)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "QUERY");
+    zmsg_addstr (msg, kind);
+    zmsg_addmem (msg, argument, size);
+    s_add_u32 (msg, limit);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_status_request (void)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "STATUS");
+    return msg;
+}
+
+zmsg_t *
+kc_proto_status_reply (const char *json, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "STATUS");
+    zmsg_addmem (msg, json, size);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_entries (const char *command)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, command);
+    return msg;
+}
+
+void
+kc_proto_add_entry (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                    const uint8_t *batch, size_t size)
+{
+    uint8_t header [KC_PROTO_ENTRY_HEADER];
+    kc_put_u64 (header, seq);
+    memcpy (header + 8, chain, KC_HASH_BYTES);
+    zmsg_addmem (msg, header, sizeof header);
+    zmsg_addmem (msg, batch, size);
+}
+
+zmsg_t *
+kc_proto_records (const uint8_t *next, size_t next_size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "RECORDS");
+    zmsg_addmem (msg, next, next_size);
+    return msg;
+}
+
+void
+kc_proto_add_record (zmsg_t *msg, uint64_t seq, const uint8_t *record, size_t size)
+{
+    s_add_u64 (msg, seq);
+    zmsg_addmem (msg, record, size);
+}
+
+void
+kc_proto_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_proto: ");
+    }
+    kc_why_t why;
+    kc_proto_msg_t out;
+    uint8_t directory [32], chain [32];
+    memset (directory, 0xd1, 32);
+    memset (chain, 0xc4, 32);
+
+    zmsg_t *msg = kc_proto_sync (directory, 7, 4);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_SYNC && out.seq == 7 && out.credit == 4);
+    assert (memcmp (out.directory, directory, 32) == 0);
+    kc_proto_msg_reset (&out);
+    //  The same message on another channel is refused
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    assert (strstr (why.text, "unexpected command 'SYNC'"));
+    //  A missing frame, an extra frame, a wrong size
+    zframe_t *last = zmsg_last (msg);
+    zmsg_remove (msg, last);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
+    zmsg_append (msg, &last);
+    zmsg_addstr (msg, "extra");
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
+    assert (strstr (why.text, "5 frames"));
+    zmsg_destroy (&msg);
+    msg = kc_proto_sync (directory, 7, KC_PROTO_CREDIT_MAX + 1);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
+    assert (strstr (why.text, "credit"));
+    zmsg_destroy (&msg);
+
+    //  Batch entries: consecutive, bounded
+    msg = kc_proto_entries ("UPDATE");
+    kc_proto_add_entry (msg, 5, chain, (const uint8_t *) "b5", 2);
+    kc_proto_add_entry (msg, 6, chain, (const uint8_t *) "b6", 2);
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == 0);
+    assert (out.type == KC_MSG_UPDATE && out.entry_count == 2 && out.entries [1].seq == 6);
+    assert (out.entries [1].size == 2 && memcmp (out.entries [1].data, "b6", 2) == 0);
+    kc_proto_msg_reset (&out);
+    kc_proto_add_entry (msg, 8, chain, (const uint8_t *) "b8", 2);
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1);
+    assert (strstr (why.text, "not consecutive"));
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    msg = kc_proto_entries ("BATCHES");
+    for (int i = 1; i <= KC_PROTO_BATCHES_MAX + 1; i++) {
+        kc_proto_add_entry (msg, (uint64_t) i, chain, (const uint8_t *) "b", 1);
+    }
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &out, &why) == -1);
+    assert (strstr (why.text, "limit"));
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+
+    //  Heads travel whole; a short head is refused
+    kc_head_t head = { .seq = 3, .time = 1, .valid_until = 2 };
+    memcpy (head.directory, directory, 32);
+    msg = kc_proto_end (1, 10, &head);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_END && out.records == 10 && out.head.seq == 3);
+    zmsg_destroy (&msg);
+    msg = zmsg_new ();
+    zmsg_addstr (msg, "HEAD");
+    zmsg_addmem (msg, "short", 5);
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1);
+    zmsg_destroy (&msg);
+
+    //  Submissions and replies
+    msg = kc_proto_submit ((const uint8_t *) "batch", 5);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_SUBMIT && out.batch_size == 5);
+    zmsg_destroy (&msg);
+    msg = kc_proto_ok (9, chain, "duplicate");
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_OK && out.seq == 9 && out.text_size == 9);
+    zmsg_destroy (&msg);
+    msg = kc_proto_error ("bad \x01 thing %d", 7);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_ERROR && memcmp (out.text, "bad ? thing 7", 13) == 0);
+    //  ERROR is not something a server accepts
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    zmsg_destroy (&msg);
+    msg = kc_proto_query ("key", directory, 32, 10);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_QUERY && out.credit == 10 && out.argument_size == 32);
+    zmsg_destroy (&msg);
+    msg = kc_proto_query ("key", directory, 31, 10);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    zmsg_destroy (&msg);
+    msg = kc_proto_query ("drop", directory, 1, 10);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    zmsg_destroy (&msg);
+    msg = kc_proto_records ((const uint8_t *) "next", 4);
+    kc_proto_add_record (msg, 3, (const uint8_t *) "record", 6);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_RECORDS && out.entry_count == 1 && out.entries [0].seq == 3);
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    msg = kc_proto_status_request ();
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    zmsg_destroy (&msg);
+
+    //  Empty and binary-garbage messages
+    msg = zmsg_new ();
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1);
+    zmsg_addmem (msg, "\x00\xff", 2);
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1);
+    assert (strstr (why.text, "binary"));
+    zmsg_destroy (&msg);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

@@ -1,0 +1,125 @@
+/*  =========================================================================
+    kc_proto - every message of the keyclone distribution protocol (KCP/1,
+    docs/protocol.md): encoders that build czmq messages, and one pure,
+    bounds-checked decoder per direction of each channel.
+
+    A decoded message points into the frames of the zmsg_t it came from: keep
+    the zmsg_t alive while you use it, then kc_proto_msg_reset.
+    =========================================================================
+*/
+#ifndef KC_PROTO_H_INCLUDED
+#define KC_PROTO_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_head.h"
+#include <czmq.h>
+
+#define KC_PROTO_BATCHES_MAX    1024                //  batch entries per message
+#define KC_PROTO_MESSAGE_MAX    (40 * 1024 * 1024)  //  bytes in one message
+#define KC_PROTO_REASON_MAX     255                 //  bytes of an ERROR reason
+#define KC_PROTO_CREDIT_MAX     64                  //  credit one SYNC/CREDIT grants
+#define KC_PROTO_RECORDS_MAX    10000               //  records in one RECORDS reply
+#define KC_PROTO_STATUS_MAX     (4 * 1024 * 1024)   //  bytes of a STATUS JSON reply
+#define KC_PROTO_ARGUMENT_MAX   255                 //  bytes of a QUERY argument
+#define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain
+
+//  Which side of which channel is decoding (what it may receive).
+typedef enum {
+    KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK
+    KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
+    KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
+    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS
+    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ERROR
+} kc_channel_t;
+
+typedef enum {
+    KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
+    KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
+    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS
+} kc_msg_type_t;
+
+//  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
+typedef struct {
+    uint64_t seq;
+    const uint8_t *chain;                   //  32 bytes (batch entries only)
+    const uint8_t *data;                    //  the batch or record bytes
+    size_t size;
+} kc_entry_t;
+
+typedef struct {
+    kc_msg_type_t type;
+    const uint8_t *directory;               //  SYNC
+    uint64_t seq;                           //  SYNC from, ACK, OK
+    uint32_t credit;                        //  SYNC, CREDIT, QUERY limit
+    const uint8_t *chain;                   //  ACK, OK
+    uint64_t batches, records;              //  END
+    kc_head_t head;                         //  END, HEAD
+    const char *text;                       //  ERROR reason, OK status, STATUS json,
+    size_t text_size;                       //  QUERY kind
+    const uint8_t *argument;                //  QUERY argument, RECORDS next cursor
+    size_t argument_size;
+    const uint8_t *batch;                   //  SUBMIT
+    size_t batch_size;
+    kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS (owned array)
+    size_t entry_count;
+} kc_proto_msg_t;
+
+//  Decodes msg as received on channel into out. Pure: never changes msg.
+//  Returns 0, or -1 with a reason (unknown command, wrong frame count or size,
+//  over a limit). out must be reset with kc_proto_msg_reset after use.
+int
+    kc_proto_decode (zmsg_t *msg, kc_channel_t channel, kc_proto_msg_t *out,
+                     kc_why_t *why) KC_WUR;
+
+//  Frees what a decode allocated and clears out.
+void
+    kc_proto_msg_reset (kc_proto_msg_t *out);
+
+//  --- Encoders: each returns a new message the caller owns ------------------
+
+zmsg_t *
+    kc_proto_sync (const uint8_t directory [static KC_HASH_BYTES], uint64_t from, uint32_t credit);
+zmsg_t *
+    kc_proto_credit (uint32_t credit);
+zmsg_t *
+    kc_proto_ack (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES]);
+zmsg_t *
+    kc_proto_end (uint64_t batches, uint64_t records, const kc_head_t *head);
+zmsg_t *
+    kc_proto_head (const kc_head_t *head);
+zmsg_t *
+    kc_proto_error (const char *format, ...) KC_PRINTF (1, 2);
+zmsg_t *
+    kc_proto_submit (const uint8_t *batch, size_t size);
+zmsg_t *
+    kc_proto_ok (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES], const char *status);
+zmsg_t *
+    kc_proto_query (const char *kind, const uint8_t *argument, size_t size, uint32_t limit);
+zmsg_t *
+    kc_proto_status_request (void);
+zmsg_t *
+    kc_proto_status_reply (const char *json, size_t size);
+
+//  BATCHES / UPDATE: start with kc_proto_entries ("BATCHES" or "UPDATE") and
+//  add entries in sequence order.
+zmsg_t *
+    kc_proto_entries (const char *command);
+void
+    kc_proto_add_entry (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                        const uint8_t *batch, size_t size);
+
+//  RECORDS: start with the next cursor (may be empty), add (seq, record).
+zmsg_t *
+    kc_proto_records (const uint8_t *next, size_t next_size);
+void
+    kc_proto_add_record (zmsg_t *msg, uint64_t seq, const uint8_t *record, size_t size);
+
+//  Name of a message type, for logs.
+const char *
+    kc_proto_name (kc_msg_type_t type);
+
+//  Self test of this module.
+void
+    kc_proto_test (bool verbose);
+
+#endif

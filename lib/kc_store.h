@@ -1,0 +1,111 @@
+/*  =========================================================================
+    kc_store - the server's durable store: the sequenced log of accepted
+    batches with its chain, and the current record of every key
+    (schema/server). One connection, used by one thread.
+
+    Submissions are applied in groups: kc_store_begin, then for each batch
+    kc_store_check + kc_store_append, then kc_store_commit (synchronous=FULL:
+    on disk when it returns). Each batch is checked against the state that
+    includes the batches appended before it in the same group.
+    =========================================================================
+*/
+#ifndef KC_STORE_H_INCLUDED
+#define KC_STORE_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_batch.h"
+#include "kc_root.h"
+
+typedef struct _kc_store_t kc_store_t;
+
+//  What the store knows about one key.
+typedef struct {
+    uint8_t status;                     //  0 = unknown key
+    uint64_t version;
+    uint64_t not_before;
+    uint64_t not_after;
+    uint64_t seq;                       //  batch that set it
+    char name [KC_RECORD_NAME_MAX + 1];
+} kc_store_key_t;
+
+//  Called for each batch read from the log; return 0 to go on, -1 to stop.
+typedef int (kc_store_batch_fn) (uint64_t seq, const uint8_t *chain, const uint8_t *data,
+                                 size_t size, void *arg);
+
+//  Called for each stored record (QUERY); return 0 to go on, -1 to stop.
+typedef int (kc_store_record_fn) (uint64_t seq, const uint8_t *key, const uint8_t *record,
+                                  size_t size, void *arg);
+
+//  Opens (creating) the store at path for root's directory. Refuses a store
+//  that belongs to another directory. NULL with a reason.
+kc_store_t *
+    kc_store_open (const char *path, const kc_root_t *root, kc_why_t *why);
+
+//  Closes the store. Nulls *self_p.
+void
+    kc_store_destroy (kc_store_t **self_p);
+
+//  The last sequence number and chain of the log (chain(0) when empty).
+uint64_t
+    kc_store_seq (const kc_store_t *self);
+const uint8_t *
+    kc_store_chain (const kc_store_t *self);
+
+//  Keys and revoked keys currently stored.
+uint64_t
+    kc_store_key_count (const kc_store_t *self);
+uint64_t
+    kc_store_revoked_count (const kc_store_t *self);
+
+//  If a batch with this body digest is in the log, returns 1 and its seq and
+//  chain; 0 if not; -1 on a store error.
+int
+    kc_store_find_digest (kc_store_t *self, const uint8_t digest [static KC_HASH_BYTES],
+                          uint64_t *seq, uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+
+//  Starts a group of appends.
+int
+    kc_store_begin (kc_store_t *self, kc_why_t *why) KC_WUR;
+
+//  Checks every record of a verified batch against the stored state
+//  (docs/protocol.md 7.2) at time now (seconds). 0, or -1 with a reason.
+int
+    kc_store_check (kc_store_t *self, const kc_batch_t *batch, uint64_t now, kc_why_t *why) KC_WUR;
+
+//  Appends a checked batch inside the group: next seq, next chain, key rows.
+//  Returns 0 and the seq and chain, or -1 (the group must be rolled back).
+int
+    kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
+                     uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+
+//  Commits the group durably; on failure rolls it back. 0 or -1.
+int
+    kc_store_commit (kc_store_t *self, kc_why_t *why) KC_WUR;
+
+//  Abandons the group: the log and keys are as before kc_store_begin.
+void
+    kc_store_rollback (kc_store_t *self);
+
+//  Reads batches with seq > from in order, up to max_count batches and
+//  about max_bytes, calling fn for each. Returns the number read or -1.
+int
+    kc_store_read (kc_store_t *self, uint64_t from, size_t max_count, size_t max_bytes,
+                   kc_store_batch_fn *fn, void *arg, kc_why_t *why);
+
+//  Looks a key up. Returns 0 (info->status 0 if unknown) or -1.
+int
+    kc_store_key (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES],
+                  kc_store_key_t *info, kc_why_t *why) KC_WUR;
+
+//  Records for a key, for a name, or in key order after a cursor (list);
+//  calls fn for each, at most limit. Returns the number given or -1.
+int
+    kc_store_query (kc_store_t *self, const char *kind, const uint8_t *argument,
+                    size_t size, size_t limit, kc_store_record_fn *fn, void *arg,
+                    kc_why_t *why);
+
+//  Self test of this module.
+void
+    kc_store_test (bool verbose);
+
+#endif
