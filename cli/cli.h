@@ -68,12 +68,38 @@ void
 const char *
     cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80]);
 
+//  Called with each record parsed from an argument or a --from file.
+typedef int (cli_record_fn) (const kc_record_spec_t *spec, void *arg, kc_why_t *why);
+
+//  Parses "NAME=KEY[,tag=T][,expires=D][,version=N]" (register) or
+//  "KEY[,name=N][,version=N][,reason=TEXT]" (revoke) and calls fn.
+int
+    cli_parse_record (const char *argument, bool revoke, cli_record_fn *fn, void *arg,
+                      kc_why_t *why) KC_WUR;
+
+//  Reads a --from file (or - for stdin): one record per line, as above,
+//  optionally prefixed by "register " or "revoke "; '#' starts a comment.
+int
+    cli_read_records (const char *path, cli_record_fn *fn, void *arg, kc_why_t *why) KC_WUR;
+
+//  Checks every signer is an operator of root; prints why not. CLI_OK/FAIL.
+int
+    cli_check_signers (const char *command, const kc_root_t *root, kc_signer_t **signers,
+                       int count);
+
 //  Subcommands.
 int cmd_init (int argc, char *argv []);
 int cmd_keygen (int argc, char *argv []);
 int cmd_sign (int argc, char *argv []);
 int cmd_cosign (int argc, char *argv []);
 int cmd_verify (int argc, char *argv []);
+int cmd_register (int argc, char *argv []);
+int cmd_revoke (int argc, char *argv []);
+int cmd_submit (int argc, char *argv []);
+int cmd_list (int argc, char *argv []);
+int cmd_show (int argc, char *argv []);
+int cmd_lookup (int argc, char *argv []);
+int cmd_status (int argc, char *argv []);
 
 extern const cli_command_t cli_commands [];
 

@@ -41,6 +41,7 @@ s_parse_u64 (const char *text, size_t size, uint64_t *value)
 }
 
 //  One parsed --register or --revoke argument; strings point into text.
+//  (cli_record_fn and the public parsers are declared in cli.h.)
 typedef struct {
     char text [LINE_MAX_BYTES];
     uint8_t key [KC_KEY_BYTES];
@@ -134,21 +135,18 @@ s_parse_item (s_item_t *item, const char *argument, bool revoke, kc_why_t *why)
     return s_parse_options (item, comma ? comma + 1 : NULL, revoke, now, why);
 }
 
-static int
-s_add (kc_batch_builder_t *builder, const char *argument, bool revoke, int *counts, kc_why_t *why)
+int
+cli_parse_record (const char *argument, bool revoke, cli_record_fn *fn, void *arg, kc_why_t *why)
 {
     static s_item_t item;
-    if (s_parse_item (&item, argument, revoke, why)
-    ||  kc_batch_builder_add (builder, &item.spec, why)) {
+    if (s_parse_item (&item, argument, revoke, why) || fn (&item.spec, arg, why)) {
         return kc_why_prefix (why, "'%.60s'", argument);
     }
-    counts [revoke]++;
     return 0;
 }
 
-//  Reads --from: one record per line.
-static int
-s_add_file (kc_batch_builder_t *builder, const char *path, int *counts, kc_why_t *why)
+int
+cli_read_records (const char *path, cli_record_fn *fn, void *arg, kc_why_t *why)
 {
     FILE *file = KC_STREQ (path, "-") ? stdin : fopen (path, "r");
     if (!file) {
@@ -180,7 +178,7 @@ s_add_file (kc_batch_builder_t *builder, const char *path, int *counts, kc_why_t
                 p++;
             }
         }
-        if (s_add (builder, p, revoke, counts, why)) {
+        if (cli_parse_record (p, revoke, fn, arg, why)) {
             rc = kc_why_prefix (why, "%s:%d", path, number);
             break;
         }
@@ -191,9 +189,25 @@ s_add_file (kc_batch_builder_t *builder, const char *path, int *counts, kc_why_t
     return rc;
 }
 
-//  Checks every signer is an operator of root; prints why not.
+typedef struct {
+    kc_batch_builder_t *builder;
+    int counts [2];                         //  register, revoke
+} s_collect_t;
+
 static int
-s_check_signers (const char *command, const kc_root_t *root, kc_signer_t **signers, int count)
+s_collect (const kc_record_spec_t *spec, void *arg, kc_why_t *why)
+{
+    s_collect_t *collect = arg;
+    if (kc_batch_builder_add (collect->builder, spec, why)) {
+        return -1;
+    }
+    collect->counts [spec->status == KC_STATUS_REVOKED]++;
+    return 0;
+}
+
+//  Checks every signer is an operator of root; prints why not.
+int
+cli_check_signers (const char *command, const kc_root_t *root, kc_signer_t **signers, int count)
 {
     for (int i = 0; i < count; i++) {
         if (kc_root_operator_index (root, kc_signer_public_key (signers [i])) < 0) {
@@ -304,23 +318,23 @@ cmd_sign (int argc, char *argv [])
     int rc = CLI_FAIL;
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), kc_now ());
     kc_batch_t *batch = NULL;
-    if (signer_count < 0 || s_check_signers ("sign", root, signers, signer_count)) {
+    if (signer_count < 0 || cli_check_signers ("sign", root, signers, signer_count)) {
         goto cleanup;
     }
     //  Second pass: the records, in order
     kc_why_t why;
-    int counts [2] = { 0, 0 };
+    s_collect_t collect = { builder, { 0, 0 } };
     optind = 0;                         //  0 makes GNU getopt start over
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        int failed = c == 'g' ? s_add (builder, optarg, false, counts, &why)
-                   : c == 'v' ? s_add (builder, optarg, true, counts, &why)
-                   : c == 'f' ? s_add_file (builder, optarg, counts, &why) : 0;
+        int failed = c == 'g' ? cli_parse_record (optarg, false, s_collect, &collect, &why)
+                   : c == 'v' ? cli_parse_record (optarg, true, s_collect, &collect, &why)
+                   : c == 'f' ? cli_read_records (optarg, s_collect, &collect, &why) : 0;
         if (failed) {
             rc = cli_fail ("sign", "%s", why.text);
             goto cleanup;
         }
     }
-    if (counts [0] + counts [1] == 0) {
+    if (collect.counts [0] + collect.counts [1] == 0) {
         rc = cli_usage ("sign", "nothing to sign: give --register, --revoke or --from");
         goto cleanup;
     }
@@ -423,7 +437,7 @@ cmd_cosign (int argc, char *argv [])
         goto cleanup;
     }
     root = cli_load_root ("cosign", root_path ? root_path : cli_path (root_buffer, dir, "root"));
-    if (!root || s_check_signers ("cosign", root, signers, signer_count)) {
+    if (!root || cli_check_signers ("cosign", root, signers, signer_count)) {
         goto cleanup;
     }
     for (int i = 0; i < signer_count; i++) {

@@ -81,6 +81,59 @@ const cli_command_t cli_commands [] = {
       "newer version than ROOT, as ROOT's successor. Prints the contents, or the\n"
       "reason the file is rejected. --quiet prints only the verdict.\n"
       "Exit status: 0 valid, 1 rejected or unreadable, 2 usage.\n" },
+    { "register", cmd_register, "sign and submit node registrations to the server",
+      "Usage: keyclone register NAME --key Z85KEY [--tag TAG]... [--expires DURATION]\n"
+      "                         [--version N] [--operator NAME|PATH]... [COMMON OPTIONS]\n"
+      "       keyclone register --from FILE [--batch-size N] [--operator ...] [COMMON OPTIONS]\n"
+      "\n"
+      "Signs a registration with the operator key(s) and submits it to the server, which\n"
+      "replies once it is durably committed; prints the sequence number. --from reads\n"
+      "one record per line as 'keyclone sign' does and submits them in batches of\n"
+      "--batch-size (default 10000), showing progress on a terminal. When the root needs\n"
+      "more signatures than the operators given, use 'keyclone sign', 'cosign' and\n"
+      "'submit' instead.\n"
+      "\n"
+      "Common options of the online commands:\n"
+      "  --dir DIR          keyclone directory (root, operators; default $KEYCLONE_DIR or .)\n"
+      "  --root FILE        the root (default DIR/root): names the server and its key\n"
+      "  --server EP        submission endpoint instead of the root's\n"
+      "  --agent EP         the local agent (default $KEYCLONE_AGENT or\n"
+      "                     ipc://DIR/agent/agent.ipc)\n"
+      "  --timeout MS       how long to wait for a reply (default 10000)\n"
+      "  --json             machine-readable output\n" },
+    { "revoke", cmd_revoke, "sign and submit the revocation of a key, or of a node's keys",
+      "Usage: keyclone revoke (Z85KEY|NAME) [--reason TEXT] [--operator NAME|PATH]...\n"
+      "                       [COMMON OPTIONS]\n"
+      "\n"
+      "Revokes one key, or every unrevoked key registered for a node NAME (the server\n"
+      "is asked which). Revocation is terminal: the key can never be registered again.\n"
+      "Prints the sequence number; agents apply it within milliseconds. See\n"
+      "'keyclone register --help' for the common options.\n" },
+    { "submit", cmd_submit, "submit batches made offline with 'keyclone sign'",
+      "Usage: keyclone submit FILE... [COMMON OPTIONS]\n"
+      "\n"
+      "Submits each batch file; prints its sequence number, or 'already accepted' with\n"
+      "the original one when the same batch was submitted before. Exit 1 if any is\n"
+      "refused (the reason is printed).\n" },
+    { "list", cmd_list, "list the keys the server holds",
+      "Usage: keyclone list [--revoked] [COMMON OPTIONS]\n"
+      "\n"
+      "Lists the server's active keys (or, with --revoked, the revoked ones) in key\n"
+      "order.\n" },
+    { "show", cmd_show, "show the server's records for a key or a node name",
+      "Usage: keyclone show (Z85KEY|NAME) [COMMON OPTIONS]\n" },
+    { "lookup", cmd_lookup, "ask the local agent about a key or a node name",
+      "Usage: keyclone lookup (Z85KEY|NAME) [--agent EP] [--json]\n"
+      "\n"
+      "Prints the agent's verdict (trusted, revoked, expired, not-yet-valid, unknown,\n"
+      "or stale under the fail-closed policy) with the name, tags and sequence. Exit 0\n"
+      "if a trusted key was found, 1 otherwise.\n" },
+    { "status", cmd_status, "show the local agent's or the server's status",
+      "Usage: keyclone status [--server [EP]] [--agent EP] [--json] [--dir DIR]\n"
+      "\n"
+      "Without --server: the local agent's state (fresh, stale or syncing), its sequence,\n"
+      "last head and server. With --server: the server's sequence and every agent with\n"
+      "the head it has applied, and which are behind.\n" },
     { NULL, NULL, NULL, NULL }
 };
 

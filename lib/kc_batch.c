@@ -450,6 +450,12 @@ kc_batch_signature (const kc_batch_t *self, size_t index)
     return self->signatures [index];
 }
 
+size_t
+kc_batch_peek_count (const uint8_t *data, size_t size)
+{
+    return size >= KC_BATCH_HEADER_BYTES ? kc_get_u32 (data + KC_BATCH_HEADER_BYTES - 4) : 0;
+}
+
 void
 kc_batch_test_append_signature (kc_batch_t *self, kc_signature_t signature)
 {
@@ -527,6 +533,7 @@ kc_batch_test (bool verbose)
     kc_batch_t *copy = kc_batch_decode (data, size, &why);
     assert (copy && kc_batch_verify (copy, root, 2000, &why) == 0);
     kc_batch_destroy (&copy);
+    assert (kc_batch_peek_count (data, size) == 1000 && kc_batch_peek_count (data, 10) == 0);
 
     //  A forged signature: flip one bit of a signature
     uint8_t *edited = malloc (size + 1);

@@ -105,6 +105,11 @@ size_t
 kc_signature_t
     kc_batch_signature (const kc_batch_t *self, size_t index);
 
+//  The record count in a batch's header, without decoding it (0 if the
+//  bytes are too short to hold a header).
+size_t
+    kc_batch_peek_count (const uint8_t *data, size_t size);
+
 //  Test hook: appends a signature entry without keeping the list canonical,
 //  to prove verification counts a repeated signer once.
 void

@@ -61,6 +61,7 @@ struct _kc_cache_t {
     uint8_t saved_chain [KC_HASH_BYTES];
     s_buckets_t key_buckets, name_buckets;
     s_blob_t scratch;                       //  a bucket read outside a group
+    bool damaged;                           //  hit SQLITE_CORRUPT / NOTADB
 };
 
 static sqlite3_stmt *
@@ -75,6 +76,10 @@ s_stmt (kc_cache_t *self, s_statement_t which)
 static int
 s_fail (kc_cache_t *self, kc_why_t *why, const char *action)
 {
+    int code = sqlite3_extended_errcode (self->db) & 0xff;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) {
+        self->damaged = true;
+    }
     return kc_why (why, "cache: cannot %s: %s", action, sqlite3_errmsg (self->db));
 }
 
@@ -273,6 +278,12 @@ kc_cache_destroy (kc_cache_t **self_p)
     }
 }
 
+bool
+kc_cache_damaged (const kc_cache_t *self)
+{
+    return self->damaged;
+}
+
 uint64_t
 kc_cache_seq (const kc_cache_t *self)
 {
@@ -354,6 +365,7 @@ kc_cache_lookup (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES],
     kc_bucket_entry_t found;
     int rc = kc_bucket_find (blob->data, blob->size, key, &found, why);
     if (rc < 0) {
+        self->damaged = true;
         return kc_why_prefix (why, "cache: damaged bucket %u", kc_bucket_of_key (key));
     }
     if (rc == 1) {

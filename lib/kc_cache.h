@@ -48,6 +48,11 @@ kc_cache_t *
 void
     kc_cache_destroy (kc_cache_t **self_p);
 
+//  True once any operation hit SQLITE_CORRUPT or SQLITE_NOTADB: the file is
+//  damaged and the cache must be rebuilt.
+bool
+    kc_cache_damaged (const kc_cache_t *self);
+
 //  Where the cache stands.
 uint64_t
     kc_cache_seq (const kc_cache_t *self);

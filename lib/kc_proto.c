@@ -313,14 +313,17 @@ s_submit_client (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     if (s_is (command, "STATUS")) {
         out->type = KC_MSG_STATUS;
-        if (s_expect (f, 2, "STATUS", why)) {
+        if (s_expect (f, 3, "STATUS", why)) {
             return -1;
         }
-        if (zframe_size (f->frames [1]) > KC_PROTO_STATUS_MAX) {
+        if (zframe_size (f->frames [1]) > KC_PROTO_STATUS_MAX
+        ||  zframe_size (f->frames [2]) > KC_PROTO_STATUS_MAX) {
             return kc_why (why, "STATUS reply too large");
         }
         out->text = (const char *) zframe_data (f->frames [1]);
         out->text_size = zframe_size (f->frames [1]);
+        out->rendering = (const char *) zframe_data (f->frames [2]);
+        out->rendering_size = zframe_size (f->frames [2]);
         return 0;
     }
     return -2;
@@ -509,11 +512,12 @@ kc_proto_status_request (void)
 }
 
 zmsg_t *
-kc_proto_status_reply (const char *json, size_t size)
+kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size)
 {
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "STATUS");
-    zmsg_addmem (msg, json, size);
+    zmsg_addmem (msg, json, json_size);
+    zmsg_addmem (msg, text, text_size);
     return msg;
 }
 
@@ -654,6 +658,10 @@ kc_proto_test (bool verbose)
     zmsg_destroy (&msg);
     msg = kc_proto_status_request ();
     assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    zmsg_destroy (&msg);
+    msg = kc_proto_status_reply ("{}", 2, "ok", 2);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_STATUS && out.text_size == 2 && out.rendering_size == 2);
     zmsg_destroy (&msg);
 
     //  Empty and binary-garbage messages

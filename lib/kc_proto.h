@@ -56,6 +56,8 @@ typedef struct {
     kc_head_t head;                         //  END, HEAD
     const char *text;                       //  ERROR reason, OK status, STATUS json,
     size_t text_size;                       //  QUERY kind
+    const char *rendering;                  //  STATUS reply: human-readable text
+    size_t rendering_size;
     const uint8_t *argument;                //  QUERY argument, RECORDS next cursor
     size_t argument_size;
     const uint8_t *batch;                   //  SUBMIT
@@ -98,7 +100,7 @@ zmsg_t *
 zmsg_t *
     kc_proto_status_request (void);
 zmsg_t *
-    kc_proto_status_reply (const char *json, size_t size);
+    kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size);
 
 //  BATCHES / UPDATE: start with kc_proto_entries ("BATCHES" or "UPDATE") and
 //  add entries in sequence order.

@@ -1,0 +1,869 @@
+/*  =========================================================================
+    kc_agent - the per-node sync engine: snapshot (credit-based), updates
+    (gap and chain checked), heads (freshness, rollback and equivocation
+    checks), resync from the last good sequence, cache integrity checks and
+    rebuilds. One zloop thread; the cache is written only here.
+    =========================================================================
+*/
+#include "kc_agent_internal.h"
+
+#include <sodium.h>
+
+#define SYNC_TIMEOUT_MS     10000           //  resend SYNC after this long without progress
+#define BUFFER_BYTES_MAX    (256 * 1024 * 1024)
+#define BACKOFF_MIN_MS      1000
+#define BACKOFF_MAX_MS      30000
+#define WARNING_EVERY_MS    5000
+#define ACK_EVERY_MS        10
+#define DRAIN_MAX           256             //  messages handled per wake-up
+
+static int64_t s_backoff = BACKOFF_MIN_MS;
+
+void
+kc_agent_config_defaults (kc_agent_config_t *config)
+{
+    memset (config, 0, sizeof *config);
+    config->stale_after_ms = 5000;
+    config->check_interval_ms = 60000;
+    config->credit = 8;
+}
+
+const char *
+agent_state_name (agent_state_t state)
+{
+    return state == AGENT_FRESH ? "fresh" : state == AGENT_STALE ? "stale" : "syncing";
+}
+
+static void
+s_set_state (agent_t *self, agent_state_t state, const char *why)
+{
+    if (self->state == state) {
+        return;
+    }
+    agent_state_t before = self->state;
+    self->state = state;
+    if (state == AGENT_STALE) {
+        zsys_warning ("kc_agent: stale: %s (policy %s)", why,
+                      self->config.fail_closed ? "fail-closed: new peers are denied"
+                                               : "serve: lookups keep answering from the cache");
+    }
+    else {
+        zsys_info ("kc_agent: %s at seq %llu%s", agent_state_name (state),
+                   (unsigned long long) kc_cache_seq (self->cache),
+                   before == AGENT_STALE ? " (was stale)" : "");
+    }
+    if (state != AGENT_SYNCING) {
+        agent_event (self, agent_state_name (state), NULL, NULL, kc_cache_seq (self->cache));
+    }
+}
+
+static void
+s_free_cold (agent_t *self)
+{
+    for (size_t i = 0; i < self->cold_count; i++) {
+        kc_batch_destroy (&self->cold_batches [i]);
+    }
+    self->cold_count = 0;
+}
+
+static void
+s_free_buffered (agent_t *self)
+{
+    for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
+        zmsg_destroy (&msg);
+    }
+    zlistx_purge (self->buffered);
+    self->buffered_bytes = 0;
+}
+
+static void
+s_send (agent_t *self, zmsg_t **msg_p)
+{
+    if (zmsg_send (msg_p, self->snapshot)) {
+        zmsg_destroy (msg_p);
+    }
+}
+
+static void
+s_start_sync (agent_t *self, const char *why)
+{
+    s_free_cold (self);
+    self->syncing = true;
+    self->resync_wanted = false;
+    self->sync_from = self->sync_seq = kc_cache_seq (self->cache);
+    self->cold = self->sync_from == 0;
+    memcpy (self->sync_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
+    self->sync_batches = self->sync_records = 0;
+    self->sync_started = zclock_mono ();
+    self->sync_deadline = self->sync_started + SYNC_TIMEOUT_MS;
+    self->resyncs++;
+    if (why) {
+        zsys_info ("kc_agent: %s; syncing from seq %llu", why, (unsigned long long) self->sync_from);
+    }
+    zmsg_t *msg = kc_proto_sync (kc_root_directory (self->root), self->sync_from,
+                                 (uint32_t) self->config.credit);
+    s_send (self, &msg);
+}
+
+//  The server sent something that fails verification: keep the cache, go
+//  stale, and try again later with back-off.
+static void
+s_fault (agent_t *self, const char *what, const kc_why_t *why)
+{
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
+                what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
+                (unsigned long long) kc_cache_seq (self->cache), (long long) s_backoff / 1000);
+    self->rejected++;
+    self->syncing = false;
+    s_free_cold (self);
+    s_free_buffered (self);
+    s_set_state (self, AGENT_STALE, "the server sent data that failed verification");
+    self->resync_wanted = true;
+    self->retry_after = zclock_mono () + s_backoff;
+    s_backoff = s_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s_backoff * 2;
+}
+
+//  Verifies one batch entry following (prev_seq, prev_chain). Returns the
+//  decoded batch, or NULL with a reason.
+static kc_batch_t *
+s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
+                const uint8_t prev_chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    if (entry->seq != prev_seq + 1) {
+        kc_why (why, "batch %llu does not follow %llu", (unsigned long long) entry->seq,
+                (unsigned long long) prev_seq);
+        return NULL;
+    }
+    kc_batch_t *batch = kc_batch_decode (entry->data, entry->size, why);
+    if (!batch || kc_batch_verify (batch, self->root, kc_now (), why)) {
+        kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
+        kc_batch_destroy (&batch);
+        return NULL;
+    }
+    uint8_t chain [KC_HASH_BYTES];
+    kc_chain_next (prev_chain, entry->seq, batch, chain);
+    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
+        kc_why (why, "batch %llu: chain hash does not match its predecessor (broken chain)",
+                (unsigned long long) entry->seq);
+        kc_batch_destroy (&batch);
+    }
+    return batch;
+}
+
+//  Emits one event per record of a committed batch.
+static void
+s_batch_events (agent_t *self, const kc_batch_t *batch, uint64_t seq, bool *known)
+{
+    for (size_t i = 0; i < kc_batch_count (batch); i++) {
+        const kc_record_t *record = kc_batch_record (batch, i);
+        char name [KC_RECORD_NAME_MAX + 1];
+        const char *event = record->status == KC_STATUS_REVOKED ? "revoked"
+                          : known [i] ? "updated" : "registered";
+        agent_event (self, event, record->key, kc_record_name (record, name), seq);
+    }
+}
+
+typedef struct {
+    kc_batch_t *batches [KC_PROTO_BATCHES_MAX * 4];
+    uint64_t seqs [KC_PROTO_BATCHES_MAX * 4];
+    bool *known [KC_PROTO_BATCHES_MAX * 4];
+    size_t count;
+} s_group_t;
+
+static void
+s_group_clear (s_group_t *group)
+{
+    for (size_t i = 0; i < group->count; i++) {
+        kc_batch_destroy (&group->batches [i]);
+        free (group->known [i]);
+    }
+    group->count = 0;
+}
+
+//  Applies verified entries to the cache inside the open group. Returns 0,
+//  or -1 with a reason (the caller rolls back).
+static int
+s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_why_t *why)
+{
+    for (size_t i = 0; i < msg->entry_count; i++) {
+        const kc_entry_t *entry = &msg->entries [i];
+        uint64_t seq = kc_cache_seq (self->cache);
+        if (entry->seq <= seq) {
+            continue;                       //  already have it
+        }
+        if (group->count == sizeof group->batches / sizeof group->batches [0]) {
+            return kc_why (why, "too many batches in one group");
+        }
+        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), why);
+        if (!batch) {
+            return -1;
+        }
+        bool *known = calloc (kc_batch_count (batch), sizeof (bool));
+        assert (known);
+        for (size_t r = 0; r < kc_batch_count (batch); r++) {
+            kc_cache_entry_t stored;
+            if (kc_cache_lookup (self->cache, kc_batch_record (batch, r)->key, &stored, why)) {
+                free (known);
+                kc_batch_destroy (&batch);
+                return -1;
+            }
+            known [r] = stored.status != 0;
+        }
+        group->batches [group->count] = batch;
+        group->known [group->count] = known;
+        group->seqs [group->count] = entry->seq;
+        group->count++;
+        if (kc_cache_check (self->cache, batch, why)
+        ||  kc_cache_apply (self->cache, entry->seq, entry->chain, batch, why)) {
+            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
+        }
+    }
+    return 0;
+}
+
+static void s_rebuild (agent_t *self, const char *why);
+
+//  Commits the open group, emits its events, schedules an ACK.
+static int
+s_commit_group (agent_t *self, s_group_t *group)
+{
+    kc_why_t why;
+    if (kc_cache_commit (self->cache, &why)) {
+        zsys_error ("kc_agent: %s", why.text);
+        s_group_clear (group);
+        if (kc_cache_damaged (self->cache)) {
+            s_rebuild (self, why.text);
+        }
+        return -1;
+    }
+    for (size_t i = 0; i < group->count; i++) {
+        s_batch_events (self, group->batches [i], group->seqs [i], group->known [i]);
+    }
+    self->applied += group->count;
+    if (group->count) {
+        self->ack_pending = true;
+    }
+    s_group_clear (group);
+    return 0;
+}
+
+//  --- Heads ------------------------------------------------------------------
+
+static void
+s_warn (agent_t *self, const char *format, const char *text)
+{
+    int64_t now = zclock_mono ();
+    if (now - self->last_warning >= WARNING_EVERY_MS) {
+        self->last_warning = now;
+        zsys_warning (format, text);
+    }
+}
+
+static void
+s_on_head (agent_t *self, const kc_head_t *head)
+{
+    kc_why_t why;
+    if (kc_head_verify (head, kc_root_directory (self->root), kc_root_head_key (self->root),
+                        kc_now_ms (), &why)) {
+        s_warn (self, "kc_agent: rejected head: %s", why.text);
+        return;
+    }
+    if (head->time < self->last_head_time) {
+        s_warn (self, "kc_agent: rejected head: %s", "older than one already accepted (replayed?)");
+        return;
+    }
+    self->last_head_time = head->time;
+    uint64_t seq = kc_cache_seq (self->cache);
+    if (head->seq > seq) {
+        if (!self->syncing) {
+            char text [120];
+            snprintf (text, sizeof text, "missed updates (server head at %llu, cache at %llu)",
+                      (unsigned long long) head->seq, (unsigned long long) seq);
+            s_start_sync (self, text);
+        }
+        return;
+    }
+    if (head->seq < seq) {
+        s_warn (self, "kc_agent: %s", "server head is behind this cache: the server lost or "
+                "rolled back its log; keeping the cache");
+        s_set_state (self, AGENT_STALE, "server head behind the cache");
+        return;
+    }
+    if (sodium_memcmp (head->chain, kc_cache_chain (self->cache), KC_HASH_BYTES)) {
+        s_warn (self, "kc_agent: %s", "server head names another history for this sequence "
+                "(equivocation); resyncing");
+        s_set_state (self, AGENT_STALE, "server equivocated");
+        if (!self->syncing && !self->resync_wanted) {
+            self->resync_wanted = true;
+            self->retry_after = zclock_mono () + s_backoff;
+        }
+        return;
+    }
+    self->head = *head;
+    self->has_head = true;
+    self->last_fresh = zclock_mono ();
+    self->ack_pending = true;
+    if (kc_cache_set_head (self->cache, head, &why)) {
+        zsys_error ("kc_agent: %s", why.text);
+    }
+    s_set_state (self, AGENT_FRESH, NULL);
+}
+
+//  --- Updates ----------------------------------------------------------------
+
+//  Handles one UPDATE outside a sync, inside an open group. Returns 0, 1 if
+//  a gap needs a resync (group stays valid), -1 on a fault (rolled back).
+static int
+s_on_update (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group)
+{
+    uint64_t seq = kc_cache_seq (self->cache);
+    uint64_t last = msg->entries [msg->entry_count - 1].seq;
+    if (last <= seq) {
+        return 0;
+    }
+    if (msg->entries [0].seq > seq + 1) {
+        return 1;
+    }
+    kc_why_t why;
+    if (s_apply_entries (self, msg, group, &why)) {
+        kc_cache_rollback (self->cache);
+        s_group_clear (group);
+        if (kc_cache_damaged (self->cache)) {
+            s_rebuild (self, why.text);
+        }
+        else {
+            s_fault (self, "an update", &why);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+//  Processes a batch of received update-channel messages in order.
+static void
+s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
+{
+    static s_group_t group;
+    bool open = false;
+    kc_why_t why;
+    for (size_t i = 0; i < count && !self->syncing; i++) {
+        kc_proto_msg_t decoded;
+        if (kc_proto_decode (msgs [i], KC_CHANNEL_UPDATES, &decoded, &why)) {
+            s_warn (self, "kc_agent: malformed message on the update channel: %s", why.text);
+            continue;
+        }
+        if (decoded.type == KC_MSG_HEAD) {
+            if (open && s_commit_group (self, &group) == 0) {
+                open = false;
+            }
+            open = false;
+            s_on_head (self, &decoded.head);
+        }
+        else {
+            if (!open) {
+                if (kc_cache_begin (self->cache, &why)) {
+                    zsys_error ("kc_agent: %s", why.text);
+                    kc_proto_msg_reset (&decoded);
+                    break;
+                }
+                open = true;
+            }
+            int rc = s_on_update (self, &decoded, &group);
+            if (rc < 0) {
+                open = false;
+            }
+            else
+            if (rc > 0) {
+                char text [120];
+                snprintf (text, sizeof text, "gap in updates (expected %llu, got %llu)",
+                          (unsigned long long) kc_cache_seq (self->cache) + 1,
+                          (unsigned long long) decoded.entries [0].seq);
+                if (s_commit_group (self, &group) == 0 && self->cache) {
+                    s_start_sync (self, text);
+                }
+                open = false;
+            }
+        }
+        kc_proto_msg_reset (&decoded);
+    }
+    if (open) {
+        s_commit_group (self, &group);
+    }
+}
+
+static int
+s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    agent_t *self = arg;
+    zmsg_t *msgs [DRAIN_MAX];
+    size_t count = 0;
+    while (count < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN)) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        if (self->syncing) {
+            //  Hold updates until the sync ends; beyond the bound, rely on
+            //  the next head to notice what was dropped
+            if (self->buffered_bytes < BUFFER_BYTES_MAX) {
+                self->buffered_bytes += zmsg_content_size (msg);
+                zlistx_add_end (self->buffered, msg);
+            }
+            else {
+                zmsg_destroy (&msg);
+            }
+            continue;
+        }
+        msgs [count++] = msg;
+    }
+    s_process_updates (self, msgs, count);
+    for (size_t i = 0; i < count; i++) {
+        zmsg_destroy (&msgs [i]);
+    }
+    return 0;
+}
+
+//  --- Snapshot ------------------------------------------------------------------
+
+static int
+s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    static s_group_t group;
+    if (!self->cold && kc_cache_begin (self->cache, why)) {
+        return -1;
+    }
+    for (size_t i = 0; i < msg->entry_count; i++) {
+        const kc_entry_t *entry = &msg->entries [i];
+        self->sync_records += kc_batch_peek_count (entry->data, entry->size);
+        self->sync_batches++;
+        if (!self->cold) {
+            continue;
+        }
+        kc_batch_t *batch = s_verify_entry (self, entry, self->sync_seq, self->sync_chain, why);
+        if (!batch) {
+            return -1;
+        }
+        if (self->cold_count == self->cold_capacity) {
+            self->cold_capacity = self->cold_capacity ? self->cold_capacity * 2 : 256;
+            self->cold_batches = realloc (self->cold_batches, self->cold_capacity * sizeof (kc_batch_t *));
+            assert (self->cold_batches);
+        }
+        self->cold_batches [self->cold_count++] = batch;
+        self->sync_seq = entry->seq;
+        memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+    }
+    if (!self->cold) {
+        if (s_apply_entries (self, msg, &group, why)) {
+            kc_cache_rollback (self->cache);
+            s_group_clear (&group);
+            return -1;
+        }
+        if (s_commit_group (self, &group)) {
+            return kc_why (why, "cannot commit to the cache");
+        }
+        self->sync_seq = kc_cache_seq (self->cache);
+        memcpy (self->sync_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
+    }
+    return 0;
+}
+
+static int
+s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    if (msg->batches != self->sync_batches || msg->records != self->sync_records) {
+        return kc_why (why, "END counts %llu batches and %llu records, received %llu and %llu",
+                       (unsigned long long) msg->batches, (unsigned long long) msg->records,
+                       (unsigned long long) self->sync_batches,
+                       (unsigned long long) self->sync_records);
+    }
+    if (kc_head_verify (&msg->head, kc_root_directory (self->root), kc_root_head_key (self->root),
+                        kc_now_ms (), why)) {
+        return kc_why_prefix (why, "END head");
+    }
+    if (msg->head.seq != self->sync_seq
+    ||  sodium_memcmp (msg->head.chain, self->sync_chain, KC_HASH_BYTES)) {
+        return kc_why (why, "END head (seq %llu) does not match the batches received (seq %llu)",
+                       (unsigned long long) msg->head.seq, (unsigned long long) self->sync_seq);
+    }
+    if (self->cold && self->cold_count) {
+        kc_cache_destroy (&self->cache);
+        self->cache = kc_cache_create (self->config.cache_path, self->root, self->cold_batches,
+                                       self->cold_count, self->sync_chain, &msg->head, why);
+        s_free_cold (self);
+        if (!self->cache) {
+            bool corrupt;
+            kc_why_t ignored;
+            self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &ignored);
+            return self->cache ? -1 : -2;
+        }
+        agent_event (self, "reloaded", NULL, NULL, kc_cache_seq (self->cache));
+    }
+    return 0;
+}
+
+static void
+s_finish_sync (agent_t *self, const kc_head_t *head)
+{
+    self->syncing = false;
+    s_backoff = BACKOFF_MIN_MS;
+    zsys_info ("kc_agent: synced seq %llu -> %llu: %llu batches, %llu records in %lld ms; %llu keys",
+               (unsigned long long) self->sync_from, (unsigned long long) kc_cache_seq (self->cache),
+               (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
+               (long long) (zclock_mono () - self->sync_started),
+               (unsigned long long) kc_cache_key_count (self->cache));
+    self->last_head_time = 0;
+    s_on_head (self, head);
+    //  Updates that arrived during the sync
+    size_t count = zlistx_size (self->buffered);
+    zmsg_t **msgs = malloc ((count ? count : 1) * sizeof (zmsg_t *));
+    assert (msgs);
+    size_t n = 0;
+    for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
+        msgs [n++] = msg;
+    }
+    zlistx_purge (self->buffered);
+    self->buffered_bytes = 0;
+    for (size_t i = 0; i < n; i += DRAIN_MAX) {
+        s_process_updates (self, msgs + i, n - i < DRAIN_MAX ? n - i : DRAIN_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        zmsg_destroy (&msgs [i]);
+    }
+    free (msgs);
+    self->ack_pending = true;
+}
+
+static int
+s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    agent_t *self = arg;
+    for (int n = 0; n < 16 && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        kc_proto_msg_t decoded;
+        kc_why_t why;
+        if (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &decoded, &why)) {
+            if (self->syncing) {
+                s_fault (self, "a snapshot message", &why);
+            }
+        }
+        else
+        if (!self->syncing) {
+            //  A reply to an abandoned sync
+        }
+        else
+        if (decoded.type == KC_MSG_ERROR) {
+            kc_why (&why, "server refused the sync: %.*s", (int) decoded.text_size, decoded.text);
+            s_fault (self, "the sync", &why);
+        }
+        else
+        if (decoded.type == KC_MSG_BATCHES) {
+            if (s_on_batches (self, &decoded, &why)) {
+                if (self->cache && kc_cache_damaged (self->cache)) {
+                    s_rebuild (self, why.text);
+                }
+                else {
+                    s_fault (self, "a snapshot", &why);
+                }
+            }
+            else {
+                self->sync_deadline = zclock_mono () + SYNC_TIMEOUT_MS;
+                zmsg_t *credit = kc_proto_credit (1);
+                s_send (self, &credit);
+            }
+        }
+        else {
+            int rc = s_on_end (self, &decoded, &why);
+            if (rc == 0) {
+                s_finish_sync (self, &decoded.head);
+            }
+            else {
+                s_fault (self, "a snapshot", &why);
+                if (rc == -2) {
+                    zsys_error ("kc_agent: cannot reopen the cache; stopping");
+                    kc_proto_msg_reset (&decoded);
+                    zmsg_destroy (&msg);
+                    return -1;
+                }
+            }
+        }
+        kc_proto_msg_reset (&decoded);
+        zmsg_destroy (&msg);
+    }
+    return 0;
+}
+
+//  --- Rebuild, integrity checks, timers ------------------------------------
+
+static void
+s_move_aside (const char *path)
+{
+    char aside [4200], side [4200];
+    snprintf (aside, sizeof aside, "%s.damaged-%llu", path, (unsigned long long) kc_now ());
+    if (rename (path, aside) == 0) {
+        zsys_warning ("kc_agent: damaged cache kept as '%s'", aside);
+    }
+    snprintf (side, sizeof side, "%s-wal", path);
+    unlink (side);
+    snprintf (side, sizeof side, "%s-shm", path);
+    unlink (side);
+}
+
+static void
+s_rebuild (agent_t *self, const char *why)
+{
+    zsys_error ("kc_agent: cache damaged (%s); rebuilding it from the server", why);
+    kc_cache_destroy (&self->cache);
+    s_move_aside (self->config.cache_path);
+    bool corrupt;
+    kc_why_t reason;
+    self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &reason);
+    if (!self->cache) {
+        zsys_error ("kc_agent: cannot create a new cache: %s", reason.text);
+        zsys_interrupted = 1;
+        return;
+    }
+    self->rebuilds++;
+    self->has_head = false;
+    self->state = AGENT_SYNCING;
+    agent_event (self, "reloaded", NULL, NULL, 0);
+    s_free_buffered (self);
+    s_start_sync (self, "cache rebuilt");
+}
+
+static int
+s_on_checker (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    agent_t *self = arg;
+    char *verdict = NULL, *generation = NULL, *reason = NULL;
+    if (zstr_recvx (socket, &verdict, &generation, &reason, NULL) == 3
+    &&  KC_STREQ (verdict, "DAMAGED") && atoll (generation) == (long long) self->rebuilds) {
+        s_rebuild (self, reason);
+    }
+    zstr_free (&verdict);
+    zstr_free (&generation);
+    zstr_free (&reason);
+    return 0;
+}
+
+static void
+s_checker_actor (zsock_t *pipe, void *args)
+{
+    char *path = strdup ((const char *) args);
+    zsock_signal (pipe, 0);
+    while (!zsys_interrupted) {
+        char *command = NULL, *generation = NULL;
+        if (zstr_recvx (pipe, &command, &generation, NULL) < 1 || KC_STREQ (command, "$TERM")) {
+            zstr_free (&command);
+            zstr_free (&generation);
+            break;
+        }
+        kc_why_t why;
+        kc_why_clear (&why);
+        int rc = kc_cache_check_file (path, &why);
+        zstr_sendx (pipe, rc ? "DAMAGED" : "OK", generation ? generation : "0", why.text, NULL);
+        zstr_free (&command);
+        zstr_free (&generation);
+    }
+    free (path);
+}
+
+static int
+s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    char generation [32];
+    snprintf (generation, sizeof generation, "%llu", (unsigned long long) self->rebuilds);
+    zstr_sendx (self->checker, "CHECK", generation, NULL);
+    return 0;
+}
+
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    int64_t now = zclock_mono ();
+    if (self->state == AGENT_FRESH && now - self->last_fresh > self->config.stale_after_ms) {
+        char text [80];
+        snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);
+        s_set_state (self, AGENT_STALE, text);
+    }
+    if (self->state == AGENT_SYNCING && !self->has_head && now - self->sync_started > self->config.stale_after_ms
+    &&  kc_cache_seq (self->cache) > 0) {
+        s_set_state (self, AGENT_STALE, "cannot reach the server");
+    }
+    if (self->syncing && now > self->sync_deadline) {
+        s_start_sync (self, "sync made no progress (server unreachable?)");
+    }
+    if (!self->syncing && self->resync_wanted && now >= self->retry_after) {
+        s_start_sync (self, "retrying");
+    }
+    if (self->ack_pending && now - self->last_ack >= ACK_EVERY_MS && !self->syncing) {
+        zmsg_t *ack = kc_proto_ack (kc_cache_seq (self->cache), kc_cache_chain (self->cache));
+        s_send (self, &ack);
+        self->ack_pending = false;
+        self->last_ack = now;
+    }
+    return 0;
+}
+
+static int
+s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    agent_t *self = arg;
+    char *event = NULL, *value = NULL, *endpoint = NULL;
+    zstr_recvx (socket, &event, &value, &endpoint, NULL);
+    if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0) {
+        char text [300];
+        snprintf (text, sizeof text, "%s: CURVE handshake failed (%s): wrong server key, or "
+                  "this node's key is not accepted", endpoint ? endpoint : "server",
+                  event + 17);
+        s_warn (self, "kc_agent: cannot authenticate with %s", text);
+    }
+    zstr_free (&event);
+    zstr_free (&value);
+    zstr_free (&endpoint);
+    return 0;
+}
+
+//  --- Start-up ------------------------------------------------------------------
+
+static zsock_t *
+s_client_socket (agent_t *self, int type, const char *endpoint)
+{
+    zsock_t *socket = zsock_new (type);
+    assert (socket);
+    zsock_set_linger (socket, 0);
+    kc_cert_apply (self->cert, socket);
+    zsock_set_curve_serverkey_bin (socket, kc_root_server_key (self->root));
+    zsock_set_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX);
+    zsock_set_rcvhwm (socket, 100000);
+    if (type == ZMQ_SUB) {
+        zsock_set_subscribe (socket, "UPDATE");
+        zsock_set_subscribe (socket, "HEAD");
+    }
+    if (zsock_connect (socket, "%s", endpoint)) {
+        zsys_error ("kc_agent: invalid endpoint '%s'", endpoint);
+        zsock_destroy (&socket);
+    }
+    return socket;
+}
+
+static int
+s_open_cache (agent_t *self)
+{
+    bool corrupt;
+    kc_why_t why;
+    self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &why);
+    if (!self->cache && corrupt) {
+        zsys_error ("kc_agent: %s; rebuilding the cache from the server", why.text);
+        s_move_aside (self->config.cache_path);
+        self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &why);
+        self->rebuilds++;
+    }
+    if (!self->cache) {
+        zsys_error ("kc_agent: %s", why.text);
+        return -1;
+    }
+    kc_head_t head;
+    if (kc_cache_head (self->cache, &head) == 0) {
+        self->head = head;
+        self->has_head = true;
+    }
+    return 0;
+}
+
+static int
+s_start (agent_t *self)
+{
+    kc_why_t why;
+    self->root = kc_root_load (self->config.root_path, &why);
+    if (!self->root || kc_root_verify (self->root, kc_now (), &why)) {
+        zsys_error ("kc_agent: %s", why.text);
+        return -1;
+    }
+    self->cert = kc_cert_load_secret (self->config.key_path, &why);
+    if (!self->cert) {
+        zsys_error ("kc_agent: %s", why.text);
+        return -1;
+    }
+    if (s_open_cache (self) || agent_service_bind (self)) {
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        self->connect [i] = self->config.connect [i] ? self->config.connect [i]
+                          : kc_root_endpoint (self->root, (kc_endpoint_t) i);
+    }
+    self->updates = s_client_socket (self, ZMQ_SUB, self->connect [1]);
+    self->snapshot = s_client_socket (self, ZMQ_DEALER, self->connect [0]);
+    if (!self->updates || !self->snapshot) {
+        return -1;
+    }
+    self->monitor = zactor_new (zmonitor, self->snapshot);
+    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
+                "HANDSHAKE_FAILED_AUTH", NULL);
+    zstr_sendx (self->monitor, "START", NULL);
+    zsock_wait (self->monitor);
+    self->checker = zactor_new (s_checker_actor, (void *) self->config.cache_path);
+    self->buffered = zlistx_new ();
+    return 0;
+}
+
+int
+kc_agent_run (const kc_agent_config_t *config)
+{
+    agent_t self = { .config = *config, .state = AGENT_SYNCING };
+    int rc = 1;
+    if (s_start (&self) == 0) {
+        self.loop = zloop_new ();
+        zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
+        zloop_reader (self.loop, self.updates, s_on_updates, &self);
+        zloop_reader (self.loop, self.local, agent_on_local, &self);
+        zloop_reader (self.loop, zactor_sock (self.monitor), s_on_monitor, &self);
+        zloop_reader (self.loop, zactor_sock (self.checker), s_on_checker, &self);
+        zloop_timer (self.loop, 5, 0, s_on_tick, &self);
+        if (config->check_interval_ms > 0) {
+            zloop_timer (self.loop, 1000, 1, s_on_check_timer, &self);
+            zloop_timer (self.loop, (size_t) config->check_interval_ms, 0, s_on_check_timer, &self);
+        }
+        char hex [65];
+        zsys_info ("kc_agent: directory %.16s..., cache at seq %llu with %llu keys; server %s; "
+                   "service %s", kc_hex (kc_root_directory (self.root), 32, hex),
+                   (unsigned long long) kc_cache_seq (self.cache),
+                   (unsigned long long) kc_cache_key_count (self.cache), self.connect [0],
+                   config->local_endpoint);
+        s_start_sync (&self, NULL);
+        zloop_start (self.loop);
+        zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)
+                   (self.cache ? kc_cache_seq (self.cache) : 0));
+        rc = 0;
+    }
+    zloop_destroy (&self.loop);
+    zactor_destroy (&self.checker);
+    zactor_destroy (&self.monitor);
+    zsock_destroy (&self.snapshot);
+    zsock_destroy (&self.updates);
+    zsock_destroy (&self.local);
+    zsock_destroy (&self.events);
+    s_free_cold (&self);
+    free (self.cold_batches);
+    if (self.buffered) {
+        s_free_buffered (&self);
+        zlistx_destroy (&self.buffered);
+    }
+    kc_cache_destroy (&self.cache);
+    kc_cert_destroy (&self.cert);
+    kc_root_destroy (&self.root);
+    return rc;
+}

@@ -1,0 +1,37 @@
+/*  =========================================================================
+    kc_agent - the per-node clone client: keeps a verified cache of the
+    directory in sync with the server (snapshot, then updates, resyncing
+    from its last good sequence on any gap), tracks freshness from signed
+    heads, and serves lookups, status and an event stream on local ipc
+    endpoints (docs/agent.md).
+    =========================================================================
+*/
+#ifndef KC_AGENT_H_INCLUDED
+#define KC_AGENT_H_INCLUDED
+
+#include "keyclone.h"
+
+typedef struct {
+    const char *root_path;                  //  the pinned root
+    const char *key_path;                   //  this node's CURVE key (secret file)
+    const char *cache_path;                 //  sqlite cache
+    const char *local_endpoint;             //  lookups and status (ROUTER)
+    const char *events_endpoint;            //  event stream (PUB)
+    const char *connect [2];                //  snapshot, updates; NULL: the root's
+    int stale_after_ms;                     //  stale after this long without a head
+    bool fail_closed;                       //  policy when stale
+    int check_interval_ms;                  //  cache integrity check; 0 = never
+    int credit;                             //  snapshot window (messages)
+    bool verbose;
+} kc_agent_config_t;
+
+//  Fills config with the defaults of docs/agent.md.
+void
+    kc_agent_config_defaults (kc_agent_config_t *config);
+
+//  Starts the agent and runs it until SIGINT/SIGTERM. Returns 0 after a
+//  clean shutdown, 1 if it cannot start (the reason is logged).
+int
+    kc_agent_run (const kc_agent_config_t *config);
+
+#endif

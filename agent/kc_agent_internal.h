@@ -1,0 +1,69 @@
+/*  =========================================================================
+    kc_agent_internal - the agent's state, shared by the sync engine
+    (kc_agent.c) and the local service (kc_agent_service.c). Not installed.
+    =========================================================================
+*/
+#ifndef KC_AGENT_INTERNAL_H_INCLUDED
+#define KC_AGENT_INTERNAL_H_INCLUDED
+
+#include "kc_agent.h"
+
+typedef enum {
+    AGENT_SYNCING,                          //  no verified head for the cache yet
+    AGENT_FRESH,                            //  heads keep matching the cache
+    AGENT_STALE                             //  no matching head for stale-after
+} agent_state_t;
+
+typedef struct {
+    kc_agent_config_t config;
+    kc_root_t *root;
+    kc_cert_t *cert;
+    kc_cache_t *cache;
+    zsock_t *snapshot, *updates, *local, *events;
+    zactor_t *monitor;                      //  handshake failures on snapshot
+    zactor_t *checker;                      //  cache integrity checks
+    zloop_t *loop;
+    const char *connect [2];                //  snapshot, updates endpoints
+
+    //  A sync in progress
+    bool syncing;
+    bool cold;                              //  from 0: build a new cache file
+    uint64_t sync_from, sync_seq;           //  start, last verified
+    uint8_t sync_chain [KC_HASH_BYTES];
+    uint64_t sync_batches, sync_records;
+    kc_batch_t **cold_batches;
+    size_t cold_count, cold_capacity;
+    int64_t sync_started, sync_deadline;    //  zclock_mono
+    zlistx_t *buffered;                     //  UPDATE messages held during a sync
+    size_t buffered_bytes;
+    bool resync_wanted;                     //  sync again when allowed
+    int64_t retry_after;                    //  after a faulty server, back off
+
+    //  Freshness
+    agent_state_t state;
+    int64_t last_fresh;                     //  zclock_mono of the last matching head
+    uint64_t last_head_time;                //  head time, to refuse replays
+    bool has_head;
+    kc_head_t head;
+    int64_t last_warning;                   //  rate-limits repeated warnings
+
+    //  Acknowledgements
+    bool ack_pending;
+    int64_t last_ack;
+
+    //  Counters
+    uint64_t applied, rejected, resyncs, rebuilds;
+} agent_t;
+
+//  kc_agent_service.c: the local service and the event stream
+int
+    agent_service_bind (agent_t *self);
+int
+    agent_on_local (zloop_t *loop, zsock_t *socket, void *arg);
+void
+    agent_event (agent_t *self, const char *event, const uint8_t *key, const char *name,
+                 uint64_t seq);
+const char *
+    agent_state_name (agent_state_t state);
+
+#endif

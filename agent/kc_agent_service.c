@@ -1,0 +1,305 @@
+/*  =========================================================================
+    kc_agent_service - the agent's local endpoints (docs/agent.md):
+    a ROUTER answering LOOKUP, NAME and STATUS with one JSON frame, and a PUB
+    event stream (registered, updated, revoked, stale, fresh, reloaded).
+    =========================================================================
+*/
+#include "kc_agent_internal.h"
+
+int
+agent_service_bind (agent_t *self)
+{
+    self->local = zsock_new (ZMQ_ROUTER);
+    self->events = zsock_new (ZMQ_PUB);
+    assert (self->local && self->events);
+    zsock_set_linger (self->local, 0);
+    zsock_set_linger (self->events, 0);
+    zsock_set_maxmsgsize (self->local, 4096);
+    zsock_set_router_mandatory (self->local, 1);
+    zsock_set_sndtimeo (self->local, 0);
+    zsock_set_sndhwm (self->events, 100000);
+    if (zsock_bind (self->local, "%s", self->config.local_endpoint) < 0) {
+        zsys_error ("kc_agent: cannot bind %s: %s", self->config.local_endpoint,
+                    zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    if (zsock_bind (self->events, "%s", self->config.events_endpoint) < 0) {
+        zsys_error ("kc_agent: cannot bind %s: %s", self->config.events_endpoint,
+                    zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    return 0;
+}
+
+void
+agent_event (agent_t *self, const char *event, const uint8_t *key, const char *name, uint64_t seq)
+{
+    char *json = NULL, z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    size_t size = 0;
+    FILE *out = open_memstream (&json, &size);
+    fprintf (out, "{");
+    kc_json_field_str (out, true, "event", event);
+    if (key) {
+        kc_json_field_str (out, false, "key", kc_z85_encode (key, KC_KEY_BYTES, z85));
+        kc_json_field_str (out, false, "fingerprint", kc_fingerprint (key, fp));
+        kc_json_field_str (out, false, "name", name ? name : "");
+    }
+    kc_json_field_u64 (out, false, "seq", seq);
+    fprintf (out, "}");
+    fclose (out);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, event);
+    zmsg_addmem (msg, json, size);
+    zmsg_send (&msg, self->events);
+    free (json);
+}
+
+//  The verdict for a key: trusted, revoked, expired, not-yet-valid,
+//  unknown, or stale (fail-closed policy while not fresh).
+static const char *
+s_verdict (agent_t *self, const kc_cache_entry_t *entry)
+{
+    uint64_t now = kc_now ();
+    const char *verdict = entry->status == 0 ? "unknown"
+                        : entry->status == KC_STATUS_REVOKED ? "revoked"
+                        : entry->not_after && now >= entry->not_after ? "expired"
+                        : now < entry->not_before ? "not-yet-valid" : "trusted";
+    if (KC_STREQ (verdict, "trusted") && self->config.fail_closed && self->state != AGENT_FRESH) {
+        verdict = "stale";
+    }
+    return verdict;
+}
+
+static void
+s_entry_json (agent_t *self, FILE *out, const kc_cache_entry_t *entry)
+{
+    char z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    fprintf (out, "{");
+    kc_json_field_str (out, true, "key", kc_z85_encode (entry->key, KC_KEY_BYTES, z85));
+    kc_json_field_str (out, false, "fingerprint", kc_fingerprint (entry->key, fp));
+    kc_json_field_str (out, false, "status", s_verdict (self, entry));
+    kc_json_field_str (out, false, "name", entry->name);
+    fprintf (out, ", \"tags\": [");
+    const char *p = entry->tags;
+    for (bool first = true; *p; first = false) {
+        size_t length = strcspn (p, ",");
+        fprintf (out, "%s", first ? "" : ", ");
+        kc_json_string (out, p, length);
+        p += length + (p [length] == ',');
+    }
+    fprintf (out, "]");
+    kc_json_field_u64 (out, false, "version", entry->version);
+    kc_json_field_u64 (out, false, "not_before", entry->not_before);
+    kc_json_field_u64 (out, false, "not_after", entry->not_after);
+    kc_json_field_u64 (out, false, "seq", entry->seq);
+    if (entry->status == KC_STATUS_REVOKED) {
+        kc_json_field_str (out, false, "reason", entry->reason);
+    }
+    kc_json_field_str (out, false, "agent", agent_state_name (self->state));
+    fprintf (out, "}");
+}
+
+static void
+s_entry_text (agent_t *self, FILE *out, const kc_cache_entry_t *entry)
+{
+    char z85 [KC_Z85_KEY_CHARS + 1], when [32];
+    fprintf (out, "%-13s %s  %-20s", s_verdict (self, entry),
+             kc_z85_encode (entry->key, KC_KEY_BYTES, z85), *entry->name ? entry->name : "-");
+    if (entry->status) {
+        fprintf (out, " seq %llu", (unsigned long long) entry->seq);
+    }
+    if (entry->status == KC_STATUS_ACTIVE) {
+        fprintf (out, " expires %s", kc_time_format (entry->not_after, when));
+        if (*entry->tags) {
+            fprintf (out, " tags %s", entry->tags);
+        }
+    }
+    if (entry->status == KC_STATUS_REVOKED && *entry->reason) {
+        fprintf (out, " reason \"%s\"", entry->reason);
+    }
+    fprintf (out, "\n");
+}
+
+typedef struct {
+    agent_t *agent;
+    FILE *out, *human;
+    int count;
+} s_names_t;
+
+static int
+s_name_entry (const kc_cache_entry_t *entry, void *arg)
+{
+    s_names_t *names = arg;
+    fprintf (names->out, "%s", names->count++ ? ", " : "");
+    s_entry_json (names->agent, names->out, entry);
+    s_entry_text (names->agent, names->human, entry);
+    return 0;
+}
+
+static void
+s_status_text (agent_t *self, FILE *out)
+{
+    char hex [65];
+    int64_t now = zclock_mono ();
+    fprintf (out, "agent: %s (policy %s)%s\n", agent_state_name (self->state),
+             self->config.fail_closed ? "fail-closed" : "serve", self->syncing ? ", syncing" : "");
+    fprintf (out, "  seq %llu, chain %.16s...\n", (unsigned long long) kc_cache_seq (self->cache),
+             kc_hex (kc_cache_chain (self->cache), 32, hex));
+    fprintf (out, "  keys %llu (%llu revoked), cache %s\n",
+             (unsigned long long) kc_cache_key_count (self->cache),
+             (unsigned long long) kc_cache_revoked_count (self->cache), self->config.cache_path);
+    if (self->has_head && self->last_fresh) {
+        fprintf (out, "  last matching head: seq %llu, %.1f s ago\n",
+                 (unsigned long long) self->head.seq, (double) (now - self->last_fresh) / 1000.0);
+    }
+    else {
+        fprintf (out, "  no matching head yet\n");
+    }
+    fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
+    fprintf (out, "  applied %llu batches, rejected %llu, %llu syncs, %llu cache rebuilds\n",
+             (unsigned long long) self->applied, (unsigned long long) self->rejected,
+             (unsigned long long) self->resyncs, (unsigned long long) self->rebuilds);
+}
+
+static void
+s_status_json (agent_t *self, FILE *out)
+{
+    char hex [65];
+    int64_t now = zclock_mono ();
+    fprintf (out, "{");
+    kc_json_field_str (out, true, "role", "agent");
+    kc_json_field_str (out, false, "state", agent_state_name (self->state));
+    kc_json_field_str (out, false, "policy", self->config.fail_closed ? "fail-closed" : "serve");
+    kc_json_field_str (out, false, "directory", kc_hex (kc_root_directory (self->root), 32, hex));
+    kc_json_field_u64 (out, false, "seq", kc_cache_seq (self->cache));
+    kc_json_field_str (out, false, "chain", kc_hex (kc_cache_chain (self->cache), 32, hex));
+    kc_json_field_u64 (out, false, "keys", kc_cache_key_count (self->cache));
+    kc_json_field_u64 (out, false, "revoked", kc_cache_revoked_count (self->cache));
+    if (self->has_head) {
+        kc_json_field_u64 (out, false, "head_seq", self->head.seq);
+        kc_json_field_u64 (out, false, "head_time", self->head.time);
+    }
+    kc_json_field_u64 (out, false, "head_age_ms",
+                       self->last_fresh ? (uint64_t) (now - self->last_fresh) : 0);
+    kc_json_field_str (out, false, "server", self->connect [0]);
+    kc_json_field_str (out, false, "updates", self->connect [1]);
+    kc_json_field_str (out, false, "cache", self->config.cache_path);
+    kc_json_field_u64 (out, false, "applied", self->applied);
+    kc_json_field_u64 (out, false, "rejected", self->rejected);
+    kc_json_field_u64 (out, false, "syncs", self->resyncs);
+    kc_json_field_u64 (out, false, "rebuilds", self->rebuilds);
+    fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
+}
+
+//  Answers one request; returns the JSON reply and its text rendering, or
+//  NULL with a reason.
+static char *
+s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
+{
+    char *json = NULL;
+    size_t size = 0, text_size = 0;
+    *text = NULL;
+    zframe_t *command = zmsg_first (request), *argument = zmsg_next (request);
+    if (!command || zmsg_size (request) > 2) {
+        kc_why (why, "expected LOOKUP KEY, NAME NAME or STATUS");
+        return NULL;
+    }
+    FILE *out = open_memstream (&json, &size), *human = open_memstream (text, &text_size);
+    int rc = 0;
+    if (zframe_streq (command, "STATUS") && !argument) {
+        s_status_json (self, out);
+        s_status_text (self, human);
+    }
+    else
+    if (zframe_streq (command, "LOOKUP") && argument) {
+        uint8_t key [KC_KEY_BYTES];
+        char z85 [KC_Z85_KEY_CHARS + 1];
+        kc_cache_entry_t entry;
+        if (zframe_size (argument) == KC_KEY_BYTES) {
+            memcpy (key, zframe_data (argument), KC_KEY_BYTES);
+        }
+        else
+        if (zframe_size (argument) == KC_Z85_KEY_CHARS) {
+            memcpy (z85, zframe_data (argument), KC_Z85_KEY_CHARS);
+            z85 [KC_Z85_KEY_CHARS] = 0;
+            rc = kc_z85_key (z85, key, why);
+        }
+        else {
+            rc = kc_why (why, "LOOKUP needs a 32-byte key or its 40-character Z85 text");
+        }
+        if (rc == 0 && (rc = kc_cache_lookup (self->cache, key, &entry, why)) == 0) {
+            s_entry_json (self, out, &entry);
+            s_entry_text (self, human, &entry);
+        }
+    }
+    else
+    if (zframe_streq (command, "NAME") && argument && zframe_size (argument) <= KC_RECORD_NAME_MAX) {
+        char name [KC_RECORD_NAME_MAX + 1];
+        memcpy (name, zframe_data (argument), zframe_size (argument));
+        name [zframe_size (argument)] = 0;
+        fprintf (out, "{");
+        kc_json_field_str (out, true, "name", name);
+        fprintf (out, ", \"keys\": [");
+        s_names_t names = { self, out, human, 0 };
+        rc = kc_cache_by_name (self->cache, name, s_name_entry, &names, why) < 0 ? -1 : 0;
+        if (rc == 0 && names.count == 0) {
+            fprintf (human, "unknown       no key named '%s'\n", name);
+        }
+        fprintf (out, "]");
+        kc_json_field_str (out, false, "agent", agent_state_name (self->state));
+        fprintf (out, "}");
+    }
+    else {
+        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME or STATUS");
+    }
+    fclose (out);
+    fclose (human);
+    if (rc) {
+        free (json);
+        free (*text);
+        *text = NULL;
+        return NULL;
+    }
+    return json;
+}
+
+int
+agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    agent_t *self = arg;
+    for (int n = 0; n < 64 && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+        zmsg_t *request = zmsg_recv (socket);
+        if (!request) {
+            break;
+        }
+        zframe_t *identity = zmsg_pop (request);
+        //  REQ clients put an empty delimiter first
+        bool delimiter = zmsg_first (request) && zframe_size (zmsg_first (request)) == 0;
+        if (delimiter) {
+            zframe_t *empty = zmsg_pop (request);
+            zframe_destroy (&empty);
+        }
+        kc_why_t why;
+        char *text = NULL;
+        char *json = s_answer (self, request, &text, &why);
+        zmsg_t *reply = zmsg_new ();
+        zmsg_addstr (reply, json ? "OK" : "ERROR");
+        zmsg_addstr (reply, json ? json : why.text);
+        if (json) {
+            zmsg_addstr (reply, text);
+        }
+        free (text);
+        if (delimiter) {
+            zmsg_pushmem (reply, NULL, 0);
+        }
+        zmsg_prepend (reply, &identity);
+        if (zmsg_send (&reply, socket)) {
+            zmsg_destroy (&reply);
+        }
+        free (json);
+        zframe_destroy (&identity);
+        zmsg_destroy (&request);
+    }
+    return 0;
+}

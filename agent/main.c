@@ -1,0 +1,217 @@
+/*  =========================================================================
+    keyclone-agent - arguments, configuration and wiring; the engine is
+    kc_agent. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
+    =========================================================================
+*/
+#include "kc_agent.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <sodium.h>
+
+static const char *s_help =
+    "Usage: keyclone-agent [--dir DIR] [--config FILE] [--root FILE] [--key FILE]\n"
+    "                      [--cache FILE] [--local EP] [--events EP]\n"
+    "                      [--server-snapshot EP] [--server-updates EP]\n"
+    "                      [--stale-after MS] [--policy serve|fail-closed]\n"
+    "                      [--check-interval MS] [--verbose]\n"
+    "\n"
+    "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
+    "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
+    "Every batch is checked against the operators' signatures in the pinned root,\n"
+    "the chain and the server's signed heads before it is applied.\n"
+    "\n"
+    "Options (each may also be set in the config file, default DIR/agent.cfg):\n"
+    "  --dir DIR              state directory (default .): DIR/root is the pinned\n"
+    "                         root, DIR/node_secret this node's CURVE key, DIR/agent.db\n"
+    "                         the cache, ipc://DIR/agent.ipc the local service and\n"
+    "                         ipc://DIR/events.ipc the event stream\n"
+    "  --root FILE            the pinned root (copy it from 'keyclone init')\n"
+    "  --key FILE             this node's CURVE key pair (from 'keyclone keygen'); with\n"
+    "                         the server's read = members it must be registered\n"
+    "  --server-snapshot EP   override the root's snapshot endpoint (and --server-updates)\n"
+    "  --stale-after MS       stale after MS ms without a valid head (default 5000)\n"
+    "  --policy P             when stale: 'serve' (default) keeps answering from the\n"
+    "                         cache; 'fail-closed' reports trusted keys as 'stale'\n"
+    "  --check-interval MS    check the cache file's integrity every MS ms (default\n"
+    "                         60000; 0 = never); a damaged cache is rebuilt\n";
+
+typedef struct {
+    char dir [PATH_MAX];
+    char root [PATH_MAX], key [PATH_MAX], cache [PATH_MAX];
+    char local [PATH_MAX + 32], events [PATH_MAX + 32];
+    char connect [2][512];
+} s_paths_t;
+
+static void
+s_path (char *out, size_t size, const char *dir, const char *value)
+{
+    if (value [0] == '/') {
+        snprintf (out, size, "%s", value);
+    }
+    else {
+        snprintf (out, size, "%s/%s", dir, value);
+    }
+}
+
+static int
+s_int (const char *text, int min, int max, int *value)
+{
+    char *end;
+    long parsed = strtol (text, &end, 10);
+    if (*text == 0 || *end || parsed < min || parsed > max) {
+        return -1;
+    }
+    *value = (int) parsed;
+    return 0;
+}
+
+static int
+s_policy (const char *text, bool *fail_closed)
+{
+    if (KC_STREQ (text, "serve") || KC_STREQ (text, "fail-closed")) {
+        *fail_closed = KC_STREQ (text, "fail-closed");
+        return 0;
+    }
+    return -1;
+}
+
+static int
+s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_paths_t *paths)
+{
+    zconfig_t *root = zconfig_load (file);
+    if (!root) {
+        if (must_exist) {
+            fprintf (stderr, "keyclone-agent: cannot load config '%s'\n", file);
+            return -1;
+        }
+        return 0;
+    }
+    const char *value;
+    if ((value = zconfig_get (root, "agent/root", NULL))) {
+        s_path (paths->root, sizeof paths->root, paths->dir, value);
+    }
+    if ((value = zconfig_get (root, "agent/key", NULL))) {
+        s_path (paths->key, sizeof paths->key, paths->dir, value);
+    }
+    if ((value = zconfig_get (root, "agent/cache", NULL))) {
+        s_path (paths->cache, sizeof paths->cache, paths->dir, value);
+    }
+    if ((value = zconfig_get (root, "agent/local", NULL))) {
+        snprintf (paths->local, sizeof paths->local, "%s", value);
+    }
+    if ((value = zconfig_get (root, "agent/events", NULL))) {
+        snprintf (paths->events, sizeof paths->events, "%s", value);
+    }
+    if ((value = zconfig_get (root, "agent/server/snapshot", NULL))) {
+        snprintf (paths->connect [0], sizeof paths->connect [0], "%s", value);
+        config->connect [0] = paths->connect [0];
+    }
+    if ((value = zconfig_get (root, "agent/server/updates", NULL))) {
+        snprintf (paths->connect [1], sizeof paths->connect [1], "%s", value);
+        config->connect [1] = paths->connect [1];
+    }
+    int rc = 0;
+    if (s_int (zconfig_get (root, "agent/stale-after", "5000"), 10, 86400000, &config->stale_after_ms)
+    ||  s_int (zconfig_get (root, "agent/check-interval", "60000"), 0, 86400000,
+               &config->check_interval_ms)
+    ||  s_policy (zconfig_get (root, "agent/policy", "serve"), &config->fail_closed)) {
+        fprintf (stderr, "keyclone-agent: %s: stale-after (ms), check-interval (ms) or policy "
+                 "(serve | fail-closed) is invalid\n", file);
+        rc = -1;
+    }
+    zconfig_destroy (&root);
+    return rc;
+}
+
+int
+main (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        { "dir", required_argument, NULL, 'd' }, { "config", required_argument, NULL, 'c' },
+        { "root", required_argument, NULL, 'r' }, { "key", required_argument, NULL, 'k' },
+        { "cache", required_argument, NULL, 'C' }, { "local", required_argument, NULL, 'l' },
+        { "events", required_argument, NULL, 'e' },
+        { "server-snapshot", required_argument, NULL, '0' },
+        { "server-updates", required_argument, NULL, '1' },
+        { "stale-after", required_argument, NULL, 's' }, { "policy", required_argument, NULL, 'p' },
+        { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 }
+    };
+    const char *options [128] = { NULL };
+    int c;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if (c == 'H') {
+            fputs (s_help, stdout);
+            return 0;
+        }
+        if (c == '?' || c < 0 || c >= 128) {
+            fprintf (stderr, "Try 'keyclone-agent --help'.\n");
+            return 2;
+        }
+        options [c] = optarg ? optarg : "";
+    }
+    if (optind < argc) {
+        fprintf (stderr, "keyclone-agent: unexpected argument '%s'\nTry 'keyclone-agent --help'.\n",
+                 argv [optind]);
+        return 2;
+    }
+    static s_paths_t paths;
+    const char *dir = options ['d'] ? options ['d'] : ".";
+    if (!realpath (dir, paths.dir)) {
+        fprintf (stderr, "keyclone-agent: no such directory '%s'\n", dir);
+        return 1;
+    }
+    kc_agent_config_t config;
+    kc_agent_config_defaults (&config);
+    s_path (paths.root, sizeof paths.root, paths.dir, "root");
+    s_path (paths.key, sizeof paths.key, paths.dir, "node");
+    s_path (paths.cache, sizeof paths.cache, paths.dir, "agent.db");
+    snprintf (paths.local, sizeof paths.local, "ipc://%s/agent.ipc", paths.dir);
+    snprintf (paths.events, sizeof paths.events, "ipc://%s/events.ipc", paths.dir);
+    char default_config [PATH_MAX + 16];
+    snprintf (default_config, sizeof default_config, "%s/agent.cfg", paths.dir);
+    if (s_configure (options ['c'] ? options ['c'] : default_config, options ['c'] != NULL,
+                     &config, &paths)) {
+        return 1;
+    }
+    char *targets [] = { paths.root, paths.key, paths.cache };
+    const char letters [] = { 'r', 'k', 'C' };
+    for (int i = 0; i < 3; i++) {
+        if (options [(int) letters [i]]) {
+            snprintf (targets [i], PATH_MAX, "%s", options [(int) letters [i]]);
+        }
+    }
+    if (options ['l']) {
+        snprintf (paths.local, sizeof paths.local, "%s", options ['l']);
+    }
+    if (options ['e']) {
+        snprintf (paths.events, sizeof paths.events, "%s", options ['e']);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (options ['0' + i]) {
+            config.connect [i] = options ['0' + i];
+        }
+    }
+    if ((options ['s'] && s_int (options ['s'], 10, 86400000, &config.stale_after_ms))
+    ||  (options ['i'] && s_int (options ['i'], 0, 86400000, &config.check_interval_ms))
+    ||  (options ['p'] && s_policy (options ['p'], &config.fail_closed))) {
+        fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval or --policy\n"
+                 "Try 'keyclone-agent --help'.\n");
+        return 2;
+    }
+    config.root_path = paths.root;
+    config.key_path = paths.key;
+    config.cache_path = paths.cache;
+    config.local_endpoint = paths.local;
+    config.events_endpoint = paths.events;
+    config.verbose = options ['v'] != NULL;
+    if (sodium_init () < 0) {
+        fprintf (stderr, "keyclone-agent: libsodium failed to initialise\n");
+        return 1;
+    }
+    zsys_init ();
+    zsys_set_logident ("keyclone-agent");
+    zsys_set_linger (0);
+    return kc_agent_run (&config);
+}

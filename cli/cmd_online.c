@@ -1,0 +1,687 @@
+/*  =========================================================================
+    cmd_online - the commands that talk to a running server or agent:
+    register, revoke, submit, list, show (server), lookup, status (agent or
+    server).
+    =========================================================================
+*/
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS  10000
+#define DEFAULT_CHUNK       10000
+
+//  Options shared by the online commands.
+typedef struct {
+    const char *dir;
+    const char *root_path;
+    const char *server;                     //  submit endpoint override
+    const char *agent;                      //  agent local endpoint
+    char *operators [CLI_OPERATORS_MAX];
+    int operator_count;
+    int timeout_ms;
+    bool json;
+    char root_buffer [CLI_PATH_MAX];
+    char agent_buffer [PATH_MAX + 32];
+} s_online_t;
+
+#define ONLINE_OPTIONS \
+    { "dir", required_argument, NULL, 'd' }, { "root", required_argument, NULL, 'r' }, \
+    { "server", required_argument, NULL, 'S' }, { "agent", required_argument, NULL, 'A' }, \
+    { "operator", required_argument, NULL, 'p' }, { "timeout", required_argument, NULL, 'T' }, \
+    { "json", no_argument, NULL, 'j' }
+
+//  Handles a shared option; returns 1 if handled, 0 if not, -1 on error.
+static int
+s_online_option (const char *command, int c, s_online_t *o)
+{
+    switch (c) {
+        case 'd': o->dir = optarg; return 1;
+        case 'r': o->root_path = optarg; return 1;
+        case 'S': o->server = optarg; return 1;
+        case 'A': o->agent = optarg; return 1;
+        case 'j': o->json = true; return 1;
+        case 'T':
+            o->timeout_ms = atoi (optarg);
+            if (o->timeout_ms < 1) {
+                cli_usage (command, "invalid --timeout '%s'", optarg);
+                return -1;
+            }
+            return 1;
+        case 'p':
+            if (o->operator_count == CLI_OPERATORS_MAX) {
+                cli_usage (command, "too many --operator options");
+                return -1;
+            }
+            o->operators [o->operator_count++] = optarg;
+            return 1;
+        default:
+            return 0;
+    }
+}
+
+static void
+s_online_finish (s_online_t *o)
+{
+    o->dir = cli_dir (o->dir);
+    if (!o->root_path) {
+        o->root_path = cli_path (o->root_buffer, o->dir, "root");
+    }
+    if (!o->timeout_ms) {
+        o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    }
+    if (!o->agent) {
+        const char *env = getenv ("KEYCLONE_AGENT");
+        if (env && *env) {
+            o->agent = env;
+        }
+        else {
+            char absolute [PATH_MAX];
+            snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s/agent/agent.ipc",
+                      realpath (o->dir, absolute) ? absolute : o->dir);
+            o->agent = o->agent_buffer;
+        }
+    }
+}
+
+static uint64_t
+s_now_us (void)
+{
+    struct timeval tv;
+    gettimeofday (&tv, NULL);
+    return (uint64_t) tv.tv_sec * 1000000 + (uint64_t) tv.tv_usec;
+}
+
+//  Signs a builder's records and submits them. Returns 0 and the seq, or
+//  -1 after printing why.
+static int
+s_sign_submit (const char *command, kc_client_t *client, const kc_root_t *root,
+               kc_batch_builder_t *builder, kc_signer_t **signers, int count, uint64_t *seq,
+               bool *duplicate)
+{
+    kc_why_t why;
+    kc_batch_t *batch = kc_batch_builder_finish (builder, signers, (size_t) count, &why);
+    if (!batch) {
+        cli_fail (command, "%s", why.text);
+        return -1;
+    }
+    int rc = -1;
+    if (kc_batch_verify (batch, root, kc_now (), &why)) {
+        cli_fail (command, "%s: give more operators with --operator, or sign offline with "
+                  "'keyclone sign' and 'keyclone cosign', then 'keyclone submit'", why.text);
+    }
+    else
+    if (kc_client_submit (client, batch, seq, duplicate, &why)) {
+        cli_fail (command, "server refused the batch: %s", why.text);
+    }
+    else {
+        rc = 0;
+    }
+    kc_batch_destroy (&batch);
+    return rc;
+}
+
+//  --- register ----------------------------------------------------------------
+
+typedef struct {
+    const char *command;
+    s_online_t *online;
+    kc_root_t *root;
+    kc_client_t *client;
+    kc_signer_t **signers;
+    int signer_count;
+    kc_batch_builder_t *builder;
+    size_t chunk, records, batches;
+    uint64_t first_seq, last_seq;
+    bool progress;
+} s_register_t;
+
+static int
+s_flush (s_register_t *self)
+{
+    if (kc_batch_builder_count (self->builder) == 0) {
+        return 0;
+    }
+    uint64_t seq;
+    bool duplicate;
+    size_t count = kc_batch_builder_count (self->builder);
+    int rc = s_sign_submit (self->command, self->client, self->root, self->builder,
+                            self->signers, self->signer_count, &seq, &duplicate);
+    kc_batch_builder_destroy (&self->builder);
+    self->builder = kc_batch_builder_new (kc_root_directory (self->root), kc_now ());
+    if (rc) {
+        return -1;
+    }
+    self->records += count;
+    self->batches++;
+    self->first_seq = self->first_seq ? self->first_seq : seq;
+    self->last_seq = seq;
+    if (self->progress) {
+        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu)", self->command,
+                 self->records, self->batches, (unsigned long long) seq);
+    }
+    return 0;
+}
+
+static int
+s_register_record (const kc_record_spec_t *spec, void *arg, kc_why_t *why)
+{
+    s_register_t *self = arg;
+    if (kc_batch_builder_add (self->builder, spec, why)) {
+        return -1;
+    }
+    if (kc_batch_builder_count (self->builder) >= self->chunk && s_flush (self)) {
+        return kc_why (why, "stopped after the failed batch");
+    }
+    return 0;
+}
+
+//  Builds "NAME=KEY,tag=...,expires=...,version=..." for cli_parse_record.
+static int
+s_register_argument (char *out, size_t size, const char *name, const char *key,
+                     char *const *tags, int tag_count, const char *expires, const char *version)
+{
+    int n = snprintf (out, size, "%s=%s", name, key);
+    for (int i = 0; i < tag_count && n < (int) size; i++) {
+        n += snprintf (out + n, size - (size_t) n, ",tag=%s", tags [i]);
+    }
+    if (expires && n < (int) size) {
+        n += snprintf (out + n, size - (size_t) n, ",expires=%s", expires);
+    }
+    if (version && n < (int) size) {
+        n += snprintf (out + n, size - (size_t) n, ",version=%s", version);
+    }
+    return n < (int) size ? 0 : -1;
+}
+
+int
+cmd_register (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "key", required_argument, NULL, 'k' },
+        { "tag", required_argument, NULL, 't' }, { "expires", required_argument, NULL, 'x' },
+        { "version", required_argument, NULL, 'V' }, { "from", required_argument, NULL, 'f' },
+        { "batch-size", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    const char *key = NULL, *expires = NULL, *version = NULL, *from = NULL;
+    char *tags [KC_RECORD_TAGS_MAX + 1];
+    int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("register", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+            case 'k': key = optarg; break;
+            case 'x': expires = optarg; break;
+            case 'V': version = optarg; break;
+            case 'f': from = optarg; break;
+            case 'b':
+                chunk = atoi (optarg);
+                if (chunk < 1 || chunk > KC_BATCH_RECORDS_MAX) {
+                    return cli_usage ("register", "--batch-size must be 1..%d", KC_BATCH_RECORDS_MAX);
+                }
+                break;
+            case 't':
+                if (tag_count == KC_RECORD_TAGS_MAX) {
+                    return cli_usage ("register", "at most %d tags", KC_RECORD_TAGS_MAX);
+                }
+                tags [tag_count++] = optarg;
+                break;
+            default: return CLI_USAGE;
+        }
+    }
+    const char *name = optind < argc ? argv [optind] : NULL;
+    if (from ? (name || key) : (!name || !key || optind != argc - 1)) {
+        return cli_usage ("register", from ? "--from takes no NAME or --key"
+                                           : "expected NAME and --key Z85KEY");
+    }
+    s_online_finish (&online);
+    s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
+                          .progress = from && isatty (STDERR_FILENO) && !online.json };
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    int rc = CLI_FAIL;
+    self.root = cli_load_root ("register", online.root_path);
+    if (!self.root) {
+        return CLI_FAIL;
+    }
+    self.signer_count = cli_load_operators ("register", online.dir, online.operators,
+                                            online.operator_count, signers);
+    self.signers = signers;
+    if (self.signer_count < 0 || cli_check_signers ("register", self.root, signers, self.signer_count)) {
+        kc_root_destroy (&self.root);
+        return CLI_FAIL;
+    }
+    self.client = kc_client_new (self.root, online.server, online.timeout_ms);
+    self.builder = kc_batch_builder_new (kc_root_directory (self.root), kc_now ());
+    kc_why_t why;
+    char argument [4096];
+    if (!from && s_register_argument (argument, sizeof argument, name, key, tags, tag_count,
+                                      expires, version)) {
+        cli_usage ("register", "arguments too long");
+        rc = CLI_USAGE;
+    }
+    else
+    if (from ? cli_read_records (from, s_register_record, &self, &why)
+             : cli_parse_record (argument, false, s_register_record, &self, &why)) {
+        if (!strstr (why.text, "stopped after")) {
+            cli_fail ("register", "%s", why.text);
+        }
+    }
+    else
+    if (s_flush (&self) == 0) {
+        rc = CLI_OK;
+    }
+    if (self.progress) {
+        fputc ('\n', stderr);
+    }
+    if (rc == CLI_OK && online.json) {
+        printf ("{\"records\": %zu, \"batches\": %zu, \"first_seq\": %llu, \"seq\": %llu}\n",
+                self.records, self.batches, (unsigned long long) self.first_seq,
+                (unsigned long long) self.last_seq);
+    }
+    else
+    if (rc == CLI_OK && from) {
+        printf ("registered %zu records in %zu batches, seq %llu..%llu\n", self.records,
+                self.batches, (unsigned long long) self.first_seq, (unsigned long long) self.last_seq);
+    }
+    else
+    if (rc == CLI_OK) {
+        uint8_t raw [KC_KEY_BYTES];
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        if (kc_z85_key (key, raw, NULL) == 0) {
+            printf ("registered %s (%s) at seq %llu\n", name, kc_fingerprint (raw, fp),
+                    (unsigned long long) self.last_seq);
+        }
+    }
+    for (int i = 0; i < self.signer_count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_batch_builder_destroy (&self.builder);
+    kc_client_destroy (&self.client);
+    kc_root_destroy (&self.root);
+    return rc;
+}
+
+//  --- revoke ------------------------------------------------------------------
+
+typedef struct {
+    uint8_t keys [64][KC_KEY_BYTES];
+    uint64_t versions [64];
+    char names [64][KC_RECORD_NAME_MAX + 1];
+    size_t count;
+    bool by_name;
+} s_targets_t;
+
+static int
+s_collect_target (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    s_targets_t *targets = arg;
+    if (targets->by_name && record->status == KC_STATUS_REVOKED) {
+        return 0;                           //  already revoked
+    }
+    if (targets->count == 64) {
+        return -1;
+    }
+    memcpy (targets->keys [targets->count], record->key, KC_KEY_BYTES);
+    targets->versions [targets->count] = record->version;
+    kc_record_name (record, targets->names [targets->count]);
+    targets->count++;
+    return 0;
+}
+
+static int
+s_resolve (kc_client_t *client, const char *what, s_targets_t *targets, kc_why_t *why)
+{
+    uint8_t key [KC_KEY_BYTES];
+    memset (targets, 0, sizeof *targets);
+    if (strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0) {
+        if (kc_client_query (client, "key", key, KC_KEY_BYTES, s_collect_target, targets, why) < 0) {
+            return -1;
+        }
+        if (targets->count == 0) {          //  not registered: revoke it anyway
+            memcpy (targets->keys [0], key, KC_KEY_BYTES);
+            targets->count = 1;
+        }
+        return 0;
+    }
+    if (!kc_record_name_valid (what, strlen (what))) {
+        return kc_why (why, "'%s' is neither a 40-character Z85 key nor a node name", what);
+    }
+    targets->by_name = true;
+    if (kc_client_query (client, "name", (const uint8_t *) what, strlen (what), s_collect_target,
+                         targets, why) < 0) {
+        return -1;
+    }
+    return targets->count ? 0 : kc_why (why, "no unrevoked key is registered for '%s'", what);
+}
+
+int
+cmd_revoke (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    const char *reason = NULL;
+    int c, handled;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("revoke", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        if (c != 'R') {
+            return CLI_USAGE;
+        }
+        reason = optarg;
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("revoke", "expected one Z85KEY or NAME");
+    }
+    s_online_finish (&online);
+    kc_root_t *root = cli_load_root ("revoke", online.root_path);
+    if (!root) {
+        return CLI_FAIL;
+    }
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    int signer_count = cli_load_operators ("revoke", online.dir, online.operators,
+                                           online.operator_count, signers);
+    int rc = CLI_FAIL;
+    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), kc_now ());
+    static s_targets_t targets;
+    kc_why_t why;
+    uint64_t seq = 0, now_us = s_now_us ();
+    bool duplicate;
+    if (signer_count < 0 || cli_check_signers ("revoke", root, signers, signer_count)) {
+        goto cleanup;
+    }
+    if (s_resolve (client, argv [optind], &targets, &why)) {
+        cli_fail ("revoke", "%s", why.text);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < targets.count; i++) {
+        kc_record_spec_t spec = {
+            .key = targets.keys [i], .status = KC_STATUS_REVOKED, .name = targets.names [i],
+            .reason = reason,
+            .version = targets.versions [i] >= now_us ? targets.versions [i] + 1 : now_us
+        };
+        if (kc_batch_builder_add (builder, &spec, &why)) {
+            cli_fail ("revoke", "%s", why.text);
+            goto cleanup;
+        }
+    }
+    if (s_sign_submit ("revoke", client, root, builder, signers, signer_count, &seq, &duplicate) == 0) {
+        rc = CLI_OK;
+        for (size_t i = 0; i < targets.count; i++) {
+            char fp [KC_FINGERPRINT_CHARS + 1], z85 [KC_Z85_KEY_CHARS + 1];
+            if (online.json) {
+                printf ("{\"revoked\": \"%s\", \"name\": ", kc_z85_encode (targets.keys [i], 32, z85));
+                kc_json_cstr (stdout, targets.names [i]);
+                printf (", \"seq\": %llu}\n", (unsigned long long) seq);
+            }
+            else {
+                printf ("revoked %s (%s) at seq %llu\n", *targets.names [i] ? targets.names [i] : "key",
+                        kc_fingerprint (targets.keys [i], fp), (unsigned long long) seq);
+            }
+        }
+    }
+cleanup:
+    for (int i = 0; i < signer_count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_batch_builder_destroy (&builder);
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    return rc;
+}
+
+//  --- submit ------------------------------------------------------------------
+
+int
+cmd_submit (int argc, char *argv [])
+{
+    static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    s_online_t online = { 0 };
+    int c, handled;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("submit", c, &online)) != 1) {
+            return CLI_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        return cli_usage ("submit", "expected one or more batch FILEs");
+    }
+    s_online_finish (&online);
+    kc_root_t *root = cli_load_root ("submit", online.root_path);
+    if (!root) {
+        return CLI_FAIL;
+    }
+    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    int rc = CLI_OK;
+    for (int i = optind; i < argc; i++) {
+        kc_why_t why;
+        uint64_t seq;
+        bool duplicate;
+        kc_batch_t *batch = kc_batch_load (argv [i], &why);
+        if (!batch || kc_client_submit (client, batch, &seq, &duplicate, &why)) {
+            rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
+        }
+        else
+        if (online.json) {
+            printf ("{\"file\": ");
+            kc_json_cstr (stdout, argv [i]);
+            printf (", \"seq\": %llu, \"records\": %zu, \"duplicate\": %s}\n",
+                    (unsigned long long) seq, kc_batch_count (batch), duplicate ? "true" : "false");
+        }
+        else {
+            printf ("%s: %s at seq %llu (%zu records)\n", argv [i],
+                    duplicate ? "already accepted" : "accepted", (unsigned long long) seq,
+                    kc_batch_count (batch));
+        }
+        kc_batch_destroy (&batch);
+    }
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    return rc;
+}
+
+//  --- list and show -----------------------------------------------------------
+
+typedef struct {
+    bool json, revoked_only, all;
+    size_t count;
+} s_print_t;
+
+static int
+s_print_one (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    s_print_t *print = arg;
+    if (!print->all && (record->status == KC_STATUS_REVOKED) != print->revoked_only) {
+        return 0;
+    }
+    if (print->json) {
+        printf ("%s{\"seq\": %llu, \"record\": ", print->count ? ",\n " : "", (unsigned long long) seq);
+        cli_print_record (stdout, record, true);
+        printf ("}");
+    }
+    else {
+        cli_print_record (stdout, record, false);
+    }
+    print->count++;
+    return 0;
+}
+
+static int
+s_query_command (const char *command, int argc, char *argv [], bool show)
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "revoked", no_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    s_print_t print = { .all = show };
+    int c, handled;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option (command, c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        if (c != 'R' || show) {
+            return CLI_USAGE;
+        }
+        print.revoked_only = true;
+    }
+    if (show ? optind != argc - 1 : optind != argc) {
+        return cli_usage (command, show ? "expected one Z85KEY or NAME" : "unexpected argument");
+    }
+    s_online_finish (&online);
+    print.json = online.json;
+    kc_root_t *root = cli_load_root (command, online.root_path);
+    if (!root) {
+        return CLI_FAIL;
+    }
+    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    kc_why_t why;
+    uint8_t key [KC_KEY_BYTES];
+    const char *what = show ? argv [optind] : NULL;
+    bool by_key = what && strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0;
+    if (print.json) {
+        printf ("[");
+    }
+    int count = !show ? kc_client_query (client, "list", NULL, 0, s_print_one, &print, &why)
+              : by_key ? kc_client_query (client, "key", key, KC_KEY_BYTES, s_print_one, &print, &why)
+              : kc_client_query (client, "name", (const uint8_t *) what, strlen (what), s_print_one,
+                                 &print, &why);
+    if (print.json) {
+        printf ("]\n");
+    }
+    int rc = CLI_OK;
+    if (count < 0) {
+        rc = cli_fail (command, "%s", why.text);
+    }
+    else
+    if (show && count == 0) {
+        rc = cli_fail (command, "no key or name '%s' in the directory", what);
+    }
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    return rc;
+}
+
+int
+cmd_list (int argc, char *argv [])
+{
+    return s_query_command ("list", argc, argv, false);
+}
+
+int
+cmd_show (int argc, char *argv [])
+{
+    return s_query_command ("show", argc, argv, true);
+}
+
+//  --- lookup and status (agent) -----------------------------------------------
+
+int
+cmd_lookup (int argc, char *argv [])
+{
+    static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    s_online_t online = { 0 };
+    int c, handled;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("lookup", c, &online)) != 1) {
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("lookup", "expected one Z85KEY or NAME");
+    }
+    s_online_finish (&online);
+    const char *what = argv [optind];
+    uint8_t key [KC_KEY_BYTES];
+    bool by_key = strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0;
+    kc_why_t why;
+    char *reply = kc_agent_request (online.agent, online.timeout_ms, by_key ? "LOOKUP" : "NAME",
+                                    by_key ? key : (const uint8_t *) what,
+                                    by_key ? KC_KEY_BYTES : strlen (what), online.json, &why);
+    if (!reply) {
+        return cli_fail ("lookup", "%s", why.text);
+    }
+    fputs (reply, stdout);
+    if (online.json) {
+        fputc ('\n', stdout);
+    }
+    //  Exit 0 only when a trusted key was found
+    bool trusted = online.json ? strstr (reply, "\"status\": \"trusted\"") != NULL
+                               : strncmp (reply, "trusted", 7) == 0 || strstr (reply, "\ntrusted");
+    free (reply);
+    return trusted ? CLI_OK : CLI_FAIL;
+}
+
+int
+cmd_status (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "server-status", no_argument, NULL, 's' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    bool server = false;
+    int c, handled;
+    //  "--server" alone (no endpoint) asks the server: rewrite it before parsing
+    for (int i = 1; i < argc; i++) {
+        if (KC_STREQ (argv [i], "--server") && (i + 1 == argc || argv [i + 1][0] == '-')) {
+            argv [i] = (char *) "--server-status";
+        }
+    }
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if (c == 's') {
+            server = true;
+            continue;
+        }
+        if ((handled = s_online_option ("status", c, &online)) != 1) {
+            return CLI_USAGE;
+        }
+        server |= c == 'S';
+    }
+    if (optind != argc) {
+        return cli_usage ("status", "unexpected argument '%s'", argv [optind]);
+    }
+    s_online_finish (&online);
+    kc_why_t why;
+    char *reply = NULL;
+    if (server) {
+        kc_root_t *root = cli_load_root ("status", online.root_path);
+        if (!root) {
+            return CLI_FAIL;
+        }
+        kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+        reply = kc_client_status (client, online.json, &why);
+        kc_client_destroy (&client);
+        kc_root_destroy (&root);
+    }
+    else {
+        reply = kc_agent_request (online.agent, online.timeout_ms, "STATUS", NULL, 0, online.json, &why);
+    }
+    if (!reply) {
+        return cli_fail ("status", "%s", why.text);
+    }
+    fputs (reply, stdout);
+    if (online.json) {
+        fputc ('\n', stdout);
+    }
+    free (reply);
+    return CLI_OK;
+}

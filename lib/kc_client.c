@@ -1,0 +1,229 @@
+/*  =========================================================================
+    kc_client - synchronous submission and local-agent clients.
+    =========================================================================
+*/
+#include "kc_client.h"
+#include "kc_keys.h"
+#include "kc_proto.h"
+
+
+struct _kc_client_t {
+    zsock_t *socket;
+    kc_cert_t *cert;                        //  a throw-away key pair
+    char endpoint [KC_ROOT_ENDPOINT_MAX + 1];
+    int timeout_ms;
+};
+
+kc_client_t *
+kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
+{
+    kc_client_t *self = calloc (1, sizeof *self);
+    assert (self);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s",
+              endpoint ? endpoint : kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
+    self->timeout_ms = timeout_ms;
+    self->cert = kc_cert_new (NULL);
+    self->socket = zsock_new (ZMQ_DEALER);
+    assert (self->socket);
+    zsock_set_linger (self->socket, 0);
+    kc_cert_apply (self->cert, self->socket);
+    zsock_set_curve_serverkey_bin (self->socket, kc_root_server_key (root));
+    zsock_set_maxmsgsize (self->socket, KC_PROTO_MESSAGE_MAX);
+    zsock_connect (self->socket, "%s", self->endpoint);
+    return self;
+}
+
+void
+kc_client_destroy (kc_client_t **self_p)
+{
+    if (self_p && *self_p) {
+        zsock_destroy (&(*self_p)->socket);
+        kc_cert_destroy (&(*self_p)->cert);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  Sends a request and waits for a decoded reply.
+static int
+s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t *decoded,
+        kc_why_t *why)
+{
+    if (zmsg_send (request_p, self->socket)) {
+        zmsg_destroy (request_p);
+        return kc_why (why, "cannot send to %s", self->endpoint);
+    }
+    zpoller_t *poller = zpoller_new (self->socket, NULL);
+    void *ready = zpoller_wait (poller, self->timeout_ms);
+    bool interrupted = zpoller_terminated (poller);
+    zpoller_destroy (&poller);
+    if (!ready) {
+        return kc_why (why, interrupted ? "interrupted" :
+                       "no reply from %s within %d ms (is keyclone-server running there, "
+                       "with the server key in the root?)", self->endpoint, self->timeout_ms);
+    }
+    *reply_p = zmsg_recv (self->socket);
+    if (!*reply_p || kc_proto_decode (*reply_p, KC_CHANNEL_SUBMIT_CLIENT, decoded, why)) {
+        zmsg_destroy (reply_p);
+        return kc_why_prefix (why, "bad reply from %s", self->endpoint);
+    }
+    if (decoded->type == KC_MSG_ERROR) {
+        kc_why (why, "%.*s", (int) decoded->text_size, decoded->text);
+        kc_proto_msg_reset (decoded);
+        zmsg_destroy (reply_p);
+        return -1;
+    }
+    return 0;
+}
+
+int
+kc_client_submit (kc_client_t *self, const kc_batch_t *batch, uint64_t *seq, bool *duplicate,
+                  kc_why_t *why)
+{
+    size_t size;
+    const uint8_t *data = kc_batch_data (batch, &size);
+    zmsg_t *request = kc_proto_submit (data, size), *reply = NULL;
+    kc_proto_msg_t decoded;
+    if (s_call (self, &request, &reply, &decoded, why)) {
+        return -1;
+    }
+    int rc = 0;
+    if (decoded.type == KC_MSG_OK) {
+        *seq = decoded.seq;
+        *duplicate = decoded.text_size == 9 && memcmp (decoded.text, "duplicate", 9) == 0;
+    }
+    else {
+        rc = kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+    }
+    kc_proto_msg_reset (&decoded);
+    zmsg_destroy (&reply);
+    return rc;
+}
+
+//  Gives each record of a RECORDS reply to fn; returns how many, or -1.
+static int
+s_records (const kc_proto_msg_t *decoded, kc_client_record_fn *fn, void *arg, bool *stop,
+           kc_why_t *why)
+{
+    int given = 0;
+    for (size_t i = 0; i < decoded->entry_count && !*stop; i++) {
+        kc_reader_t reader;
+        kc_record_t record;
+        kc_reader_init (&reader, decoded->entries [i].data, decoded->entries [i].size);
+        if (kc_record_decode (&reader, &record, why) || kc_reader_left (&reader)) {
+            return kc_why_prefix (why, "server sent a bad record");
+        }
+        given++;
+        *stop = fn (decoded->entries [i].seq, &record, arg) != 0;
+    }
+    return given;
+}
+
+int
+kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument, size_t size,
+                 kc_client_record_fn *fn, void *arg, kc_why_t *why)
+{
+    uint8_t cursor [KC_PROTO_ARGUMENT_MAX];
+    size_t cursor_size = 0;
+    bool list = KC_STREQ (kind, "list"), stop = false;
+    int total = 0;
+    do {
+        zmsg_t *request = list ? kc_proto_query (kind, cursor, cursor_size, KC_PROTO_RECORDS_MAX)
+                               : kc_proto_query (kind, argument, size, KC_PROTO_RECORDS_MAX);
+        zmsg_t *reply = NULL;
+        kc_proto_msg_t decoded;
+        if (s_call (self, &request, &reply, &decoded, why)) {
+            return -1;
+        }
+        int given = decoded.type == KC_MSG_RECORDS ? s_records (&decoded, fn, arg, &stop, why)
+                  : kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+        cursor_size = decoded.argument_size;
+        if (cursor_size) {
+            memcpy (cursor, decoded.argument, cursor_size);
+        }
+        kc_proto_msg_reset (&decoded);
+        zmsg_destroy (&reply);
+        if (given < 0) {
+            return -1;
+        }
+        total += given;
+    } while (list && cursor_size && !stop);
+    return total;
+}
+
+char *
+kc_client_status (kc_client_t *self, bool want_json, kc_why_t *why)
+{
+    zmsg_t *request = kc_proto_status_request (), *reply = NULL;
+    kc_proto_msg_t decoded;
+    if (s_call (self, &request, &reply, &decoded, why)) {
+        return NULL;
+    }
+    char *json = NULL;
+    if (decoded.type == KC_MSG_STATUS) {
+        const char *text = want_json ? decoded.text : decoded.rendering;
+        size_t size = want_json ? decoded.text_size : decoded.rendering_size;
+        json = malloc (size + 1);
+        assert (json);
+        memcpy (json, text, size);
+        json [size] = 0;
+    }
+    else {
+        kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+    }
+    kc_proto_msg_reset (&decoded);
+    zmsg_destroy (&reply);
+    return json;
+}
+
+char *
+kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
+                  const uint8_t *argument, size_t size, bool want_json, kc_why_t *why)
+{
+    zsock_t *socket = zsock_new (ZMQ_DEALER);
+    assert (socket);
+    zsock_set_linger (socket, 0);
+    if (zsock_connect (socket, "%s", endpoint)) {
+        kc_why (why, "invalid agent endpoint '%s'", endpoint);
+        zsock_destroy (&socket);
+        return NULL;
+    }
+    zmsg_t *request = zmsg_new ();
+    zmsg_addstr (request, command);
+    if (argument) {
+        zmsg_addmem (request, argument, size);
+    }
+    zmsg_send (&request, socket);
+    char *result = NULL;
+    zpoller_t *poller = zpoller_new (socket, NULL);
+    if (zpoller_wait (poller, timeout_ms)) {
+        zmsg_t *reply = zmsg_recv (socket);
+        char *verdict = reply ? zmsg_popstr (reply) : NULL;
+        char *json = reply ? zmsg_popstr (reply) : NULL;
+        char *text = reply ? zmsg_popstr (reply) : NULL;
+        if (verdict && json && KC_STREQ (verdict, "OK") && text) {
+            result = want_json ? json : text;
+            if (want_json) {
+                json = NULL;
+            }
+            else {
+                text = NULL;
+            }
+        }
+        else {
+            kc_why (why, "%s", json && verdict && KC_STREQ (verdict, "ERROR") ? json
+                               : "malformed reply from the agent");
+        }
+        zstr_free (&verdict);
+        zstr_free (&json);
+        zstr_free (&text);
+        zmsg_destroy (&reply);
+    }
+    else {
+        kc_why (why, "no reply from the agent at %s within %d ms (is keyclone-agent running?)",
+                endpoint, timeout_ms);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&socket);
+    return result;
+}

@@ -1,0 +1,53 @@
+/*  =========================================================================
+    kc_client - synchronous clients: the server's submission channel (submit
+    batches, query records, server status) over CURVE with the root's server
+    key, and the local agent's service (lookups, status) over ipc.
+    =========================================================================
+*/
+#ifndef KC_CLIENT_H_INCLUDED
+#define KC_CLIENT_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_batch.h"
+#include "kc_root.h"
+
+typedef struct _kc_client_t kc_client_t;
+
+//  Called for each record a query returns; return 0 to go on, -1 to stop.
+typedef int (kc_client_record_fn) (uint64_t seq, const kc_record_t *record, void *arg);
+
+//  Connects to the submission channel at endpoint (NULL: the root's) with
+//  a fresh CURVE key pair and the root's server key. Replies must come
+//  within timeout_ms. Returns the client (never fails to create).
+kc_client_t *
+    kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms);
+
+//  Closes the client. Nulls *self_p.
+void
+    kc_client_destroy (kc_client_t **self_p);
+
+//  Submits a batch; on success returns 0 with its seq and whether it was a
+//  duplicate of an accepted batch. -1 with the server's reason or a timeout.
+int
+    kc_client_submit (kc_client_t *self, const kc_batch_t *batch, uint64_t *seq,
+                      bool *duplicate, kc_why_t *why) KC_WUR;
+
+//  Queries records: kind "key" (32-byte argument), "name", or "list" (all,
+//  in key order, paged internally). Returns the number given to fn, or -1.
+int
+    kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument,
+                     size_t size, kc_client_record_fn *fn, void *arg, kc_why_t *why);
+
+//  The server's status: JSON, or the text rendering (caller frees), or NULL
+//  with a reason.
+char *
+    kc_client_status (kc_client_t *self, bool json, kc_why_t *why);
+
+//  Sends a request to the agent's local service at endpoint: a command and
+//  an optional argument (binary). Returns the reply's JSON, or its text
+//  rendering (caller frees), or NULL with the agent's reason or a timeout.
+char *
+    kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
+                      const uint8_t *argument, size_t size, bool json, kc_why_t *why);
+
+#endif

@@ -1,0 +1,880 @@
+/*  =========================================================================
+    kc_server - the clone server engine: one zloop thread, one sqlite
+    connection. Submissions that arrive together are committed together
+    (group commit, synchronous=FULL) and answered after the commit.
+    =========================================================================
+*/
+#include "kc_server.h"
+
+#include <sodium.h>
+
+#define GROUP_MAX           256             //  submissions per group commit
+#define SNAPSHOT_BYTES      (1024 * 1024)   //  aim of one BATCHES message
+#define UPDATE_BYTES        (4 * 1024 * 1024)
+#define DENY_LOG_MS         10000           //  one denial log line per key per 10 s
+#define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
+#define ZAP_DOMAIN_UPDATES  "keyclone-updates"
+#define ZAP_DOMAIN_SUBMIT   "keyclone-submit"
+
+typedef struct {
+    zframe_t *identity;                     //  ROUTER routing id
+    char agent [KC_Z85_KEY_CHARS + 1];      //  the agent's CURVE key (User-Id)
+    uint64_t from, next;                    //  sync start, last seq sent
+    uint32_t credit;
+    uint64_t batches, records;
+    int64_t started, touched;               //  zclock_mono
+} s_cursor_t;
+
+typedef struct {
+    uint8_t key [KC_KEY_BYTES];
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    int64_t acked;                          //  zclock_time of the last ACK
+} s_agent_t;
+
+typedef struct {
+    kc_server_config_t config;
+    kc_root_t *root;
+    kc_cert_t *cert;
+    kc_signer_t *head_signer;
+    kc_store_t *store;
+    zsock_t *zap, *snapshot, *updates, *submit;
+    zloop_t *loop;
+    zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
+    zhashx_t *agents;                       //  Z85 key -> s_agent_t
+    zhashx_t *denials;                      //  Z85 key -> last log time
+    uint64_t accepted, rejected;
+} s_server_t;
+
+//  One submission waiting for the group commit.
+typedef struct {
+    zframe_t *identity;
+    bool delimiter;                         //  REQ client: reply with an empty frame
+    zmsg_t *msg;
+    kc_batch_t *batch;
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    const char *status;                     //  "accepted", "duplicate" or NULL
+    kc_why_t why;
+} s_pending_t;
+
+void
+kc_server_config_defaults (kc_server_config_t *config)
+{
+    memset (config, 0, sizeof *config);
+    config->heartbeat_ms = 1000;
+    config->head_valid_ms = 5000;
+    config->sndhwm = 100000;
+    config->sync_idle_ms = 30000;
+}
+
+static const char *
+s_fp (const uint8_t *key, char text [static KC_FINGERPRINT_CHARS + 1])
+{
+    return kc_fingerprint (key, text);
+}
+
+//  The sender's CURVE key from the message's User-Id (our ZAP handler sets
+//  it to the Z85 key). Returns 0 and the key, or -1.
+static int
+s_sender (zframe_t *frame, uint8_t key [static KC_KEY_BYTES])
+{
+    const char *user = frame ? zframe_meta (frame, "User-Id") : NULL;
+    return user && kc_z85_decode (user, key, KC_KEY_BYTES) == 0 ? 0 : -1;
+}
+
+static void
+s_sender_fp (zframe_t *frame, char text [static KC_FINGERPRINT_CHARS + 1])
+{
+    uint8_t key [KC_KEY_BYTES];
+    if (s_sender (frame, key) == 0) {
+        kc_fingerprint (key, text);
+    }
+    else {
+        snprintf (text, KC_FINGERPRINT_CHARS + 1, "????????");
+    }
+}
+
+//  A fresh signed head for the store's current log.
+static void
+s_head (s_server_t *self, kc_head_t *head)
+{
+    memset (head, 0, sizeof *head);
+    memcpy (head->directory, kc_root_directory (self->root), KC_HASH_BYTES);
+    head->seq = kc_store_seq (self->store);
+    memcpy (head->chain, kc_store_chain (self->store), KC_HASH_BYTES);
+    head->time = kc_now_ms ();
+    head->valid_until = head->time + (uint64_t) self->config.head_valid_ms;
+    kc_head_sign (head, self->head_signer);
+}
+
+static void
+s_publish_head (s_server_t *self)
+{
+    kc_head_t head;
+    s_head (self, &head);
+    zmsg_t *msg = kc_proto_head (&head);
+    zmsg_send (&msg, self->updates);
+}
+
+//  --- ZAP --------------------------------------------------------------------
+
+//  Sends a ZAP reply; takes the request id frame.
+static void
+s_zap_reply (zsock_t *zap, zframe_t **request_id_p, const char *status, const char *text,
+             const char *user)
+{
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, "1.0");
+    zmsg_append (reply, request_id_p);
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, text);
+    zmsg_addstr (reply, user);
+    zmsg_addmem (reply, NULL, 0);
+    zmsg_send (&reply, zap);
+}
+
+//  Decides a reader's access: with read = members, its key must be active
+//  and in force in the store. Returns NULL to allow, else the reason.
+static const char *
+s_reader_denied (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    if (self->config.read_any) {
+        return NULL;
+    }
+    kc_store_key_t info;
+    kc_why_t why;
+    if (kc_store_key (self->store, key, &info, &why)) {
+        zsys_error ("kc_server: %s", why.text);
+        return "server store error";
+    }
+    uint64_t now = kc_now ();
+    if (info.status == 0) {
+        return "key is not registered in this directory";
+    }
+    if (info.status == KC_STATUS_REVOKED) {
+        return "key is revoked";
+    }
+    if (info.not_after && now >= info.not_after) {
+        return "key has expired";
+    }
+    if (now < info.not_before) {
+        return "key is not valid yet";
+    }
+    return NULL;
+}
+
+static void
+s_log_denial (s_server_t *self, const char *z85, const char *fp, const char *domain,
+              const char *reason)
+{
+    int64_t now = zclock_mono ();
+    int64_t *last = zhashx_lookup (self->denials, z85);
+    if (last && now - *last < DENY_LOG_MS) {
+        return;
+    }
+    if (!last) {
+        last = malloc (sizeof *last);
+        assert (last);
+        zhashx_update (self->denials, z85, last);
+    }
+    *last = now;
+    zsys_warning ("kc_server: denied %s on %s: %s", fp, domain, reason);
+}
+
+static int
+s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
+{
+    (void) loop;
+    s_server_t *self = arg;
+    zmsg_t *request = zmsg_recv (zap);
+    if (!request) {
+        return 0;
+    }
+    zframe_t *version = zmsg_pop (request), *request_id = zmsg_pop (request);
+    char *domain = zmsg_popstr (request);
+    zframe_t *address = zmsg_pop (request), *identity = zmsg_pop (request);
+    char *mechanism = zmsg_popstr (request);
+    zframe_t *credential = zmsg_pop (request);
+    if (!request_id) {
+        request_id = zframe_new ("", 0);
+    }
+    char z85 [KC_Z85_KEY_CHARS + 1] = "", fp [KC_FINGERPRINT_CHARS + 1] = "????????";
+    if (!version || !zframe_streq (version, "1.0")) {
+        s_zap_reply (zap, &request_id, "500", "unsupported ZAP version", "");
+    }
+    else
+    if (!domain || !mechanism || !KC_STREQ (mechanism, "CURVE") || !credential
+    ||  zframe_size (credential) != KC_KEY_BYTES || zmsg_size (request)) {
+        s_zap_reply (zap, &request_id, "400", "CURVE with one 32-byte key required", "");
+    }
+    else {
+        const uint8_t *key = zframe_data (credential);
+        kc_z85_encode (key, KC_KEY_BYTES, z85);
+        s_fp (key, fp);
+        const char *denied = NULL;
+        if (KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT) || KC_STREQ (domain, ZAP_DOMAIN_UPDATES)) {
+            denied = s_reader_denied (self, key);
+        }
+        else
+        if (!KC_STREQ (domain, ZAP_DOMAIN_SUBMIT)) {
+            denied = "unknown ZAP domain";
+        }
+        if (denied) {
+            s_log_denial (self, z85, fp, domain, denied);
+            s_zap_reply (zap, &request_id, "400", denied, "");
+        }
+        else {
+            s_zap_reply (zap, &request_id, "200", "OK", z85);
+        }
+    }
+    zframe_destroy (&version);
+    zframe_destroy (&request_id);
+    zframe_destroy (&address);
+    zframe_destroy (&identity);
+    zframe_destroy (&credential);
+    zstr_free (&domain);
+    zstr_free (&mechanism);
+    zmsg_destroy (&request);
+    return 0;
+}
+
+//  --- Snapshot channel ----------------------------------------------------
+
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_cursor_destroy (void **item)
+{
+    s_cursor_t *cursor = *item;
+    if (cursor) {
+        zframe_destroy (&cursor->identity);
+        free (cursor);
+        *item = NULL;
+    }
+}
+
+typedef struct {
+    zmsg_t *msg;
+    s_cursor_t *cursor;
+} s_fill_t;
+
+static int
+s_add_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+{
+    s_fill_t *fill = arg;
+    kc_proto_add_entry (fill->msg, seq, chain, data, size);
+    fill->cursor->next = seq;
+    fill->cursor->batches++;
+    fill->cursor->records += kc_batch_peek_count (data, size);
+    return 0;
+}
+
+//  Sends one message to a cursor's agent without blocking; returns 0, or -1
+//  if the agent is gone or its queue is full.
+static int
+s_send_cursor (s_server_t *self, s_cursor_t *cursor, zmsg_t **msg_p)
+{
+    zframe_t *identity = zframe_dup (cursor->identity);
+    zmsg_prepend (*msg_p, &identity);
+    if (zmsg_send (msg_p, self->snapshot)) {
+        zmsg_destroy (msg_p);
+        return -1;
+    }
+    return 0;
+}
+
+//  Sends what a cursor's credit allows; ends the sync when caught up.
+//  Returns false if the cursor is finished or abandoned (remove it).
+static bool
+s_pump (s_server_t *self, s_cursor_t *cursor)
+{
+    while (cursor->credit > 0) {
+        if (cursor->next >= kc_store_seq (self->store)) {
+            kc_head_t head;
+            s_head (self, &head);
+            zmsg_t *msg = kc_proto_end (cursor->batches, cursor->records, &head);
+            if (s_send_cursor (self, cursor, &msg) == 0 && self->config.verbose) {
+                zsys_info ("kc_server: sync for %.8s from %llu: %llu batches, %llu records, %lld ms",
+                           cursor->agent, (unsigned long long) cursor->from,
+                           (unsigned long long) cursor->batches,
+                           (unsigned long long) cursor->records,
+                           (long long) (zclock_mono () - cursor->started));
+            }
+            return false;
+        }
+        s_fill_t fill = { kc_proto_entries ("BATCHES"), cursor };
+        kc_why_t why;
+        if (kc_store_read (self->store, cursor->next, KC_PROTO_BATCHES_MAX, SNAPSHOT_BYTES,
+                           s_add_batch, &fill, &why) <= 0) {
+            zsys_error ("kc_server: sync for %.8s: %s", cursor->agent, why.text);
+            zmsg_destroy (&fill.msg);
+            return false;
+        }
+        if (s_send_cursor (self, cursor, &fill.msg)) {
+            zsys_warning ("kc_server: sync for %.8s abandoned: agent gone", cursor->agent);
+            return false;
+        }
+        cursor->credit--;
+    }
+    return true;
+}
+
+static void
+s_pump_all (s_server_t *self)
+{
+    zlistx_t *finished = zlistx_new ();
+    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
+         cursor = zhashx_next (self->cursors)) {
+        if (!s_pump (self, cursor)) {
+            zlistx_add_end (finished, (void *) zhashx_cursor (self->cursors));
+        }
+    }
+    for (const char *key = zlistx_first (finished); key; key = zlistx_next (finished)) {
+        zhashx_delete (self->cursors, key);
+    }
+    zlistx_destroy (&finished);
+}
+
+static void
+s_on_sync (s_server_t *self, zframe_t **identity_p, const char *id, kc_proto_msg_t *msg,
+           const char *agent)
+{
+    if (memcmp (msg->directory, kc_root_directory (self->root), KC_HASH_BYTES)) {
+        zmsg_t *error = kc_proto_error ("SYNC for another directory");
+        s_send_cursor (self, &(s_cursor_t) { .identity = *identity_p }, &error);
+        return;
+    }
+    if (msg->seq > kc_store_seq (self->store)) {
+        zmsg_t *error = kc_proto_error ("SYNC from %llu is ahead of the server's log (%llu)",
+                                        (unsigned long long) msg->seq,
+                                        (unsigned long long) kc_store_seq (self->store));
+        s_send_cursor (self, &(s_cursor_t) { .identity = *identity_p }, &error);
+        zsys_warning ("kc_server: %.8s asked to sync from %llu, ahead of the log (%llu)", agent,
+                      (unsigned long long) msg->seq, (unsigned long long) kc_store_seq (self->store));
+        return;
+    }
+    s_cursor_t *cursor = calloc (1, sizeof *cursor);
+    assert (cursor);
+    cursor->identity = *identity_p;
+    *identity_p = NULL;
+    snprintf (cursor->agent, sizeof cursor->agent, "%s", agent);
+    cursor->from = cursor->next = msg->seq;
+    cursor->credit = msg->credit;
+    cursor->started = cursor->touched = zclock_mono ();
+    zhashx_update (self->cursors, id, cursor);      //  replaces an older sync
+    if (!s_pump (self, cursor)) {
+        zhashx_delete (self->cursors, id);
+    }
+}
+
+static void
+s_on_ack (s_server_t *self, zframe_t *frame, kc_proto_msg_t *msg)
+{
+    uint8_t key [KC_KEY_BYTES];
+    char z85 [KC_Z85_KEY_CHARS + 1];
+    if (s_sender (frame, key)) {
+        return;
+    }
+    kc_z85_encode (key, KC_KEY_BYTES, z85);
+    s_agent_t *agent = zhashx_lookup (self->agents, z85);
+    if (!agent) {
+        agent = calloc (1, sizeof *agent);
+        assert (agent);
+        memcpy (agent->key, key, KC_KEY_BYTES);
+        zhashx_update (self->agents, z85, agent);
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        zsys_info ("kc_server: agent %s acknowledged seq %llu", s_fp (key, fp),
+                   (unsigned long long) msg->seq);
+    }
+    agent->seq = msg->seq;
+    memcpy (agent->chain, msg->chain, KC_HASH_BYTES);
+    agent->acked = zclock_time ();
+}
+
+static int
+s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    s_server_t *self = arg;
+    for (int i = 0; i < 64 && (zsock_events (socket) & ZMQ_POLLIN); i++) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        zframe_t *identity = zmsg_pop (msg);
+        char fp [KC_FINGERPRINT_CHARS + 1], agent [KC_Z85_KEY_CHARS + 1] = "unknown";
+        uint8_t key [KC_KEY_BYTES];
+        if (s_sender (zmsg_first (msg), key) == 0) {
+            kc_z85_encode (key, KC_KEY_BYTES, agent);
+        }
+        kc_proto_msg_t decoded;
+        kc_why_t why;
+        char *id = identity ? zframe_strhex (identity) : NULL;
+        if (!id || kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why)) {
+            s_sender_fp (zmsg_first (msg), fp);
+            zsys_warning ("kc_server: malformed message on snapshot from %s: %s", fp,
+                          id ? why.text : "no routing id");
+        }
+        else
+        if (decoded.type == KC_MSG_SYNC) {
+            s_on_sync (self, &identity, id, &decoded, agent);
+        }
+        else
+        if (decoded.type == KC_MSG_CREDIT) {
+            s_cursor_t *cursor = zhashx_lookup (self->cursors, id);
+            if (cursor) {
+                cursor->credit += decoded.credit;
+                if (cursor->credit > KC_PROTO_CREDIT_MAX) {
+                    cursor->credit = KC_PROTO_CREDIT_MAX;
+                }
+                cursor->touched = zclock_mono ();
+                if (!s_pump (self, cursor)) {
+                    zhashx_delete (self->cursors, id);
+                }
+            }
+        }
+        else {
+            s_on_ack (self, zmsg_first (msg), &decoded);
+        }
+        kc_proto_msg_reset (&decoded);
+        zstr_free (&id);
+        zframe_destroy (&identity);
+        zmsg_destroy (&msg);
+    }
+    return 0;
+}
+
+//  --- Submission channel ---------------------------------------------------
+
+static void
+s_reply (s_server_t *self, zframe_t *identity, bool delimiter, zmsg_t **reply_p)
+{
+    if (delimiter) {
+        zmsg_pushmem (*reply_p, NULL, 0);
+    }
+    zframe_t *copy = zframe_dup (identity);
+    zmsg_prepend (*reply_p, &copy);
+    if (zmsg_send (reply_p, self->submit)) {
+        zmsg_destroy (reply_p);
+    }
+}
+
+typedef struct {
+    zmsg_t *msg;
+    size_t count;
+    uint8_t last [KC_KEY_BYTES];
+} s_records_t;
+
+static int
+s_add_record (uint64_t seq, const uint8_t *key, const uint8_t *record, size_t size, void *arg)
+{
+    s_records_t *records = arg;
+    kc_proto_add_record (records->msg, seq, record, size);
+    memcpy (records->last, key, KC_KEY_BYTES);
+    records->count++;
+    return 0;
+}
+
+static zmsg_t *
+s_query (s_server_t *self, kc_proto_msg_t *query)
+{
+    char kind [8];
+    snprintf (kind, sizeof kind, "%.*s", (int) query->text_size, query->text);
+    zmsg_t *body = zmsg_new ();
+    s_records_t records = { body, 0, { 0 } };
+    kc_why_t why;
+    size_t limit = query->credit;
+    if (kc_store_query (self->store, kind, query->argument, query->argument_size, limit,
+                        s_add_record, &records, &why) < 0) {
+        zmsg_destroy (&body);
+        return kc_proto_error ("%s", why.text);
+    }
+    bool more = KC_STREQ (kind, "list") && records.count == limit;
+    zmsg_t *reply = kc_proto_records (records.last, more ? KC_KEY_BYTES : 0);
+    for (zframe_t *frame = zmsg_pop (body); frame; frame = zmsg_pop (body)) {
+        zmsg_append (reply, &frame);
+    }
+    zmsg_destroy (&body);
+    return reply;
+}
+
+static void s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size);
+
+//  Decides every pending submission inside one store transaction.
+static void
+s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
+{
+    kc_why_t why;
+    if (kc_store_begin (self->store, &why)) {
+        for (size_t i = 0; i < count; i++) {
+            pending [i].why = why;
+        }
+        return;
+    }
+    size_t accepted = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_pending_t *p = &pending [i];
+        zframe_t *frame = zmsg_last (p->msg);
+        p->batch = kc_batch_decode (zframe_data (frame), zframe_size (frame), &p->why);
+        if (!p->batch) {
+            continue;
+        }
+        int found = kc_store_find_digest (self->store, kc_batch_digest (p->batch), &p->seq,
+                                          p->chain, &p->why);
+        if (found == 1) {
+            p->status = "duplicate";
+        }
+        else
+        if (found == 0
+        &&  kc_batch_verify (p->batch, self->root, now, &p->why) == 0
+        &&  kc_store_check (self->store, p->batch, now, &p->why) == 0
+        &&  kc_store_append (self->store, p->batch, &p->seq, p->chain, &p->why) == 0) {
+            p->status = "accepted";
+            accepted++;
+        }
+    }
+    if (accepted == 0) {
+        kc_store_rollback (self->store);
+    }
+    else
+    if (kc_store_commit (self->store, &why)) {
+        for (size_t i = 0; i < count; i++) {
+            if (pending [i].status && KC_STREQ (pending [i].status, "accepted")) {
+                pending [i].status = NULL;
+                pending [i].why = why;
+            }
+        }
+    }
+}
+
+//  Publishes the accepted batches of a group, in order, grouped into UPDATE
+//  messages, then a head.
+static void
+s_publish (s_server_t *self, s_pending_t *pending, size_t count)
+{
+    zmsg_t *update = NULL;
+    size_t entries = 0, bytes = 0;
+    for (size_t i = 0; i < count; i++) {
+        s_pending_t *p = &pending [i];
+        if (!p->status || !KC_STREQ (p->status, "accepted")) {
+            continue;
+        }
+        size_t size;
+        const uint8_t *data = kc_batch_data (p->batch, &size);
+        if (update && (entries == KC_PROTO_BATCHES_MAX || bytes + size > UPDATE_BYTES)) {
+            zmsg_send (&update, self->updates);
+            entries = bytes = 0;
+        }
+        if (!update) {
+            update = kc_proto_entries ("UPDATE");
+        }
+        kc_proto_add_entry (update, p->seq, p->chain, data, size);
+        entries++;
+        bytes += size;
+    }
+    if (update) {
+        zmsg_send (&update, self->updates);
+        s_publish_head (self);
+    }
+}
+
+static void
+s_answer (s_server_t *self, s_pending_t *pending, size_t count)
+{
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    for (size_t i = 0; i < count; i++) {
+        s_pending_t *p = &pending [i];
+        s_sender_fp (zmsg_first (p->msg), fp);
+        zmsg_t *reply;
+        if (p->status) {
+            reply = kc_proto_ok (p->seq, p->chain, p->status);
+            bool fresh = KC_STREQ (p->status, "accepted");
+            self->accepted += fresh;
+            zsys_info ("kc_server: %s batch %llu (%zu records) from %s", fresh ? "accepted" : "duplicate of",
+                       (unsigned long long) p->seq, kc_batch_count (p->batch), fp);
+        }
+        else {
+            reply = kc_proto_error ("%s", p->why.text);
+            self->rejected++;
+            zsys_warning ("kc_server: rejected batch from %s: %s", fp, p->why.text);
+        }
+        s_reply (self, p->identity, p->delimiter, &reply);
+    }
+}
+
+static int
+s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    s_server_t *self = arg;
+    static s_pending_t pending [GROUP_MAX];
+    size_t count = 0;
+    while (count < GROUP_MAX && (zsock_events (socket) & ZMQ_POLLIN)) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        zframe_t *identity = zmsg_pop (msg);
+        bool delimiter = zmsg_first (msg) && zframe_size (zmsg_first (msg)) == 0 && zmsg_size (msg) > 1;
+        if (delimiter) {
+            zframe_t *empty = zmsg_pop (msg);
+            zframe_destroy (&empty);
+        }
+        kc_proto_msg_t decoded;
+        kc_why_t why;
+        zmsg_t *reply = NULL;
+        if (!identity || kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &decoded, &why)) {
+            char fp [KC_FINGERPRINT_CHARS + 1];
+            s_sender_fp (zmsg_first (msg), fp);
+            zsys_warning ("kc_server: malformed submission from %s: %s", fp, why.text);
+            reply = kc_proto_error ("malformed request: %s", why.text);
+        }
+        else
+        if (decoded.type == KC_MSG_SUBMIT) {
+            pending [count++] = (s_pending_t) { .identity = identity, .delimiter = delimiter,
+                                                .msg = msg };
+            kc_proto_msg_reset (&decoded);
+            continue;
+        }
+        else
+        if (decoded.type == KC_MSG_QUERY) {
+            reply = s_query (self, &decoded);
+        }
+        else {
+            char *json, *text;
+            size_t size, text_size;
+            s_status (self, &json, &size, &text, &text_size);
+            reply = kc_proto_status_reply (json, size, text, text_size);
+            free (json);
+            free (text);
+        }
+        kc_proto_msg_reset (&decoded);
+        if (identity) {
+            s_reply (self, identity, delimiter, &reply);
+        }
+        zmsg_destroy (&reply);
+        zframe_destroy (&identity);
+        zmsg_destroy (&msg);
+    }
+    if (count) {
+        s_decide (self, pending, count, kc_now ());
+        s_answer (self, pending, count);
+        s_publish (self, pending, count);
+        s_pump_all (self);
+        for (size_t i = 0; i < count; i++) {
+            kc_batch_destroy (&pending [i].batch);
+            zframe_destroy (&pending [i].identity);
+            zmsg_destroy (&pending [i].msg);
+        }
+    }
+    return 0;
+}
+
+//  --- Status -----------------------------------------------------------------
+
+static void
+s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size)
+{
+    FILE *out = open_memstream (json, size), *human = open_memstream (text, text_size);
+    char hex [65], z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    uint64_t seq = kc_store_seq (self->store);
+    fprintf (out, "{");
+    kc_json_field_str (out, true, "role", "server");
+    kc_json_field_str (out, false, "directory", kc_hex (kc_root_directory (self->root), 32, hex));
+    kc_json_field_u64 (out, false, "seq", seq);
+    kc_json_field_str (out, false, "chain", kc_hex (kc_store_chain (self->store), 32, hex));
+    kc_json_field_u64 (out, false, "keys", kc_store_key_count (self->store));
+    kc_json_field_u64 (out, false, "revoked", kc_store_revoked_count (self->store));
+    kc_json_field_u64 (out, false, "root_version", kc_root_version (self->root));
+    kc_json_field_u64 (out, false, "root_expires", kc_root_expires (self->root));
+    kc_json_field_u64 (out, false, "accepted", self->accepted);
+    kc_json_field_u64 (out, false, "rejected", self->rejected);
+    kc_json_field_u64 (out, false, "syncs", zhashx_size (self->cursors));
+    fprintf (out, ", \"agents\": [");
+    fprintf (human, "server: seq %llu, %llu keys (%llu revoked), root v%llu expires %s\n"
+             "  chain %.16s..., accepted %llu batches, rejected %llu, %zu syncs running\n",
+             (unsigned long long) seq, (unsigned long long) kc_store_key_count (self->store),
+             (unsigned long long) kc_store_revoked_count (self->store),
+             (unsigned long long) kc_root_version (self->root),
+             kc_time_format (kc_root_expires (self->root), when), hex,
+             (unsigned long long) self->accepted, (unsigned long long) self->rejected,
+             zhashx_size (self->cursors));
+    int64_t now = zclock_time ();
+    size_t behind = 0;
+    bool first = true;
+    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
+        kc_store_key_t info;
+        kc_why_t why;
+        if (kc_store_key (self->store, agent->key, &info, &why)) {
+            info.name [0] = 0;
+        }
+        uint64_t lag = seq > agent->seq ? seq - agent->seq : 0;
+        behind += lag > 0;
+        fprintf (out, "%s{", first ? "" : ", ");
+        first = false;
+        kc_json_field_str (out, true, "key", kc_z85_encode (agent->key, 32, z85));
+        kc_json_field_str (out, false, "fingerprint", s_fp (agent->key, fp));
+        kc_json_field_str (out, false, "name", info.name);
+        kc_json_field_u64 (out, false, "seq", agent->seq);
+        kc_json_field_u64 (out, false, "ack_age_ms", (uint64_t) (now - agent->acked));
+        kc_json_field_u64 (out, false, "behind", lag);
+        fprintf (out, "}");
+        fprintf (human, "    %-20s %s  seq %-10llu %-14s acked %.1f s ago\n",
+                 *info.name ? info.name : "-", fp, (unsigned long long) agent->seq,
+                 lag ? "behind" : "up to date", (double) (now - agent->acked) / 1000.0);
+    }
+    fprintf (out, "]}");
+    fprintf (human, "  agents: %zu, %zu up to date, %zu behind\n", zhashx_size (self->agents),
+             zhashx_size (self->agents) - behind, behind);
+    fclose (out);
+    fclose (human);
+}
+
+//  --- Timers and start-up ---------------------------------------------------
+
+static int
+s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_server_t *self = arg;
+    s_publish_head (self);
+    //  Abandon syncs whose agent stopped granting credit
+    int64_t now = zclock_mono ();
+    zlistx_t *stale = zlistx_new ();
+    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
+         cursor = zhashx_next (self->cursors)) {
+        if (now - cursor->touched > self->config.sync_idle_ms) {
+            zlistx_add_end (stale, (void *) zhashx_cursor (self->cursors));
+            zsys_warning ("kc_server: sync for %.8s abandoned: no credit for %d ms",
+                          cursor->agent, self->config.sync_idle_ms);
+        }
+    }
+    for (const char *key = zlistx_first (stale); key; key = zlistx_next (stale)) {
+        zhashx_delete (self->cursors, key);
+    }
+    zlistx_destroy (&stale);
+    return 0;
+}
+
+static zsock_t *
+s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
+{
+    zsock_t *socket = zsock_new (type);
+    assert (socket);
+    zsock_set_linger (socket, 0);
+    zsock_set_curve_server (socket, 1);
+    kc_cert_apply (self->cert, socket);
+    zsock_set_zap_domain (socket, domain);
+    zsock_set_zap_enforce_domain (socket, 1);
+    if (type == ZMQ_ROUTER) {
+        zsock_set_router_mandatory (socket, 1);
+        zsock_set_sndtimeo (socket, 0);
+    }
+    if (type == ZMQ_PUB) {
+        zsock_set_sndhwm (socket, self->config.sndhwm);
+    }
+    zsock_set_maxmsgsize (socket, type == ZMQ_ROUTER && KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT)
+                                  ? 4096 : KC_BATCH_BYTES_MAX + 4096);
+    if (zsock_bind (socket, "%s", endpoint) < 0) {
+        zsys_error ("kc_server: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&socket);
+    }
+    return socket;
+}
+
+static int
+s_load (s_server_t *self, kc_why_t *why)
+{
+    self->root = kc_root_load (self->config.root_path, why);
+    if (!self->root || kc_root_verify (self->root, kc_now (), why)) {
+        return -1;
+    }
+    self->cert = kc_cert_load_secret (self->config.curve_path, why);
+    self->head_signer = self->cert ? kc_signer_load (self->config.head_path, why) : NULL;
+    if (!self->head_signer) {
+        return -1;
+    }
+    if (memcmp (kc_cert_public_key (self->cert), kc_root_server_key (self->root), KC_KEY_BYTES)) {
+        return kc_why (why, "'%s' is not the server key the root names", self->config.curve_path);
+    }
+    if (memcmp (kc_signer_public_key (self->head_signer), kc_root_head_key (self->root), KC_KEY_BYTES)) {
+        return kc_why (why, "'%s' is not the head key the root names", self->config.head_path);
+    }
+    self->store = kc_store_open (self->config.store_path, self->root, why);
+    return self->store ? 0 : -1;
+}
+
+static void
+s_destroy (s_server_t *self)
+{
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->submit);
+    zsock_destroy (&self->updates);
+    zsock_destroy (&self->snapshot);
+    zsock_destroy (&self->zap);
+    zhashx_destroy (&self->cursors);
+    zhashx_destroy (&self->agents);
+    zhashx_destroy (&self->denials);
+    kc_store_destroy (&self->store);
+    kc_signer_destroy (&self->head_signer);
+    kc_cert_destroy (&self->cert);
+    kc_root_destroy (&self->root);
+}
+
+int
+kc_server_run (const kc_server_config_t *config)
+{
+    s_server_t self = { .config = *config };
+    kc_why_t why;
+    int rc = 1;
+    self.cursors = zhashx_new ();
+    zhashx_set_destructor (self.cursors, s_cursor_destroy);
+    self.agents = zhashx_new ();
+    zhashx_set_destructor (self.agents, s_free_item);
+    self.denials = zhashx_new ();
+    zhashx_set_destructor (self.denials, s_free_item);
+    if (s_load (&self, &why)) {
+        zsys_error ("kc_server: %s", why.text);
+        goto cleanup;
+    }
+    //  The ZAP handler first: a CURVE socket must never run without it
+    self.zap = zsock_new (ZMQ_REP);
+    if (zsock_bind (self.zap, "inproc://zeromq.zap.01")) {
+        zsys_error ("kc_server: cannot bind the ZAP handler (another in this process?)");
+        goto cleanup;
+    }
+    const char *endpoints [KC_ENDPOINTS];
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        endpoints [i] = config->bind [i] ? config->bind [i] : kc_root_endpoint (self.root, (kc_endpoint_t) i);
+    }
+    self.snapshot = s_socket (&self, ZMQ_ROUTER, ZAP_DOMAIN_SNAPSHOT, endpoints [KC_ENDPOINT_SNAPSHOT]);
+    self.updates = s_socket (&self, ZMQ_PUB, ZAP_DOMAIN_UPDATES, endpoints [KC_ENDPOINT_UPDATES]);
+    self.submit = s_socket (&self, ZMQ_ROUTER, ZAP_DOMAIN_SUBMIT, endpoints [KC_ENDPOINT_SUBMIT]);
+    if (!self.snapshot || !self.updates || !self.submit) {
+        goto cleanup;
+    }
+    self.loop = zloop_new ();
+    zloop_reader (self.loop, self.zap, s_on_zap, &self);
+    zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
+    zloop_reader (self.loop, self.submit, s_on_submit, &self);
+    zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);
+    char hex [65];
+    zsys_info ("kc_server: directory %.16s... seq %llu, %llu keys; snapshot %s, updates %s, "
+               "submit %s; read = %s", kc_hex (kc_root_directory (self.root), 32, hex),
+               (unsigned long long) kc_store_seq (self.store),
+               (unsigned long long) kc_store_key_count (self.store),
+               endpoints [0], endpoints [1], endpoints [2], config->read_any ? "any" : "members");
+    zloop_start (self.loop);
+    zsys_info ("kc_server: shutting down at seq %llu", (unsigned long long) kc_store_seq (self.store));
+    rc = 0;
+cleanup:
+    s_destroy (&self);
+    return rc;
+}

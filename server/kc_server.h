@@ -1,0 +1,37 @@
+/*  =========================================================================
+    kc_server - the clone server: sequences operator-signed batches into a
+    durable, chained log and serves it on three CURVE channels
+    (docs/protocol.md): snapshot (ROUTER, credit-based), updates (PUB, with
+    signed heads as heartbeats) and submissions (ROUTER, group commit). It
+    answers ZAP for its own sockets and tracks which head each agent applied.
+    =========================================================================
+*/
+#ifndef KC_SERVER_H_INCLUDED
+#define KC_SERVER_H_INCLUDED
+
+#include "keyclone.h"
+
+typedef struct {
+    const char *root_path;                  //  the pinned root
+    const char *curve_path;                 //  server CURVE cert (secret file)
+    const char *head_path;                  //  head-signing key (secret file)
+    const char *store_path;                 //  sqlite store
+    const char *bind [KC_ENDPOINTS];        //  NULL: the root's endpoints
+    bool read_any;                          //  read = any (default: members)
+    int heartbeat_ms;                       //  HEAD at least this often
+    int head_valid_ms;                      //  a head's valid-until - time
+    int sndhwm;                             //  PUB high-water mark
+    int sync_idle_ms;                       //  abandon a sync without credit
+    bool verbose;                           //  log every sync and query too
+} kc_server_config_t;
+
+//  Fills config with the defaults of docs/operator.md.
+void
+    kc_server_config_defaults (kc_server_config_t *config);
+
+//  Starts the server and runs it until SIGINT/SIGTERM. Returns 0 after a
+//  clean shutdown, 1 if it cannot start (the reason is logged).
+int
+    kc_server_run (const kc_server_config_t *config);
+
+#endif

@@ -1,0 +1,187 @@
+/*  =========================================================================
+    keyclone-server - arguments, configuration and wiring; the engine is
+    kc_server. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
+    =========================================================================
+*/
+#include "kc_server.h"
+
+#include <getopt.h>
+#include <sodium.h>
+
+static const char *s_help =
+    "Usage: keyclone-server [--dir DIR] [--config FILE] [--read members|any]\n"
+    "                       [--bind-snapshot EP] [--bind-updates EP] [--bind-submit EP]\n"
+    "                       [--heartbeat MS] [--verbose]\n"
+    "\n"
+    "Runs the keyclone clone server for the directory that 'keyclone init --dir DIR'\n"
+    "created: it reads DIR/root, DIR/server/curve_secret, DIR/server/head_secret and\n"
+    "keeps its log in DIR/server/store.db. It serves the snapshot, updates and\n"
+    "submission channels on the root's endpoints (or the --bind-* ones, e.g.\n"
+    "tcp://*:5550) with CURVE, until SIGINT or SIGTERM.\n"
+    "\n"
+    "Options (each may also be set in the config file, default DIR/server.cfg):\n"
+    "  --dir DIR           the keyclone directory (default: $KEYCLONE_DIR or .)\n"
+    "  --config FILE       ZPL configuration (section 'server'; see docs/operator.md)\n"
+    "  --read WHO          who may sync: 'members' (registered, unrevoked, unexpired\n"
+    "                      keys; default) or 'any' CURVE client\n"
+    "  --heartbeat MS      publish a signed head at least every MS ms (default 1000)\n"
+    "  --verbose           also log every sync served\n";
+
+typedef struct {
+    char root [4096], curve [4096], head [4096], store [4096];
+    char bind [KC_ENDPOINTS][512];
+} s_paths_t;
+
+static void
+s_path (char *out, const char *dir, const char *value)
+{
+    if (value [0] == '/') {
+        snprintf (out, 4096, "%s", value);
+    }
+    else {
+        snprintf (out, 4096, "%s/%s", dir, value);
+    }
+}
+
+static int
+s_int (const char *text, int min, int max, int *value)
+{
+    char *end;
+    long parsed = strtol (text, &end, 10);
+    if (*text == 0 || *end || parsed < min || parsed > max) {
+        return -1;
+    }
+    *value = (int) parsed;
+    return 0;
+}
+
+//  Applies a ZPL config file. Returns 0, or -1 after printing why.
+static int
+s_configure (const char *dir, const char *file, bool must_exist, kc_server_config_t *config,
+             s_paths_t *paths)
+{
+    zconfig_t *root = zconfig_load (file);
+    if (!root) {
+        if (must_exist) {
+            fprintf (stderr, "keyclone-server: cannot load config '%s'\n", file);
+            return -1;
+        }
+        return 0;
+    }
+    s_path (paths->root, dir, zconfig_get (root, "server/root", "root"));
+    s_path (paths->curve, dir, zconfig_get (root, "server/curve", "server/curve"));
+    s_path (paths->head, dir, zconfig_get (root, "server/head", "server/head"));
+    s_path (paths->store, dir, zconfig_get (root, "server/store", "server/store.db"));
+    const char *read = zconfig_get (root, "server/read", "members");
+    static const char *names [KC_ENDPOINTS] = { "server/bind/snapshot", "server/bind/updates",
+                                                "server/bind/submit" };
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        const char *bind = zconfig_get (root, names [i], NULL);
+        if (bind) {
+            snprintf (paths->bind [i], sizeof paths->bind [i], "%s", bind);
+            config->bind [i] = paths->bind [i];
+        }
+    }
+    int rc = 0;
+    if (!KC_STREQ (read, "members") && !KC_STREQ (read, "any")) {
+        fprintf (stderr, "keyclone-server: %s: read must be 'members' or 'any', not '%s'\n", file, read);
+        rc = -1;
+    }
+    config->read_any = KC_STREQ (read, "any");
+    if (s_int (zconfig_get (root, "server/heartbeat", "1000"), 10, 60000, &config->heartbeat_ms)
+    ||  s_int (zconfig_get (root, "server/head-valid", "5000"), 20, 3600000, &config->head_valid_ms)
+    ||  s_int (zconfig_get (root, "server/sndhwm", "100000"), 0, 100000000, &config->sndhwm)) {
+        fprintf (stderr, "keyclone-server: %s: heartbeat (10..60000), head-valid (20..3600000) "
+                 "and sndhwm must be numbers in range\n", file);
+        rc = -1;
+    }
+    zconfig_destroy (&root);
+    return rc;
+}
+
+int
+main (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "config", required_argument, NULL, 'c' },
+        { "read", required_argument, NULL, 'r' },
+        { "bind-snapshot", required_argument, NULL, '0' },
+        { "bind-updates", required_argument, NULL, '1' },
+        { "bind-submit", required_argument, NULL, '2' },
+        { "heartbeat", required_argument, NULL, 'h' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'H' },
+        { NULL, 0, NULL, 0 }
+    };
+    const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL;
+    const char *binds [KC_ENDPOINTS] = { NULL, NULL, NULL };
+    int heartbeat = 0, c;
+    bool verbose = false;
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+            case 'd': dir = optarg; break;
+            case 'c': config_file = optarg; break;
+            case 'r': read = optarg; break;
+            case '0': case '1': case '2': binds [c - '0'] = optarg; break;
+            case 'v': verbose = true; break;
+            case 'H': fputs (s_help, stdout); return 0;
+            case 'h':
+                if (s_int (optarg, 10, 60000, &heartbeat)) {
+                    fprintf (stderr, "keyclone-server: --heartbeat must be 10..60000 ms\n");
+                    return 2;
+                }
+                break;
+            default:
+                fprintf (stderr, "Try 'keyclone-server --help'.\n");
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "keyclone-server: unexpected argument '%s'\nTry 'keyclone-server --help'.\n",
+                 argv [optind]);
+        return 2;
+    }
+    if (read && !KC_STREQ (read, "members") && !KC_STREQ (read, "any")) {
+        fprintf (stderr, "keyclone-server: --read must be 'members' or 'any'\n");
+        return 2;
+    }
+    dir = dir && *dir ? dir : ".";
+    if (sodium_init () < 0) {
+        fprintf (stderr, "keyclone-server: libsodium failed to initialise\n");
+        return 1;
+    }
+    kc_server_config_t config;
+    kc_server_config_defaults (&config);
+    static s_paths_t paths;
+    s_path (paths.root, dir, "root");
+    s_path (paths.curve, dir, "server/curve");
+    s_path (paths.head, dir, "server/head");
+    s_path (paths.store, dir, "server/store.db");
+    char default_config [4096];
+    s_path (default_config, dir, "server.cfg");
+    if (s_configure (dir, config_file ? config_file : default_config, config_file != NULL,
+                     &config, &paths)) {
+        return 1;
+    }
+    config.root_path = paths.root;
+    config.curve_path = paths.curve;
+    config.head_path = paths.head;
+    config.store_path = paths.store;
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        if (binds [i]) {
+            config.bind [i] = binds [i];
+        }
+    }
+    if (read) {
+        config.read_any = KC_STREQ (read, "any");
+    }
+    if (heartbeat) {
+        config.heartbeat_ms = heartbeat;
+    }
+    config.verbose = verbose;
+    zsys_init ();
+    zsys_set_logident ("keyclone-server");
+    zsys_set_linger (0);
+    return kc_server_run (&config);
+}
