@@ -243,6 +243,9 @@ bench: all $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) | check-deps
 run: all | check-deps
 	@KC_BUILD=$(abspath $(B)) sh tests/run.sh
 
+demo: all $(B)/tests/kc_curve_demo
+	$(B)/tests/kc_curve_demo
+
 #   --- Install ---------------------------------------------------------------
 
 $(B)/keyclone.pc: Makefile

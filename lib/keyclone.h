@@ -29,5 +29,7 @@
 #include "kc_client.h"
 #include "kc_bucket.h"
 #include "kc_cache.h"
+#include "kc_meta.h"
+#include "kc_curve.h"
 
 #endif

@@ -33,6 +33,8 @@ static const struct {
     { "kc_store", kc_store_test },
     { "kc_bucket", kc_bucket_test },
     { "kc_cache", kc_cache_test },
+    { "kc_meta", kc_meta_test },
+    { "kc_curve", kc_curve_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
     { NULL, NULL }
