@@ -491,6 +491,7 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         kc_cache_destroy (&self->cache);
         self->cache = kc_cache_create (self->config.cache_path, self->root, self->cold_batches,
                                        self->cold_count, self->sync_chain, &msg->head, why);
+        self->applied += self->cold_count;
         s_free_cold (self);
         if (!self->cache) {
             bool corrupt;
@@ -508,11 +509,18 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
 {
     self->syncing = false;
     s_backoff = BACKOFF_MIN_MS;
+    int64_t now = zclock_mono ();
+    self->last_sync_from = self->sync_from;
+    self->last_sync_batches = self->sync_batches;
+    self->last_sync_records = self->sync_records;
+    self->last_sync_ms = now - self->sync_started;
+    if (self->caught_up_ms < 0) {
+        self->caught_up_ms = now - self->started;
+    }
     zsys_info ("kc_agent: synced seq %llu -> %llu: %llu batches, %llu records in %lld ms; %llu keys",
                (unsigned long long) self->sync_from, (unsigned long long) kc_cache_seq (self->cache),
                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
-               (long long) (zclock_mono () - self->sync_started),
-               (unsigned long long) kc_cache_key_count (self->cache));
+               (long long) self->last_sync_ms, (unsigned long long) kc_cache_key_count (self->cache));
     self->last_head_time = 0;
     s_on_head (self, head);
     //  Updates that arrived during the sync
@@ -823,7 +831,8 @@ s_start (agent_t *self)
 int
 kc_agent_run (const kc_agent_config_t *config)
 {
-    agent_t self = { .config = *config, .state = AGENT_SYNCING };
+    agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
+                     .started = zclock_mono () };
     int rc = 1;
     if (s_start (&self) == 0) {
         self.loop = zloop_new ();

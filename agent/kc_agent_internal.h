@@ -53,6 +53,10 @@ typedef struct {
 
     //  Counters
     uint64_t applied, rejected, resyncs, rebuilds;
+    uint64_t last_sync_from, last_sync_batches, last_sync_records;
+    int64_t last_sync_ms;                   //  duration of the last completed sync
+    int64_t started;                        //  zclock_mono at start
+    int64_t caught_up_ms;                   //  start to the first completed sync; -1 before
 } agent_t;
 
 //  kc_agent_service.c: the local service and the event stream

@@ -1,0 +1,197 @@
+"""A real keyclone deployment in a temp dir, for tests and benchmarks: a
+keyclone directory (operators, root, server keys), one keyclone-server and
+any number of keyclone-agent processes, all on 127.0.0.1 / ipc."""
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+
+import zmq
+
+import kc
+
+
+def _ports_free(base, count=3):
+    for port in range(base, base + count):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port():
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        if _ports_free(base):
+            return base
+    raise RuntimeError("no three free consecutive ports")
+
+
+class Agent:
+    def __init__(self, cluster, name, options):
+        self.cluster = cluster
+        self.name = name
+        self.dir = os.path.join(cluster.root_dir, "agents", name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = os.path.join(self.dir, "agent.log")
+        self.key = kc.keyclone("keygen", "node", "--dir", self.dir)[0].strip()
+        self.endpoint = f"ipc://{self.dir}/agent.ipc"
+        self.events = f"ipc://{self.dir}/events.ipc"
+        self.cache = os.path.join(self.dir, "agent.db")
+        self.options = options
+        self.proc = None
+
+    def start(self):
+        args = [os.path.join(kc.BIN, "keyclone-agent"), "--dir", self.dir,
+                "--root", os.path.join(self.cluster.dir, "root")] + list(self.options)
+        self.proc = kc.spawn(args, log=self.log)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        return kc.stop(self.proc, sig)
+
+    def request(self, command, argument=None, timeout=5000):
+        ctx = zmq.Context.instance()
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(self.endpoint)
+        frames = [command.encode()] + ([argument if isinstance(argument, bytes) else argument.encode()]
+                                       if argument is not None else [])
+        s.send_multipart(frames)
+        if not s.poll(timeout):
+            s.close()
+            raise TimeoutError(f"agent {self.name} did not answer {command}")
+        reply = s.recv_multipart()
+        s.close()
+        if reply[0] != b"OK":
+            raise RuntimeError(reply[1].decode())
+        return json.loads(reply[1])
+
+    def status(self):
+        return self.request("STATUS")
+
+    def lookup(self, key):
+        return self.request("LOOKUP", key)
+
+    def wait_seq(self, seq, timeout=30, fresh=True):
+        def reached():
+            try:
+                st = self.status()
+            except (TimeoutError, RuntimeError):
+                return None
+            if st["seq"] >= seq and not st["syncing"] and (not fresh or st["state"] == "fresh"):
+                return st
+            return None
+        return kc.wait_for(reached, timeout, what=f"agent {self.name} at seq {seq}")
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+
+class Cluster:
+    def __init__(self, operators=1, threshold=1, names=None, server_options=()):
+        self.root_dir = kc.tempdir()
+        self.dir = os.path.join(self.root_dir, "dir")
+        self.base = free_base_port()
+        args = ["init", "--dir", self.dir, "--operators", str(operators), "--threshold", str(threshold),
+                "--endpoint", f"tcp://127.0.0.1:{self.base}"]
+        if names:
+            args += ["--names", ",".join(names)]
+        kc.keyclone(*args)
+        self.operator_names = names or [f"op{i + 1}" for i in range(operators)]
+        self.server_options = list(server_options)
+        self.server = None
+        self.server_log = os.path.join(self.root_dir, "server.log")
+        self.agents = []
+        root = json.loads(kc.keyclone("verify", "--json", os.path.join(self.dir, "root"))[0])
+        self.server_key = root["server_key"]
+        self.submit_endpoint = root["submit"]
+
+    def operator(self, index=0):
+        return os.path.join(self.dir, "operators", self.operator_names[index])
+
+    def start_server(self, *extra):
+        args = [os.path.join(kc.BIN, "keyclone-server"), "--dir", self.dir] + self.server_options + list(extra)
+        self.server = kc.spawn(args, log=self.server_log)
+        kc.wait_for(self._server_up, 10, what="keyclone-server to answer")
+        return self.server
+
+    def _server_up(self):
+        try:
+            return self.server_status(timeout=500)
+        except Exception:
+            if self.server.poll() is not None:
+                raise RuntimeError("keyclone-server exited:\n" + self.server_log_text())
+            return None
+
+    def stop_server(self, sig=signal.SIGTERM):
+        return kc.stop(self.server, sig)
+
+    def server_status(self, timeout=5000):
+        out, _ = kc.keyclone("status", "--server", "--json", "--dir", self.dir, "--timeout", str(timeout))
+        return json.loads(out)
+
+    def server_log_text(self):
+        with open(self.server_log, errors="replace") as f:
+            return f.read()
+
+    def cli(self, *args, expect=0):
+        return kc.keyclone(*args, "--dir", self.dir, expect=expect)
+
+    def add_agent(self, name=None, register=True, start=True, options=()):
+        agent = Agent(self, name or f"agent-{len(self.agents) + 1}", options)
+        if register:
+            self.cli("register", agent.name, "--key", agent.key, "--tag", "role=agent")
+        self.agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+    def burst(self, batches, records=1, rate=0, window=64, prefix="burst", keys_out=None,
+              acks_out=None, revoke_keys=None, expect=0, timeout=120):
+        args = [os.path.join(kc.TESTS, "kc_burst"), "--root", os.path.join(self.dir, "root"),
+                "--operator", self.operator(0), "--batches", str(batches), "--records", str(records),
+                "--window", str(window), "--prefix", prefix]
+        if rate:
+            args += ["--rate", str(rate)]
+        if keys_out:
+            args += ["--keys-out", keys_out]
+        if acks_out:
+            args += ["--acks-out", acks_out]
+        if revoke_keys:
+            args += ["--revoke-keys", revoke_keys]
+        out, _ = kc.run(args, expect=expect, timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def wait_converged(self, agents=None, timeout=60):
+        """Every agent at the server's seq with the server's chain."""
+        status = self.server_status()
+        for agent in agents or self.agents:
+            st = agent.wait_seq(status["seq"], timeout)
+            kc.check(st["seq"] == status["seq"] and st["chain"] == status["chain"],
+                     f"agent {agent.name} at {st['seq']}/{st['chain'][:16]}, server at "
+                     f"{status['seq']}/{status['chain'][:16]}")
+        return status
+
+
+def submit_raw(cluster, frames, timeout=5000, server_key=None):
+    """Sends raw frames on the submission channel with a fresh CURVE key;
+    returns the reply frames, or None on timeout."""
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    public, secret = zmq.curve_keypair()
+    s.curve_publickey = public
+    s.curve_secretkey = secret
+    s.curve_serverkey = (server_key or cluster.server_key).encode()
+    s.connect(cluster.submit_endpoint)
+    s.send_multipart(frames)
+    reply = s.recv_multipart() if s.poll(timeout) else None
+    s.close()
+    return reply
