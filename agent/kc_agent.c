@@ -105,23 +105,39 @@ s_start_sync (agent_t *self, const char *why)
     s_send (self, &msg);
 }
 
+//  True while a faulty server is being left alone until retry_after.
+static bool
+s_backing_off (agent_t *self)
+{
+    return self->resync_wanted && zclock_mono () < self->retry_after;
+}
+
 //  The server sent something that fails verification: keep the cache, go
 //  stale, and try again later with back-off.
 static void
 s_fault (agent_t *self, const char *what, const kc_why_t *why)
 {
     char fp [KC_FINGERPRINT_CHARS + 1];
-    zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
-                what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
-                (unsigned long long) kc_cache_seq (self->cache), (long long) s_backoff / 1000);
+    int64_t now = zclock_mono ();
+    if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= WARNING_EVERY_MS) {
+        zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
+                    what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
+                    (unsigned long long) kc_cache_seq (self->cache), (long long) s_backoff / 1000);
+        snprintf (self->last_fault_text, sizeof self->last_fault_text, "%s", why->text);
+        self->last_fault = now;
+    }
     self->rejected++;
     self->syncing = false;
     s_free_cold (self);
     s_free_buffered (self);
     s_set_state (self, AGENT_STALE, "the server sent data that failed verification");
-    self->resync_wanted = true;
-    self->retry_after = zclock_mono () + s_backoff;
-    s_backoff = s_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s_backoff * 2;
+    //  Back off only once per failed attempt: the same bad update repeated
+    //  while we wait must not stretch the wait
+    if (!s_backing_off (self)) {
+        self->resync_wanted = true;
+        self->retry_after = now + s_backoff;
+        s_backoff = s_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s_backoff * 2;
+    }
 }
 
 //  Verifies one batch entry following (prev_seq, prev_chain). Returns the
@@ -276,7 +292,7 @@ s_on_head (agent_t *self, const kc_head_t *head)
     self->last_head_time = head->time;
     uint64_t seq = kc_cache_seq (self->cache);
     if (head->seq > seq) {
-        if (!self->syncing) {
+        if (!self->syncing && !s_backing_off (self)) {
             char text [120];
             snprintf (text, sizeof text, "missed updates (server head at %llu, cache at %llu)",
                       (unsigned long long) head->seq, (unsigned long long) seq);
@@ -379,7 +395,7 @@ s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
                 snprintf (text, sizeof text, "gap in updates (expected %llu, got %llu)",
                           (unsigned long long) kc_cache_seq (self->cache) + 1,
                           (unsigned long long) decoded.entries [0].seq);
-                if (s_commit_group (self, &group) == 0 && self->cache) {
+                if (s_commit_group (self, &group) == 0 && self->cache && !s_backing_off (self)) {
                     s_start_sync (self, text);
                 }
                 open = false;

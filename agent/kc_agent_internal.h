@@ -46,6 +46,8 @@ typedef struct {
     bool has_head;
     kc_head_t head;
     int64_t last_warning;                   //  rate-limits repeated warnings
+    int64_t last_fault;                     //  and repeated faults
+    char last_fault_text [KC_WHY_BYTES];
 
     //  Acknowledgements
     bool ack_pending;

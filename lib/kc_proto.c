@@ -369,11 +369,17 @@ kc_proto_decode (zmsg_t *msg, kc_channel_t channel, kc_proto_msg_t *out, kc_why_
         size_t size = zframe_size (f.frames [0]);
         const uint8_t *data = zframe_data (f.frames [0]);
         if (size <= 16 && s_printable (data, size)) {
-            return kc_why (why, "unexpected command '%.*s'", (int) size, (const char *) data);
+            kc_why (why, "unexpected command '%.*s'", (int) size, (const char *) data);
         }
-        return kc_why (why, "unexpected command (%zu bytes of binary)", size);
+        else {
+            kc_why (why, "unexpected command (%zu bytes of binary)", size);
+        }
     }
-    return rc;
+    if (rc) {
+        kc_proto_msg_reset (out);           //  nothing to free after a refusal
+        return -1;
+    }
+    return 0;
 }
 
 void

@@ -68,7 +68,8 @@ typedef struct {
 
 //  Decodes msg as received on channel into out. Pure: never changes msg.
 //  Returns 0, or -1 with a reason (unknown command, wrong frame count or size,
-//  over a limit). out must be reset with kc_proto_msg_reset after use.
+//  over a limit). After a success, reset out with kc_proto_msg_reset; after
+//  a refusal there is nothing to free.
 int
     kc_proto_decode (zmsg_t *msg, kc_channel_t channel, kc_proto_msg_t *out,
                      kc_why_t *why) KC_WUR;

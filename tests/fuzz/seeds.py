@@ -49,3 +49,62 @@ seed("z85", "key", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID")
 seed("z85", "max", "%nSc0")
 seed("z85", "overflow", "%nSc1")
 seed("z85", "bad", "Hello World")
+
+
+# --- protocol messages: frames as (u16 length, bytes) ------------------------
+import struct
+
+
+def frames(*parts):
+    return b"".join(struct.pack(">H", len(p)) + p for p in parts)
+
+
+def u64(v):
+    return struct.pack(">Q", v)
+
+
+def u32(v):
+    return struct.pack(">I", v)
+
+
+DIR = bytes(range(32))
+CHAIN = bytes(32 - i for i in range(32))
+HEAD = b"KCHD\x01" + DIR + u64(7) + CHAIN + u64(1000) + u64(6000) + b"\x55" * 64
+BATCH = vector("batch-1of1.hex")
+BATCH2 = vector("batch-2of3.hex")
+RECORD = vector("record-active.hex")
+for name in ("snapshot_server", "snapshot_agent", "updates", "submit_server", "submit_client"):
+    os.makedirs(os.path.join(C, "proto_" + name), exist_ok=True)
+seed("proto_snapshot_server", "sync", frames(b"SYNC", DIR, u64(0), u32(8)))
+seed("proto_snapshot_server", "sync-credit-0", frames(b"SYNC", DIR, u64(5), u32(0)))
+seed("proto_snapshot_server", "credit", frames(b"CREDIT", u32(1)))
+seed("proto_snapshot_server", "ack", frames(b"ACK", u64(9), CHAIN))
+seed("proto_snapshot_server", "ack-short", frames(b"ACK", u64(9), CHAIN[:31]))
+seed("proto_snapshot_agent", "batches", frames(b"BATCHES", u64(1) + CHAIN, BATCH, u64(2) + CHAIN, BATCH2))
+seed("proto_snapshot_agent", "batches-gap", frames(b"BATCHES", u64(1) + CHAIN, BATCH, u64(3) + CHAIN, BATCH))
+seed("proto_snapshot_agent", "end", frames(b"END", u64(1), u64(1), HEAD))
+seed("proto_snapshot_agent", "error", frames(b"ERROR", b"SYNC for another directory"))
+seed("proto_updates", "update", frames(b"UPDATE", u64(4) + CHAIN, BATCH))
+seed("proto_updates", "head", frames(b"HEAD", HEAD))
+seed("proto_updates", "head-short", frames(b"HEAD", HEAD[:100]))
+seed("proto_submit_server", "submit", frames(b"SUBMIT", BATCH))
+seed("proto_submit_server", "query-key", frames(b"QUERY", b"key", DIR, u32(10)))
+seed("proto_submit_server", "query-name", frames(b"QUERY", b"name", b"web-1", u32(10)))
+seed("proto_submit_server", "query-list", frames(b"QUERY", b"list", b"", u32(10000)))
+seed("proto_submit_server", "status", frames(b"STATUS"))
+seed("proto_submit_client", "ok", frames(b"OK", u64(3), CHAIN, b"accepted"))
+seed("proto_submit_client", "records", frames(b"RECORDS", DIR, u64(2), RECORD, u64(3), RECORD))
+seed("proto_submit_client", "status", frames(b"STATUS", b'{"seq": 1}', b"server: seq 1\n"))
+seed("proto_submit_client", "error", frames(b"ERROR", b"signature threshold 2 not met (1 valid)"))
+os.makedirs(os.path.join(C, "head"), exist_ok=True)
+seed("head", "head", HEAD)
+seed("head", "head-bad-magic", b"KCHX" + HEAD[4:])
+seed("head", "head-short", HEAD[:156])
+# --- cache buckets: u16 bucket number, then the bucket bytes ---------------
+os.makedirs(os.path.join(C, "bucket"), exist_ok=True)
+entry = struct.pack(">H", 8 + len(RECORD)) + u64(5) + RECORD
+bucket = RECORD[33] << 8 | RECORD[34]
+seed("bucket", "one-entry", struct.pack(">H", bucket) + entry)
+seed("bucket", "wrong-bucket", struct.pack(">H", bucket ^ 1) + entry)
+seed("bucket", "truncated", struct.pack(">H", bucket) + entry[:-3])
+seed("bucket", "names", struct.pack(">H", 0) + b"\x03web" + DIR + b"\x02db" + CHAIN)

@@ -95,7 +95,7 @@ class Agent:
 
 
 class Cluster:
-    def __init__(self, operators=1, threshold=1, names=None, server_options=()):
+    def __init__(self, operators=1, threshold=1, names=None, server_options=(), init_options=()):
         self.root_dir = kc.tempdir()
         self.dir = os.path.join(self.root_dir, "dir")
         self.base = free_base_port()
@@ -103,7 +103,7 @@ class Cluster:
                 "--endpoint", f"tcp://127.0.0.1:{self.base}"]
         if names:
             args += ["--names", ",".join(names)]
-        kc.keyclone(*args)
+        kc.keyclone(*args, *init_options)
         self.operator_names = names or [f"op{i + 1}" for i in range(operators)]
         self.server_options = list(server_options)
         self.server = None

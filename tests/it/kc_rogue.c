@@ -1,0 +1,238 @@
+/*  =========================================================================
+    kc_rogue - a malicious or broken clone server for the agent's tests. It
+    binds the real snapshot and updates endpoints of a keyclone directory
+    (the real server stopped) and serves one kind of bad data:
+
+        wrong-key      a CURVE key other than the root's: no handshake
+        forged         a batch with a corrupted operator signature
+        rollback       an operator-signed record with a lower version
+        replay         an old batch of the real log, re-sent with a new seq
+        broken-chain   a valid new batch with the wrong chain hash
+        bad-head       heads and END signed by a key that is not the root's
+        rolled-back    heads saying the log is shorter than the agent's cache
+
+    As the compromised server it holds the server's own keys and, for the
+    rollback scenario, an operator key (a stolen operator key can sign, but
+    not make versions go backwards). Runs until SIGTERM.
+
+    Usage: kc_rogue DIR SCENARIO
+    =========================================================================
+*/
+#include "keyclone.h"
+
+#include <sodium.h>
+
+typedef struct {
+    const char *scenario;
+    kc_root_t *root;
+    kc_signer_t *head_signer;
+    kc_signer_t *forger;                    //  signs heads in bad-head
+    kc_signer_t *operator;
+    kc_store_t *store;                      //  the real log, read only
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    kc_batch_t *bad;                        //  the entry served at seq + 1
+    uint8_t bad_chain [KC_HASH_BYTES];
+} s_rogue_t;
+
+static kc_batch_t *
+s_signed (s_rogue_t *self, const uint8_t *key, uint64_t version, const char *name)
+{
+    kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (self->root), kc_now ());
+    kc_record_spec_t spec = { .key = key, .version = version, .status = KC_STATUS_ACTIVE,
+                              .name = name };
+    kc_why_t why;
+    kc_batch_t *batch = NULL;
+    if (kc_batch_builder_add (builder, &spec, &why) == 0) {
+        batch = kc_batch_builder_finish (builder, &self->operator, 1, &why);
+    }
+    kc_batch_builder_destroy (&builder);
+    return batch;
+}
+
+static int
+s_first_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+{
+    (void) seq;
+    (void) chain;
+    *(kc_batch_t **) arg = kc_batch_decode (data, size, NULL);
+    return -1;
+}
+
+//  Prepares the bad entry for the scenario; returns 0 or -1.
+static int
+s_prepare (s_rogue_t *self)
+{
+    uint8_t key [32];
+    randombytes_buf (key, sizeof key);
+    const char *s = self->scenario;
+    kc_why_t why;
+    if (KC_STREQ (s, "forged")) {
+        kc_batch_t *good = s_signed (self, key, kc_now_ms () * 1000, "forged");
+        size_t size;
+        const uint8_t *data = kc_batch_data (good, &size);
+        uint8_t *copy = malloc (size);
+        memcpy (copy, data, size);
+        copy [size - 1] ^= 0x01;            //  last byte of the signature
+        self->bad = kc_batch_decode (copy, size, &why);
+        free (copy);
+        kc_batch_destroy (&good);
+    }
+    else
+    if (KC_STREQ (s, "rollback")) {
+        //  The first key the real log registered, at version 1
+        kc_batch_t *first = NULL;
+        if (kc_store_read (self->store, 0, 1, 1 << 20, s_first_batch, &first, &why) < 0 || !first) {
+            return -1;
+        }
+        self->bad = s_signed (self, kc_batch_record (first, 0)->key, 1, "rolled-back");
+        kc_batch_destroy (&first);
+    }
+    else
+    if (KC_STREQ (s, "replay")) {
+        if (kc_store_read (self->store, 0, 1, 1 << 20, s_first_batch, &self->bad, &why) < 0) {
+            return -1;
+        }
+    }
+    else
+    if (KC_STREQ (s, "broken-chain")) {
+        self->bad = s_signed (self, key, kc_now_ms () * 1000, "broken-chain");
+    }
+    if (self->bad) {
+        kc_chain_next (self->chain, self->seq + 1, self->bad, self->bad_chain);
+        if (KC_STREQ (s, "broken-chain")) {
+            self->bad_chain [0] ^= 0xff;
+        }
+    }
+    return 0;
+}
+
+static void
+s_head (s_rogue_t *self, kc_head_t *head)
+{
+    memset (head, 0, sizeof *head);
+    memcpy (head->directory, kc_root_directory (self->root), KC_HASH_BYTES);
+    bool rolled = KC_STREQ (self->scenario, "rolled-back");
+    head->seq = self->bad ? self->seq + 1 : rolled ? self->seq - 1 : self->seq;
+    memcpy (head->chain, self->bad ? self->bad_chain : self->chain, KC_HASH_BYTES);
+    head->time = kc_now_ms ();
+    head->valid_until = head->time + 5000;
+    kc_head_sign (head, KC_STREQ (self->scenario, "bad-head") ? self->forger : self->head_signer);
+}
+
+static void
+s_add_bad (s_rogue_t *self, zmsg_t *msg)
+{
+    size_t size;
+    const uint8_t *data = kc_batch_data (self->bad, &size);
+    kc_proto_add_entry (msg, self->seq + 1, self->bad_chain, data, size);
+}
+
+static void
+s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_t *sync)
+{
+    zmsg_t *reply;
+    uint64_t batches = 0, records = 0;
+    if (self->bad && sync->seq == self->seq) {
+        reply = kc_proto_entries ("BATCHES");
+        s_add_bad (self, reply);
+        zframe_t *copy = zframe_dup (identity);
+        zmsg_prepend (reply, &copy);
+        zmsg_send (&reply, snapshot);
+        batches = 1;
+        records = kc_batch_count (self->bad);
+    }
+    kc_head_t head;
+    s_head (self, &head);
+    reply = kc_proto_end (batches, records, &head);
+    zframe_t *copy = zframe_dup (identity);
+    zmsg_prepend (reply, &copy);
+    zmsg_send (&reply, snapshot);
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (argc != 3 || sodium_init () < 0) {
+        fprintf (stderr, "usage: kc_rogue DIR SCENARIO\n");
+        return 2;
+    }
+    char path [4096];
+    kc_why_t why;
+    s_rogue_t self = { .scenario = argv [2] };
+    snprintf (path, sizeof path, "%s/root", argv [1]);
+    self.root = kc_root_load (path, &why);
+    snprintf (path, sizeof path, "%s/server/curve", argv [1]);
+    kc_cert_t *cert = KC_STREQ (self.scenario, "wrong-key") ? kc_cert_new ("rogue")
+                                                           : kc_cert_load_secret (path, &why);
+    snprintf (path, sizeof path, "%s/server/head", argv [1]);
+    self.head_signer = kc_signer_load (path, &why);
+    snprintf (path, sizeof path, "%s/operators/op1", argv [1]);
+    self.operator = kc_signer_load (path, &why);
+    self.forger = kc_signer_new ("forger", "keyclone-head");
+    snprintf (path, sizeof path, "%s/server/store.db", argv [1]);
+    self.store = self.root ? kc_store_open (path, self.root, &why) : NULL;
+    if (!self.root || !cert || !self.head_signer || !self.operator || !self.store) {
+        fprintf (stderr, "kc_rogue: %s\n", why.text);
+        return 1;
+    }
+    self.seq = kc_store_seq (self.store);
+    memcpy (self.chain, kc_store_chain (self.store), KC_HASH_BYTES);
+    if (s_prepare (&self)) {
+        fprintf (stderr, "kc_rogue: cannot prepare %s\n", self.scenario);
+        return 1;
+    }
+    zsock_t *snapshot = zsock_new (ZMQ_ROUTER), *updates = zsock_new (ZMQ_PUB);
+    zsock_t *sockets [2] = { snapshot, updates };
+    for (int i = 0; i < 2; i++) {
+        zsock_set_curve_server (sockets [i], 1);
+        kc_cert_apply (cert, sockets [i]);
+        if (zsock_bind (sockets [i], "%s", kc_root_endpoint (self.root, (kc_endpoint_t) i)) < 0) {
+            fprintf (stderr, "kc_rogue: cannot bind\n");
+            return 1;
+        }
+    }
+    printf ("kc_rogue: serving '%s' at seq %llu\n", self.scenario, (unsigned long long) self.seq);
+    fflush (stdout);
+    zpoller_t *poller = zpoller_new (snapshot, NULL);
+    int64_t next_publish = 0;
+    while (!zsys_interrupted) {
+        if (zclock_mono () >= next_publish) {
+            if (self.bad) {
+                zmsg_t *update = kc_proto_entries ("UPDATE");
+                s_add_bad (&self, update);
+                zmsg_send (&update, updates);
+            }
+            kc_head_t head;
+            s_head (&self, &head);
+            zmsg_t *msg = kc_proto_head (&head);
+            zmsg_send (&msg, updates);
+            next_publish = zclock_mono () + 200;
+        }
+        if (!zpoller_wait (poller, 50)) {
+            continue;
+        }
+        zmsg_t *msg = zmsg_recv (snapshot);
+        zframe_t *identity = msg ? zmsg_pop (msg) : NULL;
+        kc_proto_msg_t decoded;
+        if (msg && kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why) == 0) {
+            if (decoded.type == KC_MSG_SYNC) {
+                s_on_sync (&self, snapshot, identity, &decoded);
+            }
+            kc_proto_msg_reset (&decoded);
+        }
+        zframe_destroy (&identity);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&snapshot);
+    zsock_destroy (&updates);
+    kc_batch_destroy (&self.bad);
+    kc_store_destroy (&self.store);
+    kc_signer_destroy (&self.forger);
+    kc_signer_destroy (&self.operator);
+    kc_signer_destroy (&self.head_signer);
+    kc_cert_destroy (&cert);
+    kc_root_destroy (&self.root);
+    return 0;
+}

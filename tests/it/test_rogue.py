@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""A rogue server on the real endpoints: a wrong CURVE key, a forged batch, a
+rolled-back version, a replayed old batch, a broken chain, badly signed
+heads, a log shorter than the agent's. The agent rejects each with the
+reason in its log, its cache is unchanged, and it recovers with the real
+server."""
+import hashlib
+import os
+import signal
+import sqlite3
+import time
+
+import kc
+from cluster import Cluster
+
+C = Cluster(server_options=["--heartbeat", "200"])
+SCENARIOS = [
+    ("wrong-key", "cannot authenticate"),
+    ("forged", "bad signature by operator"),
+    ("rollback", "not above the stored version"),
+    ("replay", "not above the stored version"),
+    ("broken-chain", "broken chain"),
+    ("bad-head", "head signature does not verify"),
+    ("rolled-back", "rolled back its log"),
+]
+
+
+def cache_digest(agent):
+    """The cache's contents: every bucket and where it stands (not the
+    last head, which a fresh head legitimately replaces)."""
+    db = sqlite3.connect(f"file:{agent.cache}?mode=ro", uri=True)
+    digest = hashlib.sha256()
+    for table in ("key_buckets", "name_buckets"):
+        for bucket, data in db.execute(f"SELECT bucket, data FROM {table} ORDER BY bucket"):
+            digest.update(bucket.to_bytes(4, "big") + data)
+    for row in db.execute("SELECT seq, chain, keys, revoked FROM state"):
+        digest.update(repr(row).encode())
+    db.close()
+    return digest.hexdigest()
+
+
+def test_start():
+    C.start_server()
+    agent = C.add_agent(options=["--stale-after", "1000"])
+    C.burst(20, records=5)
+    C.wait_converged()
+    kc.check(agent.status()["keys"] == 101, agent.status())
+
+
+def make_test(scenario, expected):
+    def test():
+        agent = C.agents[0]
+        before = cache_digest(agent)
+        seq = agent.status()["seq"]
+        log_size = len(agent.log_text())
+        C.stop_server()
+        rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), C.dir, scenario],
+                         log=os.path.join(C.root_dir, f"rogue-{scenario}.log"))
+        try:
+            kc.wait_for(lambda: expected in agent.log_text()[log_size:], 20,
+                        what=f"the agent to log '{expected}'")
+            time.sleep(0.5)                 # let it try a little more
+            kc.check(agent.proc.poll() is None, "the agent died")
+            kc.check(cache_digest(agent) == before, "the cache changed")
+            kc.check(agent.status()["seq"] == seq, agent.status())
+        finally:
+            kc.stop(rogue)
+        C.start_server()
+        C.wait_converged(timeout=60)
+        kc.check(cache_digest(agent) == before, "the cache changed after recovery")
+    test.__name__ = f"test_{scenario.replace('-', '_')}"
+    return test
+
+
+def test_still_works_after_all_that():
+    C.burst(5, records=1, prefix="after")
+    status = C.wait_converged()
+    kc.check(C.agents[0].status()["keys"] == status["keys"] - 0, C.agents[0].status())
+    text = C.agents[0].log_text()
+    kc.check(text.count("rejected") >= 5, text[-3000:])
+
+
+kc.main([test_start] + [make_test(s, e) for s, e in SCENARIOS] + [test_still_works_after_all_that])
