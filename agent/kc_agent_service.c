@@ -268,6 +268,45 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
     return json;
 }
 
+//  Answers a ZAP request (the frames after "ZAP") with a ZAP reply, as the
+//  in-process handler kc_auth would.
+static zmsg_t *
+s_zap (agent_t *self, zmsg_t *request)
+{
+    kc_zap_request_t parsed;
+    kc_zap_reply_t reply;
+    kc_why_t why;
+    if (kc_zap_parse (request, &parsed, &reply, &why) == 0) {
+        kc_cache_entry_t cached;
+        kc_lookup_entry_t entry;
+        memset (&entry, 0, sizeof entry);
+        if (kc_cache_lookup (self->cache, parsed.key, &cached, &why)) {
+            memset (&reply, 0, sizeof reply);
+            reply.status = 500;
+            snprintf (reply.text, sizeof reply.text, "keyclone agent cache error");
+        }
+        else {
+            memcpy (entry.key, parsed.key, KC_KEY_BYTES);
+            entry.status = cached.status;
+            entry.verdict = kc_verdict_at (cached.status, cached.not_before, cached.not_after, kc_now ());
+            snprintf (entry.name, sizeof entry.name, "%s", cached.name);
+            snprintf (entry.tags, sizeof entry.tags, "%s", cached.tags);
+            bool stale = self->config.fail_closed && self->state != AGENT_FRESH;
+            const char *required = self->config.zap_policies
+                                 ? zhashx_lookup (self->config.zap_policies, parsed.domain) : NULL;
+            kc_zap_decide (&parsed, &entry, stale, required, &reply);
+        }
+    }
+    if (reply.status != 200) {
+        int64_t now = zclock_mono ();
+        if (now - self->last_warning >= 5000) {
+            self->last_warning = now;
+            zsys_warning ("kc_agent: ZAP denied: %s", reply.text);
+        }
+    }
+    return kc_zap_reply (parsed.request_id, parsed.request_id_size, &reply);
+}
+
 int
 agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
 {
@@ -286,13 +325,21 @@ agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
             zframe_destroy (&empty);
         }
         kc_why_t why;
-        char *text = NULL;
-        char *json = s_answer (self, request, &text, &why);
-        zmsg_t *reply = zmsg_new ();
-        zmsg_addstr (reply, json ? "OK" : "ERROR");
-        zmsg_addstr (reply, json ? json : why.text);
-        if (json) {
-            zmsg_addstr (reply, text);
+        char *text = NULL, *json = NULL;
+        zmsg_t *reply;
+        if (zmsg_first (request) && zframe_streq (zmsg_first (request), "ZAP")) {
+            zframe_t *command = zmsg_pop (request);
+            zframe_destroy (&command);
+            reply = s_zap (self, request);
+        }
+        else {
+            json = s_answer (self, request, &text, &why);
+            reply = zmsg_new ();
+            zmsg_addstr (reply, json ? "OK" : "ERROR");
+            zmsg_addstr (reply, json ? json : why.text);
+            if (json) {
+                zmsg_addstr (reply, text);
+            }
         }
         free (text);
         if (delimiter) {

@@ -34,7 +34,11 @@ static const char *s_help =
     "  --policy P             when stale: 'serve' (default) keeps answering from the\n"
     "                         cache; 'fail-closed' reports trusted keys as 'stale'\n"
     "  --check-interval MS    check the cache file's integrity every MS ms (default\n"
-    "                         60000; 0 = never); a damaged cache is rebuilt\n";
+    "                         60000; 0 = never); a damaged cache is rebuilt\n"
+    "\n"
+    "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
+    "frames) for applications in other languages; per-domain tag policies come from\n"
+    "the config file: agent/zap/DOMAIN = \"tag,tag\". See docs/zap.md.\n";
 
 typedef struct {
     char dir [PATH_MAX];
@@ -110,6 +114,15 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
     if ((value = zconfig_get (root, "agent/server/updates", NULL))) {
         snprintf (paths->connect [1], sizeof paths->connect [1], "%s", value);
         config->connect [1] = paths->connect [1];
+    }
+    //  ZAP policies: agent/zap/DOMAIN = "tag,tag"
+    zconfig_t *zap = zconfig_locate (root, "agent/zap");
+    for (zconfig_t *item = zap ? zconfig_child (zap) : NULL; item; item = zconfig_next (item)) {
+        if (!config->zap_policies) {
+            config->zap_policies = zhashx_new ();
+            zhashx_set_destructor (config->zap_policies, (zhashx_destructor_fn *) zstr_free);
+        }
+        zhashx_update (config->zap_policies, zconfig_name (item), strdup (zconfig_value (item)));
     }
     int rc = 0;
     if (s_int (zconfig_get (root, "agent/stale-after", "5000"), 10, 86400000, &config->stale_after_ms)
@@ -213,5 +226,7 @@ main (int argc, char *argv [])
     zsys_init ();
     zsys_set_logident ("keyclone-agent");
     zsys_set_linger (0);
-    return kc_agent_run (&config);
+    int rc = kc_agent_run (&config);
+    zhashx_destroy (&config.zap_policies);
+    return rc;
 }

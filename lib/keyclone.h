@@ -29,7 +29,11 @@
 #include "kc_client.h"
 #include "kc_bucket.h"
 #include "kc_cache.h"
+#include "kc_lookup.h"
+#include "kc_sock.h"
+#include "kc_zap.h"
 #include "kc_meta.h"
 #include "kc_curve.h"
+#include "kc_auth.h"
 
 #endif

@@ -16,7 +16,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     return sodium_init () < 0;
 }
 
-static zmsg_t *
+static inline zmsg_t *
 s_frames (const uint8_t *data, size_t size)
 {
     zmsg_t *msg = zmsg_new ();
@@ -33,7 +33,7 @@ s_frames (const uint8_t *data, size_t size)
     return msg;
 }
 
-static int
+static inline int
 s_fuzz_channel (const uint8_t *data, size_t size, kc_channel_t channel)
 {
     zmsg_t *msg = s_frames (data, size);
