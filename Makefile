@@ -237,7 +237,7 @@ fuzz: | deps
 
 #   --- Benchmarks, run, demo -------------------------------------------------
 
-bench: all $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) | check-deps
+bench: all $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) | check-deps
 	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/bench/run.py
 
 run: all | check-deps

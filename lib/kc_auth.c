@@ -41,6 +41,7 @@ typedef struct {
     char lookup_error [KC_WHY_BYTES];
     zhashx_t *policies;                     //  domain -> required tags
     s_conn_t *conns [FDS_MAX];              //  by fd
+    int fd_limit;                           //  above every fd in conns
     zlistx_t *monitors;                     //  PAIR sockets
     kc_auth_stats_t stats;
     int64_t last_log;
@@ -88,6 +89,9 @@ s_on_monitor (zloop_t *loop, zsock_t *monitor, void *arg)
                 assert (conn);
                 conn->tcp = kc_sock_peer (value, conn->ip, &conn->port) == 1;
                 self->conns [value] = conn;
+                if (value >= self->fd_limit) {
+                    self->fd_limit = value + 1;
+                }
             }
             else
             if (type == ZMQ_EVENT_DISCONNECTED || type == ZMQ_EVENT_CLOSED) {
@@ -126,7 +130,7 @@ static size_t
 s_candidates (s_auth_t *self, const char *address, int *fds, uint64_t *sent, size_t max)
 {
     size_t count = 0;
-    for (int fd = 0; fd < FDS_MAX && count < max; fd++) {
+    for (int fd = 0; fd < self->fd_limit && count < max; fd++) {
         s_conn_t *conn = self->conns [fd];
         if (!conn || conn->matched || (conn->tcp && !KC_STREQ (conn->ip, address))) {
             continue;
@@ -182,7 +186,7 @@ s_check_connections (s_auth_t *self)
         return;
     }
     s_drain_monitors (self);
-    for (int fd = 0; fd < FDS_MAX; fd++) {
+    for (int fd = 0; fd < self->fd_limit; fd++) {
         s_conn_t *conn = self->conns [fd];
         if (!conn || !conn->matched) {
             continue;
@@ -300,6 +304,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     int fds [64];
     uint64_t sent [64];
     size_t candidates = 0;
+    uint8_t key [KC_KEY_BYTES];             //  the request dies before matching
     if (kc_zap_parse (msg, &request, &reply, &why)) {
         self->stats.malformed++;
         s_log (self, "kc_auth: %s", why.text);
@@ -320,6 +325,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
                        &reply);
         if (reply.status == 200) {
             self->stats.allowed++;
+            memcpy (key, request.key, KC_KEY_BYTES);
             s_drain_monitors (self);
             candidates = s_candidates (self, request.address, fds, sent, 64);
         }
@@ -336,7 +342,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     zmsg_destroy (&msg);
     zmsg_send (&answer, zap);
     if (candidates) {
-        s_match_after_reply (self, fds, sent, candidates, request.key);
+        s_match_after_reply (self, fds, sent, candidates, key);
     }
     else
     if (reply.status == 200 && zlistx_size (self->monitors) > 0) {
@@ -416,7 +422,7 @@ s_destroy (s_auth_t *self)
     }
     zlistx_destroy (&self->monitors);
     zhashx_destroy (&self->policies);
-    for (int fd = 0; fd < FDS_MAX; fd++) {
+    for (int fd = 0; fd < self->fd_limit; fd++) {
         free (self->conns [fd]);
     }
     kc_lookup_destroy (&self->lookup);
