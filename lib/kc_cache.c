@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef enum {
@@ -62,6 +63,8 @@ struct _kc_cache_t {
     s_buckets_t key_buckets, name_buckets;
     s_blob_t scratch;                       //  a bucket read outside a group
     bool damaged;                           //  hit SQLITE_CORRUPT / NOTADB
+    int wal_frames;                         //  WAL pages not yet checkpointed
+    int64_t last_write;                     //  s_mono_ms of the last commit
 };
 
 static sqlite3_stmt *
@@ -222,6 +225,25 @@ s_load_state (kc_cache_t *self, kc_why_t *why)
     return rc;
 }
 
+static int64_t
+s_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
+{
+    (void) db;
+    (void) name;
+    kc_cache_t *self = arg;
+    self->wal_frames = frames;
+    self->last_write = s_mono_ms ();
+    return SQLITE_OK;
+}
+
 static kc_cache_t *
 s_open (const char *path, const kc_root_t *root, kc_db_mode_t mode, bool *corrupt, kc_why_t *why)
 {
@@ -236,6 +258,9 @@ s_open (const char *path, const kc_root_t *root, kc_db_mode_t mode, bool *corrup
     if (!self->db) {
         *corrupt = kc_db_last_open_corrupt ();
         goto fail;
+    }
+    if (mode == KC_DB_READWRITE) {
+        sqlite3_wal_hook (self->db, s_on_wal, self);    //  replaces autocheckpoint
     }
     for (int i = 0; i < S_STATEMENTS; i++) {
         self->statements [i] = kc_db_prepare (self->db, s_sql [i], why);
@@ -597,6 +622,21 @@ kc_cache_commit (kc_cache_t *self, kc_why_t *why)
     s_buckets_clear (&self->name_buckets);
     self->in_group = false;
     return 0;
+}
+
+int
+kc_cache_checkpoint (kc_cache_t *self, kc_why_t *why)
+{
+    if (self->in_group || self->wal_frames == 0
+    ||  (s_mono_ms () - self->last_write < KC_CACHE_IDLE_MS && self->wal_frames < KC_CACHE_WAL_FRAMES_MAX)) {
+        return 0;
+    }
+    self->wal_frames = 0;
+    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        return s_fail (self, why, "checkpoint its WAL");
+    }
+    return 1;
 }
 
 void
@@ -1003,6 +1043,11 @@ kc_cache_test (bool verbose)
     assert (kc_cache_commit (cache, &why) == 0);
     assert (kc_cache_seq (cache) == 3 && kc_cache_key_count (cache) == 4);
     assert (kc_cache_revoked_count (cache) == 1);
+    //  The WAL is checkpointed only once the cache has been idle a while
+    assert (kc_cache_checkpoint (cache, &why) == 0);
+    usleep ((KC_CACHE_IDLE_MS + 20) * 1000);
+    assert (kc_cache_checkpoint (cache, &why) == 1);
+    assert (kc_cache_checkpoint (cache, &why) == 0);
 
     kc_cache_entry_t entry;
     uint8_t key [32];

@@ -94,6 +94,17 @@ int
 void
     kc_cache_rollback (kc_cache_t *self);
 
+//  The cache does not checkpoint its WAL on commit (a checkpoint fsyncs the
+//  database, which would stall the commit that triggers it). Call this
+//  often (the agent does every 5 ms): it runs a passive checkpoint once no
+//  commit has happened for KC_CACHE_IDLE_MS, or at once when the WAL holds
+//  KC_CACHE_WAL_FRAMES_MAX pages. Returns 1 if it checkpointed, 0 if there
+//  was nothing to do yet, -1 on error (why says).
+#define KC_CACHE_IDLE_MS        100
+#define KC_CACHE_WAL_FRAMES_MAX 4096
+int
+    kc_cache_checkpoint (kc_cache_t *self, kc_why_t *why) KC_WUR;
+
 //  Builds a new cache file at path from a verified run of batches (seqs
 //  1..count, in order), for a cold sync or a rebuild: writes path.new in one
 //  pass (every record sorted by key, per-key rules checked across the run,
