@@ -7,6 +7,7 @@
 */
 #include "kc_agent_internal.h"
 
+#include <malloc.h>
 #include <sodium.h>
 
 #define SYNC_TIMEOUT_MS     10000           //  resend SYNC after this long without progress
@@ -16,6 +17,7 @@
 #define WARNING_EVERY_MS    5000
 #define ACK_EVERY_MS        10
 #define DRAIN_MAX           256             //  messages handled per wake-up
+#define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
 
 static int64_t s_backoff = BACKOFF_MIN_MS;
 
@@ -408,21 +410,69 @@ s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
     }
 }
 
+//  Batches in an update-channel message (a HEAD counts as one).
+static size_t
+s_msg_batches (zmsg_t *msg)
+{
+    size_t frames = zmsg_size (msg);
+    return frames > 2 ? (frames - 1) / 2 : 1;
+}
+
+static int s_on_drain (zloop_t *loop, int timer_id, void *arg);
+
+//  Applies the next slice of the updates held during a sync, and comes back
+//  for the rest after the loop has served lookups and status requests.
+static void
+s_drain_buffered (agent_t *self)
+{
+    zmsg_t *msgs [DRAIN_MAX];
+    size_t count = 0, batches = 0;
+    while (count < DRAIN_MAX && batches < DRAIN_BATCHES_MAX && !self->syncing) {
+        zmsg_t *msg = zlistx_detach (self->buffered, NULL);
+        if (!msg) {
+            break;
+        }
+        self->buffered_bytes -= zmsg_content_size (msg);
+        batches += s_msg_batches (msg);
+        msgs [count++] = msg;
+    }
+    s_process_updates (self, msgs, count);
+    for (size_t i = 0; i < count; i++) {
+        zmsg_destroy (&msgs [i]);
+    }
+    if (zlistx_size (self->buffered) && !self->syncing && !self->drain_due) {
+        self->drain_due = true;
+        zloop_timer (self->loop, 1, 1, s_on_drain, self);
+    }
+}
+
+static int
+s_on_drain (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->drain_due = false;
+    s_drain_buffered (self);
+    return 0;
+}
+
 static int
 s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
     agent_t *self = arg;
     zmsg_t *msgs [DRAIN_MAX];
-    size_t count = 0;
-    while (count < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN)) {
+    size_t count = 0, batches = 0;
+    while (count < DRAIN_MAX && batches < DRAIN_BATCHES_MAX
+       &&  (zsock_events (socket) & ZMQ_POLLIN)) {
         zmsg_t *msg = zmsg_recv (socket);
         if (!msg) {
             break;
         }
-        if (self->syncing) {
-            //  Hold updates until the sync ends; beyond the bound, rely on
-            //  the next head to notice what was dropped
+        if (self->syncing || zlistx_size (self->buffered)) {
+            //  Hold updates during a sync and behind those still held; beyond
+            //  the bound, rely on the next head to notice what was dropped
             if (self->buffered_bytes < BUFFER_BYTES_MAX) {
                 self->buffered_bytes += zmsg_content_size (msg);
                 zlistx_add_end (self->buffered, msg);
@@ -432,6 +482,7 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
             }
             continue;
         }
+        batches += s_msg_batches (msg);
         msgs [count++] = msg;
     }
     s_process_updates (self, msgs, count);
@@ -509,6 +560,8 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                                        self->cold_count, self->sync_chain, &msg->head, why);
         self->applied += self->cold_count;
         s_free_cold (self);
+        //  The verified batches were most of the heap: give it back
+        malloc_trim (0);
         if (!self->cache) {
             bool corrupt;
             kc_why_t ignored;
@@ -539,23 +592,8 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
                (long long) self->last_sync_ms, (unsigned long long) kc_cache_key_count (self->cache));
     self->last_head_time = 0;
     s_on_head (self, head);
-    //  Updates that arrived during the sync
-    size_t count = zlistx_size (self->buffered);
-    zmsg_t **msgs = malloc ((count ? count : 1) * sizeof (zmsg_t *));
-    assert (msgs);
-    size_t n = 0;
-    for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
-        msgs [n++] = msg;
-    }
-    zlistx_purge (self->buffered);
-    self->buffered_bytes = 0;
-    for (size_t i = 0; i < n; i += DRAIN_MAX) {
-        s_process_updates (self, msgs + i, n - i < DRAIN_MAX ? n - i : DRAIN_MAX);
-    }
-    for (size_t i = 0; i < n; i++) {
-        zmsg_destroy (&msgs [i]);
-    }
-    free (msgs);
+    //  Updates that arrived during the sync, a slice at a time
+    s_drain_buffered (self);
     self->ack_pending = true;
 }
 
@@ -731,6 +769,10 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     }
     if (!self->syncing && self->resync_wanted && now >= self->retry_after) {
         s_start_sync (self, "retrying");
+    }
+    kc_why_t why;
+    if (self->cache && kc_cache_checkpoint (self->cache, &why) < 0) {
+        s_warn (self, "kc_agent: %s", why.text);
     }
     if (self->ack_pending && now - self->last_ack >= ACK_EVERY_MS && !self->syncing) {
         zmsg_t *ack = kc_proto_ack (kc_cache_seq (self->cache), kc_cache_chain (self->cache));

@@ -34,8 +34,9 @@ typedef struct {
     kc_batch_t **cold_batches;
     size_t cold_count, cold_capacity;
     int64_t sync_started, sync_deadline;    //  zclock_mono
-    zlistx_t *buffered;                     //  UPDATE messages held during a sync
-    size_t buffered_bytes;
+    zlistx_t *buffered;                     //  UPDATE messages held during a sync,
+    size_t buffered_bytes;                  //  applied a slice per wake-up after it
+    bool drain_due;                         //  a timer will apply the next slice
     bool resync_wanted;                     //  sync again when allowed
     int64_t retry_after;                    //  after a faulty server, back off
 
