@@ -437,10 +437,13 @@ kc_auth (zsock_t *pipe, void *args)
     s_auth_t *self = calloc (1, sizeof *self);
     assert (self);
     self->config = *(const kc_auth_config_t *) args;
-    self->cache_path = strdup (self->config.cache_path);
+    const char *dir = self->config.agent_dir;
+    self->cache_path = self->config.cache_path ? strdup (self->config.cache_path)
+                     : dir ? zsys_sprintf ("%s/agent.db", dir) : strdup ("");
     self->config.cache_path = self->cache_path;
-    self->config.events_endpoint = self->config.events_endpoint
-                                 ? strdup (self->config.events_endpoint) : NULL;
+    self->config.events_endpoint = self->config.events_endpoint ? strdup (self->config.events_endpoint)
+                                 : dir ? zsys_sprintf ("ipc://%s/events.ipc", dir) : NULL;
+    self->config.agent_dir = NULL;
     self->pipe = pipe;
     self->policies = zhashx_new ();
     zhashx_set_destructor (self->policies, (zhashx_destructor_fn *) zstr_free);
@@ -477,6 +480,10 @@ kc_auth (zsock_t *pipe, void *args)
 zactor_t *
 kc_auth_new (const kc_auth_config_t *config, kc_why_t *why)
 {
+    if (!config->cache_path && !config->agent_dir) {
+        kc_why (why, "kc_auth needs the agent's directory or its cache path");
+        return NULL;
+    }
     //  zactor_new discards the start-up status: ask for it
     zactor_t *self = zactor_new (kc_auth, (void *) config);
     char *ready = zstr_send (self, "READY") == 0 ? zstr_recv (self) : NULL;

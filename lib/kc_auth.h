@@ -33,8 +33,9 @@
 #include <czmq.h>
 
 typedef struct {
-    const char *cache_path;                 //  the agent's cache
-    const char *events_endpoint;            //  the agent's event stream; NULL: none
+    const char *agent_dir;                  //  keyclone-agent's --dir: sets the two
+    const char *cache_path;                 //  below to DIR/agent.db and
+    const char *events_endpoint;            //  ipc://DIR/events.ipc unless set; NULL: none
     bool fail_closed;                       //  deny new peers when stale
     int stale_after_ms;                     //  stale after this long without a head
     int refresh_ms;                         //  check the cache at least this often
