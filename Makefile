@@ -248,14 +248,10 @@ demo: all $(B)/tests/kc_curve_demo
 
 #   --- Install ---------------------------------------------------------------
 
-$(B)/keyclone.pc: Makefile
-	@mkdir -p $(@D)
-	@printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
-	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
-	    "Version: $(VERSION)" "Requires.private: libczmq libzmq libsodium sqlite3" \
-	    "Libs: -L\$${libdir} -lkeyclone" "Cflags: -I\$${includedir}/keyclone" > $@
-
-install: all $(B)/keyclone.pc
+#   The .pc file is written at install time: it names PREFIX, which may differ
+#   between installs of one build. The headers include czmq's, and programs
+#   using kc_auth call czmq themselves: czmq and libzmq are public requirements.
+install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keyclone
 	install -m 0755 $(BINARIES) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
@@ -263,7 +259,11 @@ install: all $(B)/keyclone.pc
 	ln -sf libkeyclone.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so.$(SOVERSION)
 	ln -sf libkeyclone.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so
 	install -m 0644 lib/*.h $(DESTDIR)$(INCLUDEDIR)/keyclone/
-	install -m 0644 $(B)/keyclone.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
+	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
+	    "Version: $(VERSION)" "Requires: libczmq libzmq" "Requires.private: libsodium sqlite3" \
+	    "Libs: -L\$${libdir} -lkeyclone" "Cflags: -I\$${includedir}/keyclone" \
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINARIES)))
