@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "it"))
 
 import zmq                                  # noqa: E402
+import zmq.utils.monitor                    # noqa: E402
 
 import kc                                   # noqa: E402
 from cluster import Cluster, free_base_port  # noqa: E402
@@ -48,6 +49,15 @@ def one_trial(cluster, ctx, name, public, secret, server_key, ep):
     s.setsockopt(zmq.LINGER, 0)
     s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, server_key
     monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    try:
+        return s_trial(cluster, s, monitor, name, ep)
+    finally:
+        s.disable_monitor()
+        monitor.close()
+        s.close()
+
+
+def s_trial(cluster, s, monitor, name, ep):
     s.connect(ep)
     s.send(b"ping")
     if not s.poll(5000):
@@ -67,9 +77,6 @@ def one_trial(cluster, ctx, name, public, secret, server_key, ep):
     returned = time.monotonic()
     if proc.returncode != 0:
         raise RuntimeError(f"keyclone revoke {name} failed: {err.decode()}")
-    s.disable_monitor()
-    monitor.close()
-    s.close()
     if closed is None:
         raise RuntimeError(f"{name}: the connection was not closed within 5 s of the revocation")
     return (closed - started) * 1000, (closed - returned) * 1000, (returned - started) * 1000
@@ -99,7 +106,7 @@ def main():
         for name, public, secret in clients:
             rows.append(one_trial(cluster, ctx, name, public, secret, server_key.encode(), ep))
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
         kc.stop(app)
     from_start = [r[0] for r in rows]
     from_return = [r[1] for r in rows]
