@@ -39,6 +39,13 @@ int
 int
     cli_help (const char *command);
 
+//  Rewrites argc/argv before getopt_long so that a positional argument that
+//  is a Z85 key starting with '-' (Z85 allows it) is not taken for an
+//  option: options and their values first, then "--", then the positional
+//  arguments in their order. Idempotent.
+void
+    cli_args (int *argc, char ***argv, const struct option *longs);
+
 //  The keyclone directory: --dir, else $KEYCLONE_DIR, else ".".
 const char *
     cli_dir (const char *option);

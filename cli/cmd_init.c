@@ -104,6 +104,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
     options->operators = 1;
     options->endpoint = DEFAULT_ENDPOINT;
     options->lifetime = 365 * 86400;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         int *slot = c == 'R' ? &options->threshold [0] : c == 'V' ? &options->threshold [1]
                   : c == 'O' ? &options->threshold [2] : c == 't' ? &all : NULL;
@@ -293,6 +294,7 @@ cmd_keygen (int argc, char *argv [])
     const char *dir = ".";
     bool force = false, json = false;
     int c;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'd': dir = optarg; break;

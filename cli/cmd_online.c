@@ -212,6 +212,7 @@ cmd_register (int argc, char *argv [])
     const char *key = NULL, *expires = NULL, *version = NULL, *from = NULL;
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = s_online_option ("register", c, &online))) {
             if (handled < 0) {
@@ -374,6 +375,7 @@ cmd_revoke (int argc, char *argv [])
     s_online_t online = { 0 };
     const char *reason = NULL;
     int c, handled;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = s_online_option ("revoke", c, &online))) {
             if (handled < 0) {
@@ -455,6 +457,7 @@ cmd_submit (int argc, char *argv [])
     static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
     s_online_t online = { 0 };
     int c, handled;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = s_online_option ("submit", c, &online)) != 1) {
             return CLI_USAGE;
@@ -532,6 +535,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     s_online_t online = { 0 };
     s_print_t print = { .all = show };
     int c, handled;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = s_online_option (command, c, &online))) {
             if (handled < 0) {
@@ -601,6 +605,7 @@ cmd_lookup (int argc, char *argv [])
     static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
     s_online_t online = { 0 };
     int c, handled;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = s_online_option ("lookup", c, &online)) != 1) {
             return CLI_USAGE;
@@ -646,6 +651,7 @@ cmd_status (int argc, char *argv [])
             argv [i] = (char *) "--server-status";
         }
     }
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
             server = true;

@@ -167,6 +167,7 @@ cmd_verify (int argc, char *argv [])
     char root_buffer [CLI_PATH_MAX];
     s_verify_t options = { false, false };
     int c;
+    cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'r': root_path = optarg; break;

@@ -5,6 +5,7 @@
 */
 #include "cli.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -171,6 +172,83 @@ cli_help (const char *command)
         }
     }
     return CLI_USAGE;
+}
+
+//  The long option arg names (--name, --name=value, or a unique prefix).
+static const struct option *
+s_find_option (const char *arg, const struct option *longs)
+{
+    if (strncmp (arg, "--", 2) != 0) {
+        return NULL;
+    }
+    const char *name = arg + 2;
+    size_t length = strcspn (name, "=");
+    const struct option *found = NULL;
+    for (const struct option *option = longs; option->name; option++) {
+        if (strlen (option->name) == length && strncmp (option->name, name, length) == 0) {
+            return option;
+        }
+        if (length > 0 && strncmp (option->name, name, length) == 0) {
+            if (found) {
+                return NULL;                //  ambiguous: getopt says so
+            }
+            found = option;
+        }
+    }
+    return found;
+}
+
+void
+cli_args (int *argc, char ***argv, const struct option *longs)
+{
+    static char **rewritten = NULL;
+    int count = *argc;
+    char **in = *argv;
+    char **out = calloc ((size_t) count + 2, sizeof (char *));
+    char **positional = calloc ((size_t) count + 1, sizeof (char *));
+    assert (out && positional);
+    int outs = 0, positionals = 0;
+    out [outs++] = in [0];
+    bool rest = false;
+    for (int i = 1; i < count; i++) {
+        char *arg = in [i];
+        uint8_t key [KC_KEY_BYTES];
+        kc_why_t why;
+        if (rest) {
+            positional [positionals++] = arg;
+        }
+        else
+        if (KC_STREQ (arg, "--")) {
+            rest = true;
+        }
+        else
+        if (arg [0] == '-' && strlen (arg) == KC_Z85_KEY_CHARS && kc_z85_key (arg, key, &why) == 0) {
+            positional [positionals++] = arg;
+        }
+        else
+        if (arg [0] == '-' && arg [1]) {
+            out [outs++] = arg;
+            const struct option *option = s_find_option (arg, longs);
+            if (option && option->has_arg == required_argument && !strchr (arg, '=')
+            &&  i + 1 < count) {
+                out [outs++] = in [++i];
+            }
+        }
+        else {
+            positional [positionals++] = arg;
+        }
+    }
+    if (positionals) {
+        out [outs++] = "--";
+        memcpy (out + outs, positional, (size_t) positionals * sizeof (char *));
+        outs += positionals;
+    }
+    out [outs] = NULL;
+    free (positional);
+    *argc = outs;
+    *argv = out;
+    free (rewritten);                       //  in may be it: out holds its pointers
+    rewritten = out;
 }
 
 const char *
