@@ -8,7 +8,11 @@
     waiting for this answer: on TCP it has sent exactly the greeting and
     WELCOME and nothing more. If several such connections wait (one host
     connecting several times at once), the reply goes out first and the
-    one that then sends READY is it.
+    one that then sends READY is it. The handler does not wait for that
+    READY while it can keep answering: the answer stays pending (checked
+    every millisecond and before each later request) and the handler only
+    blocks when a later request for a different key could be from one of
+    the same connections, so the READY it waits for is unambiguous.
     =========================================================================
 */
 #include "kc_auth.h"
@@ -20,17 +24,34 @@
 #include <unistd.h>
 
 #define HANDSHAKE_SENT      (64 + 2 + 168)      //  greeting + WELCOME frame
-#define MATCH_WAIT_US       20000               //  for READY, when several wait
+#define MATCH_WAIT_US       100000              //  blocked for READY, when ambiguous
+#define PENDING_WAIT_US     2000000             //  for READY, not blocked
 #define FDS_MAX             65536
+#define CANDIDATES_MAX      64
+#define PENDING_MAX         64                  //  answers whose READY is awaited
+#define PENDING_POLL_MS     1
+#define MONITOR_DRAIN_MS    10                  //  besides before every decision
 #define LOG_EVERY_MS        5000
 
 typedef struct {
+    uint64_t serial;                        //  tells a reused fd from the old one
+    zsock_t *monitor;                       //  of the socket that accepted it
     bool tcp;
     char ip [KC_SOCK_ADDRESS_MAX];
     uint16_t port;
     bool matched;
     uint8_t key [KC_KEY_BYTES];
 } s_conn_t;
+
+//  An allowed key whose connection is one of several candidates
+typedef struct {
+    uint8_t key [KC_KEY_BYTES];
+    int fds [CANDIDATES_MAX];
+    uint64_t serials [CANDIDATES_MAX];
+    uint64_t sent [CANDIDATES_MAX];         //  bytes each had sent at the reply
+    size_t count;
+    int64_t deadline;                       //  zclock_usecs
+} s_pending_t;
 
 typedef struct {
     kc_auth_config_t config;
@@ -42,6 +63,10 @@ typedef struct {
     zhashx_t *policies;                     //  domain -> required tags
     s_conn_t *conns [FDS_MAX];              //  by fd
     int fd_limit;                           //  above every fd in conns
+    uint64_t serials;                       //  last s_conn_t.serial given
+    s_pending_t pending [PENDING_MAX];      //  oldest first
+    size_t pending_count;
+    int pending_timer;                      //  -1 when none is pending
     zlistx_t *monitors;                     //  PAIR sockets
     kc_auth_stats_t stats;
     int64_t last_log;
@@ -70,11 +95,12 @@ s_forget (s_auth_t *self, int fd)
     }
 }
 
-static int
-s_on_monitor (zloop_t *loop, zsock_t *monitor, void *arg)
+//  Reads a protected socket's pending monitor events. Monitors are read
+//  when a decision needs them and every MONITOR_DRAIN_MS, not on every
+//  event: waking for each costs a handshake more than a tenth.
+static void
+s_read_monitor (s_auth_t *self, zsock_t *monitor)
 {
-    (void) loop;
-    s_auth_t *self = arg;
     while (zsock_events (monitor) & ZMQ_POLLIN) {
         zmsg_t *msg = zmsg_recv (monitor);
         zframe_t *event = msg ? zmsg_first (msg) : NULL;
@@ -87,6 +113,8 @@ s_on_monitor (zloop_t *loop, zsock_t *monitor, void *arg)
                 s_forget (self, value);
                 s_conn_t *conn = calloc (1, sizeof *conn);
                 assert (conn);
+                conn->serial = ++self->serials;
+                conn->monitor = monitor;
                 conn->tcp = kc_sock_peer (value, conn->ip, &conn->port) == 1;
                 self->conns [value] = conn;
                 if (value >= self->fd_limit) {
@@ -94,23 +122,26 @@ s_on_monitor (zloop_t *loop, zsock_t *monitor, void *arg)
                 }
             }
             else
-            if (type == ZMQ_EVENT_DISCONNECTED || type == ZMQ_EVENT_CLOSED) {
+            if ((type == ZMQ_EVENT_DISCONNECTED || type == ZMQ_EVENT_CLOSED)
+            &&  value >= 0 && value < FDS_MAX && self->conns [value]
+            &&  self->conns [value]->monitor == monitor) {
+                //  Another socket may have accepted the fd again already:
+                //  monitors are read one after the other
                 s_forget (self, value);
             }
             else
             if (type == ZMQ_EVENT_MONITOR_STOPPED) {
-                zloop_reader_end (self->loop, monitor);
                 void *handle = zlistx_find (self->monitors, monitor);
                 if (handle) {
                     zlistx_delete (self->monitors, handle);
                 }
+                zsock_destroy (&monitor);
                 zmsg_destroy (&msg);
-                return 0;
+                return;
             }
         }
         zmsg_destroy (&msg);
     }
-    return 0;
 }
 
 //  Reads every pending monitor event, so the connection table is current.
@@ -120,17 +151,17 @@ s_drain_monitors (s_auth_t *self)
     zsock_t *monitor = zlistx_first (self->monitors);
     while (monitor) {
         zsock_t *next = zlistx_next (self->monitors);
-        s_on_monitor (self->loop, monitor, self);
+        s_read_monitor (self, monitor);
         monitor = next;
     }
 }
 
 //  The connections that could be the one being authenticated.
 static size_t
-s_candidates (s_auth_t *self, const char *address, int *fds, uint64_t *sent, size_t max)
+s_candidates (s_auth_t *self, const char *address, s_pending_t *into)
 {
-    size_t count = 0;
-    for (int fd = 0; fd < self->fd_limit && count < max; fd++) {
+    into->count = 0;
+    for (int fd = 0; fd < self->fd_limit && into->count < CANDIDATES_MAX; fd++) {
         s_conn_t *conn = self->conns [fd];
         if (!conn || conn->matched || (conn->tcp && !KC_STREQ (conn->ip, address))) {
             continue;
@@ -140,11 +171,12 @@ s_candidates (s_auth_t *self, const char *address, int *fds, uint64_t *sent, siz
         if (known && bytes != HANDSHAKE_SENT) {
             continue;                       //  not at the ZAP step of its handshake
         }
-        fds [count] = fd;
-        sent [count] = known ? bytes : UINT64_MAX;
-        count++;
+        into->fds [into->count] = fd;
+        into->serials [into->count] = conn->serial;
+        into->sent [into->count] = known ? bytes : UINT64_MAX;
+        into->count++;
     }
-    return count;
+    return into->count;
 }
 
 static void
@@ -155,59 +187,195 @@ s_match (s_auth_t *self, int fd, const uint8_t *key)
     self->stats.open++;
 }
 
-//  After allowing key: find the fd of the connection it belongs to.
+//  Shuts the matched connection on fd down if its key is no longer trusted.
 static void
-s_match_after_reply (s_auth_t *self, const int *fds, const uint64_t *sent, size_t count,
-                     const uint8_t *key)
+s_close_if_untrusted (s_auth_t *self, int fd)
 {
-    if (count == 1) {
-        s_match (self, fds [0], key);
+    s_conn_t *conn = self->conns [fd];
+    kc_lookup_entry_t entry;
+    kc_verdict_t verdict = self->lookup ? kc_lookup_key (self->lookup, conn->key, &entry)
+                                        : KC_VERDICT_TRUSTED;
+    if (verdict == KC_VERDICT_TRUSTED) {
         return;
     }
-    for (int waited = 0; count > 1 && waited < MATCH_WAIT_US; waited += 100) {
-        for (size_t i = 0; i < count; i++) {
-            uint64_t bytes, received;
-            if (sent [i] != UINT64_MAX && kc_sock_bytes (fds [i], &bytes, &received) == 0
-            &&  bytes > sent [i]) {
-                s_match (self, fds [i], key);
-                return;
+    //  Make sure the fd still is that connection before shutting it down
+    char ip [KC_SOCK_ADDRESS_MAX], fp [KC_FINGERPRINT_CHARS + 1];
+    uint16_t port;
+    int family = kc_sock_peer (fd, ip, &port);
+    if (family >= 0 && (!conn->tcp || (KC_STREQ (ip, conn->ip) && port == conn->port))) {
+        shutdown (fd, SHUT_RDWR);
+        self->stats.closed++;
+        zsys_info ("kc_auth: closed the connection of %s (%s) from %s:%u: key %s",
+                   *entry.name ? entry.name : "key", kc_fingerprint (conn->key, fp),
+                   conn->tcp ? conn->ip : "ipc", conn->port, kc_verdict_name (verdict));
+    }
+    s_forget (self, fd);
+}
+
+//  True when the pending answer is settled: its connection has sent more
+//  than it had (READY), and is matched, or the wait is over.
+static bool
+s_pending_settle (s_auth_t *self, s_pending_t *pending, int64_t now)
+{
+    for (size_t i = 0; i < pending->count; i++) {
+        int fd = pending->fds [i];
+        s_conn_t *conn = self->conns [fd];
+        uint64_t bytes, received;
+        if (conn && conn->serial == pending->serials [i] && !conn->matched
+        &&  pending->sent [i] != UINT64_MAX
+        &&  kc_sock_bytes (fd, &bytes, &received) == 0 && bytes > pending->sent [i]) {
+            s_match (self, fd, pending->key);
+            s_close_if_untrusted (self, fd);   //  revoked while it was pending
+            return true;
+        }
+    }
+    if (now >= pending->deadline) {
+        self->stats.unmatched++;
+        return true;
+    }
+    return false;
+}
+
+//  Settles what it can, oldest first, and drops the settled answers.
+//  Returns how many were settled.
+static size_t
+s_pending_check (s_auth_t *self)
+{
+    if (self->pending_count == 0) {
+        return 0;
+    }
+    s_drain_monitors (self);
+    int64_t now = zclock_usecs ();
+    size_t kept = 0, settled = self->pending_count;
+    for (size_t i = 0; i < self->pending_count; i++) {
+        if (!s_pending_settle (self, &self->pending [i], now)) {
+            if (kept != i) {
+                self->pending [kept] = self->pending [i];
+            }
+            kept++;
+        }
+    }
+    settled -= kept;
+    self->pending_count = kept;
+    if (kept == 0 && self->pending_timer >= 0) {
+        zloop_timer_end (self->loop, self->pending_timer);
+        self->pending_timer = -1;
+    }
+    return settled;
+}
+
+static bool
+s_pending_overlaps (const s_pending_t *a, const s_pending_t *b)
+{
+    for (size_t i = 0; i < a->count; i++) {
+        for (size_t j = 0; j < b->count; j++) {
+            if (a->fds [i] == b->fds [j] && a->serials [i] == b->serials [j]) {
+                return true;
             }
         }
-        usleep (100);
     }
-    self->stats.unmatched++;
+    return false;
+}
+
+//  True when a pending answer for another key could be for one of these
+//  candidates: a READY would then be ambiguous. With drop, such answers
+//  are given up (unmatched) instead.
+static bool
+s_pending_conflict (s_auth_t *self, const s_pending_t *candidates, bool drop)
+{
+    bool conflict = false;
+    size_t kept = 0;
+    for (size_t i = 0; i < self->pending_count; i++) {
+        const s_pending_t *pending = &self->pending [i];
+        bool this_one = memcmp (pending->key, candidates->key, KC_KEY_BYTES)
+                     && s_pending_overlaps (pending, candidates);
+        conflict |= this_one;
+        if (drop && this_one) {
+            self->stats.unmatched++;
+        }
+        else
+        if (kept++ != i) {
+            self->pending [kept - 1] = *pending;
+        }
+    }
+    if (drop) {
+        self->pending_count = kept;
+    }
+    return conflict;
+}
+
+//  Blocks until no pending answer for another key could be for one of
+//  these candidates, for up to MATCH_WAIT_US; then gives those up.
+static void
+s_pending_separate (s_auth_t *self, const char *address, s_pending_t *candidates)
+{
+    for (int waited = 0; waited < MATCH_WAIT_US; waited += 100) {
+        if (!s_pending_conflict (self, candidates, false)) {
+            return;
+        }
+        usleep (100);
+        if (s_pending_check (self) > 0) {
+            s_candidates (self, address, candidates);
+        }
+    }
+    s_pending_conflict (self, candidates, true);
+}
+
+static int
+s_on_monitors (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_drain_monitors (arg);
+    return 0;
+}
+
+static int
+s_on_pending (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_pending_check (arg);
+    return 0;
+}
+
+//  After allowing a key: match it to its connection now or when it is
+//  known.
+static void
+s_match_after_reply (s_auth_t *self, s_pending_t *candidates)
+{
+    if (candidates->count == 1) {
+        int fd = candidates->fds [0];
+        if (self->conns [fd] && self->conns [fd]->serial == candidates->serials [0]
+        &&  !self->conns [fd]->matched) {
+            s_match (self, fd, candidates->key);
+        }
+        return;
+    }
+    if (self->pending_count == PENDING_MAX) {
+        self->stats.unmatched++;
+        return;
+    }
+    candidates->deadline = zclock_usecs () + PENDING_WAIT_US;
+    self->pending [self->pending_count++] = *candidates;
+    if (self->pending_timer < 0) {
+        self->pending_timer = zloop_timer (self->loop, PENDING_POLL_MS, 0, s_on_pending, self);
+    }
 }
 
 //  Shuts down every open connection whose key is no longer trusted.
 static void
 s_check_connections (s_auth_t *self)
 {
+    s_pending_check (self);
     if (!self->lookup || self->stats.open == 0) {
         return;
     }
     s_drain_monitors (self);
     for (int fd = 0; fd < self->fd_limit; fd++) {
-        s_conn_t *conn = self->conns [fd];
-        if (!conn || !conn->matched) {
-            continue;
+        if (self->conns [fd] && self->conns [fd]->matched) {
+            s_close_if_untrusted (self, fd);
         }
-        kc_lookup_entry_t entry;
-        kc_verdict_t verdict = kc_lookup_key (self->lookup, conn->key, &entry);
-        if (verdict == KC_VERDICT_TRUSTED) {
-            continue;
-        }
-        //  Make sure the fd still is that connection before shutting it down
-        char ip [KC_SOCK_ADDRESS_MAX], fp [KC_FINGERPRINT_CHARS + 1];
-        uint16_t port;
-        int family = kc_sock_peer (fd, ip, &port);
-        if (family >= 0 && (!conn->tcp || (KC_STREQ (ip, conn->ip) && port == conn->port))) {
-            shutdown (fd, SHUT_RDWR);
-            self->stats.closed++;
-            zsys_info ("kc_auth: closed the connection of %s (%s) from %s:%u: key %s",
-                       *entry.name ? entry.name : "key", kc_fingerprint (conn->key, fp),
-                       conn->tcp ? conn->ip : "ipc", conn->port, kc_verdict_name (verdict));
-        }
-        s_forget (self, fd);
     }
 }
 
@@ -301,10 +469,8 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     kc_zap_request_t request;
     kc_zap_reply_t reply;
     kc_why_t why;
-    int fds [64];
-    uint64_t sent [64];
-    size_t candidates = 0;
-    uint8_t key [KC_KEY_BYTES];             //  the request dies before matching
+    s_pending_t candidates;                 //  the request dies before matching
+    candidates.count = 0;
     if (kc_zap_parse (msg, &request, &reply, &why)) {
         self->stats.malformed++;
         s_log (self, "kc_auth: %s", why.text);
@@ -325,9 +491,12 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
                        &reply);
         if (reply.status == 200) {
             self->stats.allowed++;
-            memcpy (key, request.key, KC_KEY_BYTES);
+            memcpy (candidates.key, request.key, KC_KEY_BYTES);
+            s_pending_check (self);
             s_drain_monitors (self);
-            candidates = s_candidates (self, request.address, fds, sent, 64);
+            if (s_candidates (self, request.address, &candidates) && self->pending_count) {
+                s_pending_separate (self, request.address, &candidates);
+            }
         }
         else {
             self->stats.denied++;
@@ -341,8 +510,8 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     zmsg_t *answer = kc_zap_reply (request.request_id, request.request_id_size, &reply);
     zmsg_destroy (&msg);
     zmsg_send (&answer, zap);
-    if (candidates) {
-        s_match_after_reply (self, fds, sent, candidates, key);
+    if (candidates.count) {
+        s_match_after_reply (self, &candidates);
     }
     else
     if (reply.status == 200 && zlistx_size (self->monitors) > 0) {
@@ -381,8 +550,10 @@ s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
         zsock_t *monitor = zsock_new (ZMQ_PAIR);
         int ok = endpoint && zsock_connect (monitor, "%s", endpoint) == 0;
         if (ok) {
+            if (zlistx_size (self->monitors) == 0) {
+                zloop_timer (self->loop, MONITOR_DRAIN_MS, 0, s_on_monitors, self);
+            }
             zlistx_add_end (self->monitors, monitor);
-            zloop_reader (self->loop, monitor, s_on_monitor, self);
         }
         else {
             zsock_destroy (&monitor);
@@ -392,6 +563,7 @@ s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     }
     else
     if (KC_STREQ (command, "STATS")) {
+        s_pending_check (self);
         s_drain_monitors (self);
         zsock_send (pipe, "888888", self->stats.allowed, self->stats.denied, self->stats.malformed,
                     self->stats.closed, self->stats.unmatched, self->stats.open);
@@ -448,6 +620,7 @@ kc_auth (zsock_t *pipe, void *args)
     self->policies = zhashx_new ();
     zhashx_set_destructor (self->policies, (zhashx_destructor_fn *) zstr_free);
     self->monitors = zlistx_new ();
+    self->pending_timer = -1;
     self->loop = zloop_new ();
     //  The owner stops the actor ($TERM), not SIGINT: the application may
     //  still ask for statistics while it shuts down

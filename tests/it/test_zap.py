@@ -137,6 +137,45 @@ def test_live_revocation_closes_the_open_connection():
     kc.check("closed the connection of victim" in open(log).read(), open(log).read())
 
 
+def test_crowd_from_one_host_loses_only_the_revoked():
+    """Sixteen connections at once from one address, four per key, all
+    handshaking together: the handler must tell them apart, so revoking one
+    key closes exactly its four."""
+    names = [f"crowd-{i}" for i in range(4)]
+    for name in names:
+        C.cli("register", name, "--key", keygen(name))
+    C.wait_converged()
+    proc, ep, log = start_app(name="crowd")
+    ctx = zmq.Context()
+    sockets = []
+    for name in names * 4:
+        public, secret = zmq.auth.load_certificate(os.path.join(KEYS, name + "_secret"))
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, SERVER["key"].encode()
+        sockets.append((name, s, s.get_monitor_socket(zmq.EVENT_DISCONNECTED)))
+    for _, s, _ in sockets:
+        s.connect(ep)                       # all sixteen handshakes in flight together
+    for name, s, _ in sockets:
+        s.send(b"crowd")
+    for name, s, _ in sockets:
+        kc.check(s.poll(5000) and s.recv_multipart()[-1].startswith(b"echo:crowd|" + name.encode()),
+                 f"{name} never got through")
+    C.cli("revoke", "crowd-1")
+    time.sleep(1.0)
+    for name, s, monitor in sockets:
+        closed = monitor.poll(0) != 0
+        kc.check(closed == (name == "crowd-1"),
+                 f"{name}: connection {'closed' if closed else 'still open'} after crowd-1 was revoked")
+        s.disable_monitor()
+        monitor.close()
+        s.close()
+    ctx.term()
+    kc.stop(proc)
+    stats = re.search(r"stats allowed (\d+) denied \d+ malformed \d+ closed (\d+) unmatched (\d+)", open(log).read())
+    kc.check(stats and stats.group(2) == "4" and stats.group(3) == "0", open(log).read())
+
+
 def test_pyzmq_server_with_documented_proxy():
     text = open(os.path.join(kc.ROOT, "docs", "zap.md")).read()
     proxy = re.search(r"```python\n(import threading, zmq\n\ndef keyclone_zap.*?)```", text, re.S).group(1)
@@ -234,6 +273,7 @@ def test_agent_killed_serve_and_fail_closed():
 
 
 kc.main([test_setup, test_router_allows_registered_denies_others, test_rep_and_domain_policy,
-         test_live_revocation_closes_the_open_connection, test_pyzmq_server_with_documented_proxy,
+         test_live_revocation_closes_the_open_connection, test_crowd_from_one_host_loses_only_the_revoked,
+         test_pyzmq_server_with_documented_proxy,
          test_malformed_zap_requests, test_codec_sessions_are_revoked_live,
          test_agent_killed_serve_and_fail_closed])
