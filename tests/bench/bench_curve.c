@@ -11,7 +11,8 @@
        crypto_box_easy_afternm + crypto_box_open_easy_afternm of the same
        payload (the limit); target >= 0.9x.
     3. An encrypted DEALER pair in two processes over tcp loopback: kc_curve
-       over NULL DEALERs vs libzmq CURVE DEALERs; target >= 1.0x.
+       over NULL DEALERs vs libzmq CURVE DEALERs; target >= 1.0x. Beside
+       them, unencrypted NULL DEALERs: the transport's own ceiling.
 
     Each figure is the best of ROUNDS runs, the configurations taking turns.
     Usage: bench_curve [quick]      (quick: shorter runs, for smoke tests)
@@ -505,19 +506,23 @@ typedef struct {
     long received;
 } s_stream_t;
 
+//  kc_curve over a NULL DEALER, libzmq's CURVE, or no encryption at all
+//  (the transport's own ceiling, printed beside the two)
+typedef enum { STREAM_CODEC, STREAM_CURVE, STREAM_PLAIN, STREAMS } s_stream_mode_t;
+
 static void *
-s_dealer (void *ctx, bool codec, bool server)
+s_dealer (void *ctx, s_stream_mode_t mode, bool server)
 {
     void *sock = zmq_socket (ctx, ZMQ_DEALER);
     int zero = 0, one = 1, timeout = TIMEOUT_MS;
     zmq_setsockopt (sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt (sock, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    if (!codec && server) {
+    if (mode == STREAM_CURVE && server) {
         zmq_setsockopt (sock, ZMQ_CURVE_SERVER, &one, sizeof one);
         zmq_setsockopt (sock, ZMQ_CURVE_SECRETKEY, s_server_secret, 32);
     }
     else
-    if (!codec) {
+    if (mode == STREAM_CURVE) {
         zmq_setsockopt (sock, ZMQ_CURVE_SERVERKEY, s_server_public, 32);
         zmq_setsockopt (sock, ZMQ_CURVE_PUBLICKEY, s_client_public, 32);
         zmq_setsockopt (sock, ZMQ_CURVE_SECRETKEY, s_client_secret, 32);
@@ -527,10 +532,11 @@ s_dealer (void *ctx, bool codec, bool server)
 
 //  The receiving side: codec server (answers the handshake) or libzmq.
 static void
-s_stream_receiver (bool codec, size_t size, long count, int ready, int result)
+s_stream_receiver (s_stream_mode_t mode, size_t size, long count, int ready, int result)
 {
+    bool codec = mode == STREAM_CODEC;
     void *ctx = zmq_ctx_new ();
-    void *sock = s_dealer (ctx, codec, true);
+    void *sock = s_dealer (ctx, mode, true);
     char endpoint [64];
     size_t length = sizeof endpoint;
     if (zmq_bind (sock, "tcp://127.0.0.1:*")
@@ -601,10 +607,11 @@ s_stream_receiver (bool codec, size_t size, long count, int ready, int result)
 }
 
 static void
-s_stream_sender (bool codec, size_t size, long count, int port)
+s_stream_sender (s_stream_mode_t mode, size_t size, long count, int port)
 {
+    bool codec = mode == STREAM_CODEC;
     void *ctx = zmq_ctx_new ();
-    void *sock = s_dealer (ctx, codec, false);
+    void *sock = s_dealer (ctx, mode, false);
     char endpoint [64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     if (zmq_connect (sock, endpoint)) {
@@ -642,7 +649,7 @@ s_stream_sender (bool codec, size_t size, long count, int port)
 }
 
 static s_stream_t
-s_stream (bool codec, size_t size, long count)
+s_stream (s_stream_mode_t mode, size_t size, long count)
 {
     int ready [2], result [2];
     if (pipe (ready) || pipe (result)) {
@@ -650,7 +657,7 @@ s_stream (bool codec, size_t size, long count)
     }
     pid_t receiver = fork ();
     if (receiver == 0) {
-        s_stream_receiver (codec, size, count, ready [1], result [1]);
+        s_stream_receiver (mode, size, count, ready [1], result [1]);
         _exit (0);
     }
     int port;
@@ -659,7 +666,7 @@ s_stream (bool codec, size_t size, long count)
     }
     pid_t sender = fork ();
     if (sender == 0) {
-        s_stream_sender (codec, size, count, port);
+        s_stream_sender (mode, size, count, port);
         _exit (0);
     }
     s_stream_t figures = { 0, 0, 0 };
@@ -749,13 +756,14 @@ s_bench_streams (void)
             "loopback, best of %d\n", ROUNDS);
     for (int i = 0; i < 3; i++) {
         long count = (long) ((double) counts [i] * s_scale);
-        s_stream_t best [2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+        s_stream_t best [STREAMS];
+        memset (best, 0, sizeof best);
+        static const char *names [STREAMS] = { "kc_curve", "libzmq", "plain" };
         for (int round = 0; round < ROUNDS; round++) {
-            for (int mode = 0; mode < 2; mode++) {
-                s_stream_t run = s_stream (mode == 0, sizes [i], count);
+            for (int mode = 0; mode < STREAMS; mode++) {
+                s_stream_t run = s_stream ((s_stream_mode_t) mode, sizes [i], count);
                 if (run.received != count) {
-                    printf ("   %s lost messages: %ld of %ld\n", mode ? "libzmq" : "kc_curve",
-                            run.received, count);
+                    printf ("   %s lost messages: %ld of %ld\n", names [mode], run.received, count);
                 }
                 if (run.rate > best [mode].rate) {
                     best [mode] = run;
@@ -767,6 +775,10 @@ s_bench_streams (void)
                 "libzmq CURVE DEALER %9.0f msg/s (recv CPU %5.2f us)  %.2fx (target >= 1.0x) "
                 "%s\n", sizes [i], count, best [0].rate, best [0].receiver_us, best [1].rate,
                 best [1].receiver_us, ratio, s_verdict (ratio, 1.0));
+        printf ("   %5s      %7s  beside them, no encryption: NULL DEALER %9.0f msg/s (the "
+                "transport's ceiling; kc_curve %.2fx, libzmq CURVE %.2fx of it)\n", "", "",
+                best [2].rate, best [2].rate > 0 ? best [0].rate / best [2].rate : 0,
+                best [2].rate > 0 ? best [1].rate / best [2].rate : 0);
     }
 }
 
