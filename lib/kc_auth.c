@@ -10,7 +10,7 @@
     connecting several times at once), the reply goes out first and the
     one that then sends READY is it. The handler does not wait for that
     READY while it can keep answering: the answer stays pending (checked
-    every millisecond and before each later request) and the handler only
+    every MONITOR_DRAIN_MS and before each later decision) and the handler only
     blocks when a later request for a different key could be from one of
     the same connections, so the READY it waits for is unambiguous.
     =========================================================================
@@ -29,7 +29,6 @@
 #define FDS_MAX             65536
 #define CANDIDATES_MAX      64
 #define PENDING_MAX         64                  //  answers whose READY is awaited
-#define PENDING_POLL_MS     1
 #define MONITOR_DRAIN_MS    10                  //  besides before every decision
 #define LOG_EVERY_MS        5000
 
@@ -66,7 +65,6 @@ typedef struct {
     uint64_t serials;                       //  last s_conn_t.serial given
     s_pending_t pending [PENDING_MAX];      //  oldest first
     size_t pending_count;
-    int pending_timer;                      //  -1 when none is pending
     zlistx_t *monitors;                     //  PAIR sockets
     kc_auth_stats_t stats;
     int64_t last_log;
@@ -257,10 +255,6 @@ s_pending_check (s_auth_t *self)
     }
     settled -= kept;
     self->pending_count = kept;
-    if (kept == 0 && self->pending_timer >= 0) {
-        zloop_timer_end (self->loop, self->pending_timer);
-        self->pending_timer = -1;
-    }
     return settled;
 }
 
@@ -321,20 +315,14 @@ s_pending_separate (s_auth_t *self, const char *address, s_pending_t *candidates
     s_pending_conflict (self, candidates, true);
 }
 
+//  Keeps the monitors' pipes short and settles pending answers between
+//  decisions (a revocation settles them first anyway)
 static int
 s_on_monitors (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     s_drain_monitors (arg);
-    return 0;
-}
-
-static int
-s_on_pending (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
     s_pending_check (arg);
     return 0;
 }
@@ -358,9 +346,6 @@ s_match_after_reply (s_auth_t *self, s_pending_t *candidates)
     }
     candidates->deadline = zclock_usecs () + PENDING_WAIT_US;
     self->pending [self->pending_count++] = *candidates;
-    if (self->pending_timer < 0) {
-        self->pending_timer = zloop_timer (self->loop, PENDING_POLL_MS, 0, s_on_pending, self);
-    }
 }
 
 //  Shuts down every open connection whose key is no longer trusted.
@@ -620,7 +605,6 @@ kc_auth (zsock_t *pipe, void *args)
     self->policies = zhashx_new ();
     zhashx_set_destructor (self->policies, (zhashx_destructor_fn *) zstr_free);
     self->monitors = zlistx_new ();
-    self->pending_timer = -1;
     self->loop = zloop_new ();
     //  The owner stops the actor ($TERM), not SIGINT: the application may
     //  still ask for statistics while it shuts down
