@@ -234,15 +234,16 @@ s_pending_settle (s_auth_t *self, s_pending_t *pending, int64_t now)
     return false;
 }
 
-//  Settles what it can, oldest first, and drops the settled answers.
-//  Returns how many were settled.
+//  Brings the connection table up to date: reads the monitors, then
+//  settles the pending answers it can, oldest first. Returns how many were
+//  settled.
 static size_t
 s_pending_check (s_auth_t *self)
 {
+    s_drain_monitors (self);
     if (self->pending_count == 0) {
         return 0;
     }
-    s_drain_monitors (self);
     int64_t now = zclock_usecs ();
     size_t kept = 0, settled = self->pending_count;
     for (size_t i = 0; i < self->pending_count; i++) {
@@ -322,7 +323,6 @@ s_on_monitors (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
-    s_drain_monitors (arg);
     s_pending_check (arg);
     return 0;
 }
@@ -356,7 +356,6 @@ s_check_connections (s_auth_t *self)
     if (!self->lookup || self->stats.open == 0) {
         return;
     }
-    s_drain_monitors (self);
     for (int fd = 0; fd < self->fd_limit; fd++) {
         if (self->conns [fd] && self->conns [fd]->matched) {
             s_close_if_untrusted (self, fd);
@@ -478,7 +477,6 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
             self->stats.allowed++;
             memcpy (candidates.key, request.key, KC_KEY_BYTES);
             s_pending_check (self);
-            s_drain_monitors (self);
             if (s_candidates (self, request.address, &candidates) && self->pending_count) {
                 s_pending_separate (self, request.address, &candidates);
             }
@@ -549,7 +547,6 @@ s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     else
     if (KC_STREQ (command, "STATS")) {
         s_pending_check (self);
-        s_drain_monitors (self);
         zsock_send (pipe, "888888", self->stats.allowed, self->stats.denied, self->stats.malformed,
                     self->stats.closed, self->stats.unmatched, self->stats.open);
     }
