@@ -119,7 +119,8 @@ def test_live_revocation_closes_the_open_connection():
     watcher = subprocess.Popen([os.path.join(kc.TESTS, "kc_zap_client"), "--key", os.path.join(KEYS, "victim"),
                                 "--server-key", SERVER["key"], "--connect", ep, "--watch", "3"],
                                stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)                          # connected, exchanging every 20 ms
+    first = watcher.stdout.readline()        # connected: then it exchanges every 20 ms
+    kc.check(first.startswith("reply: "), f"the victim did not get through before the revocation: {first}")
     started = time.time()
     C.cli("revoke", "victim", "--reason", "live test")
     returned = time.time()
@@ -245,7 +246,8 @@ def test_codec_sessions_are_revoked_live():
     watcher = subprocess.Popen([os.path.join(kc.TESTS, "kc_zap_client"), "--key",
                                 os.path.join(KEYS, "codec-client"), "--server-key", SERVER["key"],
                                 "--connect", ep, "--codec", "--watch", "3"], stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
+    first = watcher.stdout.readline()
+    kc.check(first.startswith("reply: "), f"the codec client did not get through before the revocation: {first}")
     C.cli("revoke", "codec-client")
     out, _ = watcher.communicate(timeout=10)
     kc.check("closed at" in out, "the codec session survived its revocation:\n" + out)
