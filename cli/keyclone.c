@@ -174,7 +174,7 @@ cli_help (const char *command)
     return CLI_USAGE;
 }
 
-//  The long option arg names (--name, --name=value, or a unique prefix).
+//  The long option that arg names (--name, --name=value or a unique prefix).
 static const struct option *
 s_find_option (const char *arg, const struct option *longs)
 {

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef enum {
@@ -64,7 +63,7 @@ struct _kc_cache_t {
     s_blob_t scratch;                       //  a bucket read outside a group
     bool damaged;                           //  hit SQLITE_CORRUPT / NOTADB
     int wal_frames;                         //  WAL pages not yet checkpointed
-    int64_t last_write;                     //  s_mono_ms of the last commit
+    int64_t last_write;                     //  kc_mono_ms of the last commit
 };
 
 static sqlite3_stmt *
@@ -225,14 +224,6 @@ s_load_state (kc_cache_t *self, kc_why_t *why)
     return rc;
 }
 
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int
 s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
 {
@@ -240,7 +231,7 @@ s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
     (void) name;
     kc_cache_t *self = arg;
     self->wal_frames = frames;
-    self->last_write = s_mono_ms ();
+    self->last_write = kc_mono_ms ();
     return SQLITE_OK;
 }
 
@@ -628,7 +619,7 @@ int
 kc_cache_checkpoint (kc_cache_t *self, kc_why_t *why)
 {
     if (self->in_group || self->wal_frames == 0
-    ||  (s_mono_ms () - self->last_write < KC_CACHE_IDLE_MS && self->wal_frames < KC_CACHE_WAL_FRAMES_MAX)) {
+    ||  (kc_mono_ms () - self->last_write < KC_CACHE_IDLE_MS && self->wal_frames < KC_CACHE_WAL_FRAMES_MAX)) {
         return 0;
     }
     self->wal_frames = 0;

@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #if defined (KC_TEST_HOOKS) || defined (KC_FUZZING)
 #   define KC_CURVE_HOOKS
@@ -97,9 +96,7 @@ static uint64_t
 s_monotonic_ms (void *arg)
 {
     (void) arg;
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+    return (uint64_t) kc_mono_ms ();
 }
 
 //  Short nonce: 16-byte prefix + big-endian counter. Long: 8 + 16 bytes.

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -54,14 +53,6 @@ struct _kc_lookup_t {
     char *text;
     size_t text_size, text_capacity;
 };
-
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void *
 s_alloc (void *memory, size_t size)
@@ -358,7 +349,7 @@ s_read_state (kc_lookup_t *self, uint64_t *seq, uint64_t *changes_from, kc_why_t
     if (sqlite3_column_bytes (self->state, 2) == KC_HEAD_BYTES
     &&  kc_head_decode (sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES, &head, &ignored) == 0
     &&  head.time != self->head_time) {
-        int64_t now = s_mono_ms ();
+        int64_t now = kc_mono_ms ();
         if (self->head_time == 0) {
             //  First sight: date it by the server's clock against ours
             int64_t age = (int64_t) kc_now_ms () - (int64_t) head.time;
@@ -478,7 +469,7 @@ kc_lookup_new (const char *cache_path, kc_why_t *why)
         kc_lookup_destroy (&self);
         return NULL;
     }
-    self->refreshed = s_mono_ms ();
+    self->refreshed = kc_mono_ms ();
     return self;
 }
 
@@ -507,7 +498,7 @@ kc_lookup_set_refresh (kc_lookup_t *self, int interval_ms)
 int
 kc_lookup_refresh (kc_lookup_t *self, kc_why_t *why)
 {
-    self->refreshed = s_mono_ms ();
+    self->refreshed = kc_mono_ms ();
     struct stat st;
     if (stat (self->path, &st) == 0 && (st.st_ino != self->ino || st.st_dev != self->dev)) {
         //  The agent built a new cache file: start over on it
@@ -531,11 +522,11 @@ kc_lookup_refresh (kc_lookup_t *self, kc_why_t *why)
 static void
 s_maybe_refresh (kc_lookup_t *self)
 {
-    if (s_mono_ms () - self->refreshed >= self->refresh_ms) {
+    if (kc_mono_ms () - self->refreshed >= self->refresh_ms) {
         kc_why_t why;
         if (kc_lookup_refresh (self, &why) < 0) {
             //  Keep answering from the index we have
-            self->refreshed = s_mono_ms ();
+            self->refreshed = kc_mono_ms ();
         }
     }
 }
@@ -607,7 +598,7 @@ int64_t
 kc_lookup_head_age (kc_lookup_t *self)
 {
     s_maybe_refresh (self);
-    return self->head_time ? s_mono_ms () - self->head_seen : INT64_MAX;
+    return self->head_time ? kc_mono_ms () - self->head_seen : INT64_MAX;
 }
 
 uint64_t

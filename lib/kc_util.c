@@ -128,6 +128,14 @@ kc_now_ms (void)
     return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
 }
 
+int64_t
+kc_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int
 kc_duration_parse (const char *text, uint64_t *seconds, kc_why_t *why)
 {

@@ -70,6 +70,11 @@ uint64_t
 uint64_t
     kc_now_ms (void);
 
+//  Milliseconds on the monotonic clock (coarse: a few ms resolution, and
+//  cheap enough for hot paths). For intervals only.
+int64_t
+    kc_mono_ms (void);
+
 //  Parses a duration such as "90s", "15m", "12h", "30d", "52w", "1y" or a bare
 //  number of seconds into *seconds. Returns 0 or -1 (reason in why).
 int
