@@ -716,3 +716,56 @@ kc_auth_curve_authorizer (const uint8_t client_key [KC_KEY_BYTES], const kc_meta
     }
     return KC_CURVE_ALLOW;
 }
+
+//  --- Self test -----------------------------------------------------------------
+
+void
+kc_auth_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_auth: ");
+    }
+    kc_why_t why;
+    kc_auth_config_t config;
+    kc_auth_config_defaults (&config);
+    assert (kc_auth_new (&config, &why) == NULL && strstr (why.text, "agent's directory"));
+
+    //  agent_dir alone: DIR/agent.db (missing here: every peer is refused
+    //  with 500) and ipc://DIR/events.ipc
+    char dir [] = "/tmp/kc_auth_test.XXXXXX";
+    assert (mkdtemp (dir));
+    config.agent_dir = dir;
+    zactor_t *auth = kc_auth_new (&config, &why);
+    assert (auth);
+    zsock_t *client = zsock_new_req ("inproc://zeromq.zap.01");
+    assert (client);
+    uint8_t key [KC_KEY_BYTES] = { 1 };
+    zmsg_t *request = zmsg_new ();
+    zmsg_addstr (request, "1.0");
+    zmsg_addstr (request, "7");
+    zmsg_addstr (request, "app");
+    zmsg_addstr (request, "127.0.0.1");
+    zmsg_addstr (request, "");
+    zmsg_addstr (request, "CURVE");
+    zmsg_addmem (request, key, sizeof key);
+    assert (zmsg_send (&request, client) == 0);
+    zmsg_t *reply = zmsg_recv (client);
+    assert (reply && zmsg_size (reply) == 6);
+    char *version = zmsg_popstr (reply), *id = zmsg_popstr (reply);
+    char *status = zmsg_popstr (reply), *text = zmsg_popstr (reply);
+    assert (KC_STREQ (version, "1.0") && KC_STREQ (id, "7") && KC_STREQ (status, "500"));
+    assert (strstr (text, "cache is not available"));
+    zstr_free (&version);
+    zstr_free (&id);
+    zstr_free (&status);
+    zstr_free (&text);
+    zmsg_destroy (&reply);
+    kc_auth_stats_t stats;
+    assert (kc_auth_stats (auth, &stats) == 0 && stats.denied == 1 && stats.allowed == 0);
+    zsock_destroy (&client);
+    zactor_destroy (&auth);
+    assert (rmdir (dir) == 0);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

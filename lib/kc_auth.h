@@ -88,4 +88,8 @@ int
     kc_auth_curve_authorizer (const uint8_t client_key [KC_KEY_BYTES], const kc_meta_t *metadata,
                               void *arg, kc_curve_identity_t *identity);
 
+//  Self test of this module.
+void
+    kc_auth_test (bool verbose);
+
 #endif

@@ -36,6 +36,7 @@ static const struct {
     { "kc_lookup", kc_lookup_test },
     { "kc_sock", kc_sock_test },
     { "kc_zap", kc_zap_test },
+    { "kc_auth", kc_auth_test },
     { "kc_meta", kc_meta_test },
     { "kc_curve", kc_curve_test },
     { "vectors", kc_vectors_test },
