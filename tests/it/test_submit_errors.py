@@ -89,19 +89,19 @@ def test_below_threshold():
     refused(data, "signature threshold 2 not met (1 valid)")
 
 
-def add_signature(data, seed):
-    """Appends an Ed25519 signature by the key of seed to a batch, keeping
-    the signature list sorted (libsodium through ctypes)."""
+def add_signature(data, seed, signatures):
+    """Appends an Ed25519 signature by the key of seed to a batch that holds
+    `signatures` signatures, keeping the list sorted (libsodium through
+    ctypes). The count is given, not guessed from the tail: a signature
+    ending in a zero byte looks like an empty list."""
     import ctypes
     sodium = ctypes.CDLL("libsodium.so.23")
     public, secret = ctypes.create_string_buffer(32), ctypes.create_string_buffer(64)
     sodium.crypto_sign_seed_keypair(public, secret, seed)
     # the body ends where the signature list starts: count byte + 96 * count
-    for count in range(0, 33):
-        at = len(data) - 1 - 96 * count
-        if at > 0 and data[at] == count:
-            body, entries = data[:at], [data[at + 1 + 96 * i: at + 97 + 96 * i] for i in range(count)]
-            break
+    at = len(data) - 1 - 96 * signatures
+    assert data[at] == signatures, "not a batch with that many signatures"
+    body, entries = data[:at], [data[at + 1 + 96 * i: at + 97 + 96 * i] for i in range(signatures)]
     digest = hashlib.blake2b(bytes(body), digest_size=32).digest()
     message = b"keyclone batch v1\x00" + digest
     signature = ctypes.create_string_buffer(64)
@@ -123,7 +123,7 @@ def test_signer_not_in_root():
     # ...so add one by hand: alice + a key that is not an operator of this root
     text = open(os.path.join(other, "operators", "op1_secret")).read()
     seed = zmq.utils.z85.decode(text.split('secret-key = "')[1][:40])
-    refused(add_signature(open(path, "rb").read(), seed), "which is not an operator in root v1")
+    refused(add_signature(open(path, "rb").read(), seed, 1), "which is not an operator in root v1")
 
 
 def test_wrong_directory():
