@@ -811,9 +811,15 @@ s_client_socket (agent_t *self, int type, const char *endpoint)
     zsock_t *socket = zsock_new (type);
     assert (socket);
     zsock_set_linger (socket, 0);
-    kc_cert_apply (self->cert, socket);
-    zsock_set_curve_serverkey_bin (socket, kc_root_server_key (self->root));
-    zsock_set_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX);
+    //  The server key pinned from the root, read back (kc_sockopt.h)
+    kc_why_t why;
+    if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert),
+                                 kc_cert_secret_key (self->cert), kc_root_server_key (self->root), &why)
+    ||  kc_sockopt_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX, &why)) {
+        zsys_error ("kc_agent: %s", why.text);
+        zsock_destroy (&socket);
+        return NULL;
+    }
     zsock_set_rcvhwm (socket, 100000);
     if (type == ZMQ_SUB) {
         zsock_set_subscribe (socket, "UPDATE");

@@ -71,6 +71,13 @@ int
 void
     cli_print_record (FILE *out, const kc_record_t *record, bool json);
 
+//  Prints a reply that came from a server or an agent (JSON or text) to
+//  stdout, escaped (kc_escape, newlines kept) so a rogue peer cannot send
+//  terminal escapes or control bytes to the user's terminal; JSON gets a
+//  final newline.
+void
+    cli_print_reply (const char *reply, bool json);
+
 //  The operator name for a key in root, or its fingerprint.
 const char *
     cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80]);

@@ -625,10 +625,7 @@ cmd_lookup (int argc, char *argv [])
     if (!reply) {
         return cli_fail ("lookup", "%s", why.text);
     }
-    fputs (reply, stdout);
-    if (online.json) {
-        fputc ('\n', stdout);
-    }
+    cli_print_reply (reply, online.json);
     //  Exit 0 only when a trusted key was found
     bool trusted = online.json ? strstr (reply, "\"status\": \"trusted\"") != NULL
                                : strncmp (reply, "trusted", 7) == 0 || strstr (reply, "\ntrusted");
@@ -684,10 +681,7 @@ cmd_status (int argc, char *argv [])
     if (!reply) {
         return cli_fail ("status", "%s", why.text);
     }
-    fputs (reply, stdout);
-    if (online.json) {
-        fputc ('\n', stdout);
-    }
+    cli_print_reply (reply, online.json);
     free (reply);
     return CLI_OK;
 }

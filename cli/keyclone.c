@@ -355,6 +355,17 @@ cli_load_operators (const char *command, const char *dir, char *const *names,
     return name_count;
 }
 
+void
+cli_print_reply (const char *reply, bool json)
+{
+    char *text = kc_escape_dup (reply, strlen (reply), KC_ESCAPE_NEWLINES);
+    fputs (text, stdout);
+    if (json) {
+        fputc ('\n', stdout);
+    }
+    free (text);
+}
+
 const char *
 cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80])
 {

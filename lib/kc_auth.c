@@ -1,56 +1,19 @@
 /*  =========================================================================
-    kc_auth - keyclone's ZAP handler actor with live revocation.
-
-    Matching connections to keys: each protected socket is monitored
-    (ACCEPTED, DISCONNECTED and CLOSED carry the connection's fd). When the
-    handler allows a key, the connection being authenticated is one whose
-    peer has the request's IP, that no key is matched to yet, and that is
-    waiting for this answer: on TCP it has sent exactly the greeting and
-    WELCOME and nothing more. If several such connections wait (one host
-    connecting several times at once), the reply goes out first and the
-    one that then sends READY is it. The handler does not wait for that
-    READY while it can keep answering: the answer stays pending (checked
-    every MONITOR_DRAIN_MS and before each later decision) and the handler only
-    blocks when a later request for a different key could be from one of
-    the same connections, so the READY it waits for is unambiguous.
+    kc_auth - keyclone's ZAP handler actor with live revocation. Decisions
+    come from the agent's cache (kc_lookup, kc_zap); connections are matched
+    to keys by kc_track, which also closes those whose key stops being
+    trusted.
     =========================================================================
 */
 #include "kc_auth.h"
-#include "kc_sock.h"
+#include "kc_sockopt.h"
+#include "kc_track.h"
 #include "kc_z85.h"
 #include "kc_zap.h"
 
-#include <sys/socket.h>
-#include <unistd.h>
-
-#define HANDSHAKE_SENT      (64 + 2 + 168)      //  greeting + WELCOME frame
-#define MATCH_WAIT_US       100000              //  blocked for READY, when ambiguous
-#define PENDING_WAIT_US     2000000             //  for READY, not blocked
-#define FDS_MAX             65536
-#define CANDIDATES_MAX      64
-#define PENDING_MAX         64                  //  answers whose READY is awaited
-#define MONITOR_DRAIN_MS    10                  //  besides before every decision
+#define TRACK_WAIT_MS       10                  //  settle pending matches this often
+#define SWEEP_EVERY_MS      1000                //  expiry needs no event
 #define LOG_EVERY_MS        5000
-
-typedef struct {
-    uint64_t serial;                        //  tells a reused fd from the old one
-    zsock_t *monitor;                       //  of the socket that accepted it
-    bool tcp;
-    char ip [KC_SOCK_ADDRESS_MAX];
-    uint16_t port;
-    bool matched;
-    uint8_t key [KC_KEY_BYTES];
-} s_conn_t;
-
-//  An allowed key whose connection is one of several candidates
-typedef struct {
-    uint8_t key [KC_KEY_BYTES];
-    int fds [CANDIDATES_MAX];
-    uint64_t serials [CANDIDATES_MAX];
-    uint64_t sent [CANDIDATES_MAX];         //  bytes each had sent at the reply
-    size_t count;
-    int64_t deadline;                       //  zclock_usecs
-} s_pending_t;
 
 typedef struct {
     kc_auth_config_t config;
@@ -60,13 +23,9 @@ typedef struct {
     kc_lookup_t *lookup;
     char lookup_error [KC_WHY_BYTES];
     zhashx_t *policies;                     //  domain -> required tags
-    s_conn_t *conns [FDS_MAX];              //  by fd
-    int fd_limit;                           //  above every fd in conns
-    uint64_t serials;                       //  last s_conn_t.serial given
-    s_pending_t pending [PENDING_MAX];      //  oldest first
-    size_t pending_count;
-    zlistx_t *monitors;                     //  PAIR sockets
-    kc_auth_stats_t stats;
+    kc_track_t *track;                      //  connections and their keys
+    int track_timer;                        //  while matches are pending, or -1
+    uint64_t allowed, denied, malformed;
     int64_t last_log;
     char last_text [KC_WHY_BYTES];          //  the line last logged
     int64_t last_sweep;                     //  expiry check of open connections
@@ -83,284 +42,57 @@ kc_auth_config_defaults (kc_auth_config_t *config)
 
 //  --- Connections ---------------------------------------------------------
 
-static void
-s_forget (s_auth_t *self, int fd)
+//  kc_track asks whether a matched connection may stay open.
+static bool
+s_keep (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_size)
 {
-    if (fd >= 0 && fd < FDS_MAX && self->conns [fd]) {
-        self->stats.open -= self->conns [fd]->matched;
-        free (self->conns [fd]);
-        self->conns [fd] = NULL;
-    }
-}
-
-//  Reads a protected socket's pending monitor events. Monitors are read
-//  when a decision needs them and every MONITOR_DRAIN_MS, not on every
-//  event: waking for each costs a handshake more than a tenth.
-static void
-s_read_monitor (s_auth_t *self, zsock_t *monitor)
-{
-    while (zsock_events (monitor) & ZMQ_POLLIN) {
-        zmsg_t *msg = zmsg_recv (monitor);
-        zframe_t *event = msg ? zmsg_first (msg) : NULL;
-        if (event && zframe_size (event) == 6) {
-            uint16_t type;
-            int32_t value;
-            memcpy (&type, zframe_data (event), 2);
-            memcpy (&value, zframe_data (event) + 2, 4);
-            if (type == ZMQ_EVENT_ACCEPTED && value >= 0 && value < FDS_MAX) {
-                s_forget (self, value);
-                s_conn_t *conn = calloc (1, sizeof *conn);
-                assert (conn);
-                conn->serial = ++self->serials;
-                conn->monitor = monitor;
-                conn->tcp = kc_sock_peer (value, conn->ip, &conn->port) == 1;
-                self->conns [value] = conn;
-                if (value >= self->fd_limit) {
-                    self->fd_limit = value + 1;
-                }
-            }
-            else
-            if ((type == ZMQ_EVENT_DISCONNECTED || type == ZMQ_EVENT_CLOSED)
-            &&  value >= 0 && value < FDS_MAX && self->conns [value]
-            &&  self->conns [value]->monitor == monitor) {
-                //  Another socket may have accepted the fd again already:
-                //  monitors are read one after the other
-                s_forget (self, value);
-            }
-            else
-            if (type == ZMQ_EVENT_MONITOR_STOPPED) {
-                void *handle = zlistx_find (self->monitors, monitor);
-                if (handle) {
-                    zlistx_delete (self->monitors, handle);
-                }
-                zsock_destroy (&monitor);
-                zmsg_destroy (&msg);
-                return;
-            }
-        }
-        zmsg_destroy (&msg);
-    }
-}
-
-//  Reads every pending monitor event, so the connection table is current.
-static void
-s_drain_monitors (s_auth_t *self)
-{
-    zsock_t *monitor = zlistx_first (self->monitors);
-    while (monitor) {
-        zsock_t *next = zlistx_next (self->monitors);
-        s_read_monitor (self, monitor);
-        monitor = next;
-    }
-}
-
-//  The connections that could be the one being authenticated.
-static size_t
-s_candidates (s_auth_t *self, const char *address, s_pending_t *into)
-{
-    into->count = 0;
-    for (int fd = 0; fd < self->fd_limit && into->count < CANDIDATES_MAX; fd++) {
-        s_conn_t *conn = self->conns [fd];
-        if (!conn || conn->matched || (conn->tcp && !KC_STREQ (conn->ip, address))) {
-            continue;
-        }
-        uint64_t bytes = 0, received;
-        bool known = conn->tcp && kc_sock_bytes (fd, &bytes, &received) == 0;
-        if (known && bytes != HANDSHAKE_SENT) {
-            continue;                       //  not at the ZAP step of its handshake
-        }
-        into->fds [into->count] = fd;
-        into->serials [into->count] = conn->serial;
-        into->sent [into->count] = known ? bytes : UINT64_MAX;
-        into->count++;
-    }
-    return into->count;
-}
-
-static void
-s_match (s_auth_t *self, int fd, const uint8_t *key)
-{
-    self->conns [fd]->matched = true;
-    memcpy (self->conns [fd]->key, key, KC_KEY_BYTES);
-    self->stats.open++;
-}
-
-//  Shuts the matched connection on fd down if its key is no longer trusted.
-static void
-s_close_if_untrusted (s_auth_t *self, int fd)
-{
-    s_conn_t *conn = self->conns [fd];
+    s_auth_t *self = arg;
     kc_lookup_entry_t entry;
-    kc_verdict_t verdict = self->lookup ? kc_lookup_key (self->lookup, conn->key, &entry)
+    kc_verdict_t verdict = self->lookup ? kc_lookup_key (self->lookup, key, &entry)
                                         : KC_VERDICT_TRUSTED;
     if (verdict == KC_VERDICT_TRUSTED) {
-        return;
-    }
-    //  Make sure the fd still is that connection before shutting it down
-    char ip [KC_SOCK_ADDRESS_MAX], fp [KC_FINGERPRINT_CHARS + 1];
-    uint16_t port;
-    int family = kc_sock_peer (fd, ip, &port);
-    if (family >= 0 && (!conn->tcp || (KC_STREQ (ip, conn->ip) && port == conn->port))) {
-        shutdown (fd, SHUT_RDWR);
-        self->stats.closed++;
-        zsys_info ("kc_auth: closed the connection of %s (%s) from %s:%u: key %s",
-                   *entry.name ? entry.name : "key", kc_fingerprint (conn->key, fp),
-                   conn->tcp ? conn->ip : "ipc", conn->port, kc_verdict_name (verdict));
-    }
-    s_forget (self, fd);
-}
-
-//  True when the pending answer is settled: its connection has sent more
-//  than it had (READY), and is matched, or the wait is over.
-static bool
-s_pending_settle (s_auth_t *self, s_pending_t *pending, int64_t now)
-{
-    for (size_t i = 0; i < pending->count; i++) {
-        int fd = pending->fds [i];
-        s_conn_t *conn = self->conns [fd];
-        uint64_t bytes, received;
-        if (conn && conn->serial == pending->serials [i] && !conn->matched
-        &&  pending->sent [i] != UINT64_MAX
-        &&  kc_sock_bytes (fd, &bytes, &received) == 0 && bytes > pending->sent [i]) {
-            s_match (self, fd, pending->key);
-            s_close_if_untrusted (self, fd);   //  revoked while it was pending
-            return true;
-        }
-    }
-    if (now >= pending->deadline) {
-        self->stats.unmatched++;
         return true;
     }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    snprintf (label, label_size, "%s (%s): key %s", *entry.name ? entry.name : "key",
+              kc_fingerprint (key, fp), kc_verdict_name (verdict));
     return false;
 }
 
-//  Brings the connection table up to date: reads the monitors, then
-//  settles the pending answers it can, oldest first. Returns how many were
-//  settled.
-static size_t
-s_pending_check (s_auth_t *self)
-{
-    s_drain_monitors (self);
-    if (self->pending_count == 0) {
-        return 0;
-    }
-    int64_t now = zclock_usecs ();
-    size_t kept = 0, settled = self->pending_count;
-    for (size_t i = 0; i < self->pending_count; i++) {
-        if (!s_pending_settle (self, &self->pending [i], now)) {
-            if (kept != i) {
-                self->pending [kept] = self->pending [i];
-            }
-            kept++;
-        }
-    }
-    settled -= kept;
-    self->pending_count = kept;
-    return settled;
-}
+static int s_on_track (zloop_t *loop, int timer_id, void *arg);
 
-static bool
-s_pending_overlaps (const s_pending_t *a, const s_pending_t *b)
-{
-    for (size_t i = 0; i < a->count; i++) {
-        for (size_t j = 0; j < b->count; j++) {
-            if (a->fds [i] == b->fds [j] && a->serials [i] == b->serials [j]) {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-//  True when a pending answer for another key could be for one of these
-//  candidates: a READY would then be ambiguous. With drop, such answers
-//  are given up (unmatched) instead.
-static bool
-s_pending_conflict (s_auth_t *self, const s_pending_t *candidates, bool drop)
-{
-    bool conflict = false;
-    size_t kept = 0;
-    for (size_t i = 0; i < self->pending_count; i++) {
-        const s_pending_t *pending = &self->pending [i];
-        bool this_one = memcmp (pending->key, candidates->key, KC_KEY_BYTES)
-                     && s_pending_overlaps (pending, candidates);
-        conflict |= this_one;
-        if (drop && this_one) {
-            self->stats.unmatched++;
-        }
-        else
-        if (kept++ != i) {
-            self->pending [kept - 1] = *pending;
-        }
-    }
-    if (drop) {
-        self->pending_count = kept;
-    }
-    return conflict;
-}
-
-//  Blocks until no pending answer for another key could be for one of
-//  these candidates, for up to MATCH_WAIT_US; then gives those up.
+//  Settles pending matches; keeps a short timer only while some are.
 static void
-s_pending_separate (s_auth_t *self, const char *address, s_pending_t *candidates)
+s_track_update (s_auth_t *self)
 {
-    for (int waited = 0; waited < MATCH_WAIT_US; waited += 100) {
-        if (!s_pending_conflict (self, candidates, false)) {
-            return;
-        }
-        usleep (100);
-        if (s_pending_check (self) > 0) {
-            s_candidates (self, address, candidates);
-        }
+    size_t pending = kc_track_update (self->track);
+    if (pending && self->track_timer == -1) {
+        self->track_timer = zloop_timer (self->loop, TRACK_WAIT_MS, 0, s_on_track, self);
     }
-    s_pending_conflict (self, candidates, true);
+    else
+    if (!pending && self->track_timer != -1) {
+        zloop_timer_end (self->loop, self->track_timer);
+        self->track_timer = -1;
+    }
 }
 
-//  Keeps the monitors' pipes short and settles pending answers between
-//  decisions (a revocation settles them first anyway)
 static int
-s_on_monitors (zloop_t *loop, int timer_id, void *arg)
+s_on_track (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
-    s_pending_check (arg);
+    s_track_update (arg);
     return 0;
-}
-
-//  After allowing a key: match it to its connection now or when it is
-//  known.
-static void
-s_match_after_reply (s_auth_t *self, s_pending_t *candidates)
-{
-    if (candidates->count == 1) {
-        int fd = candidates->fds [0];
-        if (self->conns [fd] && self->conns [fd]->serial == candidates->serials [0]
-        &&  !self->conns [fd]->matched) {
-            s_match (self, fd, candidates->key);
-        }
-        return;
-    }
-    if (self->pending_count == PENDING_MAX) {
-        self->stats.unmatched++;
-        return;
-    }
-    candidates->deadline = zclock_usecs () + PENDING_WAIT_US;
-    self->pending [self->pending_count++] = *candidates;
 }
 
 //  Shuts down every open connection whose key is no longer trusted.
 static void
 s_check_connections (s_auth_t *self)
 {
-    s_pending_check (self);
-    if (!self->lookup || self->stats.open == 0) {
-        return;
+    if (self->lookup) {
+        kc_track_sweep (self->track);
     }
-    for (int fd = 0; fd < self->fd_limit; fd++) {
-        if (self->conns [fd] && self->conns [fd]->matched) {
-            s_close_if_untrusted (self, fd);
-        }
-    }
+    s_track_update (self);
 }
 
 //  --- The cache -------------------------------------------------------------
@@ -401,7 +133,7 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     s_auth_t *self = arg;
     int64_t now = zclock_mono ();
     //  Expiry needs no event: look at open connections once a second
-    bool sweep = now - self->last_sweep >= 1000;
+    bool sweep = now - self->last_sweep >= SWEEP_EVERY_MS;
     if (sweep) {
         self->last_sweep = now;
     }
@@ -453,10 +185,10 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     kc_zap_request_t request;
     kc_zap_reply_t reply;
     kc_why_t why;
-    s_pending_t candidates;                 //  the request dies before matching
-    candidates.count = 0;
+    kc_track_ticket_t ticket;               //  the request dies before matching
+    bool allowed = false;
     if (kc_zap_parse (msg, &request, &reply, &why)) {
-        self->stats.malformed++;
+        self->malformed++;
         s_log (self, "kc_auth: %s", why.text);
     }
     else
@@ -464,7 +196,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
         memset (&reply, 0, sizeof reply);
         reply.status = 500;
         snprintf (reply.text, sizeof reply.text, "keyclone cache is not available");
-        self->stats.denied++;
+        self->denied++;
     }
     else {
         kc_lookup_entry_t entry;
@@ -474,15 +206,12 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
         kc_zap_decide (&request, &entry, stale, zhashx_lookup (self->policies, request.domain),
                        &reply);
         if (reply.status == 200) {
-            self->stats.allowed++;
-            memcpy (candidates.key, request.key, KC_KEY_BYTES);
-            s_pending_check (self);
-            if (s_candidates (self, request.address, &candidates) && self->pending_count) {
-                s_pending_separate (self, request.address, &candidates);
-            }
+            self->allowed++;
+            allowed = true;
+            kc_track_allowing (self->track, request.address, request.key, &ticket);
         }
         else {
-            self->stats.denied++;
+            self->denied++;
             s_log (self, "kc_auth: denied: %s", reply.text);
         }
         if (self->config.verbose && reply.status == 200) {
@@ -493,12 +222,9 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     zmsg_t *answer = kc_zap_reply (request.request_id, request.request_id_size, &reply);
     zmsg_destroy (&msg);
     zmsg_send (&answer, zap);
-    if (candidates.count) {
-        s_match_after_reply (self, &candidates);
-    }
-    else
-    if (reply.status == 200 && zlistx_size (self->monitors) > 0) {
-        self->stats.unmatched++;
+    if (allowed) {
+        kc_track_allowed (self->track, &ticket);
+        s_track_update (self);
     }
     return 0;
 }
@@ -530,25 +256,21 @@ s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     else
     if (KC_STREQ (command, "WATCH")) {
         char *endpoint = zmsg_popstr (msg);
-        zsock_t *monitor = zsock_new (ZMQ_PAIR);
-        int ok = endpoint && zsock_connect (monitor, "%s", endpoint) == 0;
-        if (ok) {
-            if (zlistx_size (self->monitors) == 0) {
-                zloop_timer (self->loop, MONITOR_DRAIN_MS, 0, s_on_monitors, self);
-            }
-            zlistx_add_end (self->monitors, monitor);
-        }
-        else {
-            zsock_destroy (&monitor);
+        kc_why_t why;
+        int ok = endpoint && kc_track_watch (self->track, endpoint, &why) == 0;
+        if (!ok) {
+            zsys_error ("kc_auth: %s", endpoint ? why.text : "WATCH without an endpoint");
         }
         zstr_free (&endpoint);
         zsock_signal (pipe, ok ? 0 : 1);
     }
     else
     if (KC_STREQ (command, "STATS")) {
-        s_pending_check (self);
-        zsock_send (pipe, "888888", self->stats.allowed, self->stats.denied, self->stats.malformed,
-                    self->stats.closed, self->stats.unmatched, self->stats.open);
+        s_track_update (self);
+        kc_track_stats_t track;
+        kc_track_stats (self->track, &track);
+        zsock_send (pipe, "888888", self->allowed, self->denied, self->malformed,
+                    track.closed, track.unmatched, track.open);
     }
     else
     if (KC_STREQ (command, "READY")) {
@@ -570,15 +292,10 @@ s_destroy (s_auth_t *self)
     zloop_destroy (&self->loop);
     zsock_destroy (&self->zap);
     zsock_destroy (&self->events);
-    for (zsock_t *monitor = zlistx_first (self->monitors); monitor;
-         monitor = zlistx_next (self->monitors)) {
-        zsock_destroy (&monitor);
-    }
-    zlistx_destroy (&self->monitors);
+    //  Sockets still protected keep their monitors read (kc_track_destroy)
+    //  and, with no handler bound, refuse every new peer
+    kc_track_destroy (&self->track);
     zhashx_destroy (&self->policies);
-    for (int fd = 0; fd < self->fd_limit; fd++) {
-        free (self->conns [fd]);
-    }
     kc_lookup_destroy (&self->lookup);
     free (self->cache_path);
     free ((char *) self->config.events_endpoint);
@@ -601,7 +318,8 @@ kc_auth (zsock_t *pipe, void *args)
     self->pipe = pipe;
     self->policies = zhashx_new ();
     zhashx_set_destructor (self->policies, (zhashx_destructor_fn *) zstr_free);
-    self->monitors = zlistx_new ();
+    self->track = kc_track_new (s_keep, self);
+    self->track_timer = -1;
     self->loop = zloop_new ();
     //  The owner stops the actor ($TERM), not SIGINT: the application may
     //  still ask for statistics while it shuts down
@@ -662,13 +380,11 @@ kc_auth_protect (zactor_t *self, zsock_t *socket, const char *domain, kc_why_t *
     if (!domain || !*domain) {
         return kc_why (why, "a protected socket needs a ZAP domain");
     }
-    zsock_set_zap_domain (socket, domain);
-    zsock_set_zap_enforce_domain (socket, 1);
-    char endpoint [64];
-    snprintf (endpoint, sizeof endpoint, "inproc://kc-auth-monitor-%p", (void *) socket);
-    if (zmq_socket_monitor (zsock_resolve (socket), endpoint,
-                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED)) {
-        return kc_why (why, "cannot monitor the socket: %s", zmq_strerror (zmq_errno ()));
+    //  Through libzmq and read back: czmq 4.2.1's zsock_set_zap_enforce_domain
+    //  does nothing, and without enforcement a dead handler means "allow"
+    char endpoint [KC_TRACK_ENDPOINT_MAX];
+    if (kc_sockopt_zap (socket, domain, why) || kc_track_install (socket, endpoint, why)) {
+        return kc_why_prefix (why, "cannot protect the socket");
     }
     zstr_sendx (self, "WATCH", endpoint, NULL);
     if (zsock_wait (self)) {

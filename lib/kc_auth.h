@@ -11,9 +11,17 @@
         kc_auth_protect (auth, server, "db", &why);     //  before bind
         zsock_bind (server, "tcp://0.0.0.0:9000");
 
-    kc_auth_protect sets a ZAP domain with enforcement on, so a missing or
+    kc_auth_protect sets a ZAP domain with enforcement on (through libzmq,
+    read back: czmq 4.2.1's setter for it does nothing), so a missing or
     dead handler denies instead of allowing (libzmq's default would accept
     any key), and watches the socket's connections.
+
+    Order: the handler may be destroyed before or after the sockets it
+    protects. Destroyed first, it leaves their monitors to a small thread
+    that reads them until each socket closes (a monitor nobody reads would
+    block libzmq's I/O thread), and the sockets, whose ZAP handler is gone,
+    refuse every new peer at once. Do not destroy it from one thread while
+    another is closing a protected socket.
 
     Live revocation: when the agent applies a revocation (its event stream
     wakes the actor, or the next refresh finds it), each open connection

@@ -5,6 +5,7 @@
 #include "kc_client.h"
 #include "kc_keys.h"
 #include "kc_proto.h"
+#include "kc_sockopt.h"
 
 
 struct _kc_client_t {
@@ -12,6 +13,7 @@ struct _kc_client_t {
     kc_cert_t *cert;                        //  a throw-away key pair
     char endpoint [KC_ROOT_ENDPOINT_MAX + 1];
     int timeout_ms;
+    char failure [KC_WHY_BYTES];            //  the socket could not be secured
 };
 
 kc_client_t *
@@ -26,9 +28,14 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
     self->socket = zsock_new (ZMQ_DEALER);
     assert (self->socket);
     zsock_set_linger (self->socket, 0);
-    kc_cert_apply (self->cert, self->socket);
-    zsock_set_curve_serverkey_bin (self->socket, kc_root_server_key (root));
-    zsock_set_maxmsgsize (self->socket, KC_PROTO_MESSAGE_MAX);
+    kc_why_t why;
+    if (kc_sockopt_curve_client (self->socket, kc_cert_public_key (self->cert),
+                                 kc_cert_secret_key (self->cert), kc_root_server_key (root), &why)
+    ||  kc_sockopt_maxmsgsize (self->socket, KC_PROTO_MESSAGE_MAX, &why)) {
+        //  Never talk to the server unauthenticated: no connection at all
+        snprintf (self->failure, sizeof self->failure, "%s", why.text);
+        return self;
+    }
     zsock_connect (self->socket, "%s", self->endpoint);
     return self;
 }
@@ -49,6 +56,10 @@ static int
 s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t *decoded,
         kc_why_t *why)
 {
+    if (*self->failure) {
+        zmsg_destroy (request_p);
+        return kc_why (why, "%s", self->failure);
+    }
     if (zmsg_send (request_p, self->socket)) {
         zmsg_destroy (request_p);
         return kc_why (why, "cannot send to %s", self->endpoint);

@@ -7,17 +7,57 @@
 
 #include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+char *
+kc_escape (const void *data, size_t size, char *out, size_t out_size, int flags)
+{
+    static const char digits [] = "0123456789abcdef";
+    const unsigned char *bytes = data;
+    size_t at = 0;
+    assert (out_size > 0);
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = bytes [i];
+        bool plain = (c >= 0x20 && c < 0x7f) || (c == '\n' && (flags & KC_ESCAPE_NEWLINES));
+        size_t need = plain ? 1 : 4;
+        if (at + need >= out_size) {
+            break;
+        }
+        if (plain) {
+            out [at++] = (char) c;
+        }
+        else {
+            out [at++] = '\\';
+            out [at++] = 'x';
+            out [at++] = digits [c >> 4];
+            out [at++] = digits [c & 15];
+        }
+    }
+    out [at] = 0;
+    return out;
+}
+
+char *
+kc_escape_dup (const void *data, size_t size, int flags)
+{
+    char *out = malloc (size * 4 + 1);
+    assert (out);
+    return kc_escape (data, size, out, size * 4 + 1, flags);
+}
 
 int
 kc_why (kc_why_t *why, const char *format, ...)
 {
     if (why) {
+        char raw [KC_WHY_BYTES];
         va_list args;
         va_start (args, format);
-        vsnprintf (why->text, sizeof why->text, format, args);
+        int n = vsnprintf (raw, sizeof raw, format, args);
         va_end (args);
+        kc_escape (raw, n < 0 ? 0 : (size_t) n < sizeof raw ? (size_t) n : sizeof raw - 1,
+                   why->text, sizeof why->text, 0);
     }
     return -1;
 }
@@ -26,12 +66,15 @@ int
 kc_why_prefix (kc_why_t *why, const char *format, ...)
 {
     if (why) {
-        char old [KC_WHY_BYTES];
+        char old [KC_WHY_BYTES], raw [KC_WHY_BYTES];
         memcpy (old, why->text, sizeof old);
         va_list args;
         va_start (args, format);
-        int n = vsnprintf (why->text, sizeof why->text, format, args);
+        int n = vsnprintf (raw, sizeof raw, format, args);
         va_end (args);
+        kc_escape (raw, n < 0 ? 0 : (size_t) n < sizeof raw ? (size_t) n : sizeof raw - 1,
+                   why->text, sizeof why->text, 0);
+        n = (int) strlen (why->text);
         if (n >= 0 && (size_t) n < sizeof why->text) {
             size_t at = (size_t) n;
             size_t left = sizeof why->text - at;
@@ -201,6 +244,22 @@ kc_util_test (bool verbose)
     kc_why_prefix (&why, "record %d", 3);
     assert (KC_STREQ (why.text, "record 3: bad thing"));
     assert (kc_why (NULL, "ignored") == -1);
+
+    //  Escaping: control bytes, DEL and non-ASCII as \xNN, idempotent
+    char escaped [64];
+    kc_why (&why, "name '%s'", "a\nE: forged\x1b]0;t\x07\xff");
+    assert (KC_STREQ (why.text, "name 'a\\x0aE: forged\\x1b]0;t\\x07\\xff'"));
+    kc_escape (why.text, strlen (why.text), escaped, sizeof escaped, 0);
+    assert (KC_STREQ (escaped, why.text));
+    kc_escape ("a\nb\r", 4, escaped, sizeof escaped, KC_ESCAPE_NEWLINES);
+    assert (KC_STREQ (escaped, "a\nb\\x0d"));
+    kc_escape ("\x01\x02", 2, escaped, 6, 0);     //  room for one escape only
+    assert (KC_STREQ (escaped, "\\x01"));
+    kc_why_prefix (&why, "from \x1b[2J");
+    assert (strncmp (why.text, "from \\x1b[2J: name", 18) == 0);
+    char *dup = kc_escape_dup ("\x7f", 1, 0);
+    assert (KC_STREQ (dup, "\\x7f"));
+    free (dup);
 
     uint8_t key [32] = { 0x3f, 0x2a, 0x9c, 0x1e };
     char fp [9];

@@ -38,13 +38,32 @@ typedef struct {
 } kc_why_t;
 
 //  Sets the reason (printf style) and returns -1, so a failure path can say
-//  "return kc_why (why, ...)". why may be NULL.
+//  "return kc_why (why, ...)". why may be NULL. The reason is escaped
+//  (kc_escape): it is always one line of printable ASCII, whatever the
+//  arguments held.
 int
     kc_why (kc_why_t *why, const char *format, ...) KC_PRINTF (2, 3);
 
 //  Prefixes the reason already in why with more context ("record 3: ...").
 int
     kc_why_prefix (kc_why_t *why, const char *format, ...) KC_PRINTF (2, 3);
+
+//  Escaping: every byte outside printable ASCII (0x20-0x7E) becomes the four
+//  characters \xNN, so text that came from the network, a file or another
+//  person can be logged or printed without forging lines or sending terminal
+//  escapes. A backslash is kept as it is, so escaping is idempotent: escaped
+//  text escapes to itself. With KC_ESCAPE_NEWLINES, '\n' is kept (multi-line
+//  text such as a status rendering).
+#define KC_ESCAPE_NEWLINES  1
+
+//  Escapes size bytes of data into out (out_size bytes, always NUL-terminated,
+//  truncated between escapes, never inside one). Returns out.
+char *
+    kc_escape (const void *data, size_t size, char *out, size_t out_size, int flags);
+
+//  The same into a fresh heap string (caller frees); never NULL.
+char *
+    kc_escape_dup (const void *data, size_t size, int flags);
 
 //  Clears a reason.
 void

@@ -13,10 +13,14 @@ s_status (kc_zap_reply_t *reply, int status, const char *format, ...)
 {
     memset (reply, 0, sizeof *reply);
     reply->status = status;
+    char raw [sizeof reply->text];
     va_list args;
     va_start (args, format);
-    vsnprintf (reply->text, sizeof reply->text, format, args);
+    int n = vsnprintf (raw, sizeof raw, format, args);
     va_end (args);
+    //  The text quotes fields of the request: escape them (log, reply)
+    kc_escape (raw, n < 0 ? 0 : (size_t) n < sizeof raw ? (size_t) n : sizeof raw - 1,
+               reply->text, sizeof reply->text, 0);
 }
 
 //  Copies a frame into a C string field; -1 if too long or holds a NUL.

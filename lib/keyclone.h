@@ -31,6 +31,8 @@
 #include "kc_cache.h"
 #include "kc_lookup.h"
 #include "kc_sock.h"
+#include "kc_sockopt.h"
+#include "kc_track.h"
 #include "kc_zap.h"
 #include "kc_meta.h"
 #include "kc_curve.h"

@@ -13,6 +13,7 @@
 #define UPDATE_BYTES        (4 * 1024 * 1024)
 #define DENY_LOG_MS         10000           //  one denial log line per key per 10 s
 #define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
+#define TRACK_WAIT_MS       10              //  settle pending connection matches
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
 #define ZAP_DOMAIN_UPDATES  "keyclone-updates"
 #define ZAP_DOMAIN_SUBMIT   "keyclone-submit"
@@ -35,6 +36,8 @@ typedef struct {
 
 typedef struct {
     kc_server_config_t config;
+    kc_track_t *track;                      //  readers' connections and their keys
+    int track_timer;                        //  while matches are pending, or -1
     kc_root_t *root;
     kc_cert_t *cert;
     kc_signer_t *head_signer;
@@ -45,6 +48,7 @@ typedef struct {
     zhashx_t *agents;                       //  Z85 key -> s_agent_t
     zhashx_t *denials;                      //  Z85 key -> last log time
     uint64_t accepted, rejected;
+    bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t head_sent;                      //  zclock_mono of the last HEAD
     int head_timer;                         //  a coalesced HEAD is due, or -1
 } s_server_t;
@@ -215,6 +219,82 @@ s_log_denial (s_server_t *self, const char *z85, const char *fp, const char *dom
     zsys_warning ("kc_server: denied %s on %s: %s", fp, domain, reason);
 }
 
+//  --- Readers' connections ------------------------------------------------------
+
+//  kc_track asks whether a reader's open connection may stay: with read =
+//  members, only while its key is registered, unrevoked and in force.
+static bool
+s_keep_reader (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_size)
+{
+    s_server_t *self = arg;
+    const char *denied = s_reader_denied (self, key);
+    if (!denied) {
+        return true;
+    }
+    kc_store_key_t info;
+    kc_why_t why;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (kc_store_key (self->store, key, &info, &why)) {
+        info.name [0] = 0;
+    }
+    snprintf (label, label_size, "reader %s (%s): %s", *info.name ? info.name : "key",
+              s_fp (key, fp), denied);
+    return false;
+}
+
+static int s_on_track (zloop_t *loop, int timer_id, void *arg);
+
+//  Settles pending matches; keeps a short timer only while some are.
+static void
+s_track_update (s_server_t *self)
+{
+    size_t pending = kc_track_update (self->track);
+    if (pending && self->track_timer == -1) {
+        self->track_timer = zloop_timer (self->loop, TRACK_WAIT_MS, 0, s_on_track, self);
+    }
+    else
+    if (!pending && self->track_timer != -1) {
+        zloop_timer_end (self->loop, self->track_timer);
+        self->track_timer = -1;
+    }
+}
+
+static int
+s_on_track (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_track_update (arg);
+    return 0;
+}
+
+//  Closes the connections and ends the syncs of readers whose key is no
+//  longer a member (revoked, or expired): they must not read what follows.
+static void
+s_close_refused_readers (s_server_t *self)
+{
+    if (!self->track) {
+        return;
+    }
+    kc_track_sweep (self->track);
+    s_track_update (self);
+    zlistx_t *refused = zlistx_new ();
+    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
+         cursor = zhashx_next (self->cursors)) {
+        uint8_t key [KC_KEY_BYTES];
+        if (kc_z85_decode (cursor->agent, key, KC_KEY_BYTES) == 0 && s_reader_denied (self, key)) {
+            zlistx_add_end (refused, (void *) zhashx_cursor (self->cursors));
+        }
+    }
+    for (const char *id = zlistx_first (refused); id; id = zlistx_next (refused)) {
+        s_cursor_t *cursor = zhashx_lookup (self->cursors, id);
+        zsys_info ("kc_server: sync for %.8s ended: the reader's key is no longer a member",
+                   cursor->agent);
+        zhashx_delete (self->cursors, id);
+    }
+    zlistx_destroy (&refused);
+}
+
 static int
 s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
 {
@@ -253,12 +333,25 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
         if (!KC_STREQ (domain, ZAP_DOMAIN_SUBMIT)) {
             denied = "unknown ZAP domain";
         }
+        bool tracked = !denied && self->track && !KC_STREQ (domain, ZAP_DOMAIN_SUBMIT);
+        kc_track_ticket_t ticket;
+        if (tracked) {
+            char ip [KC_SOCK_ADDRESS_MAX];
+            size_t size = address ? zframe_size (address) : 0;
+            snprintf (ip, sizeof ip, "%.*s", (int) (size < sizeof ip ? size : 0),
+                      address ? (const char *) zframe_data (address) : "");
+            kc_track_allowing (self->track, ip, key, &ticket);
+        }
         if (denied) {
             s_log_denial (self, z85, fp, domain, denied);
             s_zap_reply (zap, &request_id, "400", denied, "");
         }
         else {
             s_zap_reply (zap, &request_id, "200", "OK", z85);
+        }
+        if (tracked) {
+            kc_track_allowed (self->track, &ticket);
+            s_track_update (self);
         }
     }
     zframe_destroy (&version);
@@ -570,13 +663,18 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         &&  kc_store_append (self->store, p->batch, &p->seq, p->chain, &p->why) == 0) {
             p->status = "accepted";
             accepted++;
+            for (size_t r = 0; r < kc_batch_count (p->batch); r++) {
+                self->revoked_in_group |= kc_batch_record (p->batch, r)->status == KC_STATUS_REVOKED;
+            }
         }
     }
     if (accepted == 0) {
         kc_store_rollback (self->store);
+        self->revoked_in_group = false;
     }
     else
     if (kc_store_commit (self->store, &why)) {
+        self->revoked_in_group = false;
         for (size_t i = 0; i < count; i++) {
             if (pending [i].status && KC_STREQ (pending [i].status, "accepted")) {
                 pending [i].status = NULL;
@@ -699,6 +797,12 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         s_decide (self, pending, count, kc_now ());
         s_answer (self, pending, count);
         s_publish (self, pending, count);
+        if (self->revoked_in_group) {
+            //  Before anything later is published: a revoked reader must
+            //  not read it
+            s_close_refused_readers (self);
+            self->revoked_in_group = false;
+        }
         s_pump_all (self);
         for (size_t i = 0; i < count; i++) {
             kc_batch_destroy (&pending [i].batch);
@@ -778,6 +882,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     s_server_t *self = arg;
     s_publish_head (self);
+    //  Expiry needs no event: readers whose key expired are closed here
+    s_close_refused_readers (self);
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();
     zlistx_t *stale = zlistx_new ();
@@ -802,10 +908,21 @@ s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
     zsock_t *socket = zsock_new (type);
     assert (socket);
     zsock_set_linger (socket, 0);
-    zsock_set_curve_server (socket, 1);
-    kc_cert_apply (self->cert, socket);
-    zsock_set_zap_domain (socket, domain);
-    zsock_set_zap_enforce_domain (socket, 1);
+    //  Security options through libzmq, read back (kc_sockopt.h)
+    kc_why_t why;
+    char monitor [KC_TRACK_ENDPOINT_MAX];
+    bool tracked = self->track && !KC_STREQ (domain, ZAP_DOMAIN_SUBMIT);
+    if (kc_sockopt_curve_server (socket, kc_cert_public_key (self->cert),
+                                 kc_cert_secret_key (self->cert), &why)
+    ||  kc_sockopt_zap (socket, domain, &why)
+    ||  kc_sockopt_maxmsgsize (socket, type == ZMQ_ROUTER && KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT)
+                                       ? 4096 : KC_BATCH_BYTES_MAX + 4096, &why)
+    ||  (tracked && (kc_track_install (socket, monitor, &why)
+                 ||  kc_track_watch (self->track, monitor, &why)))) {
+        zsys_error ("kc_server: %s socket: %s", domain, why.text);
+        zsock_destroy (&socket);
+        return NULL;
+    }
     if (type == ZMQ_ROUTER) {
         zsock_set_router_mandatory (socket, 1);
         zsock_set_sndtimeo (socket, 0);
@@ -813,8 +930,6 @@ s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
     if (type == ZMQ_PUB) {
         zsock_set_sndhwm (socket, self->config.sndhwm);
     }
-    zsock_set_maxmsgsize (socket, type == ZMQ_ROUTER && KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT)
-                                  ? 4096 : KC_BATCH_BYTES_MAX + 4096);
     if (zsock_bind (socket, "%s", endpoint) < 0) {
         zsys_error ("kc_server: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&socket);
@@ -848,9 +963,16 @@ static void
 s_destroy (s_server_t *self)
 {
     zloop_destroy (&self->loop);
+    zsock_t *sockets [] = { self->submit, self->updates, self->snapshot };
+    for (size_t i = 0; i < sizeof sockets / sizeof sockets [0]; i++) {
+        if (sockets [i]) {
+            kc_track_uninstall (sockets [i]);
+        }
+    }
     zsock_destroy (&self->submit);
     zsock_destroy (&self->updates);
     zsock_destroy (&self->snapshot);
+    kc_track_destroy (&self->track);
     zsock_destroy (&self->zap);
     zhashx_destroy (&self->cursors);
     zhashx_destroy (&self->agents);
@@ -864,7 +986,7 @@ s_destroy (s_server_t *self)
 int
 kc_server_run (const kc_server_config_t *config)
 {
-    s_server_t self = { .config = *config, .head_timer = -1 };
+    s_server_t self = { .config = *config, .head_timer = -1, .track_timer = -1 };
     kc_why_t why;
     int rc = 1;
     self.cursors = zhashx_new ();
@@ -876,6 +998,11 @@ kc_server_run (const kc_server_config_t *config)
     if (s_load (&self, &why)) {
         zsys_error ("kc_server: %s", why.text);
         goto cleanup;
+    }
+    //  With read = members, readers' connections are matched to their keys
+    //  so the server can close them when the key is revoked or expires
+    if (!config->read_any) {
+        self.track = kc_track_new (s_keep_reader, &self);
     }
     //  The ZAP handler first: a CURVE socket must never run without it
     self.zap = zsock_new (ZMQ_REP);

@@ -15,10 +15,16 @@
     handler, prints each reply's status and text, and exits 0 if every one
     got a well-formed error reply.
 
-    Prints "ready" when it serves; "closed ..." lines come from kc_auth.
+    With --control EP (zap mode) it also binds an unrelated plain ROUTER at
+    EP that answers PING with PONG and STOP-HANDLER by destroying the
+    kc_auth actor while the protected socket stays open (the handler gone,
+    the socket must refuse everyone and the process keep working).
+
+    Prints "ready" when it serves, and "zap_enforce_domain N" as read back
+    from libzmq; "closed ..." lines come from kc_auth.
     Usage: kc_zap_server --cert SECRET --cache DB [--events EP] --bind EP
              [--type ROUTER|REP] [--domain D] [--require TAGS] [--fail-closed]
-             [--stale-after MS] [--codec] [--malformed]
+             [--stale-after MS] [--codec] [--malformed] [--control EP]
     =========================================================================
 */
 #include "keyclone.h"
@@ -27,7 +33,7 @@
 #include <sodium.h>
 
 typedef struct {
-    const char *cert, *cache, *events, *bind, *type, *domain, *require;
+    const char *cert, *cache, *events, *bind, *type, *domain, *require, *control;
     bool fail_closed, codec, malformed;
     int stale_after;
 } s_options_t;
@@ -243,7 +249,8 @@ main (int argc, char *argv [])
         { "type", required_argument, NULL, 't' }, { "domain", required_argument, NULL, 'd' },
         { "require", required_argument, NULL, 'r' }, { "fail-closed", no_argument, NULL, 'f' },
         { "stale-after", required_argument, NULL, 's' }, { "codec", no_argument, NULL, 'x' },
-        { "malformed", no_argument, NULL, 'm' }, { NULL, 0, NULL, 0 }
+        { "malformed", no_argument, NULL, 'm' }, { "control", required_argument, NULL, 'k' },
+        { NULL, 0, NULL, 0 }
     };
     s_options_t o = { .type = "ROUTER", .domain = "keyclone", .stale_after = 5000 };
     int c;
@@ -260,6 +267,7 @@ main (int argc, char *argv [])
             case 's': o.stale_after = atoi (optarg); break;
             case 'x': o.codec = true; break;
             case 'm': o.malformed = true; break;
+            case 'k': o.control = optarg; break;
             default: return 2;
         }
     }
@@ -306,26 +314,54 @@ main (int argc, char *argv [])
         fprintf (stderr, "kc_zap_server: cannot serve: %s\n", why.text);
         return 1;
     }
-    printf ("ready\n");
+    int enforce = -1;
+    size_t size = sizeof enforce;
+    zmq_getsockopt (zsock_resolve (server), KC_SOCKOPT_ZAP_ENFORCE_DOMAIN, &enforce, &size);
+    zsock_t *control = o.control ? zsock_new (ZMQ_ROUTER) : NULL;
+    if (control && zsock_bind (control, "%s", o.control) < 0) {
+        return 1;
+    }
+    printf ("zap_enforce_domain %d\nready\n", enforce);
     fflush (stdout);
-    zpoller_t *poller = zpoller_new (server, NULL);
+    zpoller_t *poller = zpoller_new (server, control, NULL);
     while (!zsys_interrupted) {
-        if (zpoller_wait (poller, 200)) {
-            zmsg_t *msg = zmsg_recv (server);
-            if (msg) {
-                s_echo (server, msg, router);
-            }
-            zmsg_destroy (&msg);
+        void *which = zpoller_wait (poller, 200);
+        zmsg_t *msg = which ? zmsg_recv (which) : NULL;
+        if (msg && which == server) {
+            s_echo (server, msg, router);
         }
+        else
+        if (msg) {
+            zframe_t *identity = zmsg_pop (msg);
+            char *command = zmsg_popstr (msg);
+            const char *answer = "?";
+            if (command && KC_STREQ (command, "PING")) {
+                answer = "PONG";
+            }
+            else
+            if (command && KC_STREQ (command, "STOP-HANDLER")) {
+                zactor_destroy (&auth);
+                answer = "handler stopped";
+                printf ("handler stopped\n");
+                fflush (stdout);
+            }
+            zmsg_t *reply = zmsg_new ();
+            zmsg_append (reply, &identity);
+            zmsg_addstr (reply, answer);
+            zmsg_send (&reply, control);
+            zstr_free (&command);
+        }
+        zmsg_destroy (&msg);
     }
     kc_auth_stats_t stats;
-    if (kc_auth_stats (auth, &stats) == 0) {
+    if (auth && kc_auth_stats (auth, &stats) == 0) {
         printf ("stats allowed %llu denied %llu malformed %llu closed %llu unmatched %llu\n",
                 (unsigned long long) stats.allowed, (unsigned long long) stats.denied,
                 (unsigned long long) stats.malformed, (unsigned long long) stats.closed,
                 (unsigned long long) stats.unmatched);
     }
     zpoller_destroy (&poller);
+    zsock_destroy (&control);
     zsock_destroy (&server);
     zactor_destroy (&auth);
     kc_cert_destroy (&cert);

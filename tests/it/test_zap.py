@@ -13,6 +13,7 @@ import time
 
 import zmq
 import zmq.auth
+import zmq.utils.monitor
 
 import kc
 from cluster import Cluster, free_base_port
@@ -255,6 +256,64 @@ def test_codec_sessions_are_revoked_live():
     kc.check("closed codec session" in open(log).read(), open(log).read())
 
 
+def refusal(key, ep):
+    """Connects with key and returns the first connection event libzmq reports
+    for the attempt: a refusal is a disconnect or a failed handshake, seen as
+    it happens (a connection that succeeds shows HANDSHAKE_SUCCEEDED)."""
+    public, secret = zmq.auth.load_certificate(os.path.join(KEYS, key + "_secret"))
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.curve_publickey, s.curve_secretkey = public, secret
+    s.curve_serverkey = SERVER["key"].encode()
+    monitor = s.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                   | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    s.connect(ep)
+    started = time.monotonic()
+    event = None
+    if monitor.poll(10000):
+        event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+    took = time.monotonic() - started
+    s.disable_monitor()
+    monitor.close()
+    s.close()
+    return event, took
+
+
+def control(ep, command):
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(ep)
+    s.send(command.encode())
+    reply = s.recv().decode() if s.poll(5000) else None
+    s.close()
+    return reply
+
+
+def test_dead_handler_refuses_and_the_app_keeps_working():
+    """The kc_auth actor destroyed while its protected socket stays open: the
+    socket's ZAP enforcement (read back from libzmq) makes every new peer a
+    prompt refusal, and the rest of the application's ZeroMQ traffic (an
+    unrelated ROUTER in the same process) keeps flowing."""
+    ctl = endpoint()
+    proc, ep, log = start_app("--control", ctl, name="dead-handler")
+    kc.check("zap_enforce_domain 1" in open(log).read(), "ZMQ_ZAP_ENFORCE_DOMAIN did not read back as 1:\n"
+             + open(log).read())
+    kc.check(refusal("good", ep)[0] == zmq.EVENT_HANDSHAKE_SUCCEEDED, "a trusted key was not let in")
+    kc.check(control(ctl, "STOP-HANDLER") == "handler stopped", "the handler could not be stopped")
+    for key in ("stranger", "good"):
+        event, took = refusal(key, ep)
+        kc.check(event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+                           zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_AUTH),
+                 f"{key} with no handler: expected a refusal, libzmq reported {event!r}")
+        print(f"    {key}: refused ({zmq.Event(event).name}) {1000 * took:.1f} ms after connecting")
+    kc.check(control(ctl, "PING") == "PONG", "the application's other socket stopped answering")
+    kc.stop(proc)
+    kc.check(proc.returncode == 0, f"the app exited {proc.returncode}")
+
+
 def test_agent_killed_serve_and_fail_closed():
     serving, serve_ep, _ = start_app(name="serve")
     closing, close_ep, close_log = start_app("--fail-closed", "--stale-after", "1000", name="closing")
@@ -276,6 +335,6 @@ def test_agent_killed_serve_and_fail_closed():
 
 kc.main([test_setup, test_router_allows_registered_denies_others, test_rep_and_domain_policy,
          test_live_revocation_closes_the_open_connection, test_crowd_from_one_host_loses_only_the_revoked,
-         test_pyzmq_server_with_documented_proxy,
+         test_pyzmq_server_with_documented_proxy, test_dead_handler_refuses_and_the_app_keeps_working,
          test_malformed_zap_requests, test_codec_sessions_are_revoked_live,
          test_agent_killed_serve_and_fail_closed])

@@ -35,6 +35,8 @@ static const struct {
     { "kc_cache", kc_cache_test },
     { "kc_lookup", kc_lookup_test },
     { "kc_sock", kc_sock_test },
+    { "kc_sockopt", kc_sockopt_test },
+    { "kc_track", kc_track_test },
     { "kc_zap", kc_zap_test },
     { "kc_auth", kc_auth_test },
     { "kc_meta", kc_meta_test },
