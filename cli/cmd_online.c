@@ -136,7 +136,7 @@ typedef struct {
     kc_signer_t **signers;
     int signer_count;
     kc_batch_builder_t *builder;
-    size_t chunk, records, batches;
+    size_t chunk, records, batches, duplicates;
     uint64_t first_seq, last_seq;
     bool progress;
 } s_register_t;
@@ -159,6 +159,7 @@ s_flush (s_register_t *self)
     }
     self->records += count;
     self->batches++;
+    self->duplicates += duplicate;
     self->first_seq = self->first_seq ? self->first_seq : seq;
     self->last_seq = seq;
     if (self->progress) {
@@ -299,8 +300,9 @@ cmd_register (int argc, char *argv [])
         uint8_t raw [KC_KEY_BYTES];
         char fp [KC_FINGERPRINT_CHARS + 1];
         if (kc_z85_key (key, raw, NULL) == 0) {
-            printf ("registered %s (%s) at seq %llu\n", name, kc_fingerprint (raw, fp),
-                    (unsigned long long) self.last_seq);
+            printf ("registered %s (%s) at seq %llu%s\n", name, kc_fingerprint (raw, fp),
+                    (unsigned long long) self.last_seq,
+                    self.duplicates ? " (already: the same batch was accepted before)" : "");
         }
     }
     for (int i = 0; i < self.signer_count; i++) {
@@ -417,7 +419,10 @@ cmd_revoke (int argc, char *argv [])
         kc_record_spec_t spec = {
             .key = targets.keys [i], .status = KC_STATUS_REVOKED, .name = targets.names [i],
             .reason = reason,
-            .version = targets.versions [i] >= now_us ? targets.versions [i] + 1 : now_us
+            //  Informational: a revocation needs no higher version
+            .version = targets.versions [i] < now_us ? now_us
+                     : targets.versions [i] < KC_RECORD_VERSION_MAX ? targets.versions [i] + 1
+                     : KC_RECORD_VERSION_MAX
         };
         if (kc_batch_builder_add (builder, &spec, &why)) {
             cli_fail ("revoke", "%s", why.text);

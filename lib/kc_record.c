@@ -328,6 +328,11 @@ kc_record_check_successor (const kc_record_t *record, uint8_t stored_status,
         return kc_why (why, "key %s is revoked; revocation is terminal",
                        kc_fingerprint (record->key, fp));
     }
+    //  Versions order registrations only: a revocation needs no higher
+    //  version, so no accepted registration can make a key unrevocable
+    if (record->status == KC_STATUS_REVOKED) {
+        return 0;
+    }
     if (stored_status && record->version <= stored_version) {
         return kc_why (why, "version %llu for key %s is not above the stored version %llu",
                        (unsigned long long) record->version, kc_fingerprint (record->key, fp),
@@ -414,12 +419,21 @@ kc_record_test (bool verbose)
     assert (record.status == KC_STATUS_REVOKED && record.reason_size == 13);
     assert (!kc_record_in_force (&record, 150));
 
-    //  Successor rules: terminal revocation, strictly increasing versions
-    assert (kc_record_check_successor (&record, 0, 0, &why) == 0);
-    assert (kc_record_check_successor (&record, KC_STATUS_ACTIVE, 7, &why) == 0);
-    assert (kc_record_check_successor (&record, KC_STATUS_ACTIVE, 8, &why) == -1);
+    //  Successor rules: terminal revocation; a revocation follows any
+    //  active version, even the highest; registrations strictly increase
+    kc_record_t revocation = record;
+    assert (kc_record_check_successor (&revocation, 0, 0, &why) == 0);
+    assert (kc_record_check_successor (&revocation, KC_STATUS_ACTIVE, 7, &why) == 0);
+    assert (kc_record_check_successor (&revocation, KC_STATUS_ACTIVE, 8, &why) == 0);
+    assert (kc_record_check_successor (&revocation, KC_STATUS_ACTIVE, KC_RECORD_VERSION_MAX, &why) == 0);
+    assert (kc_record_check_successor (&revocation, KC_STATUS_REVOKED, 1, &why) == -1);
+    assert (strstr (why.text, "terminal"));
+    kc_record_t registration = record;
+    registration.status = KC_STATUS_ACTIVE;
+    assert (kc_record_check_successor (&registration, KC_STATUS_ACTIVE, 7, &why) == 0);
+    assert (kc_record_check_successor (&registration, KC_STATUS_ACTIVE, 8, &why) == -1);
     assert (strstr (why.text, "not above the stored version 8"));
-    assert (kc_record_check_successor (&record, KC_STATUS_REVOKED, 1, &why) == -1);
+    assert (kc_record_check_successor (&registration, KC_STATUS_REVOKED, 1, &why) == -1);
     assert (strstr (why.text, "terminal"));
 
     //  Decoder refusals on edited bytes: format, status, unsorted tags

@@ -99,7 +99,9 @@ bool
 
 //  The rules for a record against the stored state of its key, used by the
 //  server on submission and by every agent before applying: a revoked key
-//  stays revoked, versions strictly increase. stored_status is 0 when the key
+//  stays revoked; a registration's version is above the stored one; a
+//  revocation is accepted whatever its version (versions order
+//  registrations only, so every unrevoked key stays revocable). stored_status is 0 when the key
 //  has no stored record. Returns 0 or -1 with a reason naming the key.
 int
     kc_record_check_successor (const kc_record_t *record, uint8_t stored_status,

@@ -157,7 +157,25 @@ def test_local_zap_mechanism_is_escaped_in_the_agent_log():
              "a forged line reached the agent log")
 
 
+def test_a_key_at_the_highest_version_is_revocable():
+    key = kc.keyclone("keygen", "maxver", "--dir", KEYS)[0].strip()
+    C.cli("register", "maxver", "--key", key, "--version", str(2 ** 63 - 1))
+    C.wait_converged(agents=C.agents[:2])
+    kc.check(C.agents[0].lookup(key)["status"] == "trusted", C.agents[0].lookup(key))
+    out, _ = C.cli("revoke", "maxver", "--reason", "planted")
+    kc.check("revoked maxver" in out, out)
+    C.wait_converged(agents=C.agents[:2])
+    for agent in C.agents[:2]:
+        entry = agent.lookup(key)
+        kc.check(entry["status"] == "revoked" and entry["reason"] == "planted", entry)
+    # and it stays revoked: a registration at the highest version is refused
+    out, err = C.cli("register", "maxver", "--key", key, "--version", str(2 ** 63 - 1), "--tag", "role=again",
+                     expect=1)
+    kc.check("revocation is terminal" in err, err)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_revoked_reader_is_cut_off, test_submitted_name_is_escaped_in_reply_and_log,
              test_verify_and_cosign_escape_a_hostile_file, test_rogue_status_text_is_escaped,
-             test_local_zap_mechanism_is_escaped_in_the_agent_log])
+             test_local_zap_mechanism_is_escaped_in_the_agent_log,
+             test_a_key_at_the_highest_version_is_revocable])

@@ -43,6 +43,7 @@ static const struct {
     { "kc_curve", kc_curve_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
+    { "properties", kc_properties_test },
     { NULL, NULL }
 };
 

@@ -9,4 +9,7 @@ void kc_vectors_test (bool verbose);
 //  Every named encoding limit: the limit accepted, the limit + 1 refused.
 void kc_limits_test (bool verbose);
 
+//  Randomised lifecycle properties: revocable always, revoked forever.
+void kc_properties_test (bool verbose);
+
 #endif
