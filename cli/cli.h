@@ -67,6 +67,12 @@ int
     cli_load_operators (const char *command, const char *dir, char *const *names,
                         int name_count, kc_signer_t *signers [CLI_OPERATORS_MAX]);
 
+//  An operator key to sign read requests with (QUERY, STATUS; kc_access.h):
+//  the first of names if any were given, else the first operator secret in
+//  DIR/operators this user can read. NULL if there is none (not an error).
+kc_signer_t *
+    cli_reader_operator (const char *dir, char *const *names, int name_count);
+
 //  Prints one record as a text line or a JSON object.
 void
     cli_print_record (FILE *out, const kc_record_t *record, bool json);

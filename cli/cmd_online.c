@@ -22,6 +22,9 @@ typedef struct {
     const char *root_path;
     const char *server;                     //  submit endpoint override
     const char *agent;                      //  agent local endpoint
+    const char *key_path;                   //  --client-key: a member's key pair
+    kc_cert_t *key;                         //  loaded from key_path
+    kc_signer_t *reader;                    //  signs read requests, if found
     char *operators [CLI_OPERATORS_MAX];
     int operator_count;
     int timeout_ms;
@@ -34,7 +37,7 @@ typedef struct {
     { "dir", required_argument, NULL, 'd' }, { "root", required_argument, NULL, 'r' }, \
     { "server", required_argument, NULL, 'S' }, { "agent", required_argument, NULL, 'A' }, \
     { "operator", required_argument, NULL, 'p' }, { "timeout", required_argument, NULL, 'T' }, \
-    { "json", no_argument, NULL, 'j' }
+    { "client-key", required_argument, NULL, 'K' }, { "json", no_argument, NULL, 'j' }
 
 //  Handles a shared option; returns 1 if handled, 0 if not, -1 on error.
 static int
@@ -45,6 +48,7 @@ s_online_option (const char *command, int c, s_online_t *o)
         case 'r': o->root_path = optarg; return 1;
         case 'S': o->server = optarg; return 1;
         case 'A': o->agent = optarg; return 1;
+        case 'K': o->key_path = optarg; return 1;
         case 'j': o->json = true; return 1;
         case 'T':
             o->timeout_ms = atoi (optarg);
@@ -87,6 +91,39 @@ s_online_finish (s_online_t *o)
             o->agent = o->agent_buffer;
         }
     }
+}
+
+//  A client of the server, authenticated for reading (QUERY, STATUS) when
+//  the server's policy is read = members: with --client-key (or $KEYCLONE_CLIENT_KEY), a
+//  registered member's key pair; and with an operator key (the first
+//  --operator, or one found in DIR/operators) signing each read request.
+//  NULL after printing why when --key cannot be loaded.
+static kc_client_t *
+s_online_client (const char *command, s_online_t *o, const kc_root_t *root)
+{
+    const char *path = o->key_path ? o->key_path : getenv ("KEYCLONE_CLIENT_KEY");
+    kc_why_t why;
+    if (path && *path && !(o->key = kc_cert_load_secret (path, &why))) {
+        cli_fail (command, "--client-key: %s", why.text);
+        return NULL;
+    }
+    kc_client_t *client = kc_client_new (root, o->server, o->timeout_ms);
+    if (o->key) {
+        kc_client_set_key (client, o->key);
+    }
+    o->reader = cli_reader_operator (o->dir, o->operators, o->operator_count);
+    if (o->reader) {
+        kc_client_set_operator (client, o->reader);
+    }
+    return client;
+}
+
+//  Frees what s_online_client loaded.
+static void
+s_online_release (s_online_t *o)
+{
+    kc_cert_destroy (&o->key);
+    kc_signer_destroy (&o->reader);
 }
 
 static uint64_t
@@ -402,13 +439,13 @@ cmd_revoke (int argc, char *argv [])
     int signer_count = cli_load_operators ("revoke", online.dir, online.operators,
                                            online.operator_count, signers);
     int rc = CLI_FAIL;
-    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    kc_client_t *client = s_online_client ("revoke", &online, root);
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), kc_now ());
     static s_targets_t targets;
     kc_why_t why;
     uint64_t seq = 0, now_us = s_now_us ();
     bool duplicate;
-    if (signer_count < 0 || cli_check_signers ("revoke", root, signers, signer_count)) {
+    if (!client || signer_count < 0 || cli_check_signers ("revoke", root, signers, signer_count)) {
         goto cleanup;
     }
     if (s_resolve (client, argv [optind], &targets, &why)) {
@@ -450,6 +487,7 @@ cleanup:
     }
     kc_batch_builder_destroy (&builder);
     kc_client_destroy (&client);
+    s_online_release (&online);
     kc_root_destroy (&root);
     return rc;
 }
@@ -562,7 +600,11 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     if (!root) {
         return CLI_FAIL;
     }
-    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    kc_client_t *client = s_online_client (command, &online, root);
+    if (!client) {
+        kc_root_destroy (&root);
+        return CLI_FAIL;
+    }
     kc_why_t why;
     uint8_t key [KC_KEY_BYTES];
     const char *what = show ? argv [optind] : NULL;
@@ -586,6 +628,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
         rc = cli_fail (command, "no key or name '%s' in the directory", what);
     }
     kc_client_destroy (&client);
+    s_online_release (&online);
     kc_root_destroy (&root);
     return rc;
 }
@@ -675,10 +718,15 @@ cmd_status (int argc, char *argv [])
         if (!root) {
             return CLI_FAIL;
         }
-        kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
-        reply = kc_client_status (client, online.json, &why);
+        kc_client_t *client = s_online_client ("status", &online, root);
+        bool loaded = client != NULL;
+        reply = client ? kc_client_status (client, online.json, &why) : NULL;
         kc_client_destroy (&client);
+        s_online_release (&online);
         kc_root_destroy (&root);
+        if (!loaded) {
+            return CLI_FAIL;
+        }
     }
     else {
         reply = kc_agent_request (online.agent, online.timeout_ms, "STATUS", NULL, 0, online.json, &why);

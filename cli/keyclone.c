@@ -5,6 +5,8 @@
 */
 #include "cli.h"
 
+#include <unistd.h>
+
 #include <assert.h>
 #include <dirent.h>
 #include <sodium.h>
@@ -101,7 +103,14 @@ const cli_command_t cli_commands [] = {
       "  --agent EP         the local agent (default $KEYCLONE_AGENT or\n"
       "                     ipc://DIR/agent/agent.ipc)\n"
       "  --timeout MS       how long to wait for a reply (default 10000)\n"
-      "  --json             machine-readable output\n" },
+      "  --client-key FILE  authenticate with this CURVE key pair (default\n"
+      "                     $KEYCLONE_CLIENT_KEY, else a throw-away one)\n"
+      "  --json             machine-readable output\n"
+      "\n"
+      "Reading (list, show, status --server, revoke NAME) from a server with read =\n"
+      "members needs a registered member's key (--client-key, e.g. a console key\n"
+      "registered with --tag role=console) or an operator key: the first --operator,\n"
+      "or the first readable key in DIR/operators, signs each read request.\n" },
     { "revoke", cmd_revoke, "sign and submit the revocation of a key, or of a node's keys",
       "Usage: keyclone revoke (Z85KEY|NAME) [--reason TEXT] [--operator NAME|PATH]...\n"
       "                       [COMMON OPTIONS]\n"
@@ -353,6 +362,41 @@ cli_load_operators (const char *command, const char *dir, char *const *names,
         }
     }
     return name_count;
+}
+
+kc_signer_t *
+cli_reader_operator (const char *dir, char *const *names, int name_count)
+{
+    char path [CLI_PATH_MAX + 300];
+    kc_why_t why;
+    if (name_count > 0) {
+        if (strchr (names [0], '/')) {
+            snprintf (path, sizeof path, "%s", names [0]);
+        }
+        else {
+            snprintf (path, sizeof path, "%s/operators/%s", dir, names [0]);
+        }
+        return kc_signer_load (path, &why);
+    }
+    //  The first operator secret in DIR/operators this user can read, in
+    //  name order; none is not an error (a member key or read = any may do)
+    char folder [CLI_PATH_MAX];
+    cli_path (folder, dir, "operators");
+    struct dirent **entries = NULL;
+    int count = scandir (folder, &entries, NULL, alphasort);
+    kc_signer_t *signer = NULL;
+    for (int i = 0; i < count; i++) {
+        size_t length = strlen (entries [i]->d_name);
+        if (!signer && length > 7 && KC_STREQ (entries [i]->d_name + length - 7, "_secret")) {
+            snprintf (path, sizeof path, "%s/%s", folder, entries [i]->d_name);
+            if (access (path, R_OK) == 0) {
+                signer = kc_signer_load (path, &why);
+            }
+        }
+        free (entries [i]);
+    }
+    free (entries);
+    return signer;
 }
 
 void

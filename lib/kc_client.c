@@ -6,11 +6,15 @@
 #include "kc_keys.h"
 #include "kc_proto.h"
 #include "kc_sockopt.h"
+#include "kc_access.h"
 
 
 struct _kc_client_t {
-    zsock_t *socket;
-    kc_cert_t *cert;                        //  a throw-away key pair
+    zsock_t *socket;                        //  connected at the first request
+    kc_cert_t *cert;                        //  a throw-away key pair, unless set
+    const kc_cert_t *member;                //  the caller's key pair, not owned
+    const kc_signer_t *operator_key;        //  signs QUERY and STATUS, not owned
+    uint8_t server_key [KC_KEY_BYTES];
     char endpoint [KC_ROOT_ENDPOINT_MAX + 1];
     int timeout_ms;
     char failure [KC_WHY_BYTES];            //  the socket could not be secured
@@ -24,20 +28,21 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
     snprintf (self->endpoint, sizeof self->endpoint, "%s",
               endpoint ? endpoint : kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
     self->timeout_ms = timeout_ms;
-    self->cert = kc_cert_new (NULL);
-    self->socket = zsock_new (ZMQ_DEALER);
-    assert (self->socket);
-    zsock_set_linger (self->socket, 0);
-    kc_why_t why;
-    if (kc_sockopt_curve_client (self->socket, kc_cert_public_key (self->cert),
-                                 kc_cert_secret_key (self->cert), kc_root_server_key (root), &why)
-    ||  kc_sockopt_maxmsgsize (self->socket, KC_PROTO_MESSAGE_MAX, &why)) {
-        //  Never talk to the server unauthenticated: no connection at all
-        snprintf (self->failure, sizeof self->failure, "%s", why.text);
-        return self;
-    }
-    zsock_connect (self->socket, "%s", self->endpoint);
+    memcpy (self->server_key, kc_root_server_key (root), KC_KEY_BYTES);
     return self;
+}
+
+void
+kc_client_set_key (kc_client_t *self, const kc_cert_t *cert)
+{
+    assert (!self->socket);
+    self->member = cert;
+}
+
+void
+kc_client_set_operator (kc_client_t *self, const kc_signer_t *signer)
+{
+    self->operator_key = signer;
 }
 
 void
@@ -51,12 +56,58 @@ kc_client_destroy (kc_client_t **self_p)
     }
 }
 
+//  The key pair this client authenticates with.
+static const kc_cert_t *
+s_cert (kc_client_t *self)
+{
+    if (!self->member && !self->cert) {
+        self->cert = kc_cert_new (NULL);
+    }
+    return self->member ? self->member : self->cert;
+}
+
+//  Connects at the first request. Returns 0 or -1 with a reason.
+static int
+s_connect (kc_client_t *self, kc_why_t *why)
+{
+    if (self->socket) {
+        return 0;
+    }
+    const kc_cert_t *cert = s_cert (self);
+    self->socket = zsock_new (ZMQ_DEALER);
+    assert (self->socket);
+    zsock_set_linger (self->socket, 0);
+    //  Never talk to the server unauthenticated: no connection at all
+    if (kc_sockopt_curve_client (self->socket, kc_cert_public_key (cert), kc_cert_secret_key (cert),
+                                 self->server_key, why)
+    ||  kc_sockopt_maxmsgsize (self->socket, KC_PROTO_MESSAGE_MAX, why)) {
+        snprintf (self->failure, sizeof self->failure, "%s", why->text);
+        return -1;
+    }
+    if (zsock_connect (self->socket, "%s", self->endpoint)) {
+        snprintf (self->failure, sizeof self->failure, "invalid endpoint '%.200s'", self->endpoint);
+        return kc_why (why, "%s", self->failure);
+    }
+    return 0;
+}
+
+//  Signs a read request when an operator key was given.
+static zmsg_t *
+s_authorize (kc_client_t *self, zmsg_t *request)
+{
+    if (self->operator_key) {
+        kc_access_sign (request, self->operator_key, self->server_key,
+                        kc_cert_public_key (s_cert (self)), kc_now_ms ());
+    }
+    return request;
+}
+
 //  Sends a request and waits for a decoded reply.
 static int
 s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t *decoded,
         kc_why_t *why)
 {
-    if (*self->failure) {
+    if (*self->failure || s_connect (self, why)) {
         zmsg_destroy (request_p);
         return kc_why (why, "%s", self->failure);
     }
@@ -139,8 +190,9 @@ kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument, s
     bool list = KC_STREQ (kind, "list"), stop = false;
     int total = 0;
     do {
-        zmsg_t *request = list ? kc_proto_query (kind, cursor, cursor_size, KC_PROTO_RECORDS_MAX)
-                               : kc_proto_query (kind, argument, size, KC_PROTO_RECORDS_MAX);
+        zmsg_t *request = s_authorize (self, list
+                        ? kc_proto_query (kind, cursor, cursor_size, KC_PROTO_RECORDS_MAX)
+                        : kc_proto_query (kind, argument, size, KC_PROTO_RECORDS_MAX));
         zmsg_t *reply = NULL;
         kc_proto_msg_t decoded;
         if (s_call (self, &request, &reply, &decoded, why)) {
@@ -165,7 +217,7 @@ kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument, s
 char *
 kc_client_status (kc_client_t *self, bool want_json, kc_why_t *why)
 {
-    zmsg_t *request = kc_proto_status_request (), *reply = NULL;
+    zmsg_t *request = s_authorize (self, kc_proto_status_request ()), *reply = NULL;
     kc_proto_msg_t decoded;
     if (s_call (self, &request, &reply, &decoded, why)) {
         return NULL;

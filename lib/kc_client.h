@@ -10,17 +10,30 @@
 #include "kc_util.h"
 #include "kc_batch.h"
 #include "kc_root.h"
+#include "kc_keys.h"
 
 typedef struct _kc_client_t kc_client_t;
 
 //  Called for each record a query returns; return 0 to go on, -1 to stop.
 typedef int (kc_client_record_fn) (uint64_t seq, const kc_record_t *record, void *arg);
 
-//  Connects to the submission channel at endpoint (NULL: the root's) with
-//  a fresh CURVE key pair and the root's server key. Replies must come
+//  A client of the submission channel at endpoint (NULL: the root's), with
+//  the root's server key pinned; it connects at the first request, with a
+//  fresh CURVE key pair unless kc_client_set_key gave one. Replies must come
 //  within timeout_ms. Returns the client (never fails to create).
 kc_client_t *
     kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms);
+
+//  Authenticates with this key pair (not owned; keep it alive) instead of
+//  a throw-away one: a registered member's key may read (QUERY, STATUS)
+//  from a server whose read policy is "members". Before the first request.
+void
+    kc_client_set_key (kc_client_t *self, const kc_cert_t *cert);
+
+//  Signs every QUERY and STATUS with this operator key (not owned), which
+//  a "members" server accepts from any connection (kc_access.h).
+void
+    kc_client_set_operator (kc_client_t *self, const kc_signer_t *signer);
 
 //  Closes the client. Nulls *self_p.
 void

@@ -245,6 +245,19 @@ s_updates (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     return -2;
 }
 
+//  The optional last frame of QUERY and STATUS: an operator's authorization
+//  of KC_ACCESS_BYTES (checked by the server with kc_access_verify).
+static int
+s_auth (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    if (out->auth && zframe_size (f->frames [f->count - 1]) != KC_PROTO_AUTH_BYTES) {
+        return kc_why (why, "%s authorization is %zu bytes, expected %d",
+                       kc_proto_name (out->type), zframe_size (f->frames [f->count - 1]),
+                       KC_PROTO_AUTH_BYTES);
+    }
+    return 0;
+}
+
 static int
 s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
 {
@@ -264,7 +277,9 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     if (s_is (command, "QUERY")) {
         out->type = KC_MSG_QUERY;
-        if (s_expect (f, 4, "QUERY", why)) {
+        //  An operator's authorization may follow (kc_access.h)
+        out->auth = f->count == 5;
+        if (s_expect (f, out->auth ? 5 : 4, "QUERY", why) || s_auth (f, out, why)) {
             return -1;
         }
         zframe_t *kind = f->frames [1];
@@ -287,7 +302,8 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     if (s_is (command, "STATUS")) {
         out->type = KC_MSG_STATUS;
-        return s_expect (f, 1, "STATUS", why);
+        out->auth = f->count == 2;
+        return s_expect (f, out->auth ? 2 : 1, "STATUS", why) || s_auth (f, out, why) ? -1 : 0;
     }
     return -2;
 }

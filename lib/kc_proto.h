@@ -22,6 +22,7 @@
 #define KC_PROTO_STATUS_MAX     (4 * 1024 * 1024)   //  bytes of a STATUS JSON reply
 #define KC_PROTO_ARGUMENT_MAX   255                 //  bytes of a QUERY argument
 #define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain
+#define KC_PROTO_AUTH_BYTES     104                 //  operator authorization (kc_access.h)
 
 //  Which side of which channel is decoding (what it may receive).
 typedef enum {
@@ -60,6 +61,7 @@ typedef struct {
     size_t rendering_size;
     const uint8_t *argument;                //  QUERY argument, RECORDS next cursor
     size_t argument_size;
+    bool auth;                              //  QUERY, STATUS: authorization frame last
     const uint8_t *batch;                   //  SUBMIT
     size_t batch_size;
     kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS (owned array)

@@ -26,6 +26,7 @@
 #include "kc_head.h"
 #include "kc_proto.h"
 #include "kc_store.h"
+#include "kc_access.h"
 #include "kc_client.h"
 #include "kc_bucket.h"
 #include "kc_cache.h"

@@ -632,6 +632,42 @@ s_query (s_server_t *self, kc_proto_msg_t *query)
 
 static void s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size);
 
+//  With read = members, QUERY and STATUS are answered only to a registered
+//  member's key or to a request an operator signed (kc_access.h); anyone
+//  else learns nothing but the refusal. Returns true with the reason when
+//  the request is refused.
+static bool
+s_read_refused (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded, kc_why_t *reason)
+{
+    uint8_t key [KC_KEY_BYTES];
+    if (self->config.read_any) {
+        return false;
+    }
+    if (s_sender (zmsg_first (msg), key)) {
+        kc_why (reason, "refused: the request has no client key");
+        return true;
+    }
+    if (!s_reader_denied (self, key)) {
+        return false;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_why_t why;
+    if (decoded->auth) {
+        if (kc_access_verify (msg, self->root, kc_cert_public_key (self->cert), key, kc_now_ms (),
+                              &why) >= 0) {
+            return false;
+        }
+        kc_why (reason, "refused: %s", why.text);
+    }
+    else {
+        kc_why (reason, "refused: read = members: %s needs a registered member's key or an "
+                "operator's signature", kc_proto_name (decoded->type));
+    }
+    zsys_warning ("kc_server: %s from %s %s", kc_proto_name (decoded->type), s_fp (key, fp),
+                  reason->text);
+    return true;
+}
+
 //  Decides every pending submission inside one store transaction.
 static void
 s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
@@ -758,7 +794,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
             zframe_destroy (&empty);
         }
         kc_proto_msg_t decoded;
-        kc_why_t why;
+        kc_why_t why, refusal;
         zmsg_t *reply = NULL;
         if (!identity || kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &decoded, &why)) {
             char fp [KC_FINGERPRINT_CHARS + 1];
@@ -772,6 +808,10 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
                                                 .msg = msg };
             kc_proto_msg_reset (&decoded);
             continue;
+        }
+        else
+        if (s_read_refused (self, msg, &decoded, &refusal)) {
+            reply = kc_proto_error ("%s", refusal.text);
         }
         else
         if (decoded.type == KC_MSG_QUERY) {

@@ -157,6 +157,55 @@ def test_local_zap_mechanism_is_escaped_in_the_agent_log():
              "a forged line reached the agent log")
 
 
+def read_as(public, secret, frames):
+    """Sends frames on the submission channel with this CURVE key pair."""
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.curve_publickey, s.curve_secretkey = public, secret
+    s.curve_serverkey = C.server_key.encode()
+    s.connect(C.submit_endpoint)
+    s.send_multipart(frames)
+    reply = s.recv_multipart() if s.poll(5000) else None
+    s.close()
+    return reply
+
+
+def test_read_members_on_the_submission_channel():
+    queries = ([b"QUERY", b"list", b"", struct.pack(">I", 100)], [b"STATUS"],
+               [b"QUERY", b"name", b"agent-1", struct.pack(">I", 100)],
+               [b"STATUS", os.urandom(104)])
+    # A stranger, with or without a made-up authorization: refused, nothing else
+    public, secret = zmq.curve_keypair()
+    for frames in queries:
+        reply = read_as(public, secret, frames)
+        kc.check(reply and reply[0] == b"ERROR" and reply[1].startswith(b"refused"), reply)
+        kc.check(b"agent-" not in b"".join(reply) and b"role=" not in b"".join(reply), reply)
+    # The revoked reader of the first test: refused too
+    revoked = zmq.auth.load_certificate(os.path.join(C.agents[2].dir, "node_secret"))
+    reply = read_as(*revoked, queries[1])
+    kc.check(reply[0] == b"ERROR" and reply[1].startswith(b"refused"), reply)
+    # A registered member reads: a console key, from a directory with no operator key
+    console = os.path.join(KEYS, "console")
+    C.cli("register", "console", "--key", kc.keyclone("keygen", "console", "--dir", KEYS)[0].strip(),
+          "--tag", "role=console")
+    bare = os.path.join(T, "bare")
+    os.makedirs(bare)
+    with open(os.path.join(C.dir, "root"), "rb") as src, open(os.path.join(bare, "root"), "wb") as dst:
+        dst.write(src.read())
+    out, err = kc.keyclone("status", "--server", "--dir", bare, expect=1)
+    kc.check("refused: read = members" in err, err)
+    out, _ = kc.keyclone("list", "--dir", bare, "--client-key", console)
+    kc.check("agent-1" in out and "console" in out, out)
+    env = dict(os.environ, KEYCLONE_CLIENT_KEY=console)
+    out, _ = kc.keyclone("status", "--server", "--json", "--dir", bare, env=env)
+    kc.check(json.loads(out)["role"] == "server", out)
+    # An operator's key at hand signs the request instead
+    out, _ = C.cli("show", "agent-1")
+    kc.check("agent-1" in out, out)
+    log = C.server_log_text()
+    kc.check("STATUS from" in log and "refused" in log, "refusals were not logged")
+
+
 def test_a_key_at_the_highest_version_is_revocable():
     key = kc.keyclone("keygen", "maxver", "--dir", KEYS)[0].strip()
     C.cli("register", "maxver", "--key", key, "--version", str(2 ** 63 - 1))
@@ -178,4 +227,5 @@ if __name__ == "__main__":
     kc.main([test_setup, test_revoked_reader_is_cut_off, test_submitted_name_is_escaped_in_reply_and_log,
              test_verify_and_cosign_escape_a_hostile_file, test_rogue_status_text_is_escaped,
              test_local_zap_mechanism_is_escaped_in_the_agent_log,
+             test_read_members_on_the_submission_channel,
              test_a_key_at_the_highest_version_is_revocable])

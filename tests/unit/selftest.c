@@ -30,6 +30,7 @@ static const struct {
     { "kc_json", kc_json_test },
     { "kc_head", kc_head_test },
     { "kc_proto", kc_proto_test },
+    { "kc_access", kc_access_test },
     { "kc_store", kc_store_test },
     { "kc_bucket", kc_bucket_test },
     { "kc_cache", kc_cache_test },
