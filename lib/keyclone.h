@@ -23,6 +23,7 @@
 #include "kc_batch.h"
 #include "kc_db.h"
 #include "kc_json.h"
+#include "kc_ratelog.h"
 #include "kc_head.h"
 #include "kc_proto.h"
 #include "kc_store.h"

@@ -11,7 +11,9 @@
 #define GROUP_MAX           256             //  submissions per group commit
 #define SNAPSHOT_BYTES      (1024 * 1024)   //  aim of one BATCHES message
 #define UPDATE_BYTES        (4 * 1024 * 1024)
-#define DENY_LOG_MS         10000           //  one denial log line per key per 10 s
+#define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
+#define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
+#define LOG_PER_KIND        20
 #define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
 #define TRACK_WAIT_MS       10              //  settle pending connection matches
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
@@ -46,7 +48,7 @@ typedef struct {
     zloop_t *loop;
     zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
     zhashx_t *agents;                       //  Z85 key -> s_agent_t
-    zhashx_t *denials;                      //  Z85 key -> last log time
+    kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
     uint64_t accepted, rejected;
     bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t head_sent;                      //  zclock_mono of the last HEAD
@@ -202,21 +204,12 @@ s_reader_denied (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
 }
 
 static void
-s_log_denial (s_server_t *self, const char *z85, const char *fp, const char *domain,
-              const char *reason)
+s_log_denial (s_server_t *self, const char *fp, const char *domain, const char *reason)
 {
-    int64_t now = zclock_mono ();
-    int64_t *last = zhashx_lookup (self->denials, z85);
-    if (last && now - *last < DENY_LOG_MS) {
-        return;
-    }
-    if (!last) {
-        last = malloc (sizeof *last);
-        assert (last);
-        zhashx_update (self->denials, z85, last);
-    }
-    *last = now;
-    zsys_warning ("kc_server: denied %s on %s: %s", fp, domain, reason);
+    char kind [64];
+    snprintf (kind, sizeof kind, "denied on %s", domain);
+    kc_ratelog (self->log, KC_LOG_WARNING, kind, fp, "kc_server: denied %s on %s: %s", fp, domain,
+                reason);
 }
 
 //  --- Readers' connections ------------------------------------------------------
@@ -343,7 +336,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
             kc_track_allowing (self->track, ip, key, &ticket);
         }
         if (denied) {
-            s_log_denial (self, z85, fp, domain, denied);
+            s_log_denial (self, fp, domain, denied);
             s_zap_reply (zap, &request_id, "400", denied, "");
         }
         else {
@@ -481,8 +474,9 @@ s_on_sync (s_server_t *self, zframe_t **identity_p, const char *id, kc_proto_msg
                                         (unsigned long long) msg->seq,
                                         (unsigned long long) kc_store_seq (self->store));
         s_send_cursor (self, &(s_cursor_t) { .identity = *identity_p }, &error);
-        zsys_warning ("kc_server: %.8s asked to sync from %llu, ahead of the log (%llu)", agent,
-                      (unsigned long long) msg->seq, (unsigned long long) kc_store_seq (self->store));
+        kc_ratelog (self->log, KC_LOG_WARNING, "sync ahead of the log", agent,
+                    "kc_server: %.8s asked to sync from %llu, ahead of the log (%llu)", agent,
+                    (unsigned long long) msg->seq, (unsigned long long) kc_store_seq (self->store));
         return;
     }
     s_cursor_t *cursor = calloc (1, sizeof *cursor);
@@ -544,7 +538,8 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         char *id = identity ? zframe_strhex (identity) : NULL;
         if (!id || kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why)) {
             s_sender_fp (zmsg_first (msg), fp);
-            zsys_warning ("kc_server: malformed message on snapshot from %s: %s", fp,
+            kc_ratelog (self->log, KC_LOG_WARNING, "malformed snapshot message", fp,
+                        "kc_server: malformed message on snapshot from %s: %s", fp,
                           id ? why.text : "no routing id");
         }
         else
@@ -663,8 +658,8 @@ s_read_refused (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded, kc
         kc_why (reason, "refused: read = members: %s needs a registered member's key or an "
                 "operator's signature", kc_proto_name (decoded->type));
     }
-    zsys_warning ("kc_server: %s from %s %s", kc_proto_name (decoded->type), s_fp (key, fp),
-                  reason->text);
+    kc_ratelog (self->log, KC_LOG_WARNING, "read refused", s_fp (key, fp), "kc_server: %s from %s %s",
+                kc_proto_name (decoded->type), fp, reason->text);
     return true;
 }
 
@@ -769,7 +764,8 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
         else {
             reply = kc_proto_error ("%s", p->why.text);
             self->rejected++;
-            zsys_warning ("kc_server: rejected batch from %s: %s", fp, p->why.text);
+            kc_ratelog (self->log, KC_LOG_WARNING, "rejected batch", fp,
+                        "kc_server: rejected batch from %s: %s", fp, p->why.text);
         }
         s_reply (self, p->identity, p->delimiter, &reply);
     }
@@ -799,7 +795,8 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         if (!identity || kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &decoded, &why)) {
             char fp [KC_FINGERPRINT_CHARS + 1];
             s_sender_fp (zmsg_first (msg), fp);
-            zsys_warning ("kc_server: malformed submission from %s: %s", fp, why.text);
+            kc_ratelog (self->log, KC_LOG_WARNING, "malformed submission", fp,
+                        "kc_server: malformed submission from %s: %s", fp, why.text);
             reply = kc_proto_error ("malformed request: %s", why.text);
         }
         else
@@ -924,6 +921,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     s_publish_head (self);
     //  Expiry needs no event: readers whose key expired are closed here
     s_close_refused_readers (self);
+    kc_ratelog_flush (self->log);
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();
     zlistx_t *stale = zlistx_new ();
@@ -1016,7 +1014,7 @@ s_destroy (s_server_t *self)
     zsock_destroy (&self->zap);
     zhashx_destroy (&self->cursors);
     zhashx_destroy (&self->agents);
-    zhashx_destroy (&self->denials);
+    kc_ratelog_destroy (&self->log);
     kc_store_destroy (&self->store);
     kc_signer_destroy (&self->head_signer);
     kc_cert_destroy (&self->cert);
@@ -1033,8 +1031,7 @@ kc_server_run (const kc_server_config_t *config)
     zhashx_set_destructor (self.cursors, s_cursor_destroy);
     self.agents = zhashx_new ();
     zhashx_set_destructor (self.agents, s_free_item);
-    self.denials = zhashx_new ();
-    zhashx_set_destructor (self.denials, s_free_item);
+    self.log = kc_ratelog_new ("kc_server", LOG_PERIOD_MS, LOG_PER_PEER, LOG_PER_KIND);
     if (s_load (&self, &why)) {
         zsys_error ("kc_server: %s", why.text);
         goto cleanup;

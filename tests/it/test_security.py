@@ -206,6 +206,45 @@ def test_read_members_on_the_submission_channel():
     kc.check("STATUS from" in log and "refused" in log, "refusals were not logged")
 
 
+def test_a_flood_of_bad_submissions_logs_little():
+    """100,000 bad submissions from 10 peers: a few lines per peer, then one
+    summary that accounts for every line it suppressed."""
+    before = C.server_status()["rejected"]
+    size = os.path.getsize(C.server_log)
+    ctx = zmq.Context.instance()
+    sockets = []
+    for _ in range(10):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 0)
+        public, secret = zmq.curve_keypair()
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = public, secret, C.server_key.encode()
+        s.connect(C.submit_endpoint)
+        sockets.append(s)
+    started = time.monotonic()
+    for s in sockets:
+        for i in range(10000):
+            s.send_multipart([b"SUBMIT", b"not a batch %d" % i])
+    kc.wait_for(lambda: C.server_status()["rejected"] - before >= 100000, 60, interval=0.2,
+                what="the server to refuse all 100,000")
+    took = time.monotonic() - started
+    for s in sockets:
+        s.close()
+    C.stop_server()                          # a clean stop writes the pending summaries
+    with open(C.server_log, "rb") as f:
+        f.seek(size)
+        text = f.read().decode(errors="replace")
+    C.start_server()
+    lines = text.splitlines()
+    logged = [line for line in lines if "kc_server: rejected batch from" in line and "suppressed" not in line]
+    summaries = [int(n) for n in re.findall(r"suppressed (\d+) similar lines \(rejected batch\)", text)]
+    print(f"    100,000 refusals in {took:.1f} s: {len(lines)} log lines ({len(text)} bytes), "
+          f"{len(logged)} refusals logged, {sum(summaries)} suppressed in {len(summaries)} summaries")
+    kc.check(summaries and len(logged) + sum(summaries) == 100000,
+             f"{len(logged)} logged + {sum(summaries)} suppressed != 100000")
+    kc.check(len(lines) < 100 and len(text) < 30000, f"{len(lines)} lines, {len(text)} bytes")
+
+
 def test_a_key_at_the_highest_version_is_revocable():
     key = kc.keyclone("keygen", "maxver", "--dir", KEYS)[0].strip()
     C.cli("register", "maxver", "--key", key, "--version", str(2 ** 63 - 1))
@@ -227,5 +266,5 @@ if __name__ == "__main__":
     kc.main([test_setup, test_revoked_reader_is_cut_off, test_submitted_name_is_escaped_in_reply_and_log,
              test_verify_and_cosign_escape_a_hostile_file, test_rogue_status_text_is_escaped,
              test_local_zap_mechanism_is_escaped_in_the_agent_log,
-             test_read_members_on_the_submission_channel,
+             test_read_members_on_the_submission_channel, test_a_flood_of_bad_submissions_logs_little,
              test_a_key_at_the_highest_version_is_revocable])

@@ -28,6 +28,7 @@ static const struct {
     { "kc_batch", kc_batch_test },
     { "kc_db", kc_db_test },
     { "kc_json", kc_json_test },
+    { "kc_ratelog", kc_ratelog_test },
     { "kc_head", kc_head_test },
     { "kc_proto", kc_proto_test },
     { "kc_access", kc_access_test },
