@@ -87,6 +87,7 @@ FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_NAMES  := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
 BENCH_SRC   := $(sort $(wildcard tests/bench/*.c))
 IT_C_SRC    := $(sort $(wildcard tests/it/*.c))
+SHIM_SRC    := $(sort $(wildcard tests/it/shim/*.c))
 
 STATIC_LIB  := $(B)/lib/libkeyclone.a
 SHARED_LIB  := $(B)/lib/libkeyclone.so.$(VERSION)
@@ -96,6 +97,7 @@ BINARIES    := $(B)/bin/keyclone \
 TEST_BINS   := $(B)/bin/kc_selftest $(B)/asan/kc_selftest \
                $(FUZZ_NAMES:%=$(B)/replay/replay_%) \
                $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) \
+               $(SHIM_SRC:tests/it/shim/%.c=$(B)/tests/libkc_%.so) \
                $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(BINARIES) | deps
@@ -164,6 +166,11 @@ $(B)/tests/%: $(B)/obj/tests/it/%.o $(STATIC_LIB)
 $(B)/tests/%: $(B)/obj/tests/bench/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(LINK)
+
+#   LD_PRELOAD shims for tests (e.g. a process whose clock is moved)
+$(B)/tests/libkc_%.so: tests/it/shim/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -shared -fPIC -O2 -o $@ $< -ldl
 
 #   --- Sanitizer build and fuzz corpus replay --------------------------------
 

@@ -18,6 +18,9 @@
 #define ACK_EVERY_MS        10
 #define DRAIN_MAX           256             //  messages handled per wake-up
 #define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
+#define CLOCK_WARN_MS       5000            //  say so when the server's clock is this far
+#define ROOT_WARN_DAYS      30              //  warn this long before the root expires
+#define DAY_MS              (86400 * 1000)
 
 static int64_t s_backoff = BACKOFF_MIN_MS;
 
@@ -28,6 +31,7 @@ kc_agent_config_defaults (kc_agent_config_t *config)
     config->stale_after_ms = 5000;
     config->check_interval_ms = 60000;
     config->credit = 8;
+    config->clock_skew_ms = 300000;
 }
 
 const char *
@@ -278,17 +282,84 @@ s_warn (agent_t *self, const char *format, const char *text)
     }
 }
 
+//  True (and stale, logged) when the pinned root has expired: nothing it
+//  signs can be trusted as fresh any more. From ROOT_WARN_DAYS before,
+//  warns once a day.
+static bool
+s_root_expired (agent_t *self, uint64_t now)
+{
+    uint64_t expires = kc_root_expires (self->root);
+    char when [32], text [160];
+    if (now >= expires) {
+        snprintf (text, sizeof text, "the pinned root v%llu expired at %s; renew it",
+                  (unsigned long long) kc_root_version (self->root), kc_time_format (expires, when));
+        if (self->state != AGENT_STALE) {
+            s_set_state (self, AGENT_STALE, text);
+        }
+        return true;
+    }
+    int64_t mono = zclock_mono ();
+    if (expires - now < (uint64_t) ROOT_WARN_DAYS * 86400
+    &&  (self->root_warned == 0 || mono - self->root_warned >= DAY_MS)) {
+        self->root_warned = mono;
+        zsys_warning ("kc_agent: the pinned root v%llu expires at %s, in %llu days: renew it "
+                      "before then or every agent goes stale", (unsigned long long) kc_root_version (self->root),
+                      kc_time_format (expires, when), (unsigned long long) ((expires - now) / 86400));
+    }
+    return false;
+}
+
+//  Notes how far the server's clock is from ours (from a head whose
+//  signature verified, as it arrives), and says so once when it is far.
 static void
-s_on_head (agent_t *self, const kc_head_t *head)
+s_measure_clock (agent_t *self, const kc_head_t *head, uint64_t now)
+{
+    self->clock_offset_ms = (int64_t) head->time - (int64_t) now;
+    int64_t distance = llabs (self->clock_offset_ms);
+    bool far = distance > CLOCK_WARN_MS;
+    if (far && !self->clock_warned) {
+        zsys_warning ("kc_agent: this node's clock is %.1f s %s the server's (heads are accepted "
+                      "up to %.0f s off); check NTP", (double) distance / 1000.0,
+                      self->clock_offset_ms > 0 ? "behind" : "ahead of",
+                      (double) self->config.clock_skew_ms / 1000.0);
+    }
+    self->clock_warned = far;
+}
+
+//  A head from the update channel or from the END of a sync. A head older
+//  than one already accepted is never fresh news. It is a replay when it is
+//  older than one that came before it on the update channel (a FIFO from
+//  the server); older only than a sync's END head, it merely crossed it (the
+//  END is signed after the heads published during the sync, on another
+//  socket) and is dropped without a word.
+static void
+s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
 {
     kc_why_t why;
-    if (kc_head_verify (head, kc_root_directory (self->root), kc_root_head_key (self->root),
-                        kc_now_ms (), &why)) {
+    if (kc_head_verify_signature (head, kc_root_directory (self->root),
+                                  kc_root_head_key (self->root), &why)) {
         s_warn (self, "kc_agent: rejected head: %s", why.text);
         return;
     }
-    if (head->time < self->last_head_time) {
+    uint64_t now = kc_now_ms ();
+    s_measure_clock (self, head, now);
+    //  A head from beyond the allowed skew is refused and not remembered, so
+    //  a server whose clock jumped ahead and back does not leave us stale
+    if (kc_head_check_time (head, now, (uint64_t) self->config.clock_skew_ms, &why)) {
+        s_warn (self, "kc_agent: rejected head: %s", why.text);
+        return;
+    }
+    if (s_root_expired (self, now / 1000)) {
+        return;
+    }
+    if (!from_end && head->time < self->last_channel_time) {
         s_warn (self, "kc_agent: rejected head: %s", "older than one already accepted (replayed?)");
+        return;
+    }
+    if (!from_end) {
+        self->last_channel_time = head->time;
+    }
+    if (head->time < self->last_head_time) {
         return;
     }
     self->last_head_time = head->time;
@@ -376,7 +447,7 @@ s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
                 open = false;
             }
             open = false;
-            s_on_head (self, &decoded.head);
+            s_on_head (self, &decoded.head, false);
         }
         else {
             if (!open) {
@@ -545,8 +616,9 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                        (unsigned long long) self->sync_batches,
                        (unsigned long long) self->sync_records);
     }
-    if (kc_head_verify (&msg->head, kc_root_directory (self->root), kc_root_head_key (self->root),
-                        kc_now_ms (), why)) {
+    if (kc_head_verify_signature (&msg->head, kc_root_directory (self->root),
+                                  kc_root_head_key (self->root), why)
+    ||  kc_head_check_time (&msg->head, kc_now_ms (), (uint64_t) self->config.clock_skew_ms, why)) {
         return kc_why_prefix (why, "END head");
     }
     if (msg->head.seq != self->sync_seq
@@ -590,8 +662,7 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
                (unsigned long long) self->sync_from, (unsigned long long) kc_cache_seq (self->cache),
                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
                (long long) self->last_sync_ms, (unsigned long long) kc_cache_key_count (self->cache));
-    self->last_head_time = 0;
-    s_on_head (self, head);
+    s_on_head (self, head, true);
     //  Updates that arrived during the sync, a slice at a time
     s_drain_buffered (self);
     self->ack_pending = true;
@@ -755,6 +826,10 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     agent_t *self = arg;
     int64_t now = zclock_mono ();
+    if (now - self->root_checked >= 1000) {
+        self->root_checked = now;
+        s_root_expired (self, kc_now ());
+    }
     if (self->state == AGENT_FRESH && now - self->last_fresh > self->config.stale_after_ms) {
         char text [80];
         snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);

@@ -22,6 +22,7 @@ typedef struct {
     bool fail_closed;                       //  policy when stale
     int check_interval_ms;                  //  cache integrity check; 0 = never
     int credit;                             //  snapshot window (messages)
+    int clock_skew_ms;                      //  accepted difference from the server's clock
     zhashx_t *zap_policies;                 //  ZAP domain -> required tags; may be NULL
     bool verbose;
 } kc_agent_config_t;

@@ -43,9 +43,13 @@ typedef struct {
     //  Freshness
     agent_state_t state;
     int64_t last_fresh;                     //  zclock_mono of the last matching head
-    uint64_t last_head_time;                //  head time, to refuse replays
+    uint64_t last_head_time;                //  newest head time accepted
+    uint64_t last_channel_time;             //  newest on the update channel: replays
     bool has_head;
     kc_head_t head;
+    int64_t clock_offset_ms;                //  server's clock minus ours, last head
+    bool clock_warned;                      //  said the clocks differ too much
+    int64_t root_warned, root_checked;      //  zclock_mono: root expiry warning, check
     int64_t last_warning;                   //  rate-limits repeated warnings
     int64_t last_fault;                     //  and repeated faults
     char last_fault_text [KC_WHY_BYTES];

@@ -156,6 +156,18 @@ s_status_text (agent_t *self, FILE *out)
         fprintf (out, "  no matching head yet\n");
     }
     fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
+    if (self->has_head) {
+        fprintf (out, "  server clock %+.3f s from this node's (accepted up to %.0f s)\n",
+                 (double) self->clock_offset_ms / 1000.0, (double) self->config.clock_skew_ms / 1000.0);
+    }
+    char when [32];
+    uint64_t expires = kc_root_expires (self->root), now_s = kc_now ();
+    fprintf (out, "  root v%llu expires %s (%s%llu days)%s\n",
+             (unsigned long long) kc_root_version (self->root), kc_time_format (expires, when),
+             expires > now_s ? "in " : "", (unsigned long long) (expires > now_s ? (expires - now_s) / 86400
+                                                                 : (now_s - expires) / 86400),
+             expires <= now_s ? " ago: EXPIRED, renew it"
+             : expires - now_s < 30 * 86400 ? ": renew it soon" : "");
     fprintf (out, "  applied %llu batches, rejected %llu, %llu syncs, %llu cache rebuilds\n",
              (unsigned long long) self->applied, (unsigned long long) self->rejected,
              (unsigned long long) self->resyncs, (unsigned long long) self->rebuilds);
@@ -181,6 +193,12 @@ s_status_json (agent_t *self, FILE *out)
     }
     kc_json_field_u64 (out, false, "head_age_ms",
                        self->last_fresh ? (uint64_t) (now - self->last_fresh) : 0);
+    fprintf (out, ", \"clock_offset_ms\": %lld", (long long) self->clock_offset_ms);
+    kc_json_field_u64 (out, false, "clock_skew_allowed_ms", (uint64_t) self->config.clock_skew_ms);
+    kc_json_field_u64 (out, false, "root_version", kc_root_version (self->root));
+    kc_json_field_u64 (out, false, "root_expires", kc_root_expires (self->root));
+    int64_t left = (int64_t) kc_root_expires (self->root) - (int64_t) kc_now ();
+    fprintf (out, ", \"root_days_left\": %lld", (long long) (left >= 0 ? left / 86400 : -1 - (-left) / 86400));
     kc_json_field_str (out, false, "server", self->connect [0]);
     kc_json_field_str (out, false, "updates", self->connect [1]);
     kc_json_field_str (out, false, "cache", self->config.cache_path);

@@ -14,7 +14,7 @@ static const char *s_help =
     "                      [--cache FILE] [--local EP] [--events EP]\n"
     "                      [--server-snapshot EP] [--server-updates EP]\n"
     "                      [--stale-after MS] [--policy serve|fail-closed]\n"
-    "                      [--check-interval MS] [--verbose]\n"
+    "                      [--check-interval MS] [--clock-skew MS] [--verbose]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
@@ -35,6 +35,9 @@ static const char *s_help =
     "                         cache; 'fail-closed' reports trusted keys as 'stale'\n"
     "  --check-interval MS    check the cache file's integrity every MS ms (default\n"
     "                         60000; 0 = never); a damaged cache is rebuilt\n"
+    "  --clock-skew MS        accept heads from a server whose clock differs from\n"
+    "                         this node's by up to MS ms (default 300000); 'keyclone\n"
+    "                         status' shows the measured difference\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
     "frames) for applications in other languages; per-domain tag policies come from\n"
@@ -126,11 +129,12 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
     }
     int rc = 0;
     if (s_int (zconfig_get (root, "agent/stale-after", "5000"), 10, 86400000, &config->stale_after_ms)
+    ||  s_int (zconfig_get (root, "agent/clock-skew", "300000"), 0, 86400000, &config->clock_skew_ms)
     ||  s_int (zconfig_get (root, "agent/check-interval", "60000"), 0, 86400000,
                &config->check_interval_ms)
     ||  s_policy (zconfig_get (root, "agent/policy", "serve"), &config->fail_closed)) {
-        fprintf (stderr, "keyclone-agent: %s: stale-after (ms), check-interval (ms) or policy "
-                 "(serve | fail-closed) is invalid\n", file);
+        fprintf (stderr, "keyclone-agent: %s: stale-after (ms), clock-skew (ms), check-interval (ms) "
+                 "or policy (serve | fail-closed) is invalid\n", file);
         rc = -1;
     }
     zconfig_destroy (&root);
@@ -149,6 +153,7 @@ main (int argc, char *argv [])
         { "server-updates", required_argument, NULL, '1' },
         { "stale-after", required_argument, NULL, 's' }, { "policy", required_argument, NULL, 'p' },
         { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
+        { "clock-skew", required_argument, NULL, 'w' },
         { "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
@@ -208,8 +213,9 @@ main (int argc, char *argv [])
     }
     if ((options ['s'] && s_int (options ['s'], 10, 86400000, &config.stale_after_ms))
     ||  (options ['i'] && s_int (options ['i'], 0, 86400000, &config.check_interval_ms))
+    ||  (options ['w'] && s_int (options ['w'], 0, 86400000, &config.clock_skew_ms))
     ||  (options ['p'] && s_policy (options ['p'], &config.fail_closed))) {
-        fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval or --policy\n"
+        fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval, --clock-skew or --policy\n"
                  "Try 'keyclone-agent --help'.\n");
         return 2;
     }

@@ -113,8 +113,8 @@ kc_head_decode (const uint8_t *data, size_t size, kc_head_t *head, kc_why_t *why
 }
 
 int
-kc_head_verify (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
-                const uint8_t head_key [static KC_KEY_BYTES], uint64_t now_ms, kc_why_t *why)
+kc_head_verify_signature (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
+                          const uint8_t head_key [static KC_KEY_BYTES], kc_why_t *why)
 {
     if (memcmp (head->directory, directory, KC_HASH_BYTES)) {
         return kc_why (why, "head is for another directory");
@@ -124,12 +124,32 @@ kc_head_verify (const kc_head_t *head, const uint8_t directory [static KC_HASH_B
     if (crypto_sign_verify_detached (head->signature, message, size, head_key)) {
         return kc_why (why, "head signature does not verify with the root's head key");
     }
-    if (now_ms >= head->valid_until) {
-        return kc_why (why, "head for seq %llu expired %llu ms ago",
-                       (unsigned long long) head->seq,
+    return 0;
+}
+
+int
+kc_head_check_time (const kc_head_t *head, uint64_t now_ms, uint64_t skew_ms, kc_why_t *why)
+{
+    if (head->time > now_ms + skew_ms) {
+        return kc_why (why, "head for seq %llu is %llu ms in the future (the signer's clock is "
+                       "ahead by more than the %llu ms allowed)", (unsigned long long) head->seq,
+                       (unsigned long long) (head->time - now_ms), (unsigned long long) skew_ms);
+    }
+    if (now_ms >= head->valid_until + skew_ms) {
+        return kc_why (why, "head for seq %llu expired %llu ms ago", (unsigned long long) head->seq,
                        (unsigned long long) (now_ms - head->valid_until));
     }
     return 0;
+}
+
+int
+kc_head_verify (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
+                const uint8_t head_key [static KC_KEY_BYTES], uint64_t now_ms, kc_why_t *why)
+{
+    if (kc_head_verify_signature (head, directory, head_key, why)) {
+        return -1;
+    }
+    return kc_head_check_time (head, now_ms, 0, why);
 }
 
 void
@@ -154,6 +174,12 @@ kc_head_test (bool verbose)
     assert (kc_head_verify (&copy, head.directory, kc_signer_public_key (signer), 2000, &why) == 0);
     assert (kc_head_verify (&copy, head.directory, kc_signer_public_key (signer), 6000, &why) == -1);
     assert (strstr (why.text, "expired"));
+    //  A clock up to skew_ms off either way
+    assert (kc_head_check_time (&copy, 6000, 500, &why) == 0);
+    assert (kc_head_check_time (&copy, 6500, 500, &why) == -1 && strstr (why.text, "expired"));
+    assert (kc_head_check_time (&copy, 500, 500, &why) == 0);
+    assert (kc_head_check_time (&copy, 499, 500, &why) == -1 && strstr (why.text, "future"));
+    assert (kc_head_check_time (&copy, 999, 0, &why) == -1 && strstr (why.text, "future"));
     uint8_t other [32];
     memset (other, 1, 32);
     assert (kc_head_verify (&copy, other, kc_signer_public_key (signer), 2000, &why) == -1);

@@ -47,11 +47,25 @@ int
     kc_head_decode (const uint8_t *data, size_t size, kc_head_t *head, kc_why_t *why) KC_WUR;
 
 //  Checks a decoded head: directory and signature by head_key, and that it
-//  is still valid at now_ms. Returns 0 or -1 with a reason.
+//  is valid at now_ms (kc_head_check_time with no skew allowed). Returns 0
+//  or -1 with a reason.
 int
     kc_head_verify (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
                     const uint8_t head_key [static KC_KEY_BYTES], uint64_t now_ms,
                     kc_why_t *why) KC_WUR;
+
+//  The directory and signature checks of kc_head_verify alone.
+int
+    kc_head_verify_signature (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
+                              const uint8_t head_key [static KC_KEY_BYTES], kc_why_t *why) KC_WUR;
+
+//  Checks a head's times against a clock that may differ from the signer's
+//  by up to skew_ms: refused when its time is more than skew_ms after
+//  now_ms (from the future) or when now_ms is skew_ms or more past its
+//  valid-until (expired). Returns 0 or -1 with a reason.
+int
+    kc_head_check_time (const kc_head_t *head, uint64_t now_ms, uint64_t skew_ms,
+                        kc_why_t *why) KC_WUR;
 
 //  Self test of this module.
 void

@@ -16,6 +16,7 @@
 #define LOG_PER_KIND        20
 #define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
 #define TRACK_WAIT_MS       10              //  settle pending connection matches
+#define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
 #define ZAP_DOMAIN_UPDATES  "keyclone-updates"
 #define ZAP_DOMAIN_SUBMIT   "keyclone-submit"
@@ -51,6 +52,8 @@ typedef struct {
     kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
     uint64_t accepted, rejected;
     bool revoked_in_group;                  //  the last group commit revoked a key
+    int64_t root_warned;                    //  zclock_mono of the last expiry warning
+    bool root_expired;                      //  and whether it said "expired"
     int64_t head_sent;                      //  zclock_mono of the last HEAD
     int head_timer;                         //  a coalesced HEAD is due, or -1
 } s_server_t;
@@ -912,6 +915,36 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
 
 //  --- Timers and start-up ---------------------------------------------------
 
+//  From 30 days before the root expires, says so once a day: after that,
+//  every batch is refused and agents go stale.
+static void
+s_root_warning (s_server_t *self)
+{
+    uint64_t now = kc_now (), expires = kc_root_expires (self->root);
+    int64_t mono = zclock_mono ();
+    if (expires - now >= ROOT_WARN_DAYS * 86400ULL && now < expires) {
+        return;
+    }
+    bool expired = now >= expires;
+    if (self->root_warned && mono - self->root_warned < 86400LL * 1000
+    &&  expired == self->root_expired) {
+        return;
+    }
+    self->root_warned = mono;
+    self->root_expired = expired;
+    char when [32];
+    if (now >= expires) {
+        zsys_error ("kc_server: the root v%llu expired at %s: every batch is refused and agents "
+                    "are stale until it is renewed", (unsigned long long) kc_root_version (self->root),
+                    kc_time_format (expires, when));
+    }
+    else {
+        zsys_warning ("kc_server: the root v%llu expires at %s, in %llu days: renew it before then",
+                      (unsigned long long) kc_root_version (self->root), kc_time_format (expires, when),
+                      (unsigned long long) ((expires - now) / 86400));
+    }
+}
+
 static int
 s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
@@ -922,6 +955,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     //  Expiry needs no event: readers whose key expired are closed here
     s_close_refused_readers (self);
     kc_ratelog_flush (self->log);
+    s_root_warning (self);
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();
     zlistx_t *stale = zlistx_new ();
