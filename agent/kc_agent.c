@@ -66,6 +66,7 @@ s_set_state (agent_t *self, agent_state_t state, const char *why)
 static void
 s_free_cold (agent_t *self)
 {
+    kc_keyindex_destroy (&self->cold_index);
     for (size_t i = 0; i < self->cold_count; i++) {
         kc_batch_destroy (&self->cold_batches [i]);
     }
@@ -583,10 +584,26 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         if (!batch) {
             return -1;
         }
+        //  Each record against those before it, as it arrives: what a sync
+        //  holds before END is bounded by the genuine log, however often a
+        //  hostile server replays a valid batch
+        if (!self->cold_index) {
+            self->cold_index = kc_keyindex_new ();
+        }
+        if (kc_keyindex_apply (self->cold_index, batch, why)) {
+            kc_batch_destroy (&batch);
+            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
+        }
         if (self->cold_count == self->cold_capacity) {
-            self->cold_capacity = self->cold_capacity ? self->cold_capacity * 2 : 256;
-            self->cold_batches = realloc (self->cold_batches, self->cold_capacity * sizeof (kc_batch_t *));
-            assert (self->cold_batches);
+            size_t capacity = self->cold_capacity ? self->cold_capacity * 2 : 256;
+            kc_batch_t **grown = realloc (self->cold_batches, capacity * sizeof (kc_batch_t *));
+            if (!grown) {
+                kc_batch_destroy (&batch);
+                return kc_why (why, "out of memory holding %zu batches of the snapshot",
+                               self->cold_count);
+            }
+            self->cold_batches = grown;
+            self->cold_capacity = capacity;
         }
         self->cold_batches [self->cold_count++] = batch;
         self->sync_seq = entry->seq;

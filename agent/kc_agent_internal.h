@@ -32,6 +32,7 @@ typedef struct {
     uint8_t sync_chain [KC_HASH_BYTES];
     uint64_t sync_batches, sync_records;
     kc_batch_t **cold_batches;
+    kc_keyindex_t *cold_index;              //  their records, checked as they come
     size_t cold_count, cold_capacity;
     int64_t sync_started, sync_deadline;    //  zclock_mono
     zlistx_t *buffered;                     //  UPDATE messages held during a sync,

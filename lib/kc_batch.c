@@ -101,8 +101,14 @@ static int s_parse (kc_batch_t *self, kc_why_t *why);
 static kc_batch_t *
 s_from_bytes (uint8_t *data, size_t size, kc_why_t *why)
 {
+    //  Decoding input from the network or a file never aborts: out of
+    //  memory is a refusal like any other
     kc_batch_t *self = calloc (1, sizeof *self);
-    assert (self);
+    if (!self) {
+        free (data);
+        kc_why (why, "out of memory decoding a batch of %zu bytes", size);
+        return NULL;
+    }
     self->data = data;
     self->size = size;
     if (s_parse (self, why)) {
@@ -214,7 +220,9 @@ static int
 s_parse_records (kc_batch_t *self, kc_reader_t *r, kc_why_t *why)
 {
     self->records = malloc (self->count * sizeof (kc_record_t));
-    assert (self->records);
+    if (!self->records) {
+        return kc_why (why, "out of memory decoding %zu records", self->count);
+    }
     char fp [KC_FINGERPRINT_CHARS + 1];
     for (size_t i = 0; i < self->count; i++) {
         kc_record_t *record = &self->records [i];
@@ -298,7 +306,10 @@ kc_batch_decode (const uint8_t *data, size_t size, kc_why_t *why)
         return NULL;
     }
     uint8_t *copy = malloc (size ? size : 1);
-    assert (copy);
+    if (!copy) {
+        kc_why (why, "out of memory decoding a batch of %zu bytes", size);
+        return NULL;
+    }
     if (size) {
         memcpy (copy, data, size);
     }

@@ -21,6 +21,7 @@
 #include "kc_record.h"
 #include "kc_root.h"
 #include "kc_batch.h"
+#include "kc_keyindex.h"
 #include "kc_db.h"
 #include "kc_json.h"
 #include "kc_ratelog.h"

@@ -10,6 +10,10 @@
         broken-chain   a valid new batch with the wrong chain hash
         bad-head       heads and END signed by a key that is not the root's
         rolled-back    heads saying the log is shorter than the agent's cache
+        replay-snapshot  to a sync from 0, the real log's first batch again
+                       and again (seq 1, 2, 3, ... with correct chain hashes),
+                       one copy per credit, up to 1,000 copies: a cold sync
+                       that would hold them all until END
 
     As the compromised server it holds the server's own keys and, for the
     rollback scenario, an operator key (a stolen operator key can sign, but
@@ -33,7 +37,12 @@ typedef struct {
     uint8_t chain [KC_HASH_BYTES];
     kc_batch_t *bad;                        //  the entry served at seq + 1
     uint8_t bad_chain [KC_HASH_BYTES];
+    kc_batch_t *copy;                       //  replay-snapshot: the batch replayed
+    uint64_t copies;                        //  and how many copies went out
+    uint8_t copy_chain [KC_HASH_BYTES];
 } s_rogue_t;
+
+#define COPIES_MAX  1000
 
 static kc_batch_t *
 s_signed (s_rogue_t *self, const uint8_t *key, uint64_t version, const char *name)
@@ -95,6 +104,13 @@ s_prepare (s_rogue_t *self)
         }
     }
     else
+    if (KC_STREQ (s, "replay-snapshot")) {
+        if (kc_store_read (self->store, 0, 1, 64 << 20, s_first_batch, &self->copy, &why) < 0
+        ||  !self->copy) {
+            return -1;
+        }
+    }
+    else
     if (KC_STREQ (s, "broken-chain")) {
         self->bad = s_signed (self, key, kc_now_ms () * 1000, "broken-chain");
     }
@@ -128,9 +144,47 @@ s_add_bad (s_rogue_t *self, zmsg_t *msg)
     kc_proto_add_entry (msg, self->seq + 1, self->bad_chain, data, size);
 }
 
+//  replay-snapshot: sends the next copies of the batch, one per credit;
+//  after COPIES_MAX, the END that would make the agent keep them all.
+static void
+s_send_copies (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, uint32_t credit)
+{
+    size_t size;
+    const uint8_t *data = kc_batch_data (self->copy, &size);
+    for (uint32_t i = 0; i < credit && self->copies < COPIES_MAX; i++) {
+        self->copies++;
+        kc_chain_next (self->copy_chain, self->copies, self->copy, self->copy_chain);
+        zmsg_t *msg = kc_proto_entries ("BATCHES");
+        kc_proto_add_entry (msg, self->copies, self->copy_chain, data, size);
+        zframe_t *copy = zframe_dup (identity);
+        zmsg_prepend (msg, &copy);
+        zmsg_send (&msg, snapshot);
+    }
+    if (self->copies == COPIES_MAX) {
+        kc_head_t head = { .seq = self->copies, .time = kc_now_ms () };
+        head.valid_until = head.time + 5000;
+        memcpy (head.directory, kc_root_directory (self->root), KC_HASH_BYTES);
+        memcpy (head.chain, self->copy_chain, KC_HASH_BYTES);
+        kc_head_sign (&head, self->head_signer);
+        zmsg_t *msg = kc_proto_end (self->copies, self->copies * kc_batch_count (self->copy), &head);
+        zframe_t *copy = zframe_dup (identity);
+        zmsg_prepend (msg, &copy);
+        zmsg_send (&msg, snapshot);
+        self->copies++;
+    }
+}
+
 static void
 s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_t *sync)
 {
+    if (self->copy) {
+        self->copies = 0;
+        kc_chain_genesis (kc_root_directory (self->root), self->copy_chain);
+        if (sync->seq == 0) {
+            s_send_copies (self, snapshot, identity, sync->credit);
+        }
+        return;
+    }
     zmsg_t *reply;
     uint64_t batches = 0, records = 0;
     if (self->bad && sync->seq == self->seq) {
@@ -197,7 +251,7 @@ main (int argc, char *argv [])
     zpoller_t *poller = zpoller_new (snapshot, NULL);
     int64_t next_publish = 0;
     while (!zsys_interrupted) {
-        if (zclock_mono () >= next_publish) {
+        if (zclock_mono () >= next_publish && !self.copy) {
             if (self.bad) {
                 zmsg_t *update = kc_proto_entries ("UPDATE");
                 s_add_bad (&self, update);
@@ -219,6 +273,10 @@ main (int argc, char *argv [])
             if (decoded.type == KC_MSG_SYNC) {
                 s_on_sync (&self, snapshot, identity, &decoded);
             }
+            else
+            if (decoded.type == KC_MSG_CREDIT && self.copy && self.copies) {
+                s_send_copies (&self, snapshot, identity, decoded.credit);
+            }
             kc_proto_msg_reset (&decoded);
         }
         zframe_destroy (&identity);
@@ -228,6 +286,7 @@ main (int argc, char *argv [])
     zsock_destroy (&snapshot);
     zsock_destroy (&updates);
     kc_batch_destroy (&self.bad);
+    kc_batch_destroy (&self.copy);
     kc_store_destroy (&self.store);
     kc_signer_destroy (&self.forger);
     kc_signer_destroy (&self.operator);

@@ -72,6 +72,44 @@ def make_test(scenario, expected):
     return test
 
 
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def test_replayed_snapshot_is_refused_with_bounded_memory():
+    """A server holding the real keys replays one valid 10,000-record batch
+    in a sync from 0 (a correct chain for each copy), a thousand times: the
+    agent refuses the second copy as it arrives, never holds the rest, and
+    keeps running (under a 2 GiB address-space limit, as on a small box)."""
+    R = Cluster(server_options=["--heartbeat", "200"])
+    R.start_server()
+    R.burst(1, records=10000, prefix="big")
+    agent = R.add_agent(start=False)
+    R.stop_server()
+    rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), R.dir, "replay-snapshot"],
+                     log=os.path.join(R.root_dir, "rogue.log"))
+    try:
+        agent.proc = kc.spawn(["prlimit", f"--as={2 << 30}", os.path.join(kc.BIN, "keyclone-agent"),
+                               "--dir", agent.dir, "--root", os.path.join(R.dir, "root")], log=agent.log)
+        kc.wait_for(lambda: "rejected a snapshot" in agent.log_text(), 30,
+                    what="the agent to refuse the replayed snapshot")
+        text = agent.log_text()
+        kc.check("batch 2:" in text and "not above the stored version" in text, text)
+        time.sleep(0.5)
+        kc.check(agent.proc.poll() is None, "the agent died:\n" + text)
+        peak = peak_rss_mib(agent.proc.pid)
+        print(f"    refused at the second copy; agent peak RSS {peak:.0f} MiB")
+        kc.check(peak < 200, f"the agent's peak RSS was {peak:.0f} MiB")
+        kc.check(agent.status()["seq"] == 0, agent.status())
+    finally:
+        kc.stop(rogue)
+        agent.stop()
+
+
 def test_still_works_after_all_that():
     C.burst(5, records=1, prefix="after")
     status = C.wait_converged()
@@ -80,4 +118,5 @@ def test_still_works_after_all_that():
     kc.check(text.count("rejected") >= 5, text[-3000:])
 
 
-kc.main([test_start] + [make_test(s, e) for s, e in SCENARIOS] + [test_still_works_after_all_that])
+kc.main([test_start] + [make_test(s, e) for s, e in SCENARIOS] + [test_still_works_after_all_that,
+                                                                   test_replayed_snapshot_is_refused_with_bounded_memory])

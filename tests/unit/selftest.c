@@ -26,6 +26,7 @@ static const struct {
     { "kc_record", kc_record_test },
     { "kc_root", kc_root_test },
     { "kc_batch", kc_batch_test },
+    { "kc_keyindex", kc_keyindex_test },
     { "kc_db", kc_db_test },
     { "kc_json", kc_json_test },
     { "kc_ratelog", kc_ratelog_test },

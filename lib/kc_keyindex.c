@@ -1,0 +1,170 @@
+/*  =========================================================================
+    kc_keyindex - per-key state of a run of batches, checked as they come.
+    =========================================================================
+*/
+#include "kc_keyindex.h"
+
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define INITIAL_SLOTS   1024                //  a power of two
+
+struct _kc_keyindex_t {
+    const kc_record_t **slots;              //  NULL: empty
+    size_t capacity;                        //  a power of two
+    size_t count;
+    uint8_t salt [crypto_shorthash_KEYBYTES];
+};
+
+kc_keyindex_t *
+kc_keyindex_new (void)
+{
+    kc_keyindex_t *self = calloc (1, sizeof *self);
+    assert (self);
+    randombytes_buf (self->salt, sizeof self->salt);
+    return self;
+}
+
+void
+kc_keyindex_destroy (kc_keyindex_t **self_p)
+{
+    if (self_p && *self_p) {
+        free ((*self_p)->slots);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static size_t
+s_slot (const kc_keyindex_t *self, const uint8_t *key)
+{
+    uint8_t hash [crypto_shorthash_BYTES];
+    crypto_shorthash (hash, key, KC_KEY_BYTES, self->salt);
+    uint64_t value;
+    memcpy (&value, hash, sizeof value);
+    size_t slot = (size_t) value & (self->capacity - 1);
+    while (self->slots [slot] && memcmp (self->slots [slot]->key, key, KC_KEY_BYTES)) {
+        slot = (slot + 1) & (self->capacity - 1);
+    }
+    return slot;
+}
+
+//  Room for more keys: the table stays at most half full. -1 when memory
+//  runs out.
+static int
+s_reserve (kc_keyindex_t *self, size_t more)
+{
+    if (self->capacity && (self->count + more) * 2 <= self->capacity) {
+        return 0;
+    }
+    size_t capacity = self->capacity ? self->capacity : INITIAL_SLOTS;
+    while ((self->count + more) * 2 > capacity) {
+        capacity *= 2;
+    }
+    const kc_record_t **old = self->slots;
+    size_t old_capacity = self->capacity;
+    self->slots = calloc (capacity, sizeof *self->slots);
+    if (!self->slots) {
+        self->slots = old;
+        return -1;
+    }
+    self->capacity = capacity;
+    for (size_t i = 0; i < old_capacity; i++) {
+        if (old [i]) {
+            self->slots [s_slot (self, old [i]->key)] = old [i];
+        }
+    }
+    free (old);
+    return 0;
+}
+
+int
+kc_keyindex_apply (kc_keyindex_t *self, const kc_batch_t *batch, kc_why_t *why)
+{
+    size_t count = kc_batch_count (batch);
+    if (s_reserve (self, count)) {
+        return kc_why (why, "out of memory indexing %zu more keys", count);
+    }
+    //  Check all first (a batch applies whole or not at all); the keys of
+    //  one batch are distinct, so records of this batch never meet
+    for (size_t i = 0; i < count; i++) {
+        const kc_record_t *record = kc_batch_record (batch, i);
+        const kc_record_t *stored = self->slots [s_slot (self, record->key)];
+        if (kc_record_check_successor (record, stored ? stored->status : 0,
+                                       stored ? stored->version : 0, why)) {
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < count; i++) {
+        const kc_record_t *record = kc_batch_record (batch, i);
+        size_t slot = s_slot (self, record->key);
+        self->count += self->slots [slot] == NULL;
+        self->slots [slot] = record;
+    }
+    return 0;
+}
+
+size_t
+kc_keyindex_size (const kc_keyindex_t *self)
+{
+    return self->count;
+}
+
+//  --- Self test -----------------------------------------------------------------
+
+static kc_batch_t *
+s_batch (const uint8_t *directory, kc_signer_t *signer, int first, int count, uint64_t version,
+         kc_status_t status)
+{
+    kc_batch_builder_t *builder = kc_batch_builder_new (directory, 1);
+    kc_why_t why;
+    for (int i = 0; i < count; i++) {
+        uint8_t key [32] = { 0 };
+        key [0] = (uint8_t) ((first + i) >> 8);
+        key [1] = (uint8_t) (first + i);
+        key [31] = 1;
+        kc_record_spec_t spec = { .key = key, .version = version, .status = status,
+                                  .name = status == KC_STATUS_ACTIVE ? "n" : NULL };
+        assert (kc_batch_builder_add (builder, &spec, &why) == 0);
+    }
+    kc_batch_t *batch = kc_batch_builder_finish (builder, &signer, 1, &why);
+    kc_batch_builder_destroy (&builder);
+    return batch;
+}
+
+void
+kc_keyindex_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_keyindex: ");
+    }
+    uint8_t directory [32], seed [32] = { 4 };
+    memset (directory, 0xd1, 32);
+    kc_signer_t *signer = kc_signer_new_from_seed (seed, "op", "keyclone-operator");
+    kc_keyindex_t *index = kc_keyindex_new ();
+    kc_why_t why;
+    kc_batch_t *big = s_batch (directory, signer, 0, 3000, 5, KC_STATUS_ACTIVE);
+    assert (kc_keyindex_apply (index, big, &why) == 0 && kc_keyindex_size (index) == 3000);
+    //  The same batch again: refused at its first record, nothing recorded
+    assert (kc_keyindex_apply (index, big, &why) == -1 && strstr (why.text, "not above"));
+    assert (kc_keyindex_size (index) == 3000);
+    //  A higher version and new keys together; then a revocation at version 1
+    kc_batch_t *newer = s_batch (directory, signer, 2990, 20, 6, KC_STATUS_ACTIVE);
+    assert (kc_keyindex_apply (index, newer, &why) == 0 && kc_keyindex_size (index) == 3010);
+    kc_batch_t *revoke = s_batch (directory, signer, 2995, 2, 1, KC_STATUS_REVOKED);
+    assert (kc_keyindex_apply (index, revoke, &why) == 0);
+    kc_batch_t *again = s_batch (directory, signer, 2996, 1, 99, KC_STATUS_ACTIVE);
+    assert (kc_keyindex_apply (index, again, &why) == -1 && strstr (why.text, "terminal"));
+    kc_keyindex_destroy (&index);
+    kc_keyindex_destroy (&index);
+    kc_batch_destroy (&big);
+    kc_batch_destroy (&newer);
+    kc_batch_destroy (&revoke);
+    kc_batch_destroy (&again);
+    kc_signer_destroy (&signer);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}
