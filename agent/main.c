@@ -6,6 +6,7 @@
 #include "kc_agent.h"
 
 #include <getopt.h>
+#include <unistd.h>
 #include <limits.h>
 #include <sodium.h>
 
@@ -229,10 +230,23 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-agent: libsodium failed to initialise\n");
         return 1;
     }
+    //  One agent per directory: a second one would take over its endpoints
+    //  and write the same cache
+    char lock_path [PATH_MAX + 16], what [PATH_MAX + 8];
+    snprintf (lock_path, sizeof lock_path, "%s/agent.lock", paths.dir);
+    snprintf (what, sizeof what, "'%s'", paths.dir);
+    kc_why_t why;
+    int lock = kc_file_lock (lock_path, what, &why);
+    if (lock < 0) {
+        fprintf (stderr, "keyclone-agent: %s\n", why.text);
+        zhashx_destroy (&config.zap_policies);
+        return 1;
+    }
     zsys_init ();
     zsys_set_logident ("keyclone-agent");
     zsys_set_linger (0);
     int rc = kc_agent_run (&config);
+    close (lock);
     zhashx_destroy (&config.zap_policies);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -199,6 +200,35 @@ kc_file_mkdirs (const char *path, mode_t mode, kc_why_t *why)
     return 0;
 }
 
+int
+kc_file_lock (const char *path, const char *what, kc_why_t *why)
+{
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return kc_why (why, "cannot open the lock '%s': %s", path, strerror (errno));
+    }
+    if (flock (fd, LOCK_EX | LOCK_NB)) {
+        int error = errno;
+        char text [32] = "";
+        ssize_t size = pread (fd, text, sizeof text - 1, 0);
+        close (fd);
+        if (error == EWOULDBLOCK) {
+            long pid = size > 0 ? strtol (text, NULL, 10) : 0;
+            return pid > 0 ? kc_why (why, "%s is in use by pid %ld", what, pid)
+                           : kc_why (why, "%s is in use by another process", what);
+        }
+        return kc_why (why, "cannot lock '%s': %s", path, strerror (error));
+    }
+    char text [32];
+    int length = snprintf (text, sizeof text, "%ld\n", (long) getpid ());
+    if (ftruncate (fd, 0) || pwrite (fd, text, (size_t) length, 0) != length) {
+        int error = errno;
+        close (fd);
+        return kc_why (why, "cannot write the lock '%s': %s", path, strerror (error));
+    }
+    return fd;
+}
+
 void
 kc_file_test (bool verbose)
 {
@@ -249,6 +279,21 @@ kc_file_test (bool verbose)
     assert (strstr (why.text, "cannot open"));
     assert (kc_file_read (dir, 100, false, &size, &why) == NULL);
     assert (!kc_file_exists (missing) && kc_file_exists (path));
+
+    //  One holder at a time: a second open of the lock is refused with the pid
+    char lock [300];
+    snprintf (lock, sizeof lock, "%s/test.lock", dir);
+    int held = kc_file_lock (lock, "the test directory", &why);
+    assert (held >= 0);
+    assert (kc_file_lock (lock, "the test directory", &why) == -1);
+    char expected [80];
+    snprintf (expected, sizeof expected, "the test directory is in use by pid %ld", (long) getpid ());
+    assert (KC_STREQ (why.text, expected));
+    close (held);
+    held = kc_file_lock (lock, "the test directory", &why);
+    assert (held >= 0);
+    close (held);
+    unlink (lock);
 
     unlink (path);
     rmdir (sub);

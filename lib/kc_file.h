@@ -40,6 +40,15 @@ bool
 int
     kc_file_mkdirs (const char *path, mode_t mode, kc_why_t *why) KC_WUR;
 
+//  Takes the lock that makes a daemon the only one on a directory: an
+//  exclusive flock(2) on path (created if missing) that lasts while the
+//  returned descriptor is open (the process's lifetime; the kernel drops it
+//  when the process dies, even by kill -9), with the holder's pid written
+//  in the file. Returns the descriptor, or -1 with a reason: "'DIR' is in
+//  use by pid N" when another process holds it.
+int
+    kc_file_lock (const char *path, const char *what, kc_why_t *why) KC_WUR;
+
 //  Self test of this module.
 void
     kc_file_test (bool verbose);

@@ -6,6 +6,9 @@
 #include "kc_server.h"
 
 #include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <sodium.h>
 
 static const char *s_help =
@@ -180,8 +183,22 @@ main (int argc, char *argv [])
         config.heartbeat_ms = heartbeat;
     }
     config.verbose = verbose;
+    //  One server per directory: a second one would sequence batches into
+    //  the same store behind the first one's back
+    char lock_path [4096 + 16], absolute [4096];
+    s_path (lock_path, dir, "server.lock");
+    kc_why_t why;
+    char what [4096 + 8];
+    snprintf (what, sizeof what, "'%s'", realpath (dir, absolute) ? absolute : dir);
+    int lock = kc_file_lock (lock_path, what, &why);
+    if (lock < 0) {
+        fprintf (stderr, "keyclone-server: %s\n", why.text);
+        return 1;
+    }
     zsys_init ();
     zsys_set_logident ("keyclone-server");
     zsys_set_linger (0);
-    return kc_server_run (&config);
+    int rc = kc_server_run (&config);
+    close (lock);
+    return rc;
 }

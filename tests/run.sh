@@ -19,6 +19,15 @@ if [ ! -f "$var/agent/node_secret" ]; then
     kc keygen node --dir "$var/agent" >/dev/null 2>&1
 fi
 
+# One instance per directory: the daemons refuse a second one; say it here
+if [ -f "$var/server.lock" ] && ! flock -n "$var/server.lock" true 2>/dev/null; then
+    pid=$(cat "$var/server.lock" 2>/dev/null)
+    echo "make run: keyclone is already running on $var (server pid ${pid:-?})."
+    echo "  Use it from another terminal (export KEYCLONE_DIR=$var), or stop it first"
+    echo "  (Ctrl-C where it runs, or: kill ${pid:-PID})."
+    exit 1
+fi
+
 server_pid=""
 agent_pid=""
 stop () {
