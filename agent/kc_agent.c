@@ -7,7 +7,9 @@
 */
 #include "kc_agent_internal.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #define SYNC_TIMEOUT_MS     10000           //  resend SYNC after this long without progress
@@ -32,6 +34,8 @@ kc_agent_config_defaults (kc_agent_config_t *config)
     config->check_interval_ms = 60000;
     config->credit = 8;
     config->clock_skew_ms = 300000;
+    config->socket_mode = 0660;
+    config->group = -1;
 }
 
 const char *
@@ -246,6 +250,7 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
 }
 
 static void s_rebuild (agent_t *self, const char *why);
+static void s_share_cache (agent_t *self);
 
 //  Commits the open group, emits its events, schedules an ACK.
 static int
@@ -657,6 +662,7 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
             self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &ignored);
             return self->cache ? -1 : -2;
         }
+        s_share_cache (self);
         agent_event (self, "reloaded", NULL, NULL, kc_cache_seq (self->cache));
     }
     return 0;
@@ -778,6 +784,7 @@ s_rebuild (agent_t *self, const char *why)
         zsys_interrupted = 1;
         return;
     }
+    s_share_cache (self);
     self->rebuilds++;
     self->has_head = false;
     self->state = AGENT_SYNCING;
@@ -924,6 +931,25 @@ s_client_socket (agent_t *self, int type, const char *endpoint)
     return socket;
 }
 
+//  Gives the cache files (database, -wal, -shm) the configured group, so
+//  applications in that group can read the cache (mode 0640, KC_DB_FILE_MODE).
+static void
+s_share_cache (agent_t *self)
+{
+    if (self->config.group < 0) {
+        return;
+    }
+    const char *suffixes [] = { "", "-wal", "-shm" };
+    for (size_t i = 0; i < 3; i++) {
+        char path [4200];
+        snprintf (path, sizeof path, "%s%s", self->config.cache_path, suffixes [i]);
+        if (chown (path, (uid_t) -1, (gid_t) self->config.group) && errno != ENOENT) {
+            zsys_warning ("kc_agent: cannot give '%s' group %ld: %s", path, self->config.group,
+                          strerror (errno));
+        }
+    }
+}
+
 static int
 s_open_cache (agent_t *self)
 {
@@ -940,6 +966,7 @@ s_open_cache (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
+    s_share_cache (self);
     kc_head_t head;
     if (kc_cache_head (self->cache, &head) == 0) {
         self->head = head;

@@ -23,6 +23,8 @@ typedef struct {
     int check_interval_ms;                  //  cache integrity check; 0 = never
     int credit;                             //  snapshot window (messages)
     int clock_skew_ms;                      //  accepted difference from the server's clock
+    int socket_mode;                        //  of the ipc sockets (default 0660)
+    long group;                             //  gid of the ipc sockets and the cache; -1: ours
     zhashx_t *zap_policies;                 //  ZAP domain -> required tags; may be NULL
     bool verbose;
 } kc_agent_config_t;

@@ -6,6 +6,33 @@
 */
 #include "kc_agent_internal.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+
+//  Binds an endpoint; an ipc socket gets the configured mode and group
+//  (created under a umask that keeps it private until then).
+static int
+s_bind (agent_t *self, zsock_t *socket, const char *endpoint)
+{
+    mode_t saved = umask (0177);
+    int rc = zsock_bind (socket, "%s", endpoint);
+    umask (saved);
+    if (rc < 0) {
+        zsys_error ("kc_agent: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    if (strncmp (endpoint, "ipc://", 6) || endpoint [6] == '@') {
+        return 0;                           //  not a file
+    }
+    const char *path = endpoint + 6;
+    if (chmod (path, (mode_t) self->config.socket_mode)
+    ||  (self->config.group >= 0 && chown (path, (uid_t) -1, (gid_t) self->config.group))) {
+        zsys_error ("kc_agent: cannot set the mode or group of '%s': %s", path, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 int
 agent_service_bind (agent_t *self)
 {
@@ -18,14 +45,8 @@ agent_service_bind (agent_t *self)
     zsock_set_router_mandatory (self->local, 1);
     zsock_set_sndtimeo (self->local, 0);
     zsock_set_sndhwm (self->events, 100000);
-    if (zsock_bind (self->local, "%s", self->config.local_endpoint) < 0) {
-        zsys_error ("kc_agent: cannot bind %s: %s", self->config.local_endpoint,
-                    zmq_strerror (zmq_errno ()));
-        return -1;
-    }
-    if (zsock_bind (self->events, "%s", self->config.events_endpoint) < 0) {
-        zsys_error ("kc_agent: cannot bind %s: %s", self->config.events_endpoint,
-                    zmq_strerror (zmq_errno ()));
+    if (s_bind (self, self->local, self->config.local_endpoint)
+    ||  s_bind (self, self->events, self->config.events_endpoint)) {
         return -1;
     }
     return 0;

@@ -6,6 +6,7 @@
 #include "kc_agent.h"
 
 #include <getopt.h>
+#include <grp.h>
 #include <unistd.h>
 #include <limits.h>
 #include <sodium.h>
@@ -15,7 +16,8 @@ static const char *s_help =
     "                      [--cache FILE] [--local EP] [--events EP]\n"
     "                      [--server-snapshot EP] [--server-updates EP]\n"
     "                      [--stale-after MS] [--policy serve|fail-closed]\n"
-    "                      [--check-interval MS] [--clock-skew MS] [--verbose]\n"
+    "                      [--check-interval MS] [--clock-skew MS]\n"
+    "                      [--group GROUP] [--socket-mode MODE] [--verbose]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
@@ -39,6 +41,10 @@ static const char *s_help =
     "  --clock-skew MS        accept heads from a server whose clock differs from\n"
     "                         this node's by up to MS ms (default 300000); 'keyclone\n"
     "                         status' shows the measured difference\n"
+    "  --group GROUP          group (name or number) of the ipc sockets and the cache\n"
+    "                         (mode 0640): applications running as other users in\n"
+    "                         GROUP can ask the agent and read the cache\n"
+    "  --socket-mode MODE     mode of the ipc sockets, octal (default 0660)\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
     "frames) for applications in other languages; per-domain tag policies come from\n"
@@ -82,6 +88,32 @@ s_policy (const char *text, bool *fail_closed)
         return 0;
     }
     return -1;
+}
+
+//  A group by name or number; -1 if there is no such group.
+static long
+s_group (const char *text)
+{
+    char *end;
+    long gid = strtol (text, &end, 10);
+    if (*text && !*end && gid >= 0) {
+        return gid;
+    }
+    struct group *entry = getgrnam (text);
+    return entry ? (long) entry->gr_gid : -1;
+}
+
+//  An octal mode for a socket (read and write bits only).
+static int
+s_mode (const char *text, int *mode)
+{
+    char *end;
+    long value = strtol (text, &end, 8);
+    if (!*text || *end || value < 0 || (value & ~0666)) {
+        return -1;
+    }
+    *mode = (int) value;
+    return 0;
 }
 
 static int
@@ -129,6 +161,15 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
         zhashx_update (config->zap_policies, zconfig_name (item), strdup (zconfig_value (item)));
     }
     int rc = 0;
+    if ((value = zconfig_get (root, "agent/group", NULL)) && (config->group = s_group (value)) < 0) {
+        fprintf (stderr, "keyclone-agent: %s: no group '%s'\n", file, value);
+        rc = -1;
+    }
+    if ((value = zconfig_get (root, "agent/socket-mode", NULL)) && s_mode (value, &config->socket_mode)) {
+        fprintf (stderr, "keyclone-agent: %s: socket-mode must be octal read/write bits such as 0660\n",
+                 file);
+        rc = -1;
+    }
     if (s_int (zconfig_get (root, "agent/stale-after", "5000"), 10, 86400000, &config->stale_after_ms)
     ||  s_int (zconfig_get (root, "agent/clock-skew", "300000"), 0, 86400000, &config->clock_skew_ms)
     ||  s_int (zconfig_get (root, "agent/check-interval", "60000"), 0, 86400000,
@@ -154,7 +195,8 @@ main (int argc, char *argv [])
         { "server-updates", required_argument, NULL, '1' },
         { "stale-after", required_argument, NULL, 's' }, { "policy", required_argument, NULL, 'p' },
         { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
-        { "clock-skew", required_argument, NULL, 'w' },
+        { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
+        { "socket-mode", required_argument, NULL, 'm' },
         { "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
@@ -218,6 +260,14 @@ main (int argc, char *argv [])
     ||  (options ['p'] && s_policy (options ['p'], &config.fail_closed))) {
         fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval, --clock-skew or --policy\n"
                  "Try 'keyclone-agent --help'.\n");
+        return 2;
+    }
+    if (options ['g'] && (config.group = s_group (options ['g'])) < 0) {
+        fprintf (stderr, "keyclone-agent: no group '%s'\n", options ['g']);
+        return 2;
+    }
+    if (options ['m'] && s_mode (options ['m'], &config.socket_mode)) {
+        fprintf (stderr, "keyclone-agent: --socket-mode must be octal read/write bits such as 0660\n");
         return 2;
     }
     config.root_path = paths.root;

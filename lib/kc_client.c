@@ -8,6 +8,12 @@
 #include "kc_sockopt.h"
 #include "kc_access.h"
 
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 
 struct _kc_client_t {
     zsock_t *socket;                        //  connected at the first request
@@ -239,10 +245,56 @@ kc_client_status (kc_client_t *self, bool want_json, kc_why_t *why)
     return json;
 }
 
+//  libzmq retries an ipc connect it cannot make, silently, so a missing or
+//  forbidden socket would look like a silent agent until the timeout: try
+//  the socket first and say at once what is wrong. Returns 0 or -1.
+static int
+s_check_ipc (const char *endpoint, kc_why_t *why)
+{
+    if (strncmp (endpoint, "ipc://", 6) || endpoint [6] == '@') {
+        return 0;
+    }
+    const char *path = endpoint + 6;
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    if (strlen (path) >= sizeof address.sun_path) {
+        return kc_why (why, "the agent's socket path '%s' is too long", path);
+    }
+    memcpy (address.sun_path, path, strlen (path) + 1);
+    int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return kc_why (why, "cannot make a socket: %s", strerror (errno));
+    }
+    int rc = connect (fd, (struct sockaddr *) &address, sizeof address);
+    int error = errno;
+    close (fd);
+    if (rc == 0) {
+        return 0;
+    }
+    struct stat info;
+    if (error == ENOENT) {
+        return kc_why (why, "no agent at %s: no such socket (is keyclone-agent running with that "
+                       "--dir? set --agent or KEYCLONE_AGENT)", endpoint);
+    }
+    if (error == EACCES && stat (path, &info) == 0) {
+        return kc_why (why, "not allowed to connect to the agent at %s: the socket is mode %04o, "
+                       "uid %u, gid %u (run as a member of its group, or see the agent's --group "
+                       "and --socket-mode)", endpoint, (unsigned) (info.st_mode & 07777),
+                       (unsigned) info.st_uid, (unsigned) info.st_gid);
+    }
+    if (error == ECONNREFUSED) {
+        return kc_why (why, "no agent at %s: the socket is there but nothing listens (the agent "
+                       "stopped?)", endpoint);
+    }
+    return kc_why (why, "cannot connect to the agent at %s: %s", endpoint, strerror (error));
+}
+
 char *
 kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
                   const uint8_t *argument, size_t size, bool want_json, kc_why_t *why)
 {
+    if (s_check_ipc (endpoint, why)) {
+        return NULL;
+    }
     zsock_t *socket = zsock_new (ZMQ_DEALER);
     assert (socket);
     zsock_set_linger (socket, 0);

@@ -4,6 +4,11 @@
 */
 #include "kc_db.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +122,19 @@ kc_db_open (const char *path, const kc_schema_t *schema, kc_db_mode_t mode,
     s_open_corrupt = false;
     int flags = mode == KC_DB_READONLY ? SQLITE_OPEN_READONLY
                                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    //  A new database is created with KC_DB_FILE_MODE whatever the umask;
+    //  sqlite gives its -wal and -shm files the same mode
+    if (mode != KC_DB_READONLY) {
+        int fd = open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, KC_DB_FILE_MODE);
+        if (fd >= 0) {
+            int rc = fchmod (fd, KC_DB_FILE_MODE);
+            close (fd);
+            if (rc) {
+                kc_why (why, "cannot chmod '%s': %s", path, strerror (errno));
+                return NULL;
+            }
+        }
+    }
     if (sqlite3_open_v2 (path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         kc_why (why, "cannot open '%s': %s", path, db ? sqlite3_errmsg (db) : "out of memory");
         goto fail;

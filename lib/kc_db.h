@@ -19,6 +19,8 @@ typedef struct {
 extern const kc_schema_t kc_schema_server;
 extern const kc_schema_t kc_schema_agent;
 
+#define KC_DB_FILE_MODE 0640        //  owner reads and writes, its group reads
+
 typedef enum {
     KC_DB_READWRITE = 0,                //  create if missing, migrate, WAL
     KC_DB_READONLY = 1,                 //  must exist and be current
