@@ -15,7 +15,7 @@
 
 typedef enum {
     S_FIND_DIGEST, S_KEY, S_INSERT_BATCH, S_UPSERT_KEY, S_READ, S_QUERY_KEY,
-    S_QUERY_NAME, S_QUERY_LIST, S_STATEMENTS
+    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
@@ -29,7 +29,9 @@ static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, chain, data FROM batches WHERE seq > ? ORDER BY seq LIMIT ?",
     "SELECT seq, key, record FROM keys WHERE key = ?",
     "SELECT seq, key, record FROM keys WHERE name = ? ORDER BY key LIMIT ?",
-    "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?"
+    "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?",
+    "INSERT OR REPLACE INTO acks (key, seq, chain, acked) VALUES (?, ?, ?, ?)",
+    "SELECT key, seq, chain, acked FROM acks"
 };
 
 struct _kc_store_t {
@@ -438,6 +440,13 @@ s_count_record (uint64_t seq, const uint8_t *key, const uint8_t *record, size_t 
     return 0;
 }
 
+static int
+s_sum_acks (const kc_store_ack_t *ack, void *arg)
+{
+    *(uint64_t *) arg += ack->seq;
+    return 0;
+}
+
 static kc_batch_t *
 s_batch (const kc_root_t *root, kc_signer_t *signer, uint8_t fill, uint64_t version,
          kc_status_t status, uint64_t not_after)
@@ -453,6 +462,65 @@ s_batch (const kc_root_t *root, kc_signer_t *signer, uint8_t fill, uint64_t vers
     kc_batch_t *batch = kc_batch_builder_finish (builder, &signer, 1, &why);
     kc_batch_builder_destroy (&builder);
     return batch;
+}
+
+int
+kc_store_save_acks (kc_store_t *self, const kc_store_ack_t *acks, size_t count, kc_why_t *why)
+{
+    assert (!self->in_group);
+    if (count == 0) {
+        return 0;
+    }
+    if (kc_db_exec (self->db, "BEGIN IMMEDIATE", why)) {
+        return -1;
+    }
+    sqlite3_stmt *stmt = self->statements [S_SAVE_ACK];
+    for (size_t i = 0; i < count; i++) {
+        sqlite3_reset (stmt);
+        sqlite3_bind_blob (stmt, 1, acks [i].key, KC_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) acks [i].seq);
+        sqlite3_bind_blob (stmt, 3, acks [i].chain, KC_HASH_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) acks [i].acked);
+        if (sqlite3_step (stmt) != SQLITE_DONE) {
+            s_fail (self, why, "save an acknowledgement");
+            sqlite3_reset (stmt);
+            sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    sqlite3_reset (stmt);
+    if (kc_db_exec (self->db, "COMMIT", why)) {
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int
+kc_store_load_acks (kc_store_t *self, kc_store_ack_fn *fn, void *arg, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = self->statements [S_LOAD_ACKS];
+    sqlite3_reset (stmt);
+    int count = 0, rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        kc_store_ack_t ack;
+        if (sqlite3_column_bytes (stmt, 0) != KC_KEY_BYTES || sqlite3_column_bytes (stmt, 2) != KC_HASH_BYTES) {
+            continue;
+        }
+        memcpy (ack.key, sqlite3_column_blob (stmt, 0), KC_KEY_BYTES);
+        ack.seq = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        memcpy (ack.chain, sqlite3_column_blob (stmt, 2), KC_HASH_BYTES);
+        ack.acked = (uint64_t) sqlite3_column_int64 (stmt, 3);
+        count++;
+        if (fn (&ack, arg)) {
+            break;
+        }
+    }
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return s_fail (self, why, "read the acknowledgements");
+    }
+    return count;
 }
 
 void
@@ -544,6 +612,14 @@ kc_store_test (bool verbose)
     assert (kc_store_query (store, "name", (const uint8_t *) "node", 4, 10, s_count_record,
                             &records, &why) == 1);
 
+    //  Acknowledgements are kept across a reopen, the last one of a key wins
+    kc_store_ack_t acks [2] = { { .seq = 2, .acked = 100 }, { .seq = 3, .acked = 200 } };
+    memset (acks [0].key, 7, 32);
+    memset (acks [1].key, 8, 32);
+    assert (kc_store_save_acks (store, acks, 2, &why) == 0);
+    acks [0].seq = 3;
+    assert (kc_store_save_acks (store, acks, 1, &why) == 0);
+
     //  Reopen: the log and chain survive
     uint8_t head_chain [32];
     memcpy (head_chain, kc_store_chain (store), 32);
@@ -551,6 +627,8 @@ kc_store_test (bool verbose)
     store = kc_store_open (path, root, &why);
     assert (store && kc_store_seq (store) == 3);
     assert (memcmp (kc_store_chain (store), head_chain, 32) == 0);
+    uint64_t acked_seqs = 0;
+    assert (kc_store_load_acks (store, s_sum_acks, &acked_seqs, &why) == 2 && acked_seqs == 6);
     assert (kc_store_key_count (store) == 2 && kc_store_revoked_count (store) == 1);
     kc_store_destroy (&store);
 

@@ -104,6 +104,27 @@ int
                     size_t size, size_t limit, kc_store_record_fn *fn, void *arg,
                     kc_why_t *why);
 
+//  An agent's last acknowledgement (docs/protocol.md 6.3).
+typedef struct {
+    uint8_t key [KC_KEY_BYTES];             //  the agent's CURVE key
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    uint64_t acked;                         //  unix milliseconds
+} kc_store_ack_t;
+
+//  Called for each stored acknowledgement; return 0 to go on.
+typedef int (kc_store_ack_fn) (const kc_store_ack_t *ack, void *arg);
+
+//  Saves acknowledgements (inserted or replaced) in one transaction; not
+//  inside a group of appends. Returns 0 or -1 with a reason.
+int
+    kc_store_save_acks (kc_store_t *self, const kc_store_ack_t *acks, size_t count,
+                        kc_why_t *why) KC_WUR;
+
+//  Gives every stored acknowledgement to fn. Returns how many, or -1.
+int
+    kc_store_load_acks (kc_store_t *self, kc_store_ack_fn *fn, void *arg, kc_why_t *why);
+
 //  Self test of this module.
 void
     kc_store_test (bool verbose);

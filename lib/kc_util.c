@@ -6,10 +6,23 @@
 #include "kc_util.h"
 
 #include <assert.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+//  libkeyclone initialises libsodium itself when it is loaded, so no caller
+//  has to call sodium_init before using it (sodium_malloc in the codec and
+//  key classes aborts otherwise). sodium_init is idempotent and thread-safe;
+//  the daemons still call it and stop when it fails.
+__attribute__ ((constructor)) static void
+s_initialise_libsodium (void)
+{
+    if (sodium_init () < 0) {
+        fprintf (stderr, "libkeyclone: libsodium failed to initialise\n");
+    }
+}
 
 char *
 kc_escape (const void *data, size_t size, char *out, size_t out_size, int flags)

@@ -35,6 +35,7 @@ typedef struct {
     uint64_t seq;
     uint8_t chain [KC_HASH_BYTES];
     int64_t acked;                          //  zclock_time of the last ACK
+    bool dirty;                             //  seq or chain not yet in the store
 } s_agent_t;
 
 typedef struct {
@@ -515,6 +516,9 @@ s_on_ack (s_server_t *self, zframe_t *frame, kc_proto_msg_t *msg)
         zsys_info ("kc_server: agent %s acknowledged seq %llu", s_fp (key, fp),
                    (unsigned long long) msg->seq);
     }
+    //  Persisted (on the next heartbeat) when where it stands changes
+    agent->dirty |= agent->seq != msg->seq || memcmp (agent->chain, msg->chain, KC_HASH_BYTES)
+                 || agent->acked == 0;
     agent->seq = msg->seq;
     memcpy (agent->chain, msg->chain, KC_HASH_BYTES);
     agent->acked = zclock_time ();
@@ -749,6 +753,24 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
     }
 }
 
+//  The operators who signed a batch, by name ("alice, bob").
+static const char *
+s_signers (s_server_t *self, const kc_batch_t *batch, char *text, size_t size)
+{
+    size_t at = 0;
+    text [0] = 0;
+    for (size_t i = 0; i < kc_batch_signature_count (batch) && at < size; i++) {
+        const uint8_t *key = kc_batch_signature (batch, i).key;
+        int index = kc_root_operator_index (self->root, key);
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        int n = snprintf (text + at, size - at, "%s%s", i ? ", " : "",
+                          index >= 0 ? kc_root_operator (self->root, (size_t) index)->name
+                                     : kc_fingerprint (key, fp));
+        at += n > 0 ? (size_t) n : 0;
+    }
+    return text;
+}
+
 static void
 s_answer (s_server_t *self, s_pending_t *pending, size_t count)
 {
@@ -761,8 +783,11 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
             reply = kc_proto_ok (p->seq, p->chain, p->status);
             bool fresh = KC_STREQ (p->status, "accepted");
             self->accepted += fresh;
-            zsys_info ("kc_server: %s batch %llu (%zu records) from %s", fresh ? "accepted" : "duplicate of",
-                       (unsigned long long) p->seq, kc_batch_count (p->batch), fp);
+            char signers [KC_WHY_BYTES];
+            zsys_info ("kc_server: %s batch %llu (%zu record%s) signed by %s; submitted by %s",
+                       fresh ? "accepted" : "duplicate of", (unsigned long long) p->seq,
+                       kc_batch_count (p->batch), kc_batch_count (p->batch) == 1 ? "" : "s",
+                       s_signers (self, p->batch, signers, sizeof signers), fp);
         }
         else {
             reply = kc_proto_error ("%s", p->why.text);
@@ -915,6 +940,49 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
 
 //  --- Timers and start-up ---------------------------------------------------
 
+//  Writes the acknowledgements that changed since the last call to the
+//  store, so status --server remembers every agent across a restart.
+static void
+s_save_acks (s_server_t *self)
+{
+    size_t count = 0, capacity = zhashx_size (self->agents);
+    kc_store_ack_t *acks = capacity ? malloc (capacity * sizeof *acks) : NULL;
+    for (s_agent_t *agent = zhashx_first (self->agents); agent && acks; agent = zhashx_next (self->agents)) {
+        if (agent->dirty) {
+            kc_store_ack_t *ack = &acks [count++];
+            memcpy (ack->key, agent->key, KC_KEY_BYTES);
+            ack->seq = agent->seq;
+            memcpy (ack->chain, agent->chain, KC_HASH_BYTES);
+            ack->acked = (uint64_t) agent->acked;
+        }
+    }
+    kc_why_t why;
+    if (count && kc_store_save_acks (self->store, acks, count, &why)) {
+        zsys_error ("kc_server: %s", why.text);
+    }
+    else {
+        for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
+            agent->dirty = false;
+        }
+    }
+    free (acks);
+}
+
+static int
+s_load_ack (const kc_store_ack_t *ack, void *arg)
+{
+    s_server_t *self = arg;
+    s_agent_t *agent = calloc (1, sizeof *agent);
+    assert (agent);
+    memcpy (agent->key, ack->key, KC_KEY_BYTES);
+    agent->seq = ack->seq;
+    memcpy (agent->chain, ack->chain, KC_HASH_BYTES);
+    agent->acked = (int64_t) ack->acked;
+    char z85 [KC_Z85_KEY_CHARS + 1];
+    zhashx_update (self->agents, kc_z85_encode (ack->key, KC_KEY_BYTES, z85), agent);
+    return 0;
+}
+
 //  From 30 days before the root expires, says so once a day: after that,
 //  every batch is refused and agents go stale.
 static void
@@ -956,6 +1024,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     s_close_refused_readers (self);
     kc_ratelog_flush (self->log);
     s_root_warning (self);
+    s_save_acks (self);
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();
     zlistx_t *stale = zlistx_new ();
@@ -1070,6 +1139,10 @@ kc_server_run (const kc_server_config_t *config)
         zsys_error ("kc_server: %s", why.text);
         goto cleanup;
     }
+    if (kc_store_load_acks (self.store, s_load_ack, &self, &why) < 0) {
+        zsys_error ("kc_server: %s", why.text);
+        goto cleanup;
+    }
     //  With read = members, readers' connections are matched to their keys
     //  so the server can close them when the key is revoked or expires
     if (!config->read_any) {
@@ -1103,6 +1176,7 @@ kc_server_run (const kc_server_config_t *config)
                (unsigned long long) kc_store_key_count (self.store),
                endpoints [0], endpoints [1], endpoints [2], config->read_any ? "any" : "members");
     zloop_start (self.loop);
+    s_save_acks (&self);
     zsys_info ("kc_server: shutting down at seq %llu", (unsigned long long) kc_store_seq (self.store));
     rc = 0;
 cleanup:

@@ -10,7 +10,8 @@
     The codec has no sockets inside: each side hands the peer's command to
     kc_curve_handshake or kc_curve_decode and sends back what it returns.
     One thread drives both ends so the transcript prints in order. Run by
-    `make demo`; tests/it/test_curve_demo.py checks the transcript.
+    `make demo`; tests/it/test_curve_demo.py checks the transcript. It
+    does not call sodium_init: the library must not need it.
     =========================================================================
 */
 #include "keyclone.h"
@@ -128,9 +129,7 @@ s_message (const char *side, kc_curve_t *sender, kc_curve_t *receiver, const cha
 int
 main (void)
 {
-    if (sodium_init () < 0) {
-        return 1;
-    }
+    //  No sodium_init here: libkeyclone initialises libsodium itself
     zsys_init ();
     zsys_set_linger (0);
     setvbuf (stdout, NULL, _IOLBF, 0);

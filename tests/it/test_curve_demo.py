@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The seed's Hello World (make demo): kc_curve over NULL DEALER/ROUTER prints
-each command of the handshake in order, then 'Hello' and 'World' cross."""
+each command of the handshake in order, then 'Hello' and 'World' cross. The
+demo never calls sodium_init: the library initialises libsodium itself."""
 import os
 import sys
 

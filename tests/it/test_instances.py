@@ -4,6 +4,7 @@ the same --dir (with other endpoints) is refused at start with the first
 one's pid, and the first keeps working; `make run` (tests/run.sh) says
 when keyclone is already running instead of starting another."""
 import os
+import re
 import signal
 import subprocess
 
@@ -59,6 +60,25 @@ def test_make_run_says_it_is_already_running():
         first.wait(10)
 
 
+def test_the_server_remembers_agents_and_names_signers():
+    """Acknowledgements survive a server restart (status --server lists the
+    agent though it cannot acknowledge again: it is stopped), and accepted
+    batches are credited to the operators who signed them."""
+    agent = C.agents[0]
+    status = C.wait_converged()
+    agent.stop()
+    C.stop_server()
+    C.start_server()
+    agents = C.server_status()["agents"]
+    kc.check(len(agents) == 1 and agents[0]["name"] == agent.name and agents[0]["seq"] == status["seq"],
+             agents)
+    kc.check(re.search(r"accepted batch \d+ \(1 record\) signed by op1; submitted by [0-9A-F]{8}",
+                       C.server_log_text()), C.server_log_text()[-2000:])
+    agent.start()
+    C.wait_converged()
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_a_second_server_on_the_same_directory_is_refused,
-             test_a_second_agent_on_the_same_directory_is_refused, test_make_run_says_it_is_already_running])
+             test_a_second_agent_on_the_same_directory_is_refused, test_make_run_says_it_is_already_running,
+             test_the_server_remembers_agents_and_names_signers])
