@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The seed's Hello World (make demo): kc_curve over NULL DEALER/ROUTER prints
-each command of the handshake in order, then 'Hello' and 'World' cross. The
-demo never calls sodium_init: the library initialises libsodium itself."""
+each command of the handshake in order, then 'Hello' and 'World' cross. And
+an embedder need not call sodium_init: the library initialises libsodium."""
 import os
 import sys
 
@@ -22,5 +22,12 @@ def test_demo_transcript():
     kc.check(out.rstrip().endswith("-> 'Hello World' test successful"), out)
 
 
+def test_no_sodium_init_needed():
+    """An embedder that calls neither sodium_init nor czmq first (whose
+    zsys_init would initialise libsodium) can make keys and codecs."""
+    out, _ = kc.run([os.path.join(kc.TESTS, "kc_nosodium")], timeout=30)
+    kc.check(out.strip() == "ok", out)
+
+
 if __name__ == "__main__":
-    kc.main([test_demo_transcript])
+    kc.main([test_demo_transcript, test_no_sodium_init_needed])
