@@ -16,7 +16,8 @@
 #define BUFFER_BYTES_MAX    (256 * 1024 * 1024)
 #define BACKOFF_MIN_MS      1000
 #define BACKOFF_MAX_MS      30000
-#define WARNING_EVERY_MS    5000
+#define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
+#define LOG_PER_KIND        2               //  then one summary line
 #define ACK_EVERY_MS        10
 #define DRAIN_MAX           256             //  messages handled per wake-up
 #define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
@@ -130,7 +131,7 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
 {
     char fp [KC_FINGERPRINT_CHARS + 1];
     int64_t now = zclock_mono ();
-    if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= WARNING_EVERY_MS) {
+    if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= LOG_PERIOD_MS) {
         zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
                     what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
                     (unsigned long long) kc_cache_seq (self->cache), (long long) s_backoff / 1000);
@@ -278,14 +279,22 @@ s_commit_group (agent_t *self, s_group_t *group)
 
 //  --- Heads ------------------------------------------------------------------
 
+//  Logs a warning about what the server sent: each kind (the line's first
+//  words) a few times per period, then one summary (kc_ratelog), so a
+//  misbehaving server cannot flood the log nor hide one warning behind
+//  another.
+static void s_warn (agent_t *self, const char *format, ...) KC_PRINTF (2, 3);
+
 static void
-s_warn (agent_t *self, const char *format, const char *text)
+s_warn (agent_t *self, const char *format, ...)
 {
-    int64_t now = zclock_mono ();
-    if (now - self->last_warning >= WARNING_EVERY_MS) {
-        self->last_warning = now;
-        zsys_warning (format, text);
-    }
+    char line [KC_WHY_BYTES + 80], kind [49];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    snprintf (kind, sizeof kind, "%.48s", line);
+    kc_ratelog (self->log, KC_LOG_WARNING, kind, "server", "%s", line);
 }
 
 //  True (and stale, logged) when the pinned root has expired: nothing it
@@ -853,6 +862,7 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     if (now - self->root_checked >= 1000) {
         self->root_checked = now;
         s_root_expired (self, kc_now ());
+        kc_ratelog_flush (self->log);
     }
     if (self->state == AGENT_FRESH && now - self->last_fresh > self->config.stale_after_ms) {
         char text [80];
@@ -1016,6 +1026,7 @@ kc_agent_run (const kc_agent_config_t *config)
 {
     agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
                      .started = zclock_mono () };
+    self.log = kc_ratelog_new ("kc_agent", LOG_PERIOD_MS, LOG_PER_KIND, LOG_PER_KIND);
     int rc = 1;
     if (s_start (&self) == 0) {
         self.loop = zloop_new ();
@@ -1057,5 +1068,6 @@ kc_agent_run (const kc_agent_config_t *config)
     kc_cache_destroy (&self.cache);
     kc_cert_destroy (&self.cert);
     kc_root_destroy (&self.root);
+    kc_ratelog_destroy (&self.log);
     return rc;
 }

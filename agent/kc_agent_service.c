@@ -337,11 +337,8 @@ s_zap (agent_t *self, zmsg_t *request)
         }
     }
     if (reply.status != 200) {
-        int64_t now = zclock_mono ();
-        if (now - self->last_warning >= 5000) {
-            self->last_warning = now;
-            zsys_warning ("kc_agent: ZAP denied: %s", reply.text);
-        }
+        kc_ratelog (self->log, KC_LOG_WARNING, "zap denied", "local", "kc_agent: ZAP denied: %s",
+                    reply.text);
     }
     return kc_zap_reply (parsed.request_id, parsed.request_id_size, &reply);
 }

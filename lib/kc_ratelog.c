@@ -91,7 +91,11 @@ kc_ratelog (kc_ratelog_t *self, kc_log_level_t level, const char *kind, const ch
 {
     int64_t now = kc_mono_ms ();
     s_kind_t *window = zhashx_lookup (self->kinds, kind);
-    if (!window && zhashx_size (self->kinds) < KC_RATELOG_KINDS_MAX) {
+    if (!window && zhashx_size (self->kinds) >= KC_RATELOG_KINDS_MAX) {
+        kind = "other kinds";               //  beyond the limit, kinds share one window
+        window = zhashx_lookup (self->kinds, kind);
+    }
+    if (!window) {
         window = calloc (1, sizeof *window);
         assert (window);
         window->start = now;
@@ -106,14 +110,14 @@ kc_ratelog (kc_ratelog_t *self, kc_log_level_t level, const char *kind, const ch
         entry->start = now;
         zhashx_insert (self->peers, key, entry);
     }
-    if (window && now - window->start >= self->period_ms) {
+    if (now - window->start >= self->period_ms) {
         s_end_window (self, kind, window, now);
     }
     if (entry && now - entry->start >= self->period_ms) {
         *entry = (s_peer_t) { .start = now };
     }
     //  A peer not tracked one by one has only the kind's allowance
-    bool allowed = (!window || (int) window->logged < self->per_kind)
+    bool allowed = (int) window->logged < self->per_kind
                 && (!entry || (int) entry->logged < self->per_peer);
     kc_why_t line;
     va_list args;
@@ -125,22 +129,18 @@ kc_ratelog (kc_ratelog_t *self, kc_log_level_t level, const char *kind, const ch
     if (allowed) {
         s_emit (level, line.text);
         self->logged++;
-        if (window) {
-            window->logged++;
-        }
+        window->logged++;
         if (entry) {
             entry->logged++;
         }
         return true;
     }
     self->suppressed++;
-    if (window) {
-        window->suppressed++;
-        window->level = level;
-        snprintf (window->last, sizeof window->last, "%s", line.text);
-        if (!entry || !entry->suppressing) {
-            window->peers++;
-        }
+    window->suppressed++;
+    window->level = level;
+    snprintf (window->last, sizeof window->last, "%s", line.text);
+    if (!entry || !entry->suppressing) {
+        window->peers++;
     }
     if (entry) {
         entry->suppressing = true;
@@ -233,6 +233,15 @@ kc_ratelog_test (bool verbose)
     }
     kc_ratelog_counts (log, &total, &suppressed);
     assert (total == 11 && suppressed == 1095 + KC_RATELOG_PEERS_MAX + 100 - 5);
+    //  Beyond KC_RATELOG_KINDS_MAX kinds, the rest share one allowance
+    uint64_t before = total;
+    for (int k = 0; k < KC_RATELOG_KINDS_MAX + 50; k++) {
+        char kind [16];
+        snprintf (kind, sizeof kind, "kind-%d", k);
+        kc_ratelog (log, KC_LOG_WARNING, kind, "peer-1", "line");
+    }
+    kc_ratelog_counts (log, &total, &suppressed);
+    assert (total - before <= KC_RATELOG_KINDS_MAX + 5);
     kc_ratelog_destroy (&log);
     assert (log == NULL);
     //  Windows end: a new window allows lines again

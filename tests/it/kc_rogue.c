@@ -10,6 +10,11 @@
         broken-chain   a valid new batch with the wrong chain hash
         bad-head       heads and END signed by a key that is not the root's
         rolled-back    heads saying the log is shorter than the agent's cache
+        old-heads      the real log's head, replayed: signed with the real head
+                       key but with a time from before the rogue started (older
+                       than what the agent accepted), still "valid" for minutes
+        forked-head    a validly signed head for the agent's own sequence that
+                       names another chain (equivocation)
         replay-snapshot  to a sync from 0, the real log's first batch again
                        and again (seq 1, 2, 3, ... with correct chain hashes),
                        one copy per credit, up to 1,000 copies: a cold sync
@@ -37,6 +42,7 @@ typedef struct {
     uint8_t chain [KC_HASH_BYTES];
     kc_batch_t *bad;                        //  the entry served at seq + 1
     uint8_t bad_chain [KC_HASH_BYTES];
+    uint64_t started;                       //  kc_now_ms at start
     kc_batch_t *copy;                       //  replay-snapshot: the batch replayed
     uint64_t copies;                        //  and how many copies went out
     uint8_t copy_chain [KC_HASH_BYTES];
@@ -133,6 +139,13 @@ s_head (s_rogue_t *self, kc_head_t *head)
     memcpy (head->chain, self->bad ? self->bad_chain : self->chain, KC_HASH_BYTES);
     head->time = kc_now_ms ();
     head->valid_until = head->time + 5000;
+    if (KC_STREQ (self->scenario, "old-heads")) {
+        head->time = self->started - 10000;
+        head->valid_until = self->started + 600000;
+    }
+    if (KC_STREQ (self->scenario, "forked-head")) {
+        head->chain [0] ^= 0x5a;
+    }
     kc_head_sign (head, KC_STREQ (self->scenario, "bad-head") ? self->forger : self->head_signer);
 }
 
@@ -213,7 +226,7 @@ main (int argc, char *argv [])
     }
     char path [4096];
     kc_why_t why;
-    s_rogue_t self = { .scenario = argv [2] };
+    s_rogue_t self = { .scenario = argv [2], .started = kc_now_ms () };
     snprintf (path, sizeof path, "%s/root", argv [1]);
     self.root = kc_root_load (path, &why);
     snprintf (path, sizeof path, "%s/server/curve", argv [1]);

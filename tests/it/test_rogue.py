@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """A rogue server on the real endpoints: a wrong CURVE key, a forged batch, a
 rolled-back version, a replayed old batch, a broken chain, badly signed
-heads, a log shorter than the agent's. The agent rejects each with the
-reason in its log, its cache is unchanged, and it recovers with the real
-server."""
+heads, a log shorter than the agent's, old heads replayed with the real head
+key, a forked head for the agent's own sequence, a snapshot replaying one
+batch a thousand times. The agent rejects each with the reason in its log,
+goes stale (never fresh) while the rogue serves, its cache is unchanged,
+and it recovers with the real server."""
 import hashlib
 import os
 import signal
@@ -22,6 +24,8 @@ SCENARIOS = [
     ("broken-chain", "broken chain"),
     ("bad-head", "head signature does not verify"),
     ("rolled-back", "rolled back its log"),
+    ("old-heads", "older than one already accepted"),
+    ("forked-head", "another history for this sequence"),
 ]
 
 
@@ -59,7 +63,11 @@ def make_test(scenario, expected):
         try:
             kc.wait_for(lambda: expected in agent.log_text()[log_size:], 20,
                         what=f"the agent to log '{expected}'")
-            time.sleep(0.5)                 # let it try a little more
+            # stale, never fresh, while the rogue serves (stale-after is 1 s)
+            kc.wait_for(lambda: agent.status()["state"] == "stale", 5, what="the agent to go stale")
+            for _ in range(10):
+                kc.check(agent.status()["state"] == "stale", agent.status())
+                time.sleep(0.05)
             kc.check(agent.proc.poll() is None, "the agent died")
             kc.check(cache_digest(agent) == before, "the cache changed")
             kc.check(agent.status()["seq"] == seq, agent.status())

@@ -127,10 +127,13 @@ def test_signer_not_in_root():
 
 
 def test_wrong_directory():
+    """A batch for another directory, signed by this root's own operators
+    (alice and bob, enough for the threshold): only the directory is wrong,
+    and that is what refuses it."""
     other = os.path.join(T, "other")
     path = os.path.join(T, "w.kcb")
-    kc.keyclone("sign", "--dir", other, "--register", f"web-6={zmq.curve_keypair()[0].decode()}",
-                "--out", path)
+    kc.run([os.path.join(kc.TESTS, "kc_forge"), os.path.join(other, "root"), path, "web-6",
+            zmq.curve_keypair()[0].decode(), C.operator(0), C.operator(1)])
     refused(open(path, "rb").read(), "wrong directory")
 
 

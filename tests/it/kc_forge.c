@@ -1,0 +1,56 @@
+/*  =========================================================================
+    kc_forge - signs a batch that `keyclone sign` would refuse to make, for
+    tests of the server's and the agents' checks: one active record for the
+    directory of ROOT, signed with the given operator key files whether or
+    not they are operators of ROOT.
+
+    Usage: kc_forge ROOT OUT NAME Z85KEY OPERATOR_KEY_FILE...
+    =========================================================================
+*/
+#include "keyclone.h"
+
+#include <stdio.h>
+
+int
+main (int argc, char *argv [])
+{
+    if (argc < 6) {
+        fprintf (stderr, "usage: kc_forge ROOT OUT NAME Z85KEY OPERATOR_KEY_FILE...\n");
+        return 2;
+    }
+    kc_why_t why;
+    kc_root_t *root = kc_root_load (argv [1], &why);
+    uint8_t key [KC_KEY_BYTES];
+    if (!root || kc_z85_key (argv [4], key, &why)) {
+        fprintf (stderr, "kc_forge: %s\n", why.text);
+        return 1;
+    }
+    kc_signer_t *signers [16];
+    size_t count = 0;
+    for (int i = 5; i < argc && count < 16; i++) {
+        if (!(signers [count++] = kc_signer_load (argv [i], &why))) {
+            fprintf (stderr, "kc_forge: %s\n", why.text);
+            return 1;
+        }
+    }
+    kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), kc_now ());
+    kc_record_spec_t spec = { .key = key, .version = kc_now_ms () * 1000, .status = KC_STATUS_ACTIVE,
+                              .name = argv [3] };
+    kc_batch_t *batch = NULL;
+    if (kc_batch_builder_add (builder, &spec, &why) == 0) {
+        batch = kc_batch_builder_finish (builder, signers, count, &why);
+    }
+    size_t size = 0;
+    const uint8_t *data = batch ? kc_batch_data (batch, &size) : NULL;
+    int rc = data && kc_file_write_atomic (argv [2], data, size, 0644, &why) == 0 ? 0 : 1;
+    if (rc) {
+        fprintf (stderr, "kc_forge: %s\n", why.text);
+    }
+    kc_batch_destroy (&batch);
+    kc_batch_builder_destroy (&builder);
+    for (size_t i = 0; i < count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_root_destroy (&root);
+    return rc;
+}
