@@ -214,7 +214,7 @@ kc_ratelog_test (bool verbose)
     assert (logged == 2);
     //  Many peers: the kind's allowance (5) caps them all together
     for (int p = 0; p < 100; p++) {
-        char peer [16];
+        char peer [24];
         snprintf (peer, sizeof peer, "peer-%d", p + 2);
         logged += kc_ratelog (log, KC_LOG_WARNING, "bad", peer, "bad thing from %s", peer);
     }
@@ -227,7 +227,7 @@ kc_ratelog_test (bool verbose)
     //  Beyond KC_RATELOG_PEERS_MAX, peers share the kind's allowance and
     //  memory stays bounded
     for (int p = 0; p < KC_RATELOG_PEERS_MAX + 100; p++) {
-        char peer [16];
+        char peer [24];
         snprintf (peer, sizeof peer, "x-%d", p);
         kc_ratelog (log, KC_LOG_WARNING, "flood", peer, "flood");
     }
@@ -236,7 +236,7 @@ kc_ratelog_test (bool verbose)
     //  Beyond KC_RATELOG_KINDS_MAX kinds, the rest share one allowance
     uint64_t before = total;
     for (int k = 0; k < KC_RATELOG_KINDS_MAX + 50; k++) {
-        char kind [16];
+        char kind [24];
         snprintf (kind, sizeof kind, "kind-%d", k);
         kc_ratelog (log, KC_LOG_WARNING, kind, "peer-1", "line");
     }
