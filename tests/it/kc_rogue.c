@@ -15,6 +15,12 @@
                        than what the agent accepted), still "valid" for minutes
         forked-head    a validly signed head for the agent's own sequence that
                        names another chain (equivocation)
+        withhold       the real log without its last batch, with fresh heads
+                       for that shorter log (hiding, e.g., a revocation)
+        extend         the real log and then BATCH_FILE (a genuine, operator-
+                       signed batch) as the next entry, correctly chained, with
+                       fresh heads: run two on other endpoints with two batches
+                       and two agents see two histories (a split view)
         replay-snapshot  to a sync from 0, the real log's first batch again
                        and again (seq 1, 2, 3, ... with correct chain hashes),
                        one copy per credit, up to 1,000 copies: a cold sync
@@ -24,7 +30,7 @@
     rollback scenario, an operator key (a stolen operator key can sign, but
     not make versions go backwards). Runs until SIGTERM.
 
-    Usage: kc_rogue DIR SCENARIO
+    Usage: kc_rogue DIR SCENARIO [BATCH_FILE [SNAPSHOT_EP UPDATES_EP]]
     =========================================================================
 */
 #include "keyclone.h"
@@ -43,6 +49,7 @@ typedef struct {
     kc_batch_t *bad;                        //  the entry served at seq + 1
     uint8_t bad_chain [KC_HASH_BYTES];
     uint64_t started;                       //  kc_now_ms at start
+    const char *batch_file;                 //  extend: the batch served next
     kc_batch_t *copy;                       //  replay-snapshot: the batch replayed
     uint64_t copies;                        //  and how many copies went out
     uint8_t copy_chain [KC_HASH_BYTES];
@@ -72,6 +79,24 @@ s_first_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t s
     (void) chain;
     *(kc_batch_t **) arg = kc_batch_decode (data, size, NULL);
     return -1;
+}
+
+static int
+s_take_chain (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+{
+    (void) seq;
+    (void) data;
+    (void) size;
+    memcpy (arg, chain, KC_HASH_BYTES);
+    return 0;
+}
+
+//  Sets self->chain to the chain after batch seq of the real log.
+static void
+s_chain_at (s_rogue_t *self, uint64_t seq)
+{
+    kc_why_t why;
+    kc_store_read (self->store, seq - 1, 1, 64 << 20, s_take_chain, self->chain, &why);
 }
 
 //  Prepares the bad entry for the scenario; returns 0 or -1.
@@ -115,6 +140,23 @@ s_prepare (s_rogue_t *self)
         ||  !self->copy) {
             return -1;
         }
+    }
+    else
+    if (KC_STREQ (s, "extend")) {
+        self->bad = self->batch_file ? kc_batch_load (self->batch_file, &why) : NULL;
+        if (!self->bad) {
+            return -1;
+        }
+    }
+    else
+    if (KC_STREQ (s, "withhold")) {
+        //  Pretend the log ends one batch earlier: its chain is that batch's
+        //  predecessor's, read from the batch before it
+        if (self->seq < 2) {
+            return -1;
+        }
+        s_chain_at (self, self->seq - 1);
+        self->seq--;
     }
     else
     if (KC_STREQ (s, "broken-chain")) {
@@ -220,13 +262,14 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
 int
 main (int argc, char *argv [])
 {
-    if (argc != 3 || sodium_init () < 0) {
-        fprintf (stderr, "usage: kc_rogue DIR SCENARIO\n");
+    if ((argc != 3 && argc != 4 && argc != 6) || sodium_init () < 0) {
+        fprintf (stderr, "usage: kc_rogue DIR SCENARIO [BATCH_FILE [SNAPSHOT_EP UPDATES_EP]]\n");
         return 2;
     }
     char path [4096];
     kc_why_t why;
-    s_rogue_t self = { .scenario = argv [2], .started = kc_now_ms () };
+    s_rogue_t self = { .scenario = argv [2], .started = kc_now_ms (),
+                       .batch_file = argc > 3 ? argv [3] : NULL };
     snprintf (path, sizeof path, "%s/root", argv [1]);
     self.root = kc_root_load (path, &why);
     snprintf (path, sizeof path, "%s/server/curve", argv [1]);
@@ -254,7 +297,8 @@ main (int argc, char *argv [])
     for (int i = 0; i < 2; i++) {
         zsock_set_curve_server (sockets [i], 1);
         kc_cert_apply (cert, sockets [i]);
-        if (zsock_bind (sockets [i], "%s", kc_root_endpoint (self.root, (kc_endpoint_t) i)) < 0) {
+        const char *endpoint = argc == 6 ? argv [4 + i] : kc_root_endpoint (self.root, (kc_endpoint_t) i);
+        if (zsock_bind (sockets [i], "%s", endpoint) < 0) {
             fprintf (stderr, "kc_rogue: cannot bind\n");
             return 1;
         }
