@@ -19,13 +19,16 @@
 #define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
 #define LOG_PER_KIND        2               //  then one summary line
 #define ACK_EVERY_MS        10
+#define HEAD_WRITE_EVERY_MS 60000           //  a head with no new seq goes to disk this often
 #define DRAIN_MAX           256             //  messages handled per wake-up
 #define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
 #define CLOCK_WARN_MS       5000            //  say so when the server's clock is this far
 #define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define DAY_MS              (86400 * 1000)
 
-static int64_t s_backoff = BACKOFF_MIN_MS;
+static void s_want_ack (agent_t *self);
+static void s_want_retry (agent_t *self);
+static void s_arm_stale (agent_t *self);
 
 void
 kc_agent_config_defaults (kc_agent_config_t *config)
@@ -134,7 +137,7 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
     if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= LOG_PERIOD_MS) {
         zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
                     what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
-                    (unsigned long long) kc_cache_seq (self->cache), (long long) s_backoff / 1000);
+                    (unsigned long long) kc_cache_seq (self->cache), (long long) self->backoff / 1000);
         snprintf (self->last_fault_text, sizeof self->last_fault_text, "%s", why->text);
         self->last_fault = now;
     }
@@ -146,9 +149,8 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
     //  Back off only once per failed attempt: the same bad update repeated
     //  while we wait must not stretch the wait
     if (!s_backing_off (self)) {
-        self->resync_wanted = true;
-        self->retry_after = now + s_backoff;
-        s_backoff = s_backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s_backoff * 2;
+        s_want_retry (self);
+        self->backoff = self->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff * 2;
     }
 }
 
@@ -271,7 +273,7 @@ s_commit_group (agent_t *self, s_group_t *group)
     }
     self->applied += group->count;
     if (group->count) {
-        self->ack_pending = true;
+        s_want_ack (self);
     }
     s_group_clear (group);
     return 0;
@@ -399,18 +401,28 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
                 "(equivocation); resyncing");
         s_set_state (self, AGENT_STALE, "server equivocated");
         if (!self->syncing && !self->resync_wanted) {
-            self->resync_wanted = true;
-            self->retry_after = zclock_mono () + s_backoff;
+            s_want_retry (self);
         }
         return;
     }
     self->head = *head;
     self->has_head = true;
     self->last_fresh = zclock_mono ();
-    self->ack_pending = true;
-    if (kc_cache_set_head (self->cache, head, &why)) {
-        zsys_error ("kc_agent: %s", why.text);
+    s_want_ack (self);
+    s_arm_stale (self);
+    //  The head goes to the cache file (for readers that start later) when
+    //  the sequence moves on and at most once a minute otherwise: an idle
+    //  node does not write to its disk every second. Readers follow
+    //  freshness through the "head" event.
+    int64_t mono = zclock_mono ();
+    if (head->seq != self->head_written_seq || mono - self->head_written >= HEAD_WRITE_EVERY_MS) {
+        if (kc_cache_set_head (self->cache, head, &why)) {
+            zsys_error ("kc_agent: %s", why.text);
+        }
+        self->head_written = mono;
+        self->head_written_seq = head->seq;
     }
+    agent_head_event (self, head);
     s_set_state (self, AGENT_FRESH, NULL);
 }
 
@@ -681,7 +693,7 @@ static void
 s_finish_sync (agent_t *self, const kc_head_t *head)
 {
     self->syncing = false;
-    s_backoff = BACKOFF_MIN_MS;
+    self->backoff = BACKOFF_MIN_MS;
     int64_t now = zclock_mono ();
     self->last_sync_from = self->sync_from;
     self->last_sync_batches = self->sync_batches;
@@ -697,7 +709,7 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
     s_on_head (self, head, true);
     //  Updates that arrived during the sync, a slice at a time
     s_drain_buffered (self);
-    self->ack_pending = true;
+    s_want_ack (self);
 }
 
 static int
@@ -852,23 +864,19 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  Once a second, for what has no event of its own: the root's expiry, log
+//  summaries, a sync that stopped making progress, the cache's checkpoint
+//  once writes have stopped. An idle agent wakes for this and for what
+//  arrives, nothing else.
 static int
-s_on_tick (zloop_t *loop, int timer_id, void *arg)
+s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     agent_t *self = arg;
     int64_t now = zclock_mono ();
-    if (now - self->root_checked >= 1000) {
-        self->root_checked = now;
-        s_root_expired (self, kc_now ());
-        kc_ratelog_flush (self->log);
-    }
-    if (self->state == AGENT_FRESH && now - self->last_fresh > self->config.stale_after_ms) {
-        char text [80];
-        snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);
-        s_set_state (self, AGENT_STALE, text);
-    }
+    s_root_expired (self, kc_now ());
+    kc_ratelog_flush (self->log);
     if (self->state == AGENT_SYNCING && !self->has_head && now - self->sync_started > self->config.stale_after_ms
     &&  kc_cache_seq (self->cache) > 0) {
         s_set_state (self, AGENT_STALE, "cannot reach the server");
@@ -876,20 +884,92 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     if (self->syncing && now > self->sync_deadline) {
         s_start_sync (self, "sync made no progress (server unreachable?)");
     }
-    if (!self->syncing && self->resync_wanted && now >= self->retry_after) {
-        s_start_sync (self, "retrying");
-    }
     kc_why_t why;
     if (self->cache && kc_cache_checkpoint (self->cache, &why) < 0) {
         s_warn (self, "kc_agent: %s", why.text);
     }
-    if (self->ack_pending && now - self->last_ack >= ACK_EVERY_MS && !self->syncing) {
+    return 0;
+}
+
+static int
+s_on_stale (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->stale_timer = -1;
+    if (self->state == AGENT_FRESH) {
+        char text [80];
+        snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);
+        s_set_state (self, AGENT_STALE, text);
+    }
+    return 0;
+}
+
+//  After a fresh head: stale unless another one comes within stale-after.
+static void
+s_arm_stale (agent_t *self)
+{
+    if (self->stale_timer != -1) {
+        zloop_timer_end (self->loop, self->stale_timer);
+    }
+    self->stale_timer = zloop_timer (self->loop, (size_t) self->config.stale_after_ms + 1, 1,
+                                     s_on_stale, self);
+}
+
+static int
+s_on_ack (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->ack_timer = -1;
+    if (self->ack_pending && !self->syncing) {
         zmsg_t *ack = kc_proto_ack (kc_cache_seq (self->cache), kc_cache_chain (self->cache));
         s_send (self, &ack);
         self->ack_pending = false;
-        self->last_ack = now;
+        self->last_ack = zclock_mono ();
     }
     return 0;
+}
+
+//  Acknowledges (seq, chain) soon: at most every ACK_EVERY_MS while
+//  batches keep coming; after a sync ends when one runs.
+static void
+s_want_ack (agent_t *self)
+{
+    self->ack_pending = true;
+    if (self->ack_timer == -1) {
+        int64_t wait = self->last_ack + ACK_EVERY_MS - zclock_mono ();
+        self->ack_timer = zloop_timer (self->loop, (size_t) (wait > 1 ? wait : 1), 1, s_on_ack, self);
+    }
+}
+
+static int
+s_on_retry (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->retry_timer = -1;
+    if (!self->syncing && self->resync_wanted) {
+        s_start_sync (self, "retrying");
+    }
+    return 0;
+}
+
+//  Syncs again after the back-off, with jitter (half to one and a half
+//  times it), so agents that failed together do not retry together.
+static void
+s_want_retry (agent_t *self)
+{
+    int64_t wait = self->backoff / 2 + (int64_t) randombytes_uniform ((uint32_t) self->backoff + 1);
+    self->resync_wanted = true;
+    self->retry_after = zclock_mono () + wait;
+    if (self->retry_timer != -1) {
+        zloop_timer_end (self->loop, self->retry_timer);
+    }
+    self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
 }
 
 static int
@@ -1025,7 +1105,8 @@ int
 kc_agent_run (const kc_agent_config_t *config)
 {
     agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
-                     .started = zclock_mono () };
+                     .started = zclock_mono (), .backoff = BACKOFF_MIN_MS, .stale_timer = -1,
+                     .ack_timer = -1, .retry_timer = -1 };
     self.log = kc_ratelog_new ("kc_agent", LOG_PERIOD_MS, LOG_PER_KIND, LOG_PER_KIND);
     int rc = 1;
     if (s_start (&self) == 0) {
@@ -1035,7 +1116,7 @@ kc_agent_run (const kc_agent_config_t *config)
         zloop_reader (self.loop, self.local, agent_on_local, &self);
         zloop_reader (self.loop, zactor_sock (self.monitor), s_on_monitor, &self);
         zloop_reader (self.loop, zactor_sock (self.checker), s_on_checker, &self);
-        zloop_timer (self.loop, 5, 0, s_on_tick, &self);
+        zloop_timer (self.loop, 1000, 0, s_on_second, &self);
         if (config->check_interval_ms > 0) {
             zloop_timer (self.loop, 1000, 1, s_on_check_timer, &self);
             zloop_timer (self.loop, (size_t) config->check_interval_ms, 0, s_on_check_timer, &self);

@@ -40,6 +40,10 @@ typedef struct {
     bool drain_due;                         //  a timer will apply the next slice
     bool resync_wanted;                     //  sync again when allowed
     int64_t retry_after;                    //  after a faulty server, back off
+    int64_t backoff;                        //  the next back-off, ms (doubles to 30 s)
+    int retry_timer, stale_timer, ack_timer;    //  one-shot zloop timers, or -1
+    int64_t head_written;                   //  zclock_mono: last head written to the cache
+    uint64_t head_written_seq;
 
     //  Freshness
     agent_state_t state;
@@ -75,6 +79,8 @@ int
 void
     agent_event (agent_t *self, const char *event, const uint8_t *key, const char *name,
                  uint64_t seq);
+void
+    agent_head_event (agent_t *self, const kc_head_t *head);
 const char *
     agent_state_name (agent_state_t state);
 

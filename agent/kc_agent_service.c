@@ -75,6 +75,20 @@ agent_event (agent_t *self, const char *event, const uint8_t *key, const char *n
     free (json);
 }
 
+//  "head": a fresh head was accepted (readers follow freshness by it; the
+//  cache file gets a head only when the sequence moves on or every minute).
+void
+agent_head_event (agent_t *self, const kc_head_t *head)
+{
+    char json [160];
+    snprintf (json, sizeof json, "{\"event\": \"head\", \"seq\": %llu, \"time\": %llu}",
+              (unsigned long long) head->seq, (unsigned long long) head->time);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "head");
+    zmsg_addstr (msg, json);
+    zmsg_send (&msg, self->events);
+}
+
 //  The verdict for a key: trusted, revoked, expired, not-yet-valid,
 //  unknown, or stale (fail-closed policy while not fresh).
 static const char *

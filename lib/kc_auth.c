@@ -29,6 +29,8 @@ typedef struct {
     int64_t last_log;
     char last_text [KC_WHY_BYTES];          //  the line last logged
     int64_t last_sweep;                     //  expiry check of open connections
+    int64_t fresh_until;                    //  zclock_mono: the agent's last "head" event
+                                            //  + stale-after
     const char *failure;                    //  why the actor cannot serve
 } s_auth_t;
 
@@ -141,21 +143,43 @@ s_on_timer (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  The agent's events: "head" (a fresh head, every heartbeat) only says
+//  the directory is fresh; "stale" that it is not; anything else means
+//  the cache changed.
 static int
 s_on_event (zloop_t *loop, zsock_t *events, void *arg)
 {
     (void) loop;
     s_auth_t *self = arg;
-    bool any = false;
+    bool changed = false;
     while (zsock_events (events) & ZMQ_POLLIN) {
         zmsg_t *msg = zmsg_recv (events);
-        any |= msg != NULL;
+        zframe_t *name = msg ? zmsg_first (msg) : NULL;
+        if (name && zframe_streq (name, "head")) {
+            self->fresh_until = zclock_mono () + self->config.stale_after_ms;
+        }
+        else
+        if (name && zframe_streq (name, "stale")) {
+            self->fresh_until = 0;
+        }
+        else {
+            changed |= msg != NULL;
+        }
         zmsg_destroy (&msg);
     }
-    if (any) {
+    if (changed) {
         s_refresh (self, true);
     }
     return 0;
+}
+
+//  Fresh when the agent said so within stale-after (its "head" events), or
+//  when the cache's own head moved that recently.
+static bool
+s_fresh (s_auth_t *self)
+{
+    return zclock_mono () < self->fresh_until
+        || kc_lookup_head_age (self->lookup) <= self->config.stale_after_ms;
 }
 
 //  --- ZAP ---------------------------------------------------------------------
@@ -201,8 +225,7 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     else {
         kc_lookup_entry_t entry;
         kc_lookup_key (self->lookup, request.key, &entry);
-        bool stale = self->config.fail_closed
-                  && kc_lookup_head_age (self->lookup) > self->config.stale_after_ms;
+        bool stale = self->config.fail_closed && !s_fresh (self);
         kc_zap_decide (&request, &entry, stale, zhashx_lookup (self->policies, request.domain),
                        &reply);
         if (reply.status == 200) {
@@ -339,7 +362,10 @@ kc_auth (zsock_t *pipe, void *args)
         self->events = zsock_new_sub (self->config.events_endpoint, "");
         zloop_reader (self->loop, self->events, s_on_event, self);
     }
-    zloop_timer (self->loop, (size_t) (self->config.refresh_ms > 0 ? self->config.refresh_ms : 100),
+    //  With the agent's events, changes wake the handler and a timer is only
+    //  needed for expiry (once a second); without them, it polls the cache
+    int refresh = self->config.refresh_ms > 0 ? self->config.refresh_ms : 100;
+    zloop_timer (self->loop, (size_t) (self->events && refresh < SWEEP_EVERY_MS ? SWEEP_EVERY_MS : refresh),
                  0, s_on_timer, self);
     s_refresh (self, false);
     zsock_signal (pipe, 0);

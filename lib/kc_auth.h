@@ -46,7 +46,7 @@ typedef struct {
     const char *events_endpoint;            //  ipc://DIR/events.ipc unless set; NULL: none
     bool fail_closed;                       //  deny new peers when stale
     int stale_after_ms;                     //  stale after this long without a head
-    int refresh_ms;                         //  check the cache at least this often
+    int refresh_ms;                         //  without events: check the cache this often
     bool verbose;                           //  log every decision
 } kc_auth_config_t;
 
