@@ -660,9 +660,17 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                        (unsigned long long) self->sync_records);
     }
     if (kc_head_verify_signature (&msg->head, kc_root_directory (self->root),
-                                  kc_root_head_key (self->root), why)
-    ||  kc_head_check_time (&msg->head, kc_now_ms (), (uint64_t) self->config.clock_skew_ms, why)) {
+                                  kc_root_head_key (self->root), why)) {
         return kc_why_prefix (why, "END head");
+    }
+    //  A head that is too old (or too new) for our clock says nothing about
+    //  freshness; the batches it closes are still verified and chained, and
+    //  are kept: lateness is "not fresh yet", never "start again"
+    kc_why_t late;
+    bool timely = kc_head_check_time (&msg->head, kc_now_ms (), (uint64_t) self->config.clock_skew_ms,
+                                      &late) == 0;
+    if (!timely) {
+        s_warn (self, "kc_agent: END of the sync: %s; batches kept, fresh at the next head", late.text);
     }
     if (msg->head.seq != self->sync_seq
     ||  sodium_memcmp (msg->head.chain, self->sync_chain, KC_HASH_BYTES)) {
@@ -672,7 +680,8 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
     if (self->cold && self->cold_count) {
         kc_cache_destroy (&self->cache);
         self->cache = kc_cache_create (self->config.cache_path, self->root, self->cold_batches,
-                                       self->cold_count, self->sync_chain, &msg->head, why);
+                                       self->cold_count, self->sync_chain,
+                                       timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
         s_free_cold (self);
         //  The verified batches were most of the heap: give it back
@@ -686,7 +695,7 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         s_share_cache (self);
         agent_event (self, "reloaded", NULL, NULL, kc_cache_seq (self->cache));
     }
-    return 0;
+    return timely ? 0 : 1;
 }
 
 static void
@@ -706,7 +715,9 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
                (unsigned long long) self->sync_from, (unsigned long long) kc_cache_seq (self->cache),
                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
                (long long) self->last_sync_ms, (unsigned long long) kc_cache_key_count (self->cache));
-    s_on_head (self, head, true);
+    if (head) {
+        s_on_head (self, head, true);
+    }
     //  Updates that arrived during the sync, a slice at a time
     s_drain_buffered (self);
     s_want_ack (self);
@@ -756,8 +767,8 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         }
         else {
             int rc = s_on_end (self, &decoded, &why);
-            if (rc == 0) {
-                s_finish_sync (self, &decoded.head);
+            if (rc >= 0) {
+                s_finish_sync (self, rc == 0 ? &decoded.head : NULL);
             }
             else {
                 s_fault (self, "a snapshot", &why);

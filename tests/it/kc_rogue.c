@@ -15,6 +15,9 @@
                        than what the agent accepted), still "valid" for minutes
         forked-head    a validly signed head for the agent's own sequence that
                        names another chain (equivocation)
+        late-end       the real log, honestly, but the sync's END head is signed
+                       20 minutes ago (an agent that was slow to read it): the
+                       agent must keep the verified batches, just not be fresh
         withhold       the real log without its last batch, with fresh heads
                        for that shorter log (hiding, e.g., a revocation)
         extend         the real log and then BATCH_FILE (a genuine, operator-
@@ -229,9 +232,52 @@ s_send_copies (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, uint32_t 
     }
 }
 
+typedef struct {
+    zmsg_t *msg;
+    uint64_t batches, records;
+} s_fill_t;
+
+static int
+s_fill (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+{
+    s_fill_t *fill = arg;
+    kc_proto_add_entry (fill->msg, seq, chain, data, size);
+    fill->batches++;
+    fill->records += kc_batch_peek_count (data, size);
+    return 0;
+}
+
+//  late-end: the real batches after from, then an END whose head is old.
+static void
+s_late_end (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, uint64_t from)
+{
+    s_fill_t fill = { kc_proto_entries ("BATCHES"), 0, 0 };
+    kc_why_t why;
+    if (from < self->seq
+    &&  kc_store_read (self->store, from, KC_PROTO_BATCHES_MAX, 16 << 20, s_fill, &fill, &why) > 0) {
+        zframe_t *copy = zframe_dup (identity);
+        zmsg_prepend (fill.msg, &copy);
+        zmsg_send (&fill.msg, snapshot);
+    }
+    zmsg_destroy (&fill.msg);
+    kc_head_t head = { .seq = from + fill.batches, .time = kc_now_ms () - 20 * 60 * 1000 };
+    head.valid_until = head.time + 5000;
+    memcpy (head.directory, kc_root_directory (self->root), KC_HASH_BYTES);
+    memcpy (head.chain, self->chain, KC_HASH_BYTES);
+    kc_head_sign (&head, self->head_signer);
+    zmsg_t *end = kc_proto_end (fill.batches, fill.records, &head);
+    zframe_t *copy = zframe_dup (identity);
+    zmsg_prepend (end, &copy);
+    zmsg_send (&end, snapshot);
+}
+
 static void
 s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_t *sync)
 {
+    if (KC_STREQ (self->scenario, "late-end")) {
+        s_late_end (self, snapshot, identity, sync->seq);
+        return;
+    }
     if (self->copy) {
         self->copies = 0;
         kc_chain_genesis (kc_root_directory (self->root), self->copy_chain);
@@ -308,7 +354,7 @@ main (int argc, char *argv [])
     zpoller_t *poller = zpoller_new (snapshot, NULL);
     int64_t next_publish = 0;
     while (!zsys_interrupted) {
-        if (zclock_mono () >= next_publish && !self.copy) {
+        if (zclock_mono () >= next_publish && !self.copy && !KC_STREQ (self.scenario, "late-end")) {
             if (self.bad) {
                 zmsg_t *update = kc_proto_entries ("UPDATE");
                 s_add_bad (&self, update);

@@ -118,6 +118,30 @@ def test_replayed_snapshot_is_refused_with_bounded_memory():
         agent.stop()
 
 
+def test_a_late_end_keeps_the_batches():
+    """A new agent's whole first sync arrives, verified and chained, but the
+    END head is 20 minutes old by its clock (a starved process, a slow
+    link): the agent keeps the batches and waits for a fresh head instead of
+    starting again from 0; with the real server back it is fresh at once."""
+    agent = C.add_agent(name="late", start=False, options=["--stale-after", "1000"])
+    status = C.server_status()
+    C.stop_server()
+    rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), C.dir, "late-end"],
+                     log=os.path.join(C.root_dir, "rogue-late-end.log"))
+    try:
+        agent.start()
+        kc.wait_for(lambda: "batches kept" in agent.log_text(), 20, what="the agent to keep the batches")
+        st = agent.status()
+        kc.check(st["seq"] == status["seq"] and st["chain"] == status["chain"] and st["state"] != "fresh", st)
+        kc.check(st["keys"] == status["keys"], st)
+    finally:
+        kc.stop(rogue)
+    C.start_server()
+    st = agent.wait_seq(status["seq"], timeout=20)
+    kc.check(st["state"] == "fresh", st)
+    kc.check(agent.log_text().count("synced seq 0 ->") == 1, agent.log_text())
+
+
 def test_still_works_after_all_that():
     C.burst(5, records=1, prefix="after")
     status = C.wait_converged()
@@ -126,5 +150,6 @@ def test_still_works_after_all_that():
     kc.check(text.count("rejected") >= 5, text[-3000:])
 
 
-kc.main([test_start] + [make_test(s, e) for s, e in SCENARIOS] + [test_still_works_after_all_that,
+kc.main([test_start] + [make_test(s, e) for s, e in SCENARIOS] + [test_a_late_end_keeps_the_batches,
+                                                                   test_still_works_after_all_that,
                                                                    test_replayed_snapshot_is_refused_with_bounded_memory])
