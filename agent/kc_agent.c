@@ -990,12 +990,28 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     agent_t *self = arg;
     char *event = NULL, *value = NULL, *endpoint = NULL;
     zstr_recvx (socket, &event, &value, &endpoint, NULL);
+    //  Name the cause libzmq reports, not a guess: a refusal is the server
+    //  saying no to this node's key; a protocol failure is most often the
+    //  wrong server key; anything else is a connection that did not finish
+    //  its handshake (a timeout, a lost link, a busy server)
+    const char *where = endpoint ? endpoint : "the server";
+    if (event && KC_STREQ (event, "HANDSHAKE_FAILED_AUTH")) {
+        s_warn (self, "kc_agent: cannot authenticate with %s: the server refused this node's key "
+                "(not registered, revoked or expired?)", where);
+    }
+    else
+    if (event && KC_STREQ (event, "HANDSHAKE_FAILED_PROTOCOL")) {
+        s_warn (self, "kc_agent: cannot authenticate with %s: CURVE handshake failed (protocol "
+                "error: is the root's server key this server's?)", where);
+    }
+    else
     if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0) {
-        char text [300];
-        snprintf (text, sizeof text, "%s: CURVE handshake failed (%s): wrong server key, or "
-                  "this node's key is not accepted", endpoint ? endpoint : "server",
-                  event + 17);
-        s_warn (self, "kc_agent: cannot authenticate with %s", text);
+        //  libzmq cannot tell a wrong server key (the server closes at
+        //  once) from a slow or lost link here: say what happened, and both
+        int error = value ? atoi (value) : 0;
+        s_warn (self, "kc_agent: handshake with %s did not complete (%s); retrying. If this goes "
+                "on while the server is up and idle, check that the root's server key is its key",
+                where, error ? strerror (error) : "connection closed");
     }
     zstr_free (&event);
     zstr_free (&value);

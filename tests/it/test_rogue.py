@@ -17,7 +17,7 @@ from cluster import Cluster
 
 C = Cluster(server_options=["--heartbeat", "200"])
 SCENARIOS = [
-    ("wrong-key", "cannot authenticate"),
+    ("wrong-key", "check that the root's server key is its key"),
     ("forged", "bad signature by operator"),
     ("rollback", "not above the stored version"),
     ("replay", "not above the stored version"),
