@@ -795,7 +795,10 @@ def inside(name, work, stage):
 #   --- The test --------------------------------------------------------------
 
 def unshare_command():
-    command = ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--propagation", "private"]
+    #   --kill-child: if unshare dies, the namespace's first process does too,
+    #   and with it every process of the scenario
+    command = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+               "--propagation", "private"]
     if os.geteuid() != 0:
         command[1:1] = ["--user", "--map-root-user"]
     probe = subprocess.run(command + ["ip", "link", "set", "lo", "up"], capture_output=True, text=True)
@@ -828,9 +831,8 @@ def test_scenarios_run_every_block():
     only = os.environ.get("KC_DOCS_ONLY", "").split()     # for debugging one scenario
     for name in only or SCENARIOS:
         work = kc.tempdir(prefix=f"kc-docs-{name}-")
-        log = open(os.path.join(work, "log"), "w")
-        proc = subprocess.Popen(command + ["/usr/bin/python3", os.path.abspath(__file__), "--scenario", name,
-                                           work, STATE["stage"]], stdout=log, stderr=subprocess.STDOUT)
+        proc = kc.spawn(command + ["/usr/bin/python3", os.path.abspath(__file__), "--scenario", name,
+                                   work, STATE["stage"]], log=os.path.join(work, "log"))
         running[name] = (proc, work, time.monotonic())
     failed, ran = [], set()
     deadline = time.monotonic() + 900               # a hang guard: each takes well under a minute
