@@ -11,6 +11,7 @@ not know as "unrecognized option '--name'"; an option the command takes lets
 parsing go on to the sentinel (or fails with a message naming the option,
 when the probe value is out of range). The sentinel always makes the command
 exit with a usage error, so nothing is created, contacted or started."""
+import concurrent.futures
 import glob
 import os
 import re
@@ -68,7 +69,9 @@ def check_command(command, candidates):
     text = help_text(command)
     mentioned = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])(?![\w-])", text)) - {"help"}
     names = (set(candidates) | mentioned) - {"help"}
-    accepted = {name for name in names if probe(command, name, candidates.get(name, "required"))}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:      # each probe is a process
+        verdicts = dict(zip(names, pool.map(lambda n: probe(command, n, candidates.get(n, "required")), names)))
+    accepted = {name for name, yes in verdicts.items() if yes}
     #  getopt_long takes any unique prefix of an option for the option: a name
     #  that is a prefix of another accepted one cannot be told apart from it
     abbreviations = {n for n in accepted if any(m != n and m.startswith(n) for m in accepted)}
