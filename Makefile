@@ -24,7 +24,7 @@ FUZZ_SECONDS ?= 20
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
-DEB_CHECK   := python3-zmq
+DEB_CHECK   := python3-zmq sqlite3 iproute2
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
 CFLAGS      ?= -O2 -g

@@ -14,6 +14,31 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  The options every online command (register ... status) accepts; each uses
+//  those it needs.
+#define ONLINE_HELP \
+    "\n" \
+    "Common options of the online commands (each accepts all of them and ignores\n" \
+    "those it has no use for):\n" \
+    "  --dir DIR          keyclone directory (root, operators; default $KEYCLONE_DIR or .)\n" \
+    "  --root FILE        the root (default DIR/root): names the server and its key\n" \
+    "  --server EP        the server's submission endpoint (which also answers\n" \
+    "                     queries and status) instead of the root's\n" \
+    "  --agent EP         the local agent (default $KEYCLONE_AGENT or\n" \
+    "                     ipc://DIR/agent/agent.ipc)\n" \
+    "  --operator NAME|PATH  an operator key to sign with, by name under\n" \
+    "                     DIR/operators or by path (repeatable; default: the only\n" \
+    "                     key in DIR/operators)\n" \
+    "  --timeout MS       how long to wait for a reply (default 10000)\n" \
+    "  --client-key FILE  authenticate with this CURVE key pair (default\n" \
+    "                     $KEYCLONE_CLIENT_KEY, else a throw-away one)\n" \
+    "  --json             machine-readable output\n" \
+    "\n" \
+    "Reading (list, show, status --server, revoke NAME) from a server with read =\n" \
+    "members needs a registered member's key (--client-key, e.g. a console key\n" \
+    "registered with --tag role=console) or an operator key: the first --operator,\n" \
+    "or the first readable key in DIR/operators, signs each read request.\n"
+
 static const char *s_main_help =
     "Usage: keyclone COMMAND [OPTIONS]\n"
     "\n"
@@ -71,10 +96,18 @@ const cli_command_t cli_commands [] = {
       "times to sign with several keys. Use 'keyclone cosign' to add signatures later.\n" },
     { "cosign", cmd_cosign, "add an operator signature to a batch or root file",
       "Usage: keyclone cosign FILE [--operator NAME|PATH]... [--out FILE] [--root FILE]\n"
-      "                       [--dir DIR]\n"
+      "                       [--dir DIR] [--json]\n"
       "\n"
       "Adds the operator's signature to a batch (or a root) and writes it back (or to\n"
-      "--out). Reports how many valid signatures the result has against the root.\n" },
+      "--out). Reports how many valid signatures the result has against the root.\n"
+      "\n"
+      "Options:\n"
+      "  --operator NAME|PATH  the key to sign with, by name under DIR/operators or\n"
+      "                     by path (repeatable; default: the only key in DIR/operators)\n"
+      "  --out FILE         write the result here instead of over FILE\n"
+      "  --root FILE        the root to check against (default DIR/root)\n"
+      "  --dir DIR          keyclone directory (default $KEYCLONE_DIR or .)\n"
+      "  --json             print the report as JSON\n" },
     { "verify", cmd_verify, "check a batch or root and print what it contains",
       "Usage: keyclone verify [--root ROOT] [--dir DIR] [--json] [--quiet] FILE\n"
       "\n"
@@ -96,54 +129,59 @@ const cli_command_t cli_commands [] = {
       "more signatures than the operators given, use 'keyclone sign', 'cosign' and\n"
       "'submit' instead.\n"
       "\n"
-      "Common options of the online commands:\n"
-      "  --dir DIR          keyclone directory (root, operators; default $KEYCLONE_DIR or .)\n"
-      "  --root FILE        the root (default DIR/root): names the server and its key\n"
-      "  --server EP        submission endpoint instead of the root's\n"
-      "  --agent EP         the local agent (default $KEYCLONE_AGENT or\n"
-      "                     ipc://DIR/agent/agent.ipc)\n"
-      "  --timeout MS       how long to wait for a reply (default 10000)\n"
-      "  --client-key FILE  authenticate with this CURVE key pair (default\n"
-      "                     $KEYCLONE_CLIENT_KEY, else a throw-away one)\n"
-      "  --json             machine-readable output\n"
-      "\n"
-      "Reading (list, show, status --server, revoke NAME) from a server with read =\n"
-      "members needs a registered member's key (--client-key, e.g. a console key\n"
-      "registered with --tag role=console) or an operator key: the first --operator,\n"
-      "or the first readable key in DIR/operators, signs each read request.\n" },
+      "Options:\n"
+      "  --key Z85KEY       the node's CURVE public key (from 'keyclone keygen')\n"
+      "  --tag TAG          a tag such as role=db (repeatable, at most 16)\n"
+      "  --expires DURATION the key is no longer trusted after this long, e.g. 90d\n"
+      "  --version N        the record's version (default: the time in microseconds)\n"
+      "  --from FILE        records, one a line ('-': standard input)\n"
+      "  --batch-size N     records per batch with --from (default 10000)\n"
+      ONLINE_HELP },
     { "revoke", cmd_revoke, "sign and submit the revocation of a key, or of a node's keys",
       "Usage: keyclone revoke (Z85KEY|NAME) [--reason TEXT] [--operator NAME|PATH]...\n"
       "                       [COMMON OPTIONS]\n"
       "\n"
       "Revokes one key, or every unrevoked key registered for a node NAME (the server\n"
       "is asked which). Revocation is terminal: the key can never be registered again.\n"
-      "Prints the sequence number; agents apply it within milliseconds. See\n"
-      "'keyclone register --help' for the common options.\n" },
+      "Prints the sequence number; agents apply it within milliseconds.\n"
+      "\n"
+      "Options:\n"
+      "  --reason TEXT      why (printable ASCII, at most 255 bytes), kept in the tombstone\n"
+      ONLINE_HELP },
     { "submit", cmd_submit, "submit batches made offline with 'keyclone sign'",
       "Usage: keyclone submit FILE... [COMMON OPTIONS]\n"
       "\n"
       "Submits each batch file; prints its sequence number, or 'already accepted' with\n"
       "the original one when the same batch was submitted before. Exit 1 if any is\n"
-      "refused (the reason is printed).\n" },
+      "refused (the reason is printed).\n"
+      ONLINE_HELP },
     { "list", cmd_list, "list the keys the server holds",
       "Usage: keyclone list [--revoked] [COMMON OPTIONS]\n"
       "\n"
       "Lists the server's active keys (or, with --revoked, the revoked ones) in key\n"
-      "order.\n" },
+      "order.\n"
+      ONLINE_HELP },
     { "show", cmd_show, "show the server's records for a key or a node name",
-      "Usage: keyclone show (Z85KEY|NAME) [COMMON OPTIONS]\n" },
+      "Usage: keyclone show (Z85KEY|NAME) [COMMON OPTIONS]\n"
+      "\n"
+      "Prints every record the server holds for a key, or for every key of a node\n"
+      "NAME, revoked ones included.\n"
+      ONLINE_HELP },
     { "lookup", cmd_lookup, "ask the local agent about a key or a node name",
-      "Usage: keyclone lookup (Z85KEY|NAME) [--agent EP] [--json]\n"
+      "Usage: keyclone lookup (Z85KEY|NAME) [--agent EP] [--json] [COMMON OPTIONS]\n"
       "\n"
       "Prints the agent's verdict (trusted, revoked, expired, not-yet-valid, unknown,\n"
       "or stale under the fail-closed policy) with the name, tags and sequence. Exit 0\n"
-      "if a trusted key was found, 1 otherwise.\n" },
+      "if a trusted key was found, 1 otherwise.\n"
+      ONLINE_HELP },
     { "status", cmd_status, "show the local agent's or the server's status",
-      "Usage: keyclone status [--server [EP]] [--agent EP] [--json] [--dir DIR]\n"
+      "Usage: keyclone status [--server [EP]] [--agent EP] [--json] [COMMON OPTIONS]\n"
       "\n"
       "Without --server: the local agent's state (fresh, stale or syncing), its sequence,\n"
       "last head and server. With --server: the server's sequence and every agent with\n"
-      "the head it has applied, and which are behind.\n" },
+      "the head it has applied, and which are behind; --server EP asks the server\n"
+      "at that endpoint instead of the root's.\n"
+      ONLINE_HELP },
     { NULL, NULL, NULL, NULL }
 };
 

@@ -180,7 +180,7 @@ def test_crowd_from_one_host_loses_only_the_revoked():
 
 def test_pyzmq_server_with_documented_proxy():
     text = open(os.path.join(kc.ROOT, "docs", "zap.md")).read()
-    proxy = re.search(r"```python\n(import threading, zmq\n\ndef keyclone_zap.*?)```", text, re.S).group(1)
+    proxy = re.search(r"```python\n(import threading, zmq[^\n]*\n\ndef keyclone_zap.*?)```", text, re.S).group(1)
     scope = {}
     exec(proxy, scope)                       # exactly the code the documentation shows
     ctx = zmq.Context()
