@@ -572,9 +572,11 @@ s_print_one (uint64_t seq, const kc_record_t *record, void *arg)
 static int
 s_query_command (const char *command, int argc, char *argv [], bool show)
 {
-    static const struct option longs [] = {
+    static const struct option list_longs [] = {
         ONLINE_OPTIONS, { "revoked", no_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
     };
+    static const struct option show_longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    const struct option *longs = show ? show_longs : list_longs;
     s_online_t online = { 0 };
     s_print_t print = { .all = show };
     int c, handled;
@@ -586,7 +588,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
             }
             continue;
         }
-        if (c != 'R' || show) {
+        if (c != 'R') {
             return CLI_USAGE;
         }
         print.revoked_only = true;

@@ -36,7 +36,7 @@
     "\n" \
     "Reading (list, show, status --server, revoke NAME) from a server with read =\n" \
     "members needs a registered member's key (--client-key, e.g. a console key\n" \
-    "registered with --tag role=console) or an operator key: the first --operator,\n" \
+    "registered with the tag role=console) or an operator key: the first --operator,\n" \
     "or the first readable key in DIR/operators, signs each read request.\n"
 
 static const char *s_main_help =
