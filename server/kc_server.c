@@ -10,6 +10,9 @@
 
 #define GROUP_MAX           256             //  submissions per group commit
 #define SNAPSHOT_BYTES      (1024 * 1024)   //  aim of one BATCHES message
+#define CURSOR_BYTES_MAX    (2 * SNAPSHOT_BYTES)    //  in flight to one agent
+#define SEND_BUDGET         (64 * 1024 * 1024)  //  in flight to all syncing agents
+#define STORM_SYNCS         20              //  report syncs from this many at once
 #define UPDATE_BYTES        (4 * 1024 * 1024)
 #define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
@@ -28,6 +31,11 @@ typedef struct {
     uint32_t credit;
     uint64_t batches, records;
     int64_t started, touched;               //  zclock_mono
+    size_t sizes [KC_PROTO_CREDIT_MAX];     //  bytes of the messages in flight, oldest
+    size_t oldest, flying;                  //  first, and how many
+    size_t inflight;                        //  their sum
+    size_t *total;                          //  the server's sum over all cursors
+    bool waiting;                           //  held back by the send budget
 } s_cursor_t;
 
 typedef struct {
@@ -51,6 +59,9 @@ typedef struct {
     zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
     zhashx_t *agents;                       //  Z85 key -> s_agent_t
     kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
+    size_t inflight;                        //  snapshot bytes sent, not yet credited back
+    uint64_t syncs_started;                 //  since the last storm report
+    int64_t storm_reported;                 //  zclock_mono
     uint64_t accepted, rejected;
     bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t root_warned;                    //  zclock_mono of the last expiry warning
@@ -376,6 +387,7 @@ s_cursor_destroy (void **item)
 {
     s_cursor_t *cursor = *item;
     if (cursor) {
+        *cursor->total -= cursor->inflight;
         zframe_destroy (&cursor->identity);
         free (cursor);
         *item = NULL;
@@ -431,6 +443,14 @@ s_pump (s_server_t *self, s_cursor_t *cursor)
             }
             return false;
         }
+        //  Memory stays bounded however many agents sync at once: a few
+        //  messages in flight to each, a budget for all (credit counted in
+        //  bytes; the agent's credit in messages is only the upper bound)
+        if (cursor->inflight >= CURSOR_BYTES_MAX || self->inflight >= SEND_BUDGET) {
+            cursor->waiting = true;
+            return true;
+        }
+        cursor->waiting = false;
         s_fill_t fill = { kc_proto_entries ("BATCHES"), cursor };
         kc_why_t why;
         if (kc_store_read (self->store, cursor->next, KC_PROTO_BATCHES_MAX, SNAPSHOT_BYTES,
@@ -439,13 +459,37 @@ s_pump (s_server_t *self, s_cursor_t *cursor)
             zmsg_destroy (&fill.msg);
             return false;
         }
+        size_t size = zmsg_content_size (fill.msg);
         if (s_send_cursor (self, cursor, &fill.msg)) {
             zsys_warning ("kc_server: sync for %.8s abandoned: agent gone", cursor->agent);
             return false;
         }
         cursor->credit--;
+        cursor->sizes [(cursor->oldest + cursor->flying++) % KC_PROTO_CREDIT_MAX] = size;
+        cursor->inflight += size;
+        self->inflight += size;
     }
     return true;
+}
+
+//  Gives the budget that credits freed to the syncs that waited for it.
+static void
+s_pump_waiting (s_server_t *self)
+{
+    if (self->inflight >= SEND_BUDGET) {
+        return;
+    }
+    zlistx_t *finished = zlistx_new ();
+    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor && self->inflight < SEND_BUDGET;
+         cursor = zhashx_next (self->cursors)) {
+        if (cursor->waiting && !s_pump (self, cursor)) {
+            zlistx_add_end (finished, (void *) zhashx_cursor (self->cursors));
+        }
+    }
+    for (const char *key = zlistx_first (finished); key; key = zlistx_next (finished)) {
+        zhashx_delete (self->cursors, key);
+    }
+    zlistx_destroy (&finished);
 }
 
 static void
@@ -490,6 +534,8 @@ s_on_sync (s_server_t *self, zframe_t **identity_p, const char *id, kc_proto_msg
     snprintf (cursor->agent, sizeof cursor->agent, "%s", agent);
     cursor->from = cursor->next = msg->seq;
     cursor->credit = msg->credit;
+    cursor->total = &self->inflight;
+    self->syncs_started++;
     cursor->started = cursor->touched = zclock_mono ();
     zhashx_update (self->cursors, id, cursor);      //  replaces an older sync
     if (!s_pump (self, cursor)) {
@@ -557,6 +603,14 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         if (decoded.type == KC_MSG_CREDIT) {
             s_cursor_t *cursor = zhashx_lookup (self->cursors, id);
             if (cursor) {
+                //  Each credit says the agent applied the oldest message in flight
+                for (uint32_t c = 0; c < decoded.credit && cursor->flying; c++) {
+                    size_t size = cursor->sizes [cursor->oldest];
+                    cursor->oldest = (cursor->oldest + 1) % KC_PROTO_CREDIT_MAX;
+                    cursor->flying--;
+                    cursor->inflight -= size;
+                    self->inflight -= size;
+                }
                 cursor->credit += decoded.credit;
                 if (cursor->credit > KC_PROTO_CREDIT_MAX) {
                     cursor->credit = KC_PROTO_CREDIT_MAX;
@@ -565,6 +619,7 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
                 if (!s_pump (self, cursor)) {
                     zhashx_delete (self->cursors, id);
                 }
+                s_pump_waiting (self);
             }
         }
         else {
@@ -1028,8 +1083,13 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();
     zlistx_t *stale = zlistx_new ();
+    size_t waiting = 0;
     for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
          cursor = zhashx_next (self->cursors)) {
+        if (cursor->waiting) {
+            cursor->touched = now;          //  it waits for us, not for its agent
+            waiting++;
+        }
         if (now - cursor->touched > self->config.sync_idle_ms) {
             zlistx_add_end (stale, (void *) zhashx_cursor (self->cursors));
             zsys_warning ("kc_server: sync for %.8s abandoned: no credit for %d ms",
@@ -1040,6 +1100,23 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         zhashx_delete (self->cursors, key);
     }
     zlistx_destroy (&stale);
+    //  Many agents syncing at once (a restart, a network blip): say so
+    //  without --verbose, every 10 s while it lasts
+    if (now - self->storm_reported >= LOG_PERIOD_MS
+    &&  (zhashx_size (self->cursors) >= STORM_SYNCS || self->syncs_started >= STORM_SYNCS)) {
+        zsys_info ("kc_server: %zu agents syncing (%llu syncs started in the last %lld s), "
+                   "%.1f MiB in flight of a %d MiB budget, %zu waiting for it",
+                   zhashx_size (self->cursors), (unsigned long long) self->syncs_started,
+                   (long long) ((now - self->storm_reported) / 1000),
+                   (double) self->inflight / (1024 * 1024), SEND_BUDGET / (1024 * 1024), waiting);
+        self->storm_reported = now;
+        self->syncs_started = 0;
+    }
+    else
+    if (now - self->storm_reported >= LOG_PERIOD_MS) {
+        self->storm_reported = now;
+        self->syncs_started = 0;
+    }
     return 0;
 }
 
