@@ -20,6 +20,7 @@
 #define LOG_PER_KIND        2               //  then one summary line
 #define ACK_EVERY_MS        10
 #define HEAD_WRITE_EVERY_MS 60000           //  a head with no new seq goes to disk this often
+#define HEAD_REVERIFY_MS    250             //  a repeated head is verified again after this
 #define DRAIN_MAX           256             //  messages handled per wake-up
 #define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
 #define CLOCK_WARN_MS       5000            //  say so when the server's clock is this far
@@ -353,6 +354,20 @@ static void
 s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
 {
     kc_why_t why;
+    //  Do once what repeats: while a head was verified less than
+    //  HEAD_REVERIFY_MS ago, a head that names exactly the (seq, chain) the
+    //  cache already holds (from batches verified one by one) tells nothing
+    //  new: it would only move freshness by a few ms. Skip its signature
+    //  check, which costs as much as a batch's; it changes no state. Any
+    //  other head, one with another chain above all, is verified.
+    int64_t mono = zclock_mono ();
+    if (!from_end && self->state == AGENT_FRESH
+    &&  mono - self->last_fresh < HEAD_REVERIFY_MS && mono - self->last_fresh < self->config.stale_after_ms / 4
+    &&  head->seq == kc_cache_seq (self->cache) && head->time >= self->last_head_time
+    &&  memcmp (head->chain, kc_cache_chain (self->cache), KC_HASH_BYTES) == 0
+    &&  memcmp (head->directory, kc_root_directory (self->root), KC_HASH_BYTES) == 0) {
+        return;
+    }
     if (kc_head_verify_signature (head, kc_root_directory (self->root),
                                   kc_root_head_key (self->root), &why)) {
         s_warn (self, "kc_agent: rejected head: %s", why.text);
@@ -414,7 +429,7 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     //  the sequence moves on and at most once a minute otherwise: an idle
     //  node does not write to its disk every second. Readers follow
     //  freshness through the "head" event.
-    int64_t mono = zclock_mono ();
+    mono = zclock_mono ();
     if (head->seq != self->head_written_seq || mono - self->head_written >= HEAD_WRITE_EVERY_MS) {
         if (kc_cache_set_head (self->cache, head, &why)) {
             zsys_error ("kc_agent: %s", why.text);
