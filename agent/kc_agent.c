@@ -104,6 +104,7 @@ static void
 s_start_sync (agent_t *self, const char *why)
 {
     s_free_cold (self);
+    self->last_build_ms = 0;
     self->syncing = true;
     self->resync_wanted = false;
     self->sync_from = self->sync_seq = kc_cache_seq (self->cache);
@@ -693,11 +694,13 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                        (unsigned long long) msg->head.seq, (unsigned long long) self->sync_seq);
     }
     if (self->cold && self->cold_count) {
+        int64_t build_started = zclock_mono ();
         kc_cache_destroy (&self->cache);
         self->cache = kc_cache_create (self->config.cache_path, self->root, self->cold_batches,
                                        self->cold_count, self->sync_chain,
                                        timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
+        self->last_build_ms = zclock_mono () - build_started;
         s_free_cold (self);
         //  The verified batches were most of the heap: give it back
         malloc_trim (0);
@@ -726,10 +729,11 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
     if (self->caught_up_ms < 0) {
         self->caught_up_ms = now - self->started;
     }
-    zsys_info ("kc_agent: synced seq %llu -> %llu: %llu batches, %llu records in %lld ms; %llu keys",
+    zsys_info ("kc_agent: synced seq %llu -> %llu: %llu batches, %llu records in %lld ms%s; %llu keys",
                (unsigned long long) self->sync_from, (unsigned long long) kc_cache_seq (self->cache),
                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
-               (long long) self->last_sync_ms, (unsigned long long) kc_cache_key_count (self->cache));
+               (long long) self->last_sync_ms, self->cold ? " (a new cache file)" : "",
+               (unsigned long long) kc_cache_key_count (self->cache));
     if (head) {
         s_on_head (self, head, true);
     }

@@ -67,6 +67,7 @@ typedef struct {
     uint64_t applied, rejected, resyncs, rebuilds;
     uint64_t last_sync_from, last_sync_batches, last_sync_records;
     int64_t last_sync_ms;                   //  duration of the last completed sync
+    int64_t last_build_ms;                  //  of which building a new cache file
     int64_t started;                        //  zclock_mono at start
     int64_t caught_up_ms;                   //  start to the first completed sync; -1 before
 } agent_t;

@@ -245,6 +245,7 @@ s_status_json (agent_t *self, FILE *out)
     kc_json_field_u64 (out, false, "last_sync_batches", self->last_sync_batches);
     kc_json_field_u64 (out, false, "last_sync_records", self->last_sync_records);
     kc_json_field_u64 (out, false, "last_sync_ms", (uint64_t) self->last_sync_ms);
+    kc_json_field_u64 (out, false, "last_sync_build_ms", (uint64_t) self->last_build_ms);
     fprintf (out, ", \"caught_up_ms\": %lld", (long long) self->caught_up_ms);
     fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
 }

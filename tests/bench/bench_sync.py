@@ -164,7 +164,7 @@ def cold_sync(cluster, server, keep=False):
     match = re.search(r"synced seq 0 -> (\d+): (\d+) batches, (\d+) records in (\d+) ms", agent.log_text())
     kc.check(match and int(match.group(3)) == server["keys"], "no 'synced' line for the whole directory")
     figures = {"synced_s": int(match.group(4)) / 1000, "caught_up_s": status["caught_up_ms"] / 1000,
-               "wall_s": wall}
+               "wall_s": wall, "build_s": status.get("last_sync_build_ms", 0) / 1000}
     if keep:
         return figures, agent
     remove_agent(cluster, agent)
@@ -184,6 +184,8 @@ def cold_section(cluster, keys, keep=False):
          verdict(synced, target))
     _, text = spread([r["caught_up_s"] for r in runs])
     line("  caught_up_ms (agent start -> synced)", f"{text} s")
+    _, text = spread([r["build_s"] for r in runs])
+    line("  of which writing the cache file (at END)", f"{text} s")
     wall, text = spread([r["wall_s"] for r in runs])
     line("  wall, spawn -> STATUS at the server's seq", f"{text} s", f"target <= {target:g} s",
          verdict(wall, target))
