@@ -10,7 +10,7 @@
 
 #define GROUP_MAX           256             //  submissions per group commit
 #define SNAPSHOT_BYTES      (1024 * 1024)   //  aim of one BATCHES message
-#define CURSOR_BYTES_MAX    (2 * SNAPSHOT_BYTES)    //  in flight to one agent
+#define CURSOR_BYTES_MAX    (8 * SNAPSHOT_BYTES)    //  in flight to one agent
 #define SEND_BUDGET         (64 * 1024 * 1024)  //  in flight to all syncing agents
 #define STORM_SYNCS         20              //  report syncs from this many at once
 #define UPDATE_BYTES        (4 * 1024 * 1024)
