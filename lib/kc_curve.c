@@ -459,8 +459,7 @@ s_client_ready (kc_curve_t *self, const uint8_t *input, size_t size, kc_why_t *w
     size_t plain_size = box_size - crypto_box_MACBYTES;
     uint8_t *plain = malloc (plain_size ? plain_size : 1);
     if (!plain) {
-        fprintf (stderr, "kc_curve: out of memory\n");
-        abort ();
+        return kc_why (why, "out of memory opening READY");
     }
     int rc = -1;
     if (crypto_box_open_easy_afternm (plain, box, box_size, nonce, self->secrets->session)) {
@@ -671,8 +670,7 @@ s_server_accept (kc_curve_t *self, const uint8_t *box, size_t box_size, uint64_t
     size_t plain_size = box_size - crypto_box_MACBYTES;        //  >= 128
     uint8_t *plain = malloc (plain_size);
     if (!plain) {
-        fprintf (stderr, "kc_curve: out of memory\n");
-        abort ();
+        return kc_why (why, "out of memory opening INITIATE");
     }
     int rc = -1;
     uint64_t ready_nonce = 0;

@@ -89,7 +89,9 @@ s_entries (const s_frames_t *f, kc_proto_msg_t *out, const char *command, kc_why
         return kc_why (why, "%s carries %zu batches (limit %d)", command, count, KC_PROTO_BATCHES_MAX);
     }
     out->entries = calloc (count, sizeof (kc_entry_t));
-    assert (out->entries);
+    if (!out->entries) {
+        return kc_why (why, "out of memory decoding %s", command);
+    }
     for (size_t i = 0; i < count; i++) {
         zframe_t *header = f->frames [1 + 2 * i], *batch = f->frames [2 + 2 * i];
         if (zframe_size (header) != KC_PROTO_ENTRY_HEADER) {
@@ -133,7 +135,9 @@ s_records (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     out->argument = zframe_data (f->frames [1]);
     out->argument_size = zframe_size (f->frames [1]);
     out->entries = calloc (count ? count : 1, sizeof (kc_entry_t));
-    assert (out->entries);
+    if (!out->entries) {
+        return kc_why (why, "out of memory decoding RECORDS");
+    }
     for (size_t i = 0; i < count; i++) {
         kc_entry_t *entry = &out->entries [i];
         zframe_t *record = f->frames [3 + 2 * i];

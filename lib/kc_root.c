@@ -329,7 +329,10 @@ kc_root_decode (const uint8_t *data, size_t size, kc_why_t *why)
         return NULL;
     }
     kc_root_t *self = calloc (1, sizeof *self);
-    assert (self);
+    if (!self) {
+        kc_why (why, "out of memory decoding a root");
+        return NULL;
+    }
     kc_reader_t r;
     kc_reader_init (&r, data, size);
     uint8_t count;
