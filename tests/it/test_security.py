@@ -74,7 +74,7 @@ def test_revoked_reader_is_cut_off():
     kc.wait_for(lambda: f"closed the connection of reader {reader.name}" in C.server_log_text()[server_log:],
                 10, what="the server to close the revoked reader's connection")
     # ... and refuses it when it comes back
-    kc.wait_for(lambda: "cannot authenticate" in reader.log_text(), 10,
+    kc.wait_for(lambda: "refused this node's key" in reader.log_text(), 10,
                 what="the revoked agent to be refused on reconnection")
     before = reader.status()["seq"]
     key = kc.keyclone("keygen", "payroll-1", "--dir", KEYS)[0].strip()
@@ -83,6 +83,23 @@ def test_revoked_reader_is_cut_off():
     kc.check(reader.lookup(key)["status"] == "unknown", "the revoked reader learned of payroll-1")
     kc.check(reader.status()["seq"] == before < status["seq"],
              f"the revoked reader moved from seq {before} to {reader.status()['seq']}")
+
+
+def test_an_expired_reader_is_cut_off():
+    """A reader whose key's not-after passes is closed by the server within a
+    heartbeat, and refused when it comes back."""
+    agent = C.add_agent(name="expiring", register=False, start=False, options=["--stale-after", "2000"])
+    C.cli("register", agent.name, "--key", agent.key, "--expires", "3s")
+    agent.start()
+    C.wait_converged(agents=[agent])
+    server_log = len(C.server_log_text())
+    kc.wait_for(lambda: f"closed the connection of reader {agent.name}" in C.server_log_text()[server_log:]
+                and "key has expired" in C.server_log_text()[server_log:], 10,
+                what="the server to close the expired reader's connection")
+    kc.wait_for(lambda: "refused this node's key" in agent.log_text(), 10,
+                what="the expired agent to be refused on reconnection")
+    agent.stop()
+    C.agents.remove(agent)
 
 
 def test_submitted_name_is_escaped_in_reply_and_log():
@@ -263,7 +280,8 @@ def test_a_key_at_the_highest_version_is_revocable():
 
 
 if __name__ == "__main__":
-    kc.main([test_setup, test_revoked_reader_is_cut_off, test_submitted_name_is_escaped_in_reply_and_log,
+    kc.main([test_setup, test_revoked_reader_is_cut_off, test_an_expired_reader_is_cut_off,
+             test_submitted_name_is_escaped_in_reply_and_log,
              test_verify_and_cosign_escape_a_hostile_file, test_rogue_status_text_is_escaped,
              test_local_zap_mechanism_is_escaped_in_the_agent_log,
              test_read_members_on_the_submission_channel, test_a_flood_of_bad_submissions_logs_little,
