@@ -11,7 +11,6 @@
 #include "kc_z85.h"
 #include "kc_zap.h"
 
-#define TRACK_WAIT_MS       10                  //  settle pending matches this often
 #define SWEEP_EVERY_MS      1000                //  expiry needs no event
 #define LOG_EVERY_MS        5000
 
@@ -24,7 +23,6 @@ typedef struct {
     char lookup_error [KC_WHY_BYTES];
     zhashx_t *policies;                     //  domain -> required tags
     kc_track_t *track;                      //  connections and their keys
-    int track_timer;                        //  while matches are pending, or -1
     uint64_t allowed, denied, malformed;
     int64_t last_log;
     char last_text [KC_WHY_BYTES];          //  the line last logged
@@ -61,32 +59,6 @@ s_keep (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_s
     return false;
 }
 
-static int s_on_track (zloop_t *loop, int timer_id, void *arg);
-
-//  Settles pending matches; keeps a short timer only while some are.
-static void
-s_track_update (s_auth_t *self)
-{
-    size_t pending = kc_track_update (self->track);
-    if (pending && self->track_timer == -1) {
-        self->track_timer = zloop_timer (self->loop, TRACK_WAIT_MS, 0, s_on_track, self);
-    }
-    else
-    if (!pending && self->track_timer != -1) {
-        zloop_timer_end (self->loop, self->track_timer);
-        self->track_timer = -1;
-    }
-}
-
-static int
-s_on_track (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    s_track_update (arg);
-    return 0;
-}
-
 //  Shuts down every open connection whose key is no longer trusted.
 static void
 s_check_connections (s_auth_t *self)
@@ -94,7 +66,6 @@ s_check_connections (s_auth_t *self)
     if (self->lookup) {
         kc_track_sweep (self->track);
     }
-    s_track_update (self);
 }
 
 //  --- The cache -------------------------------------------------------------
@@ -247,7 +218,6 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     zmsg_send (&answer, zap);
     if (allowed) {
         kc_track_allowed (self->track, &ticket);
-        s_track_update (self);
     }
     return 0;
 }
@@ -289,7 +259,7 @@ s_on_pipe (zloop_t *loop, zsock_t *pipe, void *arg)
     }
     else
     if (KC_STREQ (command, "STATS")) {
-        s_track_update (self);
+        kc_track_update (self->track);
         kc_track_stats_t track;
         kc_track_stats (self->track, &track);
         zsock_send (pipe, "888888", self->allowed, self->denied, self->malformed,
@@ -342,8 +312,8 @@ kc_auth (zsock_t *pipe, void *args)
     self->policies = zhashx_new ();
     zhashx_set_destructor (self->policies, (zhashx_destructor_fn *) zstr_free);
     self->track = kc_track_new (s_keep, self);
-    self->track_timer = -1;
     self->loop = zloop_new ();
+    kc_track_set_loop (self->track, self->loop);
     //  The owner stops the actor ($TERM), not SIGINT: the application may
     //  still ask for statistics while it shuts down
     zloop_set_nonstop (self->loop, true);

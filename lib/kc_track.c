@@ -19,6 +19,7 @@
 #define FDS_MAX             65536
 #define PENDING_MAX         64                  //  answers whose READY is awaited
 #define MONITORS_MAX        64                  //  watched sockets per tracker
+#define SETTLE_EVERY_MS     10                  //  while answers are pending
 #define MONITOR_EVENTS      (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED \
                              | ZMQ_EVENT_MONITOR_STOPPED)
 
@@ -43,6 +44,8 @@ struct _kc_track_t {
     void *monitors [MONITORS_MAX];          //  libzmq PAIR readers, live ones
     size_t monitor_count;
     kc_track_stats_t stats;
+    zloop_t *loop;                          //  the owner's, for the settle timer
+    int timer;                              //  while answers are pending, or -1
 };
 
 kc_track_t *
@@ -52,7 +55,40 @@ kc_track_new (kc_track_keep_fn *keep, void *arg)
     assert (self);
     self->keep = keep;
     self->arg = arg;
+    self->timer = -1;
     return self;
+}
+
+static int
+s_on_settle (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    kc_track_update (arg);
+    return 0;
+}
+
+//  A short timer while answers are pending, none otherwise.
+static void
+s_schedule (kc_track_t *self)
+{
+    if (!self->loop) {
+        return;
+    }
+    if (self->pending_count && self->timer == -1) {
+        self->timer = zloop_timer (self->loop, SETTLE_EVERY_MS, 0, s_on_settle, self);
+    }
+    else
+    if (!self->pending_count && self->timer != -1) {
+        zloop_timer_end (self->loop, self->timer);
+        self->timer = -1;
+    }
+}
+
+void
+kc_track_set_loop (kc_track_t *self, zloop_t *loop)
+{
+    self->loop = loop;
 }
 
 //  --- Monitors ------------------------------------------------------------------
@@ -286,6 +322,7 @@ kc_track_update (kc_track_t *self)
 {
     s_read_monitors (self);
     if (self->pending_count == 0) {
+        s_schedule (self);
         return 0;
     }
     int64_t now = zclock_usecs ();
@@ -299,6 +336,7 @@ kc_track_update (kc_track_t *self)
         }
     }
     self->pending_count = kept;
+    s_schedule (self);
     return kept;
 }
 
@@ -387,6 +425,7 @@ kc_track_allowed (kc_track_t *self, kc_track_ticket_t *ticket)
     }
     ticket->deadline = zclock_usecs () + PENDING_WAIT_US;
     self->pending [self->pending_count++] = *ticket;
+    s_schedule (self);
 }
 
 size_t

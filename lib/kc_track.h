@@ -36,6 +36,7 @@
 #define KC_TRACK_H_INCLUDED
 
 #include "kc_util.h"
+#include <czmq.h>
 
 #define KC_TRACK_CANDIDATES_MAX 64          //  connections one answer can be for
 #define KC_TRACK_ENDPOINT_MAX   64          //  inproc endpoint of a monitor
@@ -109,9 +110,15 @@ void
 
 //  Reads the monitors and settles pending answers. Returns how many
 //  answers are still pending: while any are, call again within about
-//  10 ms (a zloop timer); otherwise only before decisions and sweeps.
+//  10 ms; otherwise only before decisions and sweeps.
 size_t
     kc_track_update (kc_track_t *self);
+
+//  Lets the tracker keep its own short timer on loop (the owner's zloop)
+//  while answers are pending, so the owner need not call kc_track_update
+//  on a timer. Call once, before any request.
+void
+    kc_track_set_loop (kc_track_t *self, zloop_t *loop);
 
 //  Closes (shutdown(2)) every matched connection whose key keep refuses,
 //  logging one line each. Returns how many were closed.

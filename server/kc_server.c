@@ -18,7 +18,6 @@
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
 #define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
-#define TRACK_WAIT_MS       10              //  settle pending connection matches
 #define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
 #define ZAP_DOMAIN_UPDATES  "keyclone-updates"
@@ -49,7 +48,6 @@ typedef struct {
 typedef struct {
     kc_server_config_t config;
     kc_track_t *track;                      //  readers' connections and their keys
-    int track_timer;                        //  while matches are pending, or -1
     kc_root_t *root;
     kc_cert_t *cert;
     kc_signer_t *head_signer;
@@ -250,32 +248,6 @@ s_keep_reader (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t 
     return false;
 }
 
-static int s_on_track (zloop_t *loop, int timer_id, void *arg);
-
-//  Settles pending matches; keeps a short timer only while some are.
-static void
-s_track_update (s_server_t *self)
-{
-    size_t pending = kc_track_update (self->track);
-    if (pending && self->track_timer == -1) {
-        self->track_timer = zloop_timer (self->loop, TRACK_WAIT_MS, 0, s_on_track, self);
-    }
-    else
-    if (!pending && self->track_timer != -1) {
-        zloop_timer_end (self->loop, self->track_timer);
-        self->track_timer = -1;
-    }
-}
-
-static int
-s_on_track (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    s_track_update (arg);
-    return 0;
-}
-
 //  Closes the connections and ends the syncs of readers whose key is no
 //  longer a member (revoked, or expired): they must not read what follows.
 static void
@@ -285,7 +257,6 @@ s_close_refused_readers (s_server_t *self)
         return;
     }
     kc_track_sweep (self->track);
-    s_track_update (self);
     zlistx_t *refused = zlistx_new ();
     for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
          cursor = zhashx_next (self->cursors)) {
@@ -359,7 +330,6 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
         }
         if (tracked) {
             kc_track_allowed (self->track, &ticket);
-            s_track_update (self);
         }
     }
     zframe_destroy (&version);
@@ -1204,7 +1174,7 @@ s_destroy (s_server_t *self)
 int
 kc_server_run (const kc_server_config_t *config)
 {
-    s_server_t self = { .config = *config, .head_timer = -1, .track_timer = -1 };
+    s_server_t self = { .config = *config, .head_timer = -1 };
     kc_why_t why;
     int rc = 1;
     self.cursors = zhashx_new ();
@@ -1242,6 +1212,9 @@ kc_server_run (const kc_server_config_t *config)
         goto cleanup;
     }
     self.loop = zloop_new ();
+    if (self.track) {
+        kc_track_set_loop (self.track, self.loop);
+    }
     zloop_reader (self.loop, self.zap, s_on_zap, &self);
     zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
     zloop_reader (self.loop, self.submit, s_on_submit, &self);
