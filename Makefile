@@ -211,7 +211,7 @@ FUZZ_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/fuzz-obj/%)
 
 $(B)/fuzz-obj/%.o: %.c $(B)/config.mk
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -DKC_FUZZING -Ilib -I$(B)/gen $(PKG_CFLAGS) $(FUZZ_FLAGS) -c $< -o $@
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -DKC_FUZZING -Ilib -I$(B)/gen $(PKG_CFLAGS) $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
 
 $(B)/fuzz-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
 	@mkdir -p $(@D)
@@ -273,4 +273,4 @@ uninstall:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj $(B)/asan-obj $(B)/test-obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/asan-obj $(B)/test-obj $(B)/fuzz-obj -name '*.d' 2>/dev/null)
