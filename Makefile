@@ -21,6 +21,8 @@ DESTDIR     ?=
 B           := build
 PYTHON      := /usr/bin/python3
 FUZZ_SECONDS ?= 20
+IT          ?=
+IT_JOBS     ?= 2
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
@@ -196,7 +198,7 @@ check: all $(TEST_BINS) | check-deps
 	@set -e; for name in $(FUZZ_NAMES); do \
 	    $(B)/replay/replay_$$name tests/fuzz/corpus/$$name; done
 	@echo "== integration and interop tests"
-	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py -j$(IT_JOBS) $(IT)
 	@echo "make check: all tests passed"
 
 valgrind: $(B)/bin/kc_selftest
