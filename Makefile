@@ -2,9 +2,12 @@
 #
 #   make            build libkeyclone (static + shared), keyclone, the daemons
 #   make check      every test: selftests, ASan+UBSan selftests, fuzz corpus
-#                   replay, golden vectors, integration and interop tests
+#                   replay, golden vectors, integration and interop tests,
+#                   then make check-asan (CHECK_ASAN=no skips it)
 #   make run        build, then start a server and an agent under ./var
 #   make bench      speed figures, as ratios against peers measured in the run
+#   make check-asan every program built with ASan+UBSan in build/asan-build,
+#                   then the integration and interop tests against it
 #   make fuzz       libFuzzer runs of every parser (needs clang)
 #   make install    PREFIX=/usr/local DESTDIR= ; make clean
 #
@@ -23,6 +26,7 @@ PYTHON      := /usr/bin/python3
 FUZZ_SECONDS ?= 20
 IT          ?=
 IT_JOBS     ?= 2
+CHECK_ASAN  ?= yes
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
@@ -67,7 +71,7 @@ $(B)/config.mk: Makefile
 .SECONDARY:
 
 .PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
-        bench fuzz install uninstall clean valgrind
+        bench fuzz install uninstall clean valgrind check-asan asan-integration
 
 deps:
 	$(call ensure_packages,$(DEB_BUILD))
@@ -128,7 +132,7 @@ $(SHARED_LIB): $(LIB_OBJ)
 
 #   --- Programs --------------------------------------------------------------
 
-LINK = $(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+LINK = $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
 $(B)/bin/keyclone: $(CLI_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -199,7 +203,62 @@ check: all $(TEST_BINS) | check-deps
 	    $(B)/replay/replay_$$name tests/fuzz/corpus/$$name; done
 	@echo "== integration and interop tests"
 	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py -j$(IT_JOBS) $(IT)
+ifneq ($(CHECK_ASAN),no)
+	@+$(MAKE) --no-print-directory check-asan
+endif
 	@echo "make check: all tests passed"
+
+#   --- Every program under ASan+UBSan, with the integration tests -----------
+#
+#   make check-asan: the library, keyclone, both daemons and every C program
+#   of tests/it and tests/bench rebuilt with SAN_FLAGS in $(ASAN_B) (a make
+#   of its own, with B, CFLAGS and LDFLAGS set), then tests/it/run.py
+#   against that build ("make check-asan IT=zap" for some suites only).
+#   - Daemons write to log files and the tests capture what the CLI prints,
+#     so every sanitizer writes its reports to $(ASAN_B)/sanitizer-logs/
+#     <tool>.<pid>, and the run fails unless that directory is empty at the
+#     end, whatever the tests said; abort_on_error also stops the process.
+#   - UBSan is linked statically (-static-libubsan): with gcc's two shared
+#     runtimes, libubsan's log_path call binds to libasan's copy and UBSan's
+#     reports would stay on stderr.
+#   - LeakSanitizer checks every exit. Under ASan, tests/it/kc.py ends the
+#     daemons a test leaves running with SIGTERM, not SIGKILL, so that they
+#     exit through it. tests/lsan.supp has a reason for each suppression.
+#   - verify_asan_link_order=0: a test may LD_PRELOAD a shim into a daemon.
+#   - test_readme's nested `make install` inherits B, CFLAGS and LDFLAGS
+#     through MAKEFLAGS, so it installs this build, and SAN_PC_CFLAGS and
+#     SAN_PC_LIBS put the sanitizer flags into that keyclone.pc: the
+#     README's program is built with them too.
+
+ASAN_B      := $(B)/asan-build
+SAN_LOGS    = $(abspath $(B))/sanitizer-logs
+SAN_OPTIONS_COMMON = log_path=$(SAN_LOGS)/$(1):halt_on_error=1:abort_on_error=1:print_stacktrace=1
+SAN_PC_CFLAGS ?=
+SAN_PC_LIBS ?=
+
+check-asan: | check-deps
+	@+$(MAKE) --no-print-directory B=$(ASAN_B) CFLAGS='$(SAN_FLAGS)' LDFLAGS=-static-libubsan \
+	    SAN_PC_CFLAGS='-fsanitize=address,undefined' \
+	    SAN_PC_LIBS='-fsanitize=address,undefined -static-libubsan' asan-integration
+
+ifneq ($(findstring -fsanitize=address,$(CFLAGS)),)
+asan-integration: all $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
+	@echo "== integration and interop tests under ASan+UBSan ($(B))"
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@status=0; \
+	ASAN_OPTIONS='$(call SAN_OPTIONS_COMMON,asan):detect_leaks=1:verify_asan_link_order=0' \
+	UBSAN_OPTIONS='$(call SAN_OPTIONS_COMMON,ubsan)' \
+	LSAN_OPTIONS='suppressions=$(abspath tests/lsan.supp):print_suppressions=0' \
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py -j$(IT_JOBS) $(IT) || status=1; \
+	if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	    for f in $(SAN_LOGS)/*; do echo "---- $$f"; cat "$$f"; done; \
+	    echo "make check-asan: sanitizer reports in $(SAN_LOGS)" >&2; status=1; fi; \
+	if [ $$status = 0 ]; then echo "make check-asan: no sanitizer reports"; fi; \
+	exit $$status
+else
+asan-integration:
+	@echo "asan-integration: run it as 'make check-asan'" >&2; exit 2
+endif
 
 valgrind: $(B)/bin/kc_selftest
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
@@ -264,7 +323,8 @@ install: all
 	printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
 	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
 	    "Version: $(VERSION)" "Requires: libczmq libzmq" "Requires.private: libsodium sqlite3" \
-	    "Libs: -L\$${libdir} -lkeyclone" "Cflags: -I\$${includedir}/keyclone" \
+	    "Libs: -L\$${libdir} -lkeyclone$(if $(SAN_PC_LIBS), $(SAN_PC_LIBS))" \
+	    "Cflags: -I\$${includedir}/keyclone$(if $(SAN_PC_CFLAGS), $(SAN_PC_CFLAGS))" \
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
 
 uninstall:

@@ -58,7 +58,13 @@ def test_setup():
     STATE["server"] = kc.spawn([binary, agent.dir, os.path.join(KEYS, "app-server"), STATE["endpoint"]],
                                log=log)
     kc.wait_for(lambda: "answering from" in open(log).read(), 10, what="the README server to start")
-    out, err = kc.run([binary], expect=1)
+    #  The README's program returns from its usage error without freeing its
+    #  socket, to stay under 20 lines; under make check-asan, LeakSanitizer
+    #  would report that at exit, so leaks are not checked for this one run.
+    env = dict(os.environ)
+    if "ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
+    out, err = kc.run([binary], expect=1, env=env)
     kc.check("usage: app AGENT_DIR CERT ENDPOINT" in err, err)
 
 
