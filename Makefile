@@ -9,6 +9,8 @@
 #   make check-asan every program built with ASan+UBSan in build/asan-build,
 #                   then the integration and interop tests against it
 #   make fuzz       libFuzzer runs of every parser (needs clang)
+#   make fuzz-long  longer runs (FUZZ_SECONDS=600 each), new coverage merged
+#                   into the committed corpora
 #   make install    PREFIX=/usr/local DESTDIR= ; make clean
 #
 #   make and make check install the Debian packages they need when missing.
@@ -71,7 +73,7 @@ $(B)/config.mk: Makefile
 .SECONDARY:
 
 .PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
-        bench fuzz install uninstall clean valgrind check-asan asan-integration
+        bench fuzz fuzz-long install uninstall clean valgrind check-asan asan-integration
 
 deps:
 	$(call ensure_packages,$(DEB_BUILD))
@@ -282,11 +284,13 @@ $(B)/fuzz/fuzz_%: $(B)/fuzz-obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+
 fuzz: | deps
 	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 	    echo "make fuzz: clang not found; 'make check' still replays every corpus"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%) && \
-	for name in $(FUZZ_NAMES); do \
+	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%) && \
+	for name in $(FUZZ_TARGETS); do \
 	    mkdir -p $(B)/fuzz/corpus/$$name && cp -n tests/fuzz/corpus/$$name/* $(B)/fuzz/corpus/$$name/ 2>/dev/null; \
 	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s"; \
 	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
@@ -294,6 +298,40 @@ fuzz: | deps
 	        2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY)' || true; \
 	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
 	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)"; exit 1; fi; \
+	done
+
+#   make fuzz-long: each of FUZZ_TARGETS (default: all) for FUZZ_SECONDS
+#   (default 600 here) in FUZZ_JOBS processes (libFuzzer -fork; default 1),
+#   growing the working corpus $(B)/fuzz/corpus/<target>; then -merge=1 of
+#   it into the committed tests/fuzz/corpus/<target>, which adds only the
+#   inputs that reach new coverage, smallest first, none over FUZZ_MAX_LEN
+#   bytes. Commit what it added: `make check` replays every file. A crash,
+#   a leak or a hang (over 10 s) stops it with the reproducer's path.
+fuzz-long: FUZZ_SECONDS = 600
+FUZZ_JOBS   ?= 1
+FUZZ_MAX_LEN ?= 2048
+
+fuzz-long: | deps
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz-long: needs clang" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+	@for name in $(FUZZ_TARGETS); do \
+	    work=$(B)/fuzz/corpus/$$name; committed=tests/fuzz/corpus/$$name; \
+	    mkdir -p $$work && cp -n $$committed/* $$work/ 2>/dev/null; \
+	    before=$$(ls $$committed | wc -l); \
+	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s, $(FUZZ_JOBS) job(s)"; \
+	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+	        -timeout=10 -print_final_stats=1 $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) \
+	        -artifact_prefix=$(B)/fuzz/$$name- $$work > $(B)/fuzz/$$name.log 2>&1; \
+	    grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|SUMMARY)' \
+	        $(B)/fuzz/$$name.log; \
+	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
+	        echo "make fuzz-long: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)" \
+	            "(log: $(B)/fuzz/$$name.log)" >&2; exit 1; fi; \
+	    $(B)/fuzz/fuzz_$$name -merge=1 -max_len=$(FUZZ_MAX_LEN) $$committed $$work \
+	        > $(B)/fuzz/$$name-merge.log 2>&1 \
+	        || { echo "make fuzz-long: merge failed, see $(B)/fuzz/$$name-merge.log" >&2; exit 1; }; \
+	    echo "fuzz_$$name: $$before -> $$(ls $$committed | wc -l) inputs in $$committed" \
+	         "($$(cat $$committed/* | wc -c) bytes)"; \
 	done
 
 #   --- Benchmarks, run, demo -------------------------------------------------
