@@ -289,15 +289,15 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 fuzz: | deps
 	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 	    echo "make fuzz: clang not found; 'make check' still replays every corpus"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%) && \
+	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%) && mkdir -p $(B)/fuzz/crashes && \
 	for name in $(FUZZ_TARGETS); do \
 	    mkdir -p $(B)/fuzz/corpus/$$name && cp -n tests/fuzz/corpus/$$name/* $(B)/fuzz/corpus/$$name/ 2>/dev/null; \
 	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s"; \
 	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        -artifact_prefix=$(B)/fuzz/$$name- $(B)/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
+	        -artifact_prefix=$(B)/fuzz/crashes/$$name- $(B)/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
 	        2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY)' || true; \
-	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
-	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)"; exit 1; fi; \
+	    if ls $(B)/fuzz/crashes/$$name-* >/dev/null 2>&1; then \
+	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/crashes/$$name-*)"; exit 1; fi; \
 	done
 
 #   make fuzz-long: each of FUZZ_TARGETS (default: all) for FUZZ_SECONDS
@@ -314,22 +314,22 @@ FUZZ_MAX_LEN ?= 2048
 fuzz-long: | deps
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz-long: needs clang" >&2; exit 1; }
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+	@mkdir -p $(B)/fuzz/logs $(B)/fuzz/crashes
 	@for name in $(FUZZ_TARGETS); do \
 	    work=$(B)/fuzz/corpus/$$name; committed=tests/fuzz/corpus/$$name; \
+	    log=$(B)/fuzz/logs/$$name; crashes=$(B)/fuzz/crashes/$$name-; \
 	    mkdir -p $$work && cp -n $$committed/* $$work/ 2>/dev/null; \
 	    before=$$(ls $$committed | wc -l); \
 	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s, $(FUZZ_JOBS) job(s)"; \
 	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
 	        -timeout=10 -print_final_stats=1 $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) \
-	        -artifact_prefix=$(B)/fuzz/$$name- $$work > $(B)/fuzz/$$name.log 2>&1; \
-	    grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|SUMMARY)' \
-	        $(B)/fuzz/$$name.log; \
-	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
-	        echo "make fuzz-long: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)" \
-	            "(log: $(B)/fuzz/$$name.log)" >&2; exit 1; fi; \
-	    $(B)/fuzz/fuzz_$$name -merge=1 -max_len=$(FUZZ_MAX_LEN) $$committed $$work \
-	        > $(B)/fuzz/$$name-merge.log 2>&1 \
-	        || { echo "make fuzz-long: merge failed, see $(B)/fuzz/$$name-merge.log" >&2; exit 1; }; \
+	        -artifact_prefix=$$crashes $$work > $$log.log 2>&1; \
+	    grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|SUMMARY)' $$log.log; \
+	    if ls $$crashes* >/dev/null 2>&1; then \
+	        echo "make fuzz-long: fuzz_$$name found a crash: $$(ls $$crashes*) (log: $$log.log)" >&2; \
+	        exit 1; fi; \
+	    $(B)/fuzz/fuzz_$$name -merge=1 -max_len=$(FUZZ_MAX_LEN) $$committed $$work > $$log-merge.log 2>&1 \
+	        || { echo "make fuzz-long: merge failed, see $$log-merge.log" >&2; exit 1; }; \
 	    echo "fuzz_$$name: $$before -> $$(ls $$committed | wc -l) inputs in $$committed" \
 	         "($$(cat $$committed/* | wc -c) bytes)"; \
 	done
