@@ -4,37 +4,20 @@ own process (real binaries, temp dirs, 127.0.0.1/ipc only), and reports.
 
 Usage: tests/it/run.py [-j JOBS] [NAME_SUBSTRING...]   (KC_BUILD = build directory)
 
-With -j (or KC_JOBS) up to JOBS scripts run at once, the longest of the last
-run first (times kept in KC_BUILD/it-times.json); each script's verdict and,
-if it failed, its output are printed together when it ends.
+With -j (or KC_JOBS) up to JOBS scripts run at once, in name order; each
+script's verdict and, if it failed, its output are printed together when it
+ends. (Longest first was slower on 2 cores: test_recovery and test_sync then
+run side by side and each takes twice as long.)
 """
 import argparse
 import concurrent.futures
 import glob
-import json
 import os
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_times(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def save_times(path, times):
-    try:
-        with open(path + ".tmp", "w") as f:
-            json.dump(times, f, indent=1, sort_keys=True)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass
 
 
 def run_script(script):
@@ -65,11 +48,6 @@ def main():
         print("run.py: no tests matched", file=sys.stderr)
         return 2
     jobs = max(1, min(args.jobs, len(scripts)))
-    times_path = os.path.join(os.environ.get("KC_BUILD", os.path.join(HERE, "..", "..", "build")),
-                              "it-times.json")
-    times = load_times(times_path)
-    if jobs > 1:
-        scripts.sort(key=lambda s: -times.get(os.path.basename(s)[:-3], 0))
     started = time.monotonic()
     failed = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -78,10 +56,8 @@ def main():
             name = futures[future]
             result, took = future.result()
             report(name, result, took)
-            times[name] = round(took, 1)
             if result.returncode != 0:
                 failed.append(name)
-    save_times(times_path, times)
     took = f"{time.monotonic() - started:.0f}s, {jobs} at a time" if jobs > 1 else \
            f"{time.monotonic() - started:.0f}s"
     if failed:
