@@ -2,10 +2,15 @@
 #
 #   make            build libkeyclone (static + shared), keyclone, the daemons
 #   make check      every test: selftests, ASan+UBSan selftests, fuzz corpus
-#                   replay, golden vectors, integration and interop tests
+#                   replay, golden vectors, integration and interop tests,
+#                   then make check-asan (CHECK_ASAN=no skips it)
 #   make run        build, then start a server and an agent under ./var
 #   make bench      speed figures, as ratios against peers measured in the run
+#   make check-asan every program built with ASan+UBSan in build/asan-build,
+#                   then the integration and interop tests against it
 #   make fuzz       libFuzzer runs of every parser (needs clang)
+#   make fuzz-long  longer runs (FUZZ_SECONDS=600 each), new coverage merged
+#                   into the committed corpora
 #   make install    PREFIX=/usr/local DESTDIR= ; make clean
 #
 #   make and make check install the Debian packages they need when missing.
@@ -21,6 +26,9 @@ DESTDIR     ?=
 B           := build
 PYTHON      := /usr/bin/python3
 FUZZ_SECONDS ?= 20
+IT          ?=
+IT_JOBS     ?= 2
+CHECK_ASAN  ?= yes
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
@@ -65,7 +73,7 @@ $(B)/config.mk: Makefile
 .SECONDARY:
 
 .PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
-        bench fuzz install uninstall clean valgrind
+        bench fuzz fuzz-long install uninstall clean valgrind check-asan asan-integration
 
 deps:
 	$(call ensure_packages,$(DEB_BUILD))
@@ -128,7 +136,7 @@ $(SHARED_LIB): $(LIB_OBJ)
 
 #   --- Programs --------------------------------------------------------------
 
-LINK = $(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+LINK = $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
 $(B)/bin/keyclone: $(CLI_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -203,8 +211,63 @@ check: all $(TEST_BINS) | check-deps
 	@set -e; for name in $(FUZZ_NAMES); do \
 	    $(B)/replay/replay_$$name tests/fuzz/corpus/$$name; done
 	@echo "== integration and interop tests"
-	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py -j$(IT_JOBS) $(IT)
+ifneq ($(CHECK_ASAN),no)
+	@+$(MAKE) --no-print-directory check-asan
+endif
 	@echo "make check: all tests passed"
+
+#   --- Every program under ASan+UBSan, with the integration tests -----------
+#
+#   make check-asan: the library, keyclone, both daemons and every C program
+#   of tests/it and tests/bench rebuilt with SAN_FLAGS in $(ASAN_B) (a make
+#   of its own, with B, CFLAGS and LDFLAGS set), then tests/it/run.py
+#   against that build ("make check-asan IT=zap" for some suites only).
+#   - Daemons write to log files and the tests capture what the CLI prints,
+#     so every sanitizer writes its reports to $(ASAN_B)/sanitizer-logs/
+#     <tool>.<pid>, and the run fails unless that directory is empty at the
+#     end, whatever the tests said; abort_on_error also stops the process.
+#   - UBSan is linked statically (-static-libubsan): with gcc's two shared
+#     runtimes, libubsan's log_path call binds to libasan's copy and UBSan's
+#     reports would stay on stderr.
+#   - LeakSanitizer checks every exit. Under ASan, tests/it/kc.py ends the
+#     daemons a test leaves running with SIGTERM, not SIGKILL, so that they
+#     exit through it. tests/lsan.supp has a reason for each suppression.
+#   - verify_asan_link_order=0: a test may LD_PRELOAD a shim into a daemon.
+#   - test_readme's nested `make install` inherits B, CFLAGS and LDFLAGS
+#     through MAKEFLAGS, so it installs this build, and SAN_PC_CFLAGS and
+#     SAN_PC_LIBS put the sanitizer flags into that keyclone.pc: the
+#     README's program is built with them too.
+
+ASAN_B      := $(B)/asan-build
+SAN_LOGS    = $(abspath $(B))/sanitizer-logs
+SAN_OPTIONS_COMMON = log_path=$(SAN_LOGS)/$(1):halt_on_error=1:abort_on_error=1:print_stacktrace=1
+SAN_PC_CFLAGS ?=
+SAN_PC_LIBS ?=
+
+check-asan: | check-deps
+	@+$(MAKE) --no-print-directory B=$(ASAN_B) CFLAGS='$(SAN_FLAGS)' LDFLAGS=-static-libubsan \
+	    SAN_PC_CFLAGS='-fsanitize=address,undefined' \
+	    SAN_PC_LIBS='-fsanitize=address,undefined -static-libubsan' asan-integration
+
+ifneq ($(findstring -fsanitize=address,$(CFLAGS)),)
+asan-integration: all $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
+	@echo "== integration and interop tests under ASan+UBSan ($(B))"
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	@status=0; \
+	ASAN_OPTIONS='$(call SAN_OPTIONS_COMMON,asan):detect_leaks=1:verify_asan_link_order=0' \
+	UBSAN_OPTIONS='$(call SAN_OPTIONS_COMMON,ubsan)' \
+	LSAN_OPTIONS='suppressions=$(abspath tests/lsan.supp):print_suppressions=0' \
+	KC_BUILD=$(abspath $(B)) $(PYTHON) tests/it/run.py -j$(IT_JOBS) $(IT) || status=1; \
+	if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	    for f in $(SAN_LOGS)/*; do echo "---- $$f"; cat "$$f"; done; \
+	    echo "make check-asan: sanitizer reports in $(SAN_LOGS)" >&2; status=1; fi; \
+	if [ $$status = 0 ]; then echo "make check-asan: no sanitizer reports"; fi; \
+	exit $$status
+else
+asan-integration:
+	@echo "asan-integration: run it as 'make check-asan'" >&2; exit 2
+endif
 
 valgrind: $(B)/bin/kc_selftest
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
@@ -218,7 +281,7 @@ FUZZ_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/fuzz-obj/%)
 
 $(B)/fuzz-obj/%.o: %.c $(B)/config.mk
 	@mkdir -p $(@D)
-	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -DKC_FUZZING -Ilib -I$(B)/gen $(PKG_CFLAGS) $(FUZZ_FLAGS) -c $< -o $@
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -DKC_FUZZING -Ilib -I$(B)/gen $(PKG_CFLAGS) $(FUZZ_FLAGS) -MMD -MP -c $< -o $@
 
 $(B)/fuzz-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
 	@mkdir -p $(@D)
@@ -228,18 +291,54 @@ $(B)/fuzz/fuzz_%: $(B)/fuzz-obj/tests/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+
 fuzz: | deps
 	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 	    echo "make fuzz: clang not found; 'make check' still replays every corpus"; exit 0; fi; \
-	$(MAKE) --no-print-directory $(FUZZ_NAMES:%=$(B)/fuzz/fuzz_%) && \
-	for name in $(FUZZ_NAMES); do \
+	$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%) && mkdir -p $(B)/fuzz/crashes && \
+	for name in $(FUZZ_TARGETS); do \
 	    mkdir -p $(B)/fuzz/corpus/$$name && cp -n tests/fuzz/corpus/$$name/* $(B)/fuzz/corpus/$$name/ 2>/dev/null; \
 	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s"; \
 	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        -artifact_prefix=$(B)/fuzz/$$name- $(B)/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
+	        -artifact_prefix=$(B)/fuzz/crashes/$$name- $(B)/fuzz/corpus/$$name tests/fuzz/corpus/$$name \
 	        2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY)' || true; \
-	    if ls $(B)/fuzz/$$name-* >/dev/null 2>&1; then \
-	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/$$name-*)"; exit 1; fi; \
+	    if ls $(B)/fuzz/crashes/$$name-* >/dev/null 2>&1; then \
+	        echo "make fuzz: fuzz_$$name found a crash: $$(ls $(B)/fuzz/crashes/$$name-*)"; exit 1; fi; \
+	done
+
+#   make fuzz-long: each of FUZZ_TARGETS (default: all) for FUZZ_SECONDS
+#   (default 600 here) in FUZZ_JOBS processes (libFuzzer -fork; default 1),
+#   growing the working corpus $(B)/fuzz/corpus/<target>; then -merge=1 of
+#   it into the committed tests/fuzz/corpus/<target>, which adds only the
+#   inputs that reach new coverage, smallest first, none over FUZZ_MAX_LEN
+#   bytes. Commit what it added: `make check` replays every file. A crash,
+#   a leak or a hang (over 10 s) stops it with the reproducer's path.
+fuzz-long: FUZZ_SECONDS = 600
+FUZZ_JOBS   ?= 1
+FUZZ_MAX_LEN ?= 2048
+
+fuzz-long: | deps
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz-long: needs clang" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+	@mkdir -p $(B)/fuzz/logs $(B)/fuzz/crashes
+	@for name in $(FUZZ_TARGETS); do \
+	    work=$(B)/fuzz/corpus/$$name; committed=tests/fuzz/corpus/$$name; \
+	    log=$(B)/fuzz/logs/$$name; crashes=$(B)/fuzz/crashes/$$name-; \
+	    mkdir -p $$work && cp -n $$committed/* $$work/ 2>/dev/null; \
+	    before=$$(ls $$committed | wc -l); \
+	    echo "== fuzz_$$name for $(FUZZ_SECONDS)s, $(FUZZ_JOBS) job(s)"; \
+	    $(B)/fuzz/fuzz_$$name -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+	        -timeout=10 -print_final_stats=1 $(if $(filter-out 1,$(FUZZ_JOBS)),-fork=$(FUZZ_JOBS)) \
+	        -artifact_prefix=$$crashes $$work > $$log.log 2>&1; \
+	    grep -E '^(stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|SUMMARY)' $$log.log; \
+	    if ls $$crashes* >/dev/null 2>&1; then \
+	        echo "make fuzz-long: fuzz_$$name found a crash: $$(ls $$crashes*) (log: $$log.log)" >&2; \
+	        exit 1; fi; \
+	    $(B)/fuzz/fuzz_$$name -merge=1 -max_len=$(FUZZ_MAX_LEN) $$committed $$work > $$log-merge.log 2>&1 \
+	        || { echo "make fuzz-long: merge failed, see $$log-merge.log" >&2; exit 1; }; \
+	    echo "fuzz_$$name: $$before -> $$(ls $$committed | wc -l) inputs in $$committed" \
+	         "($$(cat $$committed/* | wc -c) bytes)"; \
 	done
 
 #   --- Benchmarks, run, demo -------------------------------------------------
@@ -269,7 +368,8 @@ install: all
 	printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
 	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
 	    "Version: $(VERSION)" "Requires: libczmq libzmq" "Requires.private: libsodium sqlite3" \
-	    "Libs: -L\$${libdir} -lkeyclone" "Cflags: -I\$${includedir}/keyclone" \
+	    "Libs: -L\$${libdir} -lkeyclone$(if $(SAN_PC_LIBS), $(SAN_PC_LIBS))" \
+	    "Cflags: -I\$${includedir}/keyclone$(if $(SAN_PC_CFLAGS), $(SAN_PC_CFLAGS))" \
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
 
 uninstall:
@@ -280,4 +380,4 @@ uninstall:
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B)/obj $(B)/asan-obj $(B)/test-obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/asan-obj $(B)/test-obj $(B)/fuzz-obj -name '*.d' 2>/dev/null)
