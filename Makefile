@@ -251,7 +251,8 @@ check-asan: | check-deps
 	    SAN_PC_LIBS='-fsanitize=address,undefined -static-libubsan' asan-integration
 
 ifneq ($(findstring -fsanitize=address,$(CFLAGS)),)
-asan-integration: all $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
+asan-integration: all $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) \
+                  $(SHIM_SRC:tests/it/shim/%.c=$(B)/tests/libkc_%.so)
 	@echo "== integration and interop tests under ASan+UBSan ($(B))"
 	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
 	@status=0; \
