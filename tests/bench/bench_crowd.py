@@ -120,19 +120,25 @@ def per_update():
     cluster.start_server()
     agent = cluster.add_agent(register=False, options=["--check-interval", "0"])
     cluster.wait_converged()
-    count = 5000
-    before = raw_verify_us()
-    ticks = cpu_ticks(agent.proc.pid)
-    cluster.burst(count, records=1, window=64, prefix="stream")
-    cluster.wait_converged(timeout=120)
-    used = (cpu_ticks(agent.proc.pid) - ticks) / HZ
-    verify = (before + raw_verify_us()) / 2
-    per = used / count * 1e6
-    line("agent CPU per single-record update", f"{per:.0f} us", "target <= 1.3x verify",
-         verdict(per / verify, 1.3))
-    line("  one raw Ed25519 verification (same run)", f"{verify:.0f} us", "", f"ratio {per / verify:.2f}")
-    note(f"{count} single-record batches streamed (64 in flight), the agent's user + system CPU "
-         "from /proc; raw verify before and after, averaged")
+    count, rounds = 3000, 3
+    ratios, pers, verifies = [], [], []
+    for n in range(rounds):
+        before = raw_verify_us()
+        ticks = cpu_ticks(agent.proc.pid)
+        cluster.burst(count, records=1, window=64, prefix=f"stream-{n}")
+        cluster.wait_converged(timeout=120)
+        used = (cpu_ticks(agent.proc.pid) - ticks) / HZ
+        verify = (before + raw_verify_us()) / 2
+        pers.append(used / count * 1e6)
+        verifies.append(verify)
+        ratios.append(pers[-1] / verify)
+    middle = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
+    line("agent CPU per single-record update", f"{pers[middle]:.0f} us", "target <= 1.3x verify",
+         verdict(ratios[middle], 1.3))
+    line("  one raw Ed25519 verification (same run)", f"{verifies[middle]:.0f} us", "",
+         f"ratio {ratios[middle]:.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    note(f"{rounds} rounds of {count} single-record batches streamed (64 in flight), the agent's user + "
+         "system CPU from /proc, each beside raw verify measured just before and after it; the median round")
     agent.stop()
     cluster.stop_server()
 
