@@ -8,9 +8,9 @@
     END; with it the second copy is refused ("version not above the
     stored version"), so what a sync holds is bounded by the genuine log.
 
-    The index points into the batches it was given (8 bytes a key in an
-    open-addressing table keyed by SipHash of the key): the caller keeps
-    them alive as long as the index.
+    The index points into the batches it was given (16 bytes a key in an
+    open-addressing table: the key's first 8 bytes and the record): the
+    caller keeps them alive as long as the index.
     =========================================================================
 */
 #ifndef KC_KEYINDEX_H_INCLUDED
