@@ -54,7 +54,7 @@ typedef struct {
     kc_head_t head;
     int64_t clock_offset_ms;                //  server's clock minus ours, last head
     bool clock_warned;                      //  said the clocks differ too much
-    int64_t root_warned, root_checked;      //  zclock_mono: root expiry warning, check
+    int64_t root_warned;                    //  zclock_mono: last root expiry warning
     kc_ratelog_t *log;                      //  warnings about what peers send, bounded
     int64_t last_fault;                     //  and repeated faults
     char last_fault_text [KC_WHY_BYTES];
