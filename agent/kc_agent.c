@@ -76,9 +76,7 @@ static void
 s_free_cold (agent_t *self)
 {
     kc_keyindex_destroy (&self->cold_index);
-    for (size_t i = 0; i < self->cold_count; i++) {
-        kc_batch_destroy (&self->cold_batches [i]);
-    }
+    kc_arena_destroy (&self->cold_bytes);
     self->cold_count = 0;
 }
 
@@ -158,16 +156,19 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
 
 //  Verifies one batch entry following (prev_seq, prev_chain). Returns the
 //  decoded batch, or NULL with a reason.
+//  A view (no copy) when the caller keeps the message alive longer than
+//  the batch's records are used.
 static kc_batch_t *
 s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
-                const uint8_t prev_chain [static KC_HASH_BYTES], kc_why_t *why)
+                const uint8_t prev_chain [static KC_HASH_BYTES], bool view, kc_why_t *why)
 {
     if (entry->seq != prev_seq + 1) {
         kc_why (why, "batch %llu does not follow %llu", (unsigned long long) entry->seq,
                 (unsigned long long) prev_seq);
         return NULL;
     }
-    kc_batch_t *batch = kc_batch_decode (entry->data, entry->size, why);
+    kc_batch_t *batch = view ? kc_batch_view (entry->data, entry->size, why)
+                             : kc_batch_decode (entry->data, entry->size, why);
     if (!batch || kc_batch_verify (batch, self->root, kc_now (), why)) {
         kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
         kc_batch_destroy (&batch);
@@ -227,7 +228,7 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
         if (group->count == sizeof group->batches / sizeof group->batches [0]) {
             return kc_why (why, "too many batches in one group");
         }
-        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), why);
+        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), false, why);
         if (!batch) {
             return -1;
         }
@@ -608,6 +609,9 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
 
 //  --- Snapshot ------------------------------------------------------------------
 
+//  A BATCHES message of a sync. A cold sync keeps a copy of its batches
+//  (libzmq's buffers go back to it for the next message) and indexes views
+//  of their records; a sync from a cache applies them.
 static int
 s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 {
@@ -616,40 +620,36 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         return -1;
     }
     for (size_t i = 0; i < msg->entry_count; i++) {
-        const kc_entry_t *entry = &msg->entries [i];
-        self->sync_records += kc_batch_peek_count (entry->data, entry->size);
+        kc_entry_t entry = msg->entries [i];
+        self->sync_records += kc_batch_peek_count (entry.data, entry.size);
         self->sync_batches++;
         if (!self->cold) {
             continue;
         }
-        kc_batch_t *batch = s_verify_entry (self, entry, self->sync_seq, self->sync_chain, why);
+        if (!self->cold_bytes) {
+            self->cold_bytes = kc_arena_new ();
+            self->cold_index = kc_keyindex_new ();
+        }
+        entry.data = kc_arena_copy (self->cold_bytes, entry.data, entry.size);
+        if (!entry.data) {
+            return kc_why (why, "out of memory holding %zu bytes of the snapshot",
+                           kc_arena_size (self->cold_bytes));
+        }
+        kc_batch_t *batch = s_verify_entry (self, &entry, self->sync_seq, self->sync_chain, true, why);
         if (!batch) {
             return -1;
         }
         //  Each record against those before it, as it arrives: what a sync
         //  holds before END is bounded by the genuine log, however often a
         //  hostile server replays a valid batch
-        if (!self->cold_index) {
-            self->cold_index = kc_keyindex_new ();
+        int rc = kc_keyindex_apply (self->cold_index, batch, entry.seq, why);
+        kc_batch_destroy (&batch);
+        if (rc) {
+            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry.seq);
         }
-        if (kc_keyindex_apply (self->cold_index, batch, why)) {
-            kc_batch_destroy (&batch);
-            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
-        }
-        if (self->cold_count == self->cold_capacity) {
-            size_t capacity = self->cold_capacity ? self->cold_capacity * 2 : 256;
-            kc_batch_t **grown = realloc (self->cold_batches, capacity * sizeof (kc_batch_t *));
-            if (!grown) {
-                kc_batch_destroy (&batch);
-                return kc_why (why, "out of memory holding %zu batches of the snapshot",
-                               self->cold_count);
-            }
-            self->cold_batches = grown;
-            self->cold_capacity = capacity;
-        }
-        self->cold_batches [self->cold_count++] = batch;
-        self->sync_seq = entry->seq;
-        memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+        self->cold_count++;
+        self->sync_seq = entry.seq;
+        memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
     }
     if (!self->cold) {
         if (s_apply_entries (self, msg, &group, why)) {
@@ -696,9 +696,9 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
     if (self->cold && self->cold_count) {
         int64_t build_started = zclock_mono ();
         kc_cache_destroy (&self->cache);
-        self->cache = kc_cache_create (self->config.cache_path, self->root, self->cold_batches,
-                                       self->cold_count, self->sync_chain,
-                                       timely ? &msg->head : NULL, why);
+        self->cache = kc_cache_create_from (self->config.cache_path, self->root, self->cold_index,
+                                            self->sync_seq, self->sync_chain,
+                                            timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
         self->last_build_ms = zclock_mono () - build_started;
         s_free_cold (self);
@@ -1187,7 +1187,6 @@ kc_agent_run (const kc_agent_config_t *config)
     zsock_destroy (&self.local);
     zsock_destroy (&self.events);
     s_free_cold (&self);
-    free (self.cold_batches);
     if (self.buffered) {
         s_free_buffered (&self);
         zlistx_destroy (&self.buffered);

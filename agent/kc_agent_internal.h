@@ -31,9 +31,9 @@ typedef struct {
     uint64_t sync_from, sync_seq;           //  start, last verified
     uint8_t sync_chain [KC_HASH_BYTES];
     uint64_t sync_batches, sync_records;
-    kc_batch_t **cold_batches;
-    kc_keyindex_t *cold_index;              //  their records, checked as they come
-    size_t cold_count, cold_capacity;
+    kc_keyindex_t *cold_index;              //  a cold sync's records, checked as they come,
+    kc_arena_t *cold_bytes;                 //  pointing into its batches, kept here
+    size_t cold_count;                      //  batches in the index
     int64_t sync_started, sync_deadline;    //  zclock_mono
     zlistx_t *buffered;                     //  UPDATE messages held during a sync,
     size_t buffered_bytes;                  //  applied a slice per wake-up after it

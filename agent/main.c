@@ -280,6 +280,7 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-agent: libsodium failed to initialise\n");
         return 1;
     }
+    kc_malloc_tune ();
     //  One agent per directory: a second one would take over its endpoints
     //  and write the same cache
     char lock_path [PATH_MAX + 16], what [PATH_MAX + 8];

@@ -21,8 +21,9 @@
 #define MAGIC "KCBT"
 
 struct _kc_batch_t {
-    uint8_t *data;                      //  whole encoding, owned
+    uint8_t *data;                      //  whole encoding, owned unless borrowed
     size_t size;
+    bool borrowed;                      //  kc_batch_view: the caller's bytes
     size_t body_size;
     uint8_t digest [KC_HASH_BYTES];
     const uint8_t *directory;           //  into data
@@ -317,6 +318,24 @@ kc_batch_decode (const uint8_t *data, size_t size, kc_why_t *why)
 }
 
 kc_batch_t *
+kc_batch_view (const uint8_t *data, size_t size, kc_why_t *why)
+{
+    kc_batch_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        kc_why (why, "out of memory decoding a batch of %zu bytes", size);
+        return NULL;
+    }
+    //  Never written through: the cast only lets one struct serve both kinds
+    self->data = (uint8_t *) data;
+    self->size = size;
+    self->borrowed = true;
+    if (s_parse (self, why)) {
+        kc_batch_destroy (&self);
+    }
+    return self;
+}
+
+kc_batch_t *
 kc_batch_load (const char *path, kc_why_t *why)
 {
     size_t size;
@@ -400,7 +419,9 @@ kc_batch_destroy (kc_batch_t **self_p)
 {
     if (self_p && *self_p) {
         free ((*self_p)->records);
-        free ((*self_p)->data);
+        if (!(*self_p)->borrowed) {
+            free ((*self_p)->data);
+        }
         free (*self_p);
         *self_p = NULL;
     }

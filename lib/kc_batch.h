@@ -59,6 +59,11 @@ void
 kc_batch_t *
     kc_batch_decode (const uint8_t *data, size_t size, kc_why_t *why);
 
+//  The same without the copy: the batch views data, which must outlive it
+//  and stay unchanged (a cold sync's received messages).
+kc_batch_t *
+    kc_batch_view (const uint8_t *data, size_t size, kc_why_t *why);
+
 //  Loads a batch file; NULL with a reason.
 kc_batch_t *
     kc_batch_load (const char *path, kc_why_t *why);

@@ -107,9 +107,15 @@ kc_bucket_validate (const uint8_t *data, size_t size, uint32_t bucket,
 void
 kc_bucket_write (kc_writer_t *out, uint64_t seq, const kc_record_t *record)
 {
-    kc_write_u16 (out, (uint16_t) (8 + record->encoded_size));
+    kc_bucket_write_encoded (out, seq, record->encoded, record->encoded_size);
+}
+
+void
+kc_bucket_write_encoded (kc_writer_t *out, uint64_t seq, const uint8_t *encoded, size_t size)
+{
+    kc_write_u16 (out, (uint16_t) (8 + size));
     kc_write_u64 (out, seq);
-    kc_write_bytes (out, record->encoded, record->encoded_size);
+    kc_write_bytes (out, encoded, size);
 }
 
 int

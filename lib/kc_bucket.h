@@ -71,6 +71,10 @@ int
 void
     kc_bucket_write (kc_writer_t *out, uint64_t seq, const kc_record_t *record);
 
+//  The same from a validated record encoding of size bytes.
+void
+    kc_bucket_write_encoded (kc_writer_t *out, uint64_t seq, const uint8_t *encoded, size_t size);
+
 //  Writes to out the bucket data with record set for its key (replacing the
 //  old entry or inserting in order). 0 or -1 if data is malformed.
 int

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -676,147 +677,227 @@ kc_cache_check_file (const char *path, kc_why_t *why)
 
 //  --- Building a whole cache (cold sync) -------------------------------------
 
-typedef struct {
-    const kc_record_t *record;
-    uint64_t seq;
-} s_item_t;
+#define BUILD_PREFETCH  8               //  records fetched this many entries ahead
+#define WRITEBACK_BUCKETS 4096          //  a build starts writeback every so many buckets
 
-static int
-s_compare_items (const void *a, const void *b)
+//  The name buckets of a build, laid out before the keys are written: each
+//  bucket's bytes at their final place, filled as the key pass reads each
+//  record (once), then written as they stand.
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t *starts;                     //  KC_BUCKETS + 1: bucket b is starts [b]..starts [b + 1]
+    size_t *fill;                       //  KC_BUCKETS: where bucket b's next pair goes
+} s_names_t;
+
+static void
+s_names_free (s_names_t *names)
 {
-    const s_item_t *x = a, *y = b;
-    int c = memcmp (x->record->key, y->record->key, KC_KEY_BYTES);
-    return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+    kc_big_free (names->data, names->size);
+    free (names->starts);
+    free (names->fill);
 }
 
-typedef struct {
-    uint32_t bucket;
-    const kc_record_t *record;
-} s_name_t;
-
-//  Counting sort of items into bucket order, then each bucket sorted.
-//  starts[b]..starts[b+1] are bucket b's items afterwards.
-static s_item_t *
-s_bucket_items (kc_batch_t *const *batches, size_t count, uint32_t *starts, size_t *total)
-{
-    memset (starts, 0, (KC_BUCKETS + 1) * sizeof (uint32_t));
-    size_t n = 0;
-    for (size_t i = 0; i < count; i++) {
-        for (size_t j = 0; j < kc_batch_count (batches [i]); j++) {
-            starts [kc_bucket_of_key (kc_batch_record (batches [i], j)->key) + 1]++;
-            n++;
-        }
-    }
-    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
-        starts [b + 1] += starts [b];
-    }
-    s_item_t *items = malloc ((n ? n : 1) * sizeof (s_item_t));
-    uint32_t *fill = malloc (KC_BUCKETS * sizeof (uint32_t));
-    assert (items && fill);
-    memcpy (fill, starts, KC_BUCKETS * sizeof (uint32_t));
-    for (size_t i = 0; i < count; i++) {
-        for (size_t j = 0; j < kc_batch_count (batches [i]); j++) {
-            const kc_record_t *record = kc_batch_record (batches [i], j);
-            items [fill [kc_bucket_of_key (record->key)]++] = (s_item_t) { record, i + 1 };
-        }
-    }
-    free (fill);
-    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
-        if (starts [b + 1] - starts [b] > 1) {
-            qsort (items + starts [b], starts [b + 1] - starts [b], sizeof (s_item_t), s_compare_items);
-        }
-    }
-    *total = n;
-    return items;
-}
-
-//  Writes the key buckets; collects the final named records into names.
 static int
-s_build_keys (kc_cache_t *self, const s_item_t *items, const uint32_t *starts,
-              s_name_t *names, size_t *name_count, kc_why_t *why)
+s_names_plan (s_names_t *names, const kc_keyindex_entry_t *entries, size_t count, kc_why_t *why)
 {
-    kc_writer_t writer;
-    kc_writer_init (&writer);
-    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
-        if (starts [b] == starts [b + 1]) {
-            continue;
-        }
-        for (uint32_t i = starts [b]; i < starts [b + 1]; i++) {
-            const kc_record_t *record = items [i].record;
-            if (i + 1 < starts [b + 1] && memcmp (record->key, items [i + 1].record->key, KC_KEY_BYTES) == 0) {
-                if (kc_record_check_successor (items [i + 1].record, record->status, record->version, why)) {
-                    kc_writer_free (&writer);
-                    return kc_why_prefix (why, "batch %llu", (unsigned long long) items [i + 1].seq);
-                }
-                continue;               //  superseded by a later record
-            }
-            kc_bucket_write (&writer, items [i].seq, record);
-            self->keys++;
-            self->revoked += record->status == KC_STATUS_REVOKED;
-            if (record->name_size) {
-                names [(*name_count)++] = (s_name_t) {
-                    kc_bucket_of_name (record->name, record->name_size), record };
-            }
-        }
-        sqlite3_stmt *stmt = s_stmt (self, S_PUT_KEYS);
-        sqlite3_bind_int (stmt, 1, (int) b);
-        sqlite3_bind_blob (stmt, 2, writer.data, (int) writer.size, SQLITE_STATIC);
-        int rc = sqlite3_step (stmt);
-        sqlite3_reset (stmt);
-        writer.size = 0;
-        if (rc != SQLITE_DONE) {
-            kc_writer_free (&writer);
-            return s_fail (self, why, "write a bucket");
+    memset (names, 0, sizeof *names);
+    names->starts = calloc (KC_BUCKETS + 1, sizeof (size_t));
+    names->fill = malloc (KC_BUCKETS * sizeof (size_t));
+    if (!names->starts || !names->fill) {
+        return kc_why (why, "out of memory planning the name buckets");
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (entries [i].name_size) {
+            names->starts [entries [i].name_bucket + 1] += 1 + entries [i].name_size + KC_KEY_BYTES;
         }
     }
-    kc_writer_free (&writer);
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        names->starts [b + 1] += names->starts [b];
+    }
+    memcpy (names->fill, names->starts, KC_BUCKETS * sizeof (size_t));
+    names->size = names->starts [KC_BUCKETS];
+    names->data = kc_big_alloc (names->size);
+    if (!names->data) {
+        return kc_why (why, "out of memory for %zu bytes of names", names->size);
+    }
     return 0;
 }
 
-static int
-s_build_names (kc_cache_t *self, s_name_t *names, size_t count, kc_why_t *why)
+//  The key pass runs on two threads: a gatherer copies each bucket's
+//  records (random reads across the received batches) and each name pair
+//  into place, a group of GROUP_BUCKETS buckets at a time, while the
+//  caller's thread hands the previous groups to sqlite (copies into pages,
+//  writes to the file). Each does about half of the work.
+#define GROUP_BUCKETS   256
+#define GROUP_SLOTS     4
+
+typedef struct {
+    kc_writer_t data;                   //  the group's buckets back to back
+    uint32_t ends [GROUP_BUCKETS];      //  where each bucket's bytes end in data
+    bool ready;                         //  filled, not yet written
+} s_group_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    s_group_t groups [GROUP_SLOTS];
+    const kc_keyindex_entry_t *entries;
+    size_t count;
+    s_names_t *names;
+    bool stop;                          //  the writer failed: the gatherer quits
+} s_gather_t;
+
+static void
+s_gather_group (s_gather_t *gather, s_group_t *group, uint32_t first, size_t *i)
 {
-    //  Group by bucket (counting sort), then order each bucket
-    uint32_t *starts = calloc (KC_BUCKETS + 1, sizeof (uint32_t));
-    s_name_t *sorted = malloc ((count ? count : 1) * sizeof (s_name_t));
-    assert (starts && sorted);
-    for (size_t i = 0; i < count; i++) {
-        starts [names [i].bucket + 1]++;
+    const kc_keyindex_entry_t *entries = gather->entries;
+    s_names_t *names = gather->names;
+    group->data.size = 0;
+    for (uint32_t b = 0; b < GROUP_BUCKETS; b++) {
+        for (; *i < gather->count && entries [*i].tag >> 48 == first + b; (*i)++) {
+            if (*i + BUILD_PREFETCH < gather->count) {
+                __builtin_prefetch (entries [*i + BUILD_PREFETCH].encoded);
+            }
+            const kc_keyindex_entry_t *entry = &entries [*i];
+            kc_bucket_write_encoded (&group->data, entry->seq, entry->encoded, entry->size);
+            if (entry->name_size) {
+                uint8_t *pair = names->data + names->fill [entry->name_bucket];
+                pair [0] = entry->name_size;
+                memcpy (pair + 1, entry->encoded + KC_RECORD_AT_NAME, entry->name_size);
+                memcpy (pair + 1 + entry->name_size, entry->encoded + KC_RECORD_AT_KEY, KC_KEY_BYTES);
+                names->fill [entry->name_bucket] += 1 + entry->name_size + KC_KEY_BYTES;
+            }
+        }
+        group->ends [b] = (uint32_t) group->data.size;
     }
-    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
-        starts [b + 1] += starts [b];
+}
+
+static void *
+s_gatherer (void *arg)
+{
+    s_gather_t *gather = arg;
+    size_t i = 0;
+    for (uint32_t g = 0; g < KC_BUCKETS / GROUP_BUCKETS; g++) {
+        s_group_t *group = &gather->groups [g % GROUP_SLOTS];
+        pthread_mutex_lock (&gather->lock);
+        while (group->ready && !gather->stop) {
+            pthread_cond_wait (&gather->changed, &gather->lock);
+        }
+        bool stop = gather->stop;
+        pthread_mutex_unlock (&gather->lock);
+        if (stop) {
+            break;
+        }
+        s_gather_group (gather, group, g * GROUP_BUCKETS, &i);
+        pthread_mutex_lock (&gather->lock);
+        group->ready = true;
+        pthread_cond_broadcast (&gather->changed);
+        pthread_mutex_unlock (&gather->lock);
     }
-    uint32_t *fill = malloc (KC_BUCKETS * sizeof (uint32_t));
-    assert (fill);
-    memcpy (fill, starts, KC_BUCKETS * sizeof (uint32_t));
-    for (size_t i = 0; i < count; i++) {
-        sorted [fill [names [i].bucket]++] = names [i];
+    return NULL;
+}
+
+//  Writes one gathered group's non-empty buckets.
+static int
+s_write_group (kc_cache_t *self, const s_group_t *group, uint32_t first, int file, kc_why_t *why)
+{
+    //  What sqlite wrote so far starts going to the disk now, while the
+    //  build goes on: the fsync at the end has little left to wait for
+    if (file >= 0 && first % WRITEBACK_BUCKETS == 0) {
+        sync_file_range (file, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
-    free (fill);
-    kc_writer_t writer;
-    kc_writer_init (&writer);
-    int rc = 0;
-    for (uint32_t b = 0; rc == 0 && b < KC_BUCKETS; b++) {
-        if (starts [b + 1] == starts [b]) {
+    uint32_t start = 0;
+    for (uint32_t b = 0; b < GROUP_BUCKETS; start = group->ends [b++]) {
+        if (group->ends [b] == start) {
             continue;
         }
-        for (uint32_t i = starts [b]; i < starts [b + 1]; i++) {
-            kc_names_write (&writer, sorted [i].record->name, sorted [i].record->name_size,
-                            sorted [i].record->key);
+        sqlite3_stmt *stmt = s_stmt (self, S_PUT_KEYS);
+        sqlite3_bind_int (stmt, 1, (int) (first + b));
+        sqlite3_bind_blob (stmt, 2, group->data.data + start, (int) (group->ends [b] - start), SQLITE_STATIC);
+        int rc = sqlite3_step (stmt);
+        sqlite3_reset (stmt);
+        if (rc != SQLITE_DONE) {
+            return s_fail (self, why, "write a bucket");
+        }
+    }
+    return 0;
+}
+
+//  Writes the key buckets from the sorted entries; puts each named record's
+//  (name, key) pair in its name bucket (kc_bucket.h's layout).
+static int
+s_build_keys (kc_cache_t *self, const kc_keyindex_entry_t *entries, size_t count,
+              s_names_t *names, int file, kc_why_t *why)
+{
+    s_gather_t *gather = calloc (1, sizeof *gather);
+    if (!gather) {
+        return kc_why (why, "out of memory building the cache");
+    }
+    pthread_mutex_init (&gather->lock, NULL);
+    pthread_cond_init (&gather->changed, NULL);
+    for (int k = 0; k < GROUP_SLOTS; k++) {
+        kc_writer_init (&gather->groups [k].data);
+    }
+    gather->entries = entries;
+    gather->count = count;
+    gather->names = names;
+    pthread_t thread;
+    bool threaded = pthread_create (&thread, NULL, s_gatherer, gather) == 0;
+    int rc = 0;
+    size_t i = 0;
+    for (uint32_t g = 0; rc == 0 && g < KC_BUCKETS / GROUP_BUCKETS; g++) {
+        s_group_t *group = &gather->groups [g % GROUP_SLOTS];
+        if (threaded) {
+            pthread_mutex_lock (&gather->lock);
+            while (!group->ready) {
+                pthread_cond_wait (&gather->changed, &gather->lock);
+            }
+            pthread_mutex_unlock (&gather->lock);
+        }
+        else {
+            s_gather_group (gather, group, g * GROUP_BUCKETS, &i);      //  no thread: in turn
+        }
+        rc = s_write_group (self, group, g * GROUP_BUCKETS, file, why);
+        pthread_mutex_lock (&gather->lock);
+        group->ready = false;
+        gather->stop = rc != 0;
+        pthread_cond_broadcast (&gather->changed);
+        pthread_mutex_unlock (&gather->lock);
+    }
+    if (threaded) {
+        pthread_join (thread, NULL);
+    }
+    for (int k = 0; k < GROUP_SLOTS; k++) {
+        kc_writer_free (&gather->groups [k].data);
+    }
+    pthread_cond_destroy (&gather->changed);
+    pthread_mutex_destroy (&gather->lock);
+    free (gather);
+    return rc;
+}
+
+static int
+s_build_names (kc_cache_t *self, const s_names_t *names, int file, kc_why_t *why)
+{
+    for (uint32_t b = 0; b < KC_BUCKETS; b++) {
+        if (file >= 0 && b % WRITEBACK_BUCKETS == 0) {
+            sync_file_range (file, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
+        size_t size = names->starts [b + 1] - names->starts [b];
+        if (size == 0) {
+            continue;
         }
         sqlite3_stmt *stmt = s_stmt (self, S_PUT_NAMES);
         sqlite3_bind_int (stmt, 1, (int) b);
-        sqlite3_bind_blob (stmt, 2, writer.data, (int) writer.size, SQLITE_STATIC);
-        if (sqlite3_step (stmt) != SQLITE_DONE) {
-            rc = s_fail (self, why, "write a name bucket");
-        }
+        sqlite3_bind_blob (stmt, 2, names->data + names->starts [b], (int) size, SQLITE_STATIC);
+        int rc = sqlite3_step (stmt);
         sqlite3_reset (stmt);
-        writer.size = 0;
+        if (rc != SQLITE_DONE) {
+            return s_fail (self, why, "write a name bucket");
+        }
     }
-    kc_writer_free (&writer);
-    free (sorted);
-    free (starts);
-    return rc;
+    return 0;
 }
 
 static void
@@ -842,35 +923,43 @@ s_fsync_path (const char *path, int flags)
     return rc;
 }
 
-//  Fills a new cache file with the run; leaves it closed, in WAL mode.
+//  Fills a new cache file from the index; leaves it closed, in WAL mode.
 static int
-s_build_file (const char *temp, const kc_root_t *root, kc_batch_t *const *batches, size_t count,
+s_build_file (const char *temp, const kc_root_t *root, kc_keyindex_t *index, uint64_t seq,
               const uint8_t chain [static KC_HASH_BYTES], const kc_head_t *head, kc_why_t *why)
 {
+    size_t total;
+    const kc_keyindex_entry_t *entries = kc_keyindex_sort (index, &total);
+    if (!entries) {
+        return kc_why (why, "out of memory sorting %zu keys", kc_keyindex_size (index));
+    }
     bool corrupt;
     kc_cache_t *self = s_open (temp, root, KC_DB_BUILD, &corrupt, why);
     if (!self) {
         return -1;
     }
-    uint32_t *starts = malloc ((KC_BUCKETS + 1) * sizeof (uint32_t));
-    assert (starts);
-    size_t total = 0, name_count = 0;
-    s_item_t *items = s_bucket_items (batches, count, starts, &total);
-    s_name_t *names = malloc ((total ? total : 1) * sizeof (s_name_t));
-    assert (names);
-    int rc = kc_db_exec (self->db, "BEGIN", why);
+    s_names_t names;
+    int rc = s_names_plan (&names, entries, total, why);
     if (rc == 0) {
-        rc = s_build_keys (self, items, starts, names, &name_count, why);
+        rc = kc_db_exec (self->db, "BEGIN", why);
     }
-    free (items);
-    free (starts);
+    int file = open (temp, O_RDONLY | O_CLOEXEC);
     if (rc == 0) {
-        rc = s_build_names (self, names, name_count, why);
+        rc = s_build_keys (self, entries, total, &names, file, why);
     }
-    free (names);
+
     if (rc == 0) {
-        self->seq = count;
-        self->changes_from = count;
+        rc = s_build_names (self, &names, file, why);
+    }
+    if (file >= 0) {
+        close (file);
+    }
+    s_names_free (&names);
+    if (rc == 0) {
+        self->keys = total;
+        self->revoked = kc_keyindex_revoked (index);
+        self->seq = seq;
+        self->changes_from = seq;
         memcpy (self->chain, chain, KC_HASH_BYTES);
         rc = s_write_state (self, why);
     }
@@ -885,14 +974,14 @@ s_build_file (const char *temp, const kc_root_t *root, kc_batch_t *const *batche
 }
 
 kc_cache_t *
-kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *batches,
-                 size_t count, const uint8_t chain [static KC_HASH_BYTES],
-                 const kc_head_t *head, kc_why_t *why)
+kc_cache_create_from (const char *path, const kc_root_t *root, kc_keyindex_t *index, uint64_t seq,
+                      const uint8_t chain [static KC_HASH_BYTES], const kc_head_t *head,
+                      kc_why_t *why)
 {
     char temp [4200];
     snprintf (temp, sizeof temp, "%s.new", path);
     s_remove_files (temp);
-    if (s_build_file (temp, root, batches, count, chain, head, why)) {
+    if (s_build_file (temp, root, index, seq, chain, head, why)) {
         s_remove_files (temp);
         return NULL;
     }
@@ -921,6 +1010,24 @@ kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *bat
     s_fsync_path (directory, O_RDONLY | O_DIRECTORY);
     bool corrupt;
     return kc_cache_open (path, root, &corrupt, why);
+}
+
+kc_cache_t *
+kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *batches,
+                 size_t count, const uint8_t chain [static KC_HASH_BYTES],
+                 const kc_head_t *head, kc_why_t *why)
+{
+    kc_keyindex_t *index = kc_keyindex_new ();
+    for (size_t i = 0; i < count; i++) {
+        if (kc_keyindex_apply (index, batches [i], i + 1, why)) {
+            kc_keyindex_destroy (&index);
+            kc_why_prefix (why, "batch %zu", i + 1);
+            return NULL;
+        }
+    }
+    kc_cache_t *cache = kc_cache_create_from (path, root, index, count, chain, head, why);
+    kc_keyindex_destroy (&index);
+    return cache;
 }
 
 //  --- Selftest ----------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "kc_util.h"
 #include "kc_batch.h"
 #include "kc_head.h"
+#include "kc_keyindex.h"
 #include "kc_root.h"
 
 typedef struct _kc_cache_t kc_cache_t;
@@ -115,6 +116,15 @@ kc_cache_t *
     kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *batches,
                      size_t count, const uint8_t chain [static KC_HASH_BYTES],
                      const kc_head_t *head, kc_why_t *why);
+
+//  The same from a key index holding the whole run (seqs 1..seq, its
+//  per-key rules already checked as each batch arrived): how a cold sync
+//  builds its file without holding the batches' decoded records. Sorts the
+//  index (kc_keyindex_sort); the bytes it points into must stay alive.
+kc_cache_t *
+    kc_cache_create_from (const char *path, const kc_root_t *root, kc_keyindex_t *index,
+                          uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                          const kc_head_t *head, kc_why_t *why);
 
 //  The change feed: calls fn for each (seq, key) changed by an incremental
 //  apply with seq > after, in order. Returns the count, or -1.

@@ -368,6 +368,11 @@ kc_record_test (bool verbose)
     assert (kc_reader_left (&r) == 0);
     assert (record.version == 7 && record.status == KC_STATUS_ACTIVE);
     assert (record.encoded_size == w.size);
+    //  The fixed offsets readers of validated encodings use
+    assert (record.key == w.data + KC_RECORD_AT_KEY);
+    assert (kc_get_u64 (w.data + KC_RECORD_AT_VERSION) == 7);
+    assert (w.data [KC_RECORD_AT_STATUS] == KC_STATUS_ACTIVE);
+    assert (w.data [KC_RECORD_AT_NAME_SIZE] == 12 && record.name == (char *) w.data + KC_RECORD_AT_NAME);
     char name [256], text [KC_RECORD_TAGS_TEXT_MAX];
     assert (KC_STREQ (kc_record_name (&record, name), "db-1.example"));
     //  Tags come back sorted

@@ -22,6 +22,13 @@
 #define KC_RECORD_VERSION_MAX   INT64_MAX   //  versions are 1..this
 #define KC_RECORD_TIME_MAX      INT64_MAX   //  not-before / not-after bound
 #define KC_RECORD_FIXED_BYTES   (1 + 32 + 32 + 8 + 1 + 8 + 8 + 1 + 1 + 1)
+//  Where fixed fields sit in an encoding (after its format byte and the
+//  32-byte directory): for readers of records already validated by decode
+#define KC_RECORD_AT_KEY        (1 + 32)
+#define KC_RECORD_AT_VERSION    (KC_RECORD_AT_KEY + 32)
+#define KC_RECORD_AT_STATUS     (KC_RECORD_AT_VERSION + 8)
+#define KC_RECORD_AT_NAME_SIZE  (KC_RECORD_AT_STATUS + 1 + 8 + 8)
+#define KC_RECORD_AT_NAME       (KC_RECORD_AT_NAME_SIZE + 1)
 #define KC_RECORD_BYTES_MAX     (KC_RECORD_FIXED_BYTES + KC_RECORD_NAME_MAX \
                                  + KC_RECORD_TAGS_MAX * (1 + KC_RECORD_TAG_MAX) \
                                  + KC_RECORD_REASON_MAX)

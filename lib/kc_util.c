@@ -6,10 +6,12 @@
 #include "kc_util.h"
 
 #include <assert.h>
+#include <malloc.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 //  libkeyclone initialises libsodium itself when it is loaded, so no caller
@@ -245,6 +247,124 @@ kc_time_format (uint64_t seconds, char text [static 32])
     return text;
 }
 
+#define BIG_PAGE    (2 * 1024 * 1024)
+
+static void
+s_advise_huge (void *data, size_t size)
+{
+    //  Only a hint: without huge pages the mapping works the same
+    if (size >= BIG_PAGE) {
+        madvise (data, size, MADV_HUGEPAGE);
+    }
+}
+
+void *
+kc_big_alloc (size_t size)
+{
+    void *data = mmap (NULL, size ? size : 1, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) {
+        return NULL;
+    }
+    s_advise_huge (data, size);
+    return data;
+}
+
+void *
+kc_big_grow (void *data, size_t size, size_t new_size)
+{
+    if (!data) {
+        return kc_big_alloc (new_size);
+    }
+    void *grown = mremap (data, size ? size : 1, new_size, MREMAP_MAYMOVE);
+    if (grown == MAP_FAILED) {
+        return NULL;
+    }
+    s_advise_huge (grown, new_size);
+    return grown;
+}
+
+void
+kc_big_free (void *data, size_t size)
+{
+    if (data) {
+        munmap (data, size ? size : 1);
+    }
+}
+
+#define ARENA_CHUNK (32 * 1024 * 1024)
+
+typedef struct _s_chunk_t {
+    struct _s_chunk_t *next;
+    size_t size, used;                      //  used counts this header
+} s_chunk_t;
+
+struct _kc_arena_t {
+    s_chunk_t *chunks;                      //  newest first
+    size_t held;
+};
+
+kc_arena_t *
+kc_arena_new (void)
+{
+    kc_arena_t *self = calloc (1, sizeof *self);
+    assert (self);
+    return self;
+}
+
+void *
+kc_arena_copy (kc_arena_t *self, const void *data, size_t size)
+{
+    size_t need = (size + 15) & ~(size_t) 15;
+    s_chunk_t *chunk = self->chunks;
+    if (!chunk || chunk->size - chunk->used < need) {
+        size_t chunk_size = sizeof (s_chunk_t) + need > ARENA_CHUNK ? sizeof (s_chunk_t) + need : ARENA_CHUNK;
+        chunk = kc_big_alloc (chunk_size);
+        if (!chunk) {
+            return NULL;
+        }
+        chunk->size = chunk_size;
+        chunk->used = (sizeof (s_chunk_t) + 15) & ~(size_t) 15;
+        chunk->next = self->chunks;
+        self->chunks = chunk;
+    }
+    uint8_t *copy = (uint8_t *) chunk + chunk->used;
+    if (size) {
+        memcpy (copy, data, size);
+    }
+    chunk->used += need;
+    self->held += size;
+    return copy;
+}
+
+size_t
+kc_arena_size (const kc_arena_t *self)
+{
+    return self->held;
+}
+
+void
+kc_arena_destroy (kc_arena_t **self_p)
+{
+    if (self_p && *self_p) {
+        s_chunk_t *chunk = (*self_p)->chunks;
+        while (chunk) {
+            s_chunk_t *next = chunk->next;
+            kc_big_free (chunk, chunk->size);
+            chunk = next;
+        }
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+void
+kc_malloc_tune (void)
+{
+    mallopt (M_MMAP_THRESHOLD, KC_MALLOC_MMAP_MAX);
+    mallopt (M_TRIM_THRESHOLD, KC_MALLOC_TRIM_MAX);
+}
+
 void
 kc_util_test (bool verbose)
 {
@@ -300,6 +420,31 @@ kc_util_test (bool verbose)
     char when [32];
     assert (KC_STREQ (kc_time_format (0, when), "never"));
     assert (KC_STREQ (kc_time_format (1764096794, when), "2025-11-25T18:53:14Z"));
+
+    //  Big arrays: zeroed, and grown with their contents kept
+    size_t small = 100, large = 5 * BIG_PAGE + 3;
+    uint8_t *big = kc_big_alloc (small);
+    assert (big && big [0] == 0 && big [small - 1] == 0);
+    memset (big, 0xab, small);
+    big = kc_big_grow (big, small, large);
+    assert (big && big [0] == 0xab && big [small - 1] == 0xab && big [large - 1] == 0);
+    kc_big_free (big, large);
+    kc_big_free (NULL, 0);
+
+    //  Arena: copies stay put across chunks, a run bigger than a chunk too
+    kc_arena_t *arena = kc_arena_new ();
+    uint8_t *first = kc_arena_copy (arena, "abc", 3);
+    uint8_t *huge = malloc (ARENA_CHUNK + 1);
+    assert (first && huge);
+    memset (huge, 0x5a, ARENA_CHUNK + 1);
+    uint8_t *copy = kc_arena_copy (arena, huge, ARENA_CHUNK + 1);
+    uint8_t *last = kc_arena_copy (arena, "de", 2);
+    assert (copy && last && memcmp (first, "abc", 3) == 0 && memcmp (last, "de", 2) == 0);
+    assert (copy [0] == 0x5a && copy [ARENA_CHUNK] == 0x5a && ((uintptr_t) last & 15) == 0);
+    assert (kc_arena_size (arena) == ARENA_CHUNK + 6);
+    free (huge);
+    kc_arena_destroy (&arena);
+    kc_arena_destroy (&arena);
     if (verbose) {
         printf ("OK\n");
     }

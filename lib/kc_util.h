@@ -104,6 +104,43 @@ int
 char *
     kc_time_format (uint64_t seconds, char text [static 32]);
 
+//  Large arrays (a cold sync's indexes, megabytes each) in their own
+//  zeroed mapping, on transparent huge pages where the kernel offers them:
+//  a page fault per 2 MiB instead of per 4 KiB. kc_big_grow keeps the
+//  contents (mremap, no copy); both return NULL when memory runs out, the
+//  old mapping untouched. Sizes are the caller's to remember.
+void *
+    kc_big_alloc (size_t size);
+void *
+    kc_big_grow (void *data, size_t size, size_t new_size);
+void
+    kc_big_free (void *data, size_t size);
+
+//  An append-only store of byte runs in big chunks (kc_big_alloc) that never
+//  move: what a cold sync keeps of the messages it received. NULL when
+//  memory runs out.
+typedef struct _kc_arena_t kc_arena_t;
+kc_arena_t *
+    kc_arena_new (void);
+void *
+    kc_arena_copy (kc_arena_t *self, const void *data, size_t size);
+//  Bytes held.
+size_t
+    kc_arena_size (const kc_arena_t *self);
+void
+    kc_arena_destroy (kc_arena_t **self_p);
+
+//  A daemon's malloc settings, called once at start: buffers of up to
+//  KC_MALLOC_MMAP_MAX (libzmq's messages of a sync, about 1 MiB each) come
+//  from malloc's heaps and are reused, instead of being mapped, page-faulted
+//  in and unmapped every time (that cost a syncing server three times the
+//  encryption itself); up to KC_MALLOC_TRIM_MAX of free memory at a heap's
+//  top is kept for reuse. Daemons call malloc_trim when a burst ends.
+#define KC_MALLOC_MMAP_MAX      (32 * 1024 * 1024)
+#define KC_MALLOC_TRIM_MAX      (64 * 1024 * 1024)
+void
+    kc_malloc_tune (void);
+
 //  Self test of this module.
 void
     kc_util_test (bool verbose);

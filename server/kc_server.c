@@ -6,6 +6,7 @@
 */
 #include "kc_server.h"
 
+#include <malloc.h>
 #include <sodium.h>
 
 #define GROUP_MAX           256             //  submissions per group commit
@@ -58,6 +59,7 @@ typedef struct {
     zhashx_t *agents;                       //  Z85 key -> s_agent_t
     kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
     size_t inflight;                        //  snapshot bytes sent, not yet credited back
+    bool trim_due;                          //  syncs ran: give their buffers back when idle
     uint64_t syncs_started;                 //  since the last storm report
     int64_t storm_reported;                 //  zclock_mono
     uint64_t accepted, rejected;
@@ -435,6 +437,7 @@ s_pump (s_server_t *self, s_cursor_t *cursor)
             return false;
         }
         cursor->credit--;
+        self->trim_due = true;
         cursor->sizes [(cursor->oldest + cursor->flying++) % KC_PROTO_CREDIT_MAX] = size;
         cursor->inflight += size;
         self->inflight += size;
@@ -1070,6 +1073,12 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         zhashx_delete (self->cursors, key);
     }
     zlistx_destroy (&stale);
+    //  The last sync ended: the buffers its messages used go back to the
+    //  system (malloc keeps them while syncs run, kc_malloc_tune)
+    if (self->trim_due && zhashx_size (self->cursors) == 0) {
+        malloc_trim (0);
+        self->trim_due = false;
+    }
     //  Many agents syncing at once (a restart, a network blip): say so
     //  without --verbose, every 10 s while it lasts
     if (now - self->storm_reported >= LOG_PERIOD_MS

@@ -154,6 +154,7 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-server: libsodium failed to initialise\n");
         return 1;
     }
+    kc_malloc_tune ();
     kc_server_config_t config;
     kc_server_config_defaults (&config);
     static s_paths_t paths;
