@@ -18,8 +18,9 @@
 #define BACKOFF_MAX_MS      30000
 #define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
 #define LOG_PER_KIND        2               //  then one summary line
-#define ACK_EVERY_MS        10
-#define HEAD_WRITE_EVERY_MS 60000           //  a head with no new seq goes to disk this often
+#define ACK_EVERY_MS        1000            //  ACKs at most this often (each wakes the server)
+#define HEAD_WRITE_EVERY_MS 60000           //  a head with no new seq goes to disk this often,
+#define HEAD_WRITE_MOVED_MS 1000            //  one with a new seq at most this often
 #define HEAD_REVERIFY_MS    250             //  a repeated head is verified again after this
 #define DRAIN_MAX           256             //  messages handled per wake-up
 #define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
@@ -274,10 +275,10 @@ s_commit_group (agent_t *self, s_group_t *group)
     for (size_t i = 0; i < group->count; i++) {
         s_batch_events (self, group->batches [i], group->seqs [i], group->known [i]);
     }
+    //  Acknowledged with the next head (at most HEAD_AFTER_MS later on the
+    //  server), not per commit: an ACK is a wake-up and a message for the
+    //  agent and the server, twenty of them per registration on a fleet
     self->applied += group->count;
-    if (group->count) {
-        s_want_ack (self);
-    }
     s_group_clear (group);
     return 0;
 }
@@ -428,11 +429,14 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     s_want_ack (self);
     s_arm_stale (self);
     //  The head goes to the cache file (for readers that start later) when
-    //  the sequence moves on and at most once a minute otherwise: an idle
-    //  node does not write to its disk every second. Readers follow
-    //  freshness through the "head" event.
+    //  the sequence has moved on, at most once a second (under a stream of
+    //  updates heads come every few ms: each write is a transaction), and
+    //  at most once a minute otherwise: an idle node does not write to its
+    //  disk every second. Readers follow freshness through the "head" event.
     mono = zclock_mono ();
-    if (head->seq != self->head_written_seq || mono - self->head_written >= HEAD_WRITE_EVERY_MS) {
+    int64_t since = mono - self->head_written;
+    if ((head->seq != self->head_written_seq && since >= HEAD_WRITE_MOVED_MS)
+    ||  since >= HEAD_WRITE_EVERY_MS) {
         if (kc_cache_set_head (self->cache, head, &why)) {
             zsys_error ("kc_agent: %s", why.text);
         }
@@ -847,9 +851,12 @@ s_rebuild (agent_t *self, const char *why)
 static int
 s_on_checker (zloop_t *loop, zsock_t *socket, void *arg)
 {
-    (void) loop;
     agent_t *self = arg;
     char *verdict = NULL, *generation = NULL, *reason = NULL;
+    //  Read only while a check runs: every socket zloop watches costs each
+    //  of its wake-ups two system calls in libzmq
+    self->checking = false;
+    zloop_reader_end (loop, socket);
     if (zstr_recvx (socket, &verdict, &generation, &reason, NULL) == 3
     &&  KC_STREQ (verdict, "DAMAGED") && atoll (generation) == (long long) self->rebuilds) {
         s_rebuild (self, reason);
@@ -888,9 +895,14 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     agent_t *self = arg;
+    if (self->checking) {
+        return 0;                       //  the last one is still running
+    }
     char generation [32];
     snprintf (generation, sizeof generation, "%llu", (unsigned long long) self->rebuilds);
     zstr_sendx (self->checker, "CHECK", generation, NULL);
+    self->checking = true;
+    zloop_reader (self->loop, zactor_sock (self->checker), s_on_checker, self);
     return 0;
 }
 
@@ -898,10 +910,11 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 //  summaries, a sync that stopped making progress, the cache's checkpoint
 //  once writes have stopped. An idle agent wakes for this and for what
 //  arrives, nothing else.
+static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
+
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop;
     (void) timer_id;
     agent_t *self = arg;
     int64_t now = zclock_mono ();
@@ -917,6 +930,13 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     kc_why_t why;
     if (self->cache && kc_cache_checkpoint (self->cache, &why) < 0) {
         s_warn (self, "kc_agent: %s", why.text);
+    }
+    //  Handshake failures are logged within a second: the monitor is read
+    //  here, not watched by zloop (each watched socket costs every wake-up
+    //  two system calls in libzmq)
+    zsock_t *monitor = zactor_sock (self->monitor);
+    for (int n = 0; n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
+        s_on_monitor (loop, monitor, self);
     }
     return 0;
 }
@@ -963,8 +983,9 @@ s_on_ack (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  Acknowledges (seq, chain) soon: at most every ACK_EVERY_MS while
-//  batches keep coming; after a sync ends when one runs.
+//  Acknowledges (seq, chain) soon: at once after a quiet spell, at most
+//  every ACK_EVERY_MS while heads keep coming; after a sync ends when one
+//  runs.
 static void
 s_want_ack (agent_t *self)
 {
@@ -1160,8 +1181,6 @@ kc_agent_run (const kc_agent_config_t *config)
         zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
         zloop_reader (self.loop, self.updates, s_on_updates, &self);
         zloop_reader (self.loop, self.local, agent_on_local, &self);
-        zloop_reader (self.loop, zactor_sock (self.monitor), s_on_monitor, &self);
-        zloop_reader (self.loop, zactor_sock (self.checker), s_on_checker, &self);
         zloop_timer (self.loop, 1000, 0, s_on_second, &self);
         if (config->check_interval_ms > 0) {
             zloop_timer (self.loop, 1000, 1, s_on_check_timer, &self);

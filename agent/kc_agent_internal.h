@@ -21,7 +21,8 @@ typedef struct {
     kc_cache_t *cache;
     zsock_t *snapshot, *updates, *local, *events;
     zactor_t *monitor;                      //  handshake failures on snapshot
-    zactor_t *checker;                      //  cache integrity checks
+    zactor_t *checker;                      //  cache integrity checks,
+    bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
     const char *connect [2];                //  snapshot, updates endpoints
 

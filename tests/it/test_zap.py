@@ -317,7 +317,10 @@ def test_dead_handler_refuses_and_the_app_keeps_working():
 def test_agent_killed_serve_and_fail_closed():
     serving, serve_ep, _ = start_app(name="serve")
     closing, close_ep, close_log = start_app("--fail-closed", "--stale-after", "1000", name="closing")
-    kc.check(pyzmq_client("good", close_ep) == "echo:hi|good|good|role=db", "fresh fail-closed server")
+    # A fail-closed handler counts as fresh from the agent's first "head"
+    # event after it starts (within one heartbeat): until then it refuses
+    kc.wait_for(lambda: pyzmq_client("good", close_ep) == "echo:hi|good|good|role=db", 3,
+                what="the fail-closed server to hear the agent's first head and let 'good' in")
     C.agents[0].stop()
     time.sleep(1.5)                          # no agent, no new heads: stale after 1 s
     kc.check(pyzmq_client("good", serve_ep) == "echo:hi|good|good|role=db",
