@@ -1,13 +1,19 @@
 /*  =========================================================================
     kc_root - the root document and the signature-threshold rule.
 
-    Layout (big-endian):
-        "KCRT" u8 format(1)   u8[32] directory (zero in genesis)
+    Layout (big-endian; docs/records.md section 5):
+        "KCRT" u8 format (1 or 2)   u8[32] directory (zero in genesis)
         u64 version  u64 created  u64 expires  u8[32] previous (zero in genesis)
         u8 operator count, then (u8[32] key, u8 name size, name)* by key
         u8 threshold register, revoke, root
+      format 1:
         u8[32] head key   u8[32] server CURVE key
         3 x (u8 size, endpoint): snapshot, updates, submit
+      format 2:
+        u8 server count, then (str8 name, u8[32] CURVE key, u8[32] head key,
+            3 x str8 endpoint)* by name
+        u8 witness count, then (u8[32] key, str8 name)* by key
+        u8 witness threshold
         --- end of signed body ---
         u8 signature count, then (u8[32] key, u8[64] signature)* by key
     =========================================================================
@@ -18,6 +24,7 @@
 #include "kc_wire.h"
 
 #include <assert.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +43,12 @@ struct _kc_root_t {
     size_t operator_count;
     kc_operator_t operators [KC_ROOT_OPERATORS_MAX];
     uint8_t threshold_register, threshold_revoke, threshold_root;
-    uint8_t head_key [KC_KEY_BYTES];
-    uint8_t server_key [KC_KEY_BYTES];
-    char endpoints [KC_ENDPOINTS][KC_ROOT_ENDPOINT_MAX + 1];
+    uint8_t format;
+    size_t server_count;
+    kc_root_server_t servers [KC_ROOT_SERVERS_MAX];
+    size_t witness_count;
+    kc_witness_t witnesses [KC_ROOT_WITNESSES_MAX];
+    uint8_t witness_threshold;
     size_t signature_count;
     struct {
         uint8_t key [KC_KEY_BYTES];
@@ -120,18 +130,66 @@ s_check (const kc_root_t *self, bool genesis_fields_zero, kc_why_t *why)
     if (self->threshold_register < 1 || self->threshold_register > n
     ||  self->threshold_revoke < 1 || self->threshold_revoke > n
     ||  self->threshold_root < 1 || self->threshold_root > n) {
-        return kc_why (why, "thresholds must be between 1 and the %d operators", n);
+        return kc_why (why, "thresholds must be between 1 and the %d operators (a higher one "
+                       "could never be met: lockout)", n);
     }
-    if (s_zero (self->head_key, KC_KEY_BYTES) || s_zero (self->server_key, KC_KEY_BYTES)) {
-        return kc_why (why, "root has an all-zero server key");
+    if (self->format < KC_ROOT_FORMAT_MIN || self->format > KC_ROOT_FORMAT) {
+        return kc_why (why, "unknown root format %u", self->format);
     }
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        if (!s_endpoint_valid (self->endpoints [i], strlen (self->endpoints [i]))) {
-            return kc_why (why, "invalid %s endpoint '%.80s'", s_endpoint_names [i],
-                           self->endpoints [i]);
+    if (self->server_count == 0 || self->server_count > KC_ROOT_SERVERS_MAX) {
+        return kc_why (why, "root needs 1..%d servers, has %zu", KC_ROOT_SERVERS_MAX,
+                       self->server_count);
+    }
+    if (self->format == 1 && (self->server_count != 1 || self->witness_count)) {
+        return kc_why (why, "a format 1 root has one server and no witnesses");
+    }
+    for (size_t i = 0; i < self->server_count; i++) {
+        const kc_root_server_t *server = &self->servers [i];
+        if (!kc_record_name_valid (server->name, strlen (server->name))
+        ||  strlen (server->name) > KC_ROOT_OPERATOR_NAME_MAX) {
+            return kc_why (why, "invalid server name '%.80s'", server->name);
+        }
+        if (i && strcmp (self->servers [i - 1].name, server->name) >= 0) {
+            return kc_why (why, "server names are not in strictly ascending order "
+                           "(a server is listed twice?)");
+        }
+        if (s_zero (server->head_key, KC_KEY_BYTES) || s_zero (server->server_key, KC_KEY_BYTES)) {
+            return kc_why (why, "server %s has an all-zero key", server->name);
+        }
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            if (!s_endpoint_valid (server->endpoints [e], strlen (server->endpoints [e]))) {
+                return kc_why (why, "invalid %s endpoint '%.80s' of server %s", s_endpoint_names [e],
+                               server->endpoints [e], server->name);
+            }
         }
     }
+    if (self->witness_count > KC_ROOT_WITNESSES_MAX) {
+        return kc_why (why, "root lists %zu witnesses (limit %d)", self->witness_count,
+                       KC_ROOT_WITNESSES_MAX);
+    }
+    for (size_t i = 0; i < self->witness_count; i++) {
+        const kc_witness_t *witness = &self->witnesses [i];
+        if (!kc_record_name_valid (witness->name, strlen (witness->name))
+        ||  strlen (witness->name) > KC_ROOT_OPERATOR_NAME_MAX) {
+            return kc_why (why, "invalid witness name '%.80s'", witness->name);
+        }
+        if (i && memcmp (self->witnesses [i - 1].key, witness->key, KC_KEY_BYTES) >= 0) {
+            return kc_why (why, "witness keys are not in strictly ascending order "
+                           "(a key is listed twice?)");
+        }
+    }
+    if (self->witness_threshold > self->witness_count) {
+        return kc_why (why, "witness threshold %u is above the %zu witnesses (lockout)",
+                       self->witness_threshold, self->witness_count);
+    }
     return 0;
+}
+
+static void
+s_write_string (kc_writer_t *w, const char *text)
+{
+    kc_write_u8 (w, (uint8_t) strlen (text));
+    kc_write_bytes (w, text, strlen (text));
 }
 
 //  Encodes the body and signatures into self->data; computes digests.
@@ -141,7 +199,7 @@ s_encode (kc_root_t *self)
     kc_writer_t w;
     kc_writer_init (&w);
     kc_write_bytes (&w, MAGIC, 4);
-    kc_write_u8 (&w, KC_ROOT_FORMAT);
+    kc_write_u8 (&w, self->format);
     bool genesis = self->version == 1;
     uint8_t zero [KC_HASH_BYTES] = { 0 };
     kc_write_bytes (&w, genesis ? zero : self->directory, KC_HASH_BYTES);
@@ -158,11 +216,31 @@ s_encode (kc_root_t *self)
     kc_write_u8 (&w, self->threshold_register);
     kc_write_u8 (&w, self->threshold_revoke);
     kc_write_u8 (&w, self->threshold_root);
-    kc_write_bytes (&w, self->head_key, KC_KEY_BYTES);
-    kc_write_bytes (&w, self->server_key, KC_KEY_BYTES);
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        kc_write_u8 (&w, (uint8_t) strlen (self->endpoints [i]));
-        kc_write_bytes (&w, self->endpoints [i], strlen (self->endpoints [i]));
+    if (self->format == 1) {
+        const kc_root_server_t *server = &self->servers [0];
+        kc_write_bytes (&w, server->head_key, KC_KEY_BYTES);
+        kc_write_bytes (&w, server->server_key, KC_KEY_BYTES);
+        for (int i = 0; i < KC_ENDPOINTS; i++) {
+            s_write_string (&w, server->endpoints [i]);
+        }
+    }
+    else {
+        kc_write_u8 (&w, (uint8_t) self->server_count);
+        for (size_t i = 0; i < self->server_count; i++) {
+            const kc_root_server_t *server = &self->servers [i];
+            s_write_string (&w, server->name);
+            kc_write_bytes (&w, server->server_key, KC_KEY_BYTES);
+            kc_write_bytes (&w, server->head_key, KC_KEY_BYTES);
+            for (int e = 0; e < KC_ENDPOINTS; e++) {
+                s_write_string (&w, server->endpoints [e]);
+            }
+        }
+        kc_write_u8 (&w, (uint8_t) self->witness_count);
+        for (size_t i = 0; i < self->witness_count; i++) {
+            kc_write_bytes (&w, self->witnesses [i].key, KC_KEY_BYTES);
+            s_write_string (&w, self->witnesses [i].name);
+        }
+        kc_write_u8 (&w, self->witness_threshold);
     }
     self->body_size = w.size;
     crypto_generichash (self->digest, KC_HASH_BYTES, w.data, w.size, NULL, 0);
@@ -183,6 +261,20 @@ s_compare_operators (const void *a, const void *b)
 {
     return memcmp (((const kc_operator_t *) a)->key, ((const kc_operator_t *) b)->key,
                    KC_KEY_BYTES);
+}
+
+static int
+s_compare_servers (const void *a, const void *b)
+{
+    return strcmp (((const kc_root_server_t *) a)->name, ((const kc_root_server_t *) b)->name);
+}
+
+//  Copies a string field, leaving it empty (invalid) when it does not fit.
+static void
+s_copy_text (char *out, size_t capacity, const char *text)
+{
+    text = text ? text : "";
+    snprintf (out, capacity, "%s", strlen (text) < capacity ? text : "");
 }
 
 kc_root_t *
@@ -211,15 +303,41 @@ kc_root_new (const kc_root_spec_t *spec, kc_why_t *why)
     self->threshold_register = spec->threshold_register;
     self->threshold_revoke = spec->threshold_revoke;
     self->threshold_root = spec->threshold_root;
-    memcpy (self->head_key, spec->head_key, KC_KEY_BYTES);
-    memcpy (self->server_key, spec->server_key, KC_KEY_BYTES);
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        const char *endpoint = spec->endpoints [i] ? spec->endpoints [i] : "";
-        snprintf (self->endpoints [i], sizeof self->endpoints [i], "%s", endpoint);
-        if (strlen (endpoint) > KC_ROOT_ENDPOINT_MAX) {
-            self->endpoints [i][0] = 0;
+    self->format = spec->format ? spec->format : KC_ROOT_FORMAT;
+    if (spec->server_count > KC_ROOT_SERVERS_MAX || spec->witness_count > KC_ROOT_WITNESSES_MAX) {
+        kc_why (why, "root allows 1..%d servers and 0..%d witnesses", KC_ROOT_SERVERS_MAX,
+                KC_ROOT_WITNESSES_MAX);
+        kc_root_destroy (&self);
+        return NULL;
+    }
+    if (spec->server_count) {
+        self->server_count = spec->server_count;
+        for (size_t i = 0; i < spec->server_count; i++) {
+            kc_root_server_t *server = &self->servers [i];
+            *server = spec->servers [i];
+            server->name [sizeof server->name - 1] = 0;
+            for (int e = 0; e < KC_ENDPOINTS; e++) {
+                server->endpoints [e][sizeof server->endpoints [e] - 1] = 0;
+            }
+        }
+        qsort (self->servers, self->server_count, sizeof (kc_root_server_t), s_compare_servers);
+    }
+    else {
+        self->server_count = 1;
+        kc_root_server_t *server = &self->servers [0];
+        snprintf (server->name, sizeof server->name, "%s", KC_ROOT_SERVER_NAME);
+        memcpy (server->head_key, spec->head_key, KC_KEY_BYTES);
+        memcpy (server->server_key, spec->server_key, KC_KEY_BYTES);
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            s_copy_text (server->endpoints [e], sizeof server->endpoints [e], spec->endpoints [e]);
         }
     }
+    self->witness_count = spec->witness_count;
+    if (spec->witness_count) {
+        memcpy (self->witnesses, spec->witnesses, spec->witness_count * sizeof (kc_witness_t));
+        qsort (self->witnesses, self->witness_count, sizeof (kc_witness_t), s_compare_operators);
+    }
+    self->witness_threshold = spec->witness_threshold;
     bool zero = !spec->directory && !spec->previous;
     if (!zero && (!spec->directory || !spec->previous)) {
         kc_why (why, "a successor root needs both directory and previous");
@@ -269,6 +387,19 @@ s_read_string (kc_reader_t *r, char *text, size_t max)
 }
 
 static int
+s_read_keys (kc_reader_t *r, uint8_t first [static KC_KEY_BYTES], uint8_t second [static KC_KEY_BYTES])
+{
+    const uint8_t *a = kc_read_bytes (r, KC_KEY_BYTES);
+    const uint8_t *b = kc_read_bytes (r, KC_KEY_BYTES);
+    if (!a || !b) {
+        return -1;
+    }
+    memcpy (first, a, KC_KEY_BYTES);
+    memcpy (second, b, KC_KEY_BYTES);
+    return 0;
+}
+
+static int
 s_decode_body (kc_root_t *self, kc_reader_t *r, kc_why_t *why)
 {
     const uint8_t *magic = kc_read_bytes (r, 4);
@@ -276,9 +407,10 @@ s_decode_body (kc_root_t *self, kc_reader_t *r, kc_why_t *why)
     if (!magic || memcmp (magic, MAGIC, 4)) {
         return kc_why (why, "not a keyclone root (bad magic)");
     }
-    if (kc_read_u8 (r, &format) || format != KC_ROOT_FORMAT) {
+    if (kc_read_u8 (r, &format) || format < KC_ROOT_FORMAT_MIN || format > KC_ROOT_FORMAT) {
         return kc_why (why, "unknown root format %u", r->failed ? 0 : format);
     }
+    self->format = format;
     const uint8_t *directory = kc_read_bytes (r, KC_HASH_BYTES);
     if (kc_read_u64 (r, &self->version) || kc_read_u64 (r, &self->created)
     ||  kc_read_u64 (r, &self->expires)) {
@@ -299,17 +431,59 @@ s_decode_body (kc_root_t *self, kc_reader_t *r, kc_why_t *why)
         }
         memcpy (self->operators [i].key, key, KC_KEY_BYTES);
     }
-    const uint8_t *head, *server;
     if (kc_read_u8 (r, &self->threshold_register) || kc_read_u8 (r, &self->threshold_revoke)
-    ||  kc_read_u8 (r, &self->threshold_root)
-    ||  !(head = kc_read_bytes (r, KC_KEY_BYTES)) || !(server = kc_read_bytes (r, KC_KEY_BYTES))) {
+    ||  kc_read_u8 (r, &self->threshold_root)) {
         return kc_why (why, "truncated root");
     }
-    memcpy (self->head_key, head, KC_KEY_BYTES);
-    memcpy (self->server_key, server, KC_KEY_BYTES);
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        if (s_read_string (r, self->endpoints [i], KC_ROOT_ENDPOINT_MAX)) {
-            return kc_why (why, "truncated %s endpoint", s_endpoint_names [i]);
+    if (format == 1) {
+        kc_root_server_t *server = &self->servers [0];
+        self->server_count = 1;
+        snprintf (server->name, sizeof server->name, "%s", KC_ROOT_SERVER_NAME);
+        if (s_read_keys (r, server->head_key, server->server_key)) {
+            return kc_why (why, "truncated root");
+        }
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            if (s_read_string (r, server->endpoints [e], KC_ROOT_ENDPOINT_MAX)) {
+                return kc_why (why, "truncated %s endpoint", s_endpoint_names [e]);
+            }
+        }
+    }
+    else {
+        if (kc_read_u8 (r, &count)) {
+            return kc_why (why, "truncated root");
+        }
+        if (count > KC_ROOT_SERVERS_MAX) {
+            return kc_why (why, "root lists %u servers (limit %d)", count, KC_ROOT_SERVERS_MAX);
+        }
+        self->server_count = count;
+        for (size_t i = 0; i < count; i++) {
+            kc_root_server_t *server = &self->servers [i];
+            if (s_read_string (r, server->name, KC_ROOT_OPERATOR_NAME_MAX)
+            ||  s_read_keys (r, server->server_key, server->head_key)) {
+                return kc_why (why, "truncated or over-long server %zu", i + 1);
+            }
+            for (int e = 0; e < KC_ENDPOINTS; e++) {
+                if (s_read_string (r, server->endpoints [e], KC_ROOT_ENDPOINT_MAX)) {
+                    return kc_why (why, "truncated %s endpoint of server %zu", s_endpoint_names [e], i + 1);
+                }
+            }
+        }
+        if (kc_read_u8 (r, &count)) {
+            return kc_why (why, "truncated root");
+        }
+        if (count > KC_ROOT_WITNESSES_MAX) {
+            return kc_why (why, "root lists %u witnesses (limit %d)", count, KC_ROOT_WITNESSES_MAX);
+        }
+        self->witness_count = count;
+        for (size_t i = 0; i < count; i++) {
+            const uint8_t *key = kc_read_bytes (r, KC_KEY_BYTES);
+            if (!key || s_read_string (r, self->witnesses [i].name, KC_ROOT_OPERATOR_NAME_MAX)) {
+                return kc_why (why, "truncated or over-long witness %zu", i + 1);
+            }
+            memcpy (self->witnesses [i].key, key, KC_KEY_BYTES);
+        }
+        if (kc_read_u8 (r, &self->witness_threshold)) {
+            return kc_why (why, "truncated root");
         }
     }
     bool zero = s_zero (directory, KC_HASH_BYTES) && s_zero (previous, KC_HASH_BYTES);
@@ -513,6 +687,15 @@ kc_root_verify_successor (const kc_root_t *current, const kc_root_t *next, uint6
         return kc_why (why, "root v%llu expired at %s", (unsigned long long) next->version,
                        kc_time_format (next->expires, when));
     }
+    if (next->created < current->created) {
+        return kc_why (why, "root v%llu was created before the root it replaces",
+                       (unsigned long long) next->version);
+    }
+    if (next->format < current->format) {
+        return kc_why (why, "root v%llu is in format %u, older than v%llu's %u",
+                       (unsigned long long) next->version, next->format,
+                       (unsigned long long) current->version, current->format);
+    }
     kc_signature_t list [KC_ROOT_SIGNATURES_MAX];
     s_signature_list (next, list);
     //  Every signer must be an operator of the old or the new root
@@ -605,19 +788,193 @@ kc_root_threshold_root (const kc_root_t *self)
 const uint8_t *
 kc_root_head_key (const kc_root_t *self)
 {
-    return self->head_key;
+    return self->servers [0].head_key;
 }
 
 const uint8_t *
 kc_root_server_key (const kc_root_t *self)
 {
-    return self->server_key;
+    return self->servers [0].server_key;
 }
 
 const char *
 kc_root_endpoint (const kc_root_t *self, kc_endpoint_t which)
 {
-    return self->endpoints [which];
+    return self->servers [0].endpoints [which];
+}
+
+int
+kc_root_format (const kc_root_t *self)
+{
+    return self->format;
+}
+
+size_t
+kc_root_server_count (const kc_root_t *self)
+{
+    return self->server_count;
+}
+
+const kc_root_server_t *
+kc_root_server (const kc_root_t *self, size_t index)
+{
+    return index < self->server_count ? &self->servers [index] : NULL;
+}
+
+size_t
+kc_root_witness_count (const kc_root_t *self)
+{
+    return self->witness_count;
+}
+
+const kc_witness_t *
+kc_root_witness (const kc_root_t *self, size_t index)
+{
+    return index < self->witness_count ? &self->witnesses [index] : NULL;
+}
+
+int
+kc_root_witness_threshold (const kc_root_t *self)
+{
+    return self->witness_threshold;
+}
+
+bool
+kc_root_is_root (const uint8_t *data, size_t size)
+{
+    return size >= 4 && memcmp (data, MAGIC, 4) == 0;
+}
+
+void
+kc_root_successor_spec (const kc_root_t *current, kc_root_spec_t *spec, kc_root_storage_t *storage)
+{
+    memcpy (storage->operators, current->operators, current->operator_count * sizeof (kc_operator_t));
+    memcpy (storage->servers, current->servers, current->server_count * sizeof (kc_root_server_t));
+    memcpy (storage->witnesses, current->witnesses, current->witness_count * sizeof (kc_witness_t));
+    *spec = (kc_root_spec_t) {
+        .directory = current->directory, .previous = current->digest,
+        .version = current->version + 1, .created = current->created, .expires = current->expires,
+        .operators = storage->operators, .operator_count = current->operator_count,
+        .threshold_register = current->threshold_register,
+        .threshold_revoke = current->threshold_revoke, .threshold_root = current->threshold_root,
+        .servers = storage->servers, .server_count = current->server_count,
+        .witnesses = storage->witnesses, .witness_count = current->witness_count,
+        .witness_threshold = current->witness_threshold, .format = KC_ROOT_FORMAT
+    };
+}
+
+//  Appends one line to text (kept NUL-terminated, cut at capacity).
+static void KC_PRINTF (3, 4)
+s_line (char *text, size_t capacity, const char *format, ...)
+{
+    size_t used = strlen (text);
+    if (used + 1 >= capacity) {
+        return;
+    }
+    va_list args;
+    va_start (args, format);
+    vsnprintf (text + used, capacity - used, format, args);
+    va_end (args);
+    used = strlen (text);
+    if (used + 1 < capacity) {
+        text [used] = '\n';
+        text [used + 1] = 0;
+    }
+}
+
+int
+kc_root_diff (const kc_root_t *current, const kc_root_t *next, char *text, size_t capacity)
+{
+    int changes = 0;
+    char a [32], b [32], fp [KC_FINGERPRINT_CHARS + 1];
+    text [0] = 0;
+    s_line (text, capacity, "version: %llu -> %llu", (unsigned long long) current->version,
+            (unsigned long long) next->version);
+    if (next->format != current->format) {
+        s_line (text, capacity, "format: %u -> %u", current->format, next->format);
+        changes++;
+    }
+    if (next->expires != current->expires) {
+        s_line (text, capacity, "expires: %s -> %s", kc_time_format (current->expires, a),
+                kc_time_format (next->expires, b));
+        changes++;
+    }
+    for (size_t i = 0; i < next->operator_count; i++) {
+        if (kc_root_operator_index (current, next->operators [i].key) < 0) {
+            s_line (text, capacity, "operator added: %s (%s)", next->operators [i].name,
+                    kc_fingerprint (next->operators [i].key, fp));
+            changes++;
+        }
+    }
+    for (size_t i = 0; i < current->operator_count; i++) {
+        int index = kc_root_operator_index (next, current->operators [i].key);
+        if (index < 0) {
+            s_line (text, capacity, "operator removed: %s (%s)", current->operators [i].name,
+                    kc_fingerprint (current->operators [i].key, fp));
+            changes++;
+        }
+        else
+        if (strcmp (current->operators [i].name, next->operators [index].name)) {
+            s_line (text, capacity, "operator renamed: %s -> %s (%s)", current->operators [i].name,
+                    next->operators [index].name, kc_fingerprint (current->operators [i].key, fp));
+            changes++;
+        }
+    }
+    if (next->threshold_register != current->threshold_register
+    ||  next->threshold_revoke != current->threshold_revoke
+    ||  next->threshold_root != current->threshold_root) {
+        s_line (text, capacity, "thresholds: register=%u,revoke=%u,root=%u -> register=%u,revoke=%u,root=%u",
+                current->threshold_register, current->threshold_revoke, current->threshold_root,
+                next->threshold_register, next->threshold_revoke, next->threshold_root);
+        changes++;
+    }
+    for (size_t i = 0; i < next->server_count; i++) {
+        const kc_root_server_t *now = &next->servers [i], *was = NULL;
+        for (size_t j = 0; j < current->server_count && !was; j++) {
+            was = strcmp (current->servers [j].name, now->name) ? NULL : &current->servers [j];
+        }
+        if (!was) {
+            s_line (text, capacity, "server added: %s (%s)", now->name, kc_fingerprint (now->server_key, fp));
+            changes++;
+            continue;
+        }
+        if (memcmp (was->server_key, now->server_key, KC_KEY_BYTES)) {
+            s_line (text, capacity, "server %s: CURVE key %s -> %s", now->name,
+                    kc_fingerprint (was->server_key, fp), kc_fingerprint (now->server_key, a));
+            changes++;
+        }
+        if (memcmp (was->head_key, now->head_key, KC_KEY_BYTES)) {
+            s_line (text, capacity, "server %s: head key %s -> %s", now->name,
+                    kc_fingerprint (was->head_key, fp), kc_fingerprint (now->head_key, a));
+            changes++;
+        }
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            if (strcmp (was->endpoints [e], now->endpoints [e])) {
+                s_line (text, capacity, "server %s: %s endpoint %.80s -> %.80s", now->name,
+                        s_endpoint_names [e], was->endpoints [e], now->endpoints [e]);
+                changes++;
+            }
+        }
+    }
+    for (size_t j = 0; j < current->server_count; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < next->server_count; i++) {
+            kept |= strcmp (current->servers [j].name, next->servers [i].name) == 0;
+        }
+        if (!kept) {
+            s_line (text, capacity, "server removed: %s", current->servers [j].name);
+            changes++;
+        }
+    }
+    if (next->witness_count != current->witness_count
+    ||  next->witness_threshold != current->witness_threshold
+    ||  memcmp (next->witnesses, current->witnesses, next->witness_count * sizeof (kc_witness_t))) {
+        s_line (text, capacity, "witnesses: %zu, threshold %u -> %zu, threshold %u",
+                current->witness_count, current->witness_threshold, next->witness_count,
+                next->witness_threshold);
+        changes++;
+    }
+    return changes;
 }
 
 size_t
@@ -723,6 +1080,102 @@ kc_root_test (bool verbose)
     kc_root_sign (next, signers [1]);
     assert (kc_root_verify_successor (root, next, 1500, &why) == 0);
     assert (kc_root_verify_successor (next, root, 1500, &why) == -1);
+    char diff [1024];
+    assert (kc_root_diff (root, next, diff, sizeof diff) == 2);
+    assert (strstr (diff, "version: 1 -> 2\n") && strstr (diff, "operator removed: carol"));
+    assert (strstr (diff, "expires: "));
+
+    //  Signed only by the new operators (bob and alice are both, carol is
+    //  old only): a root that only new operators signed is refused
+    kc_operator_t fresh_ops [1] = { operators [1] };
+    kc_root_storage_t storage;
+    kc_root_spec_t only_spec;
+    kc_root_successor_spec (root, &only_spec, &storage);
+    only_spec.operators = fresh_ops;
+    only_spec.operator_count = 1;
+    only_spec.threshold_register = only_spec.threshold_revoke = only_spec.threshold_root = 1;
+    kc_root_t *only_new = kc_root_new (&only_spec, &why);
+    assert (only_new && kc_root_format (only_new) == KC_ROOT_FORMAT);
+    kc_root_sign (only_new, signers [1]);
+    assert (kc_root_verify_successor (root, only_new, 1500, &why) == -1);
+    assert (strstr (why.text, "old operators"));
+    //  ... and one that only the old operators signed
+    kc_root_destroy (&only_new);
+    only_new = kc_root_new (&only_spec, &why);
+    kc_root_sign (only_new, signers [0]);
+    kc_root_sign (only_new, signers [2]);
+    assert (kc_root_verify_successor (root, only_new, 1500, &why) == -1);
+    assert (strstr (why.text, "new operators"));
+    kc_root_sign (only_new, signers [1]);
+    assert (kc_root_verify_successor (root, only_new, 1500, &why) == 0);
+    assert (kc_root_diff (root, only_new, diff, sizeof diff) == 3);
+    assert (strstr (diff, "thresholds: register=1,revoke=1,root=2 -> register=1,revoke=1,root=1"));
+    //  A version jump, a root created before its predecessor, a downgrade
+    kc_root_spec_t jump_spec;
+    kc_root_successor_spec (root, &jump_spec, &storage);
+    jump_spec.version = 3;
+    kc_root_t *jump = kc_root_new (&jump_spec, &why);
+    kc_root_sign (jump, signers [0]);
+    kc_root_sign (jump, signers [1]);
+    assert (kc_root_verify_successor (root, jump, 1500, &why) == -1 && strstr (why.text, "cannot follow v1"));
+    kc_root_destroy (&jump);
+    kc_root_successor_spec (root, &jump_spec, &storage);
+    jump_spec.created = 999;
+    jump = kc_root_new (&jump_spec, &why);
+    kc_root_sign (jump, signers [0]);
+    kc_root_sign (jump, signers [1]);
+    assert (kc_root_verify_successor (root, jump, 1500, &why) == -1 && strstr (why.text, "created before"));
+    kc_root_destroy (&jump);
+    kc_root_successor_spec (only_new, &jump_spec, &storage);
+    jump_spec.format = 1;
+    jump = kc_root_new (&jump_spec, &why);
+    assert (jump);
+    kc_root_sign (jump, signers [1]);
+    assert (kc_root_verify_successor (only_new, jump, 1500, &why) == -1 && strstr (why.text, "older"));
+    kc_root_destroy (&jump);
+    kc_root_destroy (&only_new);
+    assert (kc_root_is_root (data, size) && !kc_root_is_root (data, 3) && !kc_root_is_root ((const uint8_t *) "KCBT", 4));
+
+    //  Format 2 rules: servers by unique name, witnesses within threshold,
+    //  format 1 holds one server and no witnesses
+    kc_root_server_t servers [2];
+    memset (servers, 0, sizeof servers);
+    for (int i = 0; i < 2; i++) {
+        snprintf (servers [i].name, sizeof servers [i].name, "kc-%d", i + 1);
+        memset (servers [i].server_key, 0x30 + i, 32);
+        memset (servers [i].head_key, 0x40 + i, 32);
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            snprintf (servers [i].endpoints [e], sizeof servers [i].endpoints [e], "tcp://h%d:%d", i, e + 1);
+        }
+    }
+    kc_witness_t witness = operators [2];
+    kc_root_spec_t two = spec;
+    two.servers = servers;
+    two.server_count = 2;
+    two.witnesses = &witness;
+    two.witness_count = 1;
+    two.witness_threshold = 1;
+    kc_root_t *pair = kc_root_new (&two, &why);
+    assert (pair && kc_root_server_count (pair) == 2 && kc_root_witness_count (pair) == 1);
+    data = kc_root_data (pair, &size);
+    copy = kc_root_decode (data, size, &why);
+    assert (copy && KC_STREQ (kc_root_server (copy, 1)->name, "kc-2"));
+    assert (memcmp (kc_root_server_key (copy), servers [0].server_key, 32) == 0);
+    kc_root_destroy (&copy);
+    for (size_t cut = 0; cut < size; cut++) {
+        assert (kc_root_decode (data, cut, &why) == NULL);
+    }
+    kc_root_destroy (&pair);
+    kc_root_spec_t wrong = two;
+    wrong.witness_threshold = 2;
+    assert (kc_root_new (&wrong, &why) == NULL && strstr (why.text, "lockout"));
+    wrong = two;
+    wrong.format = 1;
+    assert (kc_root_new (&wrong, &why) == NULL && strstr (why.text, "format 1"));
+    kc_root_server_t same [2] = { servers [0], servers [0] };
+    wrong = two;
+    wrong.servers = same;
+    assert (kc_root_new (&wrong, &why) == NULL && strstr (why.text, "twice"));
 
     //  Spec refusals: thresholds, duplicate operators, endpoints
     kc_root_spec_t bad = spec;

@@ -17,12 +17,16 @@
 #include "kc_util.h"
 #include "kc_keys.h"
 
-#define KC_ROOT_FORMAT              1
+#define KC_ROOT_FORMAT              2       //  what new roots are written in
+#define KC_ROOT_FORMAT_MIN          1       //  still decoded (frozen vectors)
 #define KC_ROOT_OPERATORS_MAX       32      //  operator keys in one root
 #define KC_ROOT_OPERATOR_NAME_MAX   64      //  bytes of an operator name
 #define KC_ROOT_ENDPOINT_MAX        255     //  bytes of one endpoint
+#define KC_ROOT_SERVERS_MAX         8       //  servers (cluster members, mirrors), format 2
+#define KC_ROOT_WITNESSES_MAX       16      //  witness keys, format 2
 #define KC_ROOT_SIGNATURES_MAX      64      //  old + new operators on rotation
 #define KC_ROOT_BYTES_MAX           16384   //  whole encoding
+#define KC_ROOT_SERVER_NAME         "server"    //  a format 1 root's only server
 
 //  Signing contexts (domain separation); the signed message is
 //  context || 0x00 || BLAKE2b-256(body).
@@ -47,6 +51,18 @@ typedef struct {
     const uint8_t *signature;                   //  64 bytes
 } kc_signature_t;
 
+//  One server that speaks for the directory: its CURVE public key (agents
+//  pin it), its Ed25519 head-signing key and its three endpoints.
+typedef struct {
+    char name [KC_ROOT_OPERATOR_NAME_MAX + 1];
+    uint8_t server_key [KC_KEY_BYTES];
+    uint8_t head_key [KC_KEY_BYTES];
+    char endpoints [KC_ENDPOINTS][KC_ROOT_ENDPOINT_MAX + 1];
+} kc_root_server_t;
+
+//  A witness: an Ed25519 key that cosigns heads (same shape as an operator).
+typedef kc_operator_t kc_witness_t;
+
 //  What a caller fills in to build a root.
 typedef struct {
     const uint8_t *directory;           //  NULL for a genesis root (version 1)
@@ -59,9 +75,18 @@ typedef struct {
     uint8_t threshold_register;
     uint8_t threshold_revoke;
     uint8_t threshold_root;
+    //  The servers: either servers (format 2, 1..KC_ROOT_SERVERS_MAX), or,
+    //  when server_count is 0, the one server named by the three fields
+    //  below (called KC_ROOT_SERVER_NAME)
+    const kc_root_server_t *servers;
+    size_t server_count;
     const uint8_t *head_key;            //  server's Ed25519 head-signing key
     const uint8_t *server_key;          //  server's CURVE public key
     const char *endpoints [KC_ENDPOINTS];
+    const kc_witness_t *witnesses;      //  format 2: 0..KC_ROOT_WITNESSES_MAX
+    size_t witness_count;
+    uint8_t witness_threshold;          //  0 (none needed) .. witness_count
+    uint8_t format;                     //  0: KC_ROOT_FORMAT; 1 only with one server, no witnesses
 } kc_root_spec_t;
 
 typedef struct _kc_root_t kc_root_t;
@@ -99,8 +124,10 @@ int
     kc_root_verify (const kc_root_t *self, uint64_t now, kc_why_t *why) KC_WUR;
 
 //  Checks that next may replace current: version +1, same directory,
-//  previous digest, not expired, and a root threshold of the current AND of
-//  the next operators signed it. Returns 0 or -1 with a reason.
+//  previous digest, created no earlier than current and not expired at now,
+//  no older format, and a root threshold of the current AND of the next
+//  operators signed it (every signer an operator of one or the other).
+//  Returns 0 or -1 with a reason.
 int
     kc_root_verify_successor (const kc_root_t *current, const kc_root_t *next,
                               uint64_t now, kc_why_t *why) KC_WUR;
@@ -115,6 +142,30 @@ int
                               const uint8_t digest [static KC_HASH_BYTES],
                               const kc_signature_t *signatures, size_t count,
                               int threshold, bool strict, int *valid, kc_why_t *why) KC_WUR;
+
+//  Fills spec (and the arrays in storage, which must outlive spec) with
+//  current's contents as the start of its successor: version + 1, the
+//  directory, previous = current's digest, format KC_ROOT_FORMAT. The
+//  caller changes what the new root changes, then calls kc_root_new.
+typedef struct {
+    kc_operator_t operators [KC_ROOT_OPERATORS_MAX];
+    kc_root_server_t servers [KC_ROOT_SERVERS_MAX];
+    kc_witness_t witnesses [KC_ROOT_WITNESSES_MAX];
+} kc_root_storage_t;
+void
+    kc_root_successor_spec (const kc_root_t *current, kc_root_spec_t *spec,
+                            kc_root_storage_t *storage);
+
+//  Describes what next changes compared to current, one change per line
+//  ("operator added: carol (3F2A9C1E)", "expires: 2027-... -> 2028-..."),
+//  into text (NUL-terminated, cut at capacity). Returns the number of
+//  changes.
+int
+    kc_root_diff (const kc_root_t *current, const kc_root_t *next, char *text, size_t capacity);
+
+//  True when data starts like a root (its magic), whatever else it holds.
+bool
+    kc_root_is_root (const uint8_t *data, size_t size);
 
 //  Index of an operator key in the root, or -1.
 int
@@ -143,12 +194,25 @@ int
     kc_root_threshold_revoke (const kc_root_t *self);
 int
     kc_root_threshold_root (const kc_root_t *self);
+//  The first server's keys and endpoints (a format 1 root's only server).
 const uint8_t *
     kc_root_head_key (const kc_root_t *self);
 const uint8_t *
     kc_root_server_key (const kc_root_t *self);
 const char *
     kc_root_endpoint (const kc_root_t *self, kc_endpoint_t which);
+int
+    kc_root_format (const kc_root_t *self);
+size_t
+    kc_root_server_count (const kc_root_t *self);
+const kc_root_server_t *
+    kc_root_server (const kc_root_t *self, size_t index);
+size_t
+    kc_root_witness_count (const kc_root_t *self);
+const kc_witness_t *
+    kc_root_witness (const kc_root_t *self, size_t index);
+int
+    kc_root_witness_threshold (const kc_root_t *self);
 size_t
     kc_root_signature_count (const kc_root_t *self);
 kc_signature_t

@@ -23,6 +23,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
                 __builtin_trap ();
             }
         }
+        //  What a root change shows an operator never crashes either
+        char diff [2048];
+        kc_root_diff (root, root, diff, sizeof diff);
         kc_root_destroy (&root);
     }
     return 0;

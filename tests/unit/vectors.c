@@ -146,7 +146,8 @@ s_root (s_world_t *world, int operators, int t_register, int t_revoke, int t_roo
         .threshold_register = (uint8_t) t_register, .threshold_revoke = (uint8_t) t_revoke,
         .threshold_root = (uint8_t) t_root,
         .head_key = kc_signer_public_key (world->head), .server_key = world->server_key,
-        .endpoints = { "tcp://127.0.0.1:5550", "tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552" }
+        .endpoints = { "tcp://127.0.0.1:5550", "tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552" },
+        .format = 1
     };
     kc_why_t why;
     kc_root_t *root = kc_root_new (&spec, &why);
@@ -268,7 +269,8 @@ kc_vectors_test (bool verbose)
         .created = 1700000100, .expires = 4000000000ULL, .operators = next_ops,
         .operator_count = 2, .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 2,
         .head_key = kc_signer_public_key (world.head), .server_key = world.server_key,
-        .endpoints = { "tcp://10.0.0.1:5550", "tcp://10.0.0.1:5551", "tcp://10.0.0.1:5552" }
+        .endpoints = { "tcp://10.0.0.1:5550", "tcp://10.0.0.1:5551", "tcp://10.0.0.1:5552" },
+        .format = 1
     };
     kc_root_t *next = kc_root_new (&next_spec, &why);
     assert (next);
@@ -280,6 +282,73 @@ kc_vectors_test (bool verbose)
     s_check ("root-2of3-v2.hex", "root v2 succeeding root-2of3: bob and carol, signed by all three",
              data, size);
     assert (kc_root_verify_successor (triple, next, 1800000000, &why) == 0);
+
+    //  Format 2: a three-server cluster with two witnesses (threshold 1),
+    //  succeeding the format 1 root v2 (an upgrade), signed by bob and carol
+    kc_root_server_t servers [3];
+    static const char *server_names [3] = { "kc-a", "kc-b", "kc-c" };
+    for (int i = 0; i < 3; i++) {
+        kc_root_server_t *server = &servers [i];
+        memset (server, 0, sizeof *server);
+        snprintf (server->name, sizeof server->name, "%s", server_names [i]);
+        memcpy (server->server_key, world.server_key, 32);
+        server->server_key [0] ^= (uint8_t) (i + 1);
+        memcpy (server->head_key, kc_signer_public_key (world.head), 32);
+        server->head_key [31] ^= (uint8_t) (i + 1);
+        for (int e = 0; e < KC_ENDPOINTS; e++) {
+            snprintf (server->endpoints [e], sizeof server->endpoints [e], "tcp://10.0.0.%d:%d",
+                      i + 1, 5550 + e);
+        }
+    }
+    kc_witness_t witnesses [2];
+    for (int i = 0; i < 2; i++) {
+        memset (&witnesses [i], 0, sizeof witnesses [i]);
+        memcpy (witnesses [i].key, kc_signer_public_key (world.operators [i]), 32);
+        witnesses [i].key [0] ^= 0xff;
+        snprintf (witnesses [i].name, sizeof witnesses [i].name, "witness-%d", i + 1);
+    }
+    kc_root_storage_t storage;
+    kc_root_spec_t cluster_spec;
+    kc_root_successor_spec (next, &cluster_spec, &storage);
+    cluster_spec.created = 1700000200;
+    cluster_spec.servers = servers;
+    cluster_spec.server_count = 3;
+    cluster_spec.witnesses = witnesses;
+    cluster_spec.witness_count = 2;
+    cluster_spec.witness_threshold = 1;
+    kc_root_t *cluster = kc_root_new (&cluster_spec, &why);
+    assert (cluster && kc_root_format (cluster) == 2);
+    kc_root_sign (cluster, world.operators [1]);
+    kc_root_sign (cluster, world.operators [2]);
+    data = kc_root_data (cluster, &size);
+    s_check ("root2-cluster-v3.hex", "root format 2, v3 succeeding root-2of3-v2: servers kc-a, "
+             "kc-b, kc-c; witnesses 1 of 2; signed by bob and carol", data, size);
+    assert (kc_root_verify_successor (next, cluster, 1800000000, &why) == 0);
+    kc_root_t *decoded = kc_root_decode (data, size, &why);
+    assert (decoded && kc_root_server_count (decoded) == 3 && kc_root_witness_count (decoded) == 2);
+    assert (kc_root_witness_threshold (decoded) == 1);
+    assert (KC_STREQ (kc_root_server (decoded, 1)->name, "kc-b"));
+    assert (KC_STREQ (kc_root_endpoint (decoded, KC_ENDPOINT_SUBMIT), "tcp://10.0.0.1:5552"));
+    kc_root_destroy (&decoded);
+
+    //  Format 2 genesis: one server, no witnesses (what `keyclone init` writes)
+    kc_operator_t alice;
+    memcpy (alice.key, kc_signer_public_key (world.operators [0]), 32);
+    snprintf (alice.name, sizeof alice.name, "alice");
+    kc_root_spec_t genesis_spec = {
+        .version = 1, .created = 1700000000, .expires = 4000000000ULL,
+        .operators = &alice, .operator_count = 1,
+        .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 1,
+        .head_key = kc_signer_public_key (world.head), .server_key = world.server_key,
+        .endpoints = { "tcp://127.0.0.1:5550", "tcp://127.0.0.1:5551", "tcp://127.0.0.1:5552" }
+    };
+    kc_root_t *genesis = kc_root_new (&genesis_spec, &why);
+    assert (genesis && kc_root_format (genesis) == 2);
+    kc_root_sign (genesis, world.operators [0]);
+    s_check_root ("root2-1of1.hex", "root format 2, genesis: alice, thresholds 1/1/1, one server "
+                  "named server, no witnesses", genesis);
+    kc_root_destroy (&genesis);
+    kc_root_destroy (&cluster);
 
     kc_root_destroy (&next);
     kc_root_destroy (&triple);
