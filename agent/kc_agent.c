@@ -78,6 +78,13 @@ s_free_cold (agent_t *self)
 {
     kc_keyindex_destroy (&self->cold_index);
     kc_arena_destroy (&self->cold_bytes);
+    kc_root_destroy (&self->sync_start);
+    for (size_t i = 0; i < self->cold_roots.count; i++) {
+        kc_root_destroy (&self->cold_roots.roots [i]);
+    }
+    free (self->cold_roots.roots);
+    free (self->cold_roots.seqs);
+    memset (&self->cold_roots, 0, sizeof self->cold_roots);
     self->cold_count = 0;
 }
 
@@ -157,12 +164,17 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
 
 //  Verifies one batch entry following (prev_seq, prev_chain). Returns the
 //  decoded batch, or NULL with a reason.
-//  A view (no copy) when the caller keeps the message alive longer than
-//  the batch's records are used.
+//  A batch entry of the log, verified with root, the root in force at its
+//  seq (operator signatures and thresholds; its expiry is a matter of
+//  freshness, judged on heads, not of the log: a batch accepted while a
+//  since-renewed root was in force stays valid). A view (no copy) when the
+//  caller keeps the message alive longer than the batch's records are used.
 static kc_batch_t *
 s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
-                const uint8_t prev_chain [static KC_HASH_BYTES], bool view, kc_why_t *why)
+                const uint8_t prev_chain [static KC_HASH_BYTES], bool view, const kc_root_t *root,
+                kc_why_t *why)
 {
+    (void) self;
     if (entry->seq != prev_seq + 1) {
         kc_why (why, "batch %llu does not follow %llu", (unsigned long long) entry->seq,
                 (unsigned long long) prev_seq);
@@ -170,7 +182,7 @@ s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
     }
     kc_batch_t *batch = view ? kc_batch_view (entry->data, entry->size, why)
                              : kc_batch_decode (entry->data, entry->size, why);
-    if (!batch || kc_batch_verify (batch, self->root, kc_now (), why)) {
+    if (!batch || kc_batch_verify (batch, root, 0, why)) {
         kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
         kc_batch_destroy (&batch);
         return NULL;
@@ -183,6 +195,50 @@ s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
         kc_batch_destroy (&batch);
     }
     return batch;
+}
+
+//  A root change entry of the log: the successor of current (as of its own
+//  creation time: the log is followed as it was written), chained. Returns
+//  the new root, or NULL with a reason.
+static kc_root_t *
+s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
+                     const uint8_t prev_chain [static KC_HASH_BYTES], const kc_root_t *current,
+                     kc_why_t *why)
+{
+    if (entry->seq != prev_seq + 1) {
+        kc_why (why, "root change %llu does not follow %llu", (unsigned long long) entry->seq,
+                (unsigned long long) prev_seq);
+        return NULL;
+    }
+    kc_root_t *next = kc_root_decode (entry->data, entry->size, why);
+    if (!next || kc_root_verify_successor (current, next, kc_root_created (next), why)) {
+        kc_why_prefix (why, "root change %llu", (unsigned long long) entry->seq);
+        kc_root_destroy (&next);
+        return NULL;
+    }
+    uint8_t chain [KC_HASH_BYTES];
+    kc_chain_next_root (prev_chain, entry->seq, next, chain);
+    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
+        kc_why (why, "root change %llu: chain hash does not match its predecessor (broken chain)",
+                (unsigned long long) entry->seq);
+        kc_root_destroy (&next);
+    }
+    return next;
+}
+
+//  Says that a root change is in force (logged once, and an event).
+static void
+s_root_changed (agent_t *self, uint64_t seq)
+{
+    char when [32];
+    zsys_info ("kc_agent: root v%llu in force from seq %llu: %zu operator%s, thresholds "
+               "register %d, revoke %d, root %d; expires %s",
+               (unsigned long long) kc_root_version (self->root), (unsigned long long) seq,
+               kc_root_operator_count (self->root), kc_root_operator_count (self->root) == 1 ? "" : "s",
+               kc_root_threshold_register (self->root), kc_root_threshold_revoke (self->root),
+               kc_root_threshold_root (self->root), kc_time_format (kc_root_expires (self->root), when));
+    self->root_warned = 0;
+    agent_event (self, "root", NULL, NULL, seq);
 }
 
 //  Emits one event per record of a committed batch.
@@ -203,6 +259,8 @@ typedef struct {
     uint64_t seqs [KC_PROTO_BATCHES_MAX * 4];
     bool *known [KC_PROTO_BATCHES_MAX * 4];
     size_t count;
+    kc_root_t *before;                      //  the root in force before a change in the group
+    uint64_t root_seq;                      //  the last root change's seq
 } s_group_t;
 
 static void
@@ -213,6 +271,43 @@ s_group_clear (s_group_t *group)
         free (group->known [i]);
     }
     group->count = 0;
+}
+
+//  A group rolled back: the root in force goes back to what it was.
+static void
+s_group_abort (agent_t *self, s_group_t *group)
+{
+    if (group->before) {
+        kc_root_destroy (&self->root);
+        self->root = group->before;
+        group->before = NULL;
+    }
+    s_group_clear (group);
+}
+
+//  A root change entry inside the open group: verified with the root in
+//  force, stored, and in force for the entries after it.
+static int
+s_apply_root_entry (agent_t *self, const kc_entry_t *entry, s_group_t *group, kc_why_t *why)
+{
+    kc_root_t *next = s_verify_root_entry (entry, kc_cache_seq (self->cache),
+                                           kc_cache_chain (self->cache), self->root, why);
+    if (!next) {
+        return -1;
+    }
+    if (kc_cache_apply_root (self->cache, entry->seq, entry->chain, next, why)) {
+        kc_root_destroy (&next);
+        return -1;
+    }
+    if (group->before) {
+        kc_root_destroy (&self->root);      //  an earlier change of the same group
+    }
+    else {
+        group->before = self->root;
+    }
+    self->root = next;
+    group->root_seq = entry->seq;
+    return 0;
 }
 
 //  Applies verified entries to the cache inside the open group. Returns 0,
@@ -229,7 +324,14 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
         if (group->count == sizeof group->batches / sizeof group->batches [0]) {
             return kc_why (why, "too many batches in one group");
         }
-        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), false, why);
+        if (kc_root_is_root (entry->data, entry->size)) {
+            if (s_apply_root_entry (self, entry, group, why)) {
+                return -1;
+            }
+            continue;
+        }
+        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), false,
+                                            self->root, why);
         if (!batch) {
             return -1;
         }
@@ -266,7 +368,7 @@ s_commit_group (agent_t *self, s_group_t *group)
     kc_why_t why;
     if (kc_cache_commit (self->cache, &why)) {
         zsys_error ("kc_agent: %s", why.text);
-        s_group_clear (group);
+        s_group_abort (self, group);
         if (kc_cache_damaged (self->cache)) {
             s_rebuild (self, why.text);
         }
@@ -274,6 +376,10 @@ s_commit_group (agent_t *self, s_group_t *group)
     }
     for (size_t i = 0; i < group->count; i++) {
         s_batch_events (self, group->batches [i], group->seqs [i], group->known [i]);
+    }
+    if (group->before) {
+        kc_root_destroy (&group->before);
+        s_root_changed (self, group->root_seq);
     }
     //  Acknowledged with the next head (at most HEAD_AFTER_MS later on the
     //  server), not per commit: an ACK is a wake-up and a message for the
@@ -465,7 +571,7 @@ s_on_update (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group)
     kc_why_t why;
     if (s_apply_entries (self, msg, group, &why)) {
         kc_cache_rollback (self->cache);
-        s_group_clear (group);
+        s_group_abort (self, group);
         if (kc_cache_damaged (self->cache)) {
             s_rebuild (self, why.text);
         }
@@ -633,13 +739,49 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         if (!self->cold_bytes) {
             self->cold_bytes = kc_arena_new ();
             self->cold_index = kc_keyindex_new ();
+            self->sync_start = kc_root_dup (self->pinned);
+        }
+        //  The log from its start is verified from the pinned root, through
+        //  every root change in it
+        kc_cache_roots_t *roots = &self->cold_roots;
+        const kc_root_t *root = roots->count ? roots->roots [roots->count - 1] : self->sync_start;
+        if (kc_root_is_root (entry.data, entry.size)) {
+            if (roots->count == roots->capacity) {
+                size_t capacity = roots->capacity ? roots->capacity * 2 : 8;
+                kc_root_t **grown = realloc (roots->roots, capacity * sizeof (kc_root_t *));
+                uint64_t *seqs = grown ? realloc (roots->seqs, capacity * sizeof (uint64_t)) : NULL;
+                if (grown) {
+                    roots->roots = grown;
+                }
+                if (!seqs) {
+                    return kc_why (why, "out of memory holding root changes");
+                }
+                roots->seqs = seqs;
+                roots->capacity = capacity;
+            }
+            kc_root_t *next = s_verify_root_entry (&entry, self->sync_seq, self->sync_chain, root, why);
+            if (!next) {
+                return -1;
+            }
+            roots->seqs [roots->count] = entry.seq;
+            roots->roots [roots->count++] = next;
+            self->sync_seq = entry.seq;
+            memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
+            continue;
+        }
+        if (kc_root_version (root) > 1 && self->sync_seq == 0) {
+            return kc_why (why, "the pinned root is v%llu, but a sync from the start of the log "
+                           "needs the genesis root (v1) to verify its first batches: pin the "
+                           "genesis root (the root file 'keyclone init' wrote)",
+                           (unsigned long long) kc_root_version (root));
         }
         entry.data = kc_arena_copy (self->cold_bytes, entry.data, entry.size);
         if (!entry.data) {
             return kc_why (why, "out of memory holding %zu bytes of the snapshot",
                            kc_arena_size (self->cold_bytes));
         }
-        kc_batch_t *batch = s_verify_entry (self, &entry, self->sync_seq, self->sync_chain, true, why);
+        kc_batch_t *batch = s_verify_entry (self, &entry, self->sync_seq, self->sync_chain, true,
+                                            root, why);
         if (!batch) {
             return -1;
         }
@@ -658,7 +800,7 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
     if (!self->cold) {
         if (s_apply_entries (self, msg, &group, why)) {
             kc_cache_rollback (self->cache);
-            s_group_clear (&group);
+            s_group_abort (self, &group);
             return -1;
         }
         if (s_commit_group (self, &group)) {
@@ -679,8 +821,10 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                        (unsigned long long) self->sync_batches,
                        (unsigned long long) self->sync_records);
     }
-    if (kc_head_verify_signature (&msg->head, kc_root_directory (self->root),
-                                  kc_root_head_key (self->root), why)) {
+    //  Signed under the root in force at the END's seq
+    const kc_cache_roots_t *roots = &self->cold_roots;
+    const kc_root_t *root = self->cold && roots->count ? roots->roots [roots->count - 1] : self->root;
+    if (kc_head_verify_signature (&msg->head, kc_root_directory (root), kc_root_head_key (root), why)) {
         return kc_why_prefix (why, "END head");
     }
     //  A head that is too old (or too new) for our clock says nothing about
@@ -697,13 +841,19 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         return kc_why (why, "END head (seq %llu) does not match the batches received (seq %llu)",
                        (unsigned long long) msg->head.seq, (unsigned long long) self->sync_seq);
     }
-    if (self->cold && self->cold_count) {
+    if (self->cold && (self->cold_count || self->cold_roots.count)) {
         int64_t build_started = zclock_mono ();
         kc_cache_destroy (&self->cache);
         self->cache = kc_cache_create_from (self->config.cache_path, self->root, self->cold_index,
-                                            self->sync_seq, self->sync_chain,
+                                            self->sync_seq, self->sync_chain, &self->cold_roots,
                                             timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
+        if (self->cache && roots->count
+        &&  kc_root_version (roots->roots [roots->count - 1]) != kc_root_version (self->root)) {
+            kc_root_destroy (&self->root);
+            self->root = kc_root_dup (roots->roots [roots->count - 1]);
+            s_root_changed (self, roots->seqs [roots->count - 1]);
+        }
         self->last_build_ms = zclock_mono () - build_started;
         s_free_cold (self);
         //  The verified batches were most of the heap: give it back
@@ -1124,6 +1274,18 @@ s_open_cache (agent_t *self)
         return -1;
     }
     s_share_cache (self);
+    kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, &why);
+    if (!current) {
+        zsys_error ("kc_agent: %s", why.text);
+        return -1;
+    }
+    kc_root_destroy (&self->root);
+    self->root = current;
+    if (kc_root_version (current) > kc_root_version (self->pinned)) {
+        zsys_info ("kc_agent: root v%llu in force (pinned v%llu, followed through the log)",
+                   (unsigned long long) kc_root_version (current),
+                   (unsigned long long) kc_root_version (self->pinned));
+    }
     kc_head_t head;
     if (kc_cache_head (self->cache, &head) == 0) {
         self->head = head;
@@ -1136,11 +1298,15 @@ static int
 s_start (agent_t *self)
 {
     kc_why_t why;
-    self->root = kc_root_load (self->config.root_path, &why);
-    if (!self->root || kc_root_verify (self->root, kc_now (), &why)) {
+    //  The pinned root is checked as of its own creation: it may have
+    //  expired since and been renewed by root changes in the log (which the
+    //  cache holds). The root in force's expiry is judged on every head.
+    self->pinned = kc_root_load (self->config.root_path, &why);
+    if (!self->pinned || kc_root_verify (self->pinned, kc_root_created (self->pinned), &why)) {
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
+    self->root = kc_root_dup (self->pinned);
     self->cert = kc_cert_load_secret (self->config.key_path, &why);
     if (!self->cert) {
         zsys_error ("kc_agent: %s", why.text);
@@ -1213,6 +1379,7 @@ kc_agent_run (const kc_agent_config_t *config)
     kc_cache_destroy (&self.cache);
     kc_cert_destroy (&self.cert);
     kc_root_destroy (&self.root);
+    kc_root_destroy (&self.pinned);
     kc_ratelog_destroy (&self.log);
     return rc;
 }

@@ -16,7 +16,8 @@ typedef enum {
 
 typedef struct {
     kc_agent_config_t config;
-    kc_root_t *root;
+    kc_root_t *root;                        //  in force at the cache's seq
+    kc_root_t *pinned;                      //  the --root file: where a sync from 0 starts
     kc_cert_t *cert;
     kc_cache_t *cache;
     zsock_t *snapshot, *updates, *local, *events;
@@ -33,7 +34,9 @@ typedef struct {
     uint8_t sync_chain [KC_HASH_BYTES];
     uint64_t sync_batches, sync_records;
     kc_keyindex_t *cold_index;              //  a cold sync's records, checked as they come,
-    kc_arena_t *cold_bytes;                 //  pointing into its batches, kept here
+    kc_arena_t *cold_bytes;                 //  pointing into its batches, kept here;
+    kc_root_t *sync_start;                  //  the pinned root it started from,
+    kc_cache_roots_t cold_roots;            //  and the root changes it met
     size_t cold_count;                      //  batches in the index
     int64_t sync_started, sync_deadline;    //  zclock_mono
     zlistx_t *buffered;                     //  UPDATE messages held during a sync,

@@ -485,7 +485,9 @@ kc_batch_signature (const kc_batch_t *self, size_t index)
 size_t
 kc_batch_peek_count (const uint8_t *data, size_t size)
 {
-    return size >= KC_BATCH_HEADER_BYTES ? kc_get_u32 (data + KC_BATCH_HEADER_BYTES - 4) : 0;
+    //  0 for anything else (a root change in the log holds no records)
+    return size >= KC_BATCH_HEADER_BYTES && memcmp (data, MAGIC, 4) == 0
+         ? kc_get_u32 (data + KC_BATCH_HEADER_BYTES - 4) : 0;
 }
 
 void

@@ -21,7 +21,7 @@
 
 typedef enum {
     S_GET_KEYS, S_PUT_KEYS, S_GET_NAMES, S_PUT_NAMES, S_CHANGE, S_STATE, S_HEAD,
-    S_CHANGES, S_PRUNE, S_STATEMENTS
+    S_CHANGES, S_PRUNE, S_PUT_ROOT, S_ROOTS, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
@@ -33,7 +33,9 @@ static const char *s_sql [S_STATEMENTS] = {
     "UPDATE state SET seq = ?, chain = ?, keys = ?, revoked = ?, changes_from = ? WHERE id = 1",
     "UPDATE state SET head = ? WHERE id = 1",
     "SELECT seq, key FROM changes WHERE seq > ? ORDER BY seq, key",
-    "DELETE FROM changes WHERE seq <= ?"
+    "DELETE FROM changes WHERE seq <= ?",
+    "INSERT INTO roots (seq, version, data) VALUES (?, ?, ?)",
+    "SELECT seq, data FROM roots ORDER BY seq"
 };
 
 //  A bucket loaded for a group.
@@ -565,6 +567,69 @@ kc_cache_apply (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_H
 }
 
 static int
+s_put_root (kc_cache_t *self, uint64_t seq, const kc_root_t *root, kc_why_t *why)
+{
+    size_t size;
+    const uint8_t *data = kc_root_data (root, &size);
+    sqlite3_stmt *stmt = s_stmt (self, S_PUT_ROOT);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) seq);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) kc_root_version (root));
+    sqlite3_bind_blob (stmt, 3, data, (int) size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "store a root change");
+}
+
+int
+kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                     const kc_root_t *root, kc_why_t *why)
+{
+    assert (self->in_group);
+    if (seq != self->seq + 1) {
+        return kc_why (why, "cache: root change %llu does not follow %llu",
+                       (unsigned long long) seq, (unsigned long long) self->seq);
+    }
+    if (s_put_root (self, seq, root, why)) {
+        return -1;
+    }
+    self->seq = seq;
+    memcpy (self->chain, chain, KC_HASH_BYTES);
+    return 0;
+}
+
+kc_root_t *
+kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_why_t *why)
+{
+    kc_root_t *current = kc_root_dup (pinned);
+    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
+    int rc;
+    while (current && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        kc_root_t *next = kc_root_decode (sqlite3_column_blob (stmt, 1),
+                                          (size_t) sqlite3_column_bytes (stmt, 1), why);
+        if (next && kc_root_version (next) <= kc_root_version (current)) {
+            kc_root_destroy (&next);            //  the pinned root is as new
+            continue;
+        }
+        //  Followed as the log did: each root checked when it was made
+        if (!next || kc_root_verify_successor (current, next, kc_root_created (next), why)) {
+            kc_why_prefix (why, "cache: root change at seq %llu", (unsigned long long) seq);
+            kc_root_destroy (&next);
+            kc_root_destroy (&current);
+            break;
+        }
+        kc_root_destroy (&current);
+        current = next;
+    }
+    if (current && rc != SQLITE_DONE) {
+        s_fail (self, why, "read the root changes");
+        kc_root_destroy (&current);
+    }
+    sqlite3_reset (stmt);
+    return current;
+}
+
+static int
 s_write_state (kc_cache_t *self, kc_why_t *why)
 {
     sqlite3_stmt *stmt = s_stmt (self, S_STATE);
@@ -926,7 +991,8 @@ s_fsync_path (const char *path, int flags)
 //  Fills a new cache file from the index; leaves it closed, in WAL mode.
 static int
 s_build_file (const char *temp, const kc_root_t *root, kc_keyindex_t *index, uint64_t seq,
-              const uint8_t chain [static KC_HASH_BYTES], const kc_head_t *head, kc_why_t *why)
+              const uint8_t chain [static KC_HASH_BYTES], const kc_cache_roots_t *roots,
+              const kc_head_t *head, kc_why_t *why)
 {
     size_t total;
     const kc_keyindex_entry_t *entries = kc_keyindex_sort (index, &total);
@@ -955,6 +1021,9 @@ s_build_file (const char *temp, const kc_root_t *root, kc_keyindex_t *index, uin
         close (file);
     }
     s_names_free (&names);
+    for (size_t i = 0; rc == 0 && roots && i < roots->count; i++) {
+        rc = s_put_root (self, roots->seqs [i], roots->roots [i], why);
+    }
     if (rc == 0) {
         self->keys = total;
         self->revoked = kc_keyindex_revoked (index);
@@ -975,13 +1044,13 @@ s_build_file (const char *temp, const kc_root_t *root, kc_keyindex_t *index, uin
 
 kc_cache_t *
 kc_cache_create_from (const char *path, const kc_root_t *root, kc_keyindex_t *index, uint64_t seq,
-                      const uint8_t chain [static KC_HASH_BYTES], const kc_head_t *head,
-                      kc_why_t *why)
+                      const uint8_t chain [static KC_HASH_BYTES], const kc_cache_roots_t *roots,
+                      const kc_head_t *head, kc_why_t *why)
 {
     char temp [4200];
     snprintf (temp, sizeof temp, "%s.new", path);
     s_remove_files (temp);
-    if (s_build_file (temp, root, index, seq, chain, head, why)) {
+    if (s_build_file (temp, root, index, seq, chain, roots, head, why)) {
         s_remove_files (temp);
         return NULL;
     }
@@ -1025,7 +1094,7 @@ kc_cache_create (const char *path, const kc_root_t *root, kc_batch_t *const *bat
             return NULL;
         }
     }
-    kc_cache_t *cache = kc_cache_create_from (path, root, index, count, chain, head, why);
+    kc_cache_t *cache = kc_cache_create_from (path, root, index, count, chain, NULL, head, why);
     kc_keyindex_destroy (&index);
     return cache;
 }

@@ -117,14 +117,34 @@ kc_cache_t *
                      size_t count, const uint8_t chain [static KC_HASH_BYTES],
                      const kc_head_t *head, kc_why_t *why);
 
+//  The root changes of a run, with their sequence numbers.
+typedef struct {
+    kc_root_t **roots;
+    uint64_t *seqs;
+    size_t count, capacity;
+} kc_cache_roots_t;
+
 //  The same from a key index holding the whole run (seqs 1..seq, its
-//  per-key rules already checked as each batch arrived): how a cold sync
-//  builds its file without holding the batches' decoded records. Sorts the
-//  index (kc_keyindex_sort); the bytes it points into must stay alive.
+//  per-key rules already checked as each batch arrived) and the run's root
+//  changes (roots may be NULL): how a cold sync builds its file without
+//  holding the batches' decoded records. Sorts the index
+//  (kc_keyindex_sort); the bytes it points into must stay alive.
 kc_cache_t *
     kc_cache_create_from (const char *path, const kc_root_t *root, kc_keyindex_t *index,
                           uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
-                          const kc_head_t *head, kc_why_t *why);
+                          const kc_cache_roots_t *roots, const kc_head_t *head, kc_why_t *why);
+
+//  Applies a root change (already verified as the successor of the root in
+//  force) at seq inside the open group: stored, seq and chain advance.
+int
+    kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                         const kc_root_t *root, kc_why_t *why) KC_WUR;
+
+//  The root in force at the cache's seq: pinned, followed through every
+//  root change stored (each checked as the successor of the one before, as
+//  of its own creation time). NULL with a reason if one does not follow.
+kc_root_t *
+    kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_why_t *why);
 
 //  The change feed: calls fn for each (seq, key) changed by an incremental
 //  apply with seq > after, in order. Returns the count, or -1.

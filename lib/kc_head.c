@@ -32,21 +32,38 @@ kc_chain_genesis (const uint8_t directory [static KC_HASH_BYTES],
     crypto_generichash_final (&state, chain, KC_HASH_BYTES);
 }
 
-void
-kc_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
-               const kc_batch_t *batch, uint8_t chain [static KC_HASH_BYTES])
+static void
+s_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+              const uint8_t digest [static KC_HASH_BYTES], const uint8_t *tail, size_t tail_size,
+              uint8_t chain [static KC_HASH_BYTES])
 {
     uint8_t seq_bytes [8];
     kc_put_u64 (seq_bytes, seq);
-    size_t size, body = kc_batch_body_size (batch);
-    const uint8_t *data = kc_batch_data (batch, &size);
     crypto_generichash_state state;
     s_context (&state);
     crypto_generichash_update (&state, previous, KC_HASH_BYTES);
     crypto_generichash_update (&state, seq_bytes, 8);
-    crypto_generichash_update (&state, kc_batch_digest (batch), KC_HASH_BYTES);
-    crypto_generichash_update (&state, data + body, size - body);
+    crypto_generichash_update (&state, digest, KC_HASH_BYTES);
+    crypto_generichash_update (&state, tail, tail_size);
     crypto_generichash_final (&state, chain, KC_HASH_BYTES);
+}
+
+void
+kc_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+               const kc_batch_t *batch, uint8_t chain [static KC_HASH_BYTES])
+{
+    size_t size, body = kc_batch_body_size (batch);
+    const uint8_t *data = kc_batch_data (batch, &size);
+    s_chain_next (previous, seq, kc_batch_digest (batch), data + body, size - body, chain);
+}
+
+void
+kc_chain_next_root (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+                    const kc_root_t *root, uint8_t chain [static KC_HASH_BYTES])
+{
+    size_t size, body = kc_root_body_size (root);
+    const uint8_t *data = kc_root_data (root, &size);
+    s_chain_next (previous, seq, kc_root_digest (root), data + body, size - body, chain);
 }
 
 static void

@@ -34,6 +34,12 @@ void
     kc_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
                    const kc_batch_t *batch, uint8_t chain [static KC_HASH_BYTES]);
 
+//  The same for a root change at seq: its digest, then the bytes after its
+//  signed body (docs/protocol.md 2.1 and 2.3).
+void
+    kc_chain_next_root (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+                        const kc_root_t *root, uint8_t chain [static KC_HASH_BYTES]);
+
 //  Signs head (fills head->signature) with the head key.
 void
     kc_head_sign (kc_head_t *head, const kc_signer_t *signer);

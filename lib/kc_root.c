@@ -576,6 +576,18 @@ kc_root_save (const kc_root_t *self, const char *path, kc_why_t *why)
     return kc_file_write_atomic (path, self->data, self->size, KC_FILE_MODE_PUBLIC, why);
 }
 
+kc_root_t *
+kc_root_dup (const kc_root_t *self)
+{
+    kc_root_t *copy = malloc (sizeof *copy);
+    assert (copy);
+    *copy = *self;
+    copy->data = malloc (self->size);
+    assert (copy->data);
+    memcpy (copy->data, self->data, self->size);
+    return copy;
+}
+
 void
 kc_root_destroy (kc_root_t **self_p)
 {
@@ -735,6 +747,12 @@ const uint8_t *
 kc_root_digest (const kc_root_t *self)
 {
     return self->digest;
+}
+
+size_t
+kc_root_body_size (const kc_root_t *self)
+{
+    return self->body_size;
 }
 
 uint64_t

@@ -113,6 +113,10 @@ kc_root_t *
 int
     kc_root_save (const kc_root_t *self, const char *path, kc_why_t *why) KC_WUR;
 
+//  A copy of a root.
+kc_root_t *
+    kc_root_dup (const kc_root_t *self);
+
 //  Destroys a root. Nulls *self_p.
 void
     kc_root_destroy (kc_root_t **self_p);
@@ -178,6 +182,8 @@ const uint8_t *
     kc_root_directory (const kc_root_t *self);
 const uint8_t *
     kc_root_digest (const kc_root_t *self);
+size_t
+    kc_root_body_size (const kc_root_t *self);
 uint64_t
     kc_root_version (const kc_root_t *self);
 uint64_t

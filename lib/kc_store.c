@@ -15,23 +15,29 @@
 
 typedef enum {
     S_FIND_DIGEST, S_KEY, S_INSERT_BATCH, S_UPSERT_KEY, S_READ, S_QUERY_KEY,
-    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_STATEMENTS
+    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_INSERT_ROOT, S_ROOTS, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
-    "SELECT seq, chain FROM batches WHERE digest = ?",
+    "SELECT seq, chain FROM batches WHERE digest = ?1 "
+        "UNION ALL SELECT seq, chain FROM roots WHERE digest = ?1",
     "SELECT status, version, not_before, not_after, seq, name FROM keys WHERE key = ?",
     "INSERT INTO batches (seq, digest, chain, records, accepted, data) VALUES (?, ?, ?, ?, ?, ?)",
     "INSERT INTO keys (key, name, status, version, not_before, not_after, seq, record) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
         "status = excluded.status, version = excluded.version, not_before = excluded.not_before, "
         "not_after = excluded.not_after, seq = excluded.seq, record = excluded.record",
-    "SELECT seq, chain, data FROM batches WHERE seq > ? ORDER BY seq LIMIT ?",
+    //  The log: batches and root changes merged by seq (each side is read in
+    //  rowid order and merged; the LIMIT stops both early)
+    "SELECT seq, chain, data FROM batches WHERE seq > ?1 "
+        "UNION ALL SELECT seq, chain, data FROM roots WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     "SELECT seq, key, record FROM keys WHERE key = ?",
     "SELECT seq, key, record FROM keys WHERE name = ? ORDER BY key LIMIT ?",
     "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?",
     "INSERT OR REPLACE INTO acks (key, seq, chain, acked) VALUES (?, ?, ?, ?)",
-    "SELECT key, seq, chain, acked FROM acks"
+    "SELECT key, seq, chain, acked FROM acks",
+    "INSERT INTO roots (seq, version, digest, chain, accepted, data) VALUES (?, ?, ?, ?, ?, ?)",
+    "SELECT seq, data FROM roots ORDER BY seq"
 };
 
 struct _kc_store_t {
@@ -113,7 +119,9 @@ s_load_head (kc_store_t *self, kc_why_t *why)
     kc_chain_genesis (self->directory, self->chain);
     self->seq = 0;
     sqlite3_stmt *stmt = kc_db_prepare (self->db,
-        "SELECT seq, chain FROM batches ORDER BY seq DESC LIMIT 1", why);
+        "SELECT seq, chain FROM (SELECT seq, chain FROM batches ORDER BY seq DESC LIMIT 1) "
+        "UNION ALL SELECT seq, chain FROM (SELECT seq, chain FROM roots ORDER BY seq DESC LIMIT 1) "
+        "ORDER BY seq DESC LIMIT 1", why);
     if (!stmt) {
         return -1;
     }
@@ -328,6 +336,72 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
     *seq = next;
     memcpy (chain, next_chain, KC_HASH_BYTES);
     return 0;
+}
+
+int
+kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
+                      uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    assert (self->in_group);
+    uint64_t next = self->seq + 1;
+    uint8_t next_chain [KC_HASH_BYTES];
+    kc_chain_next_root (self->chain, next, root, next_chain);
+    size_t size;
+    const uint8_t *data = kc_root_data (root, &size);
+    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_ROOT);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) kc_root_version (root));
+    sqlite3_bind_blob (stmt, 3, kc_root_digest (root), KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 4, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) kc_now_ms ());
+    sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "append a root change");
+    }
+    self->seq = next;
+    memcpy (self->chain, next_chain, KC_HASH_BYTES);
+    *seq = next;
+    memcpy (chain, next_chain, KC_HASH_BYTES);
+    return 0;
+}
+
+kc_root_t *
+kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why)
+{
+    kc_root_t *current = kc_root_dup (pinned);
+    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        kc_root_t *next = kc_root_decode (sqlite3_column_blob (stmt, 1),
+                                          (size_t) sqlite3_column_bytes (stmt, 1), why);
+        if (!next) {
+            kc_why_prefix (why, "store: root change at seq %llu", (unsigned long long) seq);
+            break;
+        }
+        if (kc_root_version (next) <= kc_root_version (current)) {
+            kc_root_destroy (&next);            //  the pinned root is newer
+            continue;
+        }
+        //  Followed as the log did: each root checked when it was made
+        if (kc_root_verify_successor (current, next, kc_root_created (next), why)) {
+            kc_why_prefix (why, "store: root change at seq %llu", (unsigned long long) seq);
+            kc_root_destroy (&next);
+            break;
+        }
+        kc_root_destroy (&current);
+        current = next;
+    }
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        if (rc != SQLITE_ROW) {
+            s_fail (self, why, "read the root changes");
+        }
+        kc_root_destroy (&current);
+    }
+    return current;
 }
 
 int

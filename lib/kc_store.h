@@ -1,7 +1,7 @@
 /*  =========================================================================
     kc_store - the server's durable store: the sequenced log of accepted
-    batches with its chain, and the current record of every key
-    (schema/server). One connection, used by one thread.
+    batches and root changes with its chain, and the current record of every
+    key (schema/server). One connection, used by one thread.
 
     Submissions are applied in groups: kc_store_begin, then for each batch
     kc_store_check + kc_store_append, then kc_store_commit (synchronous=FULL:
@@ -77,6 +77,20 @@ int
 int
     kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
                      uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+
+//  Appends a root change (checked by the caller against the root in force
+//  with kc_root_verify_successor) with the next sequence number, inside the
+//  group. From that seq on the root in force is root.
+int
+    kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
+                          uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+
+//  The root in force after the whole log: pinned, followed through every
+//  root change stored (each checked as a successor of the one before, as of
+//  its own creation time). NULL with a reason if a stored change does not
+//  follow.
+kc_root_t *
+    kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why);
 
 //  Commits the group durably; on failure rolls it back. 0 or -1.
 int

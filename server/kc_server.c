@@ -75,7 +75,8 @@ typedef struct {
     zframe_t *identity;
     bool delimiter;                         //  REQ client: reply with an empty frame
     zmsg_t *msg;
-    kc_batch_t *batch;
+    kc_batch_t *batch;                      //  a batch, or
+    kc_root_t *root;                        //  a root change
     uint64_t seq;
     uint8_t chain [KC_HASH_BYTES];
     const char *status;                     //  "accepted", "duplicate" or NULL
@@ -698,7 +699,45 @@ s_read_refused (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded, kc
     return true;
 }
 
-//  Decides every pending submission inside one store transaction.
+//  0 when this server (its CURVE key and head key) is one of root's
+//  servers, so it can go on serving under it; else -1 with a reason.
+static int
+s_serves (s_server_t *self, const kc_root_t *root, kc_why_t *why)
+{
+    char fp [KC_FINGERPRINT_CHARS + 1], ours [KC_FINGERPRINT_CHARS + 1];
+    for (size_t i = 0; i < kc_root_server_count (root); i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+            if (memcmp (server->head_key, kc_signer_public_key (self->head_signer), KC_KEY_BYTES)) {
+                return kc_why (why, "root v%llu names head key %s for this server, which signs its "
+                               "heads with %s", (unsigned long long) kc_root_version (root),
+                               kc_fingerprint (server->head_key, fp),
+                               kc_fingerprint (kc_signer_public_key (self->head_signer), ours));
+            }
+            return 0;
+        }
+    }
+    return kc_why (why, "root v%llu does not name this server (CURVE key %s) among its servers",
+                   (unsigned long long) kc_root_version (root),
+                   kc_fingerprint (kc_cert_public_key (self->cert), fp));
+}
+
+//  A root change: verified against the root in force in the group (which
+//  it then replaces there), and appended. 0 or -1 with p->why.
+static int
+s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_t now)
+{
+    if (kc_root_verify_successor (*group_root, p->root, now, &p->why)
+    ||  s_serves (self, p->root, &p->why)
+    ||  kc_store_append_root (self->store, p->root, &p->seq, p->chain, &p->why)) {
+        return -1;
+    }
+    *group_root = p->root;
+    return 0;
+}
+
+//  Decides every pending submission inside one store transaction. Batches
+//  after a root change in the same group are verified with the new root.
 static void
 s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
 {
@@ -710,21 +749,36 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         return;
     }
     size_t accepted = 0;
+    kc_root_t *group_root = self->root;
     for (size_t i = 0; i < count; i++) {
         s_pending_t *p = &pending [i];
         zframe_t *frame = zmsg_last (p->msg);
-        p->batch = kc_batch_decode (zframe_data (frame), zframe_size (frame), &p->why);
-        if (!p->batch) {
+        const uint8_t *digest;
+        if (kc_root_is_root (zframe_data (frame), zframe_size (frame))) {
+            p->root = kc_root_decode (zframe_data (frame), zframe_size (frame), &p->why);
+            digest = p->root ? kc_root_digest (p->root) : NULL;
+        }
+        else {
+            p->batch = kc_batch_decode (zframe_data (frame), zframe_size (frame), &p->why);
+            digest = p->batch ? kc_batch_digest (p->batch) : NULL;
+        }
+        if (!digest) {
             continue;
         }
-        int found = kc_store_find_digest (self->store, kc_batch_digest (p->batch), &p->seq,
-                                          p->chain, &p->why);
+        int found = kc_store_find_digest (self->store, digest, &p->seq, p->chain, &p->why);
         if (found == 1) {
             p->status = "duplicate";
         }
         else
+        if (found == 0 && p->root) {
+            if (s_decide_root (self, p, &group_root, now) == 0) {
+                p->status = "accepted";
+                accepted++;
+            }
+        }
+        else
         if (found == 0
-        &&  kc_batch_verify (p->batch, self->root, now, &p->why) == 0
+        &&  kc_batch_verify (p->batch, group_root, now, &p->why) == 0
         &&  kc_store_check (self->store, p->batch, now, &p->why) == 0
         &&  kc_store_append (self->store, p->batch, &p->seq, p->chain, &p->why) == 0) {
             p->status = "accepted";
@@ -748,6 +802,17 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             }
         }
     }
+    else
+    if (group_root != self->root) {
+        //  From the change's seq on, everything is verified with the new root
+        for (size_t i = 0; i < count; i++) {
+            if (pending [i].root == group_root) {
+                kc_root_destroy (&self->root);
+                self->root = group_root;
+                pending [i].root = kc_root_dup (group_root);
+            }
+        }
+    }
 }
 
 //  Publishes the accepted batches of a group, in order, grouped into UPDATE
@@ -763,7 +828,7 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
             continue;
         }
         size_t size;
-        const uint8_t *data = kc_batch_data (p->batch, &size);
+        const uint8_t *data = p->root ? kc_root_data (p->root, &size) : kc_batch_data (p->batch, &size);
         if (update && (entries == KC_PROTO_BATCHES_MAX || bytes + size > UPDATE_BYTES)) {
             zmsg_send (&update, self->updates);
             entries = bytes = 0;
@@ -781,18 +846,26 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
     }
 }
 
-//  The operators who signed a batch, by name ("alice, bob").
+//  The operators who signed a batch or root change, by name ("alice, bob").
 static const char *
-s_signers (s_server_t *self, const kc_batch_t *batch, char *text, size_t size)
+s_signers (s_server_t *self, const s_pending_t *p, char *text, size_t size)
 {
     size_t at = 0;
     text [0] = 0;
-    for (size_t i = 0; i < kc_batch_signature_count (batch) && at < size; i++) {
-        const uint8_t *key = kc_batch_signature (batch, i).key;
+    size_t count = p->root ? kc_root_signature_count (p->root) : kc_batch_signature_count (p->batch);
+    for (size_t i = 0; i < count && at < size; i++) {
+        const uint8_t *key = p->root ? kc_root_signature (p->root, i).key
+                                     : kc_batch_signature (p->batch, i).key;
+        //  A name from the root in force, or from the root change itself
         int index = kc_root_operator_index (self->root, key);
+        const kc_root_t *names = self->root;
+        if (index < 0 && p->root) {
+            index = kc_root_operator_index (p->root, key);
+            names = p->root;
+        }
         char fp [KC_FINGERPRINT_CHARS + 1];
         int n = snprintf (text + at, size - at, "%s%s", i ? ", " : "",
-                          index >= 0 ? kc_root_operator (self->root, (size_t) index)->name
+                          index >= 0 ? kc_root_operator (names, (size_t) index)->name
                                      : kc_fingerprint (key, fp));
         at += n > 0 ? (size_t) n : 0;
     }
@@ -811,17 +884,29 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
             reply = kc_proto_ok (p->seq, p->chain, p->status);
             bool fresh = KC_STREQ (p->status, "accepted");
             self->accepted += fresh;
-            char signers [KC_WHY_BYTES];
-            zsys_info ("kc_server: %s batch %llu (%zu record%s) signed by %s; submitted by %s",
-                       fresh ? "accepted" : "duplicate of", (unsigned long long) p->seq,
-                       kc_batch_count (p->batch), kc_batch_count (p->batch) == 1 ? "" : "s",
-                       s_signers (self, p->batch, signers, sizeof signers), fp);
+            char signers [KC_WHY_BYTES], when [32];
+            if (p->root) {
+                zsys_info ("kc_server: %s root change to v%llu at seq %llu (expires %s) signed by %s; "
+                           "submitted by %s", fresh ? "accepted" : "duplicate of",
+                           (unsigned long long) kc_root_version (p->root), (unsigned long long) p->seq,
+                           kc_time_format (kc_root_expires (p->root), when),
+                           s_signers (self, p, signers, sizeof signers), fp);
+            }
+            else {
+                zsys_info ("kc_server: %s batch %llu (%zu record%s) signed by %s; submitted by %s",
+                           fresh ? "accepted" : "duplicate of", (unsigned long long) p->seq,
+                           kc_batch_count (p->batch), kc_batch_count (p->batch) == 1 ? "" : "s",
+                           s_signers (self, p, signers, sizeof signers), fp);
+            }
         }
         else {
             reply = kc_proto_error ("%s", p->why.text);
             self->rejected++;
-            kc_ratelog (self->log, KC_LOG_WARNING, "rejected batch", fp,
-                        "kc_server: rejected batch from %s: %s", fp, p->why.text);
+            const char *what = p->root || kc_root_is_root (zframe_data (zmsg_last (p->msg)),
+                                                           zframe_size (zmsg_last (p->msg)))
+                             ? "root change" : "batch";
+            kc_ratelog (self->log, KC_LOG_WARNING, p->root ? "rejected root change" : "rejected batch", fp,
+                        "kc_server: rejected %s from %s: %s", what, fp, p->why.text);
         }
         s_reply (self, p->identity, p->delimiter, &reply);
     }
@@ -899,6 +984,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         s_pump_all (self);
         for (size_t i = 0; i < count; i++) {
             kc_batch_destroy (&pending [i].batch);
+            kc_root_destroy (&pending [i].root);
             zframe_destroy (&pending [i].identity);
             zmsg_destroy (&pending [i].msg);
         }
@@ -1137,23 +1223,29 @@ s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
 static int
 s_load (s_server_t *self, kc_why_t *why)
 {
-    self->root = kc_root_load (self->config.root_path, why);
-    if (!self->root || kc_root_verify (self->root, kc_now (), why)) {
+    //  The pinned root (the genesis, usually) is checked as of its own
+    //  creation: it may have expired since, when root changes in the log
+    //  renewed it. Its expiry, and the current root's, is judged below and
+    //  in s_root_warning.
+    kc_root_t *pinned = kc_root_load (self->config.root_path, why);
+    if (!pinned || kc_root_verify (pinned, kc_root_created (pinned), why)) {
+        kc_root_destroy (&pinned);
         return -1;
     }
     self->cert = kc_cert_load_secret (self->config.curve_path, why);
     self->head_signer = self->cert ? kc_signer_load (self->config.head_path, why) : NULL;
-    if (!self->head_signer) {
+    self->store = self->head_signer ? kc_store_open (self->config.store_path, pinned, why) : NULL;
+    self->root = self->store ? kc_store_current_root (self->store, pinned, why) : NULL;
+    kc_root_destroy (&pinned);
+    if (!self->root) {
         return -1;
     }
-    if (memcmp (kc_cert_public_key (self->cert), kc_root_server_key (self->root), KC_KEY_BYTES)) {
-        return kc_why (why, "'%s' is not the server key the root names", self->config.curve_path);
+    kc_why_t reason;
+    if (s_serves (self, self->root, &reason)) {
+        return kc_why (why, "'%s' and '%s' are not keys of a server of the root in force: %s",
+                       self->config.curve_path, self->config.head_path, reason.text);
     }
-    if (memcmp (kc_signer_public_key (self->head_signer), kc_root_head_key (self->root), KC_KEY_BYTES)) {
-        return kc_why (why, "'%s' is not the head key the root names", self->config.head_path);
-    }
-    self->store = kc_store_open (self->config.store_path, self->root, why);
-    return self->store ? 0 : -1;
+    return 0;
 }
 
 static void

@@ -66,6 +66,9 @@ def test_the_server_remembers_agents_and_names_signers():
     batches are credited to the operators who signed them."""
     agent = C.agents[0]
     status = C.wait_converged()
+    # The agent acknowledges with the next head (within a heartbeat)
+    kc.wait_for(lambda: [a for a in C.server_status()["agents"] if a["seq"] == status["seq"]], 10,
+                what="the agent's acknowledgement to reach the server")
     agent.stop()
     C.stop_server()
     C.start_server()
