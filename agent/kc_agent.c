@@ -1227,6 +1227,10 @@ s_client_socket (agent_t *self, int type, const char *endpoint)
         return NULL;
     }
     zsock_set_rcvhwm (socket, 100000);
+    //  Never block the agent on a send: a DEALER with no connection (the
+    //  server down, or refusing this node's key) would hold the loop, and
+    //  lookups, forever. A SYNC that cannot go is dropped and retried.
+    zsock_set_sndtimeo (socket, 0);
     if (type == ZMQ_SUB) {
         zsock_set_subscribe (socket, "UPDATE");
         zsock_set_subscribe (socket, "HEAD");

@@ -60,6 +60,23 @@ const char *
 kc_root_t *
     cli_load_root (const char *command, const char *path);
 
+//  Loads the pinned root at path, checked as of its own creation (its
+//  signatures): after a renewal in the log it may have expired, and what
+//  counts is the root in force, learnt with cli_follow_root.
+kc_root_t *
+    cli_load_pinned_root (const char *command, const char *path);
+
+//  Replaces *root_p (a pinned root) with the root in force at the server,
+//  followed from it through the log's root changes (each checked). Returns
+//  it, or NULL after printing why (*root_p unchanged).
+kc_root_t *
+    cli_follow_root (const char *command, kc_client_t *client, kc_root_t **root_p);
+
+//  Prints a root as text (a first line "root vN: VERDICT", then its
+//  fields) or a JSON object; quiet prints the first line only.
+void
+    cli_print_root (const kc_root_t *root, bool json, bool quiet, const char *verdict);
+
 //  Loads operator signers: each name is a path (contains '/') or an
 //  operator name under DIR/operators. With none given, uses the only operator
 //  key in DIR/operators. Returns the count, or -1 after printing why.
@@ -120,6 +137,7 @@ int cmd_list (int argc, char *argv []);
 int cmd_show (int argc, char *argv []);
 int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
+int cmd_root (int argc, char *argv []);
 
 extern const cli_command_t cli_commands [];
 

@@ -289,10 +289,11 @@ cmd_keygen (int argc, char *argv [])
         { "dir", required_argument, NULL, 'd' },
         { "force", no_argument, NULL, 'f' },
         { "json", no_argument, NULL, 'j' },
+        { "operator", no_argument, NULL, 'o' },
         { NULL, 0, NULL, 0 }
     };
     const char *dir = ".";
-    bool force = false, json = false;
+    bool force = false, json = false, operator = false;
     int c;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
@@ -300,6 +301,7 @@ cmd_keygen (int argc, char *argv [])
             case 'd': dir = optarg; break;
             case 'f': force = true; break;
             case 'j': json = true; break;
+            case 'o': operator = true; break;
             default: return CLI_USAGE;
         }
     }
@@ -321,6 +323,30 @@ cmd_keygen (int argc, char *argv [])
     snprintf (secret, sizeof secret, "%s_secret", path);
     if (!force && (kc_file_exists (path) || kc_file_exists (secret))) {
         return cli_fail ("keygen", "'%s' already exists (use --force to replace it)", path);
+    }
+    if (operator) {
+        //  An operator's Ed25519 signing key, for 'keyclone root add-operator'
+        kc_signer_t *signer = kc_signer_new (name, "keyclone-operator");
+        int rc = kc_signer_save (signer, path, &why);
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        if (rc) {
+            cli_fail ("keygen", "%s", why.text);
+        }
+        else
+        if (json) {
+            printf ("{");
+            kc_json_field_str (stdout, true, "name", name);
+            kc_json_field_str (stdout, false, "fingerprint",
+                               kc_fingerprint (kc_signer_public_key (signer), fp));
+            kc_json_field_str (stdout, false, "public", path);
+            printf ("}\n");
+        }
+        else {
+            printf ("keyclone keygen: wrote operator key %s (%s) and %s_secret (mode 0600)\n", path,
+                    kc_fingerprint (kc_signer_public_key (signer), fp), path);
+        }
+        kc_signer_destroy (&signer);
+        return rc ? CLI_FAIL : CLI_OK;
     }
     kc_cert_t *cert = kc_cert_new (name);
     int rc = kc_cert_save (cert, path, &why);

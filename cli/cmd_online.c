@@ -288,18 +288,25 @@ cmd_register (int argc, char *argv [])
                           .progress = from && isatty (STDERR_FILENO) && !online.json };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
-    self.root = cli_load_root ("register", online.root_path);
+    self.root = cli_load_pinned_root ("register", online.root_path);
     if (!self.root) {
+        return CLI_FAIL;
+    }
+    //  Signed for, and checked against, the root in force
+    self.client = kc_client_new (self.root, online.server, online.timeout_ms);
+    if (!cli_follow_root ("register", self.client, &self.root)) {
+        kc_client_destroy (&self.client);
+        kc_root_destroy (&self.root);
         return CLI_FAIL;
     }
     self.signer_count = cli_load_operators ("register", online.dir, online.operators,
                                             online.operator_count, signers);
     self.signers = signers;
     if (self.signer_count < 0 || cli_check_signers ("register", self.root, signers, self.signer_count)) {
+        kc_client_destroy (&self.client);
         kc_root_destroy (&self.root);
         return CLI_FAIL;
     }
-    self.client = kc_client_new (self.root, online.server, online.timeout_ms);
     self.builder = kc_batch_builder_new (kc_root_directory (self.root), kc_now ());
     kc_why_t why;
     char argument [4096];
@@ -431,7 +438,7 @@ cmd_revoke (int argc, char *argv [])
         return cli_usage ("revoke", "expected one Z85KEY or NAME");
     }
     s_online_finish (&online);
-    kc_root_t *root = cli_load_root ("revoke", online.root_path);
+    kc_root_t *root = cli_load_pinned_root ("revoke", online.root_path);
     if (!root) {
         return CLI_FAIL;
     }
@@ -440,6 +447,10 @@ cmd_revoke (int argc, char *argv [])
                                            online.operator_count, signers);
     int rc = CLI_FAIL;
     kc_client_t *client = s_online_client ("revoke", &online, root);
+    //  Signed for, and checked against, the root in force
+    if (client && !cli_follow_root ("revoke", client, &root)) {
+        kc_client_destroy (&client);
+    }
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), kc_now ());
     static s_targets_t targets;
     kc_why_t why;
@@ -494,6 +505,19 @@ cleanup:
 
 //  --- submit ------------------------------------------------------------------
 
+//  True when the file at path starts like a root (a root change to submit).
+static bool
+s_root_file (const char *path)
+{
+    FILE *file = fopen (path, "rb");
+    uint8_t magic [4];
+    bool root = file && fread (magic, 1, 4, file) == 4 && kc_root_is_root (magic, 4);
+    if (file) {
+        fclose (file);
+    }
+    return root;
+}
+
 int
 cmd_submit (int argc, char *argv [])
 {
@@ -510,7 +534,7 @@ cmd_submit (int argc, char *argv [])
         return cli_usage ("submit", "expected one or more batch FILEs");
     }
     s_online_finish (&online);
-    kc_root_t *root = cli_load_root ("submit", online.root_path);
+    kc_root_t *root = cli_load_pinned_root ("submit", online.root_path);
     if (!root) {
         return CLI_FAIL;
     }
@@ -520,6 +544,28 @@ cmd_submit (int argc, char *argv [])
         kc_why_t why;
         uint64_t seq;
         bool duplicate;
+        kc_root_t *change = s_root_file (argv [i]) ? kc_root_load (argv [i], &why) : NULL;
+        if (change || s_root_file (argv [i])) {
+            //  A root change made with 'keyclone root' and cosigned
+            if (!change || kc_client_submit_root (client, change, &seq, &duplicate, &why)) {
+                rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
+            }
+            else
+            if (online.json) {
+                printf ("{\"file\": ");
+                kc_json_cstr (stdout, argv [i]);
+                printf (", \"seq\": %llu, \"root_version\": %llu, \"duplicate\": %s}\n",
+                        (unsigned long long) seq, (unsigned long long) kc_root_version (change),
+                        duplicate ? "true" : "false");
+            }
+            else {
+                printf ("%s: %s at seq %llu (root v%llu)\n", argv [i],
+                        duplicate ? "already accepted" : "accepted", (unsigned long long) seq,
+                        (unsigned long long) kc_root_version (change));
+            }
+            kc_root_destroy (&change);
+            continue;
+        }
         kc_batch_t *batch = kc_batch_load (argv [i], &why);
         if (!batch || kc_client_submit (client, batch, &seq, &duplicate, &why)) {
             rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
@@ -598,7 +644,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     }
     s_online_finish (&online);
     print.json = online.json;
-    kc_root_t *root = cli_load_root (command, online.root_path);
+    kc_root_t *root = cli_load_pinned_root (command, online.root_path);
     if (!root) {
         return CLI_FAIL;
     }
@@ -716,7 +762,7 @@ cmd_status (int argc, char *argv [])
     kc_why_t why;
     char *reply = NULL;
     if (server) {
-        kc_root_t *root = cli_load_root ("status", online.root_path);
+        kc_root_t *root = cli_load_pinned_root ("status", online.root_path);
         if (!root) {
             return CLI_FAIL;
         }

@@ -71,12 +71,14 @@ const cli_command_t cli_commands [] = {
       "  --expires DURATION     root lifetime, e.g. 365d, 2y (default 1y)\n"
       "  --json                 print the result as JSON\n" },
     { "keygen", cmd_keygen, "create a CURVE key pair (czmq certificate files)",
-      "Usage: keyclone keygen NAME [--dir DIR] [--force] [--json]\n"
+      "Usage: keyclone keygen NAME [--operator] [--dir DIR] [--force] [--json]\n"
       "\n"
       "Writes DIR/NAME (public) and DIR/NAME_secret (mode 0600) in czmq's certificate\n"
       "format, so zcert_load and pyzmq's zmq.auth.load_certificate read them, and prints\n"
       "the public key in Z85. DIR defaults to the current directory. An existing\n"
-      "key is never overwritten unless --force is given.\n" },
+      "key is never overwritten unless --force is given.\n"
+      "With --operator: an operator's Ed25519 signing key instead (same file layout),\n"
+      "whose public file 'keyclone root add-operator NAME --key DIR/NAME' takes.\n" },
     { "sign", cmd_sign, "build and sign a batch of registrations and revocations offline",
       "Usage: keyclone sign [--register NAME=KEY[,OPTION...]]... [--revoke KEY[,OPTION...]]...\n"
       "                     [--from FILE] --out FILE [--operator NAME|PATH]... [--root FILE]\n"
@@ -181,6 +183,30 @@ const cli_command_t cli_commands [] = {
       "last head and server. With --server: the server's sequence and every agent with\n"
       "the head it has applied, and which are behind; --server EP asks the server\n"
       "at that endpoint instead of the root's.\n"
+      ONLINE_HELP },
+    { "root", cmd_root, "show the root in force; renew it, change its operators or thresholds",
+      "Usage: keyclone root show [--out FILE] [--json] [COMMON OPTIONS]\n"
+      "       keyclone root renew [--expires DURATION] [--out FILE] [COMMON OPTIONS]\n"
+      "       keyclone root add-operator NAME --key FILE [--out FILE] [COMMON OPTIONS]\n"
+      "       keyclone root remove-operator NAME [--out FILE] [COMMON OPTIONS]\n"
+      "       keyclone root set-threshold register=K,revoke=K,root=K [--out FILE]\n"
+      "                                   [COMMON OPTIONS]\n"
+      "\n"
+      "show: the root in force at the server, followed from the pinned root (--root,\n"
+      "default DIR/root) through every root change in the log, each checked (the\n"
+      "server is not trusted for them): version, expiry (a date and in how many days),\n"
+      "operators, thresholds, servers and witnesses. --out FILE also writes it there,\n"
+      "for 'keyclone sign --root FILE' offline.\n"
+      "\n"
+      "The others build the successor of that root (version + 1) with one change: a\n"
+      "later expiry (renew: DURATION from now, default 1y), one more operator (its\n"
+      "public key file from 'keyclone keygen NAME --operator'), one fewer, or other\n"
+      "thresholds (any of the three). They print what changes, sign it with the\n"
+      "--operator keys, and submit it when a root-change threshold of the old\n"
+      "operators and one of the new operators have signed; every agent uses it from\n"
+      "its sequence number on. Otherwise they write it to --out (default\n"
+      "DIR/root-vN.pending) for 'keyclone cosign' and 'keyclone submit'. A change\n"
+      "that would leave a threshold above the number of operators is refused.\n"
       ONLINE_HELP },
     { NULL, NULL, NULL, NULL }
 };
@@ -313,6 +339,22 @@ cli_path (char buffer [static CLI_PATH_MAX], const char *dir, const char *name)
 {
     snprintf (buffer, CLI_PATH_MAX, "%s/%s", dir, name);
     return buffer;
+}
+
+kc_root_t *
+cli_load_pinned_root (const char *command, const char *path)
+{
+    kc_why_t why;
+    kc_root_t *root = kc_root_load (path, &why);
+    if (!root) {
+        cli_fail (command, "%s", why.text);
+        return NULL;
+    }
+    if (kc_root_verify (root, kc_root_created (root), &why)) {
+        cli_fail (command, "root '%s' rejected: %s", path, why.text);
+        kc_root_destroy (&root);
+    }
+    return root;
 }
 
 kc_root_t *

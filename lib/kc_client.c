@@ -150,6 +150,63 @@ kc_client_submit (kc_client_t *self, const kc_batch_t *batch, uint64_t *seq, boo
 {
     size_t size;
     const uint8_t *data = kc_batch_data (batch, &size);
+    return kc_client_submit_data (self, data, size, seq, duplicate, why);
+}
+
+int
+kc_client_submit_root (kc_client_t *self, const kc_root_t *root, uint64_t *seq, bool *duplicate,
+                       kc_why_t *why)
+{
+    size_t size;
+    const uint8_t *data = kc_root_data (root, &size);
+    return kc_client_submit_data (self, data, size, seq, duplicate, why);
+}
+
+kc_root_t *
+kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *fn, void *arg,
+                kc_why_t *why)
+{
+    zmsg_t *request = kc_proto_roots_request (), *reply = NULL;
+    kc_proto_msg_t decoded;
+    if (s_call (self, &request, &reply, &decoded, why)) {
+        return NULL;
+    }
+    kc_root_t *current = NULL;
+    if (decoded.type != KC_MSG_ROOTS) {
+        kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+    }
+    else {
+        //  The server is not trusted for this: each root change must follow
+        //  the one before, from our pinned root, as the agents check it
+        current = kc_root_dup (pinned);
+        for (size_t i = 0; current && i < decoded.entry_count; i++) {
+            kc_root_t *next = kc_root_decode (decoded.entries [i].data, decoded.entries [i].size, why);
+            if (next && kc_root_version (next) <= kc_root_version (current)) {
+                kc_root_destroy (&next);
+                continue;
+            }
+            if (!next || kc_root_verify_successor (current, next, kc_root_created (next), why)) {
+                kc_why_prefix (why, "the server's root change %zu", i + 1);
+                kc_root_destroy (&next);
+                kc_root_destroy (&current);
+                break;
+            }
+            if (fn) {
+                fn (current, next, arg);
+            }
+            kc_root_destroy (&current);
+            current = next;
+        }
+    }
+    kc_proto_msg_reset (&decoded);
+    zmsg_destroy (&reply);
+    return current;
+}
+
+int
+kc_client_submit_data (kc_client_t *self, const uint8_t *data, size_t size, uint64_t *seq,
+                       bool *duplicate, kc_why_t *why)
+{
     zmsg_t *request = kc_proto_submit (data, size), *reply = NULL;
     kc_proto_msg_t decoded;
     if (s_call (self, &request, &reply, &decoded, why)) {

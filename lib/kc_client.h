@@ -45,6 +45,24 @@ int
     kc_client_submit (kc_client_t *self, const kc_batch_t *batch, uint64_t *seq,
                       bool *duplicate, kc_why_t *why) KC_WUR;
 
+//  The same for a root change (kc_root_t) or for encoded bytes of either.
+int
+    kc_client_submit_root (kc_client_t *self, const kc_root_t *root, uint64_t *seq,
+                           bool *duplicate, kc_why_t *why) KC_WUR;
+int
+    kc_client_submit_data (kc_client_t *self, const uint8_t *data, size_t size, uint64_t *seq,
+                           bool *duplicate, kc_why_t *why) KC_WUR;
+
+//  The root in force at the server: the server's root changes (ROOTS)
+//  followed from pinned, each checked as the successor of the one before
+//  (the server is not trusted for them). fn, when given, is called for
+//  each step (from, to). Returns the root (caller destroys) or NULL with a
+//  reason.
+typedef void (kc_client_root_fn) (const kc_root_t *from, const kc_root_t *to, void *arg);
+kc_root_t *
+    kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *fn, void *arg,
+                    kc_why_t *why);
+
 //  Queries records: kind "key" (32-byte argument), "name", or "list" (all,
 //  in key order, paged internally). Returns the number given to fn, or -1.
 int

@@ -14,13 +14,13 @@
 
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
-    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS"
+    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_STATUS ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_ROOTS ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -309,7 +309,39 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
         out->auth = f->count == 2;
         return s_expect (f, out->auth ? 2 : 1, "STATUS", why) || s_auth (f, out, why) ? -1 : 0;
     }
+    if (s_is (command, "ROOTS")) {
+        out->type = KC_MSG_ROOTS;
+        return s_expect (f, 1, "ROOTS", why);
+    }
     return -2;
+}
+
+//  ROOTS reply: 0..KC_PROTO_ROOTS_MAX frames, each a root of 1..KC_ROOT_BYTES_MAX.
+static int
+s_roots (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    size_t count = f->count - 1;
+    if (count > KC_PROTO_ROOTS_MAX) {
+        return kc_why (why, "ROOTS carries %zu roots (limit %d)", count, KC_PROTO_ROOTS_MAX);
+    }
+    out->entries = calloc (count ? count : 1, sizeof (kc_entry_t));
+    if (!out->entries) {
+        return kc_why (why, "out of memory");
+    }
+    out->entry_count = count;
+    for (size_t i = 0; i < count; i++) {
+        zframe_t *frame = f->frames [1 + i];
+        if (zframe_size (frame) == 0 || zframe_size (frame) > KC_ROOT_BYTES_MAX) {
+            free (out->entries);
+            out->entries = NULL;
+            out->entry_count = 0;
+            return kc_why (why, "ROOTS entry %zu is %zu bytes (allowed 1..%d)", i + 1,
+                           zframe_size (frame), KC_ROOT_BYTES_MAX);
+        }
+        out->entries [i].data = zframe_data (frame);
+        out->entries [i].size = zframe_size (frame);
+    }
+    return 0;
 }
 
 static int
@@ -330,6 +362,10 @@ s_submit_client (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     if (s_is (command, "RECORDS")) {
         out->type = KC_MSG_RECORDS;
         return s_records (f, out, why);
+    }
+    if (s_is (command, "ROOTS")) {
+        out->type = KC_MSG_ROOTS;
+        return s_roots (f, out, why);
     }
     if (s_is (command, "STATUS")) {
         out->type = KC_MSG_STATUS;
@@ -535,6 +571,26 @@ kc_proto_status_request (void)
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "STATUS");
     return msg;
+}
+
+zmsg_t *
+kc_proto_roots_request (void)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ROOTS");
+    return msg;
+}
+
+zmsg_t *
+kc_proto_roots_reply (void)
+{
+    return kc_proto_roots_request ();
+}
+
+void
+kc_proto_add_root (zmsg_t *msg, const uint8_t *root, size_t size)
+{
+    zmsg_addmem (msg, root, size);
 }
 
 zmsg_t *

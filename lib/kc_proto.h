@@ -19,6 +19,7 @@
 #define KC_PROTO_REASON_MAX     255                 //  bytes of an ERROR reason
 #define KC_PROTO_CREDIT_MAX     64                  //  credit one SYNC/CREDIT grants
 #define KC_PROTO_RECORDS_MAX    10000               //  records in one RECORDS reply
+#define KC_PROTO_ROOTS_MAX      1000                //  root changes in one ROOTS reply
 #define KC_PROTO_STATUS_MAX     (4 * 1024 * 1024)   //  bytes of a STATUS JSON reply
 #define KC_PROTO_ARGUMENT_MAX   255                 //  bytes of a QUERY argument
 #define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain
@@ -29,14 +30,14 @@ typedef enum {
     KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
     KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
-    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS
-    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ERROR
+    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS
+    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, ERROR
 } kc_channel_t;
 
 typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
-    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS
+    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -64,7 +65,7 @@ typedef struct {
     bool auth;                              //  QUERY, STATUS: authorization frame last
     const uint8_t *batch;                   //  SUBMIT
     size_t batch_size;
-    kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS (owned array)
+    kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS, ROOTS reply (owned array)
     size_t entry_count;
 } kc_proto_msg_t;
 
@@ -102,6 +103,14 @@ zmsg_t *
     kc_proto_query (const char *kind, const uint8_t *argument, size_t size, uint32_t limit);
 zmsg_t *
     kc_proto_status_request (void);
+//  ROOTS: the request (no argument); the reply is built with
+//  kc_proto_roots_reply and one kc_proto_add_root per root change, in order.
+zmsg_t *
+    kc_proto_roots_request (void);
+zmsg_t *
+    kc_proto_roots_reply (void);
+void
+    kc_proto_add_root (zmsg_t *msg, const uint8_t *root, size_t size);
 zmsg_t *
     kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size);
 

@@ -367,6 +367,23 @@ kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
     return 0;
 }
 
+int
+kc_store_roots (kc_store_t *self, kc_store_root_fn *fn, void *arg, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
+    int rc, count = 0;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), sqlite3_column_blob (stmt, 1),
+                (size_t) sqlite3_column_bytes (stmt, 1), arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+        count++;
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? count : s_fail (self, why, "read the root changes");
+}
+
 kc_root_t *
 kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why)
 {

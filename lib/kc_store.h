@@ -85,6 +85,12 @@ int
     kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
                           uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
 
+//  Calls fn for each root change in the log, in order; fn returns 0 to go
+//  on. Returns how many, or -1 with a reason.
+typedef int (kc_store_root_fn) (uint64_t seq, const uint8_t *data, size_t size, void *arg);
+int
+    kc_store_roots (kc_store_t *self, kc_store_root_fn *fn, void *arg, kc_why_t *why);
+
 //  The root in force after the whole log: pinned, followed through every
 //  root change stored (each checked as a successor of the one before, as of
 //  its own creation time). NULL with a reason if a stored change does not

@@ -913,6 +913,14 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
 }
 
 static int
+s_add_root (uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    (void) seq;
+    kc_proto_add_root ((zmsg_t *) arg, data, size);
+    return zmsg_size ((zmsg_t *) arg) > KC_PROTO_ROOTS_MAX;
+}
+
+static int
 s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
@@ -946,6 +954,16 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
                                                 .msg = msg };
             kc_proto_msg_reset (&decoded);
             continue;
+        }
+        else
+        if (decoded.type == KC_MSG_ROOTS) {
+            //  Public, like the root file every node holds: the root
+            //  changes in the log, for clients to follow from their pin
+            reply = kc_proto_roots_reply ();
+            if (kc_store_roots (self->store, s_add_root, reply, &why) < 0) {
+                zmsg_destroy (&reply);
+                reply = kc_proto_error ("%s", why.text);
+            }
         }
         else
         if (s_read_refused (self, msg, &decoded, &refusal)) {

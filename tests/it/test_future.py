@@ -88,11 +88,5 @@ def test_a_split_view():
             kc.stop(rogue)
 
 
-@kc.expected_failure("issue 11: the root's life")
-def test_renewing_the_root():
-    out, err = kc.run([kc.KEYCLONE, "root", "renew", "--dir", C.dir, "--expires", "400d"], expect=None)
-    kc.check("renewed" in out, f"keyclone root renew: {out}{err}")
-
-
 if __name__ == "__main__":
-    kc.main([test_setup, test_withholding_a_revocation, test_a_split_view, test_renewing_the_root])
+    kc.main([test_setup, test_withholding_a_revocation, test_a_split_view])

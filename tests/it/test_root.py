@@ -1,0 +1,194 @@
+#!/usr/bin/python3
+"""The trust root over time (issue 11): root changes travel in the log.
+
+A short-lived root is renewed while agents run: they stay fresh past the old
+expiry with no restart. Operators are added and removed; a removed
+operator's signature is refused by the server and, when a rogue server
+serves it anyway, by the agents. An agent installed with the genesis root
+after three root changes catches up to the root in force. Root changes that
+jump a version, are signed only by the old or only by the new operators, or
+would lock the directory out are refused with a reason, and nothing changes.
+A kill -9 of the server right after it accepted a root change loses nothing.
+"""
+import json
+import os
+import re
+import signal
+import time
+
+import kc
+from cluster import Cluster
+
+LIFETIME = 12                                       # seconds of the genesis root
+C = Cluster(server_options=["--heartbeat", "200"], operators=2, threshold=1,
+            init_options=["--expires", f"{LIFETIME}s"])
+KEYS = os.path.join(C.root_dir, "keys")
+STARTED = time.time()
+
+
+def root_show():
+    return json.loads(C.cli("root", "show", "--json")[0])
+
+
+def agent_root(agent):
+    return agent.status()["root_version"]
+
+
+def key_of(path):
+    with open(path) as f:
+        return re.search(r'public-key = "(.*)"', f.read()).group(1)
+
+
+def add_agent(name=None, options=()):
+    agent = C.add_agent(name=name, register=False, start=False, options=options)
+    C.cli("register", agent.name, "--key", agent.key, "--operator", "op1")
+    return agent.start()
+
+
+def test_setup():
+    C.start_server()
+    add_agent(options=["--stale-after", "1000"])
+    C.wait_converged()
+    root = root_show()
+    kc.check(root["version"] == 1 and root["format"] == 2 and root["days_left"] == 0, root)
+
+
+def test_renewal_keeps_agents_fresh_past_the_old_expiry():
+    agent = C.agents[0]
+    out, _ = C.cli("root", "renew", "--expires", "30d", "--operator", "op1")
+    kc.check(re.search(r"^expires: .* -> .*$", out, re.M) and "root v2 accepted at seq" in out, out)
+    kc.wait_for(lambda: agent_root(agent) == 2, 10, what="the agent to use root v2")
+    kc.check("root v2 in force from seq" in agent.log_text(), agent.log_text()[-1500:])
+    root = root_show()
+    kc.check(root["version"] == 2 and 29 <= root["days_left"] <= 30, root)
+    # Past the genesis root's expiry: still fresh, and registrations still work
+    time.sleep(max(0.0, STARTED + LIFETIME + 1 - time.time()))
+    key = kc.keyclone("keygen", "after-expiry", "--dir", KEYS)[0].strip()
+    out, _ = C.cli("register", "after-expiry", "--key", key, "--operator", "op1")
+    kc.check("registered after-expiry" in out, out)
+    C.wait_converged()
+    time.sleep(1.5)                         # longer than --stale-after
+    status = agent.status()
+    kc.check(status["state"] == "fresh" and status["root_version"] == 2, status)
+    kc.check(agent.proc.poll() is None, "the agent stopped")
+
+
+def test_an_operator_is_added_then_removed():
+    out, _ = kc.keyclone("keygen", "carol", "--operator", "--dir", KEYS)
+    kc.check("wrote operator key" in out, out)
+    out, _ = C.cli("root", "add-operator", "carol", "--key", os.path.join(KEYS, "carol"), "--operator", "op1")
+    kc.check("operator added: carol" in out and "root v3 accepted" in out, out)
+    carol = os.path.join(KEYS, "carol")
+    key = kc.keyclone("keygen", "by-carol", "--dir", KEYS)[0].strip()
+    out, _ = C.cli("register", "by-carol", "--key", key, "--operator", carol)
+    kc.check("registered by-carol" in out, out)
+    # A batch signed by carol while she is an operator, kept for later
+    late = kc.keyclone("keygen", "late", "--dir", KEYS)[0].strip()
+    kc.keyclone("sign", "--dir", C.dir, "--root", save_root("v3"), "--operator", carol,
+                "--out", os.path.join(KEYS, "late.batch"), "--register", f"late={late}")
+    out, _ = C.cli("root", "remove-operator", "carol", "--operator", "op2")
+    kc.check("operator removed: carol" in out and "root v4 accepted" in out, out)
+    C.wait_converged()
+    for agent in C.agents:
+        kc.check(agent_root(agent) == 4, agent.status())
+    # The server refuses carol's signature from now on, with the reason
+    out, err = C.cli("submit", os.path.join(KEYS, "late.batch"), expect=1)
+    kc.check("not an operator in root v4" in err, err)
+    # What she signed while an operator stays valid
+    kc.check(C.agents[0].lookup(key_of(os.path.join(KEYS, "by-carol")))["status"] == "trusted",
+             C.agents[0].lookup(key_of(os.path.join(KEYS, "by-carol"))))
+
+
+def save_root(label):
+    path = os.path.join(KEYS, f"root-{label}")
+    C.cli("root", "show", "--out", path)
+    return path
+
+
+def test_a_rogue_server_cannot_use_a_removed_operator():
+    agent = C.agents[0]
+    seq = agent.status()["seq"]
+    log_size = len(agent.log_text())
+    C.stop_server()
+    rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), C.dir, "extend", os.path.join(KEYS, "late.batch")],
+                     log=os.path.join(C.root_dir, "rogue-extend.log"))
+    try:
+        kc.wait_for(lambda: "not an operator in root v4" in agent.log_text()[log_size:], 20,
+                    what="the agent to refuse the removed operator's batch")
+        kc.check(agent.status()["seq"] == seq, agent.status())
+    finally:
+        kc.stop(rogue)
+    C.start_server()
+    C.wait_converged()
+
+
+def test_a_genesis_agent_follows_three_root_changes():
+    late = add_agent(name="installed-late")
+    C.wait_converged()
+    status = late.status()
+    kc.check(status["root_version"] == 4 and status["state"] == "fresh", status)
+    kc.check("root v4 in force from seq" in late.log_text(), late.log_text())
+    # and keeps it across a restart (from its cache, not from the log again)
+    late.stop()
+    late.start()
+    kc.wait_for(lambda: late.status() and late.status()["root_version"] == 4, 10, what="restart")
+    kc.check("root v4 in force (pinned v1, followed through the log)" in late.log_text(), late.log_text())
+
+
+def test_bad_root_changes_are_refused():
+    before = C.server_status()
+    # Thresholds that no quorum of the two operators can meet (a lockout)
+    out, err = C.cli("root", "set-threshold", "register=3", "--operator", "op1", expect=1)
+    kc.check("lockout" in err, err)
+    # A root that expires when it is made
+    out, err = C.cli("root", "renew", "--expires", "0s", "--operator", "op1", expect=1)
+    kc.check("expiry is not after its creation time" in err, err)
+    # Signed only by a new operator: dave adds himself; no old operator signed
+    kc.keyclone("keygen", "dave", "--operator", "--dir", KEYS)
+    dave = os.path.join(KEYS, "dave")
+    pending = os.path.join(KEYS, "dave.root")
+    out, _ = C.cli("root", "add-operator", "dave", "--key", dave, "--operator", dave, "--out", pending)
+    kc.check("not submitted" in out and "old operators" in out, out)
+    out, err = C.cli("submit", pending, expect=1)
+    kc.check("old operators" in err and "threshold 1 not met" in err, err)
+    # Signed only by an old operator: op1 removes itself (op2, the one left,
+    # did not sign), so the new operators' threshold is not met
+    only_old = os.path.join(KEYS, "only-old.root")
+    out, _ = C.cli("root", "remove-operator", "op1", "--operator", "op1", "--out", only_old)
+    kc.check("not submitted" in out and "new operators" in out, out)
+    out, err = C.cli("submit", only_old, expect=1)
+    kc.check("new operators" in err, err)
+    kc.check(C.server_status()["seq"] == before["seq"], (before, C.server_status()))
+    # dave's root cosigned by op1 (an operator of both) is accepted, as v5
+    C.cli("cosign", pending, "--operator", "op1", "--root", save_root("v4"))
+    out, _ = C.cli("submit", pending)
+    kc.check("accepted at seq" in out and "(root v5)" in out, out)
+    out, _ = C.cli("submit", pending)
+    kc.check("already accepted" in out, out)
+    # The other v5 now follows nothing: versions must go up by one
+    C.cli("cosign", only_old, "--operator", "op2", "--root", os.path.join(KEYS, "root-v4"))
+    out, err = C.cli("submit", only_old, expect=1)
+    kc.check("cannot follow v5" in err, err)
+    kc.check(C.server_status()["root_version"] == 5, C.server_status())
+    C.wait_converged()
+    for agent in C.agents:
+        kc.check(agent_root(agent) == 5, agent.status())
+
+
+def test_kill_minus_nine_after_a_root_change_loses_nothing():
+    out, _ = C.cli("root", "set-threshold", "revoke=2", "--operator", "op1")
+    kc.check("root v6 accepted" in out, out)
+    C.stop_server(signal.SIGKILL)
+    C.start_server()
+    root = root_show()
+    kc.check(root["version"] == 6 and root["thresholds"]["revoke"] == 2, root)
+    C.wait_converged()
+    for agent in C.agents:
+        kc.check(agent_root(agent) == 6, agent.status())
+
+
+if __name__ == "__main__":
+    kc.main([test_setup, test_renewal_keeps_agents_fresh_past_the_old_expiry,
+             test_an_operator_is_added_then_removed, test_a_rogue_server_cannot_use_a_removed_operator,
+             test_a_genesis_agent_follows_three_root_changes, test_bad_root_changes_are_refused,
+             test_kill_minus_nine_after_a_root_change_loses_nothing])
