@@ -72,6 +72,17 @@ kc_root_t *
 kc_root_t *
     cli_follow_root (const char *command, kc_client_t *client, kc_root_t **root_p);
 
+//  The root a root change follows (its version - 1): the pinned root
+//  (root_path, default DIR/root) when it is that one, else the root in
+//  force at the server if it is. NULL when neither is.
+kc_root_t *
+    cli_root_before (const char *dir, const char *root_path, const kc_root_t *change);
+
+//  Prints what a root change changes, and whether its signatures are
+//  complete (old and new root thresholds) or what is missing.
+void
+    cli_report_root_change (const kc_root_t *before, const kc_root_t *change);
+
 //  Prints a root as text (a first line "root vN: VERDICT", then its
 //  fields) or a JSON object; quiet prints the first line only.
 void

@@ -53,6 +53,44 @@ cli_follow_root (const char *command, kc_client_t *client, kc_root_t **pinned_p)
     return current;
 }
 
+kc_root_t *
+cli_root_before (const char *dir, const char *root_path, const kc_root_t *change)
+{
+    char buffer [CLI_PATH_MAX];
+    kc_why_t why;
+    kc_root_t *pinned = kc_root_load (root_path ? root_path : cli_path (buffer, dir, "root"), &why);
+    if (!pinned || kc_root_version (pinned) + 1 == kc_root_version (change)) {
+        return pinned;
+    }
+    //  Learnt from the server, followed from the pinned root (briefly: an
+    //  operator offline gets the reason instead)
+    kc_client_t *client = kc_client_new (pinned, NULL, 3000);
+    kc_root_t *current = kc_client_root (client, pinned, NULL, NULL, &why);
+    kc_client_destroy (&client);
+    kc_root_destroy (&pinned);
+    if (current && kc_root_version (current) + 1 != kc_root_version (change)) {
+        kc_root_destroy (&current);
+    }
+    return current;
+}
+
+void
+cli_report_root_change (const kc_root_t *before, const kc_root_t *change)
+{
+    kc_why_t why;
+    char diff [4096];
+    kc_root_diff (before, change, diff, sizeof diff);
+    printf ("%s", diff);
+    if (kc_root_verify_successor (before, change, kc_now (), &why) == 0) {
+        printf ("root v%llu is complete: submit it with 'keyclone submit'\n",
+                (unsigned long long) kc_root_version (change));
+    }
+    else {
+        printf ("root v%llu is not complete yet: %s\n", (unsigned long long) kc_root_version (change),
+                why.text);
+    }
+}
+
 //  "in 12 days", "12 days ago", "today"
 static const char *
 s_days (uint64_t when, char *text, size_t size)
@@ -528,20 +566,24 @@ int
 cmd_root (int argc, char *argv [])
 {
     if (argc < 2) {
-        return cli_usage ("root", "expected show, renew, add-operator, remove-operator or set-threshold");
+        return s_show (argc, argv);
+
     }
     const char *sub = argv [1];
     char command [64];
     snprintf (command, sizeof command, "root %s", sub);
+    if (KC_STREQ (sub, "--help") || KC_STREQ (sub, "-h")) {
+        return cli_help ("root");
+    }
     if (KC_STREQ (sub, "show")) {
         return s_show (argc - 1, argv + 1);
+    }
+    if (sub [0] == '-') {
+        return s_show (argc, argv);         //  options only: show
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
     ||  KC_STREQ (sub, "set-threshold")) {
         return s_change (command, argc - 1, argv + 1);
-    }
-    if (KC_STREQ (sub, "--help") || KC_STREQ (sub, "-h")) {
-        return cli_help ("root");
     }
     return cli_usage ("root", "unknown subcommand '%s'", sub);
 }

@@ -357,9 +357,12 @@ cleanup:
     return rc;
 }
 
-//  Cosigns a root file: prints its signature state against itself.
+//  Cosigns a root file; prints what it changes compared to the root it
+//  follows and whether it is complete (or, without that root, its state
+//  against itself).
 static int
-s_cosign_root (const char *path, const char *out, kc_signer_t **signers, int count)
+s_cosign_root (const char *dir, const char *root_path, const char *path, const char *out,
+               kc_signer_t **signers, int count)
 {
     kc_why_t why;
     kc_root_t *root = kc_root_load (path, &why);
@@ -378,6 +381,11 @@ s_cosign_root (const char *path, const char *out, kc_signer_t **signers, int cou
         printf ("wrote %s: root v%llu with %zu signatures; %s\n", out,
                 (unsigned long long) kc_root_version (root), kc_root_signature_count (root),
                 valid ? "meets its own root threshold" : why.text);
+        kc_root_t *before = kc_root_version (root) > 1 ? cli_root_before (dir, root_path, root) : NULL;
+        if (before) {
+            cli_report_root_change (before, root);
+        }
+        kc_root_destroy (&before);
     }
     kc_root_destroy (&root);
     return rc;
@@ -432,7 +440,7 @@ cmd_cosign (int argc, char *argv [])
     kc_batch_t *batch = kc_batch_load (path, &why);
     if (!batch) {
         if (strstr (why.text, "bad magic")) {
-            rc = s_cosign_root (path, out, signers, signer_count);
+            rc = s_cosign_root (dir, root_path, path, out, signers, signer_count);
         }
         else {
             cli_fail ("cosign", "%s", why.text);

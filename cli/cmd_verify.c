@@ -54,58 +54,7 @@ s_print_batch (const kc_batch_t *batch, const kc_root_t *root, const s_verify_t 
 static void
 s_print_root (const kc_root_t *root, const s_verify_t *options)
 {
-    static const char *labels [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
-    char hex [65], when [32], created [32], z85 [KC_Z85_KEY_CHARS + 1], who [80];
-    kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
-    if (options->json) {
-        printf ("{\"type\": \"root\", \"valid\": true");
-        kc_json_field_str (stdout, false, "directory", hex);
-        kc_json_field_u64 (stdout, false, "version", kc_root_version (root));
-        kc_json_field_u64 (stdout, false, "created", kc_root_created (root));
-        kc_json_field_u64 (stdout, false, "expires", kc_root_expires (root));
-        printf (", \"operators\": [");
-        for (size_t i = 0; i < kc_root_operator_count (root); i++) {
-            const kc_operator_t *op = kc_root_operator (root, i);
-            printf ("%s{", i ? ", " : "");
-            kc_json_field_str (stdout, true, "name", op->name);
-            kc_json_field_str (stdout, false, "key", kc_z85_encode (op->key, KC_KEY_BYTES, z85));
-            printf ("}");
-        }
-        printf ("], \"thresholds\": {\"register\": %d, \"revoke\": %d, \"root\": %d}",
-                kc_root_threshold_register (root), kc_root_threshold_revoke (root),
-                kc_root_threshold_root (root));
-        kc_json_field_str (stdout, false, "head_key",
-                           kc_z85_encode (kc_root_head_key (root), KC_KEY_BYTES, z85));
-        kc_json_field_str (stdout, false, "server_key",
-                           kc_z85_encode (kc_root_server_key (root), KC_KEY_BYTES, z85));
-        for (int i = 0; i < KC_ENDPOINTS; i++) {
-            kc_json_field_str (stdout, false, labels [i], kc_root_endpoint (root, (kc_endpoint_t) i));
-        }
-        printf ("}\n");
-        return;
-    }
-    printf ("root v%llu: valid\n", (unsigned long long) kc_root_version (root));
-    if (options->quiet) {
-        return;
-    }
-    printf ("  directory   %s\n  created     %s\n  expires     %s\n", hex,
-            kc_time_format (kc_root_created (root), created),
-            kc_time_format (kc_root_expires (root), when));
-    for (size_t i = 0; i < kc_root_operator_count (root); i++) {
-        const kc_operator_t *op = kc_root_operator (root, i);
-        printf ("  operator    %-12s %s\n", op->name, kc_z85_encode (op->key, KC_KEY_BYTES, z85));
-    }
-    printf ("  thresholds  register %d, revoke %d, root change %d\n",
-            kc_root_threshold_register (root), kc_root_threshold_revoke (root),
-            kc_root_threshold_root (root));
-    printf ("  server      CURVE %s\n", kc_z85_encode (kc_root_server_key (root), KC_KEY_BYTES, z85));
-    printf ("  head key    %s\n", kc_z85_encode (kc_root_head_key (root), KC_KEY_BYTES, z85));
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        printf ("  %-11s %s\n", labels [i], kc_root_endpoint (root, (kc_endpoint_t) i));
-    }
-    for (size_t i = 0; i < kc_root_signature_count (root); i++) {
-        printf ("  signed by   %s\n", cli_operator_name (root, kc_root_signature (root, i).key, who));
-    }
+    cli_print_root (root, options->json, options->quiet, "valid");
 }
 
 static int
@@ -124,7 +73,7 @@ s_reject (const char *path, const char *reason, const s_verify_t *options)
 //  Verifies a root file: on its own, and as a successor when the pinned
 //  root is older.
 static int
-s_verify_root (const char *path, const char *pinned_path, const s_verify_t *options)
+s_verify_root (const char *dir, const char *path, const char *pinned_path, const s_verify_t *options)
 {
     kc_why_t why;
     kc_root_t *root = kc_root_load (path, &why);
@@ -133,12 +82,23 @@ s_verify_root (const char *path, const char *pinned_path, const s_verify_t *opti
     }
     int rc = CLI_OK;
     kc_root_t *pinned = kc_file_exists (pinned_path) ? kc_root_load (pinned_path, &why) : NULL;
+    //  A root change is checked against the root it follows: the pinned
+    //  one, or the root in force at the server
+    kc_root_t *before = pinned && kc_root_version (root) > kc_root_version (pinned) + 1
+                      ? cli_root_before (dir, pinned_path, root) : NULL;
+    if (before) {
+        kc_root_destroy (&pinned);
+        pinned = before;
+    }
     if (kc_root_verify (root, kc_now (), &why)) {
         rc = s_reject (path, why.text, options);
     }
     else
     if (pinned && kc_root_version (root) > kc_root_version (pinned)
     &&  kc_root_verify_successor (pinned, root, kc_now (), &why)) {
+        if (!options->json && !options->quiet && kc_root_version (root) == kc_root_version (pinned) + 1) {
+            cli_report_root_change (pinned, root);
+        }
         rc = s_reject (path, why.text, options);
     }
     else
@@ -147,6 +107,12 @@ s_verify_root (const char *path, const char *pinned_path, const s_verify_t *opti
     }
     else {
         s_print_root (root, options);
+        if (pinned && kc_root_version (root) == kc_root_version (pinned) + 1 && !options->json
+        &&  !options->quiet) {
+            char diff [4096];
+            kc_root_diff (pinned, root, diff, sizeof diff);
+            printf ("changes from v%llu:\n%s", (unsigned long long) kc_root_version (pinned), diff);
+        }
     }
     kc_root_destroy (&pinned);
     kc_root_destroy (&root);
@@ -186,7 +152,7 @@ cmd_verify (int argc, char *argv [])
     kc_batch_t *batch = kc_batch_load (path, &why);
     if (!batch) {
         if (strstr (why.text, "bad magic")) {
-            return s_verify_root (path, root_path, &options);
+            return s_verify_root (cli_dir (dir), path, root_path, &options);
         }
         return s_reject (path, why.text, &options);
     }

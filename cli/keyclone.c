@@ -78,7 +78,7 @@ const cli_command_t cli_commands [] = {
       "the public key in Z85. DIR defaults to the current directory. An existing\n"
       "key is never overwritten unless --force is given.\n"
       "With --operator: an operator's Ed25519 signing key instead (same file layout),\n"
-      "whose public file 'keyclone root add-operator NAME --key DIR/NAME' takes.\n" },
+      "whose public file DIR/NAME is what 'keyclone root add-operator' takes.\n" },
     { "sign", cmd_sign, "build and sign a batch of registrations and revocations offline",
       "Usage: keyclone sign [--register NAME=KEY[,OPTION...]]... [--revoke KEY[,OPTION...]]...\n"
       "                     [--from FILE] --out FILE [--operator NAME|PATH]... [--root FILE]\n"
@@ -192,11 +192,11 @@ const cli_command_t cli_commands [] = {
       "       keyclone root set-threshold register=K,revoke=K,root=K [--out FILE]\n"
       "                                   [COMMON OPTIONS]\n"
       "\n"
-      "show: the root in force at the server, followed from the pinned root (--root,\n"
-      "default DIR/root) through every root change in the log, each checked (the\n"
-      "server is not trusted for them): version, expiry (a date and in how many days),\n"
-      "operators, thresholds, servers and witnesses. --out FILE also writes it there,\n"
-      "for 'keyclone sign --root FILE' offline.\n"
+      "show (the default): the root in force at the server, followed from the pinned\n"
+      "root (--root, default DIR/root) through every root change in the log, each\n"
+      "checked (the server is not trusted for them): version, expiry (a date and in\n"
+      "how many days), operators, thresholds, servers and witnesses. --out FILE also\n"
+      "writes it there, for 'keyclone sign --root FILE' offline.\n"
       "\n"
       "The others build the successor of that root (version + 1) with one change: a\n"
       "later expiry (renew: DURATION from now, default 1y), one more operator (its\n"
