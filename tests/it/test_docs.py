@@ -668,6 +668,7 @@ def scenario_admin(world):
     t.expect("keyclone status --agent", r"\bfresh\b")
     kc.check(len(world.agents()) == 4, f"agents: {world.agents()}")
 
+
     world.save("agent/agent.cfg", "/var/lib/keyclone/agent.cfg", lang="zpl")
     world.stop(agent)
     agent = world.start("agent/run", shell)
@@ -725,9 +726,42 @@ def scenario_admin(world):
     as_app = "setpriv --reuid=app --regid=app --init-groups keyclone lookup web-1 --agent " + agent_endpoint
     t = shell.run(None, text=as_app + "\n", label="a lookup as user app")
     t.expect("setpriv", r"^trusted\b")
+
+    #   operator.md section 9: the root over time, with the agents running
+    def agents_use_root(version):
+        world.settle()
+        for _, agent_dir, endpoint in world.agents():
+            status = world.agent_status(endpoint)
+            kc.check(status["root_version"] == version and status["state"] == "fresh",
+                     f"agent {agent_dir} after root v{version}: {status}")
+    t = shell.run("operator/root-show")
+    t.expect("keyclone root show", r"^root v1: in force$", r"^\s+expires\s+\d{4}-.*\(in 3\d\d days\)$",
+             r"thresholds\s+register 2, revoke 1, root change 2")
+    t = shell.run("operator/root-renew")
+    t.expect("keyclone root renew", r"^expires: .* -> .*$", r"not submitted.*threshold 2 not met",
+             r"root-v2\.pending")
+    t.expect("keyclone cosign", r"root v2 is complete")
+    t.expect("keyclone submit", r"accepted at seq \d+ \(root v2\)")
+    agents_use_root(2)
+    t = shell.run("operator/root-add")
+    t.expect("keyclone keygen dave", r"wrote operator key")
+    t.expect("keyclone root add-operator", r"^operator added: dave ", r"^root v3 accepted at seq")
+    t = shell.run("operator/root-stolen")
+    t.expect("keyclone root remove-operator", r"^operator removed: carol ", r"^root v4 accepted at seq")
+    shown = t.out("keyclone root show", 0)
+    kc.check("carol" not in shown and re.search(r"operator\s+dave\s", shown), f"keyclone root show:\n{shown}")
+    agents_use_root(4)
+    #   the stolen key signs against the genesis root, where it was an operator
+    stolen = shell.run(None, text="keyclone sign --register \"stolen=$(keyclone keygen stolen --dir /srv/keyclone/stolen)\" "
+                       "--operator carol --out /srv/keyclone/stolen.kcb\nkeyclone submit /srv/keyclone/stolen.kcb\n",
+                       label="a batch signed with carol's stolen key", expect={("keyclone submit", 0): 1})
+    stolen.expect("keyclone submit", r"not an operator in root v4")
+    t = shell.run("operator/root-lost")
+    t.expect("keyclone root add-operator bob-2", r"^root v5 accepted")
+    t.expect("keyclone root remove-operator bob", r"^root v6 accepted")
+    agents_use_root(6)
     world.stop(agent)
     world.stop(server)
-
 
 def scenario_library(world):
     """docs/curvezmq.md's codec program; and every C block of the docs built
