@@ -409,7 +409,7 @@ s_warn (agent_t *self, const char *format, ...)
     kc_ratelog (self->log, KC_LOG_WARNING, kind, "server", "%s", line);
 }
 
-//  True (and stale, logged) when the pinned root has expired: nothing it
+//  True (and stale, logged) when the root in force has expired: nothing it
 //  signs can be trusted as fresh any more. From ROOT_WARN_DAYS before,
 //  warns once a day.
 static bool
@@ -418,7 +418,7 @@ s_root_expired (agent_t *self, uint64_t now)
     uint64_t expires = kc_root_expires (self->root);
     char when [32], text [160];
     if (now >= expires) {
-        snprintf (text, sizeof text, "the pinned root v%llu expired at %s; renew it",
+        snprintf (text, sizeof text, "the root in force, v%llu, expired at %s; renew it",
                   (unsigned long long) kc_root_version (self->root), kc_time_format (expires, when));
         if (self->state != AGENT_STALE) {
             s_set_state (self, AGENT_STALE, text);
@@ -429,7 +429,7 @@ s_root_expired (agent_t *self, uint64_t now)
     if (expires - now < (uint64_t) ROOT_WARN_DAYS * 86400
     &&  (self->root_warned == 0 || mono - self->root_warned >= DAY_MS)) {
         self->root_warned = mono;
-        zsys_warning ("kc_agent: the pinned root v%llu expires at %s, in %llu days: renew it "
+        zsys_warning ("kc_agent: the root in force, v%llu, expires at %s, in %llu days: renew it "
                       "before then or every agent goes stale", (unsigned long long) kc_root_version (self->root),
                       kc_time_format (expires, when), (unsigned long long) ((expires - now) / 86400));
     }

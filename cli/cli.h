@@ -17,6 +17,8 @@
 #define CLI_OK      0
 #define CLI_FAIL    1
 #define CLI_USAGE   2
+#define CLI_ROOT_EXPIRING   3       //  status: the root in force expires within a week
+#define CLI_ROOT_WARN_DAYS  7
 #define CLI_OPERATORS_MAX 32
 
 //  One subcommand: its name, function, one-line summary and help text.

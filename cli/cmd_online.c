@@ -783,6 +783,28 @@ cmd_status (int argc, char *argv [])
         return cli_fail ("status", "%s", why.text);
     }
     cli_print_reply (reply, online.json);
+    //  Monitoring's cue: the root in force expires within a week (or has)
+    char *json = online.json ? reply : server ? NULL
+               : kc_agent_request (online.agent, online.timeout_ms, "STATUS", NULL, 0, true, &why);
+    if (!json && server) {
+        kc_root_t *root = cli_load_pinned_root ("status", online.root_path);
+        kc_client_t *client = root ? s_online_client ("status", &online, root) : NULL;
+        json = client ? kc_client_status (client, true, &why) : NULL;
+        kc_client_destroy (&client);
+        s_online_release (&online);
+        kc_root_destroy (&root);
+    }
+    const char *field = json ? strstr (json, "\"root_expires\": ") : NULL;
+    uint64_t expires = field ? strtoull (field + 16, NULL, 10) : 0;
+    int rc = expires && expires < kc_now () + CLI_ROOT_WARN_DAYS * 86400ULL ? CLI_ROOT_EXPIRING : CLI_OK;
+    if (rc == CLI_ROOT_EXPIRING && !online.json) {
+        char when [32];
+        fprintf (stderr, "keyclone status: the root in force %s %s: renew it ('keyclone root renew')\n",
+                 expires <= kc_now () ? "expired at" : "expires at", kc_time_format (expires, when));
+    }
+    if (json != reply) {
+        free (json);
+    }
     free (reply);
-    return CLI_OK;
+    return rc;
 }

@@ -183,6 +183,8 @@ const cli_command_t cli_commands [] = {
       "last head and server. With --server: the server's sequence and every agent with\n"
       "the head it has applied, and which are behind; --server EP asks the server\n"
       "at that endpoint instead of the root's.\n"
+      "Exit status: 0; 1 on failure; 2 usage; 3 when the root in force expires within\n"
+      "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
     { "root", cmd_root, "show the root in force; renew it, change its operators or thresholds",
       "Usage: keyclone root show [--out FILE] [--json] [COMMON OPTIONS]\n"

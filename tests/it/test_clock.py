@@ -8,7 +8,7 @@ moved by an LD_PRELOAD shim (build/tests/libkc_clockshift.so):
   its heads (from the future) without remembering them, so once it runs
   with the right clock again they are fresh with no restart;
 - a normal first sync logs no "older than one already accepted (replayed?)";
-- a pinned root that expires turns agents stale (fail-closed: lookups
+- a root in force that expires turns agents stale (fail-closed: lookups
   answer "stale"), with warnings in the log and status beforehand.
 """
 import json
@@ -104,19 +104,19 @@ def test_an_expired_root_makes_agents_stale():
     st = closed.status()
     kc.check(st["root_days_left"] == 0 and st["state"] == "fresh", st)
     kc.check("expires" in closed.log_text() and "in 0 days" in closed.log_text(), closed.log_text())
-    out, _ = kc.keyclone("status", "--agent", closed.endpoint)
-    kc.check("renew it soon" in out, out)
+    out, err = kc.keyclone("status", "--agent", closed.endpoint, expect=3)    # expires within a week
+    kc.check("renew it soon" in out and "expires at" in err, out + err)
     kc.check(closed.lookup(key)["status"] == "trusted", closed.lookup(key))
     kc.check("the root v1 expires at" in expiring.server_log_text(), expiring.server_log_text())
     # The root expires: stale at once (not after stale-after), policy applies
-    kc.wait_for(lambda: "the pinned root v1 expired" in closed.log_text(), 15,
+    kc.wait_for(lambda: "the root in force, v1, expired" in closed.log_text(), 15,
                 what="the agent to report the expired root")
     for agent in (closed, serving):
         kc.wait_for(lambda: agent.status()["state"] == "stale", 5, what=f"{agent.name} to be stale")
     kc.check(closed.lookup(key)["status"] == "stale", closed.lookup(key))
     kc.check(serving.lookup(key)["status"] == "trusted", serving.lookup(key))
-    out, _ = kc.keyclone("status", "--agent", closed.endpoint)
-    kc.check("EXPIRED, renew it" in out, out)
+    out, err = kc.keyclone("status", "--agent", closed.endpoint, expect=3)
+    kc.check("EXPIRED, renew it" in out and "expired at" in err, out + err)
     time.sleep(0.5)                          # heads keep coming: still stale
     kc.check(closed.status()["state"] == "stale", closed.status())
     kc.wait_for(lambda: "the root v1 expired at" in expiring.server_log_text(), 5,

@@ -51,6 +51,10 @@ def test_setup():
     C.wait_converged()
     root = root_show()
     kc.check(root["version"] == 1 and root["format"] == 2 and root["days_left"] == 0, root)
+    # Monitoring's cue: status exits 3 while the root in force expires within a week
+    for args in (["--server"], ["--agent", C.agents[0].endpoint]):
+        out, err = C.cli("status", *args, expect=3)
+        kc.check("the root in force expires at" in err, err)
 
 
 def test_renewal_keeps_agents_fresh_past_the_old_expiry():
@@ -61,6 +65,8 @@ def test_renewal_keeps_agents_fresh_past_the_old_expiry():
     kc.check("root v2 in force from seq" in agent.log_text(), agent.log_text()[-1500:])
     root = root_show()
     kc.check(root["version"] == 2 and 29 <= root["days_left"] <= 30, root)
+    for args in (["--server"], ["--agent", agent.endpoint, "--json"]):
+        C.cli("status", *args, expect=0)
     # Past the genesis root's expiry: still fresh, and registrations still work
     time.sleep(max(0.0, STARTED + LIFETIME + 1 - time.time()))
     key = kc.keyclone("keygen", "after-expiry", "--dir", KEYS)[0].strip()
