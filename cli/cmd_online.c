@@ -808,3 +808,246 @@ cmd_status (int argc, char *argv [])
     free (reply);
     return rc;
 }
+
+//  --- log ------------------------------------------------------------------------
+
+typedef struct {
+    bool json;
+    const char *name;                       //  only entries with a record of this name
+    kc_root_t *root;                        //  in force at the entry being shown
+    uint64_t since;                         //  the first seq shown
+    size_t shown;
+    int invalid;
+} s_log_t;
+
+//  The signers of an entry, by operator name in root (else fingerprint).
+static void
+s_log_signers (const kc_root_t *root, const kc_signature_t *list, size_t count, bool json)
+{
+    char who [80], fp [KC_FINGERPRINT_CHARS + 1];
+    for (size_t i = 0; i < count; i++) {
+        int index = kc_root_operator_index (root, list [i].key);
+        snprintf (who, sizeof who, "%s", index >= 0 ? kc_root_operator (root, (size_t) index)->name
+                                                    : kc_fingerprint (list [i].key, fp));
+        if (json) {
+            printf ("%s", i ? ", " : "");
+            kc_json_cstr (stdout, who);
+        }
+        else {
+            printf ("%s%s", i ? ", " : "", who);
+        }
+    }
+}
+
+static void
+s_log_head (s_log_t *log, const kc_entry_t *entry, const char *kind)
+{
+    char when [32], fp [KC_FINGERPRINT_CHARS + 1];
+    uint64_t seconds = entry->accepted / 1000;
+    if (log->json) {
+        printf ("%s{\"seq\": %llu, \"accepted\": ", log->shown ? ",\n " : "", (unsigned long long) entry->seq);
+        kc_json_cstr (stdout, kc_time_format (seconds, when));
+        printf (", \"kind\": ");
+        kc_json_cstr (stdout, kind);
+        printf (", \"submitted_by\": ");
+        kc_json_cstr (stdout, entry->submitter ? kc_fingerprint (entry->submitter, fp) : "unknown");
+    }
+    else {
+        printf ("%llu  %s  %s", (unsigned long long) entry->seq, kc_time_format (seconds, when), kind);
+    }
+}
+
+static int
+s_log_root (s_log_t *log, const kc_entry_t *entry)
+{
+    kc_why_t why;
+    kc_root_t *next = kc_root_decode (entry->data, entry->size, &why);
+    if (!next || kc_root_verify_successor (log->root, next, kc_root_created (next), &why)) {
+        kc_root_destroy (&next);
+        return cli_fail ("log", "seq %llu: root change refused: %s", (unsigned long long) entry->seq,
+                         why.text);
+    }
+    if (!log->name) {
+        kc_signature_t list [KC_ROOT_SIGNATURES_MAX];
+        for (size_t i = 0; i < kc_root_signature_count (next); i++) {
+            list [i] = kc_root_signature (next, i);
+        }
+        char diff [4096];
+        kc_root_diff (log->root, next, diff, sizeof diff);
+        char kind [48];
+        snprintf (kind, sizeof kind, "root change to v%llu", (unsigned long long) kc_root_version (next));
+        s_log_head (log, entry, kind);
+        //  Signers named from either root: an added operator signs too
+        if (log->json) {
+            printf (", \"signed_by\": [");
+            s_log_signers (next, list, kc_root_signature_count (next), true);
+            printf ("], \"changes\": ");
+            kc_json_cstr (stdout, diff);
+            printf ("}");
+        }
+        else {
+            printf (", signed by ");
+            s_log_signers (next, list, kc_root_signature_count (next), false);
+            char fp [KC_FINGERPRINT_CHARS + 1];
+            printf ("; submitted by %s\n", entry->submitter ? kc_fingerprint (entry->submitter, fp) : "unknown");
+            for (char *line = strtok (diff, "\n"); line; line = strtok (NULL, "\n")) {
+                if (strncmp (line, "version:", 8)) {
+                    printf ("    %s\n", line);
+                }
+            }
+        }
+        log->shown++;
+    }
+    kc_root_destroy (&log->root);
+    log->root = next;
+    return 0;
+}
+
+static int
+s_log_entry (const kc_entry_t *entry, void *arg)
+{
+    s_log_t *log = arg;
+    if (kc_root_is_root (entry->data, entry->size)) {
+        return s_log_root (log, entry) ? -1 : 0;
+    }
+    kc_why_t why;
+    kc_batch_t *batch = kc_batch_decode (entry->data, entry->size, &why);
+    if (!batch || kc_batch_verify (batch, log->root, 0, &why)) {
+        //  Shown, marked: the server's log should never hold one
+        fprintf (stderr, "keyclone log: seq %llu does not verify against root v%llu: %s\n",
+                 (unsigned long long) entry->seq, (unsigned long long) kc_root_version (log->root), why.text);
+        log->invalid++;
+        kc_batch_destroy (&batch);
+        return 0;
+    }
+    bool wanted = !log->name, registers = false, revokes = false;
+    char name [KC_RECORD_NAME_MAX + 1];
+    for (size_t i = 0; i < kc_batch_count (batch); i++) {
+        const kc_record_t *record = kc_batch_record (batch, i);
+        wanted |= log->name && KC_STREQ (kc_record_name (record, name), log->name);
+        registers |= record->status == KC_STATUS_ACTIVE;
+        revokes |= record->status == KC_STATUS_REVOKED;
+    }
+    if (wanted) {
+        kc_signature_t list [KC_BATCH_SIGNATURES_MAX + 1];
+        size_t count = kc_batch_signature_count (batch);
+        for (size_t i = 0; i < count; i++) {
+            list [i] = kc_batch_signature (batch, i);
+        }
+        s_log_head (log, entry, registers && revokes ? "register+revoke" : registers ? "register" : "revoke");
+        if (log->json) {
+            printf (", \"signed_by\": [");
+            s_log_signers (log->root, list, count, true);
+            printf ("], \"records\": [");
+        }
+        else {
+            printf (", signed by ");
+            s_log_signers (log->root, list, count, false);
+            char fp [KC_FINGERPRINT_CHARS + 1];
+            printf ("; submitted by %s\n", entry->submitter ? kc_fingerprint (entry->submitter, fp) : "unknown");
+        }
+        size_t printed = 0;
+        for (size_t i = 0; i < kc_batch_count (batch); i++) {
+            const kc_record_t *record = kc_batch_record (batch, i);
+            if (log->name && !KC_STREQ (kc_record_name (record, name), log->name)) {
+                continue;
+            }
+            if (log->json) {
+                printf ("%s", printed ? ", " : "");
+            }
+            cli_print_record (stdout, record, log->json);
+            printed++;
+        }
+        if (log->json) {
+            printf ("]}");
+        }
+        log->shown++;
+    }
+    kc_batch_destroy (&batch);
+    return 0;
+}
+
+//  The root in force just before seq since: the pinned root followed
+//  through the root changes before it.
+static void
+s_log_root_before (const kc_root_t *from, const kc_root_t *to, uint64_t seq, void *arg)
+{
+    (void) from;
+    s_log_t *log = arg;
+    if (seq < log->since) {
+        kc_root_destroy (&log->root);
+        log->root = kc_root_dup (to);
+    }
+}
+
+int
+cmd_log (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "since", required_argument, NULL, 's' }, { "name", required_argument, NULL, 'n' },
+        { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    s_log_t log = { 0 };
+    uint64_t since = 1;
+    int c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if (c == 's') {
+            char *end;
+            since = strtoull (optarg, &end, 10);
+            if (*end || !*optarg || since == 0) {
+                return cli_usage ("log", "invalid --since '%s' (a sequence number, 1 or more)", optarg);
+            }
+            continue;
+        }
+        if (c == 'n') {
+            log.name = optarg;
+            continue;
+        }
+        if ((handled = s_online_option ("log", c, &online)) != 1) {
+            return CLI_USAGE;
+        }
+    }
+    if (optind != argc) {
+        return cli_usage ("log", "unexpected argument '%s'", argv [optind]);
+    }
+    s_online_finish (&online);
+    log.json = online.json;
+    kc_root_t *pinned = cli_load_pinned_root ("log", online.root_path);
+    if (!pinned) {
+        return CLI_FAIL;
+    }
+    kc_client_t *client = s_online_client ("log", &online, pinned);
+    int rc = CLI_FAIL;
+    kc_why_t why;
+    if (client) {
+        log.root = kc_root_dup (pinned);
+        log.since = since;
+        kc_root_t *current = kc_client_root (client, pinned, s_log_root_before, &log, &why);
+        if (!current) {
+            cli_fail ("log", "%s", why.text);
+        }
+        else {
+            if (log.json) {
+                printf ("[");
+            }
+            int count = kc_client_log (client, since - 1, s_log_entry, &log, &why);
+            if (log.json) {
+                printf ("]\n");
+            }
+            if (count < 0) {
+                cli_fail ("log", "%s", why.text);
+            }
+            else {
+                rc = log.invalid ? CLI_FAIL : CLI_OK;
+            }
+        }
+        kc_root_destroy (&current);
+    }
+    kc_root_destroy (&log.root);
+    kc_client_destroy (&client);
+    s_online_release (&online);
+    kc_root_destroy (&pinned);
+    return rc;
+}

@@ -186,6 +186,18 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0; 1 on failure; 2 usage; 3 when the root in force expires within\n"
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
+    { "log", cmd_log, "the audit trail: every log entry, who signed it, who submitted it",
+      "Usage: keyclone log [--since SEQ] [--name NAME] [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Reads the server's log (read like 'keyclone list') and prints every entry from\n"
+      "sequence SEQ on (default 1): when the server accepted it (a date), its kind\n"
+      "(register, revoke, or a root change with what it changed), the operators who\n"
+      "signed it (by name, from the root in force at that sequence), the fingerprint of\n"
+      "the key that submitted it, and its records (name, key, tags, reason). Each entry\n"
+      "is verified against the root in force at its sequence, followed from the pinned\n"
+      "root (--root). --name NAME shows only entries with a record for that node.\n"
+      "Exit status: 0; 1 if an entry does not verify or the server cannot be read.\n"
+      ONLINE_HELP },
     { "root", cmd_root, "show the root in force; renew it, change its operators or thresholds",
       "Usage: keyclone root show [--out FILE] [--json] [COMMON OPTIONS]\n"
       "       keyclone root renew [--expires DURATION] [--out FILE] [COMMON OPTIONS]\n"

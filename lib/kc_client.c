@@ -179,7 +179,14 @@ kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *f
         //  The server is not trusted for this: each root change must follow
         //  the one before, from our pinned root, as the agents check it
         current = kc_root_dup (pinned);
+        uint64_t previous = 0;
         for (size_t i = 0; current && i < decoded.entry_count; i++) {
+            if (decoded.entries [i].seq <= previous) {
+                kc_why (why, "the server's root changes are not in log order");
+                kc_root_destroy (&current);
+                break;
+            }
+            previous = decoded.entries [i].seq;
             kc_root_t *next = kc_root_decode (decoded.entries [i].data, decoded.entries [i].size, why);
             if (next && kc_root_version (next) <= kc_root_version (current)) {
                 kc_root_destroy (&next);
@@ -192,7 +199,7 @@ kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *f
                 break;
             }
             if (fn) {
-                fn (current, next, arg);
+                fn (current, next, decoded.entries [i].seq, arg);
             }
             kc_root_destroy (&current);
             current = next;
@@ -201,6 +208,47 @@ kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *f
     kc_proto_msg_reset (&decoded);
     zmsg_destroy (&reply);
     return current;
+}
+
+int
+kc_client_log (kc_client_t *self, uint64_t after, kc_client_log_fn *fn, void *arg, kc_why_t *why)
+{
+    int total = 0;
+    while (true) {
+        zmsg_t *request = s_authorize (self, kc_proto_log_request (after, KC_PROTO_LOG_MAX));
+        zmsg_t *reply = NULL;
+        kc_proto_msg_t decoded;
+        if (s_call (self, &request, &reply, &decoded, why)) {
+            return -1;
+        }
+        int rc = 0;
+        if (decoded.type != KC_MSG_LOG) {
+            rc = kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+        }
+        for (size_t i = 0; rc == 0 && i < decoded.entry_count; i++) {
+            const kc_entry_t *entry = &decoded.entries [i];
+            if (entry->seq <= after) {
+                rc = kc_why (why, "the server's log is not in order");
+            }
+            else
+            if (fn (entry, arg)) {
+                rc = 1;
+            }
+            else {
+                after = entry->seq;
+                total++;
+            }
+        }
+        size_t count = decoded.entry_count;
+        kc_proto_msg_reset (&decoded);
+        zmsg_destroy (&reply);
+        if (rc < 0) {
+            return -1;
+        }
+        if (rc > 0 || count == 0) {
+            return total;
+        }
+    }
 }
 
 int

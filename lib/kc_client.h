@@ -11,6 +11,7 @@
 #include "kc_batch.h"
 #include "kc_root.h"
 #include "kc_keys.h"
+#include "kc_proto.h"
 
 typedef struct _kc_client_t kc_client_t;
 
@@ -58,10 +59,20 @@ int
 //  (the server is not trusted for them). fn, when given, is called for
 //  each step (from, to). Returns the root (caller destroys) or NULL with a
 //  reason.
-typedef void (kc_client_root_fn) (const kc_root_t *from, const kc_root_t *to, void *arg);
+typedef void (kc_client_root_fn) (const kc_root_t *from, const kc_root_t *to, uint64_t seq,
+                                   void *arg);
 kc_root_t *
     kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *fn, void *arg,
                     kc_why_t *why);
+
+//  The server's log after seq after (LOG, read like QUERY): calls fn for
+//  each entry (a batch or a root change, with when it was accepted and who
+//  submitted it), in order, until fn returns non-zero or the log ends.
+//  Returns how many entries fn took, or -1 with a reason.
+typedef int (kc_client_log_fn) (const kc_entry_t *entry, void *arg);
+int
+    kc_client_log (kc_client_t *self, uint64_t after, kc_client_log_fn *fn, void *arg,
+                   kc_why_t *why);
 
 //  Queries records: kind "key" (32-byte argument), "name", or "list" (all,
 //  in key order, paged internally). Returns the number given to fn, or -1.

@@ -14,13 +14,13 @@
 
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
-    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS"
+    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_ROOTS ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_LOG ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -313,14 +313,66 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
         out->type = KC_MSG_ROOTS;
         return s_expect (f, 1, "ROOTS", why);
     }
+    if (s_is (command, "LOG")) {
+        out->type = KC_MSG_LOG;
+        out->auth = f->count == 4;
+        if (s_expect (f, out->auth ? 4 : 3, "LOG", why) || s_auth (f, out, why)) {
+            return -1;
+        }
+        if (s_u64 (f->frames [1], &out->seq) || s_u32 (f->frames [2], &out->credit)
+        ||  out->credit < 1 || out->credit > KC_PROTO_LOG_MAX) {
+            return kc_why (why, "LOG wants after (u64) and a limit of 1..%d", KC_PROTO_LOG_MAX);
+        }
+        return 0;
+    }
     return -2;
 }
 
-//  ROOTS reply: 0..KC_PROTO_ROOTS_MAX frames, each a root of 1..KC_ROOT_BYTES_MAX.
+//  LOG reply: 0..KC_PROTO_LOG_MAX pairs (header, entry).
+static int
+s_log (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
+{
+    if (f->count % 2 == 0) {
+        return kc_why (why, "LOG has %zu frames, expected 1 + 2 per entry", f->count);
+    }
+    size_t count = (f->count - 1) / 2;
+    if (count > KC_PROTO_LOG_MAX) {
+        return kc_why (why, "LOG carries %zu entries (limit %d)", count, KC_PROTO_LOG_MAX);
+    }
+    out->entries = calloc (count ? count : 1, sizeof (kc_entry_t));
+    if (!out->entries) {
+        return kc_why (why, "out of memory decoding LOG");
+    }
+    static const uint8_t zero [KC_KEY_BYTES] = { 0 };
+    for (size_t i = 0; i < count; i++) {
+        kc_entry_t *entry = &out->entries [i];
+        zframe_t *header = f->frames [1 + 2 * i], *data = f->frames [2 + 2 * i];
+        if (zframe_size (header) != KC_PROTO_LOG_HEADER || zframe_size (data) == 0
+        ||  zframe_size (data) > KC_BATCH_BYTES_MAX) {
+            free (out->entries);
+            out->entries = NULL;
+            out->entry_count = 0;
+            return kc_why (why, "LOG entry %zu is malformed", i + 1);
+        }
+        entry->seq = kc_get_u64 (zframe_data (header));
+        entry->accepted = kc_get_u64 (zframe_data (header) + 8);
+        entry->submitter = memcmp (zframe_data (header) + 16, zero, KC_KEY_BYTES)
+                         ? zframe_data (header) + 16 : NULL;
+        entry->data = zframe_data (data);
+        entry->size = zframe_size (data);
+        out->entry_count++;
+    }
+    return 0;
+}
+
+//  ROOTS reply: 0..KC_PROTO_ROOTS_MAX pairs (u64 seq, root of 1..KC_ROOT_BYTES_MAX).
 static int
 s_roots (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
 {
-    size_t count = f->count - 1;
+    if (f->count % 2 == 0) {
+        return kc_why (why, "ROOTS has %zu frames, expected 1 + 2 per root", f->count);
+    }
+    size_t count = (f->count - 1) / 2;
     if (count > KC_PROTO_ROOTS_MAX) {
         return kc_why (why, "ROOTS carries %zu roots (limit %d)", count, KC_PROTO_ROOTS_MAX);
     }
@@ -330,13 +382,14 @@ s_roots (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     out->entry_count = count;
     for (size_t i = 0; i < count; i++) {
-        zframe_t *frame = f->frames [1 + i];
-        if (zframe_size (frame) == 0 || zframe_size (frame) > KC_ROOT_BYTES_MAX) {
+        zframe_t *frame = f->frames [2 + 2 * i];
+        if (s_u64 (f->frames [1 + 2 * i], &out->entries [i].seq)
+        ||  zframe_size (frame) == 0 || zframe_size (frame) > KC_ROOT_BYTES_MAX) {
             free (out->entries);
             out->entries = NULL;
             out->entry_count = 0;
-            return kc_why (why, "ROOTS entry %zu is %zu bytes (allowed 1..%d)", i + 1,
-                           zframe_size (frame), KC_ROOT_BYTES_MAX);
+            return kc_why (why, "ROOTS entry %zu is malformed (a u64 seq, then 1..%d bytes)", i + 1,
+                           KC_ROOT_BYTES_MAX);
         }
         out->entries [i].data = zframe_data (frame);
         out->entries [i].size = zframe_size (frame);
@@ -366,6 +419,10 @@ s_submit_client (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     if (s_is (command, "ROOTS")) {
         out->type = KC_MSG_ROOTS;
         return s_roots (f, out, why);
+    }
+    if (s_is (command, "LOG")) {
+        out->type = KC_MSG_LOG;
+        return s_log (f, out, why);
     }
     if (s_is (command, "STATUS")) {
         out->type = KC_MSG_STATUS;
@@ -588,9 +645,42 @@ kc_proto_roots_reply (void)
 }
 
 void
-kc_proto_add_root (zmsg_t *msg, const uint8_t *root, size_t size)
+kc_proto_add_root (zmsg_t *msg, uint64_t seq, const uint8_t *root, size_t size)
 {
+    s_add_u64 (msg, seq);
     zmsg_addmem (msg, root, size);
+}
+
+zmsg_t *
+kc_proto_log_request (uint64_t after, uint32_t limit)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "LOG");
+    s_add_u64 (msg, after);
+    s_add_u32 (msg, limit);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_log_reply (void)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "LOG");
+    return msg;
+}
+
+void
+kc_proto_add_log (zmsg_t *msg, uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                  const uint8_t *data, size_t size)
+{
+    uint8_t header [KC_PROTO_LOG_HEADER] = { 0 };
+    kc_put_u64 (header, seq);
+    kc_put_u64 (header + 8, accepted);
+    if (submitter) {
+        memcpy (header + 16, submitter, KC_KEY_BYTES);
+    }
+    zmsg_addmem (msg, header, sizeof header);
+    zmsg_addmem (msg, data, size);
 }
 
 zmsg_t *

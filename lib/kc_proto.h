@@ -20,6 +20,8 @@
 #define KC_PROTO_CREDIT_MAX     64                  //  credit one SYNC/CREDIT grants
 #define KC_PROTO_RECORDS_MAX    10000               //  records in one RECORDS reply
 #define KC_PROTO_ROOTS_MAX      1000                //  root changes in one ROOTS reply
+#define KC_PROTO_LOG_MAX        1000                //  entries in one LOG reply
+#define KC_PROTO_LOG_HEADER     48                  //  u64 seq, u64 accepted, key[32]
 #define KC_PROTO_STATUS_MAX     (4 * 1024 * 1024)   //  bytes of a STATUS JSON reply
 #define KC_PROTO_ARGUMENT_MAX   255                 //  bytes of a QUERY argument
 #define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain
@@ -30,14 +32,14 @@ typedef enum {
     KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
     KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
-    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS
-    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, ERROR
+    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG
+    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR
 } kc_channel_t;
 
 typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
-    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS
+    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -46,13 +48,15 @@ typedef struct {
     const uint8_t *chain;                   //  32 bytes (batch entries only)
     const uint8_t *data;                    //  the batch or record bytes
     size_t size;
+    uint64_t accepted;                      //  LOG: unix milliseconds
+    const uint8_t *submitter;               //  LOG: 32 bytes, or NULL when unknown
 } kc_entry_t;
 
 typedef struct {
     kc_msg_type_t type;
     const uint8_t *directory;               //  SYNC
-    uint64_t seq;                           //  SYNC from, ACK, OK
-    uint32_t credit;                        //  SYNC, CREDIT, QUERY limit
+    uint64_t seq;                           //  SYNC from, ACK, OK, LOG after
+    uint32_t credit;                        //  SYNC, CREDIT, QUERY and LOG limit
     const uint8_t *chain;                   //  ACK, OK
     uint64_t batches, records;              //  END
     kc_head_t head;                         //  END, HEAD
@@ -62,7 +66,7 @@ typedef struct {
     size_t rendering_size;
     const uint8_t *argument;                //  QUERY argument, RECORDS next cursor
     size_t argument_size;
-    bool auth;                              //  QUERY, STATUS: authorization frame last
+    bool auth;                              //  QUERY, STATUS, LOG: authorization frame last
     const uint8_t *batch;                   //  SUBMIT
     size_t batch_size;
     kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS, ROOTS reply (owned array)
@@ -110,7 +114,16 @@ zmsg_t *
 zmsg_t *
     kc_proto_roots_reply (void);
 void
-    kc_proto_add_root (zmsg_t *msg, const uint8_t *root, size_t size);
+    kc_proto_add_root (zmsg_t *msg, uint64_t seq, const uint8_t *root, size_t size);
+//  LOG: entries after seq after, at most limit; the reply is built with
+//  kc_proto_log_reply and one kc_proto_add_log per entry, in order.
+zmsg_t *
+    kc_proto_log_request (uint64_t after, uint32_t limit);
+zmsg_t *
+    kc_proto_log_reply (void);
+void
+    kc_proto_add_log (zmsg_t *msg, uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                      const uint8_t *data, size_t size);
 zmsg_t *
     kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size);
 

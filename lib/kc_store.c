@@ -15,14 +15,14 @@
 
 typedef enum {
     S_FIND_DIGEST, S_KEY, S_INSERT_BATCH, S_UPSERT_KEY, S_READ, S_QUERY_KEY,
-    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_INSERT_ROOT, S_ROOTS, S_STATEMENTS
+    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_INSERT_ROOT, S_ROOTS, S_LOG, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, chain FROM batches WHERE digest = ?1 "
         "UNION ALL SELECT seq, chain FROM roots WHERE digest = ?1",
     "SELECT status, version, not_before, not_after, seq, name FROM keys WHERE key = ?",
-    "INSERT INTO batches (seq, digest, chain, records, accepted, data) VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO batches (seq, digest, chain, records, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "INSERT INTO keys (key, name, status, version, not_before, not_after, seq, record) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
         "status = excluded.status, version = excluded.version, not_before = excluded.not_before, "
@@ -36,8 +36,10 @@ static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?",
     "INSERT OR REPLACE INTO acks (key, seq, chain, acked) VALUES (?, ?, ?, ?)",
     "SELECT key, seq, chain, acked FROM acks",
-    "INSERT INTO roots (seq, version, digest, chain, accepted, data) VALUES (?, ?, ?, ?, ?, ?)",
-    "SELECT seq, data FROM roots ORDER BY seq"
+    "INSERT INTO roots (seq, version, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "SELECT seq, data FROM roots ORDER BY seq",
+    "SELECT seq, accepted, submitter, data FROM batches WHERE seq > ?1 "
+        "UNION ALL SELECT seq, accepted, submitter, data FROM roots WHERE seq > ?1 ORDER BY seq LIMIT ?2"
 };
 
 struct _kc_store_t {
@@ -48,6 +50,8 @@ struct _kc_store_t {
     uint8_t chain [KC_HASH_BYTES];
     uint64_t keys, revoked;
     uint64_t saved_seq, saved_keys, saved_revoked;     //  before the group
+    uint8_t submitter [KC_KEY_BYTES];       //  recorded with the next append
+    bool has_submitter;
     uint8_t saved_chain [KC_HASH_BYTES];
     bool in_group;
 };
@@ -304,6 +308,55 @@ s_upsert (kc_store_t *self, const kc_record_t *record, uint64_t seq, kc_why_t *w
     return 0;
 }
 
+void
+kc_store_set_submitter (kc_store_t *self, const uint8_t *key)
+{
+    self->has_submitter = key != NULL;
+    if (key) {
+        memcpy (self->submitter, key, KC_KEY_BYTES);
+    }
+}
+
+static void
+s_bind_submitter (kc_store_t *self, sqlite3_stmt *stmt, int column)
+{
+    if (self->has_submitter) {
+        sqlite3_bind_blob (stmt, column, self->submitter, KC_KEY_BYTES, SQLITE_TRANSIENT);
+    }
+    else {
+        sqlite3_bind_null (stmt, column);
+    }
+}
+
+int
+kc_store_log (kc_store_t *self, uint64_t after, size_t max_count, size_t max_bytes,
+              kc_store_log_fn *fn, void *arg, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_LOG);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) after);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) max_count);
+    int rc, count = 0;
+    size_t bytes = 0;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 3);
+        if (count && bytes + size > max_bytes) {
+            rc = SQLITE_DONE;
+            break;
+        }
+        const uint8_t *submitter = sqlite3_column_bytes (stmt, 2) == KC_KEY_BYTES
+                                 ? sqlite3_column_blob (stmt, 2) : NULL;
+        if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), (uint64_t) sqlite3_column_int64 (stmt, 1),
+                submitter, sqlite3_column_blob (stmt, 3), size, arg)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+        bytes += size;
+        count++;
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? count : s_fail (self, why, "read the log");
+}
+
 int
 kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
                  uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
@@ -321,6 +374,7 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
     sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) kc_batch_count (batch));
     sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) kc_now_ms ());
     sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
+    s_bind_submitter (self, stmt, 7);
     int rc = sqlite3_step (stmt);
     sqlite3_reset (stmt);
     if (rc != SQLITE_DONE) {
@@ -355,6 +409,7 @@ kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
     sqlite3_bind_blob (stmt, 4, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) kc_now_ms ());
     sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
+    s_bind_submitter (self, stmt, 7);
     int rc = sqlite3_step (stmt);
     sqlite3_reset (stmt);
     if (rc != SQLITE_DONE) {

@@ -85,6 +85,21 @@ int
     kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
                           uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
 
+//  The submitter (a client's CURVE public key, or NULL) recorded with the
+//  appends that follow, for the audit view.
+void
+    kc_store_set_submitter (kc_store_t *self, const uint8_t *key);
+
+//  Calls fn for up to max_count log entries (batches and root changes)
+//  after seq after, in order, stopping before max_bytes (at least one);
+//  accepted is unix milliseconds, submitter NULL when unknown. fn returns
+//  0 to go on. Returns how many, or -1 with a reason.
+typedef int (kc_store_log_fn) (uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                               const uint8_t *data, size_t size, void *arg);
+int
+    kc_store_log (kc_store_t *self, uint64_t after, size_t max_count, size_t max_bytes,
+                  kc_store_log_fn *fn, void *arg, kc_why_t *why);
+
 //  Calls fn for each root change in the log, in order; fn returns 0 to go
 //  on. Returns how many, or -1 with a reason.
 typedef int (kc_store_root_fn) (uint64_t seq, const uint8_t *data, size_t size, void *arg);

@@ -15,6 +15,7 @@
 #define SEND_BUDGET         (64 * 1024 * 1024)  //  in flight to all syncing agents
 #define STORM_SYNCS         20              //  report syncs from this many at once
 #define UPDATE_BYTES        (4 * 1024 * 1024)
+#define LOG_BYTES           (4 * 1024 * 1024)   //  entries in one LOG reply
 #define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
@@ -765,6 +766,8 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         if (!digest) {
             continue;
         }
+        uint8_t submitter [KC_KEY_BYTES];
+        kc_store_set_submitter (self->store, s_sender (zmsg_first (p->msg), submitter) == 0 ? submitter : NULL);
         int found = kc_store_find_digest (self->store, digest, &p->seq, p->chain, &p->why);
         if (found == 1) {
             p->status = "duplicate";
@@ -915,9 +918,16 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
 static int
 s_add_root (uint64_t seq, const uint8_t *data, size_t size, void *arg)
 {
-    (void) seq;
-    kc_proto_add_root ((zmsg_t *) arg, data, size);
-    return zmsg_size ((zmsg_t *) arg) > KC_PROTO_ROOTS_MAX;
+    kc_proto_add_root ((zmsg_t *) arg, seq, data, size);
+    return zmsg_size ((zmsg_t *) arg) > 2 * KC_PROTO_ROOTS_MAX;
+}
+
+static int
+s_add_log (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
+           size_t size, void *arg)
+{
+    kc_proto_add_log ((zmsg_t *) arg, seq, accepted, submitter, data, size);
+    return 0;
 }
 
 static int
@@ -972,6 +982,16 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         else
         if (decoded.type == KC_MSG_QUERY) {
             reply = s_query (self, &decoded);
+        }
+        else
+        if (decoded.type == KC_MSG_LOG) {
+            //  The audit view: entries as accepted, with when and from whom
+            reply = kc_proto_log_reply ();
+            if (kc_store_log (self->store, decoded.seq, decoded.credit, LOG_BYTES, s_add_log, reply,
+                              &why) < 0) {
+                zmsg_destroy (&reply);
+                reply = kc_proto_error ("%s", why.text);
+            }
         }
         else {
             char *json, *text;

@@ -748,6 +748,7 @@ def scenario_admin(world):
     t.expect("keyclone root add-operator", r"^operator added: dave ", r"^root v3 accepted at seq")
     t = shell.run("operator/root-stolen")
     t.expect("keyclone root remove-operator", r"^operator removed: carol ", r"^root v4 accepted at seq")
+    t.expect("grep -A1 'signed by carol'", r"revoke, signed by carol; submitted by [0-9A-F]{8}$", r"REVOKED ")
     shown = t.out("keyclone root show", 0)
     kc.check("carol" not in shown and re.search(r"operator\s+dave\s", shown), f"keyclone root show:\n{shown}")
     agents_use_root(4)

@@ -181,6 +181,23 @@ def test_bad_root_changes_are_refused():
         kc.check(agent_root(agent) == 5, agent.status())
 
 
+def test_the_log_is_an_audit_trail():
+    out, _ = C.cli("log", "--operator", "op1")
+    kc.check(re.search(r"^\d+  \d{4}-\d\d-\d\dT[\d:]+Z  root change to v2, signed by op1; submitted by "
+                       r"[0-9A-F]{8}$", out, re.M), out)
+    kc.check(re.search(r"root change to v3, signed by op1; .*\n    operator added: carol", out), out)
+    kc.check(re.search(r"register, signed by carol; submitted by [0-9A-F]{8}\n  active .* by-carol ", out), out)
+    kc.check(re.search(r"root change to v4, signed by op2; .*\n    operator removed: carol", out), out)
+    entries = json.loads(C.cli("log", "--name", "by-carol", "--json", "--operator", "op1")[0])
+    kc.check(len(entries) == 1 and entries[0]["signed_by"] == ["carol"] and entries[0]["kind"] == "register"
+             and entries[0]["records"][0]["name"] == "by-carol", entries)
+    everything = json.loads(C.cli("log", "--json", "--operator", "op1")[0])
+    v3 = [e["seq"] for e in everything if e["kind"] == "root change to v3"]
+    kc.check(len(v3) == 1 and [e["seq"] for e in everything] == list(range(1, len(everything) + 1)), everything)
+    since = json.loads(C.cli("log", "--since", str(v3[0]), "--json", "--operator", "op1")[0])
+    kc.check(since == everything[v3[0] - 1:], since[:2])
+
+
 def test_kill_minus_nine_after_a_root_change_loses_nothing():
     out, _ = C.cli("root", "set-threshold", "revoke=2", "--operator", "op1")
     kc.check("root v6 accepted" in out, out)
@@ -197,4 +214,4 @@ if __name__ == "__main__":
     kc.main([test_setup, test_renewal_keeps_agents_fresh_past_the_old_expiry,
              test_an_operator_is_added_then_removed, test_a_rogue_server_cannot_use_a_removed_operator,
              test_a_genesis_agent_follows_three_root_changes, test_bad_root_changes_are_refused,
-             test_kill_minus_nine_after_a_root_change_loses_nothing])
+             test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing])
