@@ -1320,8 +1320,10 @@ s_start (agent_t *self)
         return -1;
     }
     for (int i = 0; i < 2; i++) {
-        self->connect [i] = self->config.connect [i] ? self->config.connect [i]
-                          : kc_root_endpoint (self->root, (kc_endpoint_t) i);
+        snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s",
+                  self->config.connect [i] ? self->config.connect [i]
+                                           : kc_root_endpoint (self->root, (kc_endpoint_t) i));
+        self->connect [i] = self->connect_text [i];
     }
     self->updates = s_client_socket (self, ZMQ_SUB, self->connect [1]);
     self->snapshot = s_client_socket (self, ZMQ_DEALER, self->connect [0]);

@@ -25,7 +25,8 @@ typedef struct {
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
-    const char *connect [2];                //  snapshot, updates endpoints
+    const char *connect [2];                //  snapshot, updates endpoints (into connect_text:
+    char connect_text [2][KC_ROOT_ENDPOINT_MAX + 1];   //  the root in force may change)
 
     //  A sync in progress
     bool syncing;
