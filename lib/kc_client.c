@@ -187,22 +187,19 @@ kc_client_root (kc_client_t *self, const kc_root_t *pinned, kc_client_root_fn *f
                 break;
             }
             previous = decoded.entries [i].seq;
-            kc_root_t *next = kc_root_decode (decoded.entries [i].data, decoded.entries [i].size, why);
-            if (next && kc_root_version (next) <= kc_root_version (current)) {
-                kc_root_destroy (&next);
-                continue;
-            }
-            if (!next || kc_root_verify_successor (current, next, kc_root_created (next), why)) {
-                kc_why_prefix (why, "the server's root change %zu", i + 1);
-                kc_root_destroy (&next);
+            const kc_root_t *before = current;
+            kc_root_t *kept = fn ? kc_root_dup (current) : NULL;
+            if (kc_root_follow (&current, decoded.entries [i].data, decoded.entries [i].size, why)) {
+                kc_why_prefix (why, "the server's root change at seq %llu",
+                               (unsigned long long) decoded.entries [i].seq);
+                kc_root_destroy (&kept);
                 kc_root_destroy (&current);
                 break;
             }
-            if (fn) {
-                fn (current, next, decoded.entries [i].seq, arg);
+            if (fn && current != before) {
+                fn (kept, current, decoded.entries [i].seq, arg);
             }
-            kc_root_destroy (&current);
-            current = next;
+            kc_root_destroy (&kept);
         }
     }
     kc_proto_msg_reset (&decoded);

@@ -857,6 +857,26 @@ kc_root_witness_threshold (const kc_root_t *self)
     return self->witness_threshold;
 }
 
+int
+kc_root_follow (kc_root_t **current, const uint8_t *data, size_t size, kc_why_t *why)
+{
+    kc_root_t *next = kc_root_decode (data, size, why);
+    if (!next) {
+        return -1;
+    }
+    if (kc_root_version (next) <= kc_root_version (*current)) {
+        kc_root_destroy (&next);
+        return 0;
+    }
+    if (kc_root_verify_successor (*current, next, kc_root_created (next), why)) {
+        kc_root_destroy (&next);
+        return -1;
+    }
+    kc_root_destroy (current);
+    *current = next;
+    return 0;
+}
+
 bool
 kc_root_is_root (const uint8_t *data, size_t size)
 {
@@ -1153,6 +1173,26 @@ kc_root_test (bool verbose)
     kc_root_destroy (&jump);
     kc_root_destroy (&only_new);
     assert (kc_root_is_root (data, size) && !kc_root_is_root (data, 3) && !kc_root_is_root ((const uint8_t *) "KCBT", 4));
+    //  Following a log: the successor is taken, an older root skipped, a
+    //  root that does not follow refused with current unchanged
+    kc_root_t *followed = kc_root_dup (root);
+    size_t next_size;
+    const uint8_t *next_data = kc_root_data (next, &next_size);
+    assert (kc_root_follow (&followed, next_data, next_size, &why) == 0 && kc_root_version (followed) == 2);
+    assert (kc_root_follow (&followed, data, size, &why) == 0 && kc_root_version (followed) == 2);
+    kc_root_destroy (&followed);
+    followed = kc_root_dup (root);
+    kc_root_successor_spec (root, &jump_spec, &storage);
+    jump_spec.expires = 2500;
+    kc_root_t *weak = kc_root_new (&jump_spec, &why);
+    kc_root_sign (weak, signers [1]);       //  one of the two old signatures needed
+    size_t weak_size;
+    const uint8_t *weak_data = kc_root_data (weak, &weak_size);
+    assert (kc_root_follow (&followed, weak_data, weak_size, &why) == -1 && strstr (why.text, "threshold"));
+    assert (kc_root_version (followed) == 1 && kc_root_expires (followed) == 2000);
+    assert (kc_root_follow (&followed, weak_data, 10, &why) == -1 && kc_root_version (followed) == 1);
+    kc_root_destroy (&weak);
+    kc_root_destroy (&followed);
 
     //  Format 2 rules: servers by unique name, witnesses within threshold,
     //  format 1 holds one server and no witnesses

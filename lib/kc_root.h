@@ -147,6 +147,14 @@ int
                               const kc_signature_t *signatures, size_t count,
                               int threshold, bool strict, int *valid, kc_why_t *why) KC_WUR;
 
+//  Follows one root change of a log from *current, as the log did: a root
+//  whose version is not above current's is skipped (a pinned root may be
+//  newer than the log's first changes); any other must be current's
+//  successor as of its own creation time, and replaces *current. Returns 0
+//  (followed or skipped), or -1 with a reason (*current unchanged).
+int
+    kc_root_follow (kc_root_t **current, const uint8_t *data, size_t size, kc_why_t *why) KC_WUR;
+
 //  Fills spec (and the arrays in storage, which must outlive spec) with
 //  current's contents as the start of its successor: version + 1, the
 //  directory, previous = current's digest, format KC_ROOT_FORMAT. The

@@ -446,33 +446,20 @@ kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why)
     sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        uint64_t seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
-        kc_root_t *next = kc_root_decode (sqlite3_column_blob (stmt, 1),
-                                          (size_t) sqlite3_column_bytes (stmt, 1), why);
-        if (!next) {
-            kc_why_prefix (why, "store: root change at seq %llu", (unsigned long long) seq);
+        if (kc_root_follow (&current, sqlite3_column_blob (stmt, 1),
+                            (size_t) sqlite3_column_bytes (stmt, 1), why)) {
+            kc_why_prefix (why, "store: root change at seq %llu",
+                           (unsigned long long) sqlite3_column_int64 (stmt, 0));
             break;
         }
-        if (kc_root_version (next) <= kc_root_version (current)) {
-            kc_root_destroy (&next);            //  the pinned root is newer
-            continue;
-        }
-        //  Followed as the log did: each root checked when it was made
-        if (kc_root_verify_successor (current, next, kc_root_created (next), why)) {
-            kc_why_prefix (why, "store: root change at seq %llu", (unsigned long long) seq);
-            kc_root_destroy (&next);
-            break;
-        }
-        kc_root_destroy (&current);
-        current = next;
     }
-    sqlite3_reset (stmt);
     if (rc != SQLITE_DONE) {
         if (rc != SQLITE_ROW) {
             s_fail (self, why, "read the root changes");
         }
         kc_root_destroy (&current);
     }
+    sqlite3_reset (stmt);
     return current;
 }
 
