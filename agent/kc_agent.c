@@ -226,6 +226,18 @@ s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
     return next;
 }
 
+//  After a root change: if it rotated the head key, remembers the previous
+//  one, so the server's overlap heads (signed with it, for agents that have
+//  not applied the change yet) are dropped without a warning.
+static void
+s_note_head_key (agent_t *self, const kc_root_t *before)
+{
+    if (memcmp (kc_root_head_key (before), kc_root_head_key (self->root), KC_KEY_BYTES)) {
+        memcpy (self->previous_head_key, kc_root_head_key (before), KC_KEY_BYTES);
+        self->has_previous_head_key = true;
+    }
+}
+
 //  Says that a root change is in force (logged once, and an event).
 static void
 s_root_changed (agent_t *self, uint64_t seq)
@@ -378,6 +390,7 @@ s_commit_group (agent_t *self, s_group_t *group)
         s_batch_events (self, group->batches [i], group->seqs [i], group->known [i]);
     }
     if (group->before) {
+        s_note_head_key (self, group->before);
         kc_root_destroy (&group->before);
         s_root_changed (self, group->root_seq);
     }
@@ -479,8 +492,13 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     }
     if (kc_head_verify_signature (head, kc_root_directory (self->root),
                                   kc_root_head_key (self->root), &why)) {
-        s_warn (self, "kc_agent: rejected head: %s", why.text);
-        return;
+        kc_why_t ignored;
+        if (!(self->has_previous_head_key
+        &&    kc_head_verify_signature (head, kc_root_directory (self->root), self->previous_head_key,
+                                        &ignored) == 0)) {
+            s_warn (self, "kc_agent: rejected head: %s", why.text);
+        }
+        return;                             //  an overlap head of a rotation: not for us
     }
     uint64_t now = kc_now_ms ();
     s_measure_clock (self, head, now);
@@ -850,8 +868,10 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         self->applied += self->cold_count;
         if (self->cache && roots->count
         &&  kc_root_version (roots->roots [roots->count - 1]) != kc_root_version (self->root)) {
-            kc_root_destroy (&self->root);
+            kc_root_t *before = self->root;
             self->root = kc_root_dup (roots->roots [roots->count - 1]);
+            s_note_head_key (self, roots->count > 1 ? roots->roots [roots->count - 2] : before);
+            kc_root_destroy (&before);
             s_root_changed (self, roots->seqs [roots->count - 1]);
         }
         self->last_build_ms = zclock_mono () - build_started;

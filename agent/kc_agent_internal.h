@@ -18,6 +18,8 @@ typedef struct {
     kc_agent_config_t config;
     kc_root_t *root;                        //  in force at the cache's seq
     kc_root_t *pinned;                      //  the --root file: where a sync from 0 starts
+    uint8_t previous_head_key [KC_KEY_BYTES];   //  before the last head key rotation, whose
+    bool has_previous_head_key;             //  overlap heads are ignored without a word
     kc_cert_t *cert;
     kc_cache_t *cache;
     zsock_t *snapshot, *updates, *local, *events;

@@ -8,6 +8,8 @@
         root add-operator    ... with one more operator
         root remove-operator ... with one fewer
         root set-threshold   ... with other thresholds
+        root rotate-head-key ... naming a new head key for this server (run
+                             on the server's host: the key is staged there)
 
     Each change builds the successor of the root in force, shows what it
     changes, signs it with the operator keys given, and submits it when the
@@ -362,6 +364,48 @@ s_thresholds (const char *text, kc_root_spec_t *spec)
     return parsed ? 0 : -1;
 }
 
+//  rotate-head-key, on the server's host: stages a new head key pair at
+//  DIR/server/head-next (kept if one is staged already: a retry) and names
+//  it for this server (found by DIR/server/curve) in the successor. The
+//  server signs with it once the root change is in force (and with the old
+//  one too for an overlap, docs/protocol.md 2.3).
+static int
+s_rotate_head_key (const char *command, const s_options_t *o, s_change_t *change)
+{
+    char curve [CLI_PATH_MAX], staged [CLI_PATH_MAX];
+    kc_why_t why;
+    kc_cert_t *cert = kc_cert_load_public (cli_path (curve, o->dir, "server/curve"), &why);
+    if (!cert) {
+        return cli_fail (command, "run it on the server's host, with --dir its directory: %s", why.text);
+    }
+    kc_root_server_t *server = NULL;
+    for (size_t i = 0; i < change->spec.server_count; i++) {
+        if (memcmp (change->storage.servers [i].server_key, kc_cert_public_key (cert), KC_KEY_BYTES) == 0) {
+            server = &change->storage.servers [i];
+        }
+    }
+    kc_cert_destroy (&cert);
+    if (!server) {
+        return cli_fail (command, "'%s' is not the key of a server of the root in force", curve);
+    }
+    cli_path (staged, o->dir, "server/head-next");
+    kc_signer_t *next = kc_file_exists (staged) ? kc_signer_load (staged, &why) : NULL;
+    if (!next) {
+        next = kc_signer_new ("head", "keyclone-head");
+        if (kc_signer_save (next, staged, &why)) {
+            kc_signer_destroy (&next);
+            return cli_fail (command, "%s", why.text);
+        }
+    }
+    if (memcmp (kc_signer_public_key (next), server->head_key, KC_KEY_BYTES) == 0) {
+        kc_signer_destroy (&next);
+        return cli_fail (command, "the staged head key is already in force");
+    }
+    memcpy (server->head_key, kc_signer_public_key (next), KC_KEY_BYTES);
+    kc_signer_destroy (&next);
+    return 0;
+}
+
 //  Applies a change to the successor spec. Returns 0, or a CLI code.
 static int
 s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int first,
@@ -385,6 +429,12 @@ s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int 
     }
     if (o->expires) {
         return cli_usage (command, "--expires is for 'root renew'");
+    }
+    if (KC_STREQ (command, "root rotate-head-key")) {
+        if (first != argc) {
+            return cli_usage (command, "unexpected argument '%s'", argv [first]);
+        }
+        return s_rotate_head_key (command, o, change);
     }
     if (first != argc - 1) {
         return cli_usage (command, "expected one argument");
@@ -582,7 +632,7 @@ cmd_root (int argc, char *argv [])
         return s_show (argc, argv);         //  options only: show
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
-    ||  KC_STREQ (sub, "set-threshold")) {
+    ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")) {
         return s_change (command, argc - 1, argv + 1);
     }
     return cli_usage ("root", "unknown subcommand '%s'", sub);

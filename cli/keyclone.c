@@ -205,6 +205,7 @@ const cli_command_t cli_commands [] = {
       "       keyclone root remove-operator NAME [--out FILE] [COMMON OPTIONS]\n"
       "       keyclone root set-threshold register=K,revoke=K,root=K [--out FILE]\n"
       "                                   [COMMON OPTIONS]\n"
+      "       keyclone root rotate-head-key [--out FILE] [COMMON OPTIONS]\n"
       "\n"
       "show (the default): the root in force at the server, followed from the pinned\n"
       "root (--root, default DIR/root) through every root change in the log, each\n"
@@ -221,6 +222,10 @@ const cli_command_t cli_commands [] = {
       "its sequence number on. Otherwise they write it to --out (default\n"
       "DIR/root-vN.pending) for 'keyclone cosign' and 'keyclone submit'. A change\n"
       "that would leave a threshold above the number of operators is refused.\n"
+      "rotate-head-key runs on the server's host (--dir its directory): it stages a new\n"
+      "head-signing key in DIR/server/head-next and names it in the successor; once the\n"
+      "change is in force the server signs heads with it, and for ten minutes with the\n"
+      "old key as well, so agents that have not applied the change yet stay fresh.\n"
       ONLINE_HELP },
     { NULL, NULL, NULL, NULL }
 };

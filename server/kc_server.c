@@ -16,6 +16,7 @@
 #define STORM_SYNCS         20              //  report syncs from this many at once
 #define UPDATE_BYTES        (4 * 1024 * 1024)
 #define LOG_BYTES           (4 * 1024 * 1024)   //  entries in one LOG reply
+#define HEAD_OVERLAP_MS     (10 * 60 * 1000)    //  heads under the previous key after a rotation
 #define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
@@ -69,6 +70,8 @@ typedef struct {
     bool root_expired;                      //  and whether it said "expired"
     int64_t head_sent;                      //  zclock_mono of the last HEAD
     int head_timer;                         //  a coalesced HEAD is due, or -1
+    kc_signer_t *head_previous;             //  after a head key rotation, for the overlap:
+    int64_t head_previous_until;            //  heads signed with it too, until then (mono)
 } s_server_t;
 
 //  One submission waiting for the group commit.
@@ -142,6 +145,80 @@ s_publish_head (s_server_t *self)
     zmsg_t *msg = kc_proto_head (&head);
     zmsg_send (&msg, self->updates);
     self->head_sent = zclock_mono ();
+    //  The overlap of a head key rotation: agents that have not applied the
+    //  root change yet still verify heads with the previous key, so they get
+    //  one too (and notice they are behind); the others ignore it
+    if (self->head_previous && self->head_sent < self->head_previous_until) {
+        kc_head_sign (&head, self->head_previous);
+        msg = kc_proto_head (&head);
+        zmsg_send (&msg, self->updates);
+    }
+    else
+    if (self->head_previous) {
+        kc_signer_destroy (&self->head_previous);
+        zsys_info ("kc_server: head key rotation overlap ended");
+    }
+}
+
+//  "DIR/server/head" -> "DIR/server/head-next": where `keyclone root
+//  rotate-head-key` stages the next head key on the server's host.
+static void
+s_next_head_path (s_server_t *self, char *path, size_t size)
+{
+    snprintf (path, size, "%s-next", self->config.head_path);
+}
+
+//  The staged next head key, if its public key is key. NULL otherwise.
+static kc_signer_t *
+s_staged_head (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    char path [4200];
+    kc_why_t why;
+    s_next_head_path (self, path, sizeof path);
+    kc_signer_t *next = kc_file_exists (path) ? kc_signer_load (path, &why) : NULL;
+    if (next && memcmp (kc_signer_public_key (next), key, KC_KEY_BYTES)) {
+        kc_signer_destroy (&next);
+    }
+    return next;
+}
+
+//  A root change in force names a new head key for this server: sign with
+//  the staged key from now on (and with the old one too for the overlap),
+//  and make it the server's head key file.
+static void
+s_rotate_head (s_server_t *self)
+{
+    const uint8_t *wanted = NULL;
+    for (size_t i = 0; i < kc_root_server_count (self->root); i++) {
+        const kc_root_server_t *server = kc_root_server (self->root, i);
+        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+            wanted = server->head_key;
+        }
+    }
+    if (!wanted || memcmp (wanted, kc_signer_public_key (self->head_signer), KC_KEY_BYTES) == 0) {
+        return;
+    }
+    kc_signer_t *next = s_staged_head (self, wanted);
+    if (!next) {
+        zsys_error ("kc_server: the root in force names a head key this server does not hold");
+        return;
+    }
+    char staged [4200], staged_secret [4300], secret [4300];
+    s_next_head_path (self, staged, sizeof staged);
+    snprintf (staged_secret, sizeof staged_secret, "%s_secret", staged);
+    snprintf (secret, sizeof secret, "%s_secret", self->config.head_path);
+    //  The secret first: a crash in between leaves a server that signs with
+    //  the new key (its public file is informational)
+    if (rename (staged_secret, secret) || rename (staged, self->config.head_path)) {
+        zsys_error ("kc_server: cannot install the new head key '%s': %s", staged, strerror (errno));
+    }
+    kc_signer_destroy (&self->head_previous);
+    self->head_previous = self->head_signer;
+    self->head_signer = next;
+    self->head_previous_until = zclock_mono () + HEAD_OVERLAP_MS;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    zsys_info ("kc_server: head key rotated to %s; heads signed with the previous one too for %d s",
+               kc_fingerprint (wanted, fp), HEAD_OVERLAP_MS / 1000);
 }
 
 static int
@@ -709,6 +786,12 @@ s_serves (s_server_t *self, const kc_root_t *root, kc_why_t *why)
     for (size_t i = 0; i < kc_root_server_count (root); i++) {
         const kc_root_server_t *server = kc_root_server (root, i);
         if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+            kc_signer_t *staged = memcmp (server->head_key, kc_signer_public_key (self->head_signer),
+                                          KC_KEY_BYTES) ? s_staged_head (self, server->head_key) : NULL;
+            if (staged) {
+                kc_signer_destroy (&staged);        //  a rotation: the key is at hand
+                return 0;
+            }
             if (memcmp (server->head_key, kc_signer_public_key (self->head_signer), KC_KEY_BYTES)) {
                 return kc_why (why, "root v%llu names head key %s for this server, which signs its "
                                "heads with %s", (unsigned long long) kc_root_version (root),
@@ -811,10 +894,12 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         for (size_t i = 0; i < count; i++) {
             if (pending [i].root == group_root) {
                 kc_root_destroy (&self->root);
+    kc_signer_destroy (&self->head_previous);
                 self->root = group_root;
                 pending [i].root = kc_root_dup (group_root);
             }
         }
+        s_rotate_head (self);
     }
 }
 
@@ -1283,6 +1368,8 @@ s_load (s_server_t *self, kc_why_t *why)
         return kc_why (why, "'%s' and '%s' are not keys of a server of the root in force: %s",
                        self->config.curve_path, self->config.head_path, reason.text);
     }
+    //  A rotation committed before a crash, its key not installed yet
+    s_rotate_head (self);
     return 0;
 }
 

@@ -761,6 +761,10 @@ def scenario_admin(world):
     t.expect("keyclone root add-operator bob-2", r"^root v5 accepted")
     t.expect("keyclone root remove-operator bob", r"^root v6 accepted")
     agents_use_root(6)
+    t = shell.run("operator/root-head-key")
+    t.expect("keyclone root rotate-head-key", r"^server server: head key [0-9A-F]{8} -> [0-9A-F]{8}$",
+             r"^root v7 accepted at seq")
+    agents_use_root(7)
     world.stop(agent)
     world.stop(server)
 

@@ -210,8 +210,40 @@ def test_kill_minus_nine_after_a_root_change_loses_nothing():
         kc.check(agent_root(agent) == 6, agent.status())
 
 
+def test_rotating_the_head_key_keeps_agents_fresh():
+    behind = add_agent(name="behind", options=["--stale-after", "1000"])
+    C.wait_converged()
+    behind.stop()
+    running = [a for a in C.agents if a is not behind]
+    sizes = {a.name: len(a.log_text()) for a in running}
+    version = root_show()["version"]
+    out, _ = C.cli("root", "rotate-head-key", "--operator", "op1")
+    kc.check(re.search(r"^server server: head key [0-9A-F]{8} -> [0-9A-F]{8}$", out, re.M)
+             and f"root v{version + 1} accepted" in out, out)
+    kc.wait_for(lambda: "head key rotated" in C.server_log_text(), 10, what="the server to rotate its head key")
+    C.wait_converged(agents=running)
+    time.sleep(1.5)                                 # longer than --stale-after
+    for agent in running:
+        status = agent.status()
+        kc.check(status["state"] == "fresh" and status["root_version"] == version + 1, status)
+        kc.check("rejected head" not in agent.log_text()[sizes[agent.name]:],
+                 agent.log_text()[sizes[agent.name]:])
+    # An agent that was stopped through the change catches up and is fresh
+    behind.start()
+    kc.wait_for(lambda: behind.status() and behind.status()["root_version"] == version + 1
+                and behind.status()["state"] == "fresh", 15, what="the stopped agent to catch up")
+    # The new key is the server's from now on, across a restart
+    C.stop_server()
+    C.start_server()
+    C.wait_converged()
+    time.sleep(1.5)
+    for agent in C.agents:
+        kc.check(agent.status()["state"] == "fresh", agent.status())
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_renewal_keeps_agents_fresh_past_the_old_expiry,
              test_an_operator_is_added_then_removed, test_a_rogue_server_cannot_use_a_removed_operator,
              test_a_genesis_agent_follows_three_root_changes, test_bad_root_changes_are_refused,
-             test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing])
+             test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing,
+             test_rotating_the_head_key_keeps_agents_fresh])
