@@ -1300,8 +1300,20 @@ s_open_cache (agent_t *self)
     s_share_cache (self);
     kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, &why);
     if (!current) {
-        zsys_error ("kc_agent: %s", why.text);
-        return -1;
+        //  The cache's root changes do not follow from the pinned root (a
+        //  damaged or altered file, or another pin): it is not trusted and
+        //  is rebuilt from the server, from the pinned root
+        zsys_error ("kc_agent: %s; rebuilding the cache from the server", why.text);
+        kc_cache_destroy (&self->cache);
+        s_move_aside (self->config.cache_path);
+        self->rebuilds++;
+        self->cache = kc_cache_open (self->config.cache_path, self->pinned, &corrupt, &why);
+        if (!self->cache) {
+            zsys_error ("kc_agent: %s", why.text);
+            return -1;
+        }
+        s_share_cache (self);
+        current = kc_root_dup (self->pinned);
     }
     kc_root_destroy (&self->root);
     self->root = current;

@@ -141,6 +141,26 @@ def test_a_genesis_agent_follows_three_root_changes():
     kc.check("root v4 in force (pinned v1, followed through the log)" in late.log_text(), late.log_text())
 
 
+def test_an_altered_root_change_in_a_cache_is_not_trusted():
+    """A root change in an agent's cache that does not follow (here: v3's
+    bytes stored as v2's) makes the agent rebuild the cache from the server
+    and reach the root in force again; it never starts from the altered one."""
+    import sqlite3
+    late = [a for a in C.agents if a.name == "installed-late"][0]
+    late.stop()
+    with sqlite3.connect(late.cache) as db:
+        rows = db.execute("SELECT seq, data FROM roots ORDER BY seq").fetchall()
+        kc.check(len(rows) == 3, rows)
+        db.execute("UPDATE roots SET data = ? WHERE seq = ?", (rows[1][1], rows[0][0]))
+    size = len(late.log_text())
+    late.start()
+    kc.wait_for(lambda: late.status() and late.status()["root_version"] == 4
+                and late.status()["state"] == "fresh", 15, what="the agent to rebuild its cache")
+    text = late.log_text()[size:]
+    kc.check("cache: root change at seq" in text and "rebuilding the cache from the server" in text, text)
+    kc.check(any(n.startswith("agent.db.damaged-") for n in os.listdir(late.dir)), os.listdir(late.dir))
+
+
 def test_bad_root_changes_are_refused():
     before = C.server_status()
     # Thresholds that no quorum of the two operators can meet (a lockout)
@@ -244,6 +264,7 @@ def test_rotating_the_head_key_keeps_agents_fresh():
 if __name__ == "__main__":
     kc.main([test_setup, test_renewal_keeps_agents_fresh_past_the_old_expiry,
              test_an_operator_is_added_then_removed, test_a_rogue_server_cannot_use_a_removed_operator,
-             test_a_genesis_agent_follows_three_root_changes, test_bad_root_changes_are_refused,
+             test_a_genesis_agent_follows_three_root_changes,
+             test_an_altered_root_change_in_a_cache_is_not_trusted, test_bad_root_changes_are_refused,
              test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing,
              test_rotating_the_head_key_keeps_agents_fresh])
