@@ -81,7 +81,9 @@ kc_batch_t *
 //  and distinct valid operator signatures reaching the register threshold
 //  (if any record is active) and the revoke threshold (if any is revoked).
 //  Any signature by a non-operator or any bad signature fails it. Returns 0 or
-//  -1 with a reason.
+//  -1 with a reason. With now 0 the root's expiry is not judged: how a log is
+//  replayed, each batch against the root in force at its seq (docs/protocol.md
+//  2.3); accepting a new batch passes the current time.
 int
     kc_batch_verify (const kc_batch_t *self, const kc_root_t *root, uint64_t now,
                      kc_why_t *why) KC_WUR;

@@ -894,7 +894,6 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         for (size_t i = 0; i < count; i++) {
             if (pending [i].root == group_root) {
                 kc_root_destroy (&self->root);
-    kc_signer_destroy (&self->head_previous);
                 self->root = group_root;
                 pending [i].root = kc_root_dup (group_root);
             }
@@ -1393,6 +1392,7 @@ s_destroy (s_server_t *self)
     kc_ratelog_destroy (&self->log);
     kc_store_destroy (&self->store);
     kc_signer_destroy (&self->head_signer);
+    kc_signer_destroy (&self->head_previous);
     kc_cert_destroy (&self->cert);
     kc_root_destroy (&self->root);
 }
