@@ -162,19 +162,17 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
     }
 }
 
-//  Verifies one batch entry following (prev_seq, prev_chain). Returns the
-//  decoded batch, or NULL with a reason.
-//  A batch entry of the log, verified with root, the root in force at its
-//  seq (operator signatures and thresholds; its expiry is a matter of
-//  freshness, judged on heads, not of the log: a batch accepted while a
-//  since-renewed root was in force stays valid). A view (no copy) when the
-//  caller keeps the message alive longer than the batch's records are used.
+//  Verifies one batch entry following (prev_seq, prev_chain) with root, the
+//  root in force at its seq (operator signatures and thresholds; its expiry
+//  is a matter of freshness, judged on heads, not of the log: a batch
+//  accepted while a since-renewed root was in force stays valid). A view (no
+//  copy) when the caller keeps the message alive longer than the batch's
+//  records are used. Returns the decoded batch, or NULL with a reason.
 static kc_batch_t *
-s_verify_entry (agent_t *self, const kc_entry_t *entry, uint64_t prev_seq,
+s_verify_entry (const kc_entry_t *entry, uint64_t prev_seq,
                 const uint8_t prev_chain [static KC_HASH_BYTES], bool view, const kc_root_t *root,
                 kc_why_t *why)
 {
-    (void) self;
     if (entry->seq != prev_seq + 1) {
         kc_why (why, "batch %llu does not follow %llu", (unsigned long long) entry->seq,
                 (unsigned long long) prev_seq);
@@ -342,7 +340,7 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
             }
             continue;
         }
-        kc_batch_t *batch = s_verify_entry (self, entry, seq, kc_cache_chain (self->cache), false,
+        kc_batch_t *batch = s_verify_entry (entry, seq, kc_cache_chain (self->cache), false,
                                             self->root, why);
         if (!batch) {
             return -1;
@@ -798,7 +796,7 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
             return kc_why (why, "out of memory holding %zu bytes of the snapshot",
                            kc_arena_size (self->cold_bytes));
         }
-        kc_batch_t *batch = s_verify_entry (self, &entry, self->sync_seq, self->sync_chain, true,
+        kc_batch_t *batch = s_verify_entry (&entry, self->sync_seq, self->sync_chain, true,
                                             root, why);
         if (!batch) {
             return -1;
