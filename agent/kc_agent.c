@@ -162,6 +162,30 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
     }
 }
 
+//  The checks every log entry gets around its own: it follows prev_seq, and
+//  its chain hash (computed by the caller) is the one it came with. 0, or
+//  -1 with a reason naming the entry ("batch 7", "root change 8").
+static int
+s_check_seq (const kc_entry_t *entry, uint64_t prev_seq, const char *what, kc_why_t *why)
+{
+    if (entry->seq != prev_seq + 1) {
+        return kc_why (why, "%s %llu does not follow %llu", what, (unsigned long long) entry->seq,
+                       (unsigned long long) prev_seq);
+    }
+    return 0;
+}
+
+static int
+s_check_chain (const kc_entry_t *entry, const uint8_t chain [static KC_HASH_BYTES], const char *what,
+               kc_why_t *why)
+{
+    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
+        return kc_why (why, "%s %llu: chain hash does not match its predecessor (broken chain)", what,
+                       (unsigned long long) entry->seq);
+    }
+    return 0;
+}
+
 //  Verifies one batch entry following (prev_seq, prev_chain) with root, the
 //  root in force at its seq (operator signatures and thresholds; its expiry
 //  is a matter of freshness, judged on heads, not of the log: a batch
@@ -173,9 +197,7 @@ s_verify_entry (const kc_entry_t *entry, uint64_t prev_seq,
                 const uint8_t prev_chain [static KC_HASH_BYTES], bool view, const kc_root_t *root,
                 kc_why_t *why)
 {
-    if (entry->seq != prev_seq + 1) {
-        kc_why (why, "batch %llu does not follow %llu", (unsigned long long) entry->seq,
-                (unsigned long long) prev_seq);
+    if (s_check_seq (entry, prev_seq, "batch", why)) {
         return NULL;
     }
     kc_batch_t *batch = view ? kc_batch_view (entry->data, entry->size, why)
@@ -187,9 +209,7 @@ s_verify_entry (const kc_entry_t *entry, uint64_t prev_seq,
     }
     uint8_t chain [KC_HASH_BYTES];
     kc_chain_next (prev_chain, entry->seq, batch, chain);
-    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
-        kc_why (why, "batch %llu: chain hash does not match its predecessor (broken chain)",
-                (unsigned long long) entry->seq);
+    if (s_check_chain (entry, chain, "batch", why)) {
         kc_batch_destroy (&batch);
     }
     return batch;
@@ -203,9 +223,7 @@ s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
                      const uint8_t prev_chain [static KC_HASH_BYTES], const kc_root_t *current,
                      kc_why_t *why)
 {
-    if (entry->seq != prev_seq + 1) {
-        kc_why (why, "root change %llu does not follow %llu", (unsigned long long) entry->seq,
-                (unsigned long long) prev_seq);
+    if (s_check_seq (entry, prev_seq, "root change", why)) {
         return NULL;
     }
     kc_root_t *next = kc_root_decode (entry->data, entry->size, why);
@@ -216,9 +234,7 @@ s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
     }
     uint8_t chain [KC_HASH_BYTES];
     kc_chain_next_root (prev_chain, entry->seq, next, chain);
-    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
-        kc_why (why, "root change %llu: chain hash does not match its predecessor (broken chain)",
-                (unsigned long long) entry->seq);
+    if (s_check_chain (entry, chain, "root change", why)) {
         kc_root_destroy (&next);
     }
     return next;

@@ -505,18 +505,6 @@ cleanup:
 
 //  --- submit ------------------------------------------------------------------
 
-//  True when the file at path starts like a root (a root change to submit).
-static bool
-s_root_file (const char *path)
-{
-    FILE *file = fopen (path, "rb");
-    uint8_t magic [4];
-    bool root = file && fread (magic, 1, 4, file) == 4 && kc_root_is_root (magic, 4);
-    if (file) {
-        fclose (file);
-    }
-    return root;
-}
 
 int
 cmd_submit (int argc, char *argv [])
@@ -544,45 +532,43 @@ cmd_submit (int argc, char *argv [])
         kc_why_t why;
         uint64_t seq;
         bool duplicate;
-        kc_root_t *change = s_root_file (argv [i]) ? kc_root_load (argv [i], &why) : NULL;
-        if (change || s_root_file (argv [i])) {
-            //  A root change made with 'keyclone root' and cosigned
-            if (!change || kc_client_submit_root (client, change, &seq, &duplicate, &why)) {
-                rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
-            }
-            else
-            if (online.json) {
-                printf ("{\"file\": ");
-                kc_json_cstr (stdout, argv [i]);
-                printf (", \"seq\": %llu, \"root_version\": %llu, \"duplicate\": %s}\n",
-                        (unsigned long long) seq, (unsigned long long) kc_root_version (change),
-                        duplicate ? "true" : "false");
-            }
-            else {
-                printf ("%s: %s at seq %llu (root v%llu)\n", argv [i],
-                        duplicate ? "already accepted" : "accepted", (unsigned long long) seq,
-                        (unsigned long long) kc_root_version (change));
-            }
-            kc_root_destroy (&change);
-            continue;
-        }
-        kc_batch_t *batch = kc_batch_load (argv [i], &why);
-        if (!batch || kc_client_submit (client, batch, &seq, &duplicate, &why)) {
+        //  A batch made with 'keyclone sign', or a root change made with
+        //  'keyclone root' (told apart by their first bytes), cosigned
+        size_t size;
+        uint8_t *data = kc_file_read (argv [i], KC_BATCH_BYTES_MAX, false, &size, &why);
+        bool is_root = data && kc_root_is_root (data, size);
+        kc_root_t *change = is_root ? kc_root_decode (data, size, &why) : NULL;
+        kc_batch_t *batch = data && !is_root ? kc_batch_decode (data, size, &why) : NULL;
+        if ((!change && !batch) || kc_client_submit_data (client, data, size, &seq, &duplicate, &why)) {
             rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
         }
         else
         if (online.json) {
             printf ("{\"file\": ");
             kc_json_cstr (stdout, argv [i]);
-            printf (", \"seq\": %llu, \"records\": %zu, \"duplicate\": %s}\n",
-                    (unsigned long long) seq, kc_batch_count (batch), duplicate ? "true" : "false");
+            if (change) {
+                printf (", \"seq\": %llu, \"root_version\": %llu", (unsigned long long) seq,
+                        (unsigned long long) kc_root_version (change));
+            }
+            else {
+                printf (", \"seq\": %llu, \"records\": %zu", (unsigned long long) seq, kc_batch_count (batch));
+            }
+            printf (", \"duplicate\": %s}\n", duplicate ? "true" : "false");
         }
         else {
-            printf ("%s: %s at seq %llu (%zu records)\n", argv [i],
-                    duplicate ? "already accepted" : "accepted", (unsigned long long) seq,
-                    kc_batch_count (batch));
+            char what [48];
+            if (change) {
+                snprintf (what, sizeof what, "root v%llu", (unsigned long long) kc_root_version (change));
+            }
+            else {
+                snprintf (what, sizeof what, "%zu records", kc_batch_count (batch));
+            }
+            printf ("%s: %s at seq %llu (%s)\n", argv [i], duplicate ? "already accepted" : "accepted",
+                    (unsigned long long) seq, what);
         }
+        kc_root_destroy (&change);
         kc_batch_destroy (&batch);
+        kc_file_free (&data, false);
     }
     kc_client_destroy (&client);
     kc_root_destroy (&root);
@@ -760,7 +746,7 @@ cmd_status (int argc, char *argv [])
     }
     s_online_finish (&online);
     kc_why_t why;
-    char *reply = NULL;
+    char *json = NULL, *text = NULL;
     if (server) {
         kc_root_t *root = cli_load_pinned_root ("status", online.root_path);
         if (!root) {
@@ -768,7 +754,7 @@ cmd_status (int argc, char *argv [])
         }
         kc_client_t *client = s_online_client ("status", &online, root);
         bool loaded = client != NULL;
-        reply = client ? kc_client_status (client, online.json, &why) : NULL;
+        json = client ? kc_client_status_both (client, &text, &why) : NULL;
         kc_client_destroy (&client);
         s_online_release (&online);
         kc_root_destroy (&root);
@@ -777,24 +763,14 @@ cmd_status (int argc, char *argv [])
         }
     }
     else {
-        reply = kc_agent_request (online.agent, online.timeout_ms, "STATUS", NULL, 0, online.json, &why);
+        json = kc_agent_request_both (online.agent, online.timeout_ms, "STATUS", NULL, 0, &text, &why);
     }
-    if (!reply) {
+    if (!json) {
         return cli_fail ("status", "%s", why.text);
     }
-    cli_print_reply (reply, online.json);
+    cli_print_reply (online.json ? json : text, online.json);
     //  Monitoring's cue: the root in force expires within a week (or has)
-    char *json = online.json ? reply : server ? NULL
-               : kc_agent_request (online.agent, online.timeout_ms, "STATUS", NULL, 0, true, &why);
-    if (!json && server) {
-        kc_root_t *root = cli_load_pinned_root ("status", online.root_path);
-        kc_client_t *client = root ? s_online_client ("status", &online, root) : NULL;
-        json = client ? kc_client_status (client, true, &why) : NULL;
-        kc_client_destroy (&client);
-        s_online_release (&online);
-        kc_root_destroy (&root);
-    }
-    const char *field = json ? strstr (json, "\"root_expires\": ") : NULL;
+    const char *field = strstr (json, "\"root_expires\": ");
     uint64_t expires = field ? strtoull (field + 16, NULL, 10) : 0;
     int rc = expires && expires < kc_now () + CLI_ROOT_WARN_DAYS * 86400ULL ? CLI_ROOT_EXPIRING : CLI_OK;
     if (rc == CLI_ROOT_EXPIRING && !online.json) {
@@ -802,10 +778,8 @@ cmd_status (int argc, char *argv [])
         fprintf (stderr, "keyclone status: the root in force %s %s: renew it ('keyclone root renew')\n",
                  expires <= kc_now () ? "expired at" : "expires at", kc_time_format (expires, when));
     }
-    if (json != reply) {
-        free (json);
-    }
-    free (reply);
+    free (json);
+    free (text);
     return rc;
 }
 

@@ -600,25 +600,7 @@ kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static
 kc_root_t *
 kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_why_t *why)
 {
-    kc_root_t *current = kc_root_dup (pinned);
-    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
-    int rc;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        if (kc_root_follow (&current, sqlite3_column_blob (stmt, 1),
-                            (size_t) sqlite3_column_bytes (stmt, 1), why)) {
-            kc_why_prefix (why, "cache: root change at seq %llu",
-                           (unsigned long long) sqlite3_column_int64 (stmt, 0));
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        if (rc != SQLITE_ROW) {
-            s_fail (self, why, "read the root changes");
-        }
-        kc_root_destroy (&current);
-    }
-    sqlite3_reset (stmt);
-    return current;
+    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "cache", why);
 }
 
 static int

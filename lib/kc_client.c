@@ -325,6 +325,30 @@ kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument, s
 char *
 kc_client_status (kc_client_t *self, bool want_json, kc_why_t *why)
 {
+    char *text = NULL;
+    char *json = kc_client_status_both (self, &text, why);
+    if (want_json) {
+        free (text);
+        return json;
+    }
+    free (json);
+    return text;
+}
+
+static char *
+s_strndup (const char *text, size_t size)
+{
+    char *copy = malloc (size + 1);
+    assert (copy);
+    memcpy (copy, text, size);
+    copy [size] = 0;
+    return copy;
+}
+
+char *
+kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why)
+{
+    *text_p = NULL;
     zmsg_t *request = s_authorize (self, kc_proto_status_request ()), *reply = NULL;
     kc_proto_msg_t decoded;
     if (s_call (self, &request, &reply, &decoded, why)) {
@@ -332,12 +356,8 @@ kc_client_status (kc_client_t *self, bool want_json, kc_why_t *why)
     }
     char *json = NULL;
     if (decoded.type == KC_MSG_STATUS) {
-        const char *text = want_json ? decoded.text : decoded.rendering;
-        size_t size = want_json ? decoded.text_size : decoded.rendering_size;
-        json = malloc (size + 1);
-        assert (json);
-        memcpy (json, text, size);
-        json [size] = 0;
+        json = s_strndup (decoded.text, decoded.text_size);
+        *text_p = s_strndup (decoded.rendering, decoded.rendering_size);
     }
     else {
         kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
@@ -394,6 +414,21 @@ char *
 kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
                   const uint8_t *argument, size_t size, bool want_json, kc_why_t *why)
 {
+    char *text = NULL;
+    char *json = kc_agent_request_both (endpoint, timeout_ms, command, argument, size, &text, why);
+    if (want_json) {
+        free (text);
+        return json;
+    }
+    free (json);
+    return text;
+}
+
+char *
+kc_agent_request_both (const char *endpoint, int timeout_ms, const char *command,
+                       const uint8_t *argument, size_t size, char **text_p, kc_why_t *why)
+{
+    *text_p = NULL;
     if (s_check_ipc (endpoint, why)) {
         return NULL;
     }
@@ -419,13 +454,9 @@ kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
         char *json = reply ? zmsg_popstr (reply) : NULL;
         char *text = reply ? zmsg_popstr (reply) : NULL;
         if (verdict && json && KC_STREQ (verdict, "OK") && text) {
-            result = want_json ? json : text;
-            if (want_json) {
-                json = NULL;
-            }
-            else {
-                text = NULL;
-            }
+            result = json;
+            *text_p = text;
+            json = text = NULL;
         }
         else {
             kc_why (why, "%s", json && verdict && KC_STREQ (verdict, "ERROR") ? json

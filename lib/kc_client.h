@@ -85,11 +85,22 @@ int
 char *
     kc_client_status (kc_client_t *self, bool json, kc_why_t *why);
 
+//  The same, both: returns the JSON and sets *text_p to the text rendering
+//  (caller frees both; both NULL on failure).
+char *
+    kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why);
+
 //  Sends a request to the agent's local service at endpoint: a command and
 //  an optional argument (binary). Returns the reply's JSON, or its text
 //  rendering (caller frees), or NULL with the agent's reason or a timeout.
 char *
     kc_agent_request (const char *endpoint, int timeout_ms, const char *command,
                       const uint8_t *argument, size_t size, bool json, kc_why_t *why);
+
+//  The same, both: returns the JSON and sets *text_p to the text rendering
+//  (caller frees both; both NULL on failure).
+char *
+    kc_agent_request_both (const char *endpoint, int timeout_ms, const char *command,
+                           const uint8_t *argument, size_t size, char **text_p, kc_why_t *why);
 
 #endif

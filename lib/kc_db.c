@@ -45,6 +45,30 @@ kc_db_exec (sqlite3 *db, const char *sql, kc_why_t *why)
     return 0;
 }
 
+kc_root_t *
+kc_db_follow_roots (sqlite3_stmt *stmt, const kc_root_t *pinned, const char *what, kc_why_t *why)
+{
+    kc_root_t *current = kc_root_dup (pinned);
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (kc_root_follow (&current, sqlite3_column_blob (stmt, 1),
+                            (size_t) sqlite3_column_bytes (stmt, 1), why)) {
+            kc_why_prefix (why, "%s: root change at seq %llu", what,
+                           (unsigned long long) sqlite3_column_int64 (stmt, 0));
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        if (rc != SQLITE_ROW) {
+            kc_why (why, "%s: cannot read the root changes: %s", what,
+                    sqlite3_errmsg (sqlite3_db_handle (stmt)));
+        }
+        kc_root_destroy (&current);
+    }
+    sqlite3_reset (stmt);
+    return current;
+}
+
 sqlite3_stmt *
 kc_db_prepare (sqlite3 *db, const char *sql, kc_why_t *why)
 {

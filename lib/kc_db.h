@@ -8,6 +8,7 @@
 #define KC_DB_H_INCLUDED
 
 #include "kc_util.h"
+#include "kc_root.h"
 #include <sqlite3.h>
 
 //  A set of migrations, generated from schema/<kind>/NNNN_name.sql.
@@ -66,5 +67,14 @@ int
 //  Self test of this module.
 void
     kc_db_test (bool verbose);
+
+//  The root in force after the root changes a statement yields as rows of
+//  (seq, root encoding) in log order: pinned followed through them
+//  (kc_root_follow). The statement is stepped to its end and reset. NULL
+//  with a reason ("WHAT: root change at seq N: ...") if one does not follow
+//  or the read fails.
+kc_root_t *
+    kc_db_follow_roots (sqlite3_stmt *stmt, const kc_root_t *pinned, const char *what,
+                        kc_why_t *why);
 
 #endif

@@ -357,6 +357,18 @@ kc_store_log (kc_store_t *self, uint64_t after, size_t max_count, size_t max_byt
     return rc == SQLITE_DONE ? count : s_fail (self, why, "read the log");
 }
 
+//  The log now ends at (next, next_chain); gives them to the caller too.
+static int
+s_advance (kc_store_t *self, uint64_t next, const uint8_t next_chain [static KC_HASH_BYTES],
+           uint64_t *seq, uint8_t chain [static KC_HASH_BYTES])
+{
+    self->seq = next;
+    memcpy (self->chain, next_chain, KC_HASH_BYTES);
+    *seq = next;
+    memcpy (chain, next_chain, KC_HASH_BYTES);
+    return 0;
+}
+
 int
 kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
                  uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
@@ -385,11 +397,7 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
             return -1;
         }
     }
-    self->seq = next;
-    memcpy (self->chain, next_chain, KC_HASH_BYTES);
-    *seq = next;
-    memcpy (chain, next_chain, KC_HASH_BYTES);
-    return 0;
+    return s_advance (self, next, next_chain, seq, chain);
 }
 
 int
@@ -415,11 +423,7 @@ kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
     if (rc != SQLITE_DONE) {
         return s_fail (self, why, "append a root change");
     }
-    self->seq = next;
-    memcpy (self->chain, next_chain, KC_HASH_BYTES);
-    *seq = next;
-    memcpy (chain, next_chain, KC_HASH_BYTES);
-    return 0;
+    return s_advance (self, next, next_chain, seq, chain);
 }
 
 int
@@ -442,25 +446,7 @@ kc_store_roots (kc_store_t *self, kc_store_root_fn *fn, void *arg, kc_why_t *why
 kc_root_t *
 kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why)
 {
-    kc_root_t *current = kc_root_dup (pinned);
-    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
-    int rc;
-    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        if (kc_root_follow (&current, sqlite3_column_blob (stmt, 1),
-                            (size_t) sqlite3_column_bytes (stmt, 1), why)) {
-            kc_why_prefix (why, "store: root change at seq %llu",
-                           (unsigned long long) sqlite3_column_int64 (stmt, 0));
-            break;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        if (rc != SQLITE_ROW) {
-            s_fail (self, why, "read the root changes");
-        }
-        kc_root_destroy (&current);
-    }
-    sqlite3_reset (stmt);
-    return current;
+    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "store", why);
 }
 
 int

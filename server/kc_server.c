@@ -160,6 +160,19 @@ s_publish_head (s_server_t *self)
     }
 }
 
+//  This server's entry in root (found by its CURVE key), or NULL.
+static const kc_root_server_t *
+s_this_server (s_server_t *self, const kc_root_t *root)
+{
+    for (size_t i = 0; i < kc_root_server_count (root); i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+            return server;
+        }
+    }
+    return NULL;
+}
+
 //  "DIR/server/head" -> "DIR/server/head-next": where `keyclone root
 //  rotate-head-key` stages the next head key on the server's host.
 static void
@@ -188,13 +201,8 @@ s_staged_head (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
 static void
 s_rotate_head (s_server_t *self)
 {
-    const uint8_t *wanted = NULL;
-    for (size_t i = 0; i < kc_root_server_count (self->root); i++) {
-        const kc_root_server_t *server = kc_root_server (self->root, i);
-        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
-            wanted = server->head_key;
-        }
-    }
+    const kc_root_server_t *server = s_this_server (self, self->root);
+    const uint8_t *wanted = server ? server->head_key : NULL;
     if (!wanted || memcmp (wanted, kc_signer_public_key (self->head_signer), KC_KEY_BYTES) == 0) {
         return;
     }
@@ -777,33 +785,30 @@ s_read_refused (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded, kc
     return true;
 }
 
+
 //  0 when this server (its CURVE key and head key) is one of root's
 //  servers, so it can go on serving under it; else -1 with a reason.
 static int
 s_serves (s_server_t *self, const kc_root_t *root, kc_why_t *why)
 {
     char fp [KC_FINGERPRINT_CHARS + 1], ours [KC_FINGERPRINT_CHARS + 1];
-    for (size_t i = 0; i < kc_root_server_count (root); i++) {
-        const kc_root_server_t *server = kc_root_server (root, i);
-        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
-            kc_signer_t *staged = memcmp (server->head_key, kc_signer_public_key (self->head_signer),
-                                          KC_KEY_BYTES) ? s_staged_head (self, server->head_key) : NULL;
-            if (staged) {
-                kc_signer_destroy (&staged);        //  a rotation: the key is at hand
-                return 0;
-            }
-            if (memcmp (server->head_key, kc_signer_public_key (self->head_signer), KC_KEY_BYTES)) {
-                return kc_why (why, "root v%llu names head key %s for this server, which signs its "
-                               "heads with %s", (unsigned long long) kc_root_version (root),
-                               kc_fingerprint (server->head_key, fp),
-                               kc_fingerprint (kc_signer_public_key (self->head_signer), ours));
-            }
-            return 0;
-        }
+    const kc_root_server_t *server = s_this_server (self, root);
+    if (!server) {
+        return kc_why (why, "root v%llu does not name this server (CURVE key %s) among its servers",
+                       (unsigned long long) kc_root_version (root),
+                       kc_fingerprint (kc_cert_public_key (self->cert), fp));
     }
-    return kc_why (why, "root v%llu does not name this server (CURVE key %s) among its servers",
-                   (unsigned long long) kc_root_version (root),
-                   kc_fingerprint (kc_cert_public_key (self->cert), fp));
+    if (memcmp (server->head_key, kc_signer_public_key (self->head_signer), KC_KEY_BYTES) == 0) {
+        return 0;
+    }
+    kc_signer_t *staged = s_staged_head (self, server->head_key);
+    if (staged) {
+        kc_signer_destroy (&staged);            //  a rotation: the key is at hand
+        return 0;
+    }
+    return kc_why (why, "root v%llu names head key %s for this server, which signs its heads with %s",
+                   (unsigned long long) kc_root_version (root), kc_fingerprint (server->head_key, fp),
+                   kc_fingerprint (kc_signer_public_key (self->head_signer), ours));
 }
 
 //  A root change: verified against the root in force in the group (which
