@@ -13,11 +13,12 @@ A kill -9 of the server right after it accepted a root change loses nothing.
 import json
 import os
 import re
+import shutil
 import signal
 import time
 
 import kc
-from cluster import Cluster
+from cluster import Cluster, submit_raw
 
 LIFETIME = 12                                       # seconds of the genesis root
 C = Cluster(server_options=["--heartbeat", "200"], operators=2, threshold=1,
@@ -261,10 +262,63 @@ def test_rotating_the_head_key_keeps_agents_fresh():
         kc.check(agent.status()["state"] == "fresh", agent.status())
 
 
+def test_refusals_of_the_commands_and_messages():
+    """Each refused with its reason, nothing changed."""
+    before = C.server_status()
+    _, err = C.cli("root", "add-operator", "op2", "--key", os.path.join(KEYS, "carol"), "--operator", "op1",
+                   expect=1)
+    kc.check("already an operator" in err, err)
+    _, err = C.cli("root", "remove-operator", "nobody", "--operator", "op1", expect=1)
+    kc.check("no operator named 'nobody'" in err, err)
+    _, err = C.cli("root", "frobnicate", expect=2)
+    kc.check("unknown subcommand 'frobnicate'" in err, err)
+    _, err = C.cli("log", "--since", "0", expect=2)
+    kc.check("invalid --since '0'" in err, err)
+    # rotate-head-key away from the server's files
+    elsewhere = os.path.join(C.root_dir, "elsewhere")
+    os.makedirs(os.path.join(elsewhere, "operators"), exist_ok=True)
+    for name in ("root", "operators/op1", "operators/op1_secret"):
+        shutil.copy2(os.path.join(C.dir, name), os.path.join(elsewhere, name))
+    _, err = kc.keyclone("root", "rotate-head-key", "--dir", elsewhere, "--operator", "op1", expect=1)
+    kc.check("run it on the server's host" in err, err)
+    # a head key the server does not hold: staged in a copy of its files
+    os.makedirs(os.path.join(elsewhere, "server"), exist_ok=True)
+    shutil.copy2(os.path.join(C.dir, "server", "curve"), os.path.join(elsewhere, "server", "curve"))
+    _, err = kc.keyclone("root", "rotate-head-key", "--dir", elsewhere, "--operator", "op1", expect=1)
+    kc.check("server refused root" in err and "which signs its heads with" in err, err)
+    # LOG is read like QUERY: refused without a member's key or an operator's
+    # signature, malformed when its limit is 0
+    reply = submit_raw(C, [b"LOG", (0).to_bytes(8, "big"), (10).to_bytes(4, "big")])
+    kc.check(reply and reply[0] == b"ERROR" and reply[1].startswith(b"refused"), reply)
+    reply = submit_raw(C, [b"LOG", (0).to_bytes(8, "big"), (0).to_bytes(4, "big")])
+    kc.check(reply and reply[0] == b"ERROR" and b"limit of 1..1000" in reply[1], reply)
+    # ROOTS is public: every root change, with its seq, in order
+    reply = submit_raw(C, [b"ROOTS"])
+    seqs = [int.from_bytes(f, "big") for f in reply[1::2]]
+    kc.check(reply[0] == b"ROOTS" and len(seqs) == root_show()["version"] - 1 and seqs == sorted(seqs), reply[:3])
+    kc.check(C.server_status()["seq"] == before["seq"], (before, C.server_status()))
+
+
+def test_an_agent_pinned_to_a_later_root_says_it_needs_the_genesis():
+    pinned = save_root("later")
+    agent = C.add_agent(name="pinned-later", register=False, start=False)
+    C.cli("register", agent.name, "--key", agent.key, "--operator", "op1")
+    agent.proc = kc.spawn([os.path.join(kc.BIN, "keyclone-agent"), "--dir", agent.dir, "--root", pinned],
+                          log=agent.log)
+    try:
+        kc.wait_for(lambda: "a sync from the start of the log needs the genesis root" in agent.log_text(), 15,
+                    what="the agent to say why it cannot sync")
+        kc.check(agent.status()["seq"] == 0, agent.status())
+    finally:
+        agent.stop()
+        C.agents.remove(agent)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_renewal_keeps_agents_fresh_past_the_old_expiry,
              test_an_operator_is_added_then_removed, test_a_rogue_server_cannot_use_a_removed_operator,
              test_a_genesis_agent_follows_three_root_changes,
              test_an_altered_root_change_in_a_cache_is_not_trusted, test_bad_root_changes_are_refused,
              test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing,
-             test_rotating_the_head_key_keeps_agents_fresh])
+             test_rotating_the_head_key_keeps_agents_fresh, test_refusals_of_the_commands_and_messages,
+             test_an_agent_pinned_to_a_later_root_says_it_needs_the_genesis])
