@@ -85,7 +85,67 @@ s_free_cold (agent_t *self)
     free (self->cold_roots.roots);
     free (self->cold_roots.seqs);
     memset (&self->cold_roots, 0, sizeof self->cold_roots);
+    free (self->cold_history);
+    self->cold_history = NULL;
     self->cold_count = 0;
+}
+
+//  A cold sync's entry (its bytes in the sync's arena) for the history.
+static void
+s_cold_history_add (agent_t *self, const kc_entry_t *entry)
+{
+    if (!self->cold_history) {
+        self->cold_history = calloc (1, sizeof *self->cold_history);
+        assert (self->cold_history);
+    }
+    agent_history_t *ring = self->cold_history;
+    agent_history_entry_t *slot = &ring->entries [ring->next];
+    slot->seq = entry->seq;
+    slot->accepted = entry->accepted;
+    slot->has_submitter = entry->submitter != NULL;
+    if (entry->submitter) {
+        memcpy (slot->submitter, entry->submitter, KC_KEY_BYTES);
+    }
+    slot->data = entry->data;
+    slot->size = entry->size;
+    ring->next = (ring->next + 1) % KC_CACHE_HISTORY_ENTRIES;
+    if (ring->count < KC_CACHE_HISTORY_ENTRIES) {
+        ring->count++;
+    }
+}
+
+//  After a cold sync built the cache: its newest entries, as many as the
+//  history keeps, become the node's history.
+static int
+s_cold_history_store (agent_t *self, kc_why_t *why)
+{
+    agent_history_t *ring = self->cold_history;
+    if (!ring || ring->count == 0) {
+        return 0;
+    }
+    size_t take = 0, bytes = 0;
+    while (take < ring->count) {
+        size_t index = (ring->next + KC_CACHE_HISTORY_ENTRIES - 1 - take) % KC_CACHE_HISTORY_ENTRIES;
+        if (take && bytes + ring->entries [index].size > KC_CACHE_HISTORY_BYTES) {
+            break;
+        }
+        bytes += ring->entries [index].size;
+        take++;
+    }
+    if (kc_cache_begin (self->cache, why)) {
+        return -1;
+    }
+    for (size_t i = take; i > 0; i--) {
+        const agent_history_entry_t *entry
+            = &ring->entries [(ring->next + KC_CACHE_HISTORY_ENTRIES - i) % KC_CACHE_HISTORY_ENTRIES];
+        if (kc_cache_add_history (self->cache, entry->seq, entry->accepted,
+                                  entry->has_submitter ? entry->submitter : NULL, entry->data,
+                                  entry->size, why)) {
+            kc_cache_rollback (self->cache);
+            return -1;
+        }
+    }
+    return kc_cache_commit (self->cache, why);
 }
 
 static void
@@ -252,6 +312,38 @@ s_note_head_key (agent_t *self, const kc_root_t *before)
     }
 }
 
+//  A root (followed to, or pinned) names the server's CURVE key: the newest
+//  goes first in the keys the agent connects with. The others stay: after a
+//  server key rotation the server serves the old key for an overlap, and an
+//  agent that finds the new one refused tries the one before it
+//  (docs/protocol.md 2.3).
+static void
+s_learn_server_key (const kc_root_t *root, void *arg)
+{
+    agent_t *self = arg;
+    const uint8_t *key = kc_root_server_key (root);
+    if (self->key_count && memcmp (self->server_keys [0], key, KC_KEY_BYTES) == 0) {
+        return;
+    }
+    size_t count = 0;
+    uint8_t keys [AGENT_SERVER_KEYS][KC_KEY_BYTES];
+    memcpy (keys [count++], key, KC_KEY_BYTES);
+    for (size_t i = 0; i < self->key_count && count < AGENT_SERVER_KEYS; i++) {
+        if (memcmp (self->server_keys [i], key, KC_KEY_BYTES)) {
+            memcpy (keys [count++], self->server_keys [i], KC_KEY_BYTES);
+        }
+    }
+    memcpy (self->server_keys, keys, sizeof keys);
+    self->key_count = count;
+    //  The socket's key keeps its place in the list
+    self->key_index = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (memcmp (self->server_keys [i], self->key_in_use, KC_KEY_BYTES) == 0) {
+            self->key_index = i;
+        }
+    }
+}
+
 //  Says that a root change is in force (logged once, and an event).
 static void
 s_root_changed (agent_t *self, uint64_t seq)
@@ -333,6 +425,7 @@ s_apply_root_entry (agent_t *self, const kc_entry_t *entry, s_group_t *group, kc
     }
     self->root = next;
     group->root_seq = entry->seq;
+    s_learn_server_key (next, self);
     return 0;
 }
 
@@ -351,7 +444,9 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
             return kc_why (why, "too many batches in one group");
         }
         if (kc_root_is_root (entry->data, entry->size)) {
-            if (s_apply_root_entry (self, entry, group, why)) {
+            if (s_apply_root_entry (self, entry, group, why)
+            ||  kc_cache_add_history (self->cache, entry->seq, entry->accepted, entry->submitter,
+                                      entry->data, entry->size, why)) {
                 return -1;
             }
             continue;
@@ -377,7 +472,9 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
         group->seqs [group->count] = entry->seq;
         group->count++;
         if (kc_cache_check (self->cache, batch, why)
-        ||  kc_cache_apply (self->cache, entry->seq, entry->chain, batch, why)) {
+        ||  kc_cache_apply (self->cache, entry->seq, entry->chain, batch, why)
+        ||  kc_cache_add_history (self->cache, entry->seq, entry->accepted, entry->submitter,
+                                  entry->data, entry->size, why)) {
             return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
         }
     }
@@ -797,6 +894,10 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
             }
             roots->seqs [roots->count] = entry.seq;
             roots->roots [roots->count++] = next;
+            entry.data = kc_arena_copy (self->cold_bytes, entry.data, entry.size);
+            if (entry.data) {
+                s_cold_history_add (self, &entry);
+            }
             self->sync_seq = entry.seq;
             memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
             continue;
@@ -826,6 +927,7 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
             return kc_why_prefix (why, "batch %llu", (unsigned long long) entry.seq);
         }
         self->cold_count++;
+        s_cold_history_add (self, &entry);
         self->sync_seq = entry.seq;
         memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
     }
@@ -880,9 +982,16 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                                             self->sync_seq, self->sync_chain, &self->cold_roots,
                                             timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
+        kc_why_t history_why;
+        if (self->cache && s_cold_history_store (self, &history_why)) {
+            s_warn (self, "kc_agent: %s (the node's history starts later)", history_why.text);
+        }
         if (self->cache && roots->count
         &&  kc_root_version (roots->roots [roots->count - 1]) != kc_root_version (self->root)) {
             kc_root_t *before = self->root;
+            for (size_t i = 0; i < roots->count; i++) {
+                s_learn_server_key (roots->roots [i], self);
+            }
             self->root = kc_root_dup (roots->roots [roots->count - 1]);
             s_note_head_key (self, roots->count > 1 ? roots->roots [roots->count - 2] : before);
             kc_root_destroy (&before);
@@ -1095,6 +1204,7 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 //  once writes have stopped. An idle agent wakes for this and for what
 //  arrives, nothing else.
 static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
+static int s_next_server_key (agent_t *self);
 
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
@@ -1119,8 +1229,12 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     //  here, not watched by zloop (each watched socket costs every wake-up
     //  two system calls in libzmq)
     zsock_t *monitor = zactor_sock (self->monitor);
+    self->key_failed = false;
     for (int n = 0; n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
         s_on_monitor (loop, monitor, self);
+    }
+    if (self->key_failed && self->key_count > 1) {
+        return s_next_server_key (self);
     }
     return 0;
 }
@@ -1224,6 +1338,10 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
                 "(not registered, revoked or expired?)", where);
     }
     else
+    if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0 && self->key_count > 1) {
+        self->key_failed = true;            //  another key is tried (s_on_second)
+    }
+    else
     if (event && KC_STREQ (event, "HANDSHAKE_FAILED_PROTOCOL")) {
         s_warn (self, "kc_agent: cannot authenticate with %s: CURVE handshake failed (protocol "
                 "error: is the root's server key this server's?)", where);
@@ -1251,10 +1369,11 @@ s_client_socket (agent_t *self, int type, const char *endpoint)
     zsock_t *socket = zsock_new (type);
     assert (socket);
     zsock_set_linger (socket, 0);
-    //  The server key pinned from the root, read back (kc_sockopt.h)
+    //  The server key from the roots followed, read back (kc_sockopt.h)
     kc_why_t why;
+    memcpy (self->key_in_use, self->server_keys [self->key_index], KC_KEY_BYTES);
     if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert),
-                                 kc_cert_secret_key (self->cert), kc_root_server_key (self->root), &why)
+                                 kc_cert_secret_key (self->cert), self->key_in_use, &why)
     ||  kc_sockopt_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX, &why)) {
         zsys_error ("kc_agent: %s", why.text);
         zsock_destroy (&socket);
@@ -1295,6 +1414,26 @@ s_share_cache (agent_t *self)
     }
 }
 
+//  ROOT.followed (beside the pinned root: `keyclone` writes it there when
+//  it follows the root changes, or an operator copies the root in force
+//  there) names a newer server key to try first. Not trusted for anything
+//  else: the agent follows root changes from the pinned root, in the log.
+//  This is how a node that was offline through a whole server key rotation
+//  overlap finds the server again (docs/protocol.md 2.3).
+static void
+s_learn_followed_key (agent_t *self)
+{
+    char path [4200];
+    kc_why_t why;
+    snprintf (path, sizeof path, "%s.followed", self->config.root_path);
+    kc_root_t *followed = kc_file_exists (path) ? kc_root_load (path, &why) : NULL;
+    if (followed && memcmp (kc_root_directory (followed), kc_root_directory (self->root), KC_HASH_BYTES) == 0
+    &&  kc_root_version (followed) > kc_root_version (self->root)) {
+        s_learn_server_key (followed, self);
+    }
+    kc_root_destroy (&followed);
+}
+
 static int
 s_open_cache (agent_t *self)
 {
@@ -1312,7 +1451,8 @@ s_open_cache (agent_t *self)
         return -1;
     }
     s_share_cache (self);
-    kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, &why);
+    kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, s_learn_server_key, self,
+                                                &why);
     if (!current) {
         //  The cache's root changes do not follow from the pinned root (a
         //  damaged or altered file, or another pin): it is not trusted and
@@ -1328,9 +1468,12 @@ s_open_cache (agent_t *self)
         }
         s_share_cache (self);
         current = kc_root_dup (self->pinned);
+        self->key_count = 0;
+        s_learn_server_key (current, self);
     }
     kc_root_destroy (&self->root);
     self->root = current;
+    s_learn_followed_key (self);
     if (kc_root_version (current) > kc_root_version (self->pinned)) {
         zsys_info ("kc_agent: root v%llu in force (pinned v%llu, followed through the log)",
                    (unsigned long long) kc_root_version (current),
@@ -1341,6 +1484,54 @@ s_open_cache (agent_t *self)
         self->head = head;
         self->has_head = true;
     }
+    return 0;
+}
+
+//  The update and snapshot sockets, with the server key in use, and the
+//  monitor of the snapshot socket's handshakes.
+static int
+s_connect_server (agent_t *self)
+{
+    self->updates = s_client_socket (self, ZMQ_SUB, self->connect [1]);
+    self->snapshot = s_client_socket (self, ZMQ_DEALER, self->connect [0]);
+    if (!self->updates || !self->snapshot) {
+        return -1;
+    }
+    self->monitor = zactor_new (zmonitor, self->snapshot);
+    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
+                "HANDSHAKE_FAILED_AUTH", NULL);
+    zstr_sendx (self->monitor, "START", NULL);
+    zsock_wait (self->monitor);
+    if (self->loop) {
+        zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
+        zloop_reader (self->loop, self->updates, s_on_updates, self);
+    }
+    return 0;
+}
+
+//  The server did not take our HELLO with the key in use, and the roots
+//  followed name others: connect with the next one (a server key rotation:
+//  before its overlap ends the server still has the old key, after it the
+//  new one), and sync from the cache's sequence, so nothing published
+//  while the connection was down is missed.
+static int
+s_next_server_key (agent_t *self)
+{
+    char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1];
+    kc_fingerprint (self->key_in_use, from);
+    self->key_index = (self->key_index + 1) % self->key_count;
+    zsys_info ("kc_agent: the server did not complete a handshake with server key %s; trying %s, "
+               "another key the roots followed name for it (a server key rotation)", from,
+               kc_fingerprint (self->server_keys [self->key_index], to));
+    zloop_reader_end (self->loop, self->snapshot);
+    zloop_reader_end (self->loop, self->updates);
+    zactor_destroy (&self->monitor);
+    zsock_destroy (&self->snapshot);
+    zsock_destroy (&self->updates);
+    if (s_connect_server (self)) {
+        return -1;
+    }
+    s_start_sync (self, "connected with another server key");
     return 0;
 }
 
@@ -1371,16 +1562,9 @@ s_start (agent_t *self)
                                            : kc_root_endpoint (self->root, (kc_endpoint_t) i));
         self->connect [i] = self->connect_text [i];
     }
-    self->updates = s_client_socket (self, ZMQ_SUB, self->connect [1]);
-    self->snapshot = s_client_socket (self, ZMQ_DEALER, self->connect [0]);
-    if (!self->updates || !self->snapshot) {
+    if (s_connect_server (self)) {
         return -1;
     }
-    self->monitor = zactor_new (zmonitor, self->snapshot);
-    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
-                "HANDSHAKE_FAILED_AUTH", NULL);
-    zstr_sendx (self->monitor, "START", NULL);
-    zsock_wait (self->monitor);
     self->checker = zactor_new (s_checker_actor, (void *) self->config.cache_path);
     self->buffered = zlistx_new ();
     return 0;

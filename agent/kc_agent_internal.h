@@ -8,6 +8,23 @@
 
 #include "kc_agent.h"
 
+#define AGENT_SERVER_KEYS   8               //  server keys remembered (key rotations)
+
+//  The newest entries of a cold sync (a ring), whose bytes live in the
+//  sync's arena until END: the node's audit history after a rebuild.
+typedef struct {
+    uint64_t seq, accepted;
+    uint8_t submitter [KC_KEY_BYTES];
+    bool has_submitter;
+    const uint8_t *data;
+    size_t size;
+} agent_history_entry_t;
+
+typedef struct {
+    agent_history_entry_t entries [KC_CACHE_HISTORY_ENTRIES];
+    size_t next, count;
+} agent_history_t;
+
 typedef enum {
     AGENT_SYNCING,                          //  no verified head for the cache yet
     AGENT_FRESH,                            //  heads keep matching the cache
@@ -24,6 +41,10 @@ typedef struct {
     kc_cache_t *cache;
     zsock_t *snapshot, *updates, *local, *events;
     zactor_t *monitor;                      //  handshake failures on snapshot
+    uint8_t server_keys [AGENT_SERVER_KEYS][KC_KEY_BYTES];  //  the server's CURVE keys in
+    size_t key_count, key_index;            //  the roots followed, newest first; in use
+    uint8_t key_in_use [KC_KEY_BYTES];
+    bool key_failed;                        //  a handshake failed since the last second
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
@@ -40,6 +61,7 @@ typedef struct {
     kc_arena_t *cold_bytes;                 //  pointing into its batches, kept here;
     kc_root_t *sync_start;                  //  the pinned root it started from,
     kc_cache_roots_t cold_roots;            //  and the root changes it met
+    agent_history_t *cold_history;          //  and its last entries, for the history
     size_t cold_count;                      //  batches in the index
     int64_t sync_started, sync_deadline;    //  zclock_mono
     zlistx_t *buffered;                     //  UPDATE messages held during a sync,

@@ -1,6 +1,7 @@
 /*  =========================================================================
     kc_agent_service - the agent's local endpoints (docs/agent.md):
-    a ROUTER answering LOOKUP, NAME and STATUS with one JSON frame, and a PUB
+    a ROUTER answering LOOKUP, NAME and STATUS with one JSON frame (and
+    ROOTS and LOG as the server does, for the node's history), and a PUB
     event stream (registered, updated, revoked, stale, fresh, reloaded).
     =========================================================================
 */
@@ -8,6 +9,8 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+
+#define AGENT_LOG_BYTES     (4 * 1024 * 1024)   //  history entries in one LOG reply
 
 //  Binds an endpoint; an ipc socket gets the configured mode and group
 //  (created under a umask that keeps it private until then).
@@ -358,6 +361,52 @@ s_zap (agent_t *self, zmsg_t *request)
     return kc_zap_reply (parsed.request_id, parsed.request_id_size, &reply);
 }
 
+static int
+s_add_root (uint64_t seq, const uint8_t *data, size_t size, void *arg)
+{
+    kc_proto_add_root ((zmsg_t *) arg, seq, data, size);
+    return zmsg_size ((zmsg_t *) arg) > 2 * KC_PROTO_ROOTS_MAX;
+}
+
+static int
+s_add_log (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
+           size_t size, void *arg)
+{
+    kc_proto_add_log ((zmsg_t *) arg, seq, accepted, submitter, data, size);
+    return 0;
+}
+
+//  ROOTS and LOG, answered as the server answers them on its submission
+//  channel (docs/protocol.md 6.1): the root changes this node accepted, and
+//  its audit history (docs/agent.md 5), so `keyclone log --agent` reads a
+//  node's history with the server's code.
+static zmsg_t *
+s_history (agent_t *self, zmsg_t *request)
+{
+    kc_proto_msg_t decoded;
+    kc_why_t why;
+    if (kc_proto_decode (request, KC_CHANNEL_SUBMIT_SERVER, &decoded, &why)) {
+        return kc_proto_error ("malformed request: %s", why.text);
+    }
+    zmsg_t *reply;
+    int rc;
+    if (decoded.type == KC_MSG_ROOTS) {
+        reply = kc_proto_roots_reply ();
+        rc = kc_cache_roots (self->cache, s_add_root, reply, &why);
+    }
+    else {
+        reply = kc_proto_log_reply ();
+        rc = kc_cache_history (self->cache, decoded.seq, decoded.credit, AGENT_LOG_BYTES, s_add_log,
+                               reply, &why);
+    }
+    kc_proto_msg_reset (&decoded);
+    if (rc < 0) {
+        zmsg_destroy (&reply);
+        reply = kc_proto_error ("%s", why.text);
+    }
+    return reply;
+}
+
 int
 agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
 {
@@ -382,6 +431,11 @@ agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
             zframe_t *command = zmsg_pop (request);
             zframe_destroy (&command);
             reply = s_zap (self, request);
+        }
+        else
+        if (zmsg_first (request) && (zframe_streq (zmsg_first (request), "ROOTS")
+                                 ||  zframe_streq (zmsg_first (request), "LOG"))) {
+            reply = s_history (self, request);
         }
         else {
             json = s_answer (self, request, &text, &why);

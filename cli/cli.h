@@ -68,11 +68,25 @@ kc_root_t *
 kc_root_t *
     cli_load_pinned_root (const char *command, const char *path);
 
+//  A client of the server whose pinned root is pinned (loaded from
+//  root_path): it connects with the server key of the newest root followed
+//  from it before (root_path.followed, a hint), falling back to the pinned
+//  root's key (a server key rotation, docs/protocol.md 2.3).
+kc_client_t *
+    cli_client_new (const char *root_path, const kc_root_t *pinned, const char *server,
+                    int timeout_ms);
+
 //  Replaces *root_p (a pinned root) with the root in force at the server,
-//  followed from it through the log's root changes (each checked). Returns
-//  it, or NULL after printing why (*root_p unchanged).
+//  followed from it through the log's root changes (each checked), and
+//  remembers it in root_path.followed for cli_client_new. Returns it, or
+//  NULL after printing why (*root_p unchanged).
 kc_root_t *
     cli_follow_root (const char *command, kc_client_t *client, kc_root_t **root_p);
+
+//  Remembers root (in force at the server: followed, or just accepted) in
+//  the hint cli_client_new reads, if it is newer than what is there.
+void
+    cli_remember_root (const char *command, const kc_root_t *pinned, const kc_root_t *root);
 
 //  The root a root change follows (its version - 1): the pinned root
 //  (root_path, default DIR/root) when it is that one, else the root in

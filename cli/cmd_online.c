@@ -107,7 +107,7 @@ s_online_client (const char *command, s_online_t *o, const kc_root_t *root)
         cli_fail (command, "--client-key: %s", why.text);
         return NULL;
     }
-    kc_client_t *client = kc_client_new (root, o->server, o->timeout_ms);
+    kc_client_t *client = cli_client_new (o->root_path, root, o->server, o->timeout_ms);
     if (o->key) {
         kc_client_set_key (client, o->key);
     }
@@ -293,7 +293,7 @@ cmd_register (int argc, char *argv [])
         return CLI_FAIL;
     }
     //  Signed for, and checked against, the root in force
-    self.client = kc_client_new (self.root, online.server, online.timeout_ms);
+    self.client = cli_client_new (online.root_path, self.root, online.server, online.timeout_ms);
     if (!cli_follow_root ("register", self.client, &self.root)) {
         kc_client_destroy (&self.client);
         kc_root_destroy (&self.root);
@@ -526,7 +526,7 @@ cmd_submit (int argc, char *argv [])
     if (!root) {
         return CLI_FAIL;
     }
-    kc_client_t *client = kc_client_new (root, online.server, online.timeout_ms);
+    kc_client_t *client = cli_client_new (online.root_path, root, online.server, online.timeout_ms);
     int rc = CLI_OK;
     for (int i = optind; i < argc; i++) {
         kc_why_t why;
@@ -565,6 +565,9 @@ cmd_submit (int argc, char *argv [])
             }
             printf ("%s: %s at seq %llu (%s)\n", argv [i], duplicate ? "already accepted" : "accepted",
                     (unsigned long long) seq, what);
+        }
+        if (change) {
+            cli_remember_root ("submit", root, change);
         }
         kc_root_destroy (&change);
         kc_batch_destroy (&batch);
@@ -817,17 +820,22 @@ static void
 s_log_head (s_log_t *log, const kc_entry_t *entry, const char *kind)
 {
     char when [32], fp [KC_FINGERPRINT_CHARS + 1];
-    uint64_t seconds = entry->accepted / 1000;
+    if (entry->accepted) {
+        kc_time_format (entry->accepted / 1000, when);
+    }
+    else {
+        snprintf (when, sizeof when, "unknown");   //  from a server that did not say
+    }
     if (log->json) {
         printf ("%s{\"seq\": %llu, \"accepted\": ", log->shown ? ",\n " : "", (unsigned long long) entry->seq);
-        kc_json_cstr (stdout, kc_time_format (seconds, when));
+        kc_json_cstr (stdout, when);
         printf (", \"kind\": ");
         kc_json_cstr (stdout, kind);
         printf (", \"submitted_by\": ");
         kc_json_cstr (stdout, entry->submitter ? kc_fingerprint (entry->submitter, fp) : "unknown");
     }
     else {
-        printf ("%llu  %s  %s", (unsigned long long) entry->seq, kc_time_format (seconds, when), kind);
+        printf ("%llu  %s  %s", (unsigned long long) entry->seq, when, kind);
     }
 }
 
@@ -941,6 +949,14 @@ s_log_entry (const kc_entry_t *entry, void *arg)
     return 0;
 }
 
+//  The first entry a node's history holds (from seq since on).
+static int
+s_log_first (const kc_entry_t *entry, void *arg)
+{
+    *(uint64_t *) arg = entry->seq;
+    return 1;
+}
+
 //  The root in force just before seq since: the pinned root followed
 //  through the root changes before it.
 static void
@@ -965,6 +981,7 @@ cmd_log (int argc, char *argv [])
     s_log_t log = { 0 };
     uint64_t since = 1;
     int c, handled;
+    bool from_agent = false;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
@@ -979,6 +996,7 @@ cmd_log (int argc, char *argv [])
             log.name = optarg;
             continue;
         }
+        from_agent |= c == 'A';
         if ((handled = s_online_option ("log", c, &online)) != 1) {
             return CLI_USAGE;
         }
@@ -992,9 +1010,23 @@ cmd_log (int argc, char *argv [])
     if (!pinned) {
         return CLI_FAIL;
     }
-    kc_client_t *client = s_online_client ("log", &online, pinned);
+    //  A node's history (--agent) is what its agent verified and kept: it
+    //  may start later than the server's log
+    kc_client_t *client = from_agent ? kc_client_new_agent (online.agent, online.timeout_ms)
+                                     : s_online_client ("log", &online, pinned);
     int rc = CLI_FAIL;
     kc_why_t why;
+    uint64_t first = 0;
+    if (client && from_agent && kc_client_log (client, since - 1, s_log_first, &first, &why) < 0) {
+        cli_fail ("log", "%s", why.text);
+        kc_client_destroy (&client);
+    }
+    if (client && first > since) {
+        fprintf (stderr, "keyclone log: this node's history starts at seq %llu (it keeps the last "
+                 "%d entries or %d MiB; the server's log has all)\n", (unsigned long long) first,
+                 KC_CACHE_HISTORY_ENTRIES, KC_CACHE_HISTORY_BYTES / (1024 * 1024));
+        since = first;
+    }
     if (client) {
         log.root = kc_root_dup (pinned);
         log.since = since;

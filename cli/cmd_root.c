@@ -10,6 +10,9 @@
         root set-threshold   ... with other thresholds
         root rotate-head-key ... naming a new head key for this server (run
                              on the server's host: the key is staged there)
+        root rotate-server-key ... naming a new CURVE key for this server
+                             (the same way; the server serves the old key
+                             for an overlap, then switches)
 
     Each change builds the successor of the root in force, shows what it
     changes, signs it with the operator keys given, and submits it when the
@@ -19,6 +22,7 @@
 */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +36,7 @@ typedef struct {
     const char *out;
     const char *expires;
     const char *key_path;
+    const char *overlap;
     char *operators [CLI_OPERATORS_MAX];
     int operator_count;
     int timeout_ms;
@@ -40,6 +45,36 @@ typedef struct {
 } s_options_t;
 
 //  --- Shared with other commands -----------------------------------------
+
+//  ROOT_PATH.followed: the newest root the CLI followed from the pinned
+//  root ROOT_PATH. Only a hint of which server key to connect with (a
+//  server key rotation, docs/protocol.md 2.3): every command still follows
+//  the root changes from the pinned root, so the file is never trusted.
+static char s_followed_path [CLI_PATH_MAX + 16];
+
+static kc_root_t *
+s_load_followed (const kc_root_t *pinned)
+{
+    kc_why_t why;
+    kc_root_t *followed = *s_followed_path && kc_file_exists (s_followed_path)
+                        ? kc_root_load (s_followed_path, &why) : NULL;
+    if (followed && (memcmp (kc_root_directory (followed), kc_root_directory (pinned), KC_HASH_BYTES)
+                 ||  kc_root_version (followed) <= kc_root_version (pinned))) {
+        kc_root_destroy (&followed);
+    }
+    return followed;
+}
+
+kc_client_t *
+cli_client_new (const char *root_path, const kc_root_t *pinned, const char *server, int timeout_ms)
+{
+    snprintf (s_followed_path, sizeof s_followed_path, "%s.followed", root_path);
+    kc_root_t *followed = s_load_followed (pinned);
+    kc_client_t *client = kc_client_new (followed ? followed : pinned, server, timeout_ms);
+    kc_client_add_server_key (client, kc_root_server_key (pinned));
+    kc_root_destroy (&followed);
+    return client;
+}
 
 kc_root_t *
 cli_follow_root (const char *command, kc_client_t *client, kc_root_t **pinned_p)
@@ -50,9 +85,26 @@ cli_follow_root (const char *command, kc_client_t *client, kc_root_t **pinned_p)
         cli_fail (command, "cannot learn the root in force from the server: %s", why.text);
         return NULL;
     }
+    cli_remember_root (command, *pinned_p, current);
     kc_root_destroy (pinned_p);
     *pinned_p = current;
     return current;
+}
+
+void
+cli_remember_root (const char *command, const kc_root_t *pinned, const kc_root_t *root)
+{
+    kc_why_t why;
+    kc_root_t *followed = s_load_followed (pinned);
+    if (kc_root_version (root) > kc_root_version (pinned) && *s_followed_path
+    &&  (!followed || kc_root_version (followed) < kc_root_version (root))
+    &&  kc_root_save (root, s_followed_path, &why)) {
+        //  A read-only directory: the next command tries the pinned key first
+        if (errno != EACCES && errno != EROFS) {
+            fprintf (stderr, "keyclone %s: warning: %s\n", command, why.text);
+        }
+    }
+    kc_root_destroy (&followed);
 }
 
 kc_root_t *
@@ -66,7 +118,7 @@ cli_root_before (const char *dir, const char *root_path, const kc_root_t *change
     }
     //  Learnt from the server, followed from the pinned root (briefly: an
     //  operator offline gets the reason instead)
-    kc_client_t *client = kc_client_new (pinned, NULL, 3000);
+    kc_client_t *client = cli_client_new (root_path ? root_path : buffer, pinned, NULL, 3000);
     kc_root_t *current = kc_client_root (client, pinned, NULL, NULL, &why);
     kc_client_destroy (&client);
     kc_root_destroy (&pinned);
@@ -222,7 +274,7 @@ s_parse (const char *command, int *argc_p, char ***argv_p, s_options_t *o, bool 
         { "timeout", required_argument, NULL, 'T' }, { "json", no_argument, NULL, 'j' },
         { "out", required_argument, NULL, 'o' }, { "expires", required_argument, NULL, 'e' },
         { "key", required_argument, NULL, 'k' }, { "agent", required_argument, NULL, 'A' },
-        { "client-key", required_argument, NULL, 'K' },
+        { "client-key", required_argument, NULL, 'K' }, { "overlap", required_argument, NULL, 'O' },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -239,6 +291,7 @@ s_parse (const char *command, int *argc_p, char ***argv_p, s_options_t *o, bool 
             case 'o': o->out = optarg; break;
             case 'e': o->expires = optarg; break;
             case 'k': o->key_path = optarg; break;
+            case 'O': o->overlap = optarg; break;
             case 'A': case 'K': break;          //  common options with no use here
             case 'T':
                 o->timeout_ms = atoi (optarg);
@@ -258,8 +311,12 @@ s_parse (const char *command, int *argc_p, char ***argv_p, s_options_t *o, bool 
                 return -1;
         }
     }
-    if (!change && (o->expires || o->key_path || o->operator_count)) {
-        cli_usage (command, "--expires, --key and --operator are for root changes");
+    if (!change && (o->expires || o->key_path || o->operator_count || o->overlap)) {
+        cli_usage (command, "--expires, --key, --overlap and --operator are for root changes");
+        return -1;
+    }
+    if (o->overlap && !KC_STREQ (command, "root rotate-server-key")) {
+        cli_usage (command, "--overlap is for 'root rotate-server-key'");
         return -1;
     }
     o->dir = cli_dir (o->dir);
@@ -281,7 +338,7 @@ s_current (const char *command, const s_options_t *o, kc_client_t **client_p)
     if (!root) {
         return NULL;
     }
-    *client_p = kc_client_new (root, o->server, o->timeout_ms);
+    *client_p = cli_client_new (o->root_path, root, o->server, o->timeout_ms);
     if (!cli_follow_root (command, *client_p, &root)) {
         kc_client_destroy (client_p);
         kc_root_destroy (&root);
@@ -364,19 +421,17 @@ s_thresholds (const char *text, kc_root_spec_t *spec)
     return parsed ? 0 : -1;
 }
 
-//  rotate-head-key, on the server's host: stages a new head key pair at
-//  DIR/server/head-next (kept if one is staged already: a retry) and names
-//  it for this server (found by DIR/server/curve) in the successor. The
-//  server signs with it once the root change is in force (and with the old
-//  one too for an overlap, docs/protocol.md 2.3).
-static int
-s_rotate_head_key (const char *command, const s_options_t *o, s_change_t *change)
+//  This server's entry (found by DIR/server/curve) in the successor being
+//  built, or NULL (reported).
+static kc_root_server_t *
+s_this_server (const char *command, const s_options_t *o, s_change_t *change)
 {
-    char curve [CLI_PATH_MAX], staged [CLI_PATH_MAX];
+    char curve [CLI_PATH_MAX];
     kc_why_t why;
     kc_cert_t *cert = kc_cert_load_public (cli_path (curve, o->dir, "server/curve"), &why);
     if (!cert) {
-        return cli_fail (command, "run it on the server's host, with --dir its directory: %s", why.text);
+        cli_fail (command, "run it on the server's host, with --dir its directory: %s", why.text);
+        return NULL;
     }
     kc_root_server_t *server = NULL;
     for (size_t i = 0; i < change->spec.server_count; i++) {
@@ -386,7 +441,68 @@ s_rotate_head_key (const char *command, const s_options_t *o, s_change_t *change
     }
     kc_cert_destroy (&cert);
     if (!server) {
-        return cli_fail (command, "'%s' is not the key of a server of the root in force", curve);
+        cli_fail (command, "'%s' is not the key of a server of the root in force (is a key "
+                  "rotation already in force?)", curve);
+    }
+    return server;
+}
+
+//  rotate-server-key, on the server's host: stages a new CURVE key pair at
+//  DIR/server/curve-next (kept if one is staged already: a retry), writes
+//  the overlap beside it, and names the key for this server in the
+//  successor. Once the change is in force the server serves the old key for
+//  the overlap, then switches (docs/protocol.md 2.3).
+static int
+s_rotate_server_key (const char *command, const s_options_t *o, s_change_t *change)
+{
+    uint64_t overlap = 86400;
+    kc_why_t why;
+    if (o->overlap && kc_duration_parse (o->overlap, &overlap, &why)) {
+        return cli_usage (command, "--overlap: %s", why.text);
+    }
+    if (overlap > 366 * 86400) {
+        return cli_usage (command, "--overlap: at most 366 days");
+    }
+    kc_root_server_t *server = s_this_server (command, o, change);
+    if (!server) {
+        return CLI_FAIL;
+    }
+    char staged [CLI_PATH_MAX], path [CLI_PATH_MAX + 16];
+    cli_path (staged, o->dir, "server/curve-next");
+    snprintf (path, sizeof path, "%s_secret", staged);
+    kc_cert_t *next = kc_file_exists (path) ? kc_cert_load_secret (staged, &why) : NULL;
+    if (!next) {
+        next = kc_cert_new ("keyclone-server");
+        if (kc_cert_save (next, staged, &why)) {
+            kc_cert_destroy (&next);
+            return cli_fail (command, "%s", why.text);
+        }
+    }
+    char line [32];
+    int length = snprintf (line, sizeof line, "%llu\n", (unsigned long long) overlap * 1000);
+    snprintf (path, sizeof path, "%s.overlap", staged);
+    if (kc_file_write_atomic (path, line, (size_t) length, 0644, &why)) {
+        kc_cert_destroy (&next);
+        return cli_fail (command, "%s", why.text);
+    }
+    memcpy (server->server_key, kc_cert_public_key (next), KC_KEY_BYTES);
+    kc_cert_destroy (&next);
+    return 0;
+}
+
+//  rotate-head-key, on the server's host: stages a new head key pair at
+//  DIR/server/head-next (kept if one is staged already: a retry) and names
+//  it for this server (found by DIR/server/curve) in the successor. The
+//  server signs with it once the root change is in force (and with the old
+//  one too for an overlap, docs/protocol.md 2.3).
+static int
+s_rotate_head_key (const char *command, const s_options_t *o, s_change_t *change)
+{
+    char staged [CLI_PATH_MAX];
+    kc_why_t why;
+    kc_root_server_t *server = s_this_server (command, o, change);
+    if (!server) {
+        return CLI_FAIL;
     }
     cli_path (staged, o->dir, "server/head-next");
     kc_signer_t *next = kc_file_exists (staged) ? kc_signer_load (staged, &why) : NULL;
@@ -435,6 +551,12 @@ s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int 
             return cli_usage (command, "unexpected argument '%s'", argv [first]);
         }
         return s_rotate_head_key (command, o, change);
+    }
+    if (KC_STREQ (command, "root rotate-server-key")) {
+        if (first != argc) {
+            return cli_usage (command, "unexpected argument '%s'", argv [first]);
+        }
+        return s_rotate_server_key (command, o, change);
     }
     if (first != argc - 1) {
         return cli_usage (command, "expected one argument");
@@ -557,6 +679,7 @@ s_change (const char *command, int argc, char *argv [])
                       (unsigned long long) kc_root_version (next), why.text);
             goto done;
         }
+        cli_remember_root (command, current, next);
         if (o.json) {
             printf ("{\"version\": %llu, \"seq\": %llu, \"submitted\": true, \"duplicate\": %s}\n",
                     (unsigned long long) kc_root_version (next), (unsigned long long) seq,
@@ -632,7 +755,8 @@ cmd_root (int argc, char *argv [])
         return s_show (argc, argv);         //  options only: show
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
-    ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")) {
+    ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")
+    ||  KC_STREQ (sub, "rotate-server-key")) {
         return s_change (command, argc - 1, argv + 1);
     }
     return cli_usage ("root", "unknown subcommand '%s'", sub);

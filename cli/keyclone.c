@@ -187,7 +187,7 @@ const cli_command_t cli_commands [] = {
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
     { "log", cmd_log, "the audit trail: every log entry, who signed it, who submitted it",
-      "Usage: keyclone log [--since SEQ] [--name NAME] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone log [--since SEQ] [--name NAME] [--json] [--agent EP] [COMMON OPTIONS]\n"
       "\n"
       "Reads the server's log (read like 'keyclone list') and prints every entry from\n"
       "sequence SEQ on (default 1): when the server accepted it (a date), its kind\n"
@@ -196,9 +196,13 @@ const cli_command_t cli_commands [] = {
       "the key that submitted it, and its records (name, key, tags, reason). Each entry\n"
       "is verified against the root in force at its sequence, followed from the pinned\n"
       "root (--root). --name NAME shows only entries with a record for that node.\n"
-      "Exit status: 0; 1 if an entry does not verify or the server cannot be read.\n"
+      "With --agent EP it reads a node's history from its agent instead: the same\n"
+      "entries, as the agent verified and kept them (the newest 10,000, up to 8 MiB),\n"
+      "so a node without access to the server sees who did what.\n"
+      "Exit status: 0; 1 if an entry does not verify or the server or agent cannot be\n"
+      "read.\n"
       ONLINE_HELP },
-    { "root", cmd_root, "show the root in force; renew it, change its operators or thresholds",
+    { "root", cmd_root, "show the root in force; renew it, change its operators, thresholds or keys",
       "Usage: keyclone root show [--out FILE] [--json] [COMMON OPTIONS]\n"
       "       keyclone root renew [--expires DURATION] [--out FILE] [COMMON OPTIONS]\n"
       "       keyclone root add-operator NAME --key FILE [--out FILE] [COMMON OPTIONS]\n"
@@ -206,6 +210,8 @@ const cli_command_t cli_commands [] = {
       "       keyclone root set-threshold register=K,revoke=K,root=K [--out FILE]\n"
       "                                   [COMMON OPTIONS]\n"
       "       keyclone root rotate-head-key [--out FILE] [COMMON OPTIONS]\n"
+      "       keyclone root rotate-server-key [--overlap DURATION] [--out FILE]\n"
+      "                                       [COMMON OPTIONS]\n"
       "\n"
       "show (the default): the root in force at the server, followed from the pinned\n"
       "root (--root, default DIR/root) through every root change in the log, each\n"
@@ -226,6 +232,12 @@ const cli_command_t cli_commands [] = {
       "head-signing key in DIR/server/head-next and names it in the successor; once the\n"
       "change is in force the server signs heads with it, and for ten minutes with the\n"
       "old key as well, so agents that have not applied the change yet stay fresh.\n"
+      "rotate-server-key, also on the server's host, stages a new CURVE key in\n"
+      "DIR/server/curve-next and names it in the successor; once the change is in\n"
+      "force the server goes on serving the old key for the --overlap (default 1d, at\n"
+      "least 2 s), then switches to the new one. Agents, and this command, connect with\n"
+      "the newest key they know and fall back to the one before it, so a node that\n"
+      "was offline for less than the overlap catches up by itself.\n"
       ONLINE_HELP },
     { NULL, NULL, NULL, NULL }
 };

@@ -21,7 +21,8 @@
 
 typedef enum {
     S_GET_KEYS, S_PUT_KEYS, S_GET_NAMES, S_PUT_NAMES, S_CHANGE, S_STATE, S_HEAD,
-    S_CHANGES, S_PRUNE, S_PUT_ROOT, S_ROOTS, S_STATEMENTS
+    S_CHANGES, S_PRUNE, S_PUT_ROOT, S_ROOTS, S_PUT_HISTORY, S_HISTORY, S_HISTORY_OLDEST,
+    S_PRUNE_HISTORY, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
@@ -35,7 +36,11 @@ static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, key FROM changes WHERE seq > ? ORDER BY seq, key",
     "DELETE FROM changes WHERE seq <= ?",
     "INSERT INTO roots (seq, version, data) VALUES (?, ?, ?)",
-    "SELECT seq, data FROM roots ORDER BY seq"
+    "SELECT seq, data FROM roots ORDER BY seq",
+    "INSERT OR REPLACE INTO history (seq, accepted, submitter, data) VALUES (?, ?, ?, ?)",
+    "SELECT seq, accepted, submitter, data FROM history WHERE seq > ? ORDER BY seq LIMIT ?",
+    "SELECT seq, length (data) FROM history ORDER BY seq LIMIT 256",
+    "DELETE FROM history WHERE seq <= ?"
 };
 
 //  A bucket loaded for a group.
@@ -61,6 +66,8 @@ struct _kc_cache_t {
     kc_head_t head;
     bool in_group;
     uint64_t saved_seq, saved_keys, saved_revoked;
+    uint64_t history_count, history_bytes;  //  what the history table holds
+    uint64_t saved_history_count, saved_history_bytes;
     uint8_t saved_chain [KC_HASH_BYTES];
     s_buckets_t key_buckets, name_buckets;
     s_blob_t scratch;                       //  a bucket read outside a group
@@ -228,6 +235,23 @@ s_load_state (kc_cache_t *self, kc_why_t *why)
 }
 
 static int
+s_load_history_size (kc_cache_t *self, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = kc_db_prepare (self->db,
+        "SELECT count (*), coalesce (sum (length (data)), 0) FROM history", why);
+    if (!stmt) {
+        return -1;
+    }
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        self->history_count = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        self->history_bytes = (uint64_t) sqlite3_column_int64 (stmt, 1);
+    }
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_ROW ? 0 : s_fail (self, why, "read its history");
+}
+
+static int
 s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void) db;
@@ -264,6 +288,10 @@ s_open (const char *path, const kc_root_t *root, kc_db_mode_t mode, bool *corrup
         }
     }
     if (s_load_state (self, why)) {
+        *corrupt = true;
+        goto fail;
+    }
+    if (mode == KC_DB_READWRITE && s_load_history_size (self, why)) {
         *corrupt = true;
         goto fail;
     }
@@ -465,6 +493,8 @@ kc_cache_begin (kc_cache_t *self, kc_why_t *why)
     self->saved_seq = self->seq;
     self->saved_keys = self->keys;
     self->saved_revoked = self->revoked;
+    self->saved_history_count = self->history_count;
+    self->saved_history_bytes = self->history_bytes;
     memcpy (self->saved_chain, self->chain, KC_HASH_BYTES);
     return 0;
 }
@@ -597,10 +627,28 @@ kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static
     return 0;
 }
 
-kc_root_t *
-kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_why_t *why)
+int
+kc_cache_roots (kc_cache_t *self, kc_cache_root_fn *fn, void *arg, kc_why_t *why)
 {
-    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "cache", why);
+    sqlite3_stmt *stmt = s_stmt (self, S_ROOTS);
+    int count = 0, rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), sqlite3_column_blob (stmt, 1),
+                (size_t) sqlite3_column_bytes (stmt, 1), arg)) {
+            break;
+        }
+        count++;
+    }
+    bool failed = rc != SQLITE_DONE && rc != SQLITE_ROW;
+    sqlite3_reset (stmt);
+    return failed ? s_fail (self, why, "read its root changes") : count;
+}
+
+kc_root_t *
+kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_root_visit_fn *fn, void *arg,
+                       kc_why_t *why)
+{
+    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "cache", fn, arg, why);
 }
 
 static int
@@ -636,6 +684,91 @@ s_prune_changes (kc_cache_t *self, kc_why_t *why)
     return 0;
 }
 
+//  Keeps the history within KC_CACHE_HISTORY_ENTRIES and _BYTES: deletes
+//  the oldest entries, a few hundred at a time when many are over.
+static int
+s_prune_history (kc_cache_t *self, kc_why_t *why)
+{
+    while (self->history_count > KC_CACHE_HISTORY_ENTRIES || self->history_bytes > KC_CACHE_HISTORY_BYTES) {
+        sqlite3_stmt *stmt = s_stmt (self, S_HISTORY_OLDEST);
+        uint64_t cut = 0, count = self->history_count, bytes = self->history_bytes;
+        int rc;
+        while ((count > KC_CACHE_HISTORY_ENTRIES || bytes > KC_CACHE_HISTORY_BYTES)
+           &&  (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+            cut = (uint64_t) sqlite3_column_int64 (stmt, 0);
+            bytes -= (uint64_t) sqlite3_column_int64 (stmt, 1);
+            count--;
+        }
+        sqlite3_reset (stmt);
+        if (cut == 0) {
+            return s_fail (self, why, "prune its history");
+        }
+        stmt = s_stmt (self, S_PRUNE_HISTORY);
+        sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) cut);
+        rc = sqlite3_step (stmt);
+        sqlite3_reset (stmt);
+        if (rc != SQLITE_DONE) {
+            return s_fail (self, why, "prune its history");
+        }
+        self->history_count = count;
+        self->history_bytes = bytes;
+    }
+    return 0;
+}
+
+int
+kc_cache_add_history (kc_cache_t *self, uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                      const uint8_t *data, size_t size, kc_why_t *why)
+{
+    assert (self->in_group);
+    sqlite3_stmt *stmt = s_stmt (self, S_PUT_HISTORY);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) seq);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) (accepted <= INT64_MAX ? accepted : 0));
+    if (submitter) {
+        sqlite3_bind_blob (stmt, 3, submitter, KC_KEY_BYTES, SQLITE_STATIC);
+    }
+    else {
+        sqlite3_bind_null (stmt, 3);
+    }
+    sqlite3_bind_blob (stmt, 4, data, (int) size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "add to its history");
+    }
+    self->history_count++;
+    self->history_bytes += size;
+    return 0;
+}
+
+int
+kc_cache_history (kc_cache_t *self, uint64_t after, size_t max_count, size_t max_bytes,
+                  kc_cache_history_fn *fn, void *arg, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_HISTORY);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) (after <= INT64_MAX ? after : INT64_MAX));
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) max_count);
+    int count = 0, rc = SQLITE_DONE;
+    size_t bytes = 0;
+    while ((count == 0 || bytes < max_bytes) && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        size_t size = (size_t) sqlite3_column_bytes (stmt, 3);
+        if (count && bytes + size > max_bytes) {
+            break;
+        }
+        const uint8_t *submitter = sqlite3_column_bytes (stmt, 2) == KC_KEY_BYTES
+                                 ? sqlite3_column_blob (stmt, 2) : NULL;
+        if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), (uint64_t) sqlite3_column_int64 (stmt, 1),
+                submitter, sqlite3_column_blob (stmt, 3), size, arg)) {
+            break;
+        }
+        bytes += size;
+        count++;
+    }
+    bool failed = rc != SQLITE_DONE && rc != SQLITE_ROW;
+    sqlite3_reset (stmt);
+    return failed ? s_fail (self, why, "read its history") : count;
+}
+
 int
 kc_cache_commit (kc_cache_t *self, kc_why_t *why)
 {
@@ -643,6 +776,7 @@ kc_cache_commit (kc_cache_t *self, kc_why_t *why)
     if (s_buckets_write (self, &self->key_buckets, S_PUT_KEYS, why)
     ||  s_buckets_write (self, &self->name_buckets, S_PUT_NAMES, why)
     ||  s_prune_changes (self, why)
+    ||  s_prune_history (self, why)
     ||  s_write_state (self, why)
     ||  kc_db_exec (self->db, "COMMIT", why)) {
         kc_why_prefix (why, "cache: cannot commit");
@@ -682,6 +816,8 @@ kc_cache_rollback (kc_cache_t *self)
         self->seq = self->saved_seq;
         self->keys = self->saved_keys;
         self->revoked = self->saved_revoked;
+        self->history_count = self->saved_history_count;
+        self->history_bytes = self->saved_history_bytes;
         memcpy (self->chain, self->saved_chain, KC_HASH_BYTES);
         self->in_group = false;
     }

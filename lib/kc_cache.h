@@ -13,6 +13,8 @@
 #define KC_CACHE_H_INCLUDED
 
 #define KC_CACHE_CHANGES_KEEP   10000   //  change feed keeps this many batches
+#define KC_CACHE_HISTORY_ENTRIES 10000  //  audit history: at most this many entries
+#define KC_CACHE_HISTORY_BYTES  (8 * 1024 * 1024)   //  and bytes of them
 
 #include "kc_util.h"
 #include "kc_batch.h"
@@ -140,11 +142,36 @@ int
     kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
                          const kc_root_t *root, kc_why_t *why) KC_WUR;
 
+//  Adds a log entry (a batch or a root change, exactly as signed) to the
+//  node's audit history, inside the open group, with when the server
+//  accepted it (unix ms, 0 unknown) and who submitted it (NULL unknown).
+//  The oldest entries are pruned at commit (KC_CACHE_HISTORY_*).
+int
+    kc_cache_add_history (kc_cache_t *self, uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                          const uint8_t *data, size_t size, kc_why_t *why) KC_WUR;
+
+//  Calls fn for up to max_count history entries after seq after, in order,
+//  stopping before max_bytes (at least one); fn returns 0 to go on. Returns
+//  how many, or -1 with a reason.
+typedef int (kc_cache_history_fn) (uint64_t seq, uint64_t accepted, const uint8_t *submitter,
+                                   const uint8_t *data, size_t size, void *arg);
+int
+    kc_cache_history (kc_cache_t *self, uint64_t after, size_t max_count, size_t max_bytes,
+                      kc_cache_history_fn *fn, void *arg, kc_why_t *why);
+
+//  Calls fn for each root change stored (seq, encoding), in order; fn
+//  returns 0 to go on. Returns how many, or -1 with a reason.
+typedef int (kc_cache_root_fn) (uint64_t seq, const uint8_t *data, size_t size, void *arg);
+int
+    kc_cache_roots (kc_cache_t *self, kc_cache_root_fn *fn, void *arg, kc_why_t *why);
+
 //  The root in force at the cache's seq: pinned, followed through every
 //  root change stored (each checked as the successor of the one before, as
 //  of its own creation time). NULL with a reason if one does not follow.
+//  fn, when given, sees pinned and each root followed to, in order.
 kc_root_t *
-    kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_why_t *why);
+    kc_cache_current_root (kc_cache_t *self, const kc_root_t *pinned, kc_root_visit_fn *fn, void *arg,
+                           kc_why_t *why);
 
 //  The change feed: calls fn for each (seq, key) changed by an incremental
 //  apply with seq > after, in order. Returns the count, or -1.

@@ -20,11 +20,17 @@ struct _kc_client_t {
     kc_cert_t *cert;                        //  a throw-away key pair, unless set
     const kc_cert_t *member;                //  the caller's key pair, not owned
     const kc_signer_t *operator_key;        //  signs QUERY and STATUS, not owned
-    uint8_t server_key [KC_KEY_BYTES];
+    uint8_t server_key [KC_KEY_BYTES];      //  the key in use, one of:
+    uint8_t server_keys [KC_CLIENT_SERVER_KEYS][KC_KEY_BYTES];
+    size_t key_count, key_index;
     char endpoint [KC_ROOT_ENDPOINT_MAX + 1];
     int timeout_ms;
+    bool agent;                             //  a local agent's service: plain ipc
     char failure [KC_WHY_BYTES];            //  the socket could not be secured
 };
+
+static int
+    s_check_ipc (const char *endpoint, kc_why_t *why);
 
 kc_client_t *
 kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
@@ -35,7 +41,40 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
               endpoint ? endpoint : kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
     self->timeout_ms = timeout_ms;
     memcpy (self->server_key, kc_root_server_key (root), KC_KEY_BYTES);
+    memcpy (self->server_keys [0], self->server_key, KC_KEY_BYTES);
+    self->key_count = 1;
     return self;
+}
+
+kc_client_t *
+kc_client_new_agent (const char *endpoint, int timeout_ms)
+{
+    kc_client_t *self = calloc (1, sizeof *self);
+    assert (self);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->timeout_ms = timeout_ms;
+    self->agent = true;
+    return self;
+}
+
+void
+kc_client_add_server_key (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    assert (!self->socket);
+    for (size_t i = 0; i < self->key_count; i++) {
+        if (memcmp (self->server_keys [i], key, KC_KEY_BYTES) == 0) {
+            return;
+        }
+    }
+    if (self->key_count < KC_CLIENT_SERVER_KEYS) {
+        memcpy (self->server_keys [self->key_count++], key, KC_KEY_BYTES);
+    }
+}
+
+const uint8_t *
+kc_client_server_key (kc_client_t *self)
+{
+    return self->server_key;
 }
 
 void
@@ -72,14 +111,13 @@ s_cert (kc_client_t *self)
     return self->member ? self->member : self->cert;
 }
 
-//  Connects at the first request. Returns 0 or -1 with a reason.
+//  Connects with the server key in use; with a monitor of the handshake
+//  when asked. Returns 0 or -1 with a reason.
 static int
-s_connect (kc_client_t *self, kc_why_t *why)
+s_connect_key (kc_client_t *self, zactor_t **monitor_p, kc_why_t *why)
 {
-    if (self->socket) {
-        return 0;
-    }
     const kc_cert_t *cert = s_cert (self);
+    memcpy (self->server_key, self->server_keys [self->key_index], KC_KEY_BYTES);
     self->socket = zsock_new (ZMQ_DEALER);
     assert (self->socket);
     zsock_set_linger (self->socket, 0);
@@ -90,9 +128,108 @@ s_connect (kc_client_t *self, kc_why_t *why)
         snprintf (self->failure, sizeof self->failure, "%s", why->text);
         return -1;
     }
+    if (monitor_p) {
+        *monitor_p = zactor_new (zmonitor, self->socket);
+        zstr_sendx (*monitor_p, "LISTEN", "HANDSHAKE_SUCCEEDED", "HANDSHAKE_FAILED_NO_DETAIL",
+                    "HANDSHAKE_FAILED_PROTOCOL", "HANDSHAKE_FAILED_AUTH", NULL);
+        zstr_sendx (*monitor_p, "START", NULL);
+        zsock_wait (*monitor_p);
+    }
     if (zsock_connect (self->socket, "%s", self->endpoint)) {
         snprintf (self->failure, sizeof self->failure, "invalid endpoint '%.200s'", self->endpoint);
         return kc_why (why, "%s", self->failure);
+    }
+    return 0;
+}
+
+//  Finds the server key the server answers to (several are known after a
+//  CURVE key rotation, docs/protocol.md 2.3): libzmq reports a failed
+//  handshake at once when the server cannot open our HELLO. A key fails
+//  after two failed handshakes (libzmq reconnects in between: one may be a
+//  server restarting); each key is tried in turn within the timeout, and a
+//  wrong key is reported at once, not as a silent server.
+static int
+s_connect_probing (kc_client_t *self, kc_why_t *why)
+{
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    size_t tried = 0;
+    char event_seen [64] = "";
+    while (true) {
+        zactor_t *monitor = NULL;
+        if (s_connect_key (self, &monitor, why)) {
+            zactor_destroy (&monitor);
+            return -1;
+        }
+        char *event = NULL;
+        int failures = 0;
+        zpoller_t *poller = zpoller_new (monitor, NULL);
+        int64_t left = deadline - zclock_mono ();
+        while (!event && left > 0 && zpoller_wait (poller, (int) left)) {
+            char *value = NULL, *endpoint = NULL;
+            zstr_recvx (monitor, &event, &value, &endpoint, NULL);
+            zstr_free (&value);
+            zstr_free (&endpoint);
+            if (event && KC_STREQ (event, "HANDSHAKE_FAILED_NO_DETAIL") && ++failures < 2) {
+                zstr_free (&event);
+            }
+            left = deadline - zclock_mono ();
+        }
+        bool interrupted = zpoller_terminated (poller);
+        zpoller_destroy (&poller);
+        zactor_destroy (&monitor);
+        if (!event) {
+            zsock_destroy (&self->socket);
+            return kc_why (why, interrupted ? "interrupted" :
+                           "no answer from %s within %d ms (is keyclone-server running there?)%s%s",
+                           self->endpoint, self->timeout_ms, *event_seen ? "; " : "", event_seen);
+        }
+        bool failed = strncmp (event, "HANDSHAKE_FAILED", 16) == 0
+                   && !KC_STREQ (event, "HANDSHAKE_FAILED_AUTH");
+        snprintf (event_seen, sizeof event_seen, "%s", event);
+        zstr_free (&event);
+        if (!failed) {
+            return 0;                       //  in, or refused with the right key
+        }
+        zsock_destroy (&self->socket);
+        if (++tried == self->key_count) {
+            char fp [KC_FINGERPRINT_CHARS + 1];
+            return kc_why (why, "the server at %s did not complete a CURVE handshake with %s server "
+                           "key%s known (last %s): is it this directory's server? After a server key "
+                           "rotation this client did not see, copy the root in force (keyclone root "
+                           "show --out) to ROOT.followed beside the pinned root", self->endpoint,
+                           self->key_count == 1 ? "the" : "any of the", self->key_count == 1 ? "" : "s",
+                           kc_fingerprint (self->server_key, fp));
+        }
+        self->key_index = (self->key_index + 1) % self->key_count;
+    }
+}
+
+//  Connects at the first request. Returns 0 or -1 with a reason.
+static int
+s_connect (kc_client_t *self, kc_why_t *why)
+{
+    if (self->socket) {
+        return 0;
+    }
+    if (self->agent) {
+        if (s_check_ipc (self->endpoint, why)) {
+            snprintf (self->failure, sizeof self->failure, "%s", why->text);
+            return -1;
+        }
+        self->socket = zsock_new (ZMQ_DEALER);
+        assert (self->socket);
+        zsock_set_linger (self->socket, 0);
+        if (zsock_connect (self->socket, "%s", self->endpoint)) {
+            snprintf (self->failure, sizeof self->failure, "invalid agent endpoint '%.200s'", self->endpoint);
+            return kc_why (why, "%s", self->failure);
+        }
+        return 0;
+    }
+    //  Once: a server that did not answer within the timeout is not probed
+    //  again by the same client
+    if (s_connect_probing (self, why)) {
+        snprintf (self->failure, sizeof self->failure, "%s", why->text);
+        return -1;
     }
     return 0;
 }
@@ -101,7 +238,8 @@ s_connect (kc_client_t *self, kc_why_t *why)
 static zmsg_t *
 s_authorize (kc_client_t *self, zmsg_t *request)
 {
-    if (self->operator_key) {
+    kc_why_t why;
+    if (self->operator_key && s_connect (self, &why) == 0) {
         kc_access_sign (request, self->operator_key, self->server_key,
                         kc_cert_public_key (s_cert (self)), kc_now_ms ());
     }
@@ -126,9 +264,8 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
     bool interrupted = zpoller_terminated (poller);
     zpoller_destroy (&poller);
     if (!ready) {
-        return kc_why (why, interrupted ? "interrupted" :
-                       "no reply from %s within %d ms (is keyclone-server running there, "
-                       "with the server key in the root?)", self->endpoint, self->timeout_ms);
+        return kc_why (why, interrupted ? "interrupted" : "no reply from %s within %d ms (is %s running?)",
+                       self->endpoint, self->timeout_ms, self->agent ? "keyclone-agent" : "keyclone-server");
     }
     *reply_p = zmsg_recv (self->socket);
     if (!*reply_p || kc_proto_decode (*reply_p, KC_CHANNEL_SUBMIT_CLIENT, decoded, why)) {

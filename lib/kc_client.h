@@ -25,6 +25,25 @@ typedef int (kc_client_record_fn) (uint64_t seq, const kc_record_t *record, void
 kc_client_t *
     kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms);
 
+#define KC_CLIENT_SERVER_KEYS   4           //  server keys a client may try
+
+//  Another CURVE key the server may answer to (after a server key rotation,
+//  docs/protocol.md 2.3): keys are tried in the order given, the root's
+//  first, moving on when libzmq reports a failed handshake. Before the
+//  first request; keys past KC_CLIENT_SERVER_KEYS are ignored.
+void
+    kc_client_add_server_key (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES]);
+
+//  The server key in use (after the first request: the one that answered).
+const uint8_t *
+    kc_client_server_key (kc_client_t *self);
+
+//  A client of a local agent's service (ipc, no CURVE) for the requests an
+//  agent answers as the server does: kc_client_root (the root changes the
+//  node accepted) and kc_client_log (its audit history).
+kc_client_t *
+    kc_client_new_agent (const char *endpoint, int timeout_ms);
+
 //  Authenticates with this key pair (not owned; keep it alive) instead of
 //  a throw-away one: a registered member's key may read (QUERY, STATUS)
 //  from a server whose read policy is "members". Before the first request.

@@ -46,16 +46,24 @@ kc_db_exec (sqlite3 *db, const char *sql, kc_why_t *why)
 }
 
 kc_root_t *
-kc_db_follow_roots (sqlite3_stmt *stmt, const kc_root_t *pinned, const char *what, kc_why_t *why)
+kc_db_follow_roots (sqlite3_stmt *stmt, const kc_root_t *pinned, const char *what,
+                    kc_root_visit_fn *fn, void *arg, kc_why_t *why)
 {
     kc_root_t *current = kc_root_dup (pinned);
+    if (fn) {
+        fn (current, arg);
+    }
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        const kc_root_t *before = current;
         if (kc_root_follow (&current, sqlite3_column_blob (stmt, 1),
                             (size_t) sqlite3_column_bytes (stmt, 1), why)) {
             kc_why_prefix (why, "%s: root change at seq %llu", what,
                            (unsigned long long) sqlite3_column_int64 (stmt, 0));
             break;
+        }
+        if (fn && current != before) {
+            fn (current, arg);
         }
     }
     if (rc != SQLITE_DONE) {

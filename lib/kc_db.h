@@ -72,9 +72,10 @@ void
 //  (seq, root encoding) in log order: pinned followed through them
 //  (kc_root_follow). The statement is stepped to its end and reset. NULL
 //  with a reason ("WHAT: root change at seq N: ...") if one does not follow
-//  or the read fails.
+//  or the read fails. fn, when given, sees pinned and each root followed to,
+//  in order.
 kc_root_t *
     kc_db_follow_roots (sqlite3_stmt *stmt, const kc_root_t *pinned, const char *what,
-                        kc_why_t *why);
+                        kc_root_visit_fn *fn, void *arg, kc_why_t *why);
 
 #endif

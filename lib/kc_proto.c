@@ -77,6 +77,14 @@ s_expect (const s_frames_t *f, size_t count, const char *command, kc_why_t *why)
     return 0;
 }
 
+//  A 32-byte key field, or NULL when it is all zero (unknown).
+static const uint8_t *
+s_key_or_null (const uint8_t *field)
+{
+    static const uint8_t zero [KC_KEY_BYTES] = { 0 };
+    return memcmp (field, zero, KC_KEY_BYTES) ? field : NULL;
+}
+
 //  BATCHES / UPDATE: 1..1024 (header, batch) pairs, consecutive seqs.
 static int
 s_entries (const s_frames_t *f, kc_proto_msg_t *out, const char *command, kc_why_t *why)
@@ -94,13 +102,19 @@ s_entries (const s_frames_t *f, kc_proto_msg_t *out, const char *command, kc_why
     }
     for (size_t i = 0; i < count; i++) {
         zframe_t *header = f->frames [1 + 2 * i], *batch = f->frames [2 + 2 * i];
-        if (zframe_size (header) != KC_PROTO_ENTRY_HEADER) {
-            return kc_why (why, "%s entry %zu: header is %zu bytes, expected %d", command,
-                           i + 1, zframe_size (header), KC_PROTO_ENTRY_HEADER);
+        if (zframe_size (header) != KC_PROTO_ENTRY_HEADER
+        &&  zframe_size (header) != KC_PROTO_ENTRY_HEADER_META) {
+            return kc_why (why, "%s entry %zu: header is %zu bytes, expected %d or %d", command,
+                           i + 1, zframe_size (header), KC_PROTO_ENTRY_HEADER,
+                           KC_PROTO_ENTRY_HEADER_META);
         }
         kc_entry_t *entry = &out->entries [i];
         entry->seq = kc_get_u64 (zframe_data (header));
         entry->chain = zframe_data (header) + 8;
+        if (zframe_size (header) == KC_PROTO_ENTRY_HEADER_META) {
+            entry->accepted = kc_get_u64 (zframe_data (header) + 40);
+            entry->submitter = s_key_or_null (zframe_data (header) + 48);
+        }
         entry->data = zframe_data (batch);
         entry->size = zframe_size (batch);
         if (entry->seq == 0 || entry->seq > INT64_MAX) {
@@ -343,7 +357,6 @@ s_log (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     if (!out->entries) {
         return kc_why (why, "out of memory decoding LOG");
     }
-    static const uint8_t zero [KC_KEY_BYTES] = { 0 };
     for (size_t i = 0; i < count; i++) {
         kc_entry_t *entry = &out->entries [i];
         zframe_t *header = f->frames [1 + 2 * i], *data = f->frames [2 + 2 * i];
@@ -356,8 +369,7 @@ s_log (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
         }
         entry->seq = kc_get_u64 (zframe_data (header));
         entry->accepted = kc_get_u64 (zframe_data (header) + 8);
-        entry->submitter = memcmp (zframe_data (header) + 16, zero, KC_KEY_BYTES)
-                         ? zframe_data (header) + 16 : NULL;
+        entry->submitter = s_key_or_null (zframe_data (header) + 16);
         entry->data = zframe_data (data);
         entry->size = zframe_size (data);
         out->entry_count++;
@@ -702,6 +714,21 @@ kc_proto_entries (const char *command)
 }
 
 void
+kc_proto_add_entry_meta (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                         uint64_t accepted, const uint8_t *submitter, const uint8_t *batch, size_t size)
+{
+    uint8_t header [KC_PROTO_ENTRY_HEADER_META] = { 0 };
+    kc_put_u64 (header, seq);
+    memcpy (header + 8, chain, KC_HASH_BYTES);
+    kc_put_u64 (header + 40, accepted);
+    if (submitter) {
+        memcpy (header + 48, submitter, KC_KEY_BYTES);
+    }
+    zmsg_addmem (msg, header, sizeof header);
+    zmsg_addmem (msg, batch, size);
+}
+
+void
 kc_proto_add_entry (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
                     const uint8_t *batch, size_t size)
 {
@@ -769,7 +796,19 @@ kc_proto_test (bool verbose)
     assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == 0);
     assert (out.type == KC_MSG_UPDATE && out.entry_count == 2 && out.entries [1].seq == 6);
     assert (out.entries [1].size == 2 && memcmp (out.entries [1].data, "b6", 2) == 0);
+    assert (out.entries [1].accepted == 0 && out.entries [1].submitter == NULL);
     kc_proto_msg_reset (&out);
+    //  With the audit metadata (80-byte headers), mixed with plain ones
+    zmsg_t *meta = kc_proto_entries ("UPDATE");
+    kc_proto_add_entry_meta (meta, 5, chain, 1234, directory, (const uint8_t *) "b5", 2);
+    kc_proto_add_entry_meta (meta, 6, chain, 0, NULL, (const uint8_t *) "b6", 2);
+    kc_proto_add_entry (meta, 7, chain, (const uint8_t *) "b7", 2);
+    assert (kc_proto_decode (meta, KC_CHANNEL_UPDATES, &out, &why) == 0 && out.entry_count == 3);
+    assert (out.entries [0].accepted == 1234 && memcmp (out.entries [0].submitter, directory, 32) == 0);
+    assert (out.entries [1].accepted == 0 && out.entries [1].submitter == NULL);
+    assert (memcmp (out.entries [0].chain, chain, KC_HASH_BYTES) == 0 && out.entries [2].seq == 7);
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&meta);
     kc_proto_add_entry (msg, 8, chain, (const uint8_t *) "b8", 2);
     assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1);
     assert (strstr (why.text, "not consecutive"));

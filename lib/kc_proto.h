@@ -24,7 +24,8 @@
 #define KC_PROTO_LOG_HEADER     48                  //  u64 seq, u64 accepted, key[32]
 #define KC_PROTO_STATUS_MAX     (4 * 1024 * 1024)   //  bytes of a STATUS JSON reply
 #define KC_PROTO_ARGUMENT_MAX   255                 //  bytes of a QUERY argument
-#define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain
+#define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain, or
+#define KC_PROTO_ENTRY_HEADER_META 80               //  + u64 accepted + key[32] submitter
 #define KC_PROTO_AUTH_BYTES     104                 //  operator authorization (kc_access.h)
 
 //  Which side of which channel is decoding (what it may receive).
@@ -134,6 +135,13 @@ zmsg_t *
 void
     kc_proto_add_entry (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
                         const uint8_t *batch, size_t size);
+
+//  The same with when the server accepted it (unix ms) and who submitted it
+//  (NULL: unknown), for receivers that keep the audit history.
+void
+    kc_proto_add_entry_meta (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                             uint64_t accepted, const uint8_t *submitter,
+                             const uint8_t *batch, size_t size);
 
 //  RECORDS: start with the next cursor (may be empty), add (seq, record).
 zmsg_t *

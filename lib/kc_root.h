@@ -155,6 +155,9 @@ int
 int
     kc_root_follow (kc_root_t **current, const uint8_t *data, size_t size, kc_why_t *why) KC_WUR;
 
+//  Called for each root of a chain followed (kc_cache_current_root).
+typedef void (kc_root_visit_fn) (const kc_root_t *root, void *arg);
+
 //  Fills spec (and the arrays in storage, which must outlive spec) with
 //  current's contents as the start of its successor: version + 1, the
 //  directory, previous = current's digest, format KC_ROOT_FORMAT. The

@@ -29,8 +29,9 @@ static const char *s_sql [S_STATEMENTS] = {
         "not_after = excluded.not_after, seq = excluded.seq, record = excluded.record",
     //  The log: batches and root changes merged by seq (each side is read in
     //  rowid order and merged; the LIMIT stops both early)
-    "SELECT seq, chain, data FROM batches WHERE seq > ?1 "
-        "UNION ALL SELECT seq, chain, data FROM roots WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    "SELECT seq, chain, data, accepted, submitter FROM batches WHERE seq > ?1 "
+        "UNION ALL SELECT seq, chain, data, accepted, submitter FROM roots WHERE seq > ?1 "
+        "ORDER BY seq LIMIT ?2",
     "SELECT seq, key, record FROM keys WHERE key = ?",
     "SELECT seq, key, record FROM keys WHERE name = ? ORDER BY key LIMIT ?",
     "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?",
@@ -52,6 +53,7 @@ struct _kc_store_t {
     uint64_t saved_seq, saved_keys, saved_revoked;     //  before the group
     uint8_t submitter [KC_KEY_BYTES];       //  recorded with the next append
     bool has_submitter;
+    uint64_t accepted;                      //  recorded with the last append (unix ms)
     uint8_t saved_chain [KC_HASH_BYTES];
     bool in_group;
 };
@@ -308,6 +310,12 @@ s_upsert (kc_store_t *self, const kc_record_t *record, uint64_t seq, kc_why_t *w
     return 0;
 }
 
+uint64_t
+kc_store_accepted (const kc_store_t *self)
+{
+    return self->accepted;
+}
+
 void
 kc_store_set_submitter (kc_store_t *self, const uint8_t *key)
 {
@@ -384,7 +392,8 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
     sqlite3_bind_blob (stmt, 2, kc_batch_digest (batch), KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 3, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) kc_batch_count (batch));
-    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) kc_now_ms ());
+    self->accepted = kc_now_ms ();
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
     sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
     s_bind_submitter (self, stmt, 7);
     int rc = sqlite3_step (stmt);
@@ -415,7 +424,8 @@ kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
     sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) kc_root_version (root));
     sqlite3_bind_blob (stmt, 3, kc_root_digest (root), KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 4, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) kc_now_ms ());
+    self->accepted = kc_now_ms ();
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
     sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
     s_bind_submitter (self, stmt, 7);
     int rc = sqlite3_step (stmt);
@@ -446,7 +456,7 @@ kc_store_roots (kc_store_t *self, kc_store_root_fn *fn, void *arg, kc_why_t *why
 kc_root_t *
 kc_store_current_root (kc_store_t *self, const kc_root_t *pinned, kc_why_t *why)
 {
-    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "store", why);
+    return kc_db_follow_roots (s_stmt (self, S_ROOTS), pinned, "store", NULL, NULL, why);
 }
 
 int
@@ -488,8 +498,11 @@ kc_store_read (kc_store_t *self, uint64_t from, size_t max_count, size_t max_byt
     size_t bytes = 0;
     while (bytes < max_bytes && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         size_t size = (size_t) sqlite3_column_bytes (stmt, 2);
+        const uint8_t *submitter = sqlite3_column_bytes (stmt, 4) == KC_KEY_BYTES
+                                 ? sqlite3_column_blob (stmt, 4) : NULL;
         if (fn ((uint64_t) sqlite3_column_int64 (stmt, 0), sqlite3_column_blob (stmt, 1),
-                sqlite3_column_blob (stmt, 2), size, arg)) {
+                sqlite3_column_blob (stmt, 2), size, (uint64_t) sqlite3_column_int64 (stmt, 3),
+                submitter, arg)) {
             break;
         }
         bytes += size;
@@ -537,8 +550,11 @@ kc_store_query (kc_store_t *self, const char *kind, const uint8_t *argument, siz
 //  --- Selftest ----------------------------------------------------------------
 
 static int
-s_count_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+s_count_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size,
+               uint64_t accepted, const uint8_t *submitter, void *arg)
 {
+    (void) accepted;
+    (void) submitter;
     (void) chain;
     (void) data;
     (void) size;

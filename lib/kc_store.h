@@ -28,9 +28,12 @@ typedef struct {
     char name [KC_RECORD_NAME_MAX + 1];
 } kc_store_key_t;
 
-//  Called for each batch read from the log; return 0 to go on, -1 to stop.
+//  Called for each batch read from the log, with when it was accepted
+//  (unix ms) and who submitted it (NULL: unknown); return 0 to go on, -1 to
+//  stop.
 typedef int (kc_store_batch_fn) (uint64_t seq, const uint8_t *chain, const uint8_t *data,
-                                 size_t size, void *arg);
+                                 size_t size, uint64_t accepted, const uint8_t *submitter,
+                                 void *arg);
 
 //  Called for each stored record (QUERY); return 0 to go on, -1 to stop.
 typedef int (kc_store_record_fn) (uint64_t seq, const uint8_t *key, const uint8_t *record,
@@ -89,6 +92,10 @@ int
 //  appends that follow, for the audit view.
 void
     kc_store_set_submitter (kc_store_t *self, const uint8_t *key);
+
+//  When the last append was accepted (unix ms), as recorded in the log.
+uint64_t
+    kc_store_accepted (const kc_store_t *self);
 
 //  Calls fn for up to max_count log entries (batches and root changes)
 //  after seq after, in order, stopping before max_bytes (at least one);

@@ -17,6 +17,10 @@
 #define UPDATE_BYTES        (4 * 1024 * 1024)
 #define LOG_BYTES           (4 * 1024 * 1024)   //  entries in one LOG reply
 #define HEAD_OVERLAP_MS     (10 * 60 * 1000)    //  heads under the previous key after a rotation
+#define CURVE_OVERLAP_MS    (24 * 3600 * 1000LL)    //  old CURVE key served after a rotation,
+                                            //  unless DIR/server/curve-next.overlap says
+#define CURVE_OVERLAP_MIN_MS 2000           //  even with --overlap 0
+#define REBIND_ATTEMPTS     100             //  at a key switch, 20 ms apart
 #define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
@@ -72,6 +76,11 @@ typedef struct {
     int head_timer;                         //  a coalesced HEAD is due, or -1
     kc_signer_t *head_previous;             //  after a head key rotation, for the overlap:
     int64_t head_previous_until;            //  heads signed with it too, until then (mono)
+    const char *endpoints [KC_ENDPOINTS];   //  bound (into endpoint_text: roots change)
+    char endpoint_text [KC_ENDPOINTS][520];  //  config bind (main.c: 512) or root
+    kc_cert_t *cert_next;                   //  a CURVE key rotation in force: the new key,
+    uint64_t switch_at;                     //  served from then (unix ms)
+    int switch_timer;                       //  -1 when none
 } s_server_t;
 
 //  One submission waiting for the group commit.
@@ -85,6 +94,9 @@ typedef struct {
     uint8_t chain [KC_HASH_BYTES];
     const char *status;                     //  "accepted", "duplicate" or NULL
     kc_why_t why;
+    uint64_t accepted;                      //  as the log records it (unix ms)
+    uint8_t submitter [KC_KEY_BYTES];
+    bool has_submitter;
 } s_pending_t;
 
 void
@@ -160,14 +172,55 @@ s_publish_head (s_server_t *self)
     }
 }
 
-//  This server's entry in root (found by its CURVE key), or NULL.
+//  "DIR/server/curve" -> "DIR/server/curve-next" + suffix: where `keyclone
+//  root rotate-server-key` stages the next CURVE key (and its overlap).
+static void
+s_next_curve_path (s_server_t *self, char *path, size_t size, const char *suffix)
+{
+    snprintf (path, size, "%s-next%s", self->config.curve_path, suffix);
+}
+
+//  The public key of the staged next CURVE key, if there is one.
+static int
+s_staged_curve_key (s_server_t *self, uint8_t key [static KC_KEY_BYTES])
+{
+    if (self->cert_next) {
+        memcpy (key, kc_cert_public_key (self->cert_next), KC_KEY_BYTES);
+        return 0;
+    }
+    char path [4200];
+    kc_why_t why;
+    s_next_curve_path (self, path, sizeof path, "");
+    kc_cert_t *cert = kc_file_exists (path) ? kc_cert_load_public (path, &why) : NULL;
+    if (!cert) {
+        return -1;
+    }
+    memcpy (key, kc_cert_public_key (cert), KC_KEY_BYTES);
+    kc_cert_destroy (&cert);
+    return 0;
+}
+
+//  This server's entry in root (found by its CURVE key, or by the staged
+//  next one: a key rotation), or NULL.
 static const kc_root_server_t *
 s_this_server (s_server_t *self, const kc_root_t *root)
 {
-    for (size_t i = 0; i < kc_root_server_count (root); i++) {
-        const kc_root_server_t *server = kc_root_server (root, i);
-        if (memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
-            return server;
+    uint8_t staged [KC_KEY_BYTES];
+    bool has_staged = false, looked = false;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < kc_root_server_count (root); i++) {
+            const kc_root_server_t *server = kc_root_server (root, i);
+            if (pass == 0 && memcmp (server->server_key, kc_cert_public_key (self->cert),
+                                     KC_KEY_BYTES) == 0) {
+                return server;
+            }
+            if (pass == 1 && !looked) {
+                has_staged = s_staged_curve_key (self, staged) == 0;
+                looked = true;
+            }
+            if (pass == 1 && has_staged && memcmp (server->server_key, staged, KC_KEY_BYTES) == 0) {
+                return server;
+            }
         }
     }
     return NULL;
@@ -459,10 +512,11 @@ typedef struct {
 } s_fill_t;
 
 static int
-s_add_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+s_add_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, uint64_t accepted,
+             const uint8_t *submitter, void *arg)
 {
     s_fill_t *fill = arg;
-    kc_proto_add_entry (fill->msg, seq, chain, data, size);
+    kc_proto_add_entry_meta (fill->msg, seq, chain, accepted, submitter, data, size);
     fill->cursor->next = seq;
     fill->cursor->batches++;
     fill->cursor->records += kc_batch_peek_count (data, size);
@@ -811,6 +865,9 @@ s_serves (s_server_t *self, const kc_root_t *root, kc_why_t *why)
                    kc_fingerprint (kc_signer_public_key (self->head_signer), ours));
 }
 
+static int
+    s_rotate_curve (s_server_t *self);
+
 //  A root change: verified against the root in force in the group (which
 //  it then replaces there), and appended. 0 or -1 with p->why.
 static int
@@ -854,8 +911,8 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         if (!digest) {
             continue;
         }
-        uint8_t submitter [KC_KEY_BYTES];
-        kc_store_set_submitter (self->store, s_sender (zmsg_first (p->msg), submitter) == 0 ? submitter : NULL);
+        p->has_submitter = s_sender (zmsg_first (p->msg), p->submitter) == 0;
+        kc_store_set_submitter (self->store, p->has_submitter ? p->submitter : NULL);
         int found = kc_store_find_digest (self->store, digest, &p->seq, p->chain, &p->why);
         if (found == 1) {
             p->status = "duplicate";
@@ -864,6 +921,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         if (found == 0 && p->root) {
             if (s_decide_root (self, p, &group_root, now) == 0) {
                 p->status = "accepted";
+                p->accepted = kc_store_accepted (self->store);
                 accepted++;
             }
         }
@@ -873,6 +931,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         &&  kc_store_check (self->store, p->batch, now, &p->why) == 0
         &&  kc_store_append (self->store, p->batch, &p->seq, p->chain, &p->why) == 0) {
             p->status = "accepted";
+            p->accepted = kc_store_accepted (self->store);
             accepted++;
             for (size_t r = 0; r < kc_batch_count (p->batch); r++) {
                 self->revoked_in_group |= kc_batch_record (p->batch, r)->status == KC_STATUS_REVOKED;
@@ -904,6 +963,9 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             }
         }
         s_rotate_head (self);
+        if (s_rotate_curve (self)) {
+            zsys_error ("kc_server: cannot serve after the key switch");
+        }
     }
 }
 
@@ -928,7 +990,8 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
         if (!update) {
             update = kc_proto_entries ("UPDATE");
         }
-        kc_proto_add_entry (update, p->seq, p->chain, data, size);
+        kc_proto_add_entry_meta (update, p->seq, p->chain, p->accepted,
+                                 p->has_submitter ? p->submitter : NULL, data, size);
         entries++;
         bytes += size;
     }
@@ -1313,7 +1376,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 }
 
 static zsock_t *
-s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
+s_socket (s_server_t *self, int type, const char *domain, const char *endpoint, int attempts)
 {
     zsock_t *socket = zsock_new (type);
     assert (socket);
@@ -1340,11 +1403,206 @@ s_socket (s_server_t *self, int type, const char *domain, const char *endpoint)
     if (type == ZMQ_PUB) {
         zsock_set_sndhwm (socket, self->config.sndhwm);
     }
-    if (zsock_bind (socket, "%s", endpoint) < 0) {
-        zsys_error ("kc_server: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
-        zsock_destroy (&socket);
+    //  After a key switch the old listener closes in libzmq's I/O thread:
+    //  its port may stay taken for a moment
+    int attempt = 0;
+    while (zsock_bind (socket, "%s", endpoint) < 0) {
+        if (zmq_errno () != EADDRINUSE || ++attempt >= attempts) {
+            zsys_error ("kc_server: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+            if (tracked) {
+                kc_track_uninstall (socket);
+            }
+            zsock_destroy (&socket);
+            break;
+        }
+        zclock_sleep (20);
     }
     return socket;
+}
+
+//  Creates the three sockets with the server's CURVE key, bound to
+//  self->endpoints, and watches them in the loop when there is one.
+static int
+s_open_sockets (s_server_t *self, int attempts)
+{
+    self->snapshot = s_socket (self, ZMQ_ROUTER, ZAP_DOMAIN_SNAPSHOT,
+                               self->endpoints [KC_ENDPOINT_SNAPSHOT], attempts);
+    self->updates = s_socket (self, ZMQ_PUB, ZAP_DOMAIN_UPDATES, self->endpoints [KC_ENDPOINT_UPDATES],
+                              attempts);
+    self->submit = s_socket (self, ZMQ_ROUTER, ZAP_DOMAIN_SUBMIT, self->endpoints [KC_ENDPOINT_SUBMIT],
+                             attempts);
+    if (!self->snapshot || !self->updates || !self->submit) {
+        return -1;
+    }
+    if (self->loop) {
+        zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
+        zloop_reader (self->loop, self->submit, s_on_submit, self);
+    }
+    return 0;
+}
+
+static void
+s_close_sockets (s_server_t *self)
+{
+    zsock_t **sockets [] = { &self->submit, &self->updates, &self->snapshot };
+    for (size_t i = 0; i < sizeof sockets / sizeof sockets [0]; i++) {
+        if (*sockets [i]) {
+            if (self->loop) {
+                zloop_reader_end (self->loop, *sockets [i]);
+            }
+            kc_track_uninstall (*sockets [i]);
+            zsock_destroy (sockets [i]);
+        }
+    }
+}
+
+//  The end of a CURVE key rotation's overlap: the staged key becomes the
+//  server's key (its files first: the secret, then the public half), and
+//  the sockets are bound again with it. Every connection made with the old
+//  key closes; agents reconnect with the new one and resume by sequence.
+//  Returns 0, or -1 when the sockets cannot be bound again (the server stops).
+static int
+s_switch_curve (s_server_t *self)
+{
+    char staged [4200], staged_secret [4300], secret [4300], path [4200];
+    s_next_curve_path (self, staged, sizeof staged, "");
+    snprintf (staged_secret, sizeof staged_secret, "%s_secret", staged);
+    snprintf (secret, sizeof secret, "%s_secret", self->config.curve_path);
+    if (rename (staged_secret, secret) || rename (staged, self->config.curve_path)) {
+        zsys_error ("kc_server: cannot install the new CURVE key '%s': %s", staged, strerror (errno));
+    }
+    s_next_curve_path (self, path, sizeof path, ".overlap");
+    unlink (path);
+    s_next_curve_path (self, path, sizeof path, ".switch-at");
+    unlink (path);
+    kc_cert_destroy (&self->cert);
+    self->cert = self->cert_next;
+    self->cert_next = NULL;
+    self->switch_at = 0;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_fingerprint (kc_cert_public_key (self->cert), fp);
+    if (!self->snapshot) {
+        zsys_info ("kc_server: CURVE key rotation: serving with the new key %s", fp);
+        return 0;
+    }
+    size_t syncs = zhashx_size (self->cursors);
+    zsock_set_linger (self->updates, 500);      //  what was published still goes out
+    s_close_sockets (self);
+    zhashx_purge (self->cursors);
+    if (s_open_sockets (self, REBIND_ATTEMPTS)) {
+        zsys_error ("kc_server: CURVE key rotation: cannot bind the sockets again with the new key; "
+                    "stopping (a restart serves with it)");
+        return -1;
+    }
+    zsys_info ("kc_server: CURVE key rotation: the overlap ended; serving with the new key %s "
+               "(connections made with the old key closed, %zu syncs ended; agents resume)", fp, syncs);
+    return 0;
+}
+
+static int
+    s_on_switch_due (zloop_t *loop, int timer_id, void *arg);
+
+//  One timer for the end of the overlap (at most a day ahead: it re-arms).
+static void
+s_arm_switch (s_server_t *self)
+{
+    if (!self->loop || !self->cert_next || self->switch_timer != -1) {
+        return;
+    }
+    uint64_t now = kc_now_ms ();
+    uint64_t wait = self->switch_at > now ? self->switch_at - now : 0;
+    self->switch_timer = zloop_timer (self->loop, (size_t) (wait < 86400000 ? wait : 86400000) + 1, 1,
+                                      s_on_switch_due, self);
+}
+
+static int
+s_on_switch_due (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_server_t *self = arg;
+    self->switch_timer = -1;
+    if (kc_now_ms () < self->switch_at) {
+        s_arm_switch (self);
+        return 0;
+    }
+    return s_switch_curve (self);
+}
+
+//  The overlap of a CURVE key rotation, in ms: DIR/server/curve-next.overlap
+//  (written by `keyclone root rotate-server-key --overlap`), else a day.
+static uint64_t
+s_curve_overlap (s_server_t *self)
+{
+    char path [4200];
+    s_next_curve_path (self, path, sizeof path, ".overlap");
+    uint64_t overlap = CURVE_OVERLAP_MS;
+    kc_why_t why;
+    size_t size;
+    uint8_t *text = kc_file_exists (path) ? kc_file_read (path, 64, false, &size, &why) : NULL;
+    unsigned long long value;
+    char extra;
+    if (text && sscanf ((char *) text, "%llu%c", &value, &extra) >= 1 && value <= 366ULL * 86400000) {
+        overlap = value;
+    }
+    else
+    if (text) {
+        zsys_warning ("kc_server: '%s' holds no overlap in ms; using %lld ms", path,
+                      (long long) CURVE_OVERLAP_MS);
+    }
+    kc_file_free (&text, false);
+    return overlap;
+}
+
+//  The root in force names a new CURVE key for this server (the staged
+//  one): serve the old key until the overlap has passed (its end recorded
+//  in DIR/server/curve-next.switch-at, so a restart keeps it), then switch.
+//  At start-up, before the sockets exist, a past end switches at once.
+static int
+s_rotate_curve (s_server_t *self)
+{
+    const kc_root_server_t *server = s_this_server (self, self->root);
+    if (!server || self->cert_next
+    ||  memcmp (server->server_key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+        return 0;
+    }
+    char staged [4200], path [4200];
+    kc_why_t why;
+    s_next_curve_path (self, staged, sizeof staged, "");
+    kc_cert_t *next = kc_cert_load_secret (staged, &why);
+    if (!next || memcmp (kc_cert_public_key (next), server->server_key, KC_KEY_BYTES)) {
+        zsys_error ("kc_server: the root in force names a CURVE key this server does not hold%s%s",
+                    next ? "" : ": ", next ? "" : why.text);
+        kc_cert_destroy (&next);
+        return 0;
+    }
+    self->cert_next = next;
+    s_next_curve_path (self, path, sizeof path, ".switch-at");
+    uint64_t now = kc_now_ms ();
+    size_t size;
+    uint8_t *text = kc_file_exists (path) ? kc_file_read (path, 64, false, &size, &why) : NULL;
+    unsigned long long at = 0;
+    if (!text || sscanf ((char *) text, "%llu", &at) != 1 || at == 0) {
+        //  Never before the change and a head have reached the connected
+        //  agents, even with no overlap asked for
+        uint64_t overlap = s_curve_overlap (self);
+        at = now + (overlap > CURVE_OVERLAP_MIN_MS ? overlap : CURVE_OVERLAP_MIN_MS);
+        char line [32];
+        int length = snprintf (line, sizeof line, "%llu\n", at);
+        if (kc_file_write_atomic (path, line, (size_t) length, 0644, &why)) {
+            zsys_warning ("kc_server: %s (a restart would start the overlap again)", why.text);
+        }
+    }
+    kc_file_free (&text, false);
+    self->switch_at = at;
+    char fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    if (at <= now) {
+        return s_switch_curve (self);
+    }
+    zsys_info ("kc_server: CURVE key rotation to %s: serving the old key until %s, then the new one",
+               kc_fingerprint (server->server_key, fp), kc_time_format (at / 1000, when));
+    s_arm_switch (self);
+    return 0;
 }
 
 static int
@@ -1374,22 +1632,14 @@ s_load (s_server_t *self, kc_why_t *why)
     }
     //  A rotation committed before a crash, its key not installed yet
     s_rotate_head (self);
-    return 0;
+    return s_rotate_curve (self);
 }
 
 static void
 s_destroy (s_server_t *self)
 {
     zloop_destroy (&self->loop);
-    zsock_t *sockets [] = { self->submit, self->updates, self->snapshot };
-    for (size_t i = 0; i < sizeof sockets / sizeof sockets [0]; i++) {
-        if (sockets [i]) {
-            kc_track_uninstall (sockets [i]);
-        }
-    }
-    zsock_destroy (&self->submit);
-    zsock_destroy (&self->updates);
-    zsock_destroy (&self->snapshot);
+    s_close_sockets (self);
     kc_track_destroy (&self->track);
     zsock_destroy (&self->zap);
     zhashx_destroy (&self->cursors);
@@ -1399,13 +1649,14 @@ s_destroy (s_server_t *self)
     kc_signer_destroy (&self->head_signer);
     kc_signer_destroy (&self->head_previous);
     kc_cert_destroy (&self->cert);
+    kc_cert_destroy (&self->cert_next);
     kc_root_destroy (&self->root);
 }
 
 int
 kc_server_run (const kc_server_config_t *config)
 {
-    s_server_t self = { .config = *config, .head_timer = -1 };
+    s_server_t self = { .config = *config, .head_timer = -1, .switch_timer = -1 };
     kc_why_t why;
     int rc = 1;
     self.cursors = zhashx_new ();
@@ -1432,24 +1683,22 @@ kc_server_run (const kc_server_config_t *config)
         zsys_error ("kc_server: cannot bind the ZAP handler (another in this process?)");
         goto cleanup;
     }
-    const char *endpoints [KC_ENDPOINTS];
+    const char **endpoints = self.endpoints;
     for (int i = 0; i < KC_ENDPOINTS; i++) {
-        endpoints [i] = config->bind [i] ? config->bind [i] : kc_root_endpoint (self.root, (kc_endpoint_t) i);
-    }
-    self.snapshot = s_socket (&self, ZMQ_ROUTER, ZAP_DOMAIN_SNAPSHOT, endpoints [KC_ENDPOINT_SNAPSHOT]);
-    self.updates = s_socket (&self, ZMQ_PUB, ZAP_DOMAIN_UPDATES, endpoints [KC_ENDPOINT_UPDATES]);
-    self.submit = s_socket (&self, ZMQ_ROUTER, ZAP_DOMAIN_SUBMIT, endpoints [KC_ENDPOINT_SUBMIT]);
-    if (!self.snapshot || !self.updates || !self.submit) {
-        goto cleanup;
+        snprintf (self.endpoint_text [i], sizeof self.endpoint_text [i], "%s",
+                  config->bind [i] ? config->bind [i] : kc_root_endpoint (self.root, (kc_endpoint_t) i));
+        endpoints [i] = self.endpoint_text [i];
     }
     self.loop = zloop_new ();
     if (self.track) {
         kc_track_set_loop (self.track, self.loop);
     }
+    if (s_open_sockets (&self, 1)) {
+        goto cleanup;
+    }
     zloop_reader (self.loop, self.zap, s_on_zap, &self);
-    zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
-    zloop_reader (self.loop, self.submit, s_on_submit, &self);
     zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);
+    s_arm_switch (&self);
     char hex [65];
     zsys_info ("kc_server: directory %.16s... seq %llu, %llu keys; snapshot %s, updates %s, "
                "submit %s; read = %s", kc_hex (kc_root_directory (self.root), 32, hex),

@@ -136,3 +136,9 @@ seed("zap", "curve-role", frames(b"1.0", b"1", b"role=db", b"::1", b"id", b"CURV
 seed("zap", "plain", frames(b"1.0", b"1", b"", b"127.0.0.1", b"", b"PLAIN", b"user", b"pass"))
 seed("zap", "version", frames(b"2.0", b"1", b"db", b"127.0.0.1", b"", b"CURVE", DIR))
 seed("zap", "short", frames(b"1.0", b"1", b"db"))
+# --- entry headers with the audit metadata (accepted, submitter) ------------------
+META = u64(1800000000000) + DIR
+seed("proto_updates", "update-meta", frames(b"UPDATE", u64(4) + CHAIN + META, BATCH))
+seed("proto_updates", "update-meta-short", frames(b"UPDATE", u64(4) + CHAIN + META[:39], BATCH))
+seed("proto_snapshot_agent", "batches-meta", frames(b"BATCHES", u64(1) + CHAIN + META, BATCH,
+                                                    u64(2) + CHAIN + u64(0) + bytes(32), ROOT2))

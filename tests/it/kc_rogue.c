@@ -76,8 +76,11 @@ s_signed (s_rogue_t *self, const uint8_t *key, uint64_t version, const char *nam
 }
 
 static int
-s_first_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+s_first_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size,
+               uint64_t accepted, const uint8_t *submitter, void *arg)
 {
+    (void) accepted;
+    (void) submitter;
     (void) seq;
     (void) chain;
     *(kc_batch_t **) arg = kc_batch_decode (data, size, NULL);
@@ -85,8 +88,11 @@ s_first_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t s
 }
 
 static int
-s_take_chain (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+s_take_chain (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size,
+              uint64_t accepted, const uint8_t *submitter, void *arg)
 {
+    (void) accepted;
+    (void) submitter;
     (void) seq;
     (void) data;
     (void) size;
@@ -238,8 +244,11 @@ typedef struct {
 } s_fill_t;
 
 static int
-s_fill (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, void *arg)
+s_fill (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size,
+        uint64_t accepted, const uint8_t *submitter, void *arg)
 {
+    (void) accepted;
+    (void) submitter;
     s_fill_t *fill = arg;
     kc_proto_add_entry (fill->msg, seq, chain, data, size);
     fill->batches++;

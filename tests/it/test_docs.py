@@ -765,6 +765,15 @@ def scenario_admin(world):
     t.expect("keyclone root rotate-head-key", r"^server server: head key [0-9A-F]{8} -> [0-9A-F]{8}$",
              r"^root v7 accepted at seq")
     agents_use_root(7)
+    t = shell.run("operator/root-server-key")
+    t.expect("keyclone root rotate-server-key", r"^server server: CURVE key [0-9A-F]{8} -> [0-9A-F]{8}$",
+             r"^root v8 accepted at seq")
+    agents_use_root(8)
+    #   agent.md section 5: the node's own history, as the server's log shows it
+    t = shell.run("agent/log")
+    t.expect("keyclone log --agent", r"^\d+  \d{4}-\d\d-\d\dT[\d:]+Z  root change to v8, signed by (alice, dave|dave, alice); "
+             r"submitted by [0-9A-F]{8}$", r"^    server server: CURVE key [0-9A-F]{8} -> [0-9A-F]{8}$",
+             r"register, signed by ")
     world.stop(agent)
     world.stop(server)
 

@@ -217,6 +217,22 @@ def test_the_log_is_an_audit_trail():
     kc.check(len(v3) == 1 and [e["seq"] for e in everything] == list(range(1, len(everything) + 1)), everything)
     since = json.loads(C.cli("log", "--since", str(v3[0]), "--json", "--operator", "op1")[0])
     kc.check(since == everything[v3[0] - 1:], since[:2])
+    # A node's agent keeps the same history, read without the server: the
+    # first agent synced from 0 (a cold sync), then applied updates
+    C.wait_converged()
+    for agent in C.agents:
+        node = json.loads(kc.keyclone("log", "--json", "--agent", agent.endpoint, "--dir", C.dir)[0])
+        kc.check(node == everything, (agent.name, node[:3], everything[:3]))
+    # An agent started after all of it holds the history of its cold sync
+    fresh = add_agent(name="log-reader")
+    C.wait_converged()
+    everything = json.loads(C.cli("log", "--json", "--operator", "op1")[0])
+    node = json.loads(kc.keyclone("log", "--json", "--agent", fresh.endpoint, "--dir", C.dir)[0])
+    kc.check(node == everything and everything[-1]["records"][0]["name"] == "log-reader", node[-2:])
+    text = kc.keyclone("log", "--since", str(v3[0]), "--agent", fresh.endpoint, "--dir", C.dir)[0]
+    kc.check(text == C.cli("log", "--since", str(v3[0]), "--operator", "op1")[0], text)
+    _, err = kc.keyclone("log", "--agent", "ipc:///nonexistent/agent.ipc", "--dir", C.dir, expect=1)
+    kc.check("no agent at ipc:///nonexistent/agent.ipc" in err, err)
 
 
 def test_kill_minus_nine_after_a_root_change_loses_nothing():
@@ -262,6 +278,77 @@ def test_rotating_the_head_key_keeps_agents_fresh():
         kc.check(agent.status()["state"] == "fresh", agent.status())
 
 
+def test_rotating_the_server_key_keeps_agents_connected():
+    """The server serves its old CURVE key for the overlap, then switches.
+    Running agents follow through the switch without going stale; an agent
+    stopped before the change and started during the overlap catches up; one
+    started after it with only the old key says the handshake fails, and
+    finds the server once the root in force is copied beside its pinned root."""
+    behind = add_agent(name="key-behind", options=["--stale-after", "1000"])
+    late = C.add_agent(name="key-late", register=False, start=False)
+    late_root = os.path.join(late.dir, "root")
+    shutil.copy2(os.path.join(C.dir, "root"), late_root)
+    late.options = ["--root", late_root]
+    C.cli("register", late.name, "--key", late.key, "--operator", "op1")
+    late.start()
+    C.wait_converged()
+    behind.stop()
+    late.stop()
+    running = [a for a in C.agents if a not in (behind, late)]
+    sizes = {a.name: len(a.log_text()) for a in running}
+    old_key = key_of(os.path.join(C.dir, "server", "curve"))
+    version = root_show()["version"]
+    out, _ = C.cli("root", "rotate-server-key", "--overlap", "6s", "--operator", "op1")
+    kc.check(re.search(r"^server server: CURVE key [0-9A-F]{8} -> [0-9A-F]{8}$", out, re.M)
+             and f"root v{version + 1} accepted" in out, out)
+    new_key = key_of(os.path.join(C.dir, "server", "curve-next"))
+    kc.wait_for(lambda: "serving the old key until" in C.server_log_text(), 10,
+                what="the server to start the overlap")
+    # During the overlap: the stopped agent (old key only) catches up, and
+    # the CLI (which now knows the new key first) falls back to the old one
+    behind.start()
+    kc.wait_for(lambda: behind.status() and behind.status()["root_version"] == version + 1
+                and behind.status()["state"] == "fresh", 15, what="the stopped agent to catch up")
+    kc.check(C.server_status()["seq"] > 0, "the CLI reaches the server during the overlap")
+    kc.check("the overlap ended" not in C.server_log_text(), "the overlap ended too soon")
+    kc.wait_for(lambda: "the overlap ended; serving with the new key" in C.server_log_text(), 20,
+                what="the server to switch keys")
+    kc.check(key_of(os.path.join(C.dir, "server", "curve")) == new_key != old_key, new_key)
+    C.server_key = new_key                          # for raw requests (submit_raw)
+    kc.check(not os.path.exists(os.path.join(C.dir, "server", "curve-next_secret")), "staged key left")
+    # Through the switch: every running agent reconnects with the new key,
+    # resumes by sequence, and a registration made after it reaches them
+    agent = C.add_agent(name="after-key-switch", register=False, start=False)
+    C.agents.remove(agent)
+    C.cli("register", agent.name, "--key", agent.key, "--operator", "op1")
+    running.append(behind)
+    C.wait_converged(agents=running)
+    time.sleep(1.5)                                 # longer than --stale-after
+    for a in running:
+        status = a.status()
+        kc.check(status["state"] == "fresh" and status["root_version"] == version + 1, status)
+        kc.check(a.lookup(agent.key)["status"] == "trusted", a.lookup(agent.key))
+        text = a.log_text()[sizes.get(a.name, 0):]
+        kc.check("trying" in text and "rejected" not in text and "syncing from seq 0" not in text, text)
+    # An agent that knew only the old key: the handshake failure is reported
+    late.start()
+    kc.wait_for(lambda: "did not complete" in late.log_text(), 15, what="the late agent to report the handshake")
+    kc.check(late.status()["root_version"] == version, late.status())
+    # A console that never saw the rotation (the genesis root only) is told
+    # why at once, not left waiting
+    _, err = kc.keyclone("status", "--server", "--root", late_root, "--dir", C.dir, expect=1)
+    kc.check("did not complete a CURVE handshake with the server key known" in err, err)
+    late.stop()
+    shutil.copy2(os.path.join(C.dir, "root.followed"), late_root + ".followed")
+    late.start()
+    C.wait_converged(agents=[late])
+    kc.check(late.status()["root_version"] == version + 1, late.status())
+    # The new key is the server's across a restart
+    C.stop_server()
+    C.start_server()
+    C.wait_converged()
+
+
 def test_refusals_of_the_commands_and_messages():
     """Each refused with its reason, nothing changed."""
     before = C.server_status()
@@ -277,7 +364,7 @@ def test_refusals_of_the_commands_and_messages():
     # rotate-head-key away from the server's files
     elsewhere = os.path.join(C.root_dir, "elsewhere")
     os.makedirs(os.path.join(elsewhere, "operators"), exist_ok=True)
-    for name in ("root", "operators/op1", "operators/op1_secret"):
+    for name in ("root", "root.followed", "operators/op1", "operators/op1_secret"):
         shutil.copy2(os.path.join(C.dir, name), os.path.join(elsewhere, name))
     _, err = kc.keyclone("root", "rotate-head-key", "--dir", elsewhere, "--operator", "op1", expect=1)
     kc.check("run it on the server's host" in err, err)
@@ -320,5 +407,6 @@ if __name__ == "__main__":
              test_a_genesis_agent_follows_three_root_changes,
              test_an_altered_root_change_in_a_cache_is_not_trusted, test_bad_root_changes_are_refused,
              test_the_log_is_an_audit_trail, test_kill_minus_nine_after_a_root_change_loses_nothing,
-             test_rotating_the_head_key_keeps_agents_fresh, test_refusals_of_the_commands_and_messages,
+             test_rotating_the_head_key_keeps_agents_fresh,
+             test_rotating_the_server_key_keeps_agents_connected, test_refusals_of_the_commands_and_messages,
              test_an_agent_pinned_to_a_later_root_says_it_needs_the_genesis])
