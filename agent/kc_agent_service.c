@@ -361,20 +361,6 @@ s_zap (agent_t *self, zmsg_t *request)
     return kc_zap_reply (parsed.request_id, parsed.request_id_size, &reply);
 }
 
-static int
-s_add_root (uint64_t seq, const uint8_t *data, size_t size, void *arg)
-{
-    kc_proto_add_root ((zmsg_t *) arg, seq, data, size);
-    return zmsg_size ((zmsg_t *) arg) > 2 * KC_PROTO_ROOTS_MAX;
-}
-
-static int
-s_add_log (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
-           size_t size, void *arg)
-{
-    kc_proto_add_log ((zmsg_t *) arg, seq, accepted, submitter, data, size);
-    return 0;
-}
 
 //  ROOTS and LOG, answered as the server answers them on its submission
 //  channel (docs/protocol.md 6.1): the root changes this node accepted, and
@@ -392,11 +378,11 @@ s_history (agent_t *self, zmsg_t *request)
     int rc;
     if (decoded.type == KC_MSG_ROOTS) {
         reply = kc_proto_roots_reply ();
-        rc = kc_cache_roots (self->cache, s_add_root, reply, &why);
+        rc = kc_cache_roots (self->cache, kc_proto_add_root_fn, reply, &why);
     }
     else {
         reply = kc_proto_log_reply ();
-        rc = kc_cache_history (self->cache, decoded.seq, decoded.credit, AGENT_LOG_BYTES, s_add_log,
+        rc = kc_cache_history (self->cache, decoded.seq, decoded.credit, AGENT_LOG_BYTES, kc_proto_add_log_fn,
                                reply, &why);
     }
     kc_proto_msg_reset (&decoded);

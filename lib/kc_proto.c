@@ -713,6 +713,21 @@ kc_proto_entries (const char *command)
     return msg;
 }
 
+int
+kc_proto_add_root_fn (uint64_t seq, const uint8_t *data, size_t size, void *msg)
+{
+    kc_proto_add_root ((zmsg_t *) msg, seq, data, size);
+    return zmsg_size ((zmsg_t *) msg) > 2 * KC_PROTO_ROOTS_MAX;
+}
+
+int
+kc_proto_add_log_fn (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
+                     size_t size, void *msg)
+{
+    kc_proto_add_log ((zmsg_t *) msg, seq, accepted, submitter, data, size);
+    return 0;
+}
+
 void
 kc_proto_add_entry_meta (zmsg_t *msg, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
                          uint64_t accepted, const uint8_t *submitter, const uint8_t *batch, size_t size)

@@ -128,6 +128,15 @@ void
 zmsg_t *
     kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size);
 
+//  Readers' callbacks that fill a ROOTS or LOG reply (msg, a zmsg_t) from
+//  a store or a cache: one root change (stops at KC_PROTO_ROOTS_MAX), one
+//  log entry. Both return 0 to go on.
+int
+    kc_proto_add_root_fn (uint64_t seq, const uint8_t *data, size_t size, void *msg);
+int
+    kc_proto_add_log_fn (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
+                         size_t size, void *msg);
+
 //  BATCHES / UPDATE: start with kc_proto_entries ("BATCHES" or "UPDATE") and
 //  add entries in sequence order.
 zmsg_t *

@@ -1067,20 +1067,6 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
     }
 }
 
-static int
-s_add_root (uint64_t seq, const uint8_t *data, size_t size, void *arg)
-{
-    kc_proto_add_root ((zmsg_t *) arg, seq, data, size);
-    return zmsg_size ((zmsg_t *) arg) > 2 * KC_PROTO_ROOTS_MAX;
-}
-
-static int
-s_add_log (uint64_t seq, uint64_t accepted, const uint8_t *submitter, const uint8_t *data,
-           size_t size, void *arg)
-{
-    kc_proto_add_log ((zmsg_t *) arg, seq, accepted, submitter, data, size);
-    return 0;
-}
 
 static int
 s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
@@ -1122,7 +1108,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
             //  Public, like the root file every node holds: the root
             //  changes in the log, for clients to follow from their pin
             reply = kc_proto_roots_reply ();
-            if (kc_store_roots (self->store, s_add_root, reply, &why) < 0) {
+            if (kc_store_roots (self->store, kc_proto_add_root_fn, reply, &why) < 0) {
                 zmsg_destroy (&reply);
                 reply = kc_proto_error ("%s", why.text);
             }
@@ -1139,7 +1125,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         if (decoded.type == KC_MSG_LOG) {
             //  The audit view: entries as accepted, with when and from whom
             reply = kc_proto_log_reply ();
-            if (kc_store_log (self->store, decoded.seq, decoded.credit, LOG_BYTES, s_add_log, reply,
+            if (kc_store_log (self->store, decoded.seq, decoded.credit, LOG_BYTES, kc_proto_add_log_fn, reply,
                               &why) < 0) {
                 zmsg_destroy (&reply);
                 reply = kc_proto_error ("%s", why.text);

@@ -8,7 +8,9 @@ already signed offline (so no CLI start-up or signing is timed): a renewal
 cosigned), or a registration (`keyclone sign`), alternating. Timed in this
 process from just before SUBMIT to the 20th agent's event for it ("root" or
 "registered") on their event streams; the server's OK (its durable commit)
-is printed beside them.
+is printed beside them. Then server CURVE key rotations with agents
+connected: a registration submitted right after each switch (by a client
+that knows only the new key) until it is applied on every agent.
 """
 import json
 import os
@@ -26,6 +28,7 @@ from cluster import Cluster                 # noqa: E402
 
 AGENTS = int(os.environ.get("KC_BENCH_ROOT_AGENTS", "20"))
 TRIALS = int(os.environ.get("KC_BENCH_ROOT_TRIALS", "30"))
+SWITCHES = int(os.environ.get("KC_BENCH_ROOT_SWITCHES", "3"))
 
 
 def percentile(values, fraction):
@@ -97,6 +100,45 @@ def main():
     ratio = statistics.median(figures["root"]) / statistics.median(figures["registered"])
     print(f"  a root change costs {ratio:.2f}x a registration at p50 (each agent verifies a successor "
           f"root: one signature per signer, old and new)")
+    print(f"server CURVE key rotations (--overlap 0: the switch 2 s after the change), {SWITCHES} of them:")
+    reached = []
+    for trial in range(SWITCHES):
+        key = kc.keyclone("keygen", f"s{trial}", "--dir", work)[0].strip()
+        path = os.path.join(work, f"switch-{trial}")
+        cluster.cli("sign", "--register", f"s{trial}={key}", "--operator", "op1", "--operator", "op2",
+                    "--out", path)
+        with open(path, "rb") as f:
+            data = f.read()
+        log_size = len(cluster.server_log_text())
+        cluster.cli("root", "rotate-server-key", "--overlap", "0", "--operator", "op1", "--operator", "op2")
+        kc.wait_for(lambda: "the overlap ended" in cluster.server_log_text()[log_size:], 10, interval=0.005,
+                    what="the key switch")
+        for s in events:
+            while s.poll(0):
+                s.recv_multipart()
+        started = time.perf_counter()
+        fresh = ctx.socket(zmq.DEALER)              # a client that knows only the new key
+        fresh.curve_publickey, fresh.curve_secretkey = zmq.curve_keypair()
+        with open(os.path.join(cluster.dir, "server", "curve")) as f:
+            fresh.curve_serverkey = f.read().split('public-key = "')[1].split('"')[0].encode()
+        fresh.connect(root["submit"])
+        fresh.send_multipart([b"SUBMIT", data])
+        kc.check(fresh.recv_multipart()[0] == b"OK", "the registration after the switch")
+        fresh.close(0)
+        seen = set()
+        deadline = started + 20
+        while len(seen) < AGENTS:
+            for s, _ in poller.poll(max(1, int((deadline - time.perf_counter()) * 1000))):
+                if s.recv_multipart()[0] == b"registered":
+                    seen.add(s)
+            kc.check(time.perf_counter() < deadline, f"reached only {len(seen)} of {AGENTS} agents")
+        reached.append((time.perf_counter() - started) * 1000)
+    print(f"  a registration submitted at the switch, on all {AGENTS} agents: "
+          + ", ".join(f"{v:.0f} ms" for v in reached)
+          + " (each agent notices the refused handshake at its next second, reconnects with the new key"
+          " and syncs from its sequence; none went stale)")
+    for agent in cluster.agents:
+        kc.check(agent.status()["state"] == "fresh", agent.status())
     for agent in cluster.agents:
         agent.stop()
     cluster.stop_server()

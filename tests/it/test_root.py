@@ -9,6 +9,8 @@ after three root changes catches up to the root in force. Root changes that
 jump a version, are signed only by the old or only by the new operators, or
 would lock the directory out are refused with a reason, and nothing changes.
 A kill -9 of the server right after it accepted a root change loses nothing.
+The server's head key and CURVE key rotate with agents connected through the
+switch; the audit log reads the same from the server and from any agent.
 """
 import json
 import os
@@ -310,6 +312,11 @@ def test_rotating_the_server_key_keeps_agents_connected():
     kc.wait_for(lambda: behind.status() and behind.status()["root_version"] == version + 1
                 and behind.status()["state"] == "fresh", 15, what="the stopped agent to catch up")
     kc.check(C.server_status()["seq"] > 0, "the CLI reaches the server during the overlap")
+    # A restart during the overlap keeps its end (and the old key until then)
+    C.stop_server()
+    C.start_server()
+    ends = re.findall(r"serving the old key until (\S+), then the new one", C.server_log_text())
+    kc.check(len(ends) == 2 and ends[0] == ends[1], ends)
     kc.check("the overlap ended" not in C.server_log_text(), "the overlap ended too soon")
     kc.wait_for(lambda: "the overlap ended; serving with the new key" in C.server_log_text(), 20,
                 what="the server to switch keys")
