@@ -1510,7 +1510,7 @@ s_connect_server (agent_t *self)
 }
 
 //  The server did not take our HELLO with the key in use, and the roots
-//  followed name others: connect with the next one (a server key rotation:
+//  followed name others: connect with another one (a server key rotation:
 //  before its overlap ends the server still has the old key, after it the
 //  new one), and sync from the cache's sequence, so nothing published
 //  while the connection was down is missed.
@@ -1519,7 +1519,9 @@ s_next_server_key (agent_t *self)
 {
     char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1];
     kc_fingerprint (self->key_in_use, from);
-    self->key_index = (self->key_index + 1) % self->key_count;
+    //  The newest key between each older one (0, 1, 0, 2, ...): after a
+    //  switch the newest is the one, during an overlap the one before it
+    self->key_index = self->key_index ? 0 : 1 + self->key_probes++ % (self->key_count - 1);
     zsys_info ("kc_agent: the server did not complete a handshake with server key %s; trying %s, "
                "another key the roots followed name for it (a server key rotation)", from,
                kc_fingerprint (self->server_keys [self->key_index], to));

@@ -44,6 +44,7 @@ typedef struct {
     uint8_t server_keys [AGENT_SERVER_KEYS][KC_KEY_BYTES];  //  the server's CURVE keys in
     size_t key_count, key_index;            //  the roots followed, newest first; in use
     uint8_t key_in_use [KC_KEY_BYTES];
+    size_t key_probes;                      //  older keys tried from the newest
     bool key_failed;                        //  a handshake failed since the last second
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
