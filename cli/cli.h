@@ -166,6 +166,8 @@ int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
 int cmd_root (int argc, char *argv []);
 int cmd_log (int argc, char *argv []);
+int cmd_import (int argc, char *argv []);
+int cmd_export (int argc, char *argv []);
 
 extern const cli_command_t cli_commands [];
 

@@ -219,6 +219,48 @@ s_register_record (const kc_record_spec_t *spec, void *arg, kc_why_t *why)
     return 0;
 }
 
+//  The root in force (followed from the pinned root through the server),
+//  the client and the operator signers a registration run needs. 0, or -1
+//  after printing why.
+static int
+s_register_open (s_register_t *self, kc_signer_t *signers [CLI_OPERATORS_MAX])
+{
+    s_online_t *online = self->online;
+    self->root = cli_load_pinned_root (self->command, online->root_path);
+    if (!self->root) {
+        return -1;
+    }
+    //  Signed for, and checked against, the root in force
+    self->client = cli_client_new (online->root_path, self->root, online->server, online->timeout_ms);
+    if (!cli_follow_root (self->command, self->client, &self->root)) {
+        kc_client_destroy (&self->client);
+        kc_root_destroy (&self->root);
+        return -1;
+    }
+    self->signer_count = cli_load_operators (self->command, online->dir, online->operators,
+                                             online->operator_count, signers);
+    self->signers = signers;
+    if (self->signer_count < 0 || cli_check_signers (self->command, self->root, signers,
+                                                     self->signer_count)) {
+        kc_client_destroy (&self->client);
+        kc_root_destroy (&self->root);
+        return -1;
+    }
+    self->builder = kc_batch_builder_new (kc_root_directory (self->root), kc_now ());
+    return 0;
+}
+
+static void
+s_register_close (s_register_t *self)
+{
+    for (int i = 0; i < self->signer_count; i++) {
+        kc_signer_destroy (&self->signers [i]);
+    }
+    kc_batch_builder_destroy (&self->builder);
+    kc_client_destroy (&self->client);
+    kc_root_destroy (&self->root);
+}
+
 //  Builds "NAME=KEY,tag=...,expires=...,version=..." for cli_parse_record.
 static int
 s_register_argument (char *out, size_t size, const char *name, const char *key,
@@ -288,26 +330,9 @@ cmd_register (int argc, char *argv [])
                           .progress = from && isatty (STDERR_FILENO) && !online.json };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
-    self.root = cli_load_pinned_root ("register", online.root_path);
-    if (!self.root) {
+    if (s_register_open (&self, signers)) {
         return CLI_FAIL;
     }
-    //  Signed for, and checked against, the root in force
-    self.client = cli_client_new (online.root_path, self.root, online.server, online.timeout_ms);
-    if (!cli_follow_root ("register", self.client, &self.root)) {
-        kc_client_destroy (&self.client);
-        kc_root_destroy (&self.root);
-        return CLI_FAIL;
-    }
-    self.signer_count = cli_load_operators ("register", online.dir, online.operators,
-                                            online.operator_count, signers);
-    self.signers = signers;
-    if (self.signer_count < 0 || cli_check_signers ("register", self.root, signers, self.signer_count)) {
-        kc_client_destroy (&self.client);
-        kc_root_destroy (&self.root);
-        return CLI_FAIL;
-    }
-    self.builder = kc_batch_builder_new (kc_root_directory (self.root), kc_now ());
     kc_why_t why;
     char argument [4096];
     if (!from && s_register_argument (argument, sizeof argument, name, key, tags, tag_count,
@@ -349,12 +374,7 @@ cmd_register (int argc, char *argv [])
                     self.duplicates ? " (already: the same batch was accepted before)" : "");
         }
     }
-    for (int i = 0; i < self.signer_count; i++) {
-        kc_signer_destroy (&signers [i]);
-    }
-    kc_batch_builder_destroy (&self.builder);
-    kc_client_destroy (&self.client);
-    kc_root_destroy (&self.root);
+    s_register_close (&self);
     return rc;
 }
 
@@ -1055,5 +1075,397 @@ cmd_log (int argc, char *argv [])
     kc_client_destroy (&client);
     s_online_release (&online);
     kc_root_destroy (&pinned);
+    return rc;
+}
+
+//  --- import and export: czmq and pyzmq certificate directories ------------------
+
+typedef struct {
+    const char *file;                       //  the first file a key was read from
+} s_seen_t;
+
+//  One file of a certificate directory (zcertstore's layout: every file
+//  but the *_secret ones is a public certificate). Returns 0 (imported or
+//  skipped, with the reason on stderr), or -1 when the registration failed.
+static int
+s_import_file (s_register_t *self, const char *dir, const char *file, char *const *tags, int tag_count,
+               zhashx_t *seen, size_t *skipped, kc_why_t *why)
+{
+    char path [CLI_PATH_MAX], escaped [3 * 256 + 1], reason [2 * KC_WHY_BYTES + 1024] = "";
+    snprintf (path, sizeof path, "%s/%s", dir, file);
+    kc_escape (file, strlen (file), escaped, sizeof escaped, 0);
+    size_t length = strlen (file);
+    kc_cert_t *cert = NULL;
+    kc_why_t problem;
+    char name [KC_RECORD_NAME_MAX + 1] = "";
+    if (length > 7 && KC_STREQ (file + length - 7, "_secret")) {
+        snprintf (reason, sizeof reason, "a secret key file (not read: registering needs only the public key)");
+    }
+    else
+    if (!(cert = kc_cert_load_public (path, &problem))) {
+        snprintf (reason, sizeof reason, "not a CURVE public certificate: %s", problem.text);
+    }
+    else
+    if (zhashx_lookup (seen, kc_cert_public_txt (cert))) {
+        char first [3 * 256 + 1];
+        const char *other = zhashx_lookup (seen, kc_cert_public_txt (cert));
+        kc_escape (other, strlen (other), first, sizeof first, 0);
+        snprintf (reason, sizeof reason, "the same key as '%s'", first);
+    }
+    else {
+        //  The name: the certificate's metadata, else the file name without
+        //  its .key extension
+        const char *meta = kc_cert_name (cert);
+        if (kc_record_name_valid (meta, strlen (meta))) {
+            snprintf (name, sizeof name, "%s", meta);
+        }
+        else {
+            size_t stem = length > 4 && KC_STREQ (file + length - 4, ".key") ? length - 4 : length;
+            if (kc_record_name_valid (file, stem)) {
+                snprintf (name, sizeof name, "%.*s", (int) stem, file);
+            }
+            else {
+                snprintf (reason, sizeof reason, "no valid name in its metadata or file name (letters, "
+                          "digits, '.', '-', '_', at most %d)", KC_RECORD_NAME_MAX);
+            }
+        }
+    }
+    if (*reason) {
+        fprintf (stderr, "keyclone %s: skipped '%s': %s\n", self->command, escaped, reason);
+        (*skipped)++;
+        kc_cert_destroy (&cert);
+        return 0;
+    }
+    zhashx_insert (seen, kc_cert_public_txt (cert), (void *) strdup (file));
+    char argument [4096];
+    int rc = s_register_argument (argument, sizeof argument, name, kc_cert_public_txt (cert), tags,
+                                  tag_count, NULL, NULL);
+    kc_cert_destroy (&cert);
+    if (rc) {
+        return kc_why (why, "'%s': arguments too long", escaped);
+    }
+    return cli_parse_record (argument, false, s_register_record, self, why);
+}
+
+static int
+s_compare_names (const void *a, const void *b)
+{
+    return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+//  The regular files of dir, sorted (caller frees with s_free_names).
+static char **
+s_list_files (const char *dir, size_t *count, kc_why_t *why)
+{
+    DIR *handle = opendir (dir);
+    if (!handle) {
+        kc_why (why, "cannot read the directory '%s': %s", dir, strerror (errno));
+        return NULL;
+    }
+    size_t capacity = 64;
+    char **names = malloc (capacity * sizeof (char *));
+    assert (names);
+    *count = 0;
+    struct dirent *entry;
+    while ((entry = readdir (handle))) {
+        char path [CLI_PATH_MAX];
+        struct stat info;
+        snprintf (path, sizeof path, "%s/%s", dir, entry->d_name);
+        if (stat (path, &info) || !S_ISREG (info.st_mode)) {
+            continue;
+        }
+        if (*count == capacity) {
+            capacity *= 2;
+            names = realloc (names, capacity * sizeof (char *));
+            assert (names);
+        }
+        names [(*count)++] = strdup (entry->d_name);
+    }
+    closedir (handle);
+    qsort (names, *count, sizeof (char *), s_compare_names);
+    return names;
+}
+
+static void
+s_free_names (char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free (names [i]);
+    }
+    free (names);
+}
+
+static void
+s_free_string (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+int
+cmd_import (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' },
+        { "batch-size", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    char *tags [KC_RECORD_TAGS_MAX + 1];
+    int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("import", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+            case 'b':
+                chunk = atoi (optarg);
+                if (chunk < 1 || chunk > KC_BATCH_RECORDS_MAX) {
+                    return cli_usage ("import", "--batch-size must be 1..%d", KC_BATCH_RECORDS_MAX);
+                }
+                break;
+            case 't':
+                if (tag_count == KC_RECORD_TAGS_MAX) {
+                    return cli_usage ("import", "at most %d tags", KC_RECORD_TAGS_MAX);
+                }
+                tags [tag_count++] = optarg;
+                break;
+            default: return CLI_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("import", "expected one CERTDIR");
+    }
+    const char *dir = argv [optind];
+    s_online_finish (&online);
+    kc_why_t why;
+    size_t count = 0, skipped = 0;
+    char **files = s_list_files (dir, &count, &why);
+    if (!files) {
+        return cli_fail ("import", "%s", why.text);
+    }
+    s_register_t self = { .command = "import", .online = &online, .chunk = (size_t) chunk,
+                          .progress = isatty (STDERR_FILENO) && !online.json };
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    if (s_register_open (&self, signers)) {
+        s_free_names (files, count);
+        return CLI_FAIL;
+    }
+    zhashx_t *seen = zhashx_new ();
+    zhashx_set_destructor (seen, s_free_string);
+    int rc = CLI_FAIL;
+    size_t i;
+    for (i = 0; i < count; i++) {
+        if (s_import_file (&self, dir, files [i], tags, tag_count, seen, &skipped, &why)) {
+            if (!strstr (why.text, "stopped after")) {
+                cli_fail ("import", "%s", why.text);
+            }
+            break;
+        }
+    }
+    size_t imported = zhashx_size (seen);
+    if (i == count && imported == 0) {
+        cli_fail ("import", "no certificate to import in '%s' (%zu file%s skipped)", dir, skipped,
+                  skipped == 1 ? "" : "s");
+    }
+    else
+    if (i == count && s_flush (&self) == 0) {
+        rc = CLI_OK;
+    }
+    if (self.progress) {
+        fputc ('\n', stderr);
+    }
+    if (rc == CLI_OK && online.json) {
+        printf ("{\"imported\": %zu, \"skipped\": %zu, \"batches\": %zu, \"first_seq\": %llu, "
+                "\"seq\": %llu}\n", imported, skipped, self.batches, (unsigned long long) self.first_seq,
+                (unsigned long long) self.last_seq);
+    }
+    else
+    if (rc == CLI_OK) {
+        printf ("imported %zu certificate%s in %zu batch%s, seq %llu..%llu; skipped %zu file%s\n",
+                imported, imported == 1 ? "" : "s", self.batches, self.batches == 1 ? "" : "es",
+                (unsigned long long) self.first_seq, (unsigned long long) self.last_seq, skipped,
+                skipped == 1 ? "" : "s");
+    }
+    zhashx_destroy (&seen);
+    s_register_close (&self);
+    s_free_names (files, count);
+    return rc;
+}
+
+typedef struct {
+    const char *dir;
+    const char *directory_hex;
+    bool trusted_only;
+    uint64_t now;
+    zhashx_t *written;                      //  file name -> "" (this run)
+    size_t exported, skipped_revoked, skipped_untrusted;
+    kc_why_t why;
+    bool failed;
+} s_export_t;
+
+//  Writes one record as a czmq public certificate: its name and tags as
+//  metadata (a tag "k=v" as k = "v", a plain tag as tag = "..."), and the
+//  directory it came from, so a later export can tell its own files.
+static int
+s_export_one (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    s_export_t *self = arg;
+    if (record->status == KC_STATUS_REVOKED) {
+        self->skipped_revoked++;
+        return 0;
+    }
+    if (self->trusted_only
+    &&  kc_verdict_at (record->status, record->not_before, record->not_after, self->now) != KC_VERDICT_TRUSTED) {
+        self->skipped_untrusted++;
+        return 0;
+    }
+    char name [KC_RECORD_NAME_MAX + 1], z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    char file [KC_RECORD_NAME_MAX + KC_FINGERPRINT_CHARS + 8], when [32];
+    kc_record_name (record, name);
+    kc_z85_encode (record->key, KC_KEY_BYTES, z85);
+    kc_fingerprint (record->key, fp);
+    //  Several keys under one name: the others get their fingerprint
+    snprintf (file, sizeof file, "%s.key", name);
+    if (zhashx_lookup (self->written, file)) {
+        snprintf (file, sizeof file, "%s-%s.key", name, fp);
+    }
+    char text [8192];
+    int n = snprintf (text, sizeof text,
+        "#   ****  Generated on %s by keyclone export  ****\n"
+        "#   ZeroMQ CURVE Public Certificate\n"
+        "#   Exchange securely, or use a secure mechanism to verify the contents\n"
+        "#   of this file after exchange.\n\n"
+        "metadata\n    name = \"%s\"\n", kc_time_format (kc_now (), when), name);
+    const uint8_t *tag = record->tags;
+    for (size_t i = 0; i < record->tag_count; i++) {
+        size_t size = *tag++;
+        const char *equals = memchr (tag, '=', size);
+        if (equals && equals > (const char *) tag) {
+            n += snprintf (text + n, sizeof text - (size_t) n, "    %.*s = \"%.*s\"\n",
+                           (int) (equals - (const char *) tag), tag,
+                           (int) (size - (size_t) (equals - (const char *) tag) - 1), equals + 1);
+        }
+        else {
+            n += snprintf (text + n, sizeof text - (size_t) n, "    tag = \"%.*s\"\n", (int) size, tag);
+        }
+        tag += size;
+    }
+    n += snprintf (text + n, sizeof text - (size_t) n,
+                   "    keyclone-fingerprint = \"%s\"\n    keyclone-directory = \"%s\"\n"
+                   "curve\n    public-key = \"%s\"\n", fp, self->directory_hex, z85);
+    char path [CLI_PATH_MAX + 300];
+    snprintf (path, sizeof path, "%s/%s", self->dir, file);
+    if (kc_file_write_atomic (path, text, (size_t) n, KC_FILE_MODE_PUBLIC, &self->why)) {
+        self->failed = true;
+        return -1;
+    }
+    zhashx_insert (self->written, file, (void *) "");
+    self->exported++;
+    return 0;
+}
+
+//  Removes the certificates an earlier export of this directory wrote that
+//  this one did not (keys revoked, expired or renamed since): a zcertstore
+//  reading the folder must not keep trusting them. Other files stay.
+static size_t
+s_export_prune (s_export_t *self)
+{
+    size_t count = 0, removed = 0;
+    kc_why_t why;
+    char **files = s_list_files (self->dir, &count, &why);
+    char marker [128];
+    snprintf (marker, sizeof marker, "keyclone-directory = \"%s\"", self->directory_hex);
+    for (size_t i = 0; files && i < count; i++) {
+        if (zhashx_lookup (self->written, files [i])) {
+            continue;
+        }
+        char path [CLI_PATH_MAX];
+        size_t size;
+        snprintf (path, sizeof path, "%s/%s", self->dir, files [i]);
+        uint8_t *data = kc_file_read (path, 64 * 1024, false, &size, &why);
+        if (data && strstr ((char *) data, marker) && unlink (path) == 0) {
+            removed++;
+        }
+        kc_file_free (&data, false);
+    }
+    if (files) {
+        s_free_names (files, count);
+    }
+    return removed;
+}
+
+int
+cmd_export (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        ONLINE_OPTIONS, { "trusted", no_argument, NULL, 'u' }, { NULL, 0, NULL, 0 }
+    };
+    s_online_t online = { 0 };
+    s_export_t self = { .now = kc_now () };
+    int c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = s_online_option ("export", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        if (c != 'u') {
+            return CLI_USAGE;
+        }
+        self.trusted_only = true;
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("export", "expected one DIR to write the certificates to");
+    }
+    self.dir = argv [optind];
+    s_online_finish (&online);
+    kc_root_t *root = cli_load_pinned_root ("export", online.root_path);
+    if (!root) {
+        return CLI_FAIL;
+    }
+    kc_why_t why;
+    if (kc_file_mkdirs (self.dir, 0755, &why)) {
+        kc_root_destroy (&root);
+        return cli_fail ("export", "%s", why.text);
+    }
+    char hex [2 * KC_HASH_BYTES + 1];
+    self.directory_hex = kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
+    self.written = zhashx_new ();
+    kc_client_t *client = s_online_client ("export", &online, root);
+    int rc = CLI_FAIL;
+    if (client) {
+        int count = kc_client_query (client, "list", NULL, 0, s_export_one, &self, &why);
+        if (self.failed) {
+            cli_fail ("export", "%s", self.why.text);
+        }
+        else
+        if (count < 0) {
+            cli_fail ("export", "%s", why.text);
+        }
+        else {
+            size_t removed = s_export_prune (&self);
+            if (online.json) {
+                printf ("{\"exported\": %zu, \"revoked\": %zu, \"not_trusted_now\": %zu, \"removed\": %zu}\n",
+                        self.exported, self.skipped_revoked, self.skipped_untrusted, removed);
+            }
+            else {
+                printf ("exported %zu certificate%s to %s (left out: %zu revoked, %zu not trusted now); "
+                        "removed %zu of an earlier export\n", self.exported, self.exported == 1 ? "" : "s",
+                        self.dir, self.skipped_revoked, self.skipped_untrusted, removed);
+            }
+            rc = CLI_OK;
+        }
+    }
+    zhashx_destroy (&self.written);
+    kc_client_destroy (&client);
+    s_online_release (&online);
+    kc_root_destroy (&root);
     return rc;
 }

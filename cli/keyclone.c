@@ -186,6 +186,32 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0; 1 on failure; 2 usage; 3 when the root in force expires within\n"
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
+    { "import", cmd_import, "register every certificate of a czmq or pyzmq certificate directory",
+      "Usage: keyclone import CERTDIR [--tag TAG]... [--batch-size N] [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Registers the public key of every CURVE certificate in CERTDIR (czmq's zcertstore\n"
+      "layout, and pyzmq's zmq.auth: every file but *_secret is a public certificate),\n"
+      "in batches signed with the --operator keys, as a bulk registration. The name is\n"
+      "the certificate's metadata name, else the file name without '.key'; --tag adds\n"
+      "tags to every record. Files it cannot use are skipped, each with the reason on\n"
+      "stderr: secret key files (never read), files that are not public certificates,\n"
+      "a key already read from another file, a file with no valid name.\n"
+      "Exit status: 0; 1 if nothing could be imported or a batch was refused.\n"
+      ONLINE_HELP },
+    { "export", cmd_export, "write the directory's keys as czmq certificates (zcertstore, zmq.auth)",
+      "Usage: keyclone export DIR [--trusted] [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Writes every registered key of the directory (read from the server, like 'keyclone\n"
+      "list') to DIR as a czmq public certificate NAME.key (NAME-FINGERPRINT.key for a\n"
+      "second key of one name), with its name and tags as metadata (a tag k=v as k), so\n"
+      "czmq's zcertstore/zauth and pyzmq's zmq.auth.load_certificates can read them.\n"
+      "Revoked keys are never written; --trusted also leaves out keys that are expired\n"
+      "or not yet valid now. Certificates an earlier export of this directory wrote to\n"
+      "DIR that this one did not (keys revoked or expired since) are removed; other\n"
+      "files are left alone. Run it again whenever the directory changes (the agent's\n"
+      "event stream says when): a copied folder does not follow revocations by itself.\n"
+      "Exit status: 0; 1 if the server cannot be read or DIR written.\n"
+      ONLINE_HELP },
     { "log", cmd_log, "the audit trail: every log entry, who signed it, who submitted it",
       "Usage: keyclone log [--since SEQ] [--name NAME] [--json] [--agent EP] [COMMON OPTIONS]\n"
       "\n"

@@ -641,6 +641,19 @@ def scenario_admin(world):
     t.expect("keyclone submit", r"accepted at seq")
     again = shell.run(None, text="keyclone submit web-1.kcb\n", label="the same batch again")
     again.expect("keyclone submit", r"already accepted")
+    shell.run(None, label="a zauth certificate folder", text=(
+        "mkdir -p /etc/curve/authorized\n"
+        "python3 -c \"import zmq.auth; [zmq.auth.create_certificates('/etc/curve/authorized', n) "
+        "for n in ('legacy-1', 'legacy-2')]\"\n"))
+    t = shell.run("operator/import")
+    t.expect("keyclone import", r"^imported 2 certificates in 1 batch, seq \d+\.\.\d+; skipped 2 files$",
+             r"skipped 'legacy-1\.key_secret': a secret key file")
+    t = shell.run("operator/export")
+    t.expect("keyclone export", r"^exported \d+ certificates to /etc/curve/trusted \(left out: \d+ revoked, "
+             r"0 not trusted now\); removed 0 of an earlier export$")
+    import zmq.auth                         # pyzmq reads the export (inside the scenario's namespaces)
+    legacy = {k.decode() for k in zmq.auth.load_certificates("/etc/curve/trusted")}
+    kc.check(len(legacy) >= 5, f"zmq.auth read {len(legacy)} keys from the export")
 
     agent = world.start("agent/run", shell)
     world.settle()

@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""czmq and pyzmq certificate directories (issue 12): `keyclone import` reads
+a zcertstore / zmq.auth directory into registration batches, reporting what
+it skipped and why; `keyclone export` writes the directory's keys back as
+czmq public certificates that czmq's own zcertstore (build/tests/
+kc_certstore) and pyzmq's zmq.auth.load_certificates read, never a revoked
+key, and removes what an earlier export wrote once its key is revoked.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import zmq.auth
+
+import kc
+from cluster import Cluster
+
+C = Cluster()
+CERTS = os.path.join(C.root_dir, "certs")
+OUT = os.path.join(C.root_dir, "exported")
+CERTSTORE = os.path.join(kc.BUILD, "tests", "kc_certstore")
+
+
+def public_key(path):
+    with open(path) as f:
+        return re.search(r'public-key = "(.*)"', f.read()).group(1)
+
+
+def certstore(directory, *keys):
+    """What czmq's zcertstore holds for each key: {key: {meta} or None}."""
+    out = subprocess.run([CERTSTORE, directory, *keys], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():           # czmq logs what it cannot parse here too
+        key, rest = line[:40], line[41:]
+        if key in keys and line[40:41] == " ":
+            found[key] = None if rest == "missing" else dict(item.split("=", 1) for item in rest.split(" "))
+    kc.check(len(found) == len(keys), f"kc_certstore printed {out!r}")
+    return found
+
+
+def test_setup():
+    C.start_server()
+    C.add_agent()
+    C.wait_converged()
+
+
+def test_import_reads_a_pyzmq_and_czmq_directory():
+    os.makedirs(CERTS)
+    # pyzmq: name.key + name.key_secret, no metadata name
+    for name in ("web-1", "web-2"):
+        zmq.auth.create_certificates(CERTS, name)
+    # czmq's layout with a metadata name (keyclone keygen writes it)
+    kc.keyclone("keygen", "db-1", "--dir", CERTS)
+    os.rename(os.path.join(CERTS, "db-1"), os.path.join(CERTS, "database.key"))
+    os.remove(os.path.join(CERTS, "db-1_secret"))
+    # what it must skip, each with its reason
+    shutil.copy(os.path.join(CERTS, "web-1.key"), os.path.join(CERTS, "zz-web-1.key"))
+    with open(os.path.join(CERTS, "README"), "w") as f:
+        f.write("these are our servers' keys\n")
+    zmq.auth.create_certificates(CERTS, "bad name!")
+    with open(os.path.join(CERTS, "evil\x1b[2Jname.key"), "w") as f:
+        f.write("not a certificate\n")
+    out, err = C.cli("import", CERTS, "--tag", "role=legacy", "--operator", "op1")
+    kc.check(re.search(r"^imported 3 certificates in 1 batch, seq \d+\.\.\d+; skipped 7 files$", out, re.M), out)
+    for pattern in (r"skipped 'web-1\.key_secret': a secret key file \(not read",
+                    r"skipped 'zz-web-1\.key': the same key as 'web-1\.key'",
+                    r"skipped 'README': not a CURVE public certificate",
+                    r"skipped 'bad name!\.key': no valid name in its metadata or file name",
+                    r"skipped 'evil\\x1b\[2Jname\.key': not a CURVE public certificate"):
+        kc.check(re.search(pattern, err), f"{pattern}\n{err}")
+    kc.check("\x1b" not in err, err)
+    C.wait_converged()
+    agent = C.agents[0]
+    for name, path in (("web-1", "web-1.key"), ("web-2", "web-2.key"), ("db-1", "database.key")):
+        entry = agent.lookup(public_key(os.path.join(CERTS, path)))
+        kc.check(entry["status"] == "trusted" and entry["name"] == name and "role=legacy" in entry["tags"], entry)
+    # importing the same directory again registers the same keys again
+    out, _ = C.cli("import", CERTS, "--tag", "role=legacy", "--operator", "op1", "--json")
+    kc.check(json.loads(out)["imported"] == 3, out)
+
+
+def test_import_refusals():
+    empty = os.path.join(C.root_dir, "empty")
+    os.makedirs(empty)
+    before = C.server_status()["seq"]
+    _, err = C.cli("import", empty, "--operator", "op1", expect=1)
+    kc.check("no certificate to import in" in err, err)
+    _, err = C.cli("import", os.path.join(C.root_dir, "nowhere"), "--operator", "op1", expect=1)
+    kc.check("cannot read the directory" in err and "No such file" in err, err)
+    _, err = C.cli("import", expect=2)
+    kc.check("expected one CERTDIR" in err, err)
+    kc.check(C.server_status()["seq"] == before, "a refused import changed the log")
+
+
+def test_export_is_read_by_zcertstore_and_zmq_auth():
+    C.cli("register", "short-lived", "--key", kc.keyclone("keygen", "short", "--dir", C.root_dir)[0].strip(),
+          "--expires", "2s", "--tag", "role=temp", "--operator", "op1")
+    C.cli("revoke", "web-2", "--operator", "op1")
+    os.makedirs(OUT)
+    with open(os.path.join(OUT, "notes.txt"), "w") as f:      # someone else's file stays
+        f.write("keep me\n")
+    out, _ = C.cli("export", OUT, "--operator", "op1")
+    kc.check(re.search(r"^exported \d+ certificates to .* \(left out: 1 revoked, 0 not trusted now\); "
+                       r"removed 0 of an earlier export$", out, re.M), out)
+    web1, web2, db1 = (public_key(os.path.join(CERTS, p)) for p in ("web-1.key", "web-2.key", "database.key"))
+    found = certstore(OUT, web1, web2, db1)
+    kc.check(found[web1] and found[web1]["name"] == "web-1" and found[web1]["role"] == "legacy", found)
+    kc.check(found[db1] and found[db1]["name"] == "db-1", found)
+    kc.check(found[web2] is None, f"a revoked key was exported: {found}")
+    loaded = {k.decode() for k in zmq.auth.load_certificates(OUT)}
+    kc.check(web1 in loaded and db1 in loaded and web2 not in loaded, loaded)
+    # --trusted leaves out a key past its expiry
+    time.sleep(2.5)
+    out, _ = C.cli("export", OUT, "--trusted", "--operator", "op1", "--json")
+    summary = json.loads(out)
+    kc.check(summary["not_trusted_now"] == 1 and summary["removed"] == 1, summary)
+    kc.check(not os.path.exists(os.path.join(OUT, "short-lived.key")), os.listdir(OUT))
+    # a revocation, then the export again: its certificate is gone, so a
+    # zauth reading the folder stops trusting it
+    C.cli("revoke", "web-1", "--operator", "op1")
+    out, _ = C.cli("export", OUT, "--trusted", "--operator", "op1")
+    kc.check("removed 1 of an earlier export" in out, out)
+    found = certstore(OUT, web1, db1)
+    kc.check(found[web1] is None and found[db1], found)
+    kc.check(os.path.exists(os.path.join(OUT, "notes.txt")), "export removed a file it did not write")
+
+
+if __name__ == "__main__":
+    kc.main([test_setup, test_import_reads_a_pyzmq_and_czmq_directory, test_import_refusals,
+             test_export_is_read_by_zcertstore_and_zmq_auth])
