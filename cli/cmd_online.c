@@ -1168,10 +1168,14 @@ s_list_files (const char *dir, size_t *count, kc_why_t *why)
     *count = 0;
     struct dirent *entry;
     while ((entry = readdir (handle))) {
+        //  The file type from the directory itself when it says (no stat)
+        if (entry->d_type != DT_REG && entry->d_type != DT_UNKNOWN && entry->d_type != DT_LNK) {
+            continue;
+        }
         char path [CLI_PATH_MAX];
         struct stat info;
         snprintf (path, sizeof path, "%s/%s", dir, entry->d_name);
-        if (stat (path, &info) || !S_ISREG (info.st_mode)) {
+        if (entry->d_type != DT_REG && (stat (path, &info) || !S_ISREG (info.st_mode))) {
             continue;
         }
         if (*count == capacity) {
