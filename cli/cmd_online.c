@@ -6,6 +6,7 @@
 */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -163,6 +164,174 @@ s_sign_submit (const char *command, kc_client_t *client, const kc_root_t *root,
     return rc;
 }
 
+//  --- keys as people give them ---------------------------------------------------
+
+typedef struct {
+    uint8_t keys [64][KC_KEY_BYTES];
+    uint64_t versions [64];
+    char names [64][KC_RECORD_NAME_MAX + 1];
+    size_t count;
+    bool by_name;
+    bool never_registered;                  //  a key the directory has never held
+} s_targets_t;
+
+static int
+s_collect_target (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    s_targets_t *targets = arg;
+    if (targets->by_name && record->status == KC_STATUS_REVOKED) {
+        return 0;                           //  already revoked
+    }
+    if (targets->count == 64) {
+        return -1;
+    }
+    memcpy (targets->keys [targets->count], record->key, KC_KEY_BYTES);
+    targets->versions [targets->count] = record->version;
+    kc_record_name (record, targets->names [targets->count]);
+    targets->count++;
+    return 0;
+}
+
+
+#define KEY_PREFIX_MIN      8               //  hex characters of a fingerprint prefix
+
+typedef struct {
+    uint8_t prefix [KC_KEY_BYTES];
+    size_t nibbles;                         //  hex digits to match
+    uint8_t keys [8][KC_KEY_BYTES];
+    char names [8][KC_RECORD_NAME_MAX + 1];
+    size_t count;
+} s_prefix_t;
+
+static bool
+s_prefix_matches (const s_prefix_t *self, const uint8_t *key)
+{
+    size_t bytes = self->nibbles / 2;
+    if (memcmp (key, self->prefix, bytes)) {
+        return false;
+    }
+    return self->nibbles % 2 == 0 || (key [bytes] >> 4) == (self->prefix [bytes] >> 4);
+}
+
+static int
+s_collect_prefix (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    s_prefix_t *self = arg;
+    if (!s_prefix_matches (self, record->key)) {
+        return -1;                          //  past the prefix in key order
+    }
+    if (self->count < 8) {
+        memcpy (self->keys [self->count], record->key, KC_KEY_BYTES);
+        kc_record_name (record, self->names [self->count]);
+    }
+    self->count++;
+    return self->count > 8 ? -1 : 0;
+}
+
+//  A key as a person gives it: a 40-character Z85 key; a certificate file
+//  (czmq's or pyzmq's, public or secret: only the public key is read); or,
+//  with a client, a fingerprint: a hex prefix of at least 8 characters of a
+//  registered key, which must be unique (the server's records are read in
+//  key order from the prefix). 0, or -1 with a reason (several matches are
+//  listed).
+static int
+s_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+{
+    size_t length = strlen (text);
+    if (length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) {
+        return 0;
+    }
+    if (kc_file_exists (text)) {
+        kc_why_t problem;
+        kc_cert_t *cert = kc_cert_load_public (text, &problem);
+        if (!cert) {
+            return kc_why (why, "'%s' is a file but not a CURVE certificate: %s", text, problem.text);
+        }
+        memcpy (key, kc_cert_public_key (cert), KC_KEY_BYTES);
+        kc_cert_destroy (&cert);
+        return 0;
+    }
+    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
+    for (size_t i = 0; hex && i < length; i++) {
+        hex = isxdigit ((unsigned char) text [i]);
+    }
+    if (!hex) {
+        return kc_why (why, "'%s' is not a key: give a 40-character Z85 key, a certificate file, or "
+                       "a fingerprint (at least %d hex digits)", text, KEY_PREFIX_MIN);
+    }
+    if (!client) {
+        return kc_why (why, "'%s' looks like a fingerprint: this command cannot look it up; give the "
+                       "Z85 key or a certificate file", text);
+    }
+    s_prefix_t prefix = { .nibbles = length };
+    for (size_t i = 0; i < length; i++) {
+        int digit = isdigit ((unsigned char) text [i]) ? text [i] - '0' : toupper ((unsigned char) text [i]) - 'A' + 10;
+        prefix.prefix [i / 2] |= (uint8_t) (i % 2 ? digit : digit << 4);
+    }
+    //  Keys in order after the prefix (its last half byte padded with 0):
+    //  the matches come first
+    if (kc_client_query (client, "list", prefix.prefix, (length + 1) / 2, s_collect_prefix, &prefix,
+                         why) < 0) {
+        return -1;
+    }
+    if (prefix.count == 0) {
+        return kc_why (why, "no registered key has the fingerprint '%s'", text);
+    }
+    if (prefix.count > 1) {
+        char list [1024] = "";
+        size_t n = 0;
+        for (size_t i = 0; i < prefix.count && i < 8; i++) {
+            char z85 [KC_Z85_KEY_CHARS + 1];
+            n += (size_t) snprintf (list + n, sizeof list - n, "%s%s (%s)", i ? ", " : "",
+                                    kc_z85_encode (prefix.keys [i], KC_KEY_BYTES, z85), prefix.names [i]);
+        }
+        return kc_why (why, "the fingerprint '%s' matches %s%zu keys: %s%s; give more of it", text,
+                       prefix.count > 8 ? "more than " : "", prefix.count > 8 ? (size_t) 8 : prefix.count,
+                       list, prefix.count > 8 ? ", ..." : "");
+    }
+    memcpy (key, prefix.keys [0], KC_KEY_BYTES);
+    return 0;
+}
+
+static int
+s_count_record (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    (void) record;
+    (*(size_t *) arg)++;
+    return 0;
+}
+
+//  A key (as s_key_input takes it) or a node name: *is_key says which. A
+//  valid name that is also all hex is a name when the directory has it,
+//  else a fingerprint. Without a client, fingerprints are not looked up.
+static int
+s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], bool *is_key,
+               kc_why_t *why)
+{
+    size_t length = strlen (text);
+    *is_key = true;
+    if ((length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) || kc_file_exists (text)) {
+        return s_key_input (client, text, key, why);
+    }
+    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
+    for (size_t i = 0; hex && i < length; i++) {
+        hex = isxdigit ((unsigned char) text [i]);
+    }
+    if (kc_record_name_valid (text, length)) {
+        size_t named = 0;
+        if (!hex || !client
+        ||  kc_client_query (client, "name", (const uint8_t *) text, length, s_count_record, &named, why) != 0
+        ||  named) {
+            *is_key = false;
+            return 0;
+        }
+    }
+    return s_key_input (client, text, key, why);
+}
+
 //  --- register ----------------------------------------------------------------
 
 typedef struct {
@@ -246,6 +415,8 @@ s_register_open (s_register_t *self, kc_signer_t *signers [CLI_OPERATORS_MAX])
         kc_root_destroy (&self->root);
         return -1;
     }
+    //  Its reads (is this key registered already?) signed by an operator
+    kc_client_set_operator (self->client, signers [0]);
     self->builder = kc_batch_builder_new (kc_root_directory (self->root), kc_now ());
     return 0;
 }
@@ -286,10 +457,12 @@ cmd_register (int argc, char *argv [])
         ONLINE_OPTIONS, { "key", required_argument, NULL, 'k' },
         { "tag", required_argument, NULL, 't' }, { "expires", required_argument, NULL, 'x' },
         { "version", required_argument, NULL, 'V' }, { "from", required_argument, NULL, 'f' },
-        { "batch-size", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 }
+        { "batch-size", required_argument, NULL, 'b' }, { "force", no_argument, NULL, 'F' },
+        { NULL, 0, NULL, 0 }
     };
     s_online_t online = { 0 };
     const char *key = NULL, *expires = NULL, *version = NULL, *from = NULL;
+    bool force = false;
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     cli_args (&argc, &argv, longs);
@@ -305,6 +478,7 @@ cmd_register (int argc, char *argv [])
             case 'x': expires = optarg; break;
             case 'V': version = optarg; break;
             case 'f': from = optarg; break;
+            case 'F': force = true; break;
             case 'b':
                 chunk = atoi (optarg);
                 if (chunk < 1 || chunk > KC_BATCH_RECORDS_MAX) {
@@ -334,7 +508,29 @@ cmd_register (int argc, char *argv [])
         return CLI_FAIL;
     }
     kc_why_t why;
-    char argument [4096];
+    char argument [4096], z85 [KC_Z85_KEY_CHARS + 1];
+    uint8_t raw_key [KC_KEY_BYTES];
+    if (!from) {
+        //  The key as given (Z85, a certificate file, a fingerprint), and
+        //  not quietly moved from another name
+        static s_targets_t held;
+        memset (&held, 0, sizeof held);
+        held.by_name = true;                //  the unrevoked records only
+        if (s_key_input (self.client, key, raw_key, &why)
+        ||  kc_client_query (self.client, "key", raw_key, KC_KEY_BYTES, s_collect_target, &held, &why) < 0) {
+            cli_fail ("register", "%s", why.text);
+            s_register_close (&self);
+            return CLI_FAIL;
+        }
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        if (held.count && !KC_STREQ (held.names [0], name) && !force) {
+            cli_fail ("register", "key %s is registered as '%s': registering it as '%s' moves it; add "
+                      "--force to do that", kc_fingerprint (raw_key, fp), held.names [0], name);
+            s_register_close (&self);
+            return CLI_FAIL;
+        }
+        key = kc_z85_encode (raw_key, KC_KEY_BYTES, z85);
+    }
     if (!from && s_register_argument (argument, sizeof argument, name, key, tags, tag_count,
                                       expires, version)) {
         cli_usage ("register", "arguments too long");
@@ -380,49 +576,25 @@ cmd_register (int argc, char *argv [])
 
 //  --- revoke ------------------------------------------------------------------
 
-typedef struct {
-    uint8_t keys [64][KC_KEY_BYTES];
-    uint64_t versions [64];
-    char names [64][KC_RECORD_NAME_MAX + 1];
-    size_t count;
-    bool by_name;
-} s_targets_t;
-
-static int
-s_collect_target (uint64_t seq, const kc_record_t *record, void *arg)
-{
-    (void) seq;
-    s_targets_t *targets = arg;
-    if (targets->by_name && record->status == KC_STATUS_REVOKED) {
-        return 0;                           //  already revoked
-    }
-    if (targets->count == 64) {
-        return -1;
-    }
-    memcpy (targets->keys [targets->count], record->key, KC_KEY_BYTES);
-    targets->versions [targets->count] = record->version;
-    kc_record_name (record, targets->names [targets->count]);
-    targets->count++;
-    return 0;
-}
-
 static int
 s_resolve (kc_client_t *client, const char *what, s_targets_t *targets, kc_why_t *why)
 {
     uint8_t key [KC_KEY_BYTES];
     memset (targets, 0, sizeof *targets);
-    if (strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0) {
+    bool is_key;
+    if (s_key_or_name (client, what, key, &is_key, why)) {
+        return -1;
+    }
+    if (is_key) {
         if (kc_client_query (client, "key", key, KC_KEY_BYTES, s_collect_target, targets, why) < 0) {
             return -1;
         }
-        if (targets->count == 0) {          //  not registered: revoke it anyway
+        if (targets->count == 0) {          //  not registered: a pre-emptive tombstone
             memcpy (targets->keys [0], key, KC_KEY_BYTES);
             targets->count = 1;
+            targets->never_registered = true;
         }
         return 0;
-    }
-    if (!kc_record_name_valid (what, strlen (what))) {
-        return kc_why (why, "'%s' is neither a 40-character Z85 key nor a node name", what);
     }
     targets->by_name = true;
     if (kc_client_query (client, "name", (const uint8_t *) what, strlen (what), s_collect_target,
@@ -436,10 +608,12 @@ int
 cmd_revoke (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+        ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { "force", no_argument, NULL, 'F' },
+        { NULL, 0, NULL, 0 }
     };
     s_online_t online = { 0 };
     const char *reason = NULL;
+    bool force = false;
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
@@ -447,6 +621,10 @@ cmd_revoke (int argc, char *argv [])
             if (handled < 0) {
                 return CLI_USAGE;
             }
+            continue;
+        }
+        if (c == 'F') {
+            force = true;
             continue;
         }
         if (c != 'R') {
@@ -483,6 +661,13 @@ cmd_revoke (int argc, char *argv [])
         cli_fail ("revoke", "%s", why.text);
         goto cleanup;
     }
+    if (targets.never_registered && !force) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        cli_fail ("revoke", "key %s was never registered: revoking it makes a pre-emptive tombstone "
+                  "(it can never be registered afterwards); add --force to do that",
+                  kc_fingerprint (targets.keys [0], fp));
+        goto cleanup;
+    }
     for (size_t i = 0; i < targets.count; i++) {
         kc_record_spec_t spec = {
             .key = targets.keys [i], .status = KC_STATUS_REVOKED, .name = targets.names [i],
@@ -507,8 +692,9 @@ cmd_revoke (int argc, char *argv [])
                 printf (", \"seq\": %llu}\n", (unsigned long long) seq);
             }
             else {
-                printf ("revoked %s (%s) at seq %llu\n", *targets.names [i] ? targets.names [i] : "key",
-                        kc_fingerprint (targets.keys [i], fp), (unsigned long long) seq);
+                printf ("revoked %s (%s) at seq %llu%s\n", *targets.names [i] ? targets.names [i] : "key",
+                        kc_fingerprint (targets.keys [i], fp), (unsigned long long) seq,
+                        targets.never_registered ? " (never registered: a pre-emptive tombstone)" : "");
             }
         }
     }
@@ -665,7 +851,13 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     kc_why_t why;
     uint8_t key [KC_KEY_BYTES];
     const char *what = show ? argv [optind] : NULL;
-    bool by_key = what && strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0;
+    bool by_key = false;
+    if (what && s_key_or_name (client, what, key, &by_key, &why)) {
+        kc_client_destroy (&client);
+        s_online_release (&online);
+        kc_root_destroy (&root);
+        return cli_fail (command, "%s", why.text);
+    }
     if (print.json) {
         printf ("[");
     }
@@ -722,8 +914,13 @@ cmd_lookup (int argc, char *argv [])
     s_online_finish (&online);
     const char *what = argv [optind];
     uint8_t key [KC_KEY_BYTES];
-    bool by_key = strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, key, NULL) == 0;
+    bool by_key;
     kc_why_t why;
+    //  A Z85 key, a certificate file, or a name (the agent has no
+    //  fingerprint search)
+    if (s_key_or_name (NULL, what, key, &by_key, &why)) {
+        return cli_fail ("lookup", "%s", why.text);
+    }
     char *reply = kc_agent_request (online.agent, online.timeout_ms, by_key ? "LOOKUP" : "NAME",
                                     by_key ? key : (const uint8_t *) what,
                                     by_key ? KC_KEY_BYTES : strlen (what), online.json, &why);

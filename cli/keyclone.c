@@ -120,8 +120,9 @@ const cli_command_t cli_commands [] = {
       "reason the file is rejected. --quiet prints only the verdict.\n"
       "Exit status: 0 valid, 1 rejected or unreadable, 2 usage.\n" },
     { "register", cmd_register, "sign and submit node registrations to the server",
-      "Usage: keyclone register NAME --key Z85KEY [--tag TAG]... [--expires DURATION]\n"
-      "                         [--version N] [--operator NAME|PATH]... [COMMON OPTIONS]\n"
+      "Usage: keyclone register NAME --key KEY [--tag TAG]... [--expires DURATION]\n"
+      "                         [--version N] [--force] [--operator NAME|PATH]...\n"
+      "                         [COMMON OPTIONS]\n"
       "       keyclone register --from FILE [--batch-size N] [--operator ...] [COMMON OPTIONS]\n"
       "\n"
       "Signs a registration with the operator key(s) and submits it to the server, which\n"
@@ -132,7 +133,11 @@ const cli_command_t cli_commands [] = {
       "'submit' instead.\n"
       "\n"
       "Options:\n"
-      "  --key Z85KEY       the node's CURVE public key (from 'keyclone keygen')\n"
+      "  --key KEY          the node's CURVE public key: Z85 (from 'keyclone keygen'), a\n"
+      "                     certificate file (czmq or pyzmq; only its public key is\n"
+      "                     read), or the fingerprint of a registered key (a unique hex\n"
+      "                     prefix of at least 8 digits)\n"
+      "  --force            register a key already registered under another name (a move)\n"
       "  --tag TAG          a tag such as role=db (repeatable, at most 16)\n"
       "  --expires DURATION the key is no longer trusted after this long, e.g. 90d\n"
       "  --version N        the record's version (default: the time in microseconds)\n"
@@ -140,15 +145,19 @@ const cli_command_t cli_commands [] = {
       "  --batch-size N     records per batch with --from (default 10000)\n"
       ONLINE_HELP },
     { "revoke", cmd_revoke, "sign and submit the revocation of a key, or of a node's keys",
-      "Usage: keyclone revoke (Z85KEY|NAME) [--reason TEXT] [--operator NAME|PATH]...\n"
+      "Usage: keyclone revoke (KEY|NAME) [--reason TEXT] [--force] [--operator NAME|PATH]...\n"
       "                       [COMMON OPTIONS]\n"
       "\n"
       "Revokes one key, or every unrevoked key registered for a node NAME (the server\n"
       "is asked which). Revocation is terminal: the key can never be registered again.\n"
-      "Prints the sequence number; agents apply it within milliseconds.\n"
+      "Prints the sequence number; agents apply it within milliseconds. KEY is a Z85\n"
+      "key, a certificate file, or a fingerprint (a unique hex prefix of at least 8\n"
+      "digits of a registered key; an ambiguous one lists the matches).\n"
       "\n"
       "Options:\n"
       "  --reason TEXT      why (printable ASCII, at most 255 bytes), kept in the tombstone\n"
+      "  --force            revoke a key that was never registered (a pre-emptive\n"
+      "                     tombstone: it can never be registered afterwards)\n"
       ONLINE_HELP },
     { "submit", cmd_submit, "submit batches made offline with 'keyclone sign'",
       "Usage: keyclone submit FILE... [COMMON OPTIONS]\n"
@@ -164,13 +173,14 @@ const cli_command_t cli_commands [] = {
       "order.\n"
       ONLINE_HELP },
     { "show", cmd_show, "show the server's records for a key or a node name",
-      "Usage: keyclone show (Z85KEY|NAME) [COMMON OPTIONS]\n"
+      "Usage: keyclone show (KEY|NAME) [COMMON OPTIONS]\n"
       "\n"
       "Prints every record the server holds for a key, or for every key of a node\n"
-      "NAME, revoked ones included.\n"
+      "NAME, revoked ones included. KEY is a Z85 key, a certificate file, or a\n"
+      "fingerprint (a unique hex prefix of at least 8 digits).\n"
       ONLINE_HELP },
     { "lookup", cmd_lookup, "ask the local agent about a key or a node name",
-      "Usage: keyclone lookup (Z85KEY|NAME) [--agent EP] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone lookup (Z85KEY|CERTFILE|NAME) [--agent EP] [--json] [COMMON OPTIONS]\n"
       "\n"
       "Prints the agent's verdict (trusted, revoked, expired, not-yet-valid, unknown,\n"
       "or stale under the fail-closed policy) with the name, tags and sequence. Exit 0\n"

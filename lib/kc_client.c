@@ -433,6 +433,10 @@ kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument, s
     uint8_t cursor [KC_PROTO_ARGUMENT_MAX];
     size_t cursor_size = 0;
     bool list = KC_STREQ (kind, "list"), stop = false;
+    if (list && argument && size <= sizeof cursor) {
+        memcpy (cursor, argument, size);    //  from the first key after it
+        cursor_size = size;
+    }
     int total = 0;
     do {
         zmsg_t *request = s_authorize (self, list

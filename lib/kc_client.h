@@ -94,7 +94,7 @@ int
                    kc_why_t *why);
 
 //  Queries records: kind "key" (32-byte argument), "name", or "list" (all,
-//  in key order, paged internally). Returns the number given to fn, or -1.
+//  in key order, paged internally; with an argument, the keys after it). Returns the number given to fn, or -1.
 int
     kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument,
                      size_t size, kc_client_record_fn *fn, void *arg, kc_why_t *why);

@@ -322,7 +322,7 @@ def test_agent_killed_serve_and_fail_closed():
     kc.wait_for(lambda: pyzmq_client("good", close_ep) == "echo:hi|good|good|role=db", 3,
                 what="the fail-closed server to hear the agent's first head and let 'good' in")
     C.agents[0].stop()
-    time.sleep(1.5)                          # no agent, no new heads: stale after 1 s
+    time.sleep(3.0)                          # no agent, no new heads: stale after 1 s (margin: ASan, load)
     kc.check(pyzmq_client("good", serve_ep) == "echo:hi|good|good|role=db",
              "a serve-policy handler stopped answering from the cache")
     kc.check(pyzmq_client("stranger", serve_ep) == "denied", "stranger allowed with the agent dead")
