@@ -186,6 +186,7 @@ s_status_text (agent_t *self, FILE *out)
     fprintf (out, "  keys %llu (%llu revoked), cache %s\n",
              (unsigned long long) kc_cache_key_count (self->cache),
              (unsigned long long) kc_cache_revoked_count (self->cache), self->config.cache_path);
+    fprintf (out, "  keyclone-agent %s\n", kc_version ());
     if (self->has_head && self->last_fresh) {
         fprintf (out, "  last matching head: seq %llu, %.1f s ago\n",
                  (unsigned long long) self->head.seq, (double) (now - self->last_fresh) / 1000.0);
@@ -218,6 +219,7 @@ s_status_json (agent_t *self, FILE *out)
     int64_t now = zclock_mono ();
     fprintf (out, "{");
     kc_json_field_str (out, true, "role", "agent");
+    kc_json_field_str (out, false, "version", kc_version ());
     kc_json_field_str (out, false, "state", agent_state_name (self->state));
     kc_json_field_str (out, false, "policy", self->config.fail_closed ? "fail-closed" : "serve");
     kc_json_field_str (out, false, "directory", kc_hex (kc_root_directory (self->root), 32, hex));

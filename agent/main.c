@@ -47,6 +47,7 @@ static const char *s_help =
     "                         (mode 0640): applications running as other users in\n"
     "                         GROUP can ask the agent and read the cache\n"
     "  --socket-mode MODE     mode of the ipc sockets, octal (default 0660)\n"
+    "  --version              print the version (and the libraries') and exit\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
     "frames) for applications in other languages; per-domain tag policies come from\n"
@@ -199,13 +200,18 @@ main (int argc, char *argv [])
         { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
         { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
         { "socket-mode", required_argument, NULL, 'm' },
-        { "help", no_argument, NULL, 'H' }, { NULL, 0, NULL, 0 }
+        { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
     int c;
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if (c == 'H') {
             fputs (s_help, stdout);
+            return 0;
+        }
+        if (c == 'V') {
+            char text [KC_VERSION_TEXT_MAX];
+            puts (kc_version_text ("keyclone-agent", text, sizeof text));
             return 0;
         }
         if (c == '?' || c < 0 || c >= 128) {

@@ -627,7 +627,8 @@ s_print_main_help (FILE *out)
     for (int i = 0; cli_commands [i].name; i++) {
         fprintf (out, "  %-10s %s\n", cli_commands [i].name, cli_commands [i].summary);
     }
-    fputs ("\nRun 'keyclone COMMAND --help' for a command's options. Exit status: 0 ok,\n"
+    fputs ("\nRun 'keyclone COMMAND --help' for a command's options, 'keyclone --version' for\n"
+           "the version. Exit status: 0 ok,\n"
            "1 failure, 2 usage. See README.md and docs/ for the full guide.\n", out);
 }
 
@@ -649,9 +650,9 @@ main (int argc, char *argv [])
         s_print_main_help (stdout);
         return CLI_OK;
     }
-    if (KC_STREQ (argv [1], "--version")) {
-        printf ("keyclone %d.%d.%d\n", KEYCLONE_VERSION_MAJOR, KEYCLONE_VERSION_MINOR,
-                KEYCLONE_VERSION_PATCH);
+    if (KC_STREQ (argv [1], "--version") || KC_STREQ (argv [1], "version")) {
+        char text [KC_VERSION_TEXT_MAX];
+        puts (kc_version_text ("keyclone", text, sizeof text));
         return CLI_OK;
     }
     for (int i = 0; cli_commands [i].name; i++) {

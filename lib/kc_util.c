@@ -4,10 +4,13 @@
     =========================================================================
 */
 #include "kc_util.h"
+#include "keyclone.h"
 
 #include <assert.h>
 #include <malloc.h>
 #include <sodium.h>
+#include <sqlite3.h>
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +179,27 @@ uint64_t
 kc_now (void)
 {
     return (uint64_t) time (NULL);
+}
+
+#define S_STRING(x)  #x
+#define S_VERSION(a, b, c)  S_STRING (a) "." S_STRING (b) "." S_STRING (c)
+#define KC_VERSION  S_VERSION (KEYCLONE_VERSION_MAJOR, KEYCLONE_VERSION_MINOR, KEYCLONE_VERSION_PATCH)
+
+const char *
+kc_version (void)
+{
+    return KC_VERSION;
+}
+
+char *
+kc_version_text (const char *program, char *text, size_t size)
+{
+    int major, minor, patch;
+    zmq_version (&major, &minor, &patch);
+    snprintf (text, size, "%s %s (libzmq %d.%d.%d, czmq %d.%d.%d, libsodium %s, sqlite %s)", program,
+              KC_VERSION, major, minor, patch, CZMQ_VERSION_MAJOR, CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH,
+              sodium_version_string (), sqlite3_libversion ());
+    return text;
 }
 
 uint64_t

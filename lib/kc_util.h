@@ -20,6 +20,7 @@
 #define KC_SIGNATURE_BYTES    64        //  Ed25519 signature
 #define KC_Z85_KEY_CHARS      40        //  Z85 text of a 32-byte key
 #define KC_FINGERPRINT_CHARS  8         //  hex of the first 4 key bytes
+#define KC_VERSION_TEXT_MAX   256       //  kc_version_text
 #define KC_WHY_BYTES          240       //  one log line of reason
 
 #define KC_STREQ(a, b) (strcmp ((a), (b)) == 0)
@@ -144,5 +145,13 @@ void
 //  Self test of this module.
 void
     kc_util_test (bool verbose);
+
+//  keyclone's version ("0.1.0"), and a line for --version: the program's
+//  name, the version, and the libraries it runs with (their run-time
+//  versions where they report one).
+const char *
+    kc_version (void);
+char *
+    kc_version_text (const char *program, char *text, size_t size);
 
 #endif

@@ -1178,6 +1178,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
     uint64_t seq = kc_store_seq (self->store);
     fprintf (out, "{");
     kc_json_field_str (out, true, "role", "server");
+    kc_json_field_str (out, false, "version", kc_version ());
     kc_json_field_str (out, false, "directory", kc_hex (kc_root_directory (self->root), 32, hex));
     kc_json_field_u64 (out, false, "seq", seq);
     kc_json_field_str (out, false, "chain", kc_hex (kc_store_chain (self->store), 32, hex));
@@ -1197,6 +1198,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
              kc_time_format (kc_root_expires (self->root), when), hex,
              (unsigned long long) self->accepted, (unsigned long long) self->rejected,
              zhashx_size (self->cursors));
+    fprintf (human, "  keyclone-server %s\n", kc_version ());
     int64_t now = zclock_time ();
     size_t behind = 0;
     bool first = true;

@@ -28,7 +28,8 @@ static const char *s_help =
     "  --read WHO          who may sync: 'members' (registered, unrevoked, unexpired\n"
     "                      keys; default) or 'any' CURVE client\n"
     "  --heartbeat MS      publish a signed head at least every MS ms (default 1000)\n"
-    "  --verbose           also log every sync served\n";
+    "  --verbose           also log every sync served\n"
+    "  --version           print the version (and the libraries') and exit\n";
 
 typedef struct {
     char root [4096], curve [4096], head [4096], store [4096];
@@ -114,7 +115,7 @@ main (int argc, char *argv [])
         { "bind-submit", required_argument, NULL, '2' },
         { "heartbeat", required_argument, NULL, 'h' },
         { "verbose", no_argument, NULL, 'v' },
-        { "help", no_argument, NULL, 'H' },
+        { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL;
@@ -129,6 +130,11 @@ main (int argc, char *argv [])
             case '0': case '1': case '2': binds [c - '0'] = optarg; break;
             case 'v': verbose = true; break;
             case 'H': fputs (s_help, stdout); return 0;
+            case 'V': {
+                char text [KC_VERSION_TEXT_MAX];
+                puts (kc_version_text ("keyclone-server", text, sizeof text));
+                return 0;
+            }
             case 'h':
                 if (s_int (optarg, 10, 60000, &heartbeat)) {
                     fprintf (stderr, "keyclone-server: --heartbeat must be 10..60000 ms\n");

@@ -67,8 +67,10 @@ def commands():
 
 def check_command(command, candidates):
     text = help_text(command)
-    mentioned = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])(?![\w-])", text)) - {"help"}
-    names = (set(candidates) | mentioned) - {"help"}
+    #  --help and --version act at once, as GNU programs do (test_every_program_has_a_version)
+    immediate = {"help", "version"} if "-" in command.split()[0] else {"help"}
+    mentioned = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*[a-z0-9])(?![\w-])", text)) - immediate
+    names = (set(candidates) | mentioned) - immediate
     with concurrent.futures.ThreadPoolExecutor(4) as pool:      # each probe is a process
         verdicts = dict(zip(names, pool.map(lambda n: probe(command, n, candidates.get(n, "required")), names)))
     accepted = {name for name, yes in verdicts.items() if yes}
@@ -99,5 +101,27 @@ def test_the_probe_tells_accepted_from_refused():
     kc.check(probe("keyclone-agent", "policy", "required"), "keyclone-agent --policy not seen as accepted")
 
 
+def test_every_program_has_a_version():
+    """--version on every binary, and the version in both STATUS replies."""
+    versions = set()
+    for program in ("keyclone", "keyclone-server", "keyclone-agent"):
+        out, _ = kc.run([os.path.join(kc.BIN, program), "--version"])
+        match = re.fullmatch(rf"{program} (\d+\.\d+\.\d+) \(libzmq \d+\.\d+\.\d+, czmq \d+\.\d+\.\d+, "
+                             r"libsodium [\d.]+, sqlite [\d.]+\)\n", out)
+        kc.check(match, f"{program} --version printed {out!r}")
+        versions.add(match.group(1))
+    kc.check(len(versions) == 1, versions)
+    from cluster import Cluster
+    cluster = Cluster()
+    cluster.start_server()
+    agent = cluster.add_agent()
+    cluster.wait_converged()
+    kc.check(cluster.server_status()["version"] in versions, cluster.server_status())
+    kc.check(agent.status()["version"] in versions, agent.status())
+    agent.stop()
+    cluster.stop_server()
+
+
 if __name__ == "__main__":
-    kc.main([test_the_probe_tells_accepted_from_refused, test_every_option_is_in_help])
+    kc.main([test_the_probe_tells_accepted_from_refused, test_every_option_is_in_help,
+             test_every_program_has_a_version])
