@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <unistd.h>
+#include <signal.h>
 #include <sodium.h>
 
 #define SYNC_TIMEOUT_MS     10000           //  resend SYNC after this long without progress
@@ -1206,6 +1207,94 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
 static int s_next_server_key (agent_t *self);
 
+static volatile sig_atomic_t s_reload_wanted;
+
+void
+kc_agent_reload_wanted (void)
+{
+    s_reload_wanted = 1;
+}
+
+static bool
+s_same (const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && KC_STREQ (a, b));
+}
+
+static bool
+s_same_policies (zhashx_t *a, zhashx_t *b)
+{
+    if ((a ? zhashx_size (a) : 0) != (b ? zhashx_size (b) : 0)) {
+        return false;
+    }
+    for (const char *tags = a ? zhashx_first (a) : NULL; tags; tags = zhashx_next (a)) {
+        const char *other = zhashx_lookup (b, zhashx_cursor (a));
+        if (!other || !KC_STREQ (tags, other)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+//  SIGHUP: the configuration built again; what can change while running
+//  changes (stale-after, policy, clock-skew), and the rest is named as
+//  needing a restart. Logs go to standard output: nothing to reopen.
+static void
+s_reload (agent_t *self)
+{
+    kc_agent_config_t fresh;
+    if (!self->config.reload || self->config.reload (self->config.reload_arg, &fresh)) {
+        zsys_warning ("kc_agent: SIGHUP: the configuration could not be read again; running as before");
+        return;
+    }
+    char changed [1024] = "", restart [512] = "";
+    size_t n = 0, r = 0;
+    if (fresh.stale_after_ms != self->config.stale_after_ms) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%sstale-after %d -> %d ms", n ? ", " : "",
+                                self->config.stale_after_ms, fresh.stale_after_ms);
+        self->config.stale_after_ms = fresh.stale_after_ms;
+        if (self->state == AGENT_FRESH) {
+            s_arm_stale (self);
+        }
+    }
+    if (fresh.fail_closed != self->config.fail_closed) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%spolicy %s -> %s", n ? ", " : "",
+                                self->config.fail_closed ? "fail-closed" : "serve",
+                                fresh.fail_closed ? "fail-closed" : "serve");
+        self->config.fail_closed = fresh.fail_closed;
+    }
+    if (fresh.clock_skew_ms != self->config.clock_skew_ms) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%sclock-skew %d -> %d ms", n ? ", " : "",
+                                self->config.clock_skew_ms, fresh.clock_skew_ms);
+        self->config.clock_skew_ms = fresh.clock_skew_ms;
+    }
+    struct { bool differs; const char *name; } later [] = {
+        { !s_same (fresh.root_path, self->config.root_path), "root" },
+        { !s_same (fresh.key_path, self->config.key_path), "key" },
+        { !s_same (fresh.cache_path, self->config.cache_path), "cache" },
+        { !s_same (fresh.local_endpoint, self->config.local_endpoint), "local" },
+        { !s_same (fresh.events_endpoint, self->config.events_endpoint), "events" },
+        { !s_same (fresh.connect [0], self->config.connect [0])
+          || !s_same (fresh.connect [1], self->config.connect [1]), "server endpoints" },
+        { fresh.check_interval_ms != self->config.check_interval_ms, "check-interval" },
+        { fresh.group != self->config.group || fresh.socket_mode != self->config.socket_mode,
+          "group and socket-mode" },
+        { !s_same_policies (fresh.zap_policies, self->config.zap_policies), "zap policies" }
+    };
+    for (size_t i = 0; i < sizeof later / sizeof later [0]; i++) {
+        if (later [i].differs) {
+            r += (size_t) snprintf (restart + r, sizeof restart - r, "%s%s", r ? ", " : "", later [i].name);
+        }
+    }
+    zhashx_destroy (&fresh.zap_policies);
+    zsys_info ("kc_agent: SIGHUP: configuration read again: %s%s", n ? "applied " : "nothing that applies "
+               "while running changed", changed);
+    if (r) {
+        zsys_warning ("kc_agent: SIGHUP: %s changed in the configuration; restart the agent to apply",
+                      restart);
+    }
+}
+
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
@@ -1228,6 +1317,10 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     //  Handshake failures are logged within a second: the monitor is read
     //  here, not watched by zloop (each watched socket costs every wake-up
     //  two system calls in libzmq)
+    if (s_reload_wanted) {
+        s_reload_wanted = 0;
+        s_reload (self);
+    }
     zsock_t *monitor = zactor_sock (self->monitor);
     self->key_failed = false;
     for (int n = 0; n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {

@@ -11,7 +11,7 @@
 
 #include "keyclone.h"
 
-typedef struct {
+typedef struct _kc_agent_config_t {
     const char *root_path;                  //  the pinned root
     const char *key_path;                   //  this node's CURVE key (secret file)
     const char *cache_path;                 //  sqlite cache
@@ -27,11 +27,21 @@ typedef struct {
     long group;                             //  gid of the ipc sockets and the cache; -1: ours
     zhashx_t *zap_policies;                 //  ZAP domain -> required tags; may be NULL
     bool verbose;
+    //  On SIGHUP (kc_agent_reload_wanted): builds the configuration again
+    //  from its file and options (0, or -1 having printed why). The agent
+    //  applies what it can change running and logs the rest. May be NULL.
+    int (*reload) (void *arg, struct _kc_agent_config_t *fresh);
+    void *reload_arg;
 } kc_agent_config_t;
 
 //  Fills config with the defaults of docs/agent.md.
 void
     kc_agent_config_defaults (kc_agent_config_t *config);
+
+//  Asks the running agent to reload its configuration (async-signal-safe:
+//  call it from a SIGHUP handler); it does within a second.
+void
+    kc_agent_reload_wanted (void);
 
 //  Starts the agent and runs it until SIGINT/SIGTERM. Returns 0 after a
 //  clean shutdown, 1 if it cannot start (the reason is logged).

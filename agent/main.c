@@ -3,6 +3,8 @@
     kc_agent. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
     =========================================================================
 */
+#include <pthread.h>
+#include <signal.h>
 #include "kc_agent.h"
 
 #include <getopt.h>
@@ -23,7 +25,9 @@ static const char *s_help =
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
     "Every batch is checked against the operators' signatures in the root in force\n"
     "(the pinned root, followed through the root changes in the log), the chain\n"
-    "and the server's signed heads before it is applied.\n"
+    "and the server's signed heads before it is applied. It runs until SIGINT or\n"
+    "SIGTERM; SIGHUP reads the configuration again (stale-after, policy and clock-skew\n"
+    "apply at once, the rest is logged as needing a restart).\n"
     "\n"
     "Options (each may also be set in the config file, default DIR/agent.cfg):\n"
     "  --dir DIR              state directory (default .): DIR/root is the pinned\n"
@@ -63,11 +67,10 @@ typedef struct {
 static void
 s_path (char *out, size_t size, const char *dir, const char *value)
 {
-    if (value [0] == '/') {
-        snprintf (out, size, "%s", value);
-    }
-    else {
-        snprintf (out, size, "%s/%s", dir, value);
+    int n = value [0] == '/' ? snprintf (out, size, "%s", value)
+                             : snprintf (out, size, "%s/%s", dir, value);
+    if (n < 0 || (size_t) n >= size) {
+        out [0] = 0;                        //  too long: no file, said when it is opened
     }
 }
 
@@ -186,6 +189,94 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
     return rc;
 }
 
+//  The configuration: defaults, the config file, then the options (which
+//  win). Returns 0, or the exit status after printing why. Run again on
+//  SIGHUP (s_reload) with the same options.
+typedef struct {
+    const char **options;
+    char dir [PATH_MAX];
+} s_build_t;
+
+static int
+s_build (s_build_t *self, kc_agent_config_t *config, s_paths_t *paths)
+{
+    const char **options = self->options;
+    memset (paths, 0, sizeof *paths);
+    snprintf (paths->dir, sizeof paths->dir, "%s", self->dir);
+    kc_agent_config_defaults (config);
+    s_path (paths->root, sizeof paths->root, paths->dir, "root");
+    s_path (paths->key, sizeof paths->key, paths->dir, "node");
+    s_path (paths->cache, sizeof paths->cache, paths->dir, "agent.db");
+    snprintf (paths->local, sizeof paths->local, "ipc://%s/agent.ipc", paths->dir);
+    snprintf (paths->events, sizeof paths->events, "ipc://%s/events.ipc", paths->dir);
+    char default_config [PATH_MAX + 16];
+    snprintf (default_config, sizeof default_config, "%s/agent.cfg", self->dir);
+    if (s_configure (options ['c'] ? options ['c'] : default_config, options ['c'] != NULL,
+                     config, paths)) {
+        return 1;
+    }
+    char *targets [] = { paths->root, paths->key, paths->cache };
+    const char letters [] = { 'r', 'k', 'C' };
+    for (int i = 0; i < 3; i++) {
+        if (options [(int) letters [i]]) {
+            snprintf (targets [i], PATH_MAX, "%s", options [(int) letters [i]]);
+        }
+    }
+    if (options ['l']) {
+        snprintf (paths->local, sizeof paths->local, "%s", options ['l']);
+    }
+    if (options ['e']) {
+        snprintf (paths->events, sizeof paths->events, "%s", options ['e']);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (options ['0' + i]) {
+            config->connect [i] = options ['0' + i];
+        }
+    }
+    if ((options ['s'] && s_int (options ['s'], 10, 86400000, &config->stale_after_ms))
+    ||  (options ['i'] && s_int (options ['i'], 0, 86400000, &config->check_interval_ms))
+    ||  (options ['w'] && s_int (options ['w'], 0, 86400000, &config->clock_skew_ms))
+    ||  (options ['p'] && s_policy (options ['p'], &config->fail_closed))) {
+        fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval, --clock-skew or --policy\n"
+                 "Try 'keyclone-agent --help'.\n");
+        return 2;
+    }
+    if (options ['g'] && (config->group = s_group (options ['g'])) < 0) {
+        fprintf (stderr, "keyclone-agent: no group '%s'\n", options ['g']);
+        return 2;
+    }
+    if (options ['m'] && s_mode (options ['m'], &config->socket_mode)) {
+        fprintf (stderr, "keyclone-agent: --socket-mode must be octal read/write bits such as 0660\n");
+        return 2;
+    }
+    config->root_path = paths->root;
+    config->key_path = paths->key;
+    config->cache_path = paths->cache;
+    config->local_endpoint = paths->local;
+    config->events_endpoint = paths->events;
+    return 0;
+}
+
+static int
+s_reload (void *arg, kc_agent_config_t *fresh)
+{
+    static s_paths_t paths;
+    return s_build ((s_build_t *) arg, fresh, &paths) ? -1 : 0;
+}
+
+//  SIGHUP is blocked in every thread (a signal would interrupt zloop's poll,
+//  which ends the loop) and taken here instead.
+static void *
+s_hup_thread (void *arg)
+{
+    sigset_t *set = arg;
+    int received;
+    while (sigwait (set, &received) == 0) {
+        kc_agent_reload_wanted ();
+    }
+    return NULL;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -232,58 +323,15 @@ main (int argc, char *argv [])
         return 1;
     }
     kc_agent_config_t config;
-    kc_agent_config_defaults (&config);
-    s_path (paths.root, sizeof paths.root, paths.dir, "root");
-    s_path (paths.key, sizeof paths.key, paths.dir, "node");
-    s_path (paths.cache, sizeof paths.cache, paths.dir, "agent.db");
-    snprintf (paths.local, sizeof paths.local, "ipc://%s/agent.ipc", paths.dir);
-    snprintf (paths.events, sizeof paths.events, "ipc://%s/events.ipc", paths.dir);
-    char default_config [PATH_MAX + 16];
-    snprintf (default_config, sizeof default_config, "%s/agent.cfg", paths.dir);
-    if (s_configure (options ['c'] ? options ['c'] : default_config, options ['c'] != NULL,
-                     &config, &paths)) {
-        return 1;
+    s_build_t build = { .options = options };
+    snprintf (build.dir, sizeof build.dir, "%s", paths.dir);
+    int built = s_build (&build, &config, &paths);
+    if (built) {
+        return built;
     }
-    char *targets [] = { paths.root, paths.key, paths.cache };
-    const char letters [] = { 'r', 'k', 'C' };
-    for (int i = 0; i < 3; i++) {
-        if (options [(int) letters [i]]) {
-            snprintf (targets [i], PATH_MAX, "%s", options [(int) letters [i]]);
-        }
-    }
-    if (options ['l']) {
-        snprintf (paths.local, sizeof paths.local, "%s", options ['l']);
-    }
-    if (options ['e']) {
-        snprintf (paths.events, sizeof paths.events, "%s", options ['e']);
-    }
-    for (int i = 0; i < 2; i++) {
-        if (options ['0' + i]) {
-            config.connect [i] = options ['0' + i];
-        }
-    }
-    if ((options ['s'] && s_int (options ['s'], 10, 86400000, &config.stale_after_ms))
-    ||  (options ['i'] && s_int (options ['i'], 0, 86400000, &config.check_interval_ms))
-    ||  (options ['w'] && s_int (options ['w'], 0, 86400000, &config.clock_skew_ms))
-    ||  (options ['p'] && s_policy (options ['p'], &config.fail_closed))) {
-        fprintf (stderr, "keyclone-agent: invalid --stale-after, --check-interval, --clock-skew or --policy\n"
-                 "Try 'keyclone-agent --help'.\n");
-        return 2;
-    }
-    if (options ['g'] && (config.group = s_group (options ['g'])) < 0) {
-        fprintf (stderr, "keyclone-agent: no group '%s'\n", options ['g']);
-        return 2;
-    }
-    if (options ['m'] && s_mode (options ['m'], &config.socket_mode)) {
-        fprintf (stderr, "keyclone-agent: --socket-mode must be octal read/write bits such as 0660\n");
-        return 2;
-    }
-    config.root_path = paths.root;
-    config.key_path = paths.key;
-    config.cache_path = paths.cache;
-    config.local_endpoint = paths.local;
-    config.events_endpoint = paths.events;
     config.verbose = options ['v'] != NULL;
+    config.reload = s_reload;
+    config.reload_arg = &build;
     if (sodium_init () < 0) {
         fprintf (stderr, "keyclone-agent: libsodium failed to initialise\n");
         return 1;
@@ -300,6 +348,16 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-agent: %s\n", why.text);
         zhashx_destroy (&config.zap_policies);
         return 1;
+    }
+    //  SIGHUP reads the configuration again (it used to end the agent),
+    //  before any other thread exists so that all inherit the mask
+    static sigset_t hup;
+    sigemptyset (&hup);
+    sigaddset (&hup, SIGHUP);
+    pthread_t hup_thread;
+    if (pthread_sigmask (SIG_BLOCK, &hup, NULL) == 0
+    &&  pthread_create (&hup_thread, NULL, s_hup_thread, &hup) == 0) {
+        pthread_detach (hup_thread);
     }
     zsys_init ();
     zsys_set_logident ("keyclone-agent");

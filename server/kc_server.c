@@ -7,6 +7,7 @@
 #include "kc_server.h"
 
 #include <malloc.h>
+#include <signal.h>
 #include <sodium.h>
 
 #define GROUP_MAX           256             //  submissions per group commit
@@ -81,6 +82,7 @@ typedef struct {
     kc_cert_t *cert_next;                   //  a CURVE key rotation in force: the new key,
     uint64_t switch_at;                     //  served from then (unix ms)
     int switch_timer;                       //  -1 when none
+    int heartbeat_timer;
 } s_server_t;
 
 //  One submission waiting for the group commit.
@@ -1305,12 +1307,81 @@ s_root_warning (s_server_t *self)
     }
 }
 
+static volatile sig_atomic_t s_reload_wanted;
+
+void
+kc_server_reload_wanted (void)
+{
+    s_reload_wanted = 1;
+}
+
+static bool
+s_same (const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && KC_STREQ (a, b));
+}
+
+static int
+    s_on_heartbeat (zloop_t *loop, int timer_id, void *arg);
+
+//  SIGHUP: the configuration built again; what can change while running
+//  changes (heartbeat, head-valid), and the rest is named as needing a
+//  restart. Logs go to standard output: nothing to reopen.
+static void
+s_reload (s_server_t *self)
+{
+    kc_server_config_t fresh;
+    if (!self->config.reload || self->config.reload (self->config.reload_arg, &fresh)) {
+        zsys_warning ("kc_server: SIGHUP: the configuration could not be read again; running as before");
+        return;
+    }
+    char changed [512] = "", restart [512] = "";
+    size_t n = 0, r = 0;
+    if (fresh.heartbeat_ms != self->config.heartbeat_ms) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%sheartbeat %d -> %d ms", n ? ", " : "",
+                                self->config.heartbeat_ms, fresh.heartbeat_ms);
+        self->config.heartbeat_ms = fresh.heartbeat_ms;
+        zloop_timer_end (self->loop, self->heartbeat_timer);
+        self->heartbeat_timer = zloop_timer (self->loop, (size_t) fresh.heartbeat_ms, 0, s_on_heartbeat, self);
+    }
+    if (fresh.head_valid_ms != self->config.head_valid_ms) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%shead-valid %d -> %d ms", n ? ", " : "",
+                                self->config.head_valid_ms, fresh.head_valid_ms);
+        self->config.head_valid_ms = fresh.head_valid_ms;
+    }
+    struct { bool differs; const char *name; } later [] = {
+        { !s_same (fresh.root_path, self->config.root_path), "root" },
+        { !s_same (fresh.curve_path, self->config.curve_path), "curve" },
+        { !s_same (fresh.head_path, self->config.head_path), "head" },
+        { !s_same (fresh.store_path, self->config.store_path), "store" },
+        { !s_same (fresh.bind [0], self->config.bind [0]) || !s_same (fresh.bind [1], self->config.bind [1])
+          || !s_same (fresh.bind [2], self->config.bind [2]), "bind" },
+        { fresh.read_any != self->config.read_any, "read" },
+        { fresh.sndhwm != self->config.sndhwm, "sndhwm" }
+    };
+    for (size_t i = 0; i < sizeof later / sizeof later [0]; i++) {
+        if (later [i].differs) {
+            r += (size_t) snprintf (restart + r, sizeof restart - r, "%s%s", r ? ", " : "", later [i].name);
+        }
+    }
+    zsys_info ("kc_server: SIGHUP: configuration read again: %s%s", n ? "applied " : "nothing that applies "
+               "while running changed", changed);
+    if (r) {
+        zsys_warning ("kc_server: SIGHUP: %s changed in the configuration; restart the server to apply",
+                      restart);
+    }
+}
+
 static int
 s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
     s_server_t *self = arg;
+    if (s_reload_wanted) {
+        s_reload_wanted = 0;
+        s_reload (self);
+    }
     s_publish_head (self);
     //  Expiry needs no event: readers whose key expired are closed here
     s_close_refused_readers (self);
@@ -1685,7 +1756,7 @@ kc_server_run (const kc_server_config_t *config)
         goto cleanup;
     }
     zloop_reader (self.loop, self.zap, s_on_zap, &self);
-    zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);
+    self.heartbeat_timer = zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);
     s_arm_switch (&self);
     char hex [65];
     zsys_info ("kc_server: directory %.16s... seq %llu, %llu keys; snapshot %s, updates %s, "

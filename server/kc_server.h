@@ -11,7 +11,7 @@
 
 #include "keyclone.h"
 
-typedef struct {
+typedef struct _kc_server_config_t {
     const char *root_path;                  //  the pinned root
     const char *curve_path;                 //  server CURVE cert (secret file)
     const char *head_path;                  //  head-signing key (secret file)
@@ -23,11 +23,21 @@ typedef struct {
     int sndhwm;                             //  PUB high-water mark
     int sync_idle_ms;                       //  abandon a sync without credit
     bool verbose;                           //  log every sync and query too
+    //  On SIGHUP (kc_server_reload_wanted): builds the configuration again
+    //  from its file and options (0, or -1 having printed why). The server
+    //  applies what it can change running and logs the rest. May be NULL.
+    int (*reload) (void *arg, struct _kc_server_config_t *fresh);
+    void *reload_arg;
 } kc_server_config_t;
 
 //  Fills config with the defaults of docs/operator.md.
 void
     kc_server_config_defaults (kc_server_config_t *config);
+
+//  Asks the running server to reload its configuration (async-signal-safe:
+//  call it from a SIGHUP handler); it does at its next heartbeat.
+void
+    kc_server_reload_wanted (void);
 
 //  Starts the server and runs it until SIGINT/SIGTERM. Returns 0 after a
 //  clean shutdown, 1 if it cannot start (the reason is logged).

@@ -3,6 +3,8 @@
     kc_server. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
     =========================================================================
 */
+#include <pthread.h>
+#include <signal.h>
 #include "kc_server.h"
 
 #include <getopt.h>
@@ -20,7 +22,9 @@ static const char *s_help =
     "created: it reads DIR/root, DIR/server/curve_secret, DIR/server/head_secret and\n"
     "keeps its log in DIR/server/store.db. It serves the snapshot, updates and\n"
     "submission channels on the root's endpoints (or the --bind-* ones, e.g.\n"
-    "tcp://*:5550) with CURVE, until SIGINT or SIGTERM.\n"
+    "tcp://*:5550) with CURVE, until SIGINT or SIGTERM. SIGHUP reads the\n"
+    "configuration again: heartbeat and head-valid apply at once, the rest is logged\n"
+    "as needing a restart.\n"
     "\n"
     "Options (each may also be set in the config file, default DIR/server.cfg):\n"
     "  --dir DIR           the keyclone directory (default: $KEYCLONE_DIR or .)\n"
@@ -103,6 +107,68 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
     return rc;
 }
 
+//  The configuration: defaults, the config file, then the options (which
+//  win). 0, or -1 after printing why. Run again on SIGHUP (s_reload).
+typedef struct {
+    const char *dir, *config_file, *read;
+    const char *binds [KC_ENDPOINTS];
+    int heartbeat;
+} s_build_t;
+
+static int
+s_build (s_build_t *self, kc_server_config_t *config, s_paths_t *paths)
+{
+    kc_server_config_defaults (config);
+    memset (paths, 0, sizeof *paths);
+    const char *dir = self->dir, *config_file = self->config_file, *read = self->read;
+    s_path (paths->root, dir, "root");
+    s_path (paths->curve, dir, "server/curve");
+    s_path (paths->head, dir, "server/head");
+    s_path (paths->store, dir, "server/store.db");
+    char default_config [4096];
+    s_path (default_config, dir, "server.cfg");
+    if (s_configure (dir, config_file ? config_file : default_config, config_file != NULL,
+                     config, paths)) {
+        return 1;
+    }
+    config->root_path = paths->root;
+    config->curve_path = paths->curve;
+    config->head_path = paths->head;
+    config->store_path = paths->store;
+    for (int i = 0; i < KC_ENDPOINTS; i++) {
+        if (self->binds [i]) {
+            config->bind [i] = self->binds [i];
+        }
+    }
+    if (read) {
+        config->read_any = KC_STREQ (read, "any");
+    }
+    if (self->heartbeat) {
+        config->heartbeat_ms = self->heartbeat;
+    }
+    return 0;
+}
+
+static int
+s_reload (void *arg, kc_server_config_t *fresh)
+{
+    static s_paths_t paths;
+    return s_build ((s_build_t *) arg, fresh, &paths);
+}
+
+//  SIGHUP is blocked in every thread (a signal would interrupt zloop's poll,
+//  which ends the loop) and taken here instead.
+static void *
+s_hup_thread (void *arg)
+{
+    sigset_t *set = arg;
+    int received;
+    while (sigwait (set, &received) == 0) {
+        kc_server_reload_wanted ();
+    }
+    return NULL;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -162,33 +228,14 @@ main (int argc, char *argv [])
     }
     kc_malloc_tune ();
     kc_server_config_t config;
-    kc_server_config_defaults (&config);
+    s_build_t build = { .dir = dir, .config_file = config_file, .read = read, .heartbeat = heartbeat };
+    memcpy (build.binds, binds, sizeof binds);
     static s_paths_t paths;
-    s_path (paths.root, dir, "root");
-    s_path (paths.curve, dir, "server/curve");
-    s_path (paths.head, dir, "server/head");
-    s_path (paths.store, dir, "server/store.db");
-    char default_config [4096];
-    s_path (default_config, dir, "server.cfg");
-    if (s_configure (dir, config_file ? config_file : default_config, config_file != NULL,
-                     &config, &paths)) {
+    if (s_build (&build, &config, &paths)) {
         return 1;
     }
-    config.root_path = paths.root;
-    config.curve_path = paths.curve;
-    config.head_path = paths.head;
-    config.store_path = paths.store;
-    for (int i = 0; i < KC_ENDPOINTS; i++) {
-        if (binds [i]) {
-            config.bind [i] = binds [i];
-        }
-    }
-    if (read) {
-        config.read_any = KC_STREQ (read, "any");
-    }
-    if (heartbeat) {
-        config.heartbeat_ms = heartbeat;
-    }
+    config.reload = s_reload;
+    config.reload_arg = &build;
     config.verbose = verbose;
     //  One server per directory: a second one would sequence batches into
     //  the same store behind the first one's back
@@ -201,6 +248,16 @@ main (int argc, char *argv [])
     if (lock < 0) {
         fprintf (stderr, "keyclone-server: %s\n", why.text);
         return 1;
+    }
+    //  SIGHUP reads the configuration again (it used to end the server),
+    //  before any other thread exists so that all inherit the mask
+    static sigset_t hup;
+    sigemptyset (&hup);
+    sigaddset (&hup, SIGHUP);
+    pthread_t hup_thread;
+    if (pthread_sigmask (SIG_BLOCK, &hup, NULL) == 0
+    &&  pthread_create (&hup_thread, NULL, s_hup_thread, &hup) == 0) {
+        pthread_detach (hup_thread);
     }
     zsys_init ();
     zsys_set_logident ("keyclone-server");
