@@ -1215,11 +1215,6 @@ kc_agent_reload_wanted (void)
     s_reload_wanted = 1;
 }
 
-static bool
-s_same (const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a && b && KC_STREQ (a, b));
-}
 
 static bool
 s_same_policies (zhashx_t *a, zhashx_t *b)
@@ -1269,13 +1264,13 @@ s_reload (agent_t *self)
         self->config.clock_skew_ms = fresh.clock_skew_ms;
     }
     struct { bool differs; const char *name; } later [] = {
-        { !s_same (fresh.root_path, self->config.root_path), "root" },
-        { !s_same (fresh.key_path, self->config.key_path), "key" },
-        { !s_same (fresh.cache_path, self->config.cache_path), "cache" },
-        { !s_same (fresh.local_endpoint, self->config.local_endpoint), "local" },
-        { !s_same (fresh.events_endpoint, self->config.events_endpoint), "events" },
-        { !s_same (fresh.connect [0], self->config.connect [0])
-          || !s_same (fresh.connect [1], self->config.connect [1]), "server endpoints" },
+        { !kc_same_text (fresh.root_path, self->config.root_path), "root" },
+        { !kc_same_text (fresh.key_path, self->config.key_path), "key" },
+        { !kc_same_text (fresh.cache_path, self->config.cache_path), "cache" },
+        { !kc_same_text (fresh.local_endpoint, self->config.local_endpoint), "local" },
+        { !kc_same_text (fresh.events_endpoint, self->config.events_endpoint), "events" },
+        { !kc_same_text (fresh.connect [0], self->config.connect [0])
+          || !kc_same_text (fresh.connect [1], self->config.connect [1]), "server endpoints" },
         { fresh.check_interval_ms != self->config.check_interval_ms, "check-interval" },
         { fresh.group != self->config.group || fresh.socket_mode != self->config.socket_mode,
           "group and socket-mode" },

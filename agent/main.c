@@ -264,18 +264,6 @@ s_reload (void *arg, kc_agent_config_t *fresh)
     return s_build ((s_build_t *) arg, fresh, &paths) ? -1 : 0;
 }
 
-//  SIGHUP is blocked in every thread (a signal would interrupt zloop's poll,
-//  which ends the loop) and taken here instead.
-static void *
-s_hup_thread (void *arg)
-{
-    sigset_t *set = arg;
-    int received;
-    while (sigwait (set, &received) == 0) {
-        kc_agent_reload_wanted ();
-    }
-    return NULL;
-}
 
 int
 main (int argc, char *argv [])
@@ -350,15 +338,8 @@ main (int argc, char *argv [])
         return 1;
     }
     //  SIGHUP reads the configuration again (it used to end the agent),
-    //  before any other thread exists so that all inherit the mask
-    static sigset_t hup;
-    sigemptyset (&hup);
-    sigaddset (&hup, SIGHUP);
-    pthread_t hup_thread;
-    if (pthread_sigmask (SIG_BLOCK, &hup, NULL) == 0
-    &&  pthread_create (&hup_thread, NULL, s_hup_thread, &hup) == 0) {
-        pthread_detach (hup_thread);
-    }
+    //  set before any other thread exists
+    kc_on_sighup (kc_agent_reload_wanted);
     zsys_init ();
     zsys_set_logident ("keyclone-agent");
     zsys_set_linger (0);

@@ -8,6 +8,8 @@
 
 #include <assert.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <czmq.h>
@@ -472,4 +474,39 @@ kc_util_test (bool verbose)
     if (verbose) {
         printf ("OK\n");
     }
+}
+
+static void (*s_sighup_fn) (void);
+
+static void *
+s_sighup_thread (void *arg)
+{
+    sigset_t *set = arg;
+    int received;
+    while (sigwait (set, &received) == 0) {
+        s_sighup_fn ();
+    }
+    return NULL;
+}
+
+int
+kc_on_sighup (void (*fn) (void))
+{
+    static sigset_t set;
+    sigemptyset (&set);
+    sigaddset (&set, SIGHUP);
+    s_sighup_fn = fn;
+    pthread_t thread;
+    if (pthread_sigmask (SIG_BLOCK, &set, NULL) || pthread_create (&thread, NULL, s_sighup_thread, &set)) {
+        pthread_sigmask (SIG_UNBLOCK, &set, NULL);
+        return -1;
+    }
+    pthread_detach (thread);
+    return 0;
+}
+
+bool
+kc_same_text (const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp (a, b) == 0);
 }

@@ -154,4 +154,16 @@ const char *
 char *
     kc_version_text (const char *program, char *text, size_t size);
 
+//  Calls fn on a thread of its own each time the process receives SIGHUP.
+//  SIGHUP is blocked in the calling thread and in every thread it creates
+//  later (a signal interrupting zloop's poll would end the loop): call it
+//  before any other thread starts. fn must be async-safe in spirit (set a
+//  flag). Returns 0, or -1 (SIGHUP then keeps its default action).
+int
+    kc_on_sighup (void (*fn) (void));
+
+//  True if both are NULL, or both are the same text.
+bool
+    kc_same_text (const char *a, const char *b);
+
 #endif

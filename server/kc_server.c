@@ -1315,11 +1315,6 @@ kc_server_reload_wanted (void)
     s_reload_wanted = 1;
 }
 
-static bool
-s_same (const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a && b && KC_STREQ (a, b));
-}
 
 static int
     s_on_heartbeat (zloop_t *loop, int timer_id, void *arg);
@@ -1350,12 +1345,12 @@ s_reload (s_server_t *self)
         self->config.head_valid_ms = fresh.head_valid_ms;
     }
     struct { bool differs; const char *name; } later [] = {
-        { !s_same (fresh.root_path, self->config.root_path), "root" },
-        { !s_same (fresh.curve_path, self->config.curve_path), "curve" },
-        { !s_same (fresh.head_path, self->config.head_path), "head" },
-        { !s_same (fresh.store_path, self->config.store_path), "store" },
-        { !s_same (fresh.bind [0], self->config.bind [0]) || !s_same (fresh.bind [1], self->config.bind [1])
-          || !s_same (fresh.bind [2], self->config.bind [2]), "bind" },
+        { !kc_same_text (fresh.root_path, self->config.root_path), "root" },
+        { !kc_same_text (fresh.curve_path, self->config.curve_path), "curve" },
+        { !kc_same_text (fresh.head_path, self->config.head_path), "head" },
+        { !kc_same_text (fresh.store_path, self->config.store_path), "store" },
+        { !kc_same_text (fresh.bind [0], self->config.bind [0]) || !kc_same_text (fresh.bind [1], self->config.bind [1])
+          || !kc_same_text (fresh.bind [2], self->config.bind [2]), "bind" },
         { fresh.read_any != self->config.read_any, "read" },
         { fresh.sndhwm != self->config.sndhwm, "sndhwm" }
     };
