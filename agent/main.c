@@ -3,8 +3,6 @@
     kc_agent. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
     =========================================================================
 */
-#include <pthread.h>
-#include <signal.h>
 #include "kc_agent.h"
 
 #include <getopt.h>

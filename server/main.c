@@ -3,8 +3,6 @@
     kc_server. Exit status: 0 clean shutdown, 1 cannot start, 2 usage.
     =========================================================================
 */
-#include <pthread.h>
-#include <signal.h>
 #include "kc_server.h"
 
 #include <getopt.h>
@@ -108,7 +106,7 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
 }
 
 //  The configuration: defaults, the config file, then the options (which
-//  win). 0, or -1 after printing why. Run again on SIGHUP (s_reload).
+//  win). 0, or 1 after printing why. Run again on SIGHUP (s_reload).
 typedef struct {
     const char *dir, *config_file, *read;
     const char *binds [KC_ENDPOINTS];
@@ -155,7 +153,6 @@ s_reload (void *arg, kc_server_config_t *fresh)
     static s_paths_t paths;
     return s_build ((s_build_t *) arg, fresh, &paths);
 }
-
 
 int
 main (int argc, char *argv [])
