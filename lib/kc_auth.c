@@ -283,6 +283,13 @@ static void
 s_destroy (s_auth_t *self)
 {
     zloop_destroy (&self->loop);
+    //  Unbound first, in this thread: a closed socket leaves its inproc
+    //  endpoint to libzmq's reaper thread for a moment, and a handshake that
+    //  connected to it then would wait for an answer that never comes
+    //  instead of being refused at once
+    if (self->zap) {
+        zsock_unbind (self->zap, "inproc://zeromq.zap.01");
+    }
     zsock_destroy (&self->zap);
     zsock_destroy (&self->events);
     //  Sockets still protected keep their monitors read (kc_track_destroy)
