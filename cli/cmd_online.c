@@ -450,6 +450,31 @@ s_register_argument (char *out, size_t size, const char *name, const char *key,
     return n < (int) size ? 0 : -1;
 }
 
+//  --batch-size and --tag, shared by the bulk registrations (register,
+//  import). Returns 1 if c was one of them, 0 if not, -1 after a usage error.
+static int
+s_bulk_option (const char *command, int c, int *chunk, char *tags [KC_RECORD_TAGS_MAX + 1],
+               int *tag_count)
+{
+    if (c == 'b') {
+        *chunk = atoi (optarg);
+        if (*chunk < 1 || *chunk > KC_BATCH_RECORDS_MAX) {
+            cli_usage (command, "--batch-size must be 1..%d", KC_BATCH_RECORDS_MAX);
+            return -1;
+        }
+        return 1;
+    }
+    if (c == 't') {
+        if (*tag_count == KC_RECORD_TAGS_MAX) {
+            cli_usage (command, "at most %d tags", KC_RECORD_TAGS_MAX);
+            return -1;
+        }
+        tags [(*tag_count)++] = optarg;
+        return 1;
+    }
+    return 0;
+}
+
 int
 cmd_register (int argc, char *argv [])
 {
@@ -473,24 +498,18 @@ cmd_register (int argc, char *argv [])
             }
             continue;
         }
+        if ((handled = s_bulk_option ("register", c, &chunk, tags, &tag_count))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
         switch (c) {
             case 'k': key = optarg; break;
             case 'x': expires = optarg; break;
             case 'V': version = optarg; break;
             case 'f': from = optarg; break;
             case 'F': force = true; break;
-            case 'b':
-                chunk = atoi (optarg);
-                if (chunk < 1 || chunk > KC_BATCH_RECORDS_MAX) {
-                    return cli_usage ("register", "--batch-size must be 1..%d", KC_BATCH_RECORDS_MAX);
-                }
-                break;
-            case 't':
-                if (tag_count == KC_RECORD_TAGS_MAX) {
-                    return cli_usage ("register", "at most %d tags", KC_RECORD_TAGS_MAX);
-                }
-                tags [tag_count++] = optarg;
-                break;
             default: return CLI_USAGE;
         }
     }
@@ -1421,20 +1440,8 @@ cmd_import (int argc, char *argv [])
             }
             continue;
         }
-        switch (c) {
-            case 'b':
-                chunk = atoi (optarg);
-                if (chunk < 1 || chunk > KC_BATCH_RECORDS_MAX) {
-                    return cli_usage ("import", "--batch-size must be 1..%d", KC_BATCH_RECORDS_MAX);
-                }
-                break;
-            case 't':
-                if (tag_count == KC_RECORD_TAGS_MAX) {
-                    return cli_usage ("import", "at most %d tags", KC_RECORD_TAGS_MAX);
-                }
-                tags [tag_count++] = optarg;
-                break;
-            default: return CLI_USAGE;
+        if ((handled = s_bulk_option ("import", c, &chunk, tags, &tag_count)) != 1) {
+            return CLI_USAGE;
         }
     }
     if (optind != argc - 1) {

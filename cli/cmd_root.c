@@ -51,6 +51,7 @@ typedef struct {
 //  server key rotation, docs/protocol.md 2.3): every command still follows
 //  the root changes from the pinned root, so the file is never trusted.
 static char s_followed_path [CLI_PATH_MAX + 16];
+static uint64_t s_followed_version;         //  of the root there (0: none usable)
 
 static kc_root_t *
 s_load_followed (const kc_root_t *pinned)
@@ -70,6 +71,7 @@ cli_client_new (const char *root_path, const kc_root_t *pinned, const char *serv
 {
     snprintf (s_followed_path, sizeof s_followed_path, "%s.followed", root_path);
     kc_root_t *followed = s_load_followed (pinned);
+    s_followed_version = followed ? kc_root_version (followed) : 0;
     kc_client_t *client = kc_client_new (followed ? followed : pinned, server, timeout_ms);
     kc_client_add_server_key (client, kc_root_server_key (pinned));
     kc_root_destroy (&followed);
@@ -95,16 +97,19 @@ void
 cli_remember_root (const char *command, const kc_root_t *pinned, const kc_root_t *root)
 {
     kc_why_t why;
-    kc_root_t *followed = s_load_followed (pinned);
-    if (kc_root_version (root) > kc_root_version (pinned) && *s_followed_path
-    &&  (!followed || kc_root_version (followed) < kc_root_version (root))
-    &&  kc_root_save (root, s_followed_path, &why)) {
-        //  A read-only directory: the next command tries the pinned key first
-        if (errno != EACCES && errno != EROFS) {
-            fprintf (stderr, "keyclone %s: warning: %s\n", command, why.text);
-        }
+    if (kc_root_version (root) <= kc_root_version (pinned) || !*s_followed_path
+    ||  kc_root_version (root) <= s_followed_version) {
+        return;                             //  nothing newer than the file holds
     }
-    kc_root_destroy (&followed);
+    if (kc_root_save (root, s_followed_path, &why) == 0) {
+        s_followed_version = kc_root_version (root);
+    }
+    else
+    if (errno != EACCES && errno != EROFS) {
+        //  A read-only directory is no error: the next command tries the
+        //  pinned key first
+        fprintf (stderr, "keyclone %s: warning: %s\n", command, why.text);
+    }
 }
 
 kc_root_t *

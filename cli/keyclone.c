@@ -408,8 +408,10 @@ cli_path (char buffer [static CLI_PATH_MAX], const char *dir, const char *name)
     return buffer;
 }
 
-kc_root_t *
-cli_load_pinned_root (const char *command, const char *path)
+//  Loads the root at path and verifies it as of now (0: as of its own
+//  creation). NULL after printing why.
+static kc_root_t *
+s_load_root (const char *command, const char *path, uint64_t now)
 {
     kc_why_t why;
     kc_root_t *root = kc_root_load (path, &why);
@@ -417,7 +419,7 @@ cli_load_pinned_root (const char *command, const char *path)
         cli_fail (command, "%s", why.text);
         return NULL;
     }
-    if (kc_root_verify (root, kc_root_created (root), &why)) {
+    if (kc_root_verify (root, now ? now : kc_root_created (root), &why)) {
         cli_fail (command, "root '%s' rejected: %s", path, why.text);
         kc_root_destroy (&root);
     }
@@ -425,19 +427,15 @@ cli_load_pinned_root (const char *command, const char *path)
 }
 
 kc_root_t *
+cli_load_pinned_root (const char *command, const char *path)
+{
+    return s_load_root (command, path, 0);
+}
+
+kc_root_t *
 cli_load_root (const char *command, const char *path)
 {
-    kc_why_t why;
-    kc_root_t *root = kc_root_load (path, &why);
-    if (!root) {
-        cli_fail (command, "%s", why.text);
-        return NULL;
-    }
-    if (kc_root_verify (root, kc_now (), &why)) {
-        cli_fail (command, "root '%s' rejected: %s", path, why.text);
-        kc_root_destroy (&root);
-    }
-    return root;
+    return s_load_root (command, path, kc_now ());
 }
 
 static int
