@@ -380,6 +380,12 @@ def test_refusals_of_the_commands_and_messages():
     shutil.copy2(os.path.join(C.dir, "server", "curve"), os.path.join(elsewhere, "server", "curve"))
     _, err = kc.keyclone("root", "rotate-head-key", "--dir", elsewhere, "--operator", "op1", expect=1)
     kc.check("server refused root" in err and "which signs its heads with" in err, err)
+    # a CURVE key the server does not hold (staged in the copy, not beside the server)
+    _, err = kc.keyclone("root", "rotate-server-key", "--dir", elsewhere, "--operator", "op1", expect=1)
+    kc.check("server refused root" in err and "does not name this server" in err, err)
+    kc.check(not os.path.exists(os.path.join(C.dir, "server", "curve-next")), "a key was staged on the server")
+    _, err = C.cli("root", "rotate-server-key", "--overlap", "soon", "--operator", "op1", expect=2)
+    kc.check("--overlap: invalid duration 'soon'" in err, err)
     # LOG is read like QUERY: refused without a member's key or an operator's
     # signature, malformed when its limit is 0
     reply = submit_raw(C, [b"LOG", (0).to_bytes(8, "big"), (10).to_bytes(4, "big")])
