@@ -162,6 +162,10 @@ int cmd_revoke (int argc, char *argv []);
 int cmd_submit (int argc, char *argv []);
 int cmd_list (int argc, char *argv []);
 int cmd_show (int argc, char *argv []);
+int cmd_enrol (int argc, char *argv []);
+int cmd_pending (int argc, char *argv []);
+int cmd_approve (int argc, char *argv []);
+int cmd_reject (int argc, char *argv []);
 int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
 int cmd_root (int argc, char *argv []);
@@ -170,5 +174,56 @@ int cmd_import (int argc, char *argv []);
 int cmd_export (int argc, char *argv []);
 
 extern const cli_command_t cli_commands [];
+
+
+//  --- The online commands (online.c) ----------------------------------------
+
+#include <limits.h>
+
+//  Options shared by the online commands.
+typedef struct {
+    const char *dir;
+    const char *root_path;
+    const char *server;                     //  submit endpoint override
+    const char *agent;                      //  agent local endpoint
+    const char *key_path;                   //  --client-key: a member's key pair
+    kc_cert_t *key;                         //  loaded from key_path
+    kc_signer_t *reader;                    //  signs read requests, if found
+    char *operators [CLI_OPERATORS_MAX];
+    int operator_count;
+    int timeout_ms;
+    bool json;
+    char root_buffer [CLI_PATH_MAX];
+    char agent_buffer [PATH_MAX + 32];
+} cli_online_t;
+
+#define CLI_ONLINE_OPTIONS \
+    { "dir", required_argument, NULL, 'd' }, { "root", required_argument, NULL, 'r' }, \
+    { "server", required_argument, NULL, 'S' }, { "agent", required_argument, NULL, 'A' }, \
+    { "operator", required_argument, NULL, 'p' }, { "timeout", required_argument, NULL, 'T' }, \
+    { "client-key", required_argument, NULL, 'K' }, { "json", no_argument, NULL, 'j' }
+
+//  Handles a shared option (getopt's c); returns 1 if handled, 0 if not,
+//  -1 after a usage error.
+int
+    cli_online_option (const char *command, int c, cli_online_t *o);
+//  Fills the defaults (directory, root path, timeout, agent endpoint).
+void
+    cli_online_finish (cli_online_t *o);
+//  A client of the server, authenticated for reading when the server's
+//  policy is read = members: with --client-key (or $KEYCLONE_CLIENT_KEY),
+//  a member's key pair; and with an operator key signing each read
+//  request. NULL after printing why when --client-key cannot be loaded.
+kc_client_t *
+    cli_online_client (const char *command, cli_online_t *o, const kc_root_t *root);
+//  Frees what cli_online_client loaded.
+void
+    cli_online_release (cli_online_t *o);
+//  Signs a builder's records and submits them. Returns 0 and the seq, or
+//  -1 after printing why.
+int
+    cli_sign_submit (const char *command, kc_client_t *client, const kc_root_t *root,
+                     kc_batch_builder_t *builder, kc_signer_t **signers, int count, uint64_t *seq,
+                     bool *duplicate);
 
 #endif

@@ -14,118 +14,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define DEFAULT_TIMEOUT_MS  10000
+
 #define DEFAULT_CHUNK       10000
-
-//  Options shared by the online commands.
-typedef struct {
-    const char *dir;
-    const char *root_path;
-    const char *server;                     //  submit endpoint override
-    const char *agent;                      //  agent local endpoint
-    const char *key_path;                   //  --client-key: a member's key pair
-    kc_cert_t *key;                         //  loaded from key_path
-    kc_signer_t *reader;                    //  signs read requests, if found
-    char *operators [CLI_OPERATORS_MAX];
-    int operator_count;
-    int timeout_ms;
-    bool json;
-    char root_buffer [CLI_PATH_MAX];
-    char agent_buffer [PATH_MAX + 32];
-} s_online_t;
-
-#define ONLINE_OPTIONS \
-    { "dir", required_argument, NULL, 'd' }, { "root", required_argument, NULL, 'r' }, \
-    { "server", required_argument, NULL, 'S' }, { "agent", required_argument, NULL, 'A' }, \
-    { "operator", required_argument, NULL, 'p' }, { "timeout", required_argument, NULL, 'T' }, \
-    { "client-key", required_argument, NULL, 'K' }, { "json", no_argument, NULL, 'j' }
-
-//  Handles a shared option; returns 1 if handled, 0 if not, -1 on error.
-static int
-s_online_option (const char *command, int c, s_online_t *o)
-{
-    switch (c) {
-        case 'd': o->dir = optarg; return 1;
-        case 'r': o->root_path = optarg; return 1;
-        case 'S': o->server = optarg; return 1;
-        case 'A': o->agent = optarg; return 1;
-        case 'K': o->key_path = optarg; return 1;
-        case 'j': o->json = true; return 1;
-        case 'T':
-            o->timeout_ms = atoi (optarg);
-            if (o->timeout_ms < 1) {
-                cli_usage (command, "invalid --timeout '%s'", optarg);
-                return -1;
-            }
-            return 1;
-        case 'p':
-            if (o->operator_count == CLI_OPERATORS_MAX) {
-                cli_usage (command, "too many --operator options");
-                return -1;
-            }
-            o->operators [o->operator_count++] = optarg;
-            return 1;
-        default:
-            return 0;
-    }
-}
-
-static void
-s_online_finish (s_online_t *o)
-{
-    o->dir = cli_dir (o->dir);
-    if (!o->root_path) {
-        o->root_path = cli_path (o->root_buffer, o->dir, "root");
-    }
-    if (!o->timeout_ms) {
-        o->timeout_ms = DEFAULT_TIMEOUT_MS;
-    }
-    if (!o->agent) {
-        const char *env = getenv ("KEYCLONE_AGENT");
-        if (env && *env) {
-            o->agent = env;
-        }
-        else {
-            char absolute [PATH_MAX];
-            snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s/agent/agent.ipc",
-                      realpath (o->dir, absolute) ? absolute : o->dir);
-            o->agent = o->agent_buffer;
-        }
-    }
-}
-
-//  A client of the server, authenticated for reading (QUERY, STATUS) when
-//  the server's policy is read = members: with --client-key (or $KEYCLONE_CLIENT_KEY), a
-//  registered member's key pair; and with an operator key (the first
-//  --operator, or one found in DIR/operators) signing each read request.
-//  NULL after printing why when --key cannot be loaded.
-static kc_client_t *
-s_online_client (const char *command, s_online_t *o, const kc_root_t *root)
-{
-    const char *path = o->key_path ? o->key_path : getenv ("KEYCLONE_CLIENT_KEY");
-    kc_why_t why;
-    if (path && *path && !(o->key = kc_cert_load_secret (path, &why))) {
-        cli_fail (command, "--client-key: %s", why.text);
-        return NULL;
-    }
-    kc_client_t *client = cli_client_new (o->root_path, root, o->server, o->timeout_ms);
-    if (o->key) {
-        kc_client_set_key (client, o->key);
-    }
-    o->reader = cli_reader_operator (o->dir, o->operators, o->operator_count);
-    if (o->reader) {
-        kc_client_set_operator (client, o->reader);
-    }
-    return client;
-}
-
-//  Frees what s_online_client loaded.
-static void
-s_online_release (s_online_t *o)
-{
-    kc_cert_destroy (&o->key);
-    kc_signer_destroy (&o->reader);
-}
 
 static uint64_t
 s_now_us (void)
@@ -133,35 +23,6 @@ s_now_us (void)
     struct timeval tv;
     gettimeofday (&tv, NULL);
     return (uint64_t) tv.tv_sec * 1000000 + (uint64_t) tv.tv_usec;
-}
-
-//  Signs a builder's records and submits them. Returns 0 and the seq, or
-//  -1 after printing why.
-static int
-s_sign_submit (const char *command, kc_client_t *client, const kc_root_t *root,
-               kc_batch_builder_t *builder, kc_signer_t **signers, int count, uint64_t *seq,
-               bool *duplicate)
-{
-    kc_why_t why;
-    kc_batch_t *batch = kc_batch_builder_finish (builder, signers, (size_t) count, &why);
-    if (!batch) {
-        cli_fail (command, "%s", why.text);
-        return -1;
-    }
-    int rc = -1;
-    if (kc_batch_verify (batch, root, kc_now (), &why)) {
-        cli_fail (command, "%s: give more operators with --operator, or sign offline with "
-                  "'keyclone sign' and 'keyclone cosign', then 'keyclone submit'", why.text);
-    }
-    else
-    if (kc_client_submit (client, batch, seq, duplicate, &why)) {
-        cli_fail (command, "server refused the batch: %s", why.text);
-    }
-    else {
-        rc = 0;
-    }
-    kc_batch_destroy (&batch);
-    return rc;
 }
 
 //  --- keys as people give them ---------------------------------------------------
@@ -336,7 +197,7 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
 
 typedef struct {
     const char *command;
-    s_online_t *online;
+    cli_online_t *online;
     kc_root_t *root;
     kc_client_t *client;
     kc_signer_t **signers;
@@ -356,7 +217,7 @@ s_flush (s_register_t *self)
     uint64_t seq;
     bool duplicate;
     size_t count = kc_batch_builder_count (self->builder);
-    int rc = s_sign_submit (self->command, self->client, self->root, self->builder,
+    int rc = cli_sign_submit (self->command, self->client, self->root, self->builder,
                             self->signers, self->signer_count, &seq, &duplicate);
     kc_batch_builder_destroy (&self->builder);
     self->builder = kc_batch_builder_new (kc_root_directory (self->root), kc_now ());
@@ -394,7 +255,7 @@ s_register_record (const kc_record_spec_t *spec, void *arg, kc_why_t *why)
 static int
 s_register_open (s_register_t *self, kc_signer_t *signers [CLI_OPERATORS_MAX])
 {
-    s_online_t *online = self->online;
+    cli_online_t *online = self->online;
     self->root = cli_load_pinned_root (self->command, online->root_path);
     if (!self->root) {
         return -1;
@@ -479,20 +340,20 @@ int
 cmd_register (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "key", required_argument, NULL, 'k' },
+        CLI_ONLINE_OPTIONS, { "key", required_argument, NULL, 'k' },
         { "tag", required_argument, NULL, 't' }, { "expires", required_argument, NULL, 'x' },
         { "version", required_argument, NULL, 'V' }, { "from", required_argument, NULL, 'f' },
         { "batch-size", required_argument, NULL, 'b' }, { "force", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     const char *key = NULL, *expires = NULL, *version = NULL, *from = NULL;
     bool force = false;
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("register", c, &online))) {
+        if ((handled = cli_online_option ("register", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
@@ -518,7 +379,7 @@ cmd_register (int argc, char *argv [])
         return cli_usage ("register", from ? "--from takes no NAME or --key"
                                            : "expected NAME and --key Z85KEY");
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
                           .progress = from && isatty (STDERR_FILENO) && !online.json };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
@@ -627,16 +488,16 @@ int
 cmd_revoke (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { "force", no_argument, NULL, 'F' },
+        CLI_ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { "force", no_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     const char *reason = NULL;
     bool force = false;
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("revoke", c, &online))) {
+        if ((handled = cli_online_option ("revoke", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
@@ -654,7 +515,7 @@ cmd_revoke (int argc, char *argv [])
     if (optind != argc - 1) {
         return cli_usage ("revoke", "expected one Z85KEY or NAME");
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     kc_root_t *root = cli_load_pinned_root ("revoke", online.root_path);
     if (!root) {
         return CLI_FAIL;
@@ -663,7 +524,7 @@ cmd_revoke (int argc, char *argv [])
     int signer_count = cli_load_operators ("revoke", online.dir, online.operators,
                                            online.operator_count, signers);
     int rc = CLI_FAIL;
-    kc_client_t *client = s_online_client ("revoke", &online, root);
+    kc_client_t *client = cli_online_client ("revoke", &online, root);
     //  Signed for, and checked against, the root in force
     if (client && !cli_follow_root ("revoke", client, &root)) {
         kc_client_destroy (&client);
@@ -701,7 +562,7 @@ cmd_revoke (int argc, char *argv [])
             goto cleanup;
         }
     }
-    if (s_sign_submit ("revoke", client, root, builder, signers, signer_count, &seq, &duplicate) == 0) {
+    if (cli_sign_submit ("revoke", client, root, builder, signers, signer_count, &seq, &duplicate) == 0) {
         rc = CLI_OK;
         for (size_t i = 0; i < targets.count; i++) {
             char fp [KC_FINGERPRINT_CHARS + 1], z85 [KC_Z85_KEY_CHARS + 1];
@@ -723,7 +584,7 @@ cleanup:
     }
     kc_batch_builder_destroy (&builder);
     kc_client_destroy (&client);
-    s_online_release (&online);
+    cli_online_release (&online);
     kc_root_destroy (&root);
     return rc;
 }
@@ -734,19 +595,19 @@ cleanup:
 int
 cmd_submit (int argc, char *argv [])
 {
-    static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
-    s_online_t online = { 0 };
+    static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("submit", c, &online)) != 1) {
+        if ((handled = cli_online_option ("submit", c, &online)) != 1) {
             return CLI_USAGE;
         }
     }
     if (optind >= argc) {
         return cli_usage ("submit", "expected one or more batch FILEs");
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     kc_root_t *root = cli_load_pinned_root ("submit", online.root_path);
     if (!root) {
         return CLI_FAIL;
@@ -833,16 +694,16 @@ static int
 s_query_command (const char *command, int argc, char *argv [], bool show)
 {
     static const struct option list_longs [] = {
-        ONLINE_OPTIONS, { "revoked", no_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+        CLI_ONLINE_OPTIONS, { "revoked", no_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
     };
-    static const struct option show_longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    static const struct option show_longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
     const struct option *longs = show ? show_longs : list_longs;
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     s_print_t print = { .all = show };
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option (command, c, &online))) {
+        if ((handled = cli_online_option (command, c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
@@ -856,13 +717,13 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     if (show ? optind != argc - 1 : optind != argc) {
         return cli_usage (command, show ? "expected one Z85KEY or NAME" : "unexpected argument");
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     print.json = online.json;
     kc_root_t *root = cli_load_pinned_root (command, online.root_path);
     if (!root) {
         return CLI_FAIL;
     }
-    kc_client_t *client = s_online_client (command, &online, root);
+    kc_client_t *client = cli_online_client (command, &online, root);
     if (!client) {
         kc_root_destroy (&root);
         return CLI_FAIL;
@@ -873,7 +734,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     bool by_key = false;
     if (what && s_key_or_name (client, what, key, &by_key, &why)) {
         kc_client_destroy (&client);
-        s_online_release (&online);
+        cli_online_release (&online);
         kc_root_destroy (&root);
         return cli_fail (command, "%s", why.text);
     }
@@ -896,7 +757,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
         rc = cli_fail (command, "no key or name '%s' in the directory", what);
     }
     kc_client_destroy (&client);
-    s_online_release (&online);
+    cli_online_release (&online);
     kc_root_destroy (&root);
     return rc;
 }
@@ -918,19 +779,19 @@ cmd_show (int argc, char *argv [])
 int
 cmd_lookup (int argc, char *argv [])
 {
-    static const struct option longs [] = { ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
-    s_online_t online = { 0 };
+    static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("lookup", c, &online)) != 1) {
+        if ((handled = cli_online_option ("lookup", c, &online)) != 1) {
             return CLI_USAGE;
         }
     }
     if (optind != argc - 1) {
         return cli_usage ("lookup", "expected one Z85KEY or NAME");
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     const char *what = argv [optind];
     uint8_t key [KC_KEY_BYTES];
     bool by_key;
@@ -958,9 +819,9 @@ int
 cmd_status (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "server-status", no_argument, NULL, 's' }, { NULL, 0, NULL, 0 }
+        CLI_ONLINE_OPTIONS, { "server-status", no_argument, NULL, 's' }, { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     bool server = false;
     int c, handled;
     //  "--server" alone (no endpoint) asks the server: rewrite it before parsing
@@ -975,7 +836,7 @@ cmd_status (int argc, char *argv [])
             server = true;
             continue;
         }
-        if ((handled = s_online_option ("status", c, &online)) != 1) {
+        if ((handled = cli_online_option ("status", c, &online)) != 1) {
             return CLI_USAGE;
         }
         server |= c == 'S';
@@ -983,7 +844,7 @@ cmd_status (int argc, char *argv [])
     if (optind != argc) {
         return cli_usage ("status", "unexpected argument '%s'", argv [optind]);
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     kc_why_t why;
     char *json = NULL, *text = NULL;
     if (server) {
@@ -991,11 +852,11 @@ cmd_status (int argc, char *argv [])
         if (!root) {
             return CLI_FAIL;
         }
-        kc_client_t *client = s_online_client ("status", &online, root);
+        kc_client_t *client = cli_online_client ("status", &online, root);
         bool loaded = client != NULL;
         json = client ? kc_client_status_both (client, &text, &why) : NULL;
         kc_client_destroy (&client);
-        s_online_release (&online);
+        cli_online_release (&online);
         kc_root_destroy (&root);
         if (!loaded) {
             return CLI_FAIL;
@@ -1210,10 +1071,10 @@ int
 cmd_log (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "since", required_argument, NULL, 's' }, { "name", required_argument, NULL, 'n' },
+        CLI_ONLINE_OPTIONS, { "since", required_argument, NULL, 's' }, { "name", required_argument, NULL, 'n' },
         { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     s_log_t log = { 0 };
     uint64_t since = 1;
     int c, handled;
@@ -1233,14 +1094,14 @@ cmd_log (int argc, char *argv [])
             continue;
         }
         from_agent |= c == 'A';
-        if ((handled = s_online_option ("log", c, &online)) != 1) {
+        if ((handled = cli_online_option ("log", c, &online)) != 1) {
             return CLI_USAGE;
         }
     }
     if (optind != argc) {
         return cli_usage ("log", "unexpected argument '%s'", argv [optind]);
     }
-    s_online_finish (&online);
+    cli_online_finish (&online);
     log.json = online.json;
     kc_root_t *pinned = cli_load_pinned_root ("log", online.root_path);
     if (!pinned) {
@@ -1249,7 +1110,7 @@ cmd_log (int argc, char *argv [])
     //  A node's history (--agent) is what its agent verified and kept: it
     //  may start later than the server's log
     kc_client_t *client = from_agent ? kc_client_new_agent (online.agent, online.timeout_ms)
-                                     : s_online_client ("log", &online, pinned);
+                                     : cli_online_client ("log", &online, pinned);
     int rc = CLI_FAIL;
     kc_why_t why;
     uint64_t first = 0;
@@ -1289,7 +1150,7 @@ cmd_log (int argc, char *argv [])
     }
     kc_root_destroy (&log.root);
     kc_client_destroy (&client);
-    s_online_release (&online);
+    cli_online_release (&online);
     kc_root_destroy (&pinned);
     return rc;
 }
@@ -1426,15 +1287,15 @@ int
 cmd_import (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' },
+        CLI_ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' },
         { "batch-size", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("import", c, &online))) {
+        if ((handled = cli_online_option ("import", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
@@ -1448,7 +1309,7 @@ cmd_import (int argc, char *argv [])
         return cli_usage ("import", "expected one CERTDIR");
     }
     const char *dir = argv [optind];
-    s_online_finish (&online);
+    cli_online_finish (&online);
     kc_why_t why;
     size_t count = 0, skipped = 0;
     char **files = s_list_files (dir, &count, &why);
@@ -1611,14 +1472,14 @@ int
 cmd_export (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        ONLINE_OPTIONS, { "trusted", no_argument, NULL, 'u' }, { NULL, 0, NULL, 0 }
+        CLI_ONLINE_OPTIONS, { "trusted", no_argument, NULL, 'u' }, { NULL, 0, NULL, 0 }
     };
-    s_online_t online = { 0 };
+    cli_online_t online = { 0 };
     s_export_t self = { .now = kc_now () };
     int c, handled;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = s_online_option ("export", c, &online))) {
+        if ((handled = cli_online_option ("export", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
@@ -1633,7 +1494,7 @@ cmd_export (int argc, char *argv [])
         return cli_usage ("export", "expected one DIR to write the certificates to");
     }
     self.dir = argv [optind];
-    s_online_finish (&online);
+    cli_online_finish (&online);
     kc_root_t *root = cli_load_pinned_root ("export", online.root_path);
     if (!root) {
         return CLI_FAIL;
@@ -1646,7 +1507,7 @@ cmd_export (int argc, char *argv [])
     char hex [2 * KC_HASH_BYTES + 1];
     self.directory_hex = kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
     self.written = zhashx_new ();
-    kc_client_t *client = s_online_client ("export", &online, root);
+    kc_client_t *client = cli_online_client ("export", &online, root);
     int rc = CLI_FAIL;
     if (client) {
         int count = kc_client_query (client, "list", NULL, 0, s_export_one, &self, &why);
@@ -1673,7 +1534,7 @@ cmd_export (int argc, char *argv [])
     }
     zhashx_destroy (&self.written);
     kc_client_destroy (&client);
-    s_online_release (&online);
+    cli_online_release (&online);
     kc_root_destroy (&root);
     return rc;
 }

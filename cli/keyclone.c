@@ -196,6 +196,51 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0; 1 on failure; 2 usage; 3 when the root in force expires within\n"
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
+    { "enrol", cmd_enrol, "on a node: ask to join the directory, and wait for an operator's answer",
+      "Usage: keyclone enrol NAME [--tag TAG]... [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Asks the server to let this node join as NAME. The request is sent over the\n"
+      "submission channel with the node's own CURVE key (the handshake proves it holds\n"
+      "the secret): DIR/node_secret, the agent's key, made now if there is none (or\n"
+      "--key FILE). Prints the key, its fingerprint and a comparison code: give them to\n"
+      "an operator, who checks the code with 'keyclone approve --code' before signing\n"
+      "the registration. A pending request is not a member: nothing trusts it.\n"
+      "Asking again shows where the request stands. With --wait it returns once the key\n"
+      "is registered (the agent then syncs), or fails with the operator's reason when\n"
+      "rejected, or when the request expires (24 h by default on the server).\n"
+      "Exit status: 0 pending or registered; 1 refused, rejected or expired; 2 usage.\n"
+      ONLINE_HELP },
+    { "pending", cmd_pending, "list the enrolment requests waiting for an operator",
+      "Usage: keyclone pending [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Lists the requests the server keeps (read like 'keyclone list'): node name,\n"
+      "fingerprint, comparison code (computed here from the key, name and tags the\n"
+      "request holds, not taken from the server), state, age, time left before it\n"
+      "expires, source address and tags. Rejected requests stay listed, with the\n"
+      "reason, until they expire, so their node learns why.\n"
+      ONLINE_HELP },
+    { "approve", cmd_approve, "sign the registration of a pending enrolment request",
+      "Usage: keyclone approve (FINGERPRINT|KEY|NAME) [--code CODE] [--tag TAG]...\n"
+      "                        [--expires DURATION] [--out FILE] [--operator NAME|PATH]...\n"
+      "                        [COMMON OPTIONS]\n"
+      "\n"
+      "Finds the pending request (by fingerprint prefix of at least 8 hex digits, key,\n"
+      "certificate file or node name; an ambiguous one lists the matches), signs its\n"
+      "registration with the --operator keys and submits it, as 'register' would. With\n"
+      "--code, the code the node printed must equal the request's, else nothing is\n"
+      "signed: a different key, name or tag changes the code. --tag replaces the tags\n"
+      "the node asked for. When the root needs more signatures than the operators\n"
+      "given, --out FILE writes the signed registration for the others to 'keyclone\n"
+      "cosign', then 'keyclone submit'.\n"
+      ONLINE_HELP },
+    { "reject", cmd_reject, "refuse a pending enrolment request",
+      "Usage: keyclone reject (FINGERPRINT|KEY|NAME) [--reason TEXT] [COMMON OPTIONS]\n"
+      "\n"
+      "Refuses the request, signed by an operator key (--operator, or the first in\n"
+      "DIR/operators). The node's 'keyclone enrol' (or --wait) then prints the reason;\n"
+      "the request is kept as rejected until it expires, and the same key cannot ask\n"
+      "again before then.\n"
+      ONLINE_HELP },
     { "import", cmd_import, "register every certificate of a czmq or pyzmq certificate directory",
       "Usage: keyclone import CERTDIR [--tag TAG]... [--batch-size N] [--json] [COMMON OPTIONS]\n"
       "\n"

@@ -385,6 +385,72 @@ kc_client_log (kc_client_t *self, uint64_t after, kc_client_log_fn *fn, void *ar
     }
 }
 
+//  The one enrolment of an ENROLMENT reply.
+static int
+s_enrolment_reply (zmsg_t **request_p, kc_client_t *self, kc_enrolment_t *out, kc_why_t *why)
+{
+    zmsg_t *reply = NULL;
+    kc_proto_msg_t decoded;
+    if (s_call (self, request_p, &reply, &decoded, why)) {
+        return -1;
+    }
+    int rc = decoded.type == KC_MSG_ENROLMENT
+           ? kc_enrolment_decode (decoded.entries [0].data, decoded.entries [0].size, out, why)
+           : kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+    kc_proto_msg_reset (&decoded);
+    zmsg_destroy (&reply);
+    return rc;
+}
+
+int
+kc_client_enrol (kc_client_t *self, const char *name, const char *const *tags, size_t tag_count,
+                 kc_enrolment_t *out, kc_why_t *why)
+{
+    zmsg_t *request = kc_proto_enrol (name, tags, tag_count);
+    return s_enrolment_reply (&request, self, out, why);
+}
+
+int
+kc_client_reject (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES], const char *reason,
+                  kc_enrolment_t *out, kc_why_t *why)
+{
+    if (!self->operator_key) {
+        return kc_why (why, "rejecting a request takes an operator key");
+    }
+    zmsg_t *request = s_authorize (self, kc_proto_reject (key, reason));
+    return s_enrolment_reply (&request, self, out, why);
+}
+
+int
+kc_client_pending (kc_client_t *self, kc_client_enrolment_fn *fn, void *arg, kc_why_t *why)
+{
+    zmsg_t *request = s_authorize (self, kc_proto_pending_request ()), *reply = NULL;
+    kc_proto_msg_t decoded;
+    if (s_call (self, &request, &reply, &decoded, why)) {
+        return -1;
+    }
+    int rc = 0;
+    if (decoded.type != KC_MSG_PENDING) {
+        rc = kc_why (why, "unexpected %s reply", kc_proto_name (decoded.type));
+    }
+    for (size_t i = 0; rc >= 0 && i < decoded.entry_count; i++) {
+        kc_enrolment_t enrolment;
+        if (kc_enrolment_decode (decoded.entries [i].data, decoded.entries [i].size, &enrolment, why)) {
+            rc = -1;
+        }
+        else
+        if (fn (&enrolment, arg)) {
+            break;
+        }
+        else {
+            rc++;
+        }
+    }
+    kc_proto_msg_reset (&decoded);
+    zmsg_destroy (&reply);
+    return rc;
+}
+
 int
 kc_client_submit_data (kc_client_t *self, const uint8_t *data, size_t size, uint64_t *seq,
                        bool *duplicate, kc_why_t *why)

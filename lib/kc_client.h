@@ -12,6 +12,7 @@
 #include "kc_root.h"
 #include "kc_keys.h"
 #include "kc_proto.h"
+#include "kc_enrol.h"
 
 typedef struct _kc_client_t kc_client_t;
 
@@ -98,6 +99,21 @@ int
 int
     kc_client_query (kc_client_t *self, const char *kind, const uint8_t *argument,
                      size_t size, kc_client_record_fn *fn, void *arg, kc_why_t *why);
+
+//  Enrolment (docs/protocol.md 6.4). enrol asks the server to let this
+//  client's key (kc_client_set_key) join as name with tags, or asks again
+//  where the request stands: 0 with *out, or -1 with the server's reason.
+//  pending calls fn with each request kept (read like QUERY); returns how
+//  many, or -1. reject refuses one (needs kc_client_set_operator).
+int
+    kc_client_enrol (kc_client_t *self, const char *name, const char *const *tags, size_t tag_count,
+                     kc_enrolment_t *out, kc_why_t *why) KC_WUR;
+typedef int (kc_client_enrolment_fn) (const kc_enrolment_t *enrolment, void *arg);
+int
+    kc_client_pending (kc_client_t *self, kc_client_enrolment_fn *fn, void *arg, kc_why_t *why);
+int
+    kc_client_reject (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES], const char *reason,
+                      kc_enrolment_t *out, kc_why_t *why) KC_WUR;
 
 //  The server's status: JSON, or the text rendering (caller frees), or NULL
 //  with a reason.

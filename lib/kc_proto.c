@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "kc_proto.h"
+#include "kc_enrol.h"
 #include "kc_record.h"
 #include "kc_wire.h"
 
@@ -14,13 +15,14 @@
 
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
-    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG"
+    "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG", "ENROL", "PENDING", "REJECT",
+    "ENROLMENT"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_LOG ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_ENROLMENT ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -339,7 +341,82 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
         }
         return 0;
     }
+    if (s_is (command, "ENROL")) {
+        out->type = KC_MSG_ENROL;
+        if (f->count < 2 || f->count > 2 + KC_RECORD_TAGS_MAX) {
+            return kc_why (why, "ENROL has %zu frames, expected a name and 0..%d tags", f->count,
+                           KC_RECORD_TAGS_MAX);
+        }
+        if (!kc_record_name_valid ((const char *) zframe_data (f->frames [1]), zframe_size (f->frames [1]))) {
+            return kc_why (why, "ENROL name is not a valid node name");
+        }
+        out->text = (const char *) zframe_data (f->frames [1]);
+        out->text_size = zframe_size (f->frames [1]);
+        for (size_t i = 2; i < f->count; i++) {
+            out->tags [out->tag_count] = (const char *) zframe_data (f->frames [i]);
+            out->tag_sizes [out->tag_count] = zframe_size (f->frames [i]);
+            if (!kc_record_tag_valid (out->tags [out->tag_count], out->tag_sizes [out->tag_count])) {
+                return kc_why (why, "ENROL tag %zu is not a valid tag", i - 1);
+            }
+            out->tag_count++;
+        }
+        return 0;
+    }
+    if (s_is (command, "PENDING")) {
+        out->type = KC_MSG_PENDING;
+        out->auth = f->count == 2;
+        return s_expect (f, out->auth ? 2 : 1, "PENDING", why) || s_auth (f, out, why) ? -1 : 0;
+    }
+    if (s_is (command, "REJECT")) {
+        //  Only an operator rejects: the authorization is required
+        out->type = KC_MSG_REJECT;
+        out->auth = true;
+        if (s_expect (f, 4, "REJECT", why) || s_auth (f, out, why)) {
+            return -1;
+        }
+        if (zframe_size (f->frames [1]) != KC_KEY_BYTES) {
+            return kc_why (why, "REJECT key is %zu bytes, expected %d", zframe_size (f->frames [1]),
+                           KC_KEY_BYTES);
+        }
+        out->argument = zframe_data (f->frames [1]);
+        out->argument_size = KC_KEY_BYTES;
+        if (!kc_record_reason_valid ((const char *) zframe_data (f->frames [2]), zframe_size (f->frames [2]))) {
+            return kc_why (why, "REJECT reason must be 0..%d bytes of printable ASCII", KC_RECORD_REASON_MAX);
+        }
+        out->text = (const char *) zframe_data (f->frames [2]);
+        out->text_size = zframe_size (f->frames [2]);
+        return 0;
+    }
     return -2;
+}
+
+//  ENROLMENT (exactly one) and PENDING (0..KC_PROTO_PENDING_MAX) replies:
+//  each frame after the command an enrolment, checked by its decoder.
+static int
+s_enrolments (const s_frames_t *f, kc_proto_msg_t *out, size_t min, size_t max, kc_why_t *why)
+{
+    size_t count = f->count - 1;
+    if (count < min || count > max) {
+        return kc_why (why, "%s carries %zu enrolments (allowed %zu..%zu)", kc_proto_name (out->type),
+                       count, min, max);
+    }
+    out->entries = calloc (count ? count : 1, sizeof (kc_entry_t));
+    if (!out->entries) {
+        return kc_why (why, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        kc_enrolment_t enrolment;
+        zframe_t *frame = f->frames [1 + i];
+        if (kc_enrolment_decode (zframe_data (frame), zframe_size (frame), &enrolment, why)) {
+            free (out->entries);
+            out->entries = NULL;
+            return kc_why_prefix (why, "%s entry %zu", kc_proto_name (out->type), i + 1);
+        }
+        out->entries [i].data = zframe_data (frame);
+        out->entries [i].size = zframe_size (frame);
+        out->entry_count++;
+    }
+    return 0;
 }
 
 //  LOG reply: 0..KC_PROTO_LOG_MAX pairs (header, entry).
@@ -435,6 +512,14 @@ s_submit_client (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     if (s_is (command, "LOG")) {
         out->type = KC_MSG_LOG;
         return s_log (f, out, why);
+    }
+    if (s_is (command, "ENROLMENT")) {
+        out->type = KC_MSG_ENROLMENT;
+        return s_enrolments (f, out, 1, 1, why);
+    }
+    if (s_is (command, "PENDING")) {
+        out->type = KC_MSG_PENDING;
+        return s_enrolments (f, out, 0, KC_PROTO_PENDING_MAX, why);
     }
     if (s_is (command, "STATUS")) {
         out->type = KC_MSG_STATUS;
@@ -706,6 +791,51 @@ kc_proto_status_reply (const char *json, size_t json_size, const char *text, siz
 }
 
 zmsg_t *
+kc_proto_enrol (const char *name, const char *const *tags, size_t tag_count)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ENROL");
+    zmsg_addstr (msg, name);
+    for (size_t i = 0; i < tag_count; i++) {
+        zmsg_addstr (msg, tags [i]);
+    }
+    return msg;
+}
+
+zmsg_t *
+kc_proto_pending_request (void)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "PENDING");
+    return msg;
+}
+
+zmsg_t *
+kc_proto_reject (const uint8_t key [static KC_KEY_BYTES], const char *reason)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "REJECT");
+    zmsg_addmem (msg, key, KC_KEY_BYTES);
+    zmsg_addstr (msg, reason);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_enrolment (const uint8_t *enrolment, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ENROLMENT");
+    zmsg_addmem (msg, enrolment, size);
+    return msg;
+}
+
+zmsg_t *
+kc_proto_pending_reply (void)
+{
+    return kc_proto_pending_request ();
+}
+
+zmsg_t *
 kc_proto_entries (const char *command)
 {
     zmsg_t *msg = zmsg_new ();
@@ -803,6 +933,48 @@ kc_proto_test (bool verbose)
     assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
     assert (strstr (why.text, "credit"));
     zmsg_destroy (&msg);
+
+    //  Enrolment: ENROL with tags; REJECT needs its authorization frame
+    const char *tags [] = { "role=web", "dc=eu" };
+    msg = kc_proto_enrol ("web-1", tags, 2);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_ENROL && out.text_size == 5 && out.tag_count == 2 && out.tag_sizes [1] == 5);
+    kc_proto_msg_reset (&out);
+    zmsg_addstr (msg, "bad tag");
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    zmsg_destroy (&msg);
+    msg = kc_proto_enrol ("-bad", NULL, 0);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    zmsg_destroy (&msg);
+    msg = kc_proto_reject (chain, "unknown host");
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
+    uint8_t auth [KC_PROTO_AUTH_BYTES] = { 0 };
+    zmsg_addmem (msg, auth, sizeof auth);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_REJECT && out.auth && out.text_size == 12 && out.argument_size == 32);
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    kc_enrolment_t enrolment = { .state = KC_ENROL_PENDING, .requested = 1, .expires = 2 };
+    memcpy (enrolment.key, chain, 32);
+    snprintf (enrolment.name, sizeof enrolment.name, "web-1");
+    size_t enrolment_size;
+    uint8_t *encoded = kc_enrolment_encode (&enrolment, &enrolment_size);
+    msg = kc_proto_pending_reply ();
+    zmsg_addmem (msg, encoded, enrolment_size);
+    zmsg_addmem (msg, encoded, enrolment_size);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_PENDING && out.entry_count == 2);
+    kc_proto_msg_reset (&out);
+    zmsg_addmem (msg, encoded, enrolment_size - 1);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == -1);
+    assert (strstr (why.text, "PENDING entry 3"));
+    zmsg_destroy (&msg);
+    msg = kc_proto_enrolment (encoded, enrolment_size);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
+    assert (out.type == KC_MSG_ENROLMENT && out.entry_count == 1);
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    free (encoded);
 
     //  Batch entries: consecutive, bounded
     msg = kc_proto_entries ("UPDATE");

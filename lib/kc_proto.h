@@ -12,6 +12,7 @@
 
 #include "kc_util.h"
 #include "kc_head.h"
+#include "kc_record.h"
 #include <czmq.h>
 
 #define KC_PROTO_BATCHES_MAX    1024                //  batch entries per message
@@ -27,20 +28,24 @@
 #define KC_PROTO_ENTRY_HEADER   40                  //  u64 seq + 32-byte chain, or
 #define KC_PROTO_ENTRY_HEADER_META 80               //  + u64 accepted + key[32] submitter
 #define KC_PROTO_AUTH_BYTES     104                 //  operator authorization (kc_access.h)
+#define KC_PROTO_PENDING_MAX    10000               //  enrolments in one PENDING reply
 
 //  Which side of which channel is decoding (what it may receive).
 typedef enum {
     KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
     KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
-    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG
-    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR
+    KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG,
+                                    //  ENROL, PENDING, REJECT
+    KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR,
+                                    //  ENROLMENT, PENDING
 } kc_channel_t;
 
 typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
-    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG
+    KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG,
+    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -71,7 +76,10 @@ typedef struct {
     const uint8_t *batch;                   //  SUBMIT
     size_t batch_size;
     kc_entry_t *entries;                    //  BATCHES, UPDATE, RECORDS, ROOTS reply (owned array)
-    size_t entry_count;
+    size_t entry_count;                     //  PENDING reply: each an enrolment (kc_enrol.h)
+    const char *tags [KC_RECORD_TAGS_MAX];  //  ENROL: the tags asked for (text: the name)
+    size_t tag_sizes [KC_RECORD_TAGS_MAX];
+    size_t tag_count;
 } kc_proto_msg_t;
 
 //  Decodes msg as received on channel into out. Pure: never changes msg.
@@ -127,6 +135,21 @@ void
                       const uint8_t *data, size_t size);
 zmsg_t *
     kc_proto_status_reply (const char *json, size_t json_size, const char *text, size_t text_size);
+//  Enrolment (docs/protocol.md 6.4). ENROL asks to join as name with tags
+//  (the connection's CURVE key is the key); PENDING asks for the list;
+//  REJECT refuses a pending request (sign it with kc_access_sign). The
+//  replies carry enrolments in kc_enrol.h's encoding: ENROLMENT one,
+//  PENDING (started with kc_proto_pending_reply) any number.
+zmsg_t *
+    kc_proto_enrol (const char *name, const char *const *tags, size_t tag_count);
+zmsg_t *
+    kc_proto_pending_request (void);
+zmsg_t *
+    kc_proto_reject (const uint8_t key [static KC_KEY_BYTES], const char *reason);
+zmsg_t *
+    kc_proto_enrolment (const uint8_t *enrolment, size_t size);
+zmsg_t *
+    kc_proto_pending_reply (void);
 
 //  Readers' callbacks that fill a ROOTS or LOG reply (msg, a zmsg_t) from
 //  a store or a cache: one root change (stops at KC_PROTO_ROOTS_MAX), one

@@ -35,8 +35,8 @@ kc_record_name_valid (const char *name, size_t size)
     return true;
 }
 
-static bool
-s_tag_valid (const char *tag, size_t size)
+bool
+kc_record_tag_valid (const char *tag, size_t size)
 {
     if (size == 0 || size > KC_RECORD_TAG_MAX) {
         return false;
@@ -52,8 +52,8 @@ s_tag_valid (const char *tag, size_t size)
     return true;
 }
 
-static bool
-s_reason_valid (const char *reason, size_t size)
+bool
+kc_record_reason_valid (const char *reason, size_t size)
 {
     if (size > KC_RECORD_REASON_MAX) {
         return false;
@@ -153,13 +153,13 @@ kc_record_encode (const kc_record_spec_t *spec, kc_writer_t *writer, kc_why_t *w
                         spec->tag_count, reason_size, why)) {
         return -1;
     }
-    if (!s_reason_valid (reason, reason_size)) {
+    if (!kc_record_reason_valid (reason, reason_size)) {
         return kc_why (why, "reason has a non-printable character");
     }
     const char *sorted [KC_RECORD_TAGS_MAX];
     for (size_t i = 0; i < spec->tag_count; i++) {
         sorted [i] = spec->tags [i];
-        if (!s_tag_valid (sorted [i], strlen (sorted [i]))) {
+        if (!kc_record_tag_valid (sorted [i], strlen (sorted [i]))) {
             return kc_why (why, "invalid tag '%.80s' (1-%d of letters, digits, ._:=/+-@)",
                            sorted [i], KC_RECORD_TAG_MAX);
         }
@@ -202,7 +202,7 @@ s_decode_tags (kc_reader_t *reader, kc_record_t *record, kc_why_t *why)
         if (kc_read_u8 (reader, &size) || !(tag = kc_read_bytes (reader, size))) {
             return kc_why (why, "truncated tag %d", i + 1);
         }
-        if (!s_tag_valid ((const char *) tag, size)) {
+        if (!kc_record_tag_valid ((const char *) tag, size)) {
             return kc_why (why, "tag %d is empty, too long or has an invalid character", i + 1);
         }
         if (previous && s_compare (previous, previous_size, tag, size) >= 0) {
@@ -259,7 +259,7 @@ kc_record_decode (kc_reader_t *reader, kc_record_t *record, kc_why_t *why)
                         record->reason_size, why)) {
         return -1;
     }
-    if (!s_reason_valid (record->reason, record->reason_size)) {
+    if (!kc_record_reason_valid (record->reason, record->reason_size)) {
         return kc_why (why, "reason has a non-printable character");
     }
     record->encoded = reader->data + start;

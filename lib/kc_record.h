@@ -99,6 +99,14 @@ bool
 bool
     kc_record_name_valid (const char *name, size_t size);
 
+//  True if a tag is valid (1..64 bytes of the tag charset of docs/records.md).
+bool
+    kc_record_tag_valid (const char *tag, size_t size);
+
+//  True if a revocation reason is valid (0..255 bytes of printable ASCII).
+bool
+    kc_record_reason_valid (const char *reason, size_t size);
+
 //  Is the record in force at time now (active, not_before <= now, and
 //  not_after == 0 or now < not_after)?
 bool

@@ -228,6 +228,12 @@ kc_store_find_digest (kc_store_t *self, const uint8_t digest [static KC_HASH_BYT
     return rc == SQLITE_DONE ? 0 : s_fail (self, why, "look up a digest");
 }
 
+sqlite3 *
+kc_store_db (kc_store_t *self)
+{
+    return self->db;
+}
+
 int
 kc_store_key (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], kc_store_key_t *info,
               kc_why_t *why)

@@ -15,6 +15,7 @@
 #include "kc_util.h"
 #include "kc_batch.h"
 #include "kc_root.h"
+#include <sqlite3.h>
 
 typedef struct _kc_store_t kc_store_t;
 
@@ -133,6 +134,11 @@ void
 int
     kc_store_read (kc_store_t *self, uint64_t from, size_t max_count, size_t max_bytes,
                    kc_store_batch_fn *fn, void *arg, kc_why_t *why);
+
+//  The store's database, for the server's own tables beside the log (the
+//  enrolments, server/kc_pending.h). Never inside an open transaction.
+sqlite3 *
+    kc_store_db (kc_store_t *self);
 
 //  Looks a key up. Returns 0 (info->status 0 if unknown) or -1.
 int

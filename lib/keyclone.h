@@ -19,6 +19,7 @@
 #include "kc_zpl.h"
 #include "kc_keys.h"
 #include "kc_record.h"
+#include "kc_enrol.h"
 #include "kc_root.h"
 #include "kc_batch.h"
 #include "kc_keyindex.h"

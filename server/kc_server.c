@@ -60,6 +60,7 @@ typedef struct {
     kc_cert_t *cert;
     kc_signer_t *head_signer;
     kc_store_t *store;
+    kc_pending_t *pending;                  //  enrolment requests (kc_pending.h)
     zsock_t *zap, *snapshot, *updates, *submit;
     zloop_t *loop;
     zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
@@ -101,6 +102,13 @@ typedef struct {
     bool has_submitter;
 } s_pending_t;
 
+static kc_pending_config_t
+s_enrol_config (const kc_server_config_t *config)
+{
+    return (kc_pending_config_t) { .expiry_ms = config->enrol_expiry_ms, .max = (size_t) config->enrol_max,
+                                   .per_minute = (uint32_t) config->enrol_rate };
+}
+
 void
 kc_server_config_defaults (kc_server_config_t *config)
 {
@@ -109,6 +117,9 @@ kc_server_config_defaults (kc_server_config_t *config)
     config->head_valid_ms = 5000;
     config->sndhwm = 100000;
     config->sync_idle_ms = 30000;
+    config->enrol_expiry_ms = 24 * 3600 * 1000ULL;
+    config->enrol_max = 1000;
+    config->enrol_rate = 10;
 }
 
 static const char *
@@ -1069,6 +1080,114 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
     }
 }
 
+//  --- Enrolment (docs/protocol.md 6.4) ------------------------------------------
+
+//  The reply to ENROL: where this key stands. A member's key is registered
+//  (from the store, the authority); a revoked key can never join; else the
+//  request kept for it, or a new one.
+static zmsg_t *
+s_enrol (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
+{
+    kc_enrolment_t asked = { 0 }, out;
+    kc_why_t why;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (s_sender (zmsg_first (msg), asked.key)) {
+        return kc_proto_error ("refused: the request has no client key");
+    }
+    s_fp (asked.key, fp);
+    if (kc_enrolment_set (&asked, decoded->text, decoded->text_size, decoded->tags, decoded->tag_sizes,
+                          decoded->tag_count, &why)) {
+        return kc_proto_error ("refused: %s", why.text);
+    }
+    const char *address = zframe_meta (zmsg_first (msg), "Peer-Address");
+    address = address && *address ? address : "local";
+    kc_escape (address, strlen (address), asked.source, sizeof asked.source, 0);
+    kc_store_key_t stored;
+    if (kc_store_key (self->store, asked.key, &stored, &why)) {
+        return kc_proto_error ("%s", why.text);
+    }
+    uint64_t now = kc_now_ms ();
+    if (stored.status == KC_STATUS_REVOKED) {
+        kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", fp,
+                    "kc_server: enrolment of '%s' refused: key %s is revoked", asked.name, fp);
+        return kc_proto_error ("refused: key %s is revoked, and revocation is terminal: make a new key "
+                               "and enrol that", fp);
+    }
+    if (stored.status == KC_STATUS_ACTIVE && (stored.not_after == 0 || now / 1000 < stored.not_after)) {
+        out = asked;
+        out.state = KC_ENROL_REGISTERED;
+        out.requested = out.expires = 0;
+        out.seq = stored.seq;
+        snprintf (out.name, sizeof out.name, "%s", stored.name);
+        out.tag_count = 0;                  //  the record holds them; ask the agent
+    }
+    else {
+        size_t before = kc_pending_count (self->pending);
+        if (kc_pending_request (self->pending, &asked, now, &out, &why)) {
+            kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", asked.source,
+                        "kc_server: enrolment of '%s' (%s) from %s %s", asked.name, fp, asked.source, why.text);
+            return kc_proto_error ("%s", why.text);
+        }
+        if (kc_pending_count (self->pending) > before) {
+            char code [KC_ENROL_CODE_CHARS + 1];
+            zsys_info ("kc_server: enrolment request from %s: '%s' %s, code %s (%zu pending)", out.source,
+                       out.name, fp, kc_enrol_code (out.key, out.name, (const char (*)[KC_RECORD_TAG_MAX + 1]) out.tags,
+                                                    out.tag_count, code), kc_pending_count (self->pending));
+        }
+    }
+    size_t size;
+    uint8_t *data = kc_enrolment_encode (&out, &size);
+    zmsg_t *reply = kc_proto_enrolment (data, size);
+    free (data);
+    return reply;
+}
+
+static int
+s_add_pending (const uint8_t *data, size_t size, void *arg)
+{
+    zmsg_addmem ((zmsg_t *) arg, data, size);
+    return zmsg_size ((zmsg_t *) arg) > KC_PROTO_PENDING_MAX;
+}
+
+//  REJECT: only with an operator's authorization, whatever the read policy.
+static zmsg_t *
+s_reject (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
+{
+    uint8_t key [KC_KEY_BYTES];
+    kc_why_t why;
+    if (s_sender (zmsg_first (msg), key)) {
+        return kc_proto_error ("refused: the request has no client key");
+    }
+    if (kc_access_verify (msg, self->root, kc_cert_public_key (self->cert), key, kc_now_ms (), &why) < 0) {
+        return kc_proto_error ("refused: %s", why.text);
+    }
+    char reason [KC_RECORD_REASON_MAX + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    snprintf (reason, sizeof reason, "%.*s", (int) decoded->text_size, decoded->text);
+    kc_enrolment_t out;
+    if (kc_pending_reject (self->pending, decoded->argument, reason, kc_now_ms (), &out, &why)) {
+        return kc_proto_error ("%s", why.text);
+    }
+    zsys_info ("kc_server: enrolment of '%s' %s rejected: %s", out.name, s_fp (out.key, fp), out.reason);
+    size_t size;
+    uint8_t *data = kc_enrolment_encode (&out, &size);
+    zmsg_t *reply = kc_proto_enrolment (data, size);
+    free (data);
+    return reply;
+}
+
+//  After a group commit: the requests of keys just registered are done.
+static void
+s_enrolled (s_server_t *self, const s_pending_t *pending, size_t count)
+{
+    if (kc_pending_count (self->pending) == 0) {
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (pending [i].batch && pending [i].status && KC_STREQ (pending [i].status, "accepted")) {
+            kc_pending_forget (self->pending, pending [i].batch);
+        }
+    }
+}
 
 static int
 s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
@@ -1116,12 +1235,28 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
             }
         }
         else
+        if (decoded.type == KC_MSG_ENROL) {
+            reply = s_enrol (self, msg, &decoded);      //  open to every key, like SUBMIT
+        }
+        else
+        if (decoded.type == KC_MSG_REJECT) {
+            reply = s_reject (self, msg, &decoded);
+        }
+        else
         if (s_read_refused (self, msg, &decoded, &refusal)) {
             reply = kc_proto_error ("%s", refusal.text);
         }
         else
         if (decoded.type == KC_MSG_QUERY) {
             reply = s_query (self, &decoded);
+        }
+        else
+        if (decoded.type == KC_MSG_PENDING) {
+            reply = kc_proto_pending_reply ();
+            if (kc_pending_list (self->pending, kc_now_ms (), s_add_pending, reply, &why) < 0) {
+                zmsg_destroy (&reply);
+                reply = kc_proto_error ("%s", why.text);
+            }
         }
         else
         if (decoded.type == KC_MSG_LOG) {
@@ -1151,6 +1286,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
     }
     if (count) {
         s_decide (self, pending, count, kc_now ());
+        s_enrolled (self, pending, count);
         s_answer (self, pending, count);
         s_publish (self, pending, count);
         if (self->revoked_in_group) {
@@ -1344,6 +1480,17 @@ s_reload (s_server_t *self)
                                 self->config.head_valid_ms, fresh.head_valid_ms);
         self->config.head_valid_ms = fresh.head_valid_ms;
     }
+    if (fresh.enrol_expiry_ms != self->config.enrol_expiry_ms || fresh.enrol_max != self->config.enrol_max
+    ||  fresh.enrol_rate != self->config.enrol_rate) {
+        n += (size_t) snprintf (changed + n, sizeof changed - n, "%senrol expiry %llu s, max %d, rate %d/min",
+                                n ? ", " : "", (unsigned long long) fresh.enrol_expiry_ms / 1000,
+                                fresh.enrol_max, fresh.enrol_rate);
+        self->config.enrol_expiry_ms = fresh.enrol_expiry_ms;
+        self->config.enrol_max = fresh.enrol_max;
+        self->config.enrol_rate = fresh.enrol_rate;
+        kc_pending_config_t enrol = s_enrol_config (&self->config);
+        kc_pending_configure (self->pending, &enrol);
+    }
     struct { bool differs; const char *name; } later [] = {
         { !kc_same_text (fresh.root_path, self->config.root_path), "root" },
         { !kc_same_text (fresh.curve_path, self->config.curve_path), "curve" },
@@ -1381,6 +1528,10 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     //  Expiry needs no event: readers whose key expired are closed here
     s_close_refused_readers (self);
     kc_ratelog_flush (self->log);
+    size_t expired = kc_pending_expire (self->pending, kc_now_ms ());
+    if (expired) {
+        zsys_info ("kc_server: %zu enrolment request%s expired unanswered", expired, expired == 1 ? "" : "s");
+    }
     s_root_warning (self);
     s_save_acks (self);
     //  Abandon syncs whose agent stopped granting credit
@@ -1679,6 +1830,11 @@ s_load (s_server_t *self, kc_why_t *why)
     if (!self->root) {
         return -1;
     }
+    kc_pending_config_t enrol = s_enrol_config (&self->config);
+    self->pending = kc_pending_new (kc_store_db (self->store), &enrol, why);
+    if (!self->pending) {
+        return -1;
+    }
     kc_why_t reason;
     if (s_serves (self, self->root, &reason)) {
         return kc_why (why, "'%s' and '%s' are not keys of a server of the root in force: %s",
@@ -1699,6 +1855,7 @@ s_destroy (s_server_t *self)
     zhashx_destroy (&self->cursors);
     zhashx_destroy (&self->agents);
     kc_ratelog_destroy (&self->log);
+    kc_pending_destroy (&self->pending);
     kc_store_destroy (&self->store);
     kc_signer_destroy (&self->head_signer);
     kc_signer_destroy (&self->head_previous);

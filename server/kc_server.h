@@ -10,6 +10,7 @@
 #define KC_SERVER_H_INCLUDED
 
 #include "keyclone.h"
+#include "kc_pending.h"
 
 typedef struct _kc_server_config_t {
     const char *root_path;                  //  the pinned root
@@ -22,6 +23,9 @@ typedef struct _kc_server_config_t {
     int head_valid_ms;                      //  a head's valid-until - time
     int sndhwm;                             //  PUB high-water mark
     int sync_idle_ms;                       //  abandon a sync without credit
+    uint64_t enrol_expiry_ms;               //  enrolment requests expire (default 24 h)
+    int enrol_max;                          //  requests kept at once (default 1000)
+    int enrol_rate;                         //  new requests per source a minute (default 10)
     bool verbose;                           //  log every sync and query too
     //  On SIGHUP (kc_server_reload_wanted): builds the configuration again
     //  from its file and options (0, or -1 having printed why). The server

@@ -22,7 +22,10 @@ static const char *s_help =
     "submission channels on the root's endpoints (or the --bind-* ones, e.g.\n"
     "tcp://*:5550) with CURVE, until SIGINT or SIGTERM. SIGHUP reads the\n"
     "configuration again: heartbeat and head-valid apply at once, the rest is logged\n"
-    "as needing a restart.\n"
+    "as needing a restart; enrol/* apply at once too.\n"
+    "Nodes ask to join with 'keyclone enrol'; the requests wait, bounded, rate-limited\n"
+    "per source and expiring (config enrol/max, enrol/rate, enrol/expiry), until an\n"
+    "operator approves or rejects them.\n"
     "\n"
     "Options (each may also be set in the config file, default DIR/server.cfg):\n"
     "  --dir DIR           the keyclone directory (default: $KEYCLONE_DIR or .)\n"
@@ -99,6 +102,20 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
     ||  s_int (zconfig_get (root, "server/sndhwm", "100000"), 0, 100000000, &config->sndhwm)) {
         fprintf (stderr, "keyclone-server: %s: heartbeat (10..60000), head-valid (20..3600000) "
                  "and sndhwm must be numbers in range\n", file);
+        rc = -1;
+    }
+    uint64_t expiry;
+    kc_why_t why;
+    if (kc_duration_parse (zconfig_get (root, "server/enrol/expiry", "24h"), &expiry, &why)
+    ||  expiry < 1 || expiry > 365 * 86400) {
+        fprintf (stderr, "keyclone-server: %s: enrol/expiry must be a duration of 1s..365d\n", file);
+        rc = -1;
+    }
+    config->enrol_expiry_ms = expiry * 1000;
+    if (s_int (zconfig_get (root, "server/enrol/max", "1000"), 0, 100000, &config->enrol_max)
+    ||  s_int (zconfig_get (root, "server/enrol/rate", "10"), 1, 100000, &config->enrol_rate)) {
+        fprintf (stderr, "keyclone-server: %s: enrol/max (0..100000) and enrol/rate (1..100000) "
+                 "must be numbers in range\n", file);
         rc = -1;
     }
     zconfig_destroy (&root);

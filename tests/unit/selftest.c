@@ -24,6 +24,7 @@ static const struct {
     { "kc_zpl", kc_zpl_test },
     { "kc_keys", kc_keys_test },
     { "kc_record", kc_record_test },
+    { "kc_enrol", kc_enrol_test },
     { "kc_root", kc_root_test },
     { "kc_batch", kc_batch_test },
     { "kc_keyindex", kc_keyindex_test },

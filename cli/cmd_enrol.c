@@ -1,0 +1,657 @@
+/*  =========================================================================
+    cmd_enrol - a node asks to join, operators answer: enrol (on the node),
+    pending, approve and reject (operators). docs/protocol.md 6.4 and
+    docs/operator.md section 4.
+    =========================================================================
+*/
+#include "cli.h"
+
+#include <ctype.h>
+#include <sodium.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_EVERY_MS   1000                //  --wait asks again this often (with jitter)
+#define MATCHES_MAX     16                  //  ambiguous matches listed
+
+static const char (*s_tags (const kc_enrolment_t *e)) [KC_RECORD_TAG_MAX + 1]
+{
+    return (const char (*)[KC_RECORD_TAG_MAX + 1]) e->tags;
+}
+
+static char *
+s_code (const kc_enrolment_t *e, char code [static KC_ENROL_CODE_CHARS + 1])
+{
+    return kc_enrol_code (e->key, e->name, s_tags (e), e->tag_count, code);
+}
+
+static char *
+s_tag_text (const kc_enrolment_t *e, char text [static KC_RECORD_TAGS_TEXT_MAX])
+{
+    size_t at = 0;
+    text [0] = 0;
+    for (size_t i = 0; i < e->tag_count; i++) {
+        at += (size_t) snprintf (text + at, KC_RECORD_TAGS_TEXT_MAX - at, "%s%s", i ? "," : "", e->tags [i]);
+    }
+    return text;
+}
+
+//  "3h" / "12m" / "40s": a duration in ms for people.
+static char *
+s_span (uint64_t ms, char text [static 24])
+{
+    uint64_t s = ms / 1000;
+    if (s >= 2 * 86400) {
+        snprintf (text, 24, "%llud", (unsigned long long) (s / 86400));
+    }
+    else
+    if (s >= 2 * 3600) {
+        snprintf (text, 24, "%lluh", (unsigned long long) (s / 3600));
+    }
+    else
+    if (s >= 120) {
+        snprintf (text, 24, "%llum", (unsigned long long) (s / 60));
+    }
+    else {
+        snprintf (text, 24, "%llus", (unsigned long long) s);
+    }
+    return text;
+}
+
+static void
+s_print_json (const kc_enrolment_t *e, uint64_t now_ms)
+{
+    char z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1], code [KC_ENROL_CODE_CHARS + 1];
+    printf ("{");
+    kc_json_field_str (stdout, true, "state", kc_enrol_state_name (e->state));
+    kc_json_field_str (stdout, false, "name", e->name);
+    kc_json_field_str (stdout, false, "key", kc_z85_encode (e->key, KC_KEY_BYTES, z85));
+    kc_json_field_str (stdout, false, "fingerprint", kc_fingerprint (e->key, fp));
+    kc_json_field_str (stdout, false, "code", s_code (e, code));
+    printf (", \"tags\": [");
+    for (size_t i = 0; i < e->tag_count; i++) {
+        printf ("%s", i ? ", " : "");
+        kc_json_cstr (stdout, e->tags [i]);
+    }
+    printf ("]");
+    kc_json_field_str (stdout, false, "source", e->source);
+    kc_json_field_u64 (stdout, false, "requested", e->requested);
+    kc_json_field_u64 (stdout, false, "expires", e->expires);
+    kc_json_field_u64 (stdout, false, "age_ms", e->requested && now_ms > e->requested ? now_ms - e->requested : 0);
+    kc_json_field_u64 (stdout, false, "seq", e->seq);
+    kc_json_field_str (stdout, false, "reason", e->reason);
+    printf ("}");
+}
+
+//  --- enrol (the node) ----------------------------------------------------------
+
+//  The node's key pair: DIR/node_secret (the agent's), made when missing.
+static kc_cert_t *
+s_node_key (const char *path, bool *made)
+{
+    kc_why_t why;
+    char secret [CLI_PATH_MAX];
+    snprintf (secret, sizeof secret, "%s%s", path, KC_SECRET_SUFFIX);
+    *made = false;
+    if (!kc_file_exists (path) && !kc_file_exists (secret)) {
+        kc_cert_t *cert = kc_cert_new (NULL);
+        if (kc_cert_save (cert, path, &why)) {
+            kc_cert_destroy (&cert);
+            cli_fail ("enrol", "cannot create the node's key: %s", why.text);
+            return NULL;
+        }
+        kc_cert_destroy (&cert);
+        *made = true;
+    }
+    kc_cert_t *cert = kc_cert_load_secret (path, &why);
+    if (!cert) {
+        cli_fail ("enrol", "%s", why.text);
+    }
+    return cert;
+}
+
+//  Prints where the request stands; returns the exit status it means.
+static int
+s_report (const kc_enrolment_t *e, bool json, bool first)
+{
+    uint64_t now = kc_now_ms ();
+    if (json) {
+        s_print_json (e, now);
+        printf ("\n");
+    }
+    else
+    if (e->state == KC_ENROL_REGISTERED) {
+        printf ("%s is registered (seq %llu): the agent on this node can sync now\n", e->name,
+                (unsigned long long) e->seq);
+    }
+    else
+    if (e->state == KC_ENROL_REJECTED) {
+        printf ("the enrolment of %s was rejected: %s\n", e->name, e->reason);
+    }
+    else
+    if (first) {
+        char z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1], code [KC_ENROL_CODE_CHARS + 1];
+        char tags [KC_RECORD_TAGS_TEXT_MAX], left [24];
+        printf ("enrolment of %s pending (expires in %s)\n", e->name,
+                s_span (e->expires > now ? e->expires - now : 0, left));
+        printf ("  key          %s\n", kc_z85_encode (e->key, KC_KEY_BYTES, z85));
+        printf ("  fingerprint  %s\n", kc_fingerprint (e->key, fp));
+        printf ("  code         %s   (give it to the operator, who checks it before approving)\n",
+                s_code (e, code));
+        if (e->tag_count) {
+            printf ("  tags         %s\n", s_tag_text (e, tags));
+        }
+    }
+    fflush (stdout);
+    return e->state == KC_ENROL_REJECTED ? CLI_FAIL : CLI_OK;
+}
+
+int
+cmd_enrol (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        CLI_ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' }, { "wait", no_argument, NULL, 'w' },
+        { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
+    };
+    cli_online_t online = { 0 };
+    const char *tags [KC_RECORD_TAGS_MAX];
+    const char *key_path = NULL;
+    size_t tag_count = 0;
+    bool wait = false;
+    int c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = cli_online_option ("enrol", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+            case 't':
+                if (tag_count == KC_RECORD_TAGS_MAX) {
+                    return cli_usage ("enrol", "at most %d tags", KC_RECORD_TAGS_MAX);
+                }
+                tags [tag_count++] = optarg;
+                break;
+            case 'w': wait = true; break;
+            case 'k': key_path = optarg; break;
+            default: return CLI_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        return cli_usage ("enrol", "expected the node's NAME");
+    }
+    const char *name = argv [optind];
+    if (!kc_record_name_valid (name, strlen (name))) {
+        return cli_usage ("enrol", "invalid NAME (letters, digits, '.', '-', '_', starting with a letter or digit)");
+    }
+    for (size_t i = 0; i < tag_count; i++) {
+        if (!kc_record_tag_valid (tags [i], strlen (tags [i]))) {
+            return cli_usage ("enrol", "invalid tag '%s'", tags [i]);
+        }
+    }
+    cli_online_finish (&online);
+    char path [CLI_PATH_MAX];
+    if (!key_path) {
+        key_path = cli_path (path, online.dir, "node");
+    }
+    bool made;
+    kc_cert_t *cert = s_node_key (key_path, &made);
+    if (!cert) {
+        return CLI_FAIL;
+    }
+    if (made && !online.json) {
+        printf ("made the node's key %s (and %s%s)\n", key_path, key_path, KC_SECRET_SUFFIX);
+    }
+    kc_root_t *root = cli_load_pinned_root ("enrol", online.root_path);
+    if (!root) {
+        kc_cert_destroy (&cert);
+        return CLI_FAIL;
+    }
+    kc_client_t *client = cli_client_new (online.root_path, root, online.server, online.timeout_ms);
+    kc_client_set_key (client, cert);
+    kc_enrolment_t e;
+    kc_why_t why;
+    int rc = CLI_FAIL;
+    if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
+        cli_fail ("enrol", "%s", why.text);
+        goto done;
+    }
+    rc = s_report (&e, online.json && !wait, true);
+    while (wait && e.state == KC_ENROL_PENDING) {
+        if (kc_now_ms () >= e.expires) {
+            rc = cli_fail ("enrol", "the request expired unanswered; run 'keyclone enrol' again to ask again");
+            goto done;
+        }
+        //  Each node waits its own way: jitter keeps a fleet from asking in step
+        usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
+        if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
+            rc = cli_fail ("enrol", "%s", why.text);
+            goto done;
+        }
+        if (e.state != KC_ENROL_PENDING) {
+            rc = s_report (&e, online.json, false);
+        }
+    }
+done:
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    kc_cert_destroy (&cert);
+    return rc;
+}
+
+//  --- pending, approve, reject (operators) ---------------------------------------
+
+typedef struct {
+    kc_enrolment_t *list;
+    size_t count, capacity;
+} s_requests_t;
+
+static int
+s_collect (const kc_enrolment_t *e, void *arg)
+{
+    s_requests_t *self = arg;
+    if (self->count == self->capacity) {
+        self->capacity = self->capacity ? self->capacity * 2 : 16;
+        self->list = realloc (self->list, self->capacity * sizeof *self->list);
+        assert (self->list);
+    }
+    self->list [self->count++] = *e;
+    return 0;
+}
+
+//  The server's requests, or -1 after printing why.
+static int
+s_requests (const char *command, kc_client_t *client, s_requests_t *requests)
+{
+    kc_why_t why;
+    if (kc_client_pending (client, s_collect, requests, &why) < 0) {
+        return cli_fail (command, "%s", why.text);
+    }
+    return 0;
+}
+
+//  Does what (a Z85 key, a certificate file, a hex fingerprint prefix of at
+//  least 8 digits, or a node name) name e?
+static bool
+s_matches (const kc_enrolment_t *e, const char *what, const uint8_t *key)
+{
+    if (key) {
+        return memcmp (e->key, key, KC_KEY_BYTES) == 0;
+    }
+    size_t size = strlen (what);
+    bool hex = size >= 8 && size <= 2 * KC_KEY_BYTES;
+    for (size_t i = 0; hex && i < size; i++) {
+        hex = isxdigit ((unsigned char) what [i]);
+    }
+    if (hex) {
+        char text [2 * KC_KEY_BYTES + 1];
+        kc_hex (e->key, KC_KEY_BYTES, text);
+        if (strncasecmp (text, what, size) == 0) {
+            return true;
+        }
+    }
+    return KC_STREQ (e->name, what);
+}
+
+//  The one request what names among those still pending; NULL after
+//  printing why (none, or several: listed).
+static const kc_enrolment_t *
+s_find (const char *command, const s_requests_t *requests, const char *what)
+{
+    uint8_t raw [KC_KEY_BYTES];
+    const uint8_t *key = NULL;
+    kc_why_t why;
+    if (strlen (what) == KC_Z85_KEY_CHARS && kc_z85_key (what, raw, NULL) == 0) {
+        key = raw;
+    }
+    else
+    if (strchr (what, '/') || (kc_file_exists (what) && !kc_record_name_valid (what, strlen (what)))) {
+        kc_cert_t *cert = kc_cert_load_public (what, &why);
+        if (!cert) {
+            cli_fail (command, "%s", why.text);
+            return NULL;
+        }
+        memcpy (raw, kc_cert_public_key (cert), KC_KEY_BYTES);
+        kc_cert_destroy (&cert);
+        key = raw;
+    }
+    const kc_enrolment_t *found [MATCHES_MAX];
+    size_t count = 0;
+    for (size_t i = 0; i < requests->count; i++) {
+        const kc_enrolment_t *e = &requests->list [i];
+        if (e->state == KC_ENROL_PENDING && s_matches (e, what, key)) {
+            if (count < MATCHES_MAX) {
+                found [count] = e;
+            }
+            count++;
+        }
+    }
+    if (count == 1) {
+        return found [0];
+    }
+    char shown [256];
+    kc_escape (what, strlen (what), shown, sizeof shown, 0);
+    if (count == 0) {
+        cli_fail (command, "no pending enrolment request matches '%s' (requests expire; the node can "
+                  "run 'keyclone enrol' again): see 'keyclone pending'", shown);
+        return NULL;
+    }
+    cli_fail (command, "'%s' matches %zu pending requests; give the fingerprint or the key:", shown, count);
+    for (size_t i = 0; i < count && i < MATCHES_MAX; i++) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        fprintf (stderr, "  %s  %s\n", kc_fingerprint (found [i]->key, fp), found [i]->name);
+    }
+    return NULL;
+}
+
+//  Parses the options shared by pending, approve and reject into online;
+//  the others go to extra (returns its result). -1 on a usage error.
+typedef int (s_option_fn) (int c, void *arg);
+
+static int
+s_operator_args (const char *command, int *argc, char ***argv, const struct option *longs,
+                 cli_online_t *online, s_option_fn *extra, void *arg)
+{
+    int c, handled;
+    cli_args (argc, argv, longs);
+    while ((c = getopt_long (*argc, *argv, "", longs, NULL)) != -1) {
+        if ((handled = cli_online_option (command, c, online))) {
+            if (handled < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (!extra || extra (c, arg)) {
+            return -1;
+        }
+    }
+    cli_online_finish (online);
+    return optind;
+}
+
+//  The client, the pinned root, the requests: 0, or -1 after printing why.
+typedef struct {
+    kc_root_t *root;
+    kc_client_t *client;
+    s_requests_t requests;
+} s_session_t;
+
+static int
+s_session_open (const char *command, cli_online_t *online, s_session_t *self)
+{
+    memset (self, 0, sizeof *self);
+    self->root = cli_load_pinned_root (command, online->root_path);
+    if (!self->root) {
+        return -1;
+    }
+    self->client = cli_online_client (command, online, self->root);
+    if (!self->client || s_requests (command, self->client, &self->requests)) {
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_session_close (s_session_t *self, cli_online_t *online)
+{
+    kc_client_destroy (&self->client);
+    kc_root_destroy (&self->root);
+    free (self->requests.list);
+    cli_online_release (online);
+}
+
+int
+cmd_pending (int argc, char *argv [])
+{
+    static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    cli_online_t online = { 0 };
+    int first = s_operator_args ("pending", &argc, &argv, longs, &online, NULL, NULL);
+    if (first < 0) {
+        return CLI_USAGE;
+    }
+    if (first != argc) {
+        return cli_usage ("pending", "takes no arguments");
+    }
+    s_session_t session;
+    if (s_session_open ("pending", &online, &session)) {
+        s_session_close (&session, &online);
+        return CLI_FAIL;
+    }
+    uint64_t now = kc_now_ms ();
+    const s_requests_t *r = &session.requests;
+    if (online.json) {
+        printf ("[");
+        for (size_t i = 0; i < r->count; i++) {
+            printf ("%s", i ? ",\n " : "");
+            s_print_json (&r->list [i], now);
+        }
+        printf ("]\n");
+    }
+    else
+    if (r->count == 0) {
+        printf ("no enrolment requests are waiting\n");
+    }
+    else {
+        printf ("%-20s %-9s %-10s %-9s %-5s %-8s %-22s %s\n", "NAME", "KEY", "CODE", "STATE", "AGE",
+                "EXPIRES", "SOURCE", "TAGS");
+        for (size_t i = 0; i < r->count; i++) {
+            const kc_enrolment_t *e = &r->list [i];
+            char fp [KC_FINGERPRINT_CHARS + 1], code [KC_ENROL_CODE_CHARS + 1], tags [KC_RECORD_TAGS_TEXT_MAX];
+            char age [24], left [24];
+            printf ("%-20s %-9s %-10s %-9s %-5s %-8s %-22s %s", e->name, kc_fingerprint (e->key, fp),
+                    s_code (e, code), kc_enrol_state_name (e->state),
+                    s_span (now > e->requested ? now - e->requested : 0, age),
+                    s_span (e->expires > now ? e->expires - now : 0, left), e->source, s_tag_text (e, tags));
+            if (e->state == KC_ENROL_REJECTED) {
+                printf ("  (rejected: %s)", e->reason);
+            }
+            printf ("\n");
+        }
+    }
+    s_session_close (&session, &online);
+    return CLI_OK;
+}
+
+typedef struct {
+    const char *code, *expires, *out, *reason;
+    char *tags [KC_RECORD_TAGS_MAX];
+    size_t tag_count;
+} s_answer_t;
+
+static int
+s_answer_option (int c, void *arg)
+{
+    s_answer_t *self = arg;
+    switch (c) {
+        case 'c': self->code = optarg; return 0;
+        case 'x': self->expires = optarg; return 0;
+        case 'o': self->out = optarg; return 0;
+        case 'R': self->reason = optarg; return 0;
+        case 't':
+            if (self->tag_count == KC_RECORD_TAGS_MAX) {
+                return cli_usage ("approve", "at most %d tags", KC_RECORD_TAGS_MAX);
+            }
+            self->tags [self->tag_count++] = optarg;
+            return 0;
+        default:
+            return -1;
+    }
+}
+
+//  The registration approve signs: the request's name, and its tags unless
+//  --tag gives others. NULL after printing why.
+static kc_batch_builder_t *
+s_registration (const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t *answer)
+{
+    kc_why_t why;
+    uint64_t seconds = 0;
+    if (answer->expires && kc_duration_parse (answer->expires, &seconds, &why)) {
+        cli_usage ("approve", "--expires: %s", why.text);
+        return NULL;
+    }
+    const char *tags [KC_RECORD_TAGS_MAX];
+    size_t count = answer->tag_count ? answer->tag_count : e->tag_count;
+    for (size_t i = 0; i < count; i++) {
+        tags [i] = answer->tag_count ? answer->tags [i] : e->tags [i];
+    }
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    uint64_t version = (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
+    kc_record_spec_t spec = {
+        .directory = kc_root_directory (root), .key = e->key, .version = version,
+        .status = KC_STATUS_ACTIVE, .not_after = seconds ? (uint64_t) now.tv_sec + seconds : 0,
+        .name = e->name, .tags = tags, .tag_count = count
+    };
+    kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), (uint64_t) now.tv_sec);
+    if (kc_batch_builder_add (builder, &spec, &why)) {
+        cli_fail ("approve", "%s", why.text);
+        kc_batch_builder_destroy (&builder);
+    }
+    return builder;
+}
+
+//  With --out: the registration signed by the operators given, written for
+//  the others to cosign ('keyclone cosign', then 'keyclone submit').
+static int
+s_write_partial (const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t **signers, int count,
+                 const char *out)
+{
+    kc_why_t why;
+    kc_batch_t *batch = kc_batch_builder_finish (builder, signers, (size_t) count, &why);
+    if (!batch) {
+        return cli_fail ("approve", "%s", why.text);
+    }
+    size_t size;
+    const uint8_t *data = kc_batch_data (batch, &size);
+    int rc = kc_file_write_atomic (out, data, size, 0644, &why);
+    if (rc) {
+        cli_fail ("approve", "%s", why.text);
+    }
+    else {
+        bool complete = kc_batch_verify (batch, root, kc_now (), &why) == 0;
+        printf ("wrote %s: %s\n", out, complete ? "complete; submit it with 'keyclone submit'"
+                                                : "cosign it ('keyclone cosign'), then 'keyclone submit' it");
+    }
+    kc_batch_destroy (&batch);
+    return rc ? CLI_FAIL : CLI_OK;
+}
+
+int
+cmd_approve (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        CLI_ONLINE_OPTIONS, { "code", required_argument, NULL, 'c' }, { "tag", required_argument, NULL, 't' },
+        { "expires", required_argument, NULL, 'x' }, { "out", required_argument, NULL, 'o' },
+        { NULL, 0, NULL, 0 }
+    };
+    cli_online_t online = { 0 };
+    s_answer_t answer = { 0 };
+    int first = s_operator_args ("approve", &argc, &argv, longs, &online, s_answer_option, &answer);
+    if (first < 0) {
+        return CLI_USAGE;
+    }
+    if (first != argc - 1) {
+        return cli_usage ("approve", "expected the request: a fingerprint, a key or a node NAME");
+    }
+    char wanted [KC_ENROL_CODE_CHARS + 1];
+    if (answer.code && kc_enrol_code_parse (answer.code, wanted)) {
+        return cli_usage ("approve", "--code: not a comparison code (8 characters, as 7KQ2-M9XD)");
+    }
+    s_session_t session;
+    int rc = CLI_FAIL;
+    kc_batch_builder_t *builder = NULL;
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    int count = -1;
+    if (s_session_open ("approve", &online, &session)) {
+        goto done;
+    }
+    const kc_enrolment_t *e = s_find ("approve", &session.requests, argv [first]);
+    if (!e) {
+        goto done;
+    }
+    //  The code computed here from what the request says, not taken from
+    //  the server: it matches what the node printed only if the key, the
+    //  name and the tags are the ones the node sent
+    char code [KC_ENROL_CODE_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    s_code (e, code);
+    kc_fingerprint (e->key, fp);
+    if (answer.code && !KC_STREQ (code, wanted)) {
+        cli_fail ("approve", "the request of '%s' (%s) has code %s, not %s: it is not the request the node "
+                  "made (or a key, name or tag differs); not approved. Compare again, or reject it",
+                  e->name, fp, code, wanted);
+        goto done;
+    }
+    builder = s_registration (session.root, e, &answer);
+    count = builder ? cli_load_operators ("approve", online.dir, online.operators, online.operator_count,
+                                          signers) : -1;
+    if (count < 0) {
+        goto done;
+    }
+    if (answer.out) {
+        rc = s_write_partial (session.root, builder, signers, count, answer.out);
+        goto done;
+    }
+    uint64_t seq;
+    bool duplicate;
+    if (cli_sign_submit ("approve", session.client, session.root, builder, signers, count, &seq, &duplicate)) {
+        goto done;
+    }
+    if (online.json) {
+        printf ("{\"name\": \"%s\", \"fingerprint\": \"%s\", \"code\": \"%s\", \"seq\": %llu}\n", e->name, fp,
+                code, (unsigned long long) seq);
+    }
+    else {
+        printf ("approved %s (%s, code %s): registered at seq %llu%s\n", e->name, fp, code,
+                (unsigned long long) seq, answer.code ? "" : "; the code was not checked (--code)");
+    }
+    rc = CLI_OK;
+done:
+    for (int i = 0; i < count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_batch_builder_destroy (&builder);
+    s_session_close (&session, &online);
+    return rc;
+}
+
+int
+cmd_reject (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        CLI_ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+    };
+    cli_online_t online = { 0 };
+    s_answer_t answer = { 0 };
+    int first = s_operator_args ("reject", &argc, &argv, longs, &online, s_answer_option, &answer);
+    if (first < 0) {
+        return CLI_USAGE;
+    }
+    if (first != argc - 1) {
+        return cli_usage ("reject", "expected the request: a fingerprint, a key or a node NAME");
+    }
+    const char *reason = answer.reason ? answer.reason : "";
+    if (!kc_record_reason_valid (reason, strlen (reason))) {
+        return cli_usage ("reject", "--reason: at most %d characters of printable ASCII", KC_RECORD_REASON_MAX);
+    }
+    s_session_t session;
+    int rc = CLI_FAIL;
+    if (s_session_open ("reject", &online, &session) == 0) {
+        const kc_enrolment_t *e = s_find ("reject", &session.requests, argv [first]);
+        kc_enrolment_t out;
+        kc_why_t why;
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        if (e && kc_client_reject (session.client, e->key, reason, &out, &why)) {
+            cli_fail ("reject", "%s", why.text);
+        }
+        else
+        if (e) {
+            printf ("rejected %s (%s): %s\n", out.name, kc_fingerprint (out.key, fp), out.reason);
+            rc = CLI_OK;
+        }
+    }
+    s_session_close (&session, &online);
+    return rc;
+}
