@@ -17,6 +17,8 @@
 #define BUFFER_BYTES_MAX    (256 * 1024 * 1024)
 #define BACKOFF_MIN_MS      1000
 #define BACKOFF_MAX_MS      30000
+#define REFUSED_BACKOFF_MIN_MS  2000        //  our key refused: connect again after this,
+#define REFUSED_BACKOFF_MAX_MS  60000       //  doubling to this (an enrolment may admit it)
 #define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
 #define LOG_PER_KIND        2               //  then one summary line
 #define ACK_EVERY_MS        1000            //  ACKs at most this often (each wakes the server)
@@ -661,6 +663,7 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     }
     self->head = *head;
     self->has_head = true;
+    self->refused_backoff = 0;              //  admitted: a later refusal starts over
     self->last_fresh = zclock_mono ();
     s_want_ack (self);
     s_arm_stale (self);
@@ -1206,6 +1209,7 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 //  arrives, nothing else.
 static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
 static int s_next_server_key (agent_t *self);
+static int s_reconnect (agent_t *self, const char *why);
 
 static volatile sig_atomic_t s_reload_wanted;
 
@@ -1324,6 +1328,13 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     if (self->key_failed && self->key_count > 1) {
         return s_next_server_key (self);
     }
+    //  A refusal ends libzmq's connection for good; the key may be admitted
+    //  later (an enrolment approved, a registration): connect again, less
+    //  and less often, each agent at its own time
+    if (self->refused_retry && now >= self->refused_retry) {
+        self->refused_retry = 0;
+        return s_reconnect (self, "connecting again after the server refused this node's key");
+    }
     return 0;
 }
 
@@ -1422,8 +1433,15 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     //  its handshake (a timeout, a lost link, a busy server)
     const char *where = endpoint ? endpoint : "the server";
     if (event && KC_STREQ (event, "HANDSHAKE_FAILED_AUTH")) {
+        self->refused_backoff = self->refused_backoff ? self->refused_backoff * 2 : REFUSED_BACKOFF_MIN_MS;
+        if (self->refused_backoff > REFUSED_BACKOFF_MAX_MS) {
+            self->refused_backoff = REFUSED_BACKOFF_MAX_MS;
+        }
+        self->refused_retry = zclock_mono () + self->refused_backoff / 2
+                            + (int64_t) randombytes_uniform ((uint32_t) self->refused_backoff);
         s_warn (self, "kc_agent: cannot authenticate with %s: the server refused this node's key "
-                "(not registered, revoked or expired?)", where);
+                "(not registered, revoked or expired?); trying again in %lld s", where,
+                (long long) (self->refused_retry - zclock_mono () + 999) / 1000);
     }
     else
     if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0 && self->key_count > 1) {
@@ -1602,6 +1620,22 @@ s_connect_server (agent_t *self)
 //  before its overlap ends the server still has the old key, after it the
 //  new one), and sync from the cache's sequence, so nothing published
 //  while the connection was down is missed.
+//  New sockets to the server (with the key in use) and a sync from the cache.
+static int
+s_reconnect (agent_t *self, const char *why)
+{
+    zloop_reader_end (self->loop, self->snapshot);
+    zloop_reader_end (self->loop, self->updates);
+    zactor_destroy (&self->monitor);
+    zsock_destroy (&self->snapshot);
+    zsock_destroy (&self->updates);
+    if (s_connect_server (self)) {
+        return -1;
+    }
+    s_start_sync (self, why);
+    return 0;
+}
+
 static int
 s_next_server_key (agent_t *self)
 {
@@ -1613,16 +1647,7 @@ s_next_server_key (agent_t *self)
     zsys_info ("kc_agent: the server did not complete a handshake with server key %s; trying %s, "
                "another key the roots followed name for it (a server key rotation)", from,
                kc_fingerprint (self->server_keys [self->key_index], to));
-    zloop_reader_end (self->loop, self->snapshot);
-    zloop_reader_end (self->loop, self->updates);
-    zactor_destroy (&self->monitor);
-    zsock_destroy (&self->snapshot);
-    zsock_destroy (&self->updates);
-    if (s_connect_server (self)) {
-        return -1;
-    }
-    s_start_sync (self, "connected with another server key");
-    return 0;
+    return s_reconnect (self, "connected with another server key");
 }
 
 static int

@@ -46,6 +46,10 @@ typedef struct {
     uint8_t key_in_use [KC_KEY_BYTES];
     size_t key_probes;                      //  older keys tried from the newest
     bool key_failed;                        //  a handshake failed since the last second
+    int64_t refused_retry;                  //  the server refused our key: connect again then
+                                            //  (zclock_mono; 0 when not refused), because libzmq
+                                            //  never reconnects after a refusal
+    int64_t refused_backoff;                //  ms, doubling to REFUSED_BACKOFF_MAX_MS
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
