@@ -203,7 +203,7 @@ const cli_command_t cli_commands [] = {
       "submission channel with the node's own CURVE key (the handshake proves it holds\n"
       "the secret): DIR/node_secret, the agent's key, made now if there is none (or\n"
       "--key FILE). Prints the key, its fingerprint and a comparison code: give them to\n"
-      "an operator, who checks the code with 'keyclone approve --code' before signing\n"
+      "an operator, who checks the code (keyclone approve's code option) before signing\n"
       "the registration. A pending request is not a member: nothing trusts it.\n"
       "Asking again shows where the request stands. With --wait it returns once the key\n"
       "is registered (the agent then syncs), or fails with the operator's reason when\n"
@@ -237,7 +237,7 @@ const cli_command_t cli_commands [] = {
       "Usage: keyclone reject (FINGERPRINT|KEY|NAME) [--reason TEXT] [COMMON OPTIONS]\n"
       "\n"
       "Refuses the request, signed by an operator key (--operator, or the first in\n"
-      "DIR/operators). The node's 'keyclone enrol' (or --wait) then prints the reason;\n"
+      "DIR/operators). The node's 'keyclone enrol' (waiting or not) then prints the reason;\n"
       "the request is kept as rejected until it expires, and the same key cannot ask\n"
       "again before then.\n"
       ONLINE_HELP },

@@ -142,3 +142,33 @@ seed("proto_updates", "update-meta", frames(b"UPDATE", u64(4) + CHAIN + META, BA
 seed("proto_updates", "update-meta-short", frames(b"UPDATE", u64(4) + CHAIN + META[:39], BATCH))
 seed("proto_snapshot_agent", "batches-meta", frames(b"BATCHES", u64(1) + CHAIN + META, BATCH,
                                                     u64(2) + CHAIN + u64(0) + bytes(32), ROOT2))
+# --- enrolment (issue 12) ---------------------------------------------------------
+os.makedirs(os.path.join(C, "enrolment"), exist_ok=True)
+
+
+def str8(text):
+    return bytes([len(text)]) + text
+
+
+def enrolment(state=1, seq=0, name=b"web-1", tags=(b"dc=eu", b"role=web"), source=b"127.0.0.1", reason=b""):
+    return (DIR + bytes([state]) + u64(1800000000000) + u64(1800086400000) + u64(seq) + str8(name)
+            + bytes([len(tags)]) + b"".join(str8(t) for t in tags) + str8(source) + str8(reason))
+
+
+PENDING = enrolment()
+seed("enrolment", "pending", PENDING)
+seed("enrolment", "rejected", enrolment(state=2, reason=b"unknown host"))
+seed("enrolment", "registered", enrolment(state=3, seq=7, tags=()))
+seed("enrolment", "truncated", PENDING[:-3])
+seed("enrolment", "tags-unsorted", enrolment(tags=(b"role=web", b"dc=eu")))
+seed("enrolment", "state-mismatch", enrolment(state=3, seq=0))
+seed("proto_submit_server", "enrol", frames(b"ENROL", b"web-1", b"role=web", b"dc=eu"))
+seed("proto_submit_server", "enrol-bad-tag", frames(b"ENROL", b"web-1", b"role web"))
+seed("proto_submit_server", "pending", frames(b"PENDING"))
+seed("proto_submit_server", "pending-auth", frames(b"PENDING", AUTH))
+seed("proto_submit_server", "reject", frames(b"REJECT", DIR, b"unknown host", AUTH))
+seed("proto_submit_server", "reject-noauth", frames(b"REJECT", DIR, b"unknown host"))
+seed("proto_submit_client", "enrolment", frames(b"ENROLMENT", PENDING))
+seed("proto_submit_client", "pending", frames(b"PENDING", PENDING, enrolment(state=2, reason=b"no")))
+seed("proto_submit_client", "pending-empty", frames(b"PENDING"))
+seed("proto_submit_client", "pending-bad", frames(b"PENDING", PENDING[:-1]))
