@@ -654,6 +654,16 @@ def scenario_admin(world):
     import zmq.auth                         # pyzmq reads the export (inside the scenario's namespaces)
     legacy = {k.decode() for k in zmq.auth.load_certificates("/etc/curve/trusted")}
     kc.check(len(legacy) >= 5, f"zmq.auth read {len(legacy)} keys from the export")
+    t = shell.run("operator/enrol")
+    t.expect("keyclone enrol web-2", r"^enrolment of web-2 pending \(expires in 23h\)$", r"^  fingerprint  [0-9A-F]{8}$",
+             r"^  tags         role=web$")
+    code = re.search(r"^  code         (\S+)", t.out("keyclone enrol web-2", 0), re.M).group(1)
+    shell.run(None, text=f"CODE={code}\n", label="the node's administrator reads the code out")
+    t = shell.run("operator/approve")
+    t.expect("keyclone pending", r"^web-2 +[0-9A-F]{8} +" + re.escape(code) + r" +pending +\d+s +23h +\S+ +role=web$")
+    t.expect("keyclone approve web-2", r"^approved web-2 \([0-9A-F]{8}, code " + re.escape(code) + r"\): registered at seq \d+$")
+    t = shell.run("operator/enrol-wait")
+    t.expect("keyclone enrol web-2", r"^web-2 is registered \(seq \d+\)")
 
     agent = world.start("agent/run", shell)
     world.settle()
