@@ -348,12 +348,14 @@ s_find (const char *command, const s_requests_t *requests, const char *what)
 }
 
 //  Parses the options shared by pending, approve and reject into online;
-//  the others go to extra (returns its result). -1 on a usage error.
+//  the others go to extra (returns its result). Expects one positional
+//  argument (the request), or none without one. Returns the index of the
+//  positional argument, or -1 after a usage error.
 typedef int (s_option_fn) (int c, void *arg);
 
 static int
 s_operator_args (const char *command, int *argc, char ***argv, const struct option *longs,
-                 cli_online_t *online, s_option_fn *extra, void *arg)
+                 cli_online_t *online, s_option_fn *extra, void *arg, bool request)
 {
     int c, handled;
     cli_args (argc, argv, longs);
@@ -367,6 +369,11 @@ s_operator_args (const char *command, int *argc, char ***argv, const struct opti
         if (!extra || extra (c, arg)) {
             return -1;
         }
+    }
+    if (optind != *argc - (request ? 1 : 0)) {
+        cli_usage (command, request ? "expected the request: a fingerprint, a key or a node NAME"
+                                    : "takes no arguments");
+        return -1;
     }
     cli_online_finish (online);
     return optind;
@@ -408,12 +415,8 @@ cmd_pending (int argc, char *argv [])
 {
     static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
     cli_online_t online = { 0 };
-    int first = s_operator_args ("pending", &argc, &argv, longs, &online, NULL, NULL);
-    if (first < 0) {
+    if (s_operator_args ("pending", &argc, &argv, longs, &online, NULL, NULL, false) < 0) {
         return CLI_USAGE;
-    }
-    if (first != argc) {
-        return cli_usage ("pending", "takes no arguments");
     }
     s_session_t session;
     if (s_session_open ("pending", &online, &session)) {
@@ -549,12 +552,9 @@ cmd_approve (int argc, char *argv [])
     };
     cli_online_t online = { 0 };
     s_answer_t answer = { 0 };
-    int first = s_operator_args ("approve", &argc, &argv, longs, &online, s_answer_option, &answer);
+    int first = s_operator_args ("approve", &argc, &argv, longs, &online, s_answer_option, &answer, true);
     if (first < 0) {
         return CLI_USAGE;
-    }
-    if (first != argc - 1) {
-        return cli_usage ("approve", "expected the request: a fingerprint, a key or a node NAME");
     }
     char wanted [KC_ENROL_CODE_CHARS + 1];
     if (answer.code && kc_enrol_code_parse (answer.code, wanted)) {
@@ -625,12 +625,9 @@ cmd_reject (int argc, char *argv [])
     };
     cli_online_t online = { 0 };
     s_answer_t answer = { 0 };
-    int first = s_operator_args ("reject", &argc, &argv, longs, &online, s_answer_option, &answer);
+    int first = s_operator_args ("reject", &argc, &argv, longs, &online, s_answer_option, &answer, true);
     if (first < 0) {
         return CLI_USAGE;
-    }
-    if (first != argc - 1) {
-        return cli_usage ("reject", "expected the request: a fingerprint, a key or a node NAME");
     }
     const char *reason = answer.reason ? answer.reason : "";
     if (!kc_record_reason_valid (reason, strlen (reason))) {

@@ -821,11 +821,14 @@ kc_proto_reject (const uint8_t key [static KC_KEY_BYTES], const char *reason)
 }
 
 zmsg_t *
-kc_proto_enrolment (const uint8_t *enrolment, size_t size)
+kc_proto_enrolment (const kc_enrolment_t *enrolment)
 {
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "ENROLMENT");
-    zmsg_addmem (msg, enrolment, size);
+    size_t size;
+    uint8_t *data = kc_enrolment_encode (enrolment, &size);
+    zmsg_addmem (msg, data, size);
+    free (data);
     return msg;
 }
 
@@ -969,7 +972,7 @@ kc_proto_test (bool verbose)
     assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == -1);
     assert (strstr (why.text, "PENDING entry 3"));
     zmsg_destroy (&msg);
-    msg = kc_proto_enrolment (encoded, enrolment_size);
+    msg = kc_proto_enrolment (&enrolment);
     assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_CLIENT, &out, &why) == 0);
     assert (out.type == KC_MSG_ENROLMENT && out.entry_count == 1);
     kc_proto_msg_reset (&out);

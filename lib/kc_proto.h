@@ -13,6 +13,7 @@
 #include "kc_util.h"
 #include "kc_head.h"
 #include "kc_record.h"
+#include "kc_enrol.h"
 #include <czmq.h>
 
 #define KC_PROTO_BATCHES_MAX    1024                //  batch entries per message
@@ -147,7 +148,7 @@ zmsg_t *
 zmsg_t *
     kc_proto_reject (const uint8_t key [static KC_KEY_BYTES], const char *reason);
 zmsg_t *
-    kc_proto_enrolment (const uint8_t *enrolment, size_t size);
+    kc_proto_enrolment (const kc_enrolment_t *enrolment);
 zmsg_t *
     kc_proto_pending_reply (void);
 

@@ -1135,11 +1135,7 @@ s_enrol (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
                                                     out.tag_count, code), kc_pending_count (self->pending));
         }
     }
-    size_t size;
-    uint8_t *data = kc_enrolment_encode (&out, &size);
-    zmsg_t *reply = kc_proto_enrolment (data, size);
-    free (data);
-    return reply;
+    return kc_proto_enrolment (&out);
 }
 
 static int
@@ -1168,11 +1164,7 @@ s_reject (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
         return kc_proto_error ("%s", why.text);
     }
     zsys_info ("kc_server: enrolment of '%s' %s rejected: %s", out.name, s_fp (out.key, fp), out.reason);
-    size_t size;
-    uint8_t *data = kc_enrolment_encode (&out, &size);
-    zmsg_t *reply = kc_proto_enrolment (data, size);
-    free (data);
-    return reply;
+    return kc_proto_enrolment (&out);
 }
 
 //  After a group commit: the requests of keys just registered are done.
