@@ -1624,6 +1624,24 @@ s_connect_server (agent_t *self)
 static int
 s_reconnect (agent_t *self, const char *why)
 {
+    //  The node's key file may hold a new key ('keyclone rotate' swapped it
+    //  in): connect with what it holds now
+    kc_why_t reason;
+    kc_cert_t *cert = kc_cert_load_secret (self->config.key_path, &reason);
+    if (cert && memcmp (kc_cert_public_key (cert), kc_cert_public_key (self->cert), KC_KEY_BYTES)) {
+        char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1];
+        zsys_info ("kc_agent: this node's key changed in %s (%s -> %s, a rotation): connecting with the new one",
+                   self->config.key_path, kc_fingerprint (kc_cert_public_key (self->cert), from),
+                   kc_fingerprint (kc_cert_public_key (cert), to));
+        kc_cert_destroy (&self->cert);
+        self->cert = cert;
+        cert = NULL;
+    }
+    else
+    if (!cert) {
+        s_warn (self, "kc_agent: %s; connecting with the key loaded before", reason.text);
+    }
+    kc_cert_destroy (&cert);
     zloop_reader_end (self->loop, self->snapshot);
     zloop_reader_end (self->loop, self->updates);
     zactor_destroy (&self->monitor);

@@ -7,6 +7,7 @@
 #include "cli.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <sodium.h>
 #include <string.h>
 #include <time.h>
@@ -81,6 +82,8 @@ s_print_json (const kc_enrolment_t *e, uint64_t now_ms)
     kc_json_field_u64 (stdout, false, "age_ms", e->requested && now_ms > e->requested ? now_ms - e->requested : 0);
     kc_json_field_u64 (stdout, false, "seq", e->seq);
     kc_json_field_str (stdout, false, "reason", e->reason);
+    kc_json_field_str (stdout, false, "replaces", e->rotation ? kc_fingerprint (e->replaces, fp) : "");
+    kc_json_field_u64 (stdout, false, "overlap", e->overlap);
     printf ("}");
 }
 
@@ -239,6 +242,185 @@ done:
     kc_client_destroy (&client);
     kc_root_destroy (&root);
     kc_cert_destroy (&cert);
+    return rc;
+}
+
+//  --- rotate (the node) ----------------------------------------------------------
+
+//  PATH with a suffix, into buffer.
+static const char *
+s_with (char buffer [static CLI_PATH_MAX], const char *path, const char *suffix)
+{
+    snprintf (buffer, CLI_PATH_MAX, "%s%s", path, suffix);
+    return buffer;
+}
+
+//  After the overlap, the old key's files go (KEY.old, KEY.old_secret).
+static void
+s_forget_old (const char *path, bool json)
+{
+    char until_path [CLI_PATH_MAX], old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX];
+    s_with (until_path, path, ".old.until");
+    FILE *file = fopen (until_path, "r");
+    unsigned long long until = 0;
+    if (!file) {
+        return;
+    }
+    bool read = fscanf (file, "%llu", &until) == 1;
+    fclose (file);
+    if (read && (uint64_t) until <= kc_now ()) {
+        unlink (s_with (old_secret, path, ".old" KC_SECRET_SUFFIX));
+        unlink (s_with (old, path, ".old"));
+        unlink (until_path);
+        if (!json) {
+            printf ("removed %s and its secret: the old key's overlap is over\n", old);
+        }
+    }
+}
+
+//  The new key becomes the node's key: KEY and KEY_secret are replaced
+//  (each by a rename, so a reader sees the old or the new file, never a
+//  mix), the old ones kept as KEY.old until the overlap ends.
+static int
+s_swap (const char *path, uint64_t overlap)
+{
+    char secret [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
+    char old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX], until_path [CLI_PATH_MAX], until [32];
+    s_with (secret, path, KC_SECRET_SUFFIX);
+    s_with (next, path, ".next");
+    s_with (next_secret, path, ".next" KC_SECRET_SUFFIX);
+    s_with (old, path, ".old");
+    s_with (old_secret, path, ".old" KC_SECRET_SUFFIX);
+    unlink (old);
+    unlink (old_secret);
+    kc_why_t why;
+    snprintf (until, sizeof until, "%llu\n", (unsigned long long) (kc_now () + overlap));
+    if (link (secret, old_secret) || link (path, old)
+    ||  kc_file_write_atomic (s_with (until_path, path, ".old.until"), until, strlen (until), 0600, &why)
+    ||  rename (next_secret, secret) || rename (next, path)) {
+        return cli_fail ("rotate", "cannot put the new key in place of %s: %s", path, strerror (errno));
+    }
+    return 0;
+}
+
+int
+cmd_rotate (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'o' }, { "wait", no_argument, NULL, 'w' },
+        { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
+    };
+    cli_online_t online = { 0 };
+    const char *key_path = NULL, *overlap_text = "1h";
+    bool wait = false;
+    int c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = cli_online_option ("rotate", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+            case 'o': overlap_text = optarg; break;
+            case 'w': wait = true; break;
+            case 'k': key_path = optarg; break;
+            default: return CLI_USAGE;
+        }
+    }
+    uint64_t overlap;
+    kc_why_t why;
+    if (optind != argc) {
+        return cli_usage ("rotate", "takes no arguments");
+    }
+    if (kc_duration_parse (overlap_text, &overlap, &why) || overlap > KC_ENROL_OVERLAP_MAX) {
+        return cli_usage ("rotate", "--overlap: a duration of at most 366d (%s)", why.text);
+    }
+    cli_online_finish (&online);
+    char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
+    if (!key_path) {
+        key_path = cli_path (path, online.dir, "node");
+    }
+    s_forget_old (key_path, online.json);
+    kc_cert_t *current = kc_cert_load_secret (key_path, &why), *fresh = NULL;
+    if (!current) {
+        return cli_fail ("rotate", "%s", why.text);
+    }
+    //  The new key: made once, kept (KEY.next) until it is in place
+    s_with (next, key_path, ".next");
+    if (!kc_file_exists (s_with (next_secret, key_path, ".next" KC_SECRET_SUFFIX))) {
+        fresh = kc_cert_new (NULL);
+        if (kc_cert_save (fresh, next, &why)) {
+            kc_cert_destroy (&fresh);
+            kc_cert_destroy (&current);
+            return cli_fail ("rotate", "cannot write the new key: %s", why.text);
+        }
+        kc_cert_destroy (&fresh);
+    }
+    fresh = kc_cert_load_secret (next, &why);
+    kc_root_t *root = fresh ? cli_load_pinned_root ("rotate", online.root_path) : NULL;
+    kc_client_t *client = NULL;
+    int rc = CLI_FAIL;
+    if (!fresh) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    if (!root) {
+        goto done;
+    }
+    client = cli_client_new (online.root_path, root, online.server, online.timeout_ms);
+    kc_client_set_key (client, current);
+    kc_enrolment_t e;
+    bool first = true;
+    while (true) {
+        if (kc_client_rotate (client, kc_cert_public_key (fresh), overlap, &e, &why)) {
+            cli_fail ("rotate", "%s", why.text);
+            goto done;
+        }
+        if (e.state != KC_ENROL_PENDING || !wait) {
+            break;
+        }
+        if (first) {
+            s_report (&e, false, true);
+            first = false;
+        }
+        if (kc_now_ms () >= e.expires) {
+            cli_fail ("rotate", "the request expired unanswered; run 'keyclone rotate' again to ask again");
+            goto done;
+        }
+        usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
+    }
+    char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1], span [24];
+    kc_fingerprint (kc_cert_public_key (current), from);
+    kc_fingerprint (kc_cert_public_key (fresh), to);
+    if (e.state == KC_ENROL_REGISTERED) {
+        if (s_swap (key_path, overlap) == 0) {
+            rc = CLI_OK;
+            if (online.json) {
+                printf ("{\"state\": \"rotated\", \"name\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", "
+                        "\"seq\": %llu}\n", e.name, from, to, (unsigned long long) e.seq);
+            }
+            else {
+                printf ("%s now uses its new key %s (seq %llu) in %s; the old key %s (now %s.old) stays valid "
+                        "about %s more, then its connections are closed\n", e.name, to, (unsigned long long) e.seq,
+                        key_path, from, key_path, s_span (overlap * 1000, span));
+            }
+        }
+    }
+    else {
+        rc = s_report (&e, online.json, first);
+        if (e.state == KC_ENROL_PENDING && !online.json) {
+            printf ("  replaces     %s (valid %s more once approved)\n"
+                    "run 'keyclone rotate' again (or with --wait) after the approval to put the new key in place\n",
+                    from, s_span (overlap * 1000, span));
+        }
+    }
+done:
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    kc_cert_destroy (&fresh);
+    kc_cert_destroy (&current);
     return rc;
 }
 
@@ -448,6 +630,11 @@ cmd_pending (int argc, char *argv [])
                     s_code (e, code), kc_enrol_state_name (e->state),
                     s_span (now > e->requested ? now - e->requested : 0, age),
                     s_span (e->expires > now ? e->expires - now : 0, left), e->source, s_tag_text (e, tags));
+            if (e->rotation) {
+                char old [KC_FINGERPRINT_CHARS + 1], overlap [24];
+                printf ("  (replaces %s, valid %s more)", kc_fingerprint (e->replaces, old),
+                        s_span (e->overlap * 1000, overlap));
+            }
             if (e->state == KC_ENROL_REJECTED) {
                 printf ("  (rejected: %s)", e->reason);
             }
@@ -484,10 +671,41 @@ s_answer_option (int c, void *arg)
     }
 }
 
+//  The record a rotation replaces, as the server holds it.
+typedef struct {
+    bool found;
+    uint8_t status;
+    uint64_t not_after;
+    char name [KC_RECORD_NAME_MAX + 1];
+    char tags [KC_RECORD_TAGS_MAX][KC_RECORD_TAG_MAX + 1];
+    size_t tag_count;
+} s_old_t;
+
+static int
+s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    s_old_t *self = arg;
+    self->found = true;
+    self->status = record->status;
+    self->not_after = record->not_after;
+    snprintf (self->name, sizeof self->name, "%.*s", record->name_size, record->name);
+    const uint8_t *p = record->tags;
+    for (size_t i = 0; i < record->tag_count; i++, p += 1 + *p) {
+        snprintf (self->tags [i], sizeof self->tags [i], "%.*s", *p, (const char *) p + 1);
+    }
+    self->tag_count = record->tag_count;
+    return 1;
+}
+
 //  The registration approve signs: the request's name, and its tags unless
-//  --tag gives others. NULL after printing why.
+//  --tag gives others. For a rotation, in the same batch, the key it
+//  replaces registered again (its name and tags as they are) with a
+//  not-after of now + the overlap (or its own, if sooner): one batch, so no
+//  agent ever sees the new key without the old one's end. NULL after
+//  printing why.
 static kc_batch_builder_t *
-s_registration (const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t *answer)
+s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t *answer)
 {
     kc_why_t why;
     uint64_t seconds = 0;
@@ -495,10 +713,25 @@ s_registration (const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t
         cli_usage ("approve", "--expires: %s", why.text);
         return NULL;
     }
-    const char *tags [KC_RECORD_TAGS_MAX];
+    static s_old_t old;
+    memset (&old, 0, sizeof old);
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (e->rotation && kc_client_query (client, "key", e->replaces, KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
+        cli_fail ("approve", "%s", why.text);
+        return NULL;
+    }
+    if (e->rotation && (!old.found || old.status != KC_STATUS_ACTIVE)) {
+        cli_fail ("approve", "the key this request replaces, %s, is not registered any more: not approved "
+                  "(the node can enrol its new key instead)", kc_fingerprint (e->replaces, fp));
+        return NULL;
+    }
+    const char *tags [KC_RECORD_TAGS_MAX], *old_tags [KC_RECORD_TAGS_MAX];
     size_t count = answer->tag_count ? answer->tag_count : e->tag_count;
     for (size_t i = 0; i < count; i++) {
         tags [i] = answer->tag_count ? answer->tags [i] : e->tags [i];
+    }
+    for (size_t i = 0; i < old.tag_count; i++) {
+        old_tags [i] = old.tags [i];
     }
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
@@ -508,8 +741,15 @@ s_registration (const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t
         .status = KC_STATUS_ACTIVE, .not_after = seconds ? (uint64_t) now.tv_sec + seconds : 0,
         .name = e->name, .tags = tags, .tag_count = count
     };
+    uint64_t until = (uint64_t) now.tv_sec + (e->overlap ? e->overlap : 1);
+    kc_record_spec_t ending = {
+        .directory = kc_root_directory (root), .key = e->replaces, .version = version,
+        .status = KC_STATUS_ACTIVE, .name = old.name, .tags = old_tags, .tag_count = old.tag_count,
+        .not_after = old.not_after && old.not_after < until ? old.not_after : until
+    };
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), (uint64_t) now.tv_sec);
-    if (kc_batch_builder_add (builder, &spec, &why)) {
+    if (kc_batch_builder_add (builder, &spec, &why)
+    ||  (e->rotation && kc_batch_builder_add (builder, &ending, &why))) {
         cli_fail ("approve", "%s", why.text);
         kc_batch_builder_destroy (&builder);
     }
@@ -584,7 +824,7 @@ cmd_approve (int argc, char *argv [])
                   e->name, fp, code, wanted);
         goto done;
     }
-    builder = s_registration (session.root, e, &answer);
+    builder = s_registration (session.client, session.root, e, &answer);
     count = builder ? cli_load_operators ("approve", online.dir, online.operators, online.operator_count,
                                           signers) : -1;
     if (count < 0) {
@@ -604,8 +844,14 @@ cmd_approve (int argc, char *argv [])
                 code, (unsigned long long) seq);
     }
     else {
-        printf ("approved %s (%s, code %s): registered at seq %llu%s\n", e->name, fp, code,
+        char old [KC_FINGERPRINT_CHARS + 1], overlap [24];
+        printf ("approved %s (%s, code %s): registered at seq %llu%s", e->name, fp, code,
                 (unsigned long long) seq, answer.code ? "" : "; the code was not checked (--code)");
+        if (e->rotation) {
+            printf ("; the key it replaces, %s, stays valid %s more", kc_fingerprint (e->replaces, old),
+                    s_span (e->overlap * 1000, overlap));
+        }
+        printf ("\n");
     }
     rc = CLI_OK;
 done:

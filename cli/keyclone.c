@@ -210,6 +210,22 @@ const cli_command_t cli_commands [] = {
       "rejected, or when the request expires (24 h by default on the server).\n"
       "Exit status: 0 pending or registered; 1 refused, rejected or expired; 2 usage.\n"
       ONLINE_HELP },
+    { "rotate", cmd_rotate, "on a node: replace its key with a new one, the old one valid for an overlap",
+      "Usage: keyclone rotate [--overlap DURATION] [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Makes a new key pair for this node (kept as KEY.next until it is in place; KEY is\n"
+      "DIR/node, the agent's, or --key FILE) and asks the server, authenticated by the\n"
+      "current key, for the new one to replace it under the same name and tags. Operators\n"
+      "approve it as an enrolment ('keyclone pending', 'keyclone approve'): one batch\n"
+      "registers the new key and ends the old one DURATION later (--overlap, default\n"
+      "1h). Once registered, this command puts the new key in place of KEY and\n"
+      "KEY_secret (each file replaced by a rename) and keeps the old pair as KEY.old\n"
+      "until the overlap ends (the next rotation removes it). Run it again after the\n"
+      "approval, or with --wait. Clients reading KEY switch to the new key; the agent\n"
+      "does when the old key's connection ends. Connections still using the old key\n"
+      "are closed when it expires.\n"
+      "Exit status: 0 pending or rotated; 1 refused, rejected or expired; 2 usage.\n"
+      ONLINE_HELP },
     { "pending", cmd_pending, "list the enrolment requests waiting for an operator",
       "Usage: keyclone pending [--json] [COMMON OPTIONS]\n"
       "\n"

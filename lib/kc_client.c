@@ -411,6 +411,14 @@ kc_client_enrol (kc_client_t *self, const char *name, const char *const *tags, s
 }
 
 int
+kc_client_rotate (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES], uint64_t overlap,
+                  kc_enrolment_t *out, kc_why_t *why)
+{
+    zmsg_t *request = kc_proto_rotate (key, overlap);
+    return s_enrolment_reply (&request, self, out, why);
+}
+
+int
 kc_client_reject (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES], const char *reason,
                   kc_enrolment_t *out, kc_why_t *why)
 {

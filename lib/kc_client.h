@@ -108,6 +108,11 @@ int
 int
     kc_client_enrol (kc_client_t *self, const char *name, const char *const *tags, size_t tag_count,
                      kc_enrolment_t *out, kc_why_t *why) KC_WUR;
+//  rotate asks, with this client's key (a member's), for key to replace it,
+//  the old key staying valid overlap seconds after the approval.
+int
+    kc_client_rotate (kc_client_t *self, const uint8_t key [static KC_KEY_BYTES], uint64_t overlap,
+                      kc_enrolment_t *out, kc_why_t *why) KC_WUR;
 typedef int (kc_client_enrolment_fn) (const kc_enrolment_t *enrolment, void *arg);
 int
     kc_client_pending (kc_client_t *self, kc_client_enrolment_fn *fn, void *arg, kc_why_t *why);

@@ -4,7 +4,8 @@
 
     Layout (all integers big-endian):
         u8[32] key      u8 state        u64 requested (ms)   u64 expires (ms)
-        u64 seq         str8 name       u8 tag count, str8 tag*
+        u64 seq         u8[32] replaces (zero: not a rotation)   u64 overlap (s)
+        str8 name       u8 tag count, str8 tag*
         str8 source     str8 reason
     =========================================================================
 */
@@ -88,6 +89,9 @@ kc_enrolment_encode (const kc_enrolment_t *self, size_t *size)
     kc_write_u64 (&w, self->requested);
     kc_write_u64 (&w, self->expires);
     kc_write_u64 (&w, self->seq);
+    static const uint8_t zero [KC_KEY_BYTES] = { 0 };
+    kc_write_bytes (&w, self->rotation ? self->replaces : zero, KC_KEY_BYTES);
+    kc_write_u64 (&w, self->rotation ? self->overlap : 0);
     s_str8 (&w, self->name);
     kc_write_u8 (&w, (uint8_t) self->tag_count);
     for (size_t i = 0; i < self->tag_count; i++) {
@@ -125,15 +129,23 @@ kc_enrolment_decode (const uint8_t *data, size_t size, kc_enrolment_t *out, kc_w
     }
     kc_reader_t r;
     kc_reader_init (&r, data, size);
-    const uint8_t *key = kc_read_bytes (&r, KC_KEY_BYTES);
+    const uint8_t *key = kc_read_bytes (&r, KC_KEY_BYTES), *replaces = NULL;
     uint8_t tag_count = 0;
-    int name_size;
+    int name_size = -1;
     if (!key || kc_read_u8 (&r, &out->state) || kc_read_u64 (&r, &out->requested)
     ||  kc_read_u64 (&r, &out->expires) || kc_read_u64 (&r, &out->seq)
+    ||  !(replaces = kc_read_bytes (&r, KC_KEY_BYTES)) || kc_read_u64 (&r, &out->overlap)
     ||  (name_size = s_read_str8 (&r, out->name)) < 0 || kc_read_u8 (&r, &tag_count)) {
         return kc_why (why, "enrolment is truncated");
     }
     memcpy (out->key, key, KC_KEY_BYTES);
+    static const uint8_t zero [KC_KEY_BYTES] = { 0 };
+    out->rotation = memcmp (replaces, zero, KC_KEY_BYTES) != 0;
+    memcpy (out->replaces, replaces, KC_KEY_BYTES);
+    if ((!out->rotation && out->overlap) || out->overlap > KC_ENROL_OVERLAP_MAX
+    ||  (out->rotation && memcmp (replaces, key, KC_KEY_BYTES) == 0)) {
+        return kc_why (why, "enrolment rotation fields are invalid");
+    }
     if (out->state < KC_ENROL_PENDING || out->state > KC_ENROL_REGISTERED) {
         return kc_why (why, "enrolment state %u is unknown", out->state);
     }
@@ -273,6 +285,20 @@ kc_enrol_test (bool verbose)
     longer [size] = 0;
     assert (kc_enrolment_decode (longer, size + 1, &out, &why) == -1);
     free (longer);
+    //  A rotation round-trips; overlap without it does not
+    in.rotation = true;
+    memset (in.replaces, 0x17, sizeof in.replaces);
+    in.overlap = 3600;
+    uint8_t *rotated = kc_enrolment_encode (&in, &size);
+    assert (kc_enrolment_decode (rotated, size, &out, &why) == 0 && out.rotation && out.overlap == 3600
+            && out.replaces [0] == 0x17);
+    memset (rotated + 32 + 1 + 24, 0, KC_KEY_BYTES);      //  replaces zeroed, overlap kept
+    assert (kc_enrolment_decode (rotated, size, &out, &why) == -1);
+    free (rotated);
+    in.rotation = false;
+    in.overlap = 0;
+    free (data);
+    data = kc_enrolment_encode (&in, &size);
     //  State and fields must agree; a reason only when rejected
     data [32] = KC_ENROL_REGISTERED;
     assert (kc_enrolment_decode (data, size, &out, &why) == -1);

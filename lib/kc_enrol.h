@@ -13,7 +13,8 @@
 
 #define KC_ENROL_SOURCE_MAX     255         //  bytes of a source address
 #define KC_ENROL_CODE_CHARS     9           //  "XXXX-XXXX"
-#define KC_ENROL_BYTES_MAX      (KC_KEY_BYTES + 1 + 8 + 8 + 8 + 1 + KC_RECORD_NAME_MAX + 1 \
+#define KC_ENROL_OVERLAP_MAX    (366 * 86400ULL)  //  seconds a rotated key stays valid
+#define KC_ENROL_BYTES_MAX      (KC_KEY_BYTES + 1 + 8 + 8 + 8 + KC_KEY_BYTES + 8 + 1 + KC_RECORD_NAME_MAX + 1 \
                                  + KC_RECORD_TAGS_MAX * (1 + KC_RECORD_TAG_MAX) \
                                  + 1 + KC_ENROL_SOURCE_MAX + 1 + KC_RECORD_REASON_MAX)
 
@@ -29,6 +30,9 @@ typedef struct {
     uint64_t requested;                     //  unix ms
     uint64_t expires;                       //  unix ms; 0 when registered
     uint64_t seq;                           //  registered: the log entry; else 0
+    uint8_t replaces [KC_KEY_BYTES];        //  a rotation: the member key it replaces
+    bool rotation;                          //  (replaces set; zero bytes on the wire if not)
+    uint64_t overlap;                       //  a rotation: seconds the old key stays valid
     char name [KC_RECORD_NAME_MAX + 1];
     char tags [KC_RECORD_TAGS_MAX][KC_RECORD_TAG_MAX + 1];  //  strictly ascending
     size_t tag_count;

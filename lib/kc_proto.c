@@ -16,13 +16,13 @@
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
     "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG", "ENROL", "PENDING", "REJECT",
-    "ENROLMENT"
+    "ENROLMENT", "ROTATE"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_ENROLMENT ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_ROTATE ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -360,6 +360,20 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
             }
             out->tag_count++;
         }
+        return 0;
+    }
+    if (s_is (command, "ROTATE")) {
+        out->type = KC_MSG_ROTATE;
+        if (s_expect (f, 3, "ROTATE", why)) {
+            return -1;
+        }
+        if (zframe_size (f->frames [1]) != KC_KEY_BYTES || s_u64 (f->frames [2], &out->seq)
+        ||  out->seq > KC_ENROL_OVERLAP_MAX) {
+            return kc_why (why, "ROTATE wants a %d-byte key and an overlap of 0..%llu s (u64)", KC_KEY_BYTES,
+                           (unsigned long long) KC_ENROL_OVERLAP_MAX);
+        }
+        out->argument = zframe_data (f->frames [1]);
+        out->argument_size = KC_KEY_BYTES;
         return 0;
     }
     if (s_is (command, "PENDING")) {
@@ -803,6 +817,16 @@ kc_proto_enrol (const char *name, const char *const *tags, size_t tag_count)
 }
 
 zmsg_t *
+kc_proto_rotate (const uint8_t key [static KC_KEY_BYTES], uint64_t overlap)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "ROTATE");
+    zmsg_addmem (msg, key, KC_KEY_BYTES);
+    s_add_u64 (msg, overlap);
+    return msg;
+}
+
+zmsg_t *
 kc_proto_pending_request (void)
 {
     zmsg_t *msg = zmsg_new ();
@@ -956,6 +980,14 @@ kc_proto_test (bool verbose)
     assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
     assert (out.type == KC_MSG_REJECT && out.auth && out.text_size == 12 && out.argument_size == 32);
     kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    msg = kc_proto_rotate (chain, 3600);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_ROTATE && out.seq == 3600 && out.argument_size == 32);
+    kc_proto_msg_reset (&out);
+    zmsg_destroy (&msg);
+    msg = kc_proto_rotate (chain, KC_ENROL_OVERLAP_MAX + 1);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &out, &why) == -1);
     zmsg_destroy (&msg);
     kc_enrolment_t enrolment = { .state = KC_ENROL_PENDING, .requested = 1, .expires = 2 };
     memcpy (enrolment.key, chain, 32);

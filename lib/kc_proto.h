@@ -37,7 +37,7 @@ typedef enum {
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
     KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
     KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG,
-                                    //  ENROL, PENDING, REJECT
+                                    //  ENROL, PENDING, REJECT, ROTATE
     KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR,
                                     //  ENROLMENT, PENDING
 } kc_channel_t;
@@ -46,7 +46,7 @@ typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
     KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG,
-    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT
+    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT, KC_MSG_ROTATE
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -62,7 +62,7 @@ typedef struct {
 typedef struct {
     kc_msg_type_t type;
     const uint8_t *directory;               //  SYNC
-    uint64_t seq;                           //  SYNC from, ACK, OK, LOG after
+    uint64_t seq;                           //  SYNC from, ACK, OK, LOG after, ROTATE overlap
     uint32_t credit;                        //  SYNC, CREDIT, QUERY and LOG limit
     const uint8_t *chain;                   //  ACK, OK
     uint64_t batches, records;              //  END
@@ -145,6 +145,10 @@ zmsg_t *
     kc_proto_enrol (const char *name, const char *const *tags, size_t tag_count);
 zmsg_t *
     kc_proto_pending_request (void);
+//  ROTATE: a member asks for key to replace it (the connection's key), the
+//  old key staying valid overlap seconds after the approval.
+zmsg_t *
+    kc_proto_rotate (const uint8_t key [static KC_KEY_BYTES], uint64_t overlap);
 zmsg_t *
     kc_proto_reject (const uint8_t key [static KC_KEY_BYTES], const char *reason);
 zmsg_t *

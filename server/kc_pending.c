@@ -198,7 +198,8 @@ kc_pending_get (kc_pending_t *self, const uint8_t key [static KC_KEY_BYTES], uin
 static bool
 s_same_request (const kc_enrolment_t *a, const kc_enrolment_t *b)
 {
-    if (!KC_STREQ (a->name, b->name) || a->tag_count != b->tag_count) {
+    if (!KC_STREQ (a->name, b->name) || a->tag_count != b->tag_count || a->rotation != b->rotation
+    ||  (a->rotation && (memcmp (a->replaces, b->replaces, KC_KEY_BYTES) || a->overlap != b->overlap))) {
         return false;
     }
     for (size_t i = 0; i < a->tag_count; i++) {
@@ -223,8 +224,9 @@ kc_pending_request (kc_pending_t *self, const kc_enrolment_t *asked, uint64_t no
     }
     if (found) {
         self->refused++;
-        return kc_why (why, "refused: a request from this key is already pending as '%s'; wait for "
-                       "an operator, or ask one to reject it first", out->name);
+        return kc_why (why, "refused: a request from this key is already pending as '%s'%s; wait for "
+                       "an operator, or ask one to reject it first", out->name,
+                       out->rotation ? " (a rotation)" : "");
     }
     if (s_take (self, asked->source, now_ms, why)) {
         self->refused++;

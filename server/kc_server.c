@@ -1082,60 +1082,142 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
 
 //  --- Enrolment (docs/protocol.md 6.4) ------------------------------------------
 
+//  The tags of a stored record (its key's), into asked. 0 to go on.
+static int
+s_copy_tags (uint64_t seq, const uint8_t *key, const uint8_t *record, size_t size, void *arg)
+{
+    (void) seq;
+    (void) key;
+    kc_enrolment_t *asked = arg;
+    kc_reader_t reader;
+    kc_record_t decoded;
+    kc_reader_init (&reader, record, size);
+    if (kc_record_decode (&reader, &decoded, NULL) == 0) {
+        const uint8_t *p = decoded.tags;
+        for (size_t i = 0; i < decoded.tag_count; i++, p += 1 + *p) {
+            memcpy (asked->tags [i], p + 1, *p);
+            asked->tags [i][*p] = 0;
+        }
+        asked->tag_count = decoded.tag_count;
+    }
+    return 1;
+}
+
+//  Where a key stands in the store: -1 revoked (error set), 1 registered
+//  and in force (*out says so), 0 neither.
+static int
+s_key_standing (s_server_t *self, const kc_enrolment_t *asked, kc_enrolment_t *out, zmsg_t **error)
+{
+    kc_store_key_t stored;
+    kc_why_t why;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (kc_store_key (self->store, asked->key, &stored, &why)) {
+        *error = kc_proto_error ("%s", why.text);
+        return -1;
+    }
+    s_fp (asked->key, fp);
+    if (stored.status == KC_STATUS_REVOKED) {
+        kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", fp,
+                    "kc_server: enrolment of '%s' refused: key %s is revoked", asked->name, fp);
+        *error = kc_proto_error ("refused: key %s is revoked, and revocation is terminal: make a new key "
+                                 "and enrol that", fp);
+        return -1;
+    }
+    if (stored.status == KC_STATUS_ACTIVE && (stored.not_after == 0 || kc_now () < stored.not_after)) {
+        *out = *asked;
+        out->state = KC_ENROL_REGISTERED;
+        out->requested = out->expires = 0;
+        out->seq = stored.seq;
+        out->rotation = false;
+        out->overlap = 0;
+        snprintf (out->name, sizeof out->name, "%s", stored.name);
+        out->tag_count = 0;                 //  the record holds them; ask the agent
+        return 1;
+    }
+    return 0;
+}
+
+//  A new request (or the one kept) for asked, from msg's address; the reply.
+static zmsg_t *
+s_request (s_server_t *self, zmsg_t *msg, kc_enrolment_t *asked)
+{
+    const char *address = zframe_meta (zmsg_first (msg), "Peer-Address");
+    address = address && *address ? address : "local";
+    kc_escape (address, strlen (address), asked->source, sizeof asked->source, 0);
+    kc_enrolment_t out;
+    zmsg_t *error = NULL;
+    int standing = s_key_standing (self, asked, &out, &error);
+    if (standing < 0) {
+        return error;
+    }
+    if (standing == 0) {
+        kc_why_t why;
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        s_fp (asked->key, fp);
+        size_t before = kc_pending_count (self->pending);
+        if (kc_pending_request (self->pending, asked, kc_now_ms (), &out, &why)) {
+            kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", asked->source,
+                        "kc_server: enrolment of '%s' (%s) from %s %s", asked->name, fp, asked->source, why.text);
+            return kc_proto_error ("%s", why.text);
+        }
+        if (kc_pending_count (self->pending) > before) {
+            char code [KC_ENROL_CODE_CHARS + 1], old [KC_FINGERPRINT_CHARS + 1] = "";
+            zsys_info ("kc_server: enrolment request from %s: '%s' %s%s%s, code %s (%zu pending)", out.source,
+                       out.name, fp, out.rotation ? " to replace " : "", out.rotation ? s_fp (out.replaces, old) : "",
+                       kc_enrol_code (out.key, out.name, (const char (*)[KC_RECORD_TAG_MAX + 1]) out.tags,
+                                      out.tag_count, code), kc_pending_count (self->pending));
+        }
+    }
+    return kc_proto_enrolment (&out);
+}
+
 //  The reply to ENROL: where this key stands. A member's key is registered
 //  (from the store, the authority); a revoked key can never join; else the
 //  request kept for it, or a new one.
 static zmsg_t *
 s_enrol (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
 {
-    kc_enrolment_t asked = { 0 }, out;
+    kc_enrolment_t asked = { 0 };
     kc_why_t why;
-    char fp [KC_FINGERPRINT_CHARS + 1];
     if (s_sender (zmsg_first (msg), asked.key)) {
         return kc_proto_error ("refused: the request has no client key");
     }
-    s_fp (asked.key, fp);
     if (kc_enrolment_set (&asked, decoded->text, decoded->text_size, decoded->tags, decoded->tag_sizes,
                           decoded->tag_count, &why)) {
         return kc_proto_error ("refused: %s", why.text);
     }
-    const char *address = zframe_meta (zmsg_first (msg), "Peer-Address");
-    address = address && *address ? address : "local";
-    kc_escape (address, strlen (address), asked.source, sizeof asked.source, 0);
-    kc_store_key_t stored;
-    if (kc_store_key (self->store, asked.key, &stored, &why)) {
+    return s_request (self, msg, &asked);
+}
+
+//  The reply to ROTATE: a member in force asks for a new key to replace its
+//  own, under its name and tags; the request waits for operators as an
+//  enrolment does.
+static zmsg_t *
+s_rotate (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
+{
+    kc_enrolment_t asked = { .rotation = true, .overlap = decoded->seq }, member;
+    if (s_sender (zmsg_first (msg), asked.replaces)) {
+        return kc_proto_error ("refused: the request has no client key");
+    }
+    memcpy (member.key, asked.replaces, KC_KEY_BYTES);
+    member.name [0] = 0;
+    zmsg_t *error = NULL;
+    kc_enrolment_t standing;
+    int rc = s_key_standing (self, &member, &standing, &error);
+    if (rc <= 0) {
+        zmsg_destroy (&error);
+        return kc_proto_error ("refused: only a registered key in force can ask to be replaced");
+    }
+    if (memcmp (decoded->argument, asked.replaces, KC_KEY_BYTES) == 0) {
+        return kc_proto_error ("refused: the new key is the key in use");
+    }
+    memcpy (asked.key, decoded->argument, KC_KEY_BYTES);
+    snprintf (asked.name, sizeof asked.name, "%s", standing.name);
+    kc_why_t why;
+    if (kc_store_query (self->store, "key", asked.replaces, KC_KEY_BYTES, 1, s_copy_tags, &asked, &why) < 0) {
         return kc_proto_error ("%s", why.text);
     }
-    uint64_t now = kc_now_ms ();
-    if (stored.status == KC_STATUS_REVOKED) {
-        kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", fp,
-                    "kc_server: enrolment of '%s' refused: key %s is revoked", asked.name, fp);
-        return kc_proto_error ("refused: key %s is revoked, and revocation is terminal: make a new key "
-                               "and enrol that", fp);
-    }
-    if (stored.status == KC_STATUS_ACTIVE && (stored.not_after == 0 || now / 1000 < stored.not_after)) {
-        out = asked;
-        out.state = KC_ENROL_REGISTERED;
-        out.requested = out.expires = 0;
-        out.seq = stored.seq;
-        snprintf (out.name, sizeof out.name, "%s", stored.name);
-        out.tag_count = 0;                  //  the record holds them; ask the agent
-    }
-    else {
-        size_t before = kc_pending_count (self->pending);
-        if (kc_pending_request (self->pending, &asked, now, &out, &why)) {
-            kc_ratelog (self->log, KC_LOG_WARNING, "enrolment refused", asked.source,
-                        "kc_server: enrolment of '%s' (%s) from %s %s", asked.name, fp, asked.source, why.text);
-            return kc_proto_error ("%s", why.text);
-        }
-        if (kc_pending_count (self->pending) > before) {
-            char code [KC_ENROL_CODE_CHARS + 1];
-            zsys_info ("kc_server: enrolment request from %s: '%s' %s, code %s (%zu pending)", out.source,
-                       out.name, fp, kc_enrol_code (out.key, out.name, (const char (*)[KC_RECORD_TAG_MAX + 1]) out.tags,
-                                                    out.tag_count, code), kc_pending_count (self->pending));
-        }
-    }
-    return kc_proto_enrolment (&out);
+    return s_request (self, msg, &asked);
 }
 
 static int
@@ -1233,6 +1315,10 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         else
         if (decoded.type == KC_MSG_REJECT) {
             reply = s_reject (self, msg, &decoded);
+        }
+        else
+        if (decoded.type == KC_MSG_ROTATE) {
+            reply = s_rotate (self, msg, &decoded);
         }
         else
         if (s_read_refused (self, msg, &decoded, &refusal)) {

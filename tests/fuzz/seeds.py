@@ -150,8 +150,10 @@ def str8(text):
     return bytes([len(text)]) + text
 
 
-def enrolment(state=1, seq=0, name=b"web-1", tags=(b"dc=eu", b"role=web"), source=b"127.0.0.1", reason=b""):
-    return (DIR + bytes([state]) + u64(1800000000000) + u64(1800086400000) + u64(seq) + str8(name)
+def enrolment(state=1, seq=0, name=b"web-1", tags=(b"dc=eu", b"role=web"), source=b"127.0.0.1", reason=b"",
+              replaces=bytes(32), overlap=0):
+    return (DIR + bytes([state]) + u64(1800000000000) + u64(1800086400000) + u64(seq) + replaces + u64(overlap)
+            + str8(name)
             + bytes([len(tags)]) + b"".join(str8(t) for t in tags) + str8(source) + str8(reason))
 
 
@@ -162,6 +164,10 @@ seed("enrolment", "registered", enrolment(state=3, seq=7, tags=()))
 seed("enrolment", "truncated", PENDING[:-3])
 seed("enrolment", "tags-unsorted", enrolment(tags=(b"role=web", b"dc=eu")))
 seed("enrolment", "state-mismatch", enrolment(state=3, seq=0))
+seed("enrolment", "rotation", enrolment(replaces=CHAIN, overlap=3600))
+seed("enrolment", "overlap-without-rotation", enrolment(overlap=3600))
+seed("proto_submit_server", "rotate", frames(b"ROTATE", DIR, u64(3600)))
+seed("proto_submit_server", "rotate-short", frames(b"ROTATE", DIR[:31], u64(3600)))
 seed("proto_submit_server", "enrol", frames(b"ENROL", b"web-1", b"role=web", b"dc=eu"))
 seed("proto_submit_server", "enrol-bad-tag", frames(b"ENROL", b"web-1", b"role web"))
 seed("proto_submit_server", "pending", frames(b"PENDING"))
