@@ -206,7 +206,48 @@ typedef struct {
     size_t chunk, records, batches, duplicates;
     uint64_t first_seq, last_seq;
     bool progress;
+    bool force;                             //  moving keys to other names is wanted
+    zhashx_t *held;                         //  bulk: hex key -> name of each unrevoked record
 } s_register_t;
+
+static int
+s_hold_record (uint64_t seq, const kc_record_t *record, void *arg)
+{
+    (void) seq;
+    if (record->status == KC_STATUS_ACTIVE) {
+        char hex [2 * KC_KEY_BYTES + 1], *name = malloc ((size_t) record->name_size + 1);
+        assert (name);
+        memcpy (name, record->name, record->name_size);
+        name [record->name_size] = 0;
+        zhashx_update ((zhashx_t *) arg, kc_hex (record->key, KC_KEY_BYTES, hex), name);
+    }
+    return 0;
+}
+
+//  In a bulk run without --force, a record that would move a key to
+//  another name stops the run (the batches before it were submitted). The
+//  directory's names are read once, at the first record.
+static int
+s_check_move (s_register_t *self, const kc_record_spec_t *spec, kc_why_t *why)
+{
+    if (self->force || spec->status != KC_STATUS_ACTIVE) {
+        return 0;
+    }
+    if (!self->held) {
+        self->held = zhashx_new ();
+        zhashx_set_destructor (self->held, (zhashx_destructor_fn *) zstr_free);
+        if (kc_client_query (self->client, "list", NULL, 0, s_hold_record, self->held, why) < 0) {
+            return -1;
+        }
+    }
+    char hex [2 * KC_KEY_BYTES + 1], fp [KC_FINGERPRINT_CHARS + 1];
+    const char *name = zhashx_lookup (self->held, kc_hex (spec->key, KC_KEY_BYTES, hex));
+    if (name && !KC_STREQ (name, spec->name)) {
+        return kc_why (why, "key %s is registered as '%s': registering it as '%s' moves it; add --force to do "
+                       "that", kc_fingerprint (spec->key, fp), name, spec->name);
+    }
+    return 0;
+}
 
 static int
 s_flush (s_register_t *self)
@@ -240,7 +281,7 @@ static int
 s_register_record (const kc_record_spec_t *spec, void *arg, kc_why_t *why)
 {
     s_register_t *self = arg;
-    if (kc_batch_builder_add (self->builder, spec, why)) {
+    if (s_check_move (self, spec, why) || kc_batch_builder_add (self->builder, spec, why)) {
         return -1;
     }
     if (kc_batch_builder_count (self->builder) >= self->chunk && s_flush (self)) {
@@ -285,6 +326,7 @@ s_register_open (s_register_t *self, kc_signer_t *signers [CLI_OPERATORS_MAX])
 static void
 s_register_close (s_register_t *self)
 {
+    zhashx_destroy (&self->held);
     for (int i = 0; i < self->signer_count; i++) {
         kc_signer_destroy (&self->signers [i]);
     }
@@ -380,8 +422,9 @@ cmd_register (int argc, char *argv [])
                                            : "expected NAME and --key Z85KEY");
     }
     cli_online_finish (&online);
+    //  (one key: checked below with a query of its own)
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
-                          .progress = from && isatty (STDERR_FILENO) && !online.json };
+                          .progress = from && isatty (STDERR_FILENO) && !online.json, .force = force || !from };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
     if (s_register_open (&self, signers)) {
@@ -1288,17 +1331,22 @@ cmd_import (int argc, char *argv [])
 {
     static const struct option longs [] = {
         CLI_ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' },
-        { "batch-size", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 }
+        { "batch-size", required_argument, NULL, 'b' }, { "force", no_argument, NULL, 'F' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
+    bool force = false;
     cli_args (&argc, &argv, longs);
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("import", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
             }
+            continue;
+        }
+        if (c == 'F') {
+            force = true;
             continue;
         }
         if ((handled = s_bulk_option ("import", c, &chunk, tags, &tag_count)) != 1) {
@@ -1317,7 +1365,7 @@ cmd_import (int argc, char *argv [])
         return cli_fail ("import", "%s", why.text);
     }
     s_register_t self = { .command = "import", .online = &online, .chunk = (size_t) chunk,
-                          .progress = isatty (STDERR_FILENO) && !online.json };
+                          .progress = isatty (STDERR_FILENO) && !online.json, .force = force };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     if (s_register_open (&self, signers)) {
         s_free_names (files, count);

@@ -137,7 +137,9 @@ const cli_command_t cli_commands [] = {
       "                     certificate file (czmq or pyzmq; only its public key is\n"
       "                     read), or the fingerprint of a registered key (a unique hex\n"
       "                     prefix of at least 8 digits)\n"
-      "  --force            register a key already registered under another name (a move)\n"
+      "  --force            register a key already registered under another name (a move;\n"
+      "                     with --from, a run without it stops at the first such record,\n"
+      "                     after the batches before it)\n"
       "  --tag TAG          a tag such as role=db (repeatable, at most 16)\n"
       "  --expires DURATION the key is no longer trusted after this long, e.g. 90d\n"
       "  --version N        the record's version (default: the time in microseconds)\n"
@@ -258,7 +260,8 @@ const cli_command_t cli_commands [] = {
       "again before then.\n"
       ONLINE_HELP },
     { "import", cmd_import, "register every certificate of a czmq or pyzmq certificate directory",
-      "Usage: keyclone import CERTDIR [--tag TAG]... [--batch-size N] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone import CERTDIR [--tag TAG]... [--batch-size N] [--force] [--json]\n"
+      "                       [COMMON OPTIONS]\n"
       "\n"
       "Registers the public key of every CURVE certificate in CERTDIR (czmq's zcertstore\n"
       "layout, and pyzmq's zmq.auth: every file but *_secret is a public certificate),\n"
@@ -266,7 +269,8 @@ const cli_command_t cli_commands [] = {
       "the certificate's metadata name, else the file name without '.key'; --tag adds\n"
       "tags to every record. Files it cannot use are skipped, each with the reason on\n"
       "stderr: secret key files (never read), files that are not public certificates,\n"
-      "a key already read from another file, a file with no valid name.\n"
+      "a key already read from another file, a file with no valid name. A key registered\n"
+      "under another name stops the run unless --force moves it.\n"
       "Exit status: 0; 1 if nothing could be imported or a batch was refused.\n"
       ONLINE_HELP },
     { "export", cmd_export, "write the directory's keys as czmq certificates (zcertstore, zmq.auth)",

@@ -181,6 +181,35 @@ def test_keys_as_people_give_them():
     kc.check("revoked" in err, err)
 
 
+def test_bulk_moves_need_force():
+    """register --from and import stop at a key registered under another
+    name unless --force, naming it; with --force the key moves."""
+    key = kc.keyclone("keygen", "mover", "--dir", C.root_dir)[0].strip()
+    C.cli("register", "mover", "--key", key, "--operator", "op1")
+    bulk = os.path.join(C.root_dir, "moves.txt")
+    with open(bulk, "w") as f:
+        f.write(f"moved={key}\n")
+    before = C.server_status()["seq"]
+    _, err = C.cli("register", "--from", bulk, "--operator", "op1", expect=1)
+    kc.check("is registered as 'mover': registering it as 'moved' moves it; add --force" in err, err)
+    kc.check(C.server_status()["seq"] == before, "a refused move changed the log")
+    folder = os.path.join(C.root_dir, "moving")
+    os.makedirs(folder)
+    shutil.copy(os.path.join(C.root_dir, "mover"), os.path.join(folder, "renamed.key"))
+    with open(os.path.join(folder, "renamed.key")) as f:
+        text = f.read().replace('name = "mover"', 'name = "renamed"')
+    with open(os.path.join(folder, "renamed.key"), "w") as f:
+        f.write(text)
+    _, err = C.cli("import", folder, "--operator", "op1", expect=1)
+    kc.check("registering it as 'renamed' moves it; add --force" in err, err)
+    C.cli("register", "--from", bulk, "--force", "--operator", "op1")
+    C.wait_converged()
+    kc.check(C.agents[0].lookup(key)["name"] == "moved", "the key moved with --force")
+    out, _ = C.cli("import", folder, "--force", "--operator", "op1")
+    kc.check(out.startswith("imported 1 certificate"), out)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_import_reads_a_pyzmq_and_czmq_directory, test_import_refusals,
-             test_export_is_read_by_zcertstore_and_zmq_auth, test_keys_as_people_give_them])
+             test_export_is_read_by_zcertstore_and_zmq_auth, test_keys_as_people_give_them,
+             test_bulk_moves_need_force])
