@@ -91,6 +91,7 @@ s_free_cold (agent_t *self)
     free (self->cold_history);
     self->cold_history = NULL;
     self->cold_count = 0;
+    zhashx_destroy (&self->cold_grants);
 }
 
 //  A cold sync's entry (its bytes in the sync's arena) for the history.
@@ -278,6 +279,141 @@ s_verify_entry (const kc_entry_t *entry, uint64_t prev_seq,
     return batch;
 }
 
+//  --- Grants (docs/records.md section 8) ---------------------------------------
+
+//  A grant's state as the log built it up to an entry.
+typedef struct {
+    kc_grant_t *grant;                      //  as granted (its revocation keeps it)
+    uint64_t seq, used;
+    bool revoked;
+} s_cold_grant_t;
+
+static void
+s_cold_grant_destroy (void **item)
+{
+    s_cold_grant_t *self = *item;
+    kc_grant_destroy (&self->grant);
+    free (self);
+    *item = NULL;
+}
+
+//  The grant key an entry names (a grant or a use: the same offset), or
+//  NULL when it is too short to hold one (its decoder says why).
+static const uint8_t *
+s_grant_key_of (const kc_entry_t *entry)
+{
+    return entry->size >= 4 + 1 + KC_HASH_BYTES + KC_KEY_BYTES ? entry->data + 4 + 1 + KC_HASH_BYTES : NULL;
+}
+
+//  A grant entry following (prev_seq, prev_chain): signed by operators of
+//  root, granting a key never granted, or revoking a grant not revoked
+//  (known, revoked: the state of its key). The grant, or NULL with a reason.
+static kc_grant_t *
+s_verify_grant_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
+                      const kc_root_t *root, bool known, bool revoked, kc_why_t *why)
+{
+    if (s_check_seq (entry, prev_seq, "grant", why)) {
+        return NULL;
+    }
+    kc_grant_t *grant = kc_grant_decode (entry->data, entry->size, why);
+    if (!grant || kc_grant_verify (grant, root, why)) {
+        kc_why_prefix (why, "grant %llu", (unsigned long long) entry->seq);
+        kc_grant_destroy (&grant);
+        return NULL;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_fingerprint (grant->grant_key, fp);
+    if (grant->status == KC_STATUS_ACTIVE ? known : (!known || revoked)) {
+        kc_why (why, "grant %llu: grant key %s %s", (unsigned long long) entry->seq, fp,
+                grant->status == KC_STATUS_ACTIVE ? "was granted before" : "is unknown or already revoked");
+        kc_grant_destroy (&grant);
+        return NULL;
+    }
+    uint8_t chain [KC_HASH_BYTES];
+    kc_chain_next_signed (prev_chain, entry->seq, grant->digest, grant->data + grant->body_size,
+                          grant->size - grant->body_size, chain);
+    if (s_check_chain (entry, chain, "grant", why)) {
+        kc_grant_destroy (&grant);
+    }
+    return grant;
+}
+
+//  A registration under a grant following (prev_seq, prev_chain), checked
+//  against the grant's state (grant, used, revoked; grant NULL: unknown).
+//  Its record as a one-record batch, or NULL with a reason.
+static kc_batch_t *
+s_verify_use_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
+                    const kc_grant_t *grant, uint64_t used, bool revoked, kc_why_t *why)
+{
+    if (s_check_seq (entry, prev_seq, "registration by grant", why)) {
+        return NULL;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_grant_use_t *use = kc_grant_use_decode (entry->data, entry->size, why);
+    if (use && grant && revoked) {
+        kc_why (why, "grant %s was revoked", kc_fingerprint (use->grant_key, fp));
+        kc_grant_use_destroy (&use);
+    }
+    if (!use || kc_grant_use_check (use, grant, used, why)) {
+        kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
+        kc_grant_use_destroy (&use);
+        return NULL;
+    }
+    uint8_t chain [KC_HASH_BYTES];
+    kc_chain_next_signed (prev_chain, entry->seq, use->digest, use->data + use->body_size,
+                          use->size - use->body_size, chain);
+    kc_batch_t *batch = s_check_chain (entry, chain, "registration by grant", why) ? NULL : kc_grant_use_batch (use);
+    kc_grant_use_destroy (&use);
+    return batch;
+}
+
+//  A grant entry inside the open group: verified against the cache's
+//  grants, stored. 0 or -1 with a reason.
+static int
+s_apply_grant (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
+{
+    const uint8_t *key = s_grant_key_of (entry);
+    kc_grant_t *stored = NULL, *grant = NULL;
+    uint64_t used = 0;
+    bool revoked = false;
+    int known = key ? kc_cache_grant (self->cache, key, &stored, &used, &revoked, why) : 0;
+    if (known >= 0) {
+        grant = s_verify_grant_entry (entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache), self->root,
+                                      known == 1, revoked, why);
+    }
+    int rc = grant && grant->status == KC_STATUS_ACTIVE
+           ? kc_cache_put_grant (self->cache, grant, entry->seq, 0, false, why)
+           : grant ? kc_cache_put_grant (self->cache, stored, entry->seq, used, true, why) : -1;
+    if (rc == 0) {
+        rc = kc_cache_advance (self->cache, entry->seq, entry->chain, why);
+    }
+    kc_grant_destroy (&grant);
+    kc_grant_destroy (&stored);
+    return rc;
+}
+
+//  A registration under a grant inside the open group: verified against the
+//  cache's grants. Its record as a batch (applied by the caller like any),
+//  or NULL with a reason; the grant's use is counted.
+static kc_batch_t *
+s_apply_use (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
+{
+    const uint8_t *key = s_grant_key_of (entry);
+    kc_grant_t *grant = NULL;
+    uint64_t used = 0;
+    bool revoked = false;
+    kc_batch_t *batch = NULL;
+    if (!key || kc_cache_grant (self->cache, key, &grant, &used, &revoked, why) >= 0) {
+        batch = s_verify_use_entry (entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache), grant, used,
+                                    revoked, why);
+    }
+    if (batch && kc_cache_put_grant (self->cache, grant, entry->seq, used + 1, revoked, why)) {
+        kc_batch_destroy (&batch);
+    }
+    kc_grant_destroy (&grant);
+    return batch;
+}
+
 //  A root change entry of the log: the successor of current (as of its own
 //  creation time: the log is followed as it was written), chained. Returns
 //  the new root, or NULL with a reason.
@@ -446,16 +582,18 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
         if (group->count == sizeof group->batches / sizeof group->batches [0]) {
             return kc_why (why, "too many batches in one group");
         }
-        if (kc_root_is_root (entry->data, entry->size)) {
-            if (s_apply_root_entry (self, entry, group, why)
+        if (kc_root_is_root (entry->data, entry->size) || kc_grant_is_grant (entry->data, entry->size)) {
+            if ((kc_grant_is_grant (entry->data, entry->size) ? s_apply_grant (self, entry, why)
+                                                                : s_apply_root_entry (self, entry, group, why))
             ||  kc_cache_add_history (self->cache, entry->seq, entry->accepted, entry->submitter,
                                       entry->data, entry->size, why)) {
                 return -1;
             }
             continue;
         }
-        kc_batch_t *batch = s_verify_entry (entry, seq, kc_cache_chain (self->cache), false,
-                                            self->root, why);
+        kc_batch_t *batch = kc_grant_is_use (entry->data, entry->size)
+                          ? s_apply_use (self, entry, why)
+                          : s_verify_entry (entry, seq, kc_cache_chain (self->cache), false, self->root, why);
         if (!batch) {
             return -1;
         }
@@ -852,6 +990,90 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
 
 //  --- Snapshot ------------------------------------------------------------------
 
+//  A grant or a registration by grant in a cold sync: checked against the
+//  grants met so far, a registration's record indexed like a batch's.
+static int
+s_cold_grant_entry (agent_t *self, kc_entry_t *entry, const kc_root_t *root, kc_why_t *why)
+{
+    if (!self->cold_grants) {
+        self->cold_grants = zhashx_new ();
+        zhashx_set_destructor (self->cold_grants, s_cold_grant_destroy);
+    }
+    const uint8_t *key = s_grant_key_of (entry);
+    char hex [2 * KC_KEY_BYTES + 1] = "";
+    if (key) {
+        kc_hex (key, KC_KEY_BYTES, hex);
+    }
+    s_cold_grant_t *state = key ? zhashx_lookup (self->cold_grants, hex) : NULL;
+    if (kc_grant_is_grant (entry->data, entry->size)) {
+        kc_grant_t *grant = s_verify_grant_entry (entry, self->sync_seq, self->sync_chain, root, state != NULL,
+                                                  state && state->revoked, why);
+        if (!grant) {
+            return -1;
+        }
+        if (grant->status == KC_STATUS_ACTIVE) {
+            state = calloc (1, sizeof *state);
+            assert (state);
+            *state = (s_cold_grant_t) { .grant = grant, .seq = entry->seq };
+            zhashx_insert (self->cold_grants, hex, state);
+        }
+        else {
+            state->revoked = true;
+            state->seq = entry->seq;
+            kc_grant_destroy (&grant);
+        }
+    }
+    else {
+        kc_batch_t *made = s_verify_use_entry (entry, self->sync_seq, self->sync_chain,
+                                               state ? state->grant : NULL, state ? state->used : 0,
+                                               state && state->revoked, why);
+        if (!made) {
+            return -1;
+        }
+        //  The index keeps views of the record: its bytes go to the arena
+        size_t size;
+        const uint8_t *data = kc_batch_data (made, &size);
+        uint8_t *kept = kc_arena_copy (self->cold_bytes, data, size);
+        kc_batch_destroy (&made);
+        kc_batch_t *batch = kept ? kc_batch_view (kept, size, why) : NULL;
+        int rc = batch ? kc_keyindex_apply (self->cold_index, batch, entry->seq, why)
+                       : kc_why (why, "out of memory holding the snapshot");
+        kc_batch_destroy (&batch);
+        if (rc) {
+            return kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
+        }
+        state->used++;
+        state->seq = entry->seq;
+        self->cold_count++;
+    }
+    entry->data = kc_arena_copy (self->cold_bytes, entry->data, entry->size);
+    if (entry->data) {
+        s_cold_history_add (self, entry);
+    }
+    self->sync_seq = entry->seq;
+    memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+    return 0;
+}
+
+//  After a cold sync's cache is built: the grants it met, in one group.
+static int
+s_cold_grants_store (agent_t *self, kc_why_t *why)
+{
+    if (!self->cold_grants || zhashx_size (self->cold_grants) == 0) {
+        return 0;
+    }
+    if (kc_cache_begin (self->cache, why)) {
+        return -1;
+    }
+    for (s_cold_grant_t *state = zhashx_first (self->cold_grants); state; state = zhashx_next (self->cold_grants)) {
+        if (kc_cache_put_grant (self->cache, state->grant, state->seq, state->used, state->revoked, why)) {
+            kc_cache_rollback (self->cache);
+            return -1;
+        }
+    }
+    return kc_cache_commit (self->cache, why);
+}
+
 //  A BATCHES message of a sync. A cold sync keeps a copy of its batches
 //  (libzmq's buffers go back to it for the next message) and indexes views
 //  of their records; a sync from a cache applies them.
@@ -904,6 +1126,12 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
             }
             self->sync_seq = entry.seq;
             memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
+            continue;
+        }
+        if (kc_grant_is_grant (entry.data, entry.size) || kc_grant_is_use (entry.data, entry.size)) {
+            if (s_cold_grant_entry (self, &entry, root, why)) {
+                return -1;
+            }
             continue;
         }
         if (kc_root_version (root) > 1 && self->sync_seq == 0) {
@@ -979,7 +1207,8 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         return kc_why (why, "END head (seq %llu) does not match the batches received (seq %llu)",
                        (unsigned long long) msg->head.seq, (unsigned long long) self->sync_seq);
     }
-    if (self->cold && (self->cold_count || self->cold_roots.count)) {
+    if (self->cold && (self->cold_count || self->cold_roots.count
+                       || (self->cold_grants && zhashx_size (self->cold_grants)))) {
         int64_t build_started = zclock_mono ();
         kc_cache_destroy (&self->cache);
         self->cache = kc_cache_create_from (self->config.cache_path, self->root, self->cold_index,
@@ -987,6 +1216,11 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                                             timely ? &msg->head : NULL, why);
         self->applied += self->cold_count;
         kc_why_t history_why;
+        if (self->cache && s_cold_grants_store (self, why)) {
+            //  Not usable without them: start again from an empty cache
+            kc_cache_destroy (&self->cache);
+            unlink (self->config.cache_path);
+        }
         if (self->cache && s_cold_history_store (self, &history_why)) {
             s_warn (self, "kc_agent: %s (the node's history starts later)", history_why.text);
         }

@@ -68,6 +68,7 @@ typedef struct {
     kc_cache_roots_t cold_roots;            //  and the root changes it met
     agent_history_t *cold_history;          //  and its last entries, for the history
     size_t cold_count;                      //  batches in the index
+    zhashx_t *cold_grants;                  //  and the grants it met: hex key -> s_cold_grant_t
     int64_t sync_started, sync_deadline;    //  zclock_mono
     zlistx_t *buffered;                     //  UPDATE messages held during a sync,
     size_t buffered_bytes;                  //  applied a slice per wake-up after it

@@ -21,6 +21,14 @@ static const char (*s_tags (const kc_enrolment_t *e)) [KC_RECORD_TAG_MAX + 1]
     return (const char (*)[KC_RECORD_TAG_MAX + 1]) e->tags;
 }
 
+//  PATH with a suffix, into buffer.
+static const char *
+s_with (char buffer [static CLI_PATH_MAX], const char *path, const char *suffix)
+{
+    snprintf (buffer, CLI_PATH_MAX, "%s%s", path, suffix);
+    return buffer;
+}
+
 static char *
 s_code (const kc_enrolment_t *e, char code [static KC_ENROL_CODE_CHARS + 1])
 {
@@ -150,16 +158,94 @@ s_report (const kc_enrolment_t *e, bool json, bool first)
     return e->state == KC_ENROL_REJECTED ? CLI_FAIL : CLI_OK;
 }
 
+//  The grant a token file comes with (TOKEN.grant, written by 'keyclone
+//  grant create'), or NULL with a reason.
+static kc_grant_t *
+s_token_grant (const char *token_path, kc_why_t *why)
+{
+    char path [CLI_PATH_MAX];
+    size_t size;
+    uint8_t *data = kc_file_read (s_with (path, token_path, ".grant"), KC_GRANT_BYTES_MAX, false, &size, why);
+    kc_grant_t *grant = data ? kc_grant_decode (data, size, why) : NULL;
+    kc_file_free (&data, false);
+    return grant;
+}
+
+//  enrol --token: the node signs its own registration with the token and
+//  submits it; the server and every agent check it against the grant.
+static int
+s_enrol_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *cert, const char *name,
+                  const char **tags, size_t tag_count, const char *token_path, const char *out, bool json)
+{
+    kc_why_t why;
+    kc_signer_t *token = kc_signer_load (token_path, &why);
+    kc_grant_t *grant = token ? s_token_grant (token_path, &why) : NULL;
+    kc_grant_use_t *use = NULL;
+    int rc = CLI_FAIL;
+    char fp [KC_FINGERPRINT_CHARS + 1], gfp [KC_FINGERPRINT_CHARS + 1];
+    if (!grant) {
+        cli_fail ("enrol", "--token: %s", why.text);
+        goto done;
+    }
+    if (memcmp (grant->grant_key, kc_signer_public_key (token), KC_KEY_BYTES)) {
+        cli_fail ("enrol", "--token: the token is not the grant's (%s.grant names another key)", token_path);
+        goto done;
+    }
+    //  The grant's tags, unless --tag says otherwise (the server and the
+    //  agents refuse other tags anyway)
+    const char *granted [KC_RECORD_TAGS_MAX];
+    for (size_t i = 0; i < grant->tag_count; i++) {
+        granted [i] = grant->tags [i];
+    }
+    kc_record_spec_t spec = { .key = kc_cert_public_key (cert), .name = name, .tags = tag_count ? tags : granted,
+                              .tag_count = tag_count ? tag_count : grant->tag_count };
+    use = kc_grant_use_new (kc_root_directory (root), token, kc_now (), &spec, &why);
+    uint64_t seq;
+    bool duplicate;
+    if (use && out) {
+        //  Provisioning offline: the signed registration, for 'keyclone submit'
+        if (kc_file_write_atomic (out, use->data, use->size, 0644, &why)) {
+            cli_fail ("enrol", "%s", why.text);
+        }
+        else {
+            printf ("wrote %s: the registration of %s signed with the token; 'keyclone submit' it\n", out, name);
+            rc = CLI_OK;
+        }
+        goto done;
+    }
+    if (!use || kc_client_submit_data (client, use->data, use->size, &seq, &duplicate, &why)) {
+        cli_fail ("enrol", "%s%s", use ? "the server refused the registration: " : "", why.text);
+        goto done;
+    }
+    kc_fingerprint (kc_cert_public_key (cert), fp);
+    kc_fingerprint (grant->grant_key, gfp);
+    if (json) {
+        printf ("{\"state\": \"registered\", \"name\": \"%s\", \"fingerprint\": \"%s\", \"grant\": \"%s\", "
+                "\"seq\": %llu}\n", name, fp, gfp, (unsigned long long) seq);
+    }
+    else {
+        printf ("%s is registered (seq %llu) by grant %s: the agent on this node can sync now\n", name,
+                (unsigned long long) seq, gfp);
+    }
+    rc = CLI_OK;
+done:
+    kc_grant_use_destroy (&use);
+    kc_grant_destroy (&grant);
+    kc_signer_destroy (&token);
+    return rc;
+}
+
 int
 cmd_enrol (int argc, char *argv [])
 {
     static const struct option longs [] = {
         CLI_ONLINE_OPTIONS, { "tag", required_argument, NULL, 't' }, { "wait", no_argument, NULL, 'w' },
-        { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
+        { "key", required_argument, NULL, 'k' }, { "token", required_argument, NULL, 'g' },
+        { "out", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
     const char *tags [KC_RECORD_TAGS_MAX];
-    const char *key_path = NULL;
+    const char *key_path = NULL, *token_path = NULL, *out = NULL;
     size_t tag_count = 0;
     bool wait = false;
     int c, handled;
@@ -180,11 +266,19 @@ cmd_enrol (int argc, char *argv [])
                 break;
             case 'w': wait = true; break;
             case 'k': key_path = optarg; break;
+            case 'g': token_path = optarg; break;
+            case 'o': out = optarg; break;
             default: return CLI_USAGE;
         }
     }
     if (optind != argc - 1) {
         return cli_usage ("enrol", "expected the node's NAME");
+    }
+    if (token_path && wait) {
+        return cli_usage ("enrol", "--token registers at once: it does not wait");
+    }
+    if (out && !token_path) {
+        return cli_usage ("enrol", "--out writes a registration signed with --token");
     }
     const char *name = argv [optind];
     if (!kc_record_name_valid (name, strlen (name))) {
@@ -218,6 +312,10 @@ cmd_enrol (int argc, char *argv [])
     kc_enrolment_t e;
     kc_why_t why;
     int rc = CLI_FAIL;
+    if (token_path) {
+        rc = s_enrol_by_grant (client, root, cert, name, tags, tag_count, token_path, out, online.json);
+        goto done;
+    }
     if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
         cli_fail ("enrol", "%s", why.text);
         goto done;
@@ -246,14 +344,6 @@ done:
 }
 
 //  --- rotate (the node) ----------------------------------------------------------
-
-//  PATH with a suffix, into buffer.
-static const char *
-s_with (char buffer [static CLI_PATH_MAX], const char *path, const char *suffix)
-{
-    snprintf (buffer, CLI_PATH_MAX, "%s%s", path, suffix);
-    return buffer;
-}
 
 //  After the overlap, the old key's files go (KEY.old, KEY.old_secret).
 static void
@@ -896,5 +986,166 @@ cmd_reject (int argc, char *argv [])
         }
     }
     s_session_close (&session, &online);
+    return rc;
+}
+
+//  --- grant (operators) ------------------------------------------------------------
+
+//  Signs and submits a grant (or writes it with --out for cosigning).
+static int
+s_grant_submit (cli_online_t *online, const kc_grant_t *fields, const char *out, kc_grant_t **made)
+{
+    kc_why_t why;
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    int count = cli_load_operators ("grant", online->dir, online->operators, online->operator_count, signers);
+    if (count < 0) {
+        return CLI_FAIL;
+    }
+    kc_root_t *root = cli_load_pinned_root ("grant", online->root_path);
+    kc_client_t *client = root ? cli_client_new (online->root_path, root, online->server, online->timeout_ms) : NULL;
+    kc_grant_t g = *fields;
+    int rc = CLI_FAIL;
+    if (client && cli_follow_root ("grant", client, &root)) {
+        memcpy (g.directory, kc_root_directory (root), KC_HASH_BYTES);
+        *made = kc_grant_new (&g, signers, (size_t) count, &why);
+    }
+    uint64_t seq;
+    bool duplicate;
+    if (!client || !root) {
+        ;                                   //  said why
+    }
+    else
+    if (!*made) {
+        cli_fail ("grant", "%s", why.text);
+    }
+    else
+    if (out) {
+        if (kc_file_write_atomic (out, (*made)->data, (*made)->size, 0644, &why)) {
+            cli_fail ("grant", "%s", why.text);
+        }
+        else {
+            bool complete = kc_grant_verify (*made, root, &why) == 0;
+            printf ("wrote %s: %s\n", out, complete ? "complete; submit it with 'keyclone submit'"
+                                                    : "cosign it ('keyclone cosign'), then 'keyclone submit' it");
+            rc = CLI_OK;
+        }
+    }
+    else
+    if (kc_grant_verify (*made, root, &why)) {
+        cli_fail ("grant", "%s: give more operators with --operator, or --out FILE and 'keyclone cosign'", why.text);
+    }
+    else
+    if (kc_client_submit_data (client, (*made)->data, (*made)->size, &seq, &duplicate, &why)) {
+        cli_fail ("grant", "server refused the grant: %s", why.text);
+    }
+    else {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        printf ("%s grant %s at seq %llu\n", fields->status == KC_STATUS_ACTIVE ? "granted" : "revoked",
+                kc_fingerprint ((*made)->grant_key, fp), (unsigned long long) seq);
+        rc = CLI_OK;
+    }
+    for (int i = 0; i < count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    return rc;
+}
+
+int
+cmd_grant (int argc, char *argv [])
+{
+    static const struct option longs [] = {
+        CLI_ONLINE_OPTIONS, { "pattern", required_argument, NULL, 'P' }, { "tag", required_argument, NULL, 't' },
+        { "uses", required_argument, NULL, 'u' }, { "expires", required_argument, NULL, 'x' },
+        { "token", required_argument, NULL, 'g' }, { "out", required_argument, NULL, 'o' },
+        { "reason", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
+    };
+    cli_online_t online = { 0 };
+    kc_grant_t fields = { .status = KC_STATUS_ACTIVE };
+    const char *pattern = NULL, *expires = "7d", *token_path = NULL, *out = NULL, *reason = "";
+    long uses = 0;
+    int c, handled;
+    cli_args (&argc, &argv, longs);
+    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if ((handled = cli_online_option ("grant", c, &online))) {
+            if (handled < 0) {
+                return CLI_USAGE;
+            }
+            continue;
+        }
+        switch (c) {
+            case 'P': pattern = optarg; break;
+            case 'x': expires = optarg; break;
+            case 'g': token_path = optarg; break;
+            case 'o': out = optarg; break;
+            case 'R': reason = optarg; break;
+            case 'u': uses = strtol (optarg, NULL, 10); break;
+            case 't':
+                if (fields.tag_count == KC_RECORD_TAGS_MAX || strlen (optarg) > KC_RECORD_TAG_MAX) {
+                    return cli_usage ("grant", "at most %d tags of %d characters", KC_RECORD_TAGS_MAX, KC_RECORD_TAG_MAX);
+                }
+                snprintf (fields.tags [fields.tag_count++], sizeof fields.tags [0], "%s", optarg);
+                break;
+            default: return CLI_USAGE;
+        }
+    }
+    const char *action = optind < argc ? argv [optind] : "";
+    if (optind != argc - 1 || (!KC_STREQ (action, "create") && !KC_STREQ (action, "revoke")) || !token_path) {
+        return cli_usage ("grant", "expected 'create' or 'revoke', and --token FILE");
+    }
+    cli_online_finish (&online);
+    kc_why_t why;
+    char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    kc_grant_t *made = NULL;
+    int rc = CLI_FAIL;
+    if (KC_STREQ (action, "revoke")) {
+        char name [KC_KEY_NAME_MAX + 1];
+        fields = (kc_grant_t) { .status = KC_STATUS_REVOKED };
+        if (!kc_record_reason_valid (reason, strlen (reason))) {
+            return cli_usage ("grant", "--reason: at most %d characters of printable ASCII", KC_RECORD_REASON_MAX);
+        }
+        snprintf (fields.reason, sizeof fields.reason, "%s", reason);
+        if (kc_signer_load_public (token_path, fields.grant_key, name, &why)) {
+            return cli_fail ("grant", "--token: %s", why.text);
+        }
+        rc = s_grant_submit (&online, &fields, out, &made);
+        kc_grant_destroy (&made);
+        return rc;
+    }
+    uint64_t seconds;
+    if (!pattern || uses < 1 || uses > KC_GRANT_USES_MAX || kc_duration_parse (expires, &seconds, &why)) {
+        return cli_usage ("grant", "create needs --pattern, --uses 1..%d and a valid --expires", KC_GRANT_USES_MAX);
+    }
+    if (kc_file_exists (s_with (secret, token_path, KC_SECRET_SUFFIX)) || kc_file_exists (token_path)) {
+        return cli_fail ("grant", "'%s' exists: a new grant needs a new token (a new file)", token_path);
+    }
+    snprintf (fields.pattern, sizeof fields.pattern, "%s", pattern);
+    fields.uses = (uint32_t) uses;
+    fields.created = kc_now ();
+    fields.not_after = fields.created + seconds;
+    kc_signer_t *token = kc_signer_new ("grant", "keyclone-grant");
+    memcpy (fields.grant_key, kc_signer_public_key (token), KC_KEY_BYTES);
+    //  The token first: a grant in the log whose token was lost helps no one
+    if (kc_signer_save (token, token_path, &why)) {
+        cli_fail ("grant", "cannot write the token: %s", why.text);
+    }
+    else {
+        rc = s_grant_submit (&online, &fields, out, &made);
+        if (made && kc_file_write_atomic (s_with (grant_path, token_path, ".grant"), made->data, made->size, 0644, &why)) {
+            rc = cli_fail ("grant", "%s", why.text);
+        }
+        if (rc == CLI_OK) {
+            printf ("  grant        %s: names '%s', at most %u, until %s\n", kc_fingerprint (fields.grant_key, fp),
+                    made->pattern, made->uses, kc_time_format (made->not_after, when));
+            printf ("  token        %s (secret: give it to the fleet's provisioning, with %s)\n", secret, grant_path);
+        }
+    }
+    if (rc != CLI_OK) {
+        unlink (secret);                    //  no grant: no token either
+        unlink (token_path);
+    }
+    kc_signer_destroy (&token);
+    kc_grant_destroy (&made);
     return rc;
 }

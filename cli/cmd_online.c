@@ -665,10 +665,13 @@ cmd_submit (int argc, char *argv [])
         //  'keyclone root' (told apart by their first bytes), cosigned
         size_t size;
         uint8_t *data = kc_file_read (argv [i], KC_BATCH_BYTES_MAX, false, &size, &why);
-        bool is_root = data && kc_root_is_root (data, size);
+        bool is_root = data && kc_root_is_root (data, size), is_grant = data && kc_grant_is_grant (data, size);
+        bool is_use = data && kc_grant_is_use (data, size);
         kc_root_t *change = is_root ? kc_root_decode (data, size, &why) : NULL;
-        kc_batch_t *batch = data && !is_root ? kc_batch_decode (data, size, &why) : NULL;
-        if ((!change && !batch) || kc_client_submit_data (client, data, size, &seq, &duplicate, &why)) {
+        kc_grant_t *grant = is_grant ? kc_grant_decode (data, size, &why) : NULL;
+        kc_grant_use_t *use = is_use ? kc_grant_use_decode (data, size, &why) : NULL;
+        kc_batch_t *batch = data && !is_root && !is_grant && !is_use ? kc_batch_decode (data, size, &why) : NULL;
+        if ((!change && !batch && !grant && !use) || kc_client_submit_data (client, data, size, &seq, &duplicate, &why)) {
             rc = cli_fail ("submit", "'%s': %s", argv [i], why.text);
         }
         else
@@ -680,7 +683,8 @@ cmd_submit (int argc, char *argv [])
                         (unsigned long long) kc_root_version (change));
             }
             else {
-                printf (", \"seq\": %llu, \"records\": %zu", (unsigned long long) seq, kc_batch_count (batch));
+                printf (", \"seq\": %llu, \"records\": %zu", (unsigned long long) seq,
+                        batch ? kc_batch_count (batch) : 0);
             }
             printf (", \"duplicate\": %s}\n", duplicate ? "true" : "false");
         }
@@ -688,6 +692,12 @@ cmd_submit (int argc, char *argv [])
             char what [48];
             if (change) {
                 snprintf (what, sizeof what, "root v%llu", (unsigned long long) kc_root_version (change));
+            }
+            else
+            if (grant || use) {
+                char fp [KC_FINGERPRINT_CHARS + 1];
+                snprintf (what, sizeof what, "%s %s", grant ? "grant" : "registration by grant",
+                          kc_fingerprint (grant ? grant->grant_key : use->grant_key, fp));
             }
             else {
                 snprintf (what, sizeof what, "%zu records", kc_batch_count (batch));
@@ -700,6 +710,8 @@ cmd_submit (int argc, char *argv [])
         }
         kc_root_destroy (&change);
         kc_batch_destroy (&batch);
+        kc_grant_destroy (&grant);
+        kc_grant_use_destroy (&use);
         kc_file_free (&data, false);
     }
     kc_client_destroy (&client);
@@ -1025,12 +1037,86 @@ s_log_root (s_log_t *log, const kc_entry_t *entry)
     return 0;
 }
 
+//  A grant (operators' signatures verified against the root in force) or a
+//  registration by grant (shown as the log holds it: every agent checks it
+//  against its grant in log order).
+static void
+s_log_grant (s_log_t *log, const kc_entry_t *entry)
+{
+    kc_why_t why;
+    char fp [KC_FINGERPRINT_CHARS + 1], sub [KC_FINGERPRINT_CHARS + 1], when [32], name [KC_RECORD_NAME_MAX + 1];
+    const char *submitter = entry->submitter ? kc_fingerprint (entry->submitter, sub) : "unknown";
+    if (kc_grant_is_use (entry->data, entry->size)) {
+        kc_grant_use_t *use = kc_grant_use_decode (entry->data, entry->size, &why);
+        if (!use) {
+            fprintf (stderr, "keyclone log: seq %llu: %s\n", (unsigned long long) entry->seq, why.text);
+            log->invalid++;
+            return;
+        }
+        if (!log->name || KC_STREQ (kc_record_name (&use->record, name), log->name)) {
+            s_log_head (log, entry, "register by grant");
+            kc_fingerprint (use->grant_key, fp);
+            if (log->json) {
+                printf (", \"grant\": \"%s\", \"records\": [", fp);
+            }
+            else {
+                printf (", signed with the token of grant %s; submitted by %s\n", fp, submitter);
+            }
+            cli_print_record (stdout, &use->record, log->json);
+            printf ("%s", log->json ? "]}" : "");
+            log->shown++;
+        }
+        kc_grant_use_destroy (&use);
+        return;
+    }
+    kc_grant_t *grant = kc_grant_decode (entry->data, entry->size, &why);
+    if (!grant || kc_grant_verify (grant, log->root, &why)) {
+        fprintf (stderr, "keyclone log: seq %llu does not verify against root v%llu: %s\n",
+                 (unsigned long long) entry->seq, (unsigned long long) kc_root_version (log->root), why.text);
+        log->invalid++;
+        kc_grant_destroy (&grant);
+        return;
+    }
+    if (!log->name) {
+        bool active = grant->status == KC_STATUS_ACTIVE;
+        s_log_head (log, entry, active ? "grant" : "grant revoke");
+        kc_fingerprint (grant->grant_key, fp);
+        if (log->json) {
+            printf (", \"grant\": \"%s\", \"signed_by\": [", fp);
+            s_log_signers (log->root, grant->signatures, grant->signature_count, true);
+            printf ("]}");
+        }
+        else {
+            printf (", signed by ");
+            s_log_signers (log->root, grant->signatures, grant->signature_count, false);
+            printf ("; submitted by %s\n", submitter);
+            if (active) {
+                printf ("    grant %s: names '%s', at most %u, until %s, tags", fp, grant->pattern, grant->uses,
+                        kc_time_format (grant->not_after, when));
+                for (size_t i = 0; i < grant->tag_count; i++) {
+                    printf ("%s%s", i ? "," : " ", grant->tags [i]);
+                }
+                printf ("%s\n", grant->tag_count ? "" : " none");
+            }
+            else {
+                printf ("    grant %s revoked: %s\n", fp, grant->reason);
+            }
+        }
+        log->shown++;
+    }
+    kc_grant_destroy (&grant);
+}
+
 static int
 s_log_entry (const kc_entry_t *entry, void *arg)
 {
     s_log_t *log = arg;
     if (kc_root_is_root (entry->data, entry->size)) {
         return s_log_root (log, entry) ? -1 : 0;
+    }
+    if (kc_grant_is_grant (entry->data, entry->size) || kc_grant_is_use (entry->data, entry->size)) {
+        s_log_grant (log, entry);
+        return 0;
     }
     kc_why_t why;
     kc_batch_t *batch = kc_batch_decode (entry->data, entry->size, &why);

@@ -391,6 +391,44 @@ s_cosign_root (const char *dir, const char *root_path, const char *path, const c
     return rc;
 }
 
+//  A grant file (keyclone grant create --out): each operator's signature
+//  added, and how many valid ones it has against the root.
+static int
+s_cosign_grant (const char *dir, const char *root_path, const uint8_t *data, size_t size, const char *out,
+                kc_signer_t **signers, int signer_count)
+{
+    kc_why_t why;
+    char buffer [CLI_PATH_MAX];
+    kc_grant_t *grant = kc_grant_decode (data, size, &why);
+    kc_root_t *root = grant ? cli_load_root ("cosign", root_path ? root_path : cli_path (buffer, dir, "root")) : NULL;
+    int rc = CLI_FAIL;
+    if (!grant) {
+        cli_fail ("cosign", "%s", why.text);
+    }
+    for (int i = 0; root && i < signer_count; i++) {
+        kc_grant_t *signed_grant = kc_grant_cosign (grant, signers [i]);
+        kc_grant_destroy (&grant);
+        grant = signed_grant;
+        if (!grant) {
+            cli_fail ("cosign", "the grant carries %d signatures already", KC_GRANT_SIGNATURES_MAX);
+            break;
+        }
+    }
+    if (root && grant && kc_file_write_atomic (out, grant->data, grant->size, 0644, &why)) {
+        cli_fail ("cosign", "%s", why.text);
+    }
+    else
+    if (root && grant) {
+        bool complete = kc_grant_verify (grant, root, &why) == 0;
+        printf ("%s: grant with %zu signature%s: %s\n", out, grant->signature_count,
+                grant->signature_count == 1 ? "" : "s", complete ? "complete; submit it with 'keyclone submit'" : why.text);
+        rc = CLI_OK;
+    }
+    kc_grant_destroy (&grant);
+    kc_root_destroy (&root);
+    return rc;
+}
+
 int
 cmd_cosign (int argc, char *argv [])
 {
@@ -439,12 +477,20 @@ cmd_cosign (int argc, char *argv [])
     kc_root_t *root = NULL;
     kc_batch_t *batch = kc_batch_load (path, &why);
     if (!batch) {
+        size_t size = 0;
+        uint8_t *data = strstr (why.text, "bad magic") ? kc_file_read (path, KC_GRANT_BYTES_MAX, false, &size, NULL)
+                                                       : NULL;
+        if (data && kc_grant_is_grant (data, size)) {
+            rc = s_cosign_grant (dir, root_path, data, size, out ? out : path, signers, signer_count);
+        }
+        else
         if (strstr (why.text, "bad magic")) {
             rc = s_cosign_root (dir, root_path, path, out, signers, signer_count);
         }
         else {
             cli_fail ("cosign", "%s", why.text);
         }
+        kc_file_free (&data, false);
         goto cleanup;
     }
     root = cli_load_root ("cosign", root_path ? root_path : cli_path (root_buffer, dir, "root"));

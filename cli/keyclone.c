@@ -199,7 +199,8 @@ const cli_command_t cli_commands [] = {
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
     { "enrol", cmd_enrol, "on a node: ask to join the directory, and wait for an operator's answer",
-      "Usage: keyclone enrol NAME [--tag TAG]... [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone enrol NAME [--tag TAG]... [--wait] [--key FILE] [--token FILE [--out FILE]]\n"
+      "                      [--json] [COMMON OPTIONS]\n"
       "\n"
       "Asks the server to let this node join as NAME. The request is sent over the\n"
       "submission channel with the node's own CURVE key (the handshake proves it holds\n"
@@ -210,6 +211,10 @@ const cli_command_t cli_commands [] = {
       "Asking again shows where the request stands. With --wait it returns once the key\n"
       "is registered (the agent then syncs), or fails with the operator's reason when\n"
       "rejected, or when the request expires (24 h by default on the server).\n"
+      "With --token FILE (from 'keyclone grant create': FILE_secret and FILE.grant) the\n"
+      "node signs its own registration with the token and is registered at once, with\n"
+      "the grant's tags, if its name matches the grant's pattern and uses are left;\n"
+      "with --out FILE it writes that registration for 'keyclone submit' instead.\n"
       "Exit status: 0 pending or registered; 1 refused, rejected or expired; 2 usage.\n"
       ONLINE_HELP },
     { "rotate", cmd_rotate, "on a node: replace its key with a new one, the old one valid for an overlap",
@@ -227,6 +232,22 @@ const cli_command_t cli_commands [] = {
       "does when the old key's connection ends. Connections still using the old key\n"
       "are closed when it expires.\n"
       "Exit status: 0 pending or rotated; 1 refused, rejected or expired; 2 usage.\n"
+      ONLINE_HELP },
+    { "grant", cmd_grant, "let a token register nodes by itself: create or revoke an enrolment grant",
+      "Usage: keyclone grant create --token FILE --pattern PATTERN --uses N [--tag TAG]...\n"
+      "                             [--expires DURATION] [--out FILE] [--operator NAME|PATH]...\n"
+      "       keyclone grant revoke --token FILE [--reason TEXT] [--out FILE] [--operator ...]\n"
+      "                             [COMMON OPTIONS]\n"
+      "\n"
+      "create makes a grant key: its secret half, the token, goes to FILE_secret (mode\n"
+      "0600), its public half to FILE, and the grant the operators sign (names matching\n"
+      "PATTERN, '*' for any run of characters; at most N registrations; the tags every\n"
+      "such node gets; until --expires, default 7d) to FILE.grant. A node given\n"
+      "FILE_secret and FILE.grant registers itself with 'keyclone enrol NAME --token\n"
+      "FILE': the server and every agent check each registration against the grant, in\n"
+      "log order; the token never travels. revoke ends the grant (FILE: its public\n"
+      "half). With a threshold above the operators given, --out writes the grant for\n"
+      "'keyclone cosign' and 'keyclone submit'.\n"
       ONLINE_HELP },
     { "pending", cmd_pending, "list the enrolment requests waiting for an operator",
       "Usage: keyclone pending [--json] [COMMON OPTIONS]\n"

@@ -22,7 +22,7 @@
 typedef enum {
     S_GET_KEYS, S_PUT_KEYS, S_GET_NAMES, S_PUT_NAMES, S_CHANGE, S_STATE, S_HEAD,
     S_CHANGES, S_PRUNE, S_PUT_ROOT, S_ROOTS, S_PUT_HISTORY, S_HISTORY, S_HISTORY_OLDEST,
-    S_PRUNE_HISTORY, S_STATEMENTS
+    S_PRUNE_HISTORY, S_GRANT, S_PUT_GRANT, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
@@ -40,7 +40,10 @@ static const char *s_sql [S_STATEMENTS] = {
     "INSERT OR REPLACE INTO history (seq, accepted, submitter, data) VALUES (?, ?, ?, ?)",
     "SELECT seq, accepted, submitter, data FROM history WHERE seq > ? ORDER BY seq LIMIT ?",
     "SELECT seq, length (data) FROM history ORDER BY seq LIMIT 256",
-    "DELETE FROM history WHERE seq <= ?"
+    "DELETE FROM history WHERE seq <= ?",
+    "SELECT data, used, revoked FROM grants WHERE key = ?",
+    "INSERT INTO grants (key, seq, used, revoked, data) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) "
+        "DO UPDATE SET used = excluded.used, revoked = excluded.revoked"
 };
 
 //  A bucket loaded for a group.
@@ -621,6 +624,56 @@ kc_cache_apply_root (kc_cache_t *self, uint64_t seq, const uint8_t chain [static
     }
     if (s_put_root (self, seq, root, why)) {
         return -1;
+    }
+    self->seq = seq;
+    memcpy (self->chain, chain, KC_HASH_BYTES);
+    return 0;
+}
+
+int
+kc_cache_grant (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant, uint64_t *used,
+                bool *revoked, kc_why_t *why)
+{
+    *grant = NULL;
+    *used = 0;
+    *revoked = false;
+    sqlite3_stmt *stmt = s_stmt (self, S_GRANT);
+    sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *grant = kc_grant_decode (sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0), why);
+        *used = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        *revoked = sqlite3_column_int (stmt, 2) != 0;
+        sqlite3_reset (stmt);
+        return *grant ? 1 : -1;
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "read a grant");
+}
+
+int
+kc_cache_put_grant (kc_cache_t *self, const kc_grant_t *grant, uint64_t seq, uint64_t used, bool revoked,
+                    kc_why_t *why)
+{
+    assert (self->in_group);
+    sqlite3_stmt *stmt = s_stmt (self, S_PUT_GRANT);
+    sqlite3_bind_blob (stmt, 1, grant->grant_key, KC_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) seq);
+    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) used);
+    sqlite3_bind_int (stmt, 4, revoked);
+    sqlite3_bind_blob (stmt, 5, grant->data, (int) grant->size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "store a grant");
+}
+
+int
+kc_cache_advance (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    assert (self->in_group);
+    if (seq != self->seq + 1) {
+        return kc_why (why, "cache: entry %llu does not follow %llu", (unsigned long long) seq,
+                       (unsigned long long) self->seq);
     }
     self->seq = seq;
     memcpy (self->chain, chain, KC_HASH_BYTES);

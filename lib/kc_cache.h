@@ -21,6 +21,7 @@
 #include "kc_head.h"
 #include "kc_keyindex.h"
 #include "kc_root.h"
+#include "kc_grant.h"
 
 typedef struct _kc_cache_t kc_cache_t;
 
@@ -164,6 +165,21 @@ int
 typedef int (kc_cache_root_fn) (uint64_t seq, const uint8_t *data, size_t size, void *arg);
 int
     kc_cache_roots (kc_cache_t *self, kc_cache_root_fn *fn, void *arg, kc_why_t *why);
+
+//  Grants (docs/records.md section 8), in the open group or outside it.
+//  grant: 1 with the grant for key (the caller destroys it), how often it
+//  was used and whether it was revoked; 0 when there is none; -1 on a
+//  failure. put_grant stores its state (in the open group); advance moves
+//  the cache to (seq, chain) past an entry that holds no record (a grant).
+int
+    kc_cache_grant (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant,
+                    uint64_t *used, bool *revoked, kc_why_t *why);
+int
+    kc_cache_put_grant (kc_cache_t *self, const kc_grant_t *grant, uint64_t seq, uint64_t used, bool revoked,
+                        kc_why_t *why) KC_WUR;
+int
+    kc_cache_advance (kc_cache_t *self, uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                      kc_why_t *why) KC_WUR;
 
 //  The root in force at the cache's seq: pinned, followed through every
 //  root change stored (each checked as the successor of the one before, as

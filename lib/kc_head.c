@@ -49,6 +49,14 @@ s_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
 }
 
 void
+kc_chain_next_signed (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+                      const uint8_t digest [static KC_HASH_BYTES], const uint8_t *tail, size_t tail_size,
+                      uint8_t chain [static KC_HASH_BYTES])
+{
+    s_chain_next (previous, seq, digest, tail, tail_size, chain);
+}
+
+void
 kc_chain_next (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
                const kc_batch_t *batch, uint8_t chain [static KC_HASH_BYTES])
 {

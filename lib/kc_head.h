@@ -40,6 +40,13 @@ void
     kc_chain_next_root (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
                         const kc_root_t *root, uint8_t chain [static KC_HASH_BYTES]);
 
+//  The same for any signed object at seq: its digest, then the bytes after
+//  its signed body (grants and grant uses, docs/records.md section 8).
+void
+    kc_chain_next_signed (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq,
+                          const uint8_t digest [static KC_HASH_BYTES], const uint8_t *tail,
+                          size_t tail_size, uint8_t chain [static KC_HASH_BYTES]);
+
 //  Signs head (fills head->signature) with the head key.
 void
     kc_head_sign (kc_head_t *head, const kc_signer_t *signer);

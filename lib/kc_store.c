@@ -15,12 +15,14 @@
 
 typedef enum {
     S_FIND_DIGEST, S_KEY, S_INSERT_BATCH, S_UPSERT_KEY, S_READ, S_QUERY_KEY,
-    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_INSERT_ROOT, S_ROOTS, S_LOG, S_STATEMENTS
+    S_QUERY_NAME, S_QUERY_LIST, S_SAVE_ACK, S_LOAD_ACKS, S_INSERT_ROOT, S_ROOTS, S_LOG,
+    S_INSERT_GRANT, S_GRANT, S_PUT_GRANT, S_STATEMENTS
 } s_statement_t;
 
 static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, chain FROM batches WHERE digest = ?1 "
-        "UNION ALL SELECT seq, chain FROM roots WHERE digest = ?1",
+        "UNION ALL SELECT seq, chain FROM roots WHERE digest = ?1 "
+        "UNION ALL SELECT seq, chain FROM grant_log WHERE digest = ?1",
     "SELECT status, version, not_before, not_after, seq, name FROM keys WHERE key = ?",
     "INSERT INTO batches (seq, digest, chain, records, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "INSERT INTO keys (key, name, status, version, not_before, not_after, seq, record) "
@@ -31,6 +33,7 @@ static const char *s_sql [S_STATEMENTS] = {
     //  rowid order and merged; the LIMIT stops both early)
     "SELECT seq, chain, data, accepted, submitter FROM batches WHERE seq > ?1 "
         "UNION ALL SELECT seq, chain, data, accepted, submitter FROM roots WHERE seq > ?1 "
+        "UNION ALL SELECT seq, chain, data, accepted, submitter FROM grant_log WHERE seq > ?1 "
         "ORDER BY seq LIMIT ?2",
     "SELECT seq, key, record FROM keys WHERE key = ?",
     "SELECT seq, key, record FROM keys WHERE name = ? ORDER BY key LIMIT ?",
@@ -40,7 +43,12 @@ static const char *s_sql [S_STATEMENTS] = {
     "INSERT INTO roots (seq, version, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "SELECT seq, data FROM roots ORDER BY seq",
     "SELECT seq, accepted, submitter, data FROM batches WHERE seq > ?1 "
-        "UNION ALL SELECT seq, accepted, submitter, data FROM roots WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "UNION ALL SELECT seq, accepted, submitter, data FROM roots WHERE seq > ?1 "
+        "UNION ALL SELECT seq, accepted, submitter, data FROM grant_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    "INSERT INTO grant_log (seq, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?)",
+    "SELECT data, used, revoked FROM grants WHERE key = ?",
+    "INSERT INTO grants (key, seq, used, revoked, data) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) "
+        "DO UPDATE SET used = excluded.used, revoked = excluded.revoked"
 };
 
 struct _kc_store_t {
@@ -127,6 +135,7 @@ s_load_head (kc_store_t *self, kc_why_t *why)
     sqlite3_stmt *stmt = kc_db_prepare (self->db,
         "SELECT seq, chain FROM (SELECT seq, chain FROM batches ORDER BY seq DESC LIMIT 1) "
         "UNION ALL SELECT seq, chain FROM (SELECT seq, chain FROM roots ORDER BY seq DESC LIMIT 1) "
+        "UNION ALL SELECT seq, chain FROM (SELECT seq, chain FROM grant_log ORDER BY seq DESC LIMIT 1) "
         "ORDER BY seq DESC LIMIT 1", why);
     if (!stmt) {
         return -1;
@@ -383,6 +392,26 @@ s_advance (kc_store_t *self, uint64_t next, const uint8_t next_chain [static KC_
     return 0;
 }
 
+//  A row of batches: a batch, or a grant use (one record).
+static int
+s_insert_batch_row (kc_store_t *self, uint64_t next, const uint8_t digest [static KC_HASH_BYTES],
+                    const uint8_t chain [static KC_HASH_BYTES], size_t records, const uint8_t *data, size_t size,
+                    kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_BATCH);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
+    sqlite3_bind_blob (stmt, 2, digest, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 3, chain, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) records);
+    self->accepted = kc_now_ms ();
+    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
+    sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
+    s_bind_submitter (self, stmt, 7);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "append a batch");
+}
+
 int
 kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
                  uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
@@ -393,19 +422,8 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
     kc_chain_next (self->chain, next, batch, next_chain);
     size_t size;
     const uint8_t *data = kc_batch_data (batch, &size);
-    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_BATCH);
-    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
-    sqlite3_bind_blob (stmt, 2, kc_batch_digest (batch), KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob (stmt, 3, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) kc_batch_count (batch));
-    self->accepted = kc_now_ms ();
-    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
-    sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
-    s_bind_submitter (self, stmt, 7);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_DONE) {
-        return s_fail (self, why, "append a batch");
+    if (s_insert_batch_row (self, next, kc_batch_digest (batch), next_chain, kc_batch_count (batch), data, size, why)) {
+        return -1;
     }
     for (size_t i = 0; i < kc_batch_count (batch); i++) {
         if (s_upsert (self, kc_batch_record (batch, i), next, why)) {
@@ -413,6 +431,160 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
         }
     }
     return s_advance (self, next, next_chain, seq, chain);
+}
+
+int
+kc_store_grant (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant,
+                uint64_t *used, bool *revoked, kc_why_t *why)
+{
+    *grant = NULL;
+    *used = 0;
+    *revoked = false;
+    sqlite3_stmt *stmt = s_stmt (self, S_GRANT);
+    sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW) {
+        *grant = kc_grant_decode (sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0), why);
+        *used = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        *revoked = sqlite3_column_int (stmt, 2) != 0;
+        sqlite3_reset (stmt);
+        return *grant ? 1 : -1;
+    }
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "read a grant");
+}
+
+static int
+s_put_grant (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], uint64_t seq, uint64_t used,
+             bool revoked, const uint8_t *data, size_t size, kc_why_t *why)
+{
+    sqlite3_stmt *stmt = s_stmt (self, S_PUT_GRANT);
+    sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) seq);
+    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) used);
+    sqlite3_bind_int (stmt, 4, revoked);
+    sqlite3_bind_blob (stmt, 5, data, (int) size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "store a grant");
+}
+
+int
+kc_store_check_grant (kc_store_t *self, const kc_grant_t *grant, kc_why_t *why)
+{
+    kc_grant_t *stored;
+    uint64_t used;
+    bool revoked;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    int found = kc_store_grant (self, grant->grant_key, &stored, &used, &revoked, why);
+    kc_grant_destroy (&stored);
+    if (found < 0) {
+        return -1;
+    }
+    kc_fingerprint (grant->grant_key, fp);
+    if (grant->status == KC_STATUS_ACTIVE && found) {
+        return kc_why (why, "grant key %s was granted before: a new grant needs a new key", fp);
+    }
+    if (grant->status == KC_STATUS_REVOKED && (!found || revoked)) {
+        return kc_why (why, "grant %s is %s", fp, found ? "already revoked" : "unknown");
+    }
+    return 0;
+}
+
+int
+kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
+                       uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    assert (self->in_group);
+    uint64_t next = self->seq + 1;
+    uint8_t next_chain [KC_HASH_BYTES];
+    kc_chain_next_signed (self->chain, next, grant->digest, grant->data + grant->body_size,
+                          grant->size - grant->body_size, next_chain);
+    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_GRANT);
+    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
+    sqlite3_bind_blob (stmt, 2, grant->digest, KC_HASH_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 3, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
+    self->accepted = kc_now_ms ();
+    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) self->accepted);
+    sqlite3_bind_blob (stmt, 5, grant->data, (int) grant->size, SQLITE_STATIC);
+    s_bind_submitter (self, stmt, 6);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "append a grant");
+    }
+    int put;
+    if (grant->status == KC_STATUS_ACTIVE) {
+        put = s_put_grant (self, grant->grant_key, next, 0, false, grant->data, grant->size, why);
+    }
+    else {
+        kc_grant_t *stored;
+        uint64_t used;
+        bool revoked;
+        if (kc_store_grant (self, grant->grant_key, &stored, &used, &revoked, why) != 1) {
+            return -1;
+        }
+        put = s_put_grant (self, grant->grant_key, next, used, true, stored->data, stored->size, why);
+        kc_grant_destroy (&stored);
+    }
+    return put ? -1 : s_advance (self, next, next_chain, seq, chain);
+}
+
+int
+kc_store_check_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t now, kc_why_t *why)
+{
+    kc_grant_t *grant;
+    uint64_t used;
+    bool revoked;
+    char fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    if (kc_store_grant (self, use->grant_key, &grant, &used, &revoked, why) < 0) {
+        return -1;
+    }
+    if (grant && revoked) {
+        kc_grant_destroy (&grant);
+        return kc_why (why, "grant %s was revoked", kc_fingerprint (use->grant_key, fp));
+    }
+    int rc = kc_grant_use_check (use, grant, used, why);
+    if (rc == 0 && now >= grant->not_after) {
+        rc = kc_why (why, "grant %s expired at %s", kc_fingerprint (use->grant_key, fp),
+                     kc_time_format (grant->not_after, when));
+    }
+    kc_grant_destroy (&grant);
+    kc_store_key_t stored;
+    if (rc == 0 && kc_store_key (self, use->record.key, &stored, why)) {
+        return -1;
+    }
+    if (rc == 0 && stored.status) {
+        rc = kc_why (why, "key %s is already known to the directory: a grant only adds new keys",
+                     kc_fingerprint (use->record.key, fp));
+    }
+    if (rc == 0 && use->record.not_after && use->record.not_after <= now) {
+        rc = kc_why (why, "record for key %s expired at %s", kc_fingerprint (use->record.key, fp),
+                     kc_time_format (use->record.not_after, when));
+    }
+    return rc;
+}
+
+int
+kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
+                     uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    assert (self->in_group);
+    uint64_t next = self->seq + 1;
+    uint8_t next_chain [KC_HASH_BYTES];
+    kc_chain_next_signed (self->chain, next, use->digest, use->data + use->body_size,
+                          use->size - use->body_size, next_chain);
+    kc_grant_t *grant;
+    uint64_t used;
+    bool revoked;
+    if (kc_store_grant (self, use->grant_key, &grant, &used, &revoked, why) != 1) {
+        return -1;
+    }
+    int rc = s_insert_batch_row (self, next, use->digest, next_chain, 1, use->data, use->size, why)
+          || s_upsert (self, &use->record, next, why)
+          || s_put_grant (self, use->grant_key, next, used + 1, revoked, grant->data, grant->size, why);
+    kc_grant_destroy (&grant);
+    return rc ? -1 : s_advance (self, next, next_chain, seq, chain);
 }
 
 int

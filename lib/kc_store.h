@@ -15,6 +15,7 @@
 #include "kc_util.h"
 #include "kc_batch.h"
 #include "kc_root.h"
+#include "kc_grant.h"
 #include <sqlite3.h>
 
 typedef struct _kc_store_t kc_store_t;
@@ -134,6 +135,27 @@ void
 int
     kc_store_read (kc_store_t *self, uint64_t from, size_t max_count, size_t max_bytes,
                    kc_store_batch_fn *fn, void *arg, kc_why_t *why);
+
+//  Grants (docs/records.md section 8). grant: 1 with the grant for key (the
+//  caller destroys it), how often it was used and whether it was revoked;
+//  0 when there is none; -1 on a failure. check_grant: may this grant or
+//  revocation be appended (a grant key is granted once; only a grant is
+//  revoked, once)? check_use: the checks of a use against the store at
+//  time now (records.md 8.3, the grant not expired now, the key new).
+//  append_grant and append_use as kc_store_append.
+int
+    kc_store_grant (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant,
+                    uint64_t *used, bool *revoked, kc_why_t *why);
+int
+    kc_store_check_grant (kc_store_t *self, const kc_grant_t *grant, kc_why_t *why) KC_WUR;
+int
+    kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
+                           uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+int
+    kc_store_check_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t now, kc_why_t *why) KC_WUR;
+int
+    kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
+                         uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
 
 //  The store's database, for the server's own tables beside the log (the
 //  enrolments, server/kc_pending.h). Never inside an open transaction.

@@ -20,6 +20,7 @@
 #include "kc_keys.h"
 #include "kc_record.h"
 #include "kc_enrol.h"
+#include "kc_grant.h"
 #include "kc_root.h"
 #include "kc_batch.h"
 #include "kc_keyindex.h"

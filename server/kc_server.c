@@ -92,7 +92,9 @@ typedef struct {
     bool delimiter;                         //  REQ client: reply with an empty frame
     zmsg_t *msg;
     kc_batch_t *batch;                      //  a batch, or
-    kc_root_t *root;                        //  a root change
+    kc_root_t *root;                        //  a root change, or
+    kc_grant_t *grant;                      //  a grant (or its revocation), or
+    kc_grant_use_t *use;                    //  a registration under a grant
     uint64_t seq;
     uint8_t chain [KC_HASH_BYTES];
     const char *status;                     //  "accepted", "duplicate" or NULL
@@ -917,6 +919,16 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             p->root = kc_root_decode (zframe_data (frame), zframe_size (frame), &p->why);
             digest = p->root ? kc_root_digest (p->root) : NULL;
         }
+        else
+        if (kc_grant_is_grant (zframe_data (frame), zframe_size (frame))) {
+            p->grant = kc_grant_decode (zframe_data (frame), zframe_size (frame), &p->why);
+            digest = p->grant ? p->grant->digest : NULL;
+        }
+        else
+        if (kc_grant_is_use (zframe_data (frame), zframe_size (frame))) {
+            p->use = kc_grant_use_decode (zframe_data (frame), zframe_size (frame), &p->why);
+            digest = p->use ? p->use->digest : NULL;
+        }
         else {
             p->batch = kc_batch_decode (zframe_data (frame), zframe_size (frame), &p->why);
             digest = p->batch ? kc_batch_digest (p->batch) : NULL;
@@ -933,6 +945,18 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         else
         if (found == 0 && p->root) {
             if (s_decide_root (self, p, &group_root, now) == 0) {
+                p->status = "accepted";
+                p->accepted = kc_store_accepted (self->store);
+                accepted++;
+            }
+        }
+        else
+        if (found == 0 && (p->grant || p->use)) {
+            if (p->grant ? kc_grant_verify (p->grant, group_root, &p->why) == 0
+                           && kc_store_check_grant (self->store, p->grant, &p->why) == 0
+                           && kc_store_append_grant (self->store, p->grant, &p->seq, p->chain, &p->why) == 0
+                         : kc_store_check_use (self->store, p->use, now, &p->why) == 0
+                           && kc_store_append_use (self->store, p->use, &p->seq, p->chain, &p->why) == 0) {
                 p->status = "accepted";
                 p->accepted = kc_store_accepted (self->store);
                 accepted++;
@@ -982,6 +1006,17 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
     }
 }
 
+//  The bytes of a submission as the log holds them.
+static const uint8_t *
+s_entry_data (const s_pending_t *p, size_t *size)
+{
+    if (p->grant || p->use) {
+        *size = p->grant ? p->grant->size : p->use->size;
+        return p->grant ? p->grant->data : p->use->data;
+    }
+    return p->root ? kc_root_data (p->root, size) : kc_batch_data (p->batch, size);
+}
+
 //  Publishes the accepted batches of a group, in order, grouped into UPDATE
 //  messages, then a head.
 static void
@@ -995,7 +1030,7 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
             continue;
         }
         size_t size;
-        const uint8_t *data = p->root ? kc_root_data (p->root, &size) : kc_batch_data (p->batch, &size);
+        const uint8_t *data = s_entry_data (p, &size);
         if (update && (entries == KC_PROTO_BATCHES_MAX || bytes + size > UPDATE_BYTES)) {
             zmsg_send (&update, self->updates);
             entries = bytes = 0;
@@ -1020,10 +1055,16 @@ s_signers (s_server_t *self, const s_pending_t *p, char *text, size_t size)
 {
     size_t at = 0;
     text [0] = 0;
-    size_t count = p->root ? kc_root_signature_count (p->root) : kc_batch_signature_count (p->batch);
+    if (p->use) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        snprintf (text, size, "the token of grant %s", kc_fingerprint (p->use->grant_key, fp));
+        return text;
+    }
+    size_t count = p->root ? kc_root_signature_count (p->root)
+                 : p->grant ? p->grant->signature_count : kc_batch_signature_count (p->batch);
     for (size_t i = 0; i < count && at < size; i++) {
         const uint8_t *key = p->root ? kc_root_signature (p->root, i).key
-                                     : kc_batch_signature (p->batch, i).key;
+                           : p->grant ? p->grant->signatures [i].key : kc_batch_signature (p->batch, i).key;
         //  A name from the root in force, or from the root change itself
         int index = kc_root_operator_index (self->root, key);
         const kc_root_t *names = self->root;
@@ -1053,6 +1094,19 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
             bool fresh = KC_STREQ (p->status, "accepted");
             self->accepted += fresh;
             char signers [KC_WHY_BYTES], when [32];
+            if (p->grant || p->use) {
+                char gfp [KC_FINGERPRINT_CHARS + 1], name [KC_RECORD_NAME_MAX + 1];
+                if (p->use) {
+                    snprintf (name, sizeof name, "%.*s", p->use->record.name_size, p->use->record.name);
+                }
+                zsys_info ("kc_server: %s %s %s at seq %llu signed by %s; submitted by %s",
+                           fresh ? "accepted" : "duplicate of",
+                           p->use ? "registration by grant of" : p->grant->status == KC_STATUS_ACTIVE
+                                  ? "grant" : "revocation of grant",
+                           p->use ? name : kc_fingerprint (p->grant->grant_key, gfp), (unsigned long long) p->seq,
+                           s_signers (self, p, signers, sizeof signers), fp);
+            }
+            else
             if (p->root) {
                 zsys_info ("kc_server: %s root change to v%llu at seq %llu (expires %s) signed by %s; "
                            "submitted by %s", fresh ? "accepted" : "duplicate of",
@@ -1070,9 +1124,11 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
         else {
             reply = kc_proto_error ("%s", p->why.text);
             self->rejected++;
-            const char *what = p->root || kc_root_is_root (zframe_data (zmsg_last (p->msg)),
-                                                           zframe_size (zmsg_last (p->msg)))
-                             ? "root change" : "batch";
+            const uint8_t *data = zframe_data (zmsg_last (p->msg));
+            size_t size = zframe_size (zmsg_last (p->msg));
+            const char *what = kc_root_is_root (data, size) ? "root change"
+                             : kc_grant_is_grant (data, size) ? "grant"
+                             : kc_grant_is_use (data, size) ? "registration by grant" : "batch";
             kc_ratelog (self->log, KC_LOG_WARNING, p->root ? "rejected root change" : "rejected batch", fp,
                         "kc_server: rejected %s from %s: %s", what, fp, p->why.text);
         }
@@ -1257,8 +1313,11 @@ s_enrolled (s_server_t *self, const s_pending_t *pending, size_t count)
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (pending [i].batch && pending [i].status && KC_STREQ (pending [i].status, "accepted")) {
-            kc_pending_forget (self->pending, pending [i].batch);
+        if ((pending [i].batch || pending [i].use) && pending [i].status
+        &&  KC_STREQ (pending [i].status, "accepted")) {
+            kc_batch_t *batch = pending [i].use ? kc_grant_use_batch (pending [i].use) : NULL;
+            kc_pending_forget (self->pending, batch ? batch : pending [i].batch);
+            kc_batch_destroy (&batch);
         }
     }
 }
@@ -1377,6 +1436,8 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         for (size_t i = 0; i < count; i++) {
             kc_batch_destroy (&pending [i].batch);
             kc_root_destroy (&pending [i].root);
+            kc_grant_destroy (&pending [i].grant);
+            kc_grant_use_destroy (&pending [i].use);
             zframe_destroy (&pending [i].identity);
             zmsg_destroy (&pending [i].msg);
         }

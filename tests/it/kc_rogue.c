@@ -23,7 +23,10 @@
         extend         the real log and then BATCH_FILE (a genuine, operator-
                        signed batch) as the next entry, correctly chained, with
                        fresh heads: run two on other endpoints with two batches
-                       and two agents see two histories (a split view)
+                       and two agents see two histories (a split view). The
+                       file may be a registration by grant instead (made with
+                       'keyclone enrol --token --out'): one the grant does not
+                       allow (used up, forged) is what the server cannot mint
         replay-snapshot  to a sync from 0, the real log's first batch again
                        and again (seq 1, 2, 3, ... with correct chain hashes),
                        one copy per credit, up to 1,000 copies: a cold sync
@@ -49,7 +52,8 @@ typedef struct {
     kc_store_t *store;                      //  the real log, read only
     uint64_t seq;
     uint8_t chain [KC_HASH_BYTES];
-    kc_batch_t *bad;                        //  the entry served at seq + 1
+    kc_batch_t *bad;                        //  the entry served at seq + 1, or
+    kc_grant_use_t *bad_use;                //  a registration by grant served there
     uint8_t bad_chain [KC_HASH_BYTES];
     uint64_t started;                       //  kc_now_ms at start
     const char *batch_file;                 //  extend: the batch served next
@@ -152,9 +156,24 @@ s_prepare (s_rogue_t *self)
     }
     else
     if (KC_STREQ (s, "extend")) {
-        self->bad = self->batch_file ? kc_batch_load (self->batch_file, &why) : NULL;
-        if (!self->bad) {
+        size_t size = 0;
+        uint8_t *data = self->batch_file ? kc_file_read (self->batch_file, KC_BATCH_BYTES_MAX, false, &size, &why)
+                                         : NULL;
+        if (data && kc_grant_is_use (data, size)) {
+            self->bad_use = kc_grant_use_decode (data, size, &why);
+        }
+        else
+        if (data) {
+            self->bad = kc_batch_decode (data, size, &why);
+        }
+        kc_file_free (&data, false);
+        if (!self->bad && !self->bad_use) {
             return -1;
+        }
+        if (self->bad_use) {
+            kc_chain_next_signed (self->chain, self->seq + 1, self->bad_use->digest,
+                                  self->bad_use->data + self->bad_use->body_size,
+                                  self->bad_use->size - self->bad_use->body_size, self->bad_chain);
         }
     }
     else
@@ -186,8 +205,9 @@ s_head (s_rogue_t *self, kc_head_t *head)
     memset (head, 0, sizeof *head);
     memcpy (head->directory, kc_root_directory (self->root), KC_HASH_BYTES);
     bool rolled = KC_STREQ (self->scenario, "rolled-back");
-    head->seq = self->bad ? self->seq + 1 : rolled ? self->seq - 1 : self->seq;
-    memcpy (head->chain, self->bad ? self->bad_chain : self->chain, KC_HASH_BYTES);
+    bool bad = self->bad || self->bad_use;
+    head->seq = bad ? self->seq + 1 : rolled ? self->seq - 1 : self->seq;
+    memcpy (head->chain, bad ? self->bad_chain : self->chain, KC_HASH_BYTES);
     head->time = kc_now_ms ();
     head->valid_until = head->time + 5000;
     if (KC_STREQ (self->scenario, "old-heads")) {
@@ -203,8 +223,8 @@ s_head (s_rogue_t *self, kc_head_t *head)
 static void
 s_add_bad (s_rogue_t *self, zmsg_t *msg)
 {
-    size_t size;
-    const uint8_t *data = kc_batch_data (self->bad, &size);
+    size_t size = self->bad_use ? self->bad_use->size : 0;
+    const uint8_t *data = self->bad_use ? self->bad_use->data : kc_batch_data (self->bad, &size);
     kc_proto_add_entry (msg, self->seq + 1, self->bad_chain, data, size);
 }
 
@@ -297,14 +317,14 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
     }
     zmsg_t *reply;
     uint64_t batches = 0, records = 0;
-    if (self->bad && sync->seq == self->seq) {
+    if ((self->bad || self->bad_use) && sync->seq == self->seq) {
         reply = kc_proto_entries ("BATCHES");
         s_add_bad (self, reply);
         zframe_t *copy = zframe_dup (identity);
         zmsg_prepend (reply, &copy);
         zmsg_send (&reply, snapshot);
         batches = 1;
-        records = kc_batch_count (self->bad);
+        records = self->bad ? kc_batch_count (self->bad) : 0;
     }
     kc_head_t head;
     s_head (self, &head);
@@ -364,7 +384,7 @@ main (int argc, char *argv [])
     int64_t next_publish = 0;
     while (!zsys_interrupted) {
         if (zclock_mono () >= next_publish && !self.copy && !KC_STREQ (self.scenario, "late-end")) {
-            if (self.bad) {
+            if (self.bad || self.bad_use) {
                 zmsg_t *update = kc_proto_entries ("UPDATE");
                 s_add_bad (&self, update);
                 zmsg_send (&update, updates);
@@ -398,6 +418,7 @@ main (int argc, char *argv [])
     zsock_destroy (&snapshot);
     zsock_destroy (&updates);
     kc_batch_destroy (&self.bad);
+    kc_grant_use_destroy (&self.bad_use);
     kc_batch_destroy (&self.copy);
     kc_store_destroy (&self.store);
     kc_signer_destroy (&self.forger);

@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+"""Enrolment grants (issue 12): operators sign a grant (name pattern, tags,
+not-after, number of uses, the public half of a grant key); a node holding
+the token registers itself with `keyclone enrol NAME --token FILE`, without
+an operator online. The server refuses what the grant does not allow (a
+name outside the pattern, other tags, a wrong token, a used-up, expired or
+revoked grant, a key already known), and every agent checks each use
+against the grant in log order, live and in a sync from 0, so a rogue
+server that serves a forged use, or one use too many, is caught.
+"""
+import json
+import os
+import re
+import sqlite3
+import time
+
+import kc
+from cluster import Cluster
+
+C = Cluster()
+ROOT = os.path.join(C.dir, "root")
+TOKEN = os.path.join(C.root_dir, "web.token")
+
+
+def node(name):
+    path = os.path.join(C.root_dir, "nodes", name)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def enrol(name, token=TOKEN, *extra, expect=0, path=None):
+    return kc.keyclone("enrol", name, "--token", token, "--dir", path or node(name), "--root", ROOT, *extra,
+                       expect=expect)
+
+
+def test_setup():
+    C.start_server()
+    for _ in range(2):
+        C.add_agent(options=["--stale-after", "1000"])
+    C.wait_converged()
+
+
+def test_a_token_registers_nodes_without_an_operator():
+    out, _ = C.cli("grant", "create", "--token", TOKEN, "--pattern", "web-*", "--uses", "3", "--tag", "role=web",
+                   "--tag", "dc=eu", "--expires", "1h", "--operator", "op1")
+    kc.check(re.match(r"granted grant ([0-9A-F]{8}) at seq \d+\n  grant +\1: names 'web-\*', at most 3, until ", out),
+             out)
+    kc.check(oct(os.stat(TOKEN + "_secret").st_mode & 0o777) == "0o600", "the token is mode 0600")
+    # a node whose agent is refused until the token registers it
+    agent = C.add_agent("web-1", register=False)
+    out, _ = enrol("web-1", path=agent.dir)
+    seq = int(re.match(r"web-1 is registered \(seq (\d+)\) by grant [0-9A-F]{8}", out).group(1))
+    for other in C.agents:
+        st = other.wait_seq(seq, 30)
+        looked = other.lookup(agent.key)
+        kc.check(looked["status"] == "trusted" and looked["tags"] == ["dc=eu", "role=web"], (other.name, looked))
+    kc.check(agent.status()["state"] == "fresh", agent.status())
+    log, _ = C.cli("log")
+    kc.check(re.search(r"grant, signed by op1; submitted by [0-9A-F]{8}\n    grant [0-9A-F]{8}: names 'web-\*', "
+                       r"at most 3, until \S+, tags dc=eu,role=web", log)
+             and re.search(r"register by grant, signed with the token of grant [0-9A-F]{8}; submitted by", log), log)
+    # the token never travels: it is nowhere in the log
+    with open(TOKEN + "_secret") as f:
+        secret = re.search(r'secret-key = "(.*)"', f.read()).group(1)
+    kc.check(secret not in log and secret not in C.cli("log", "--json")[0], "the token appears in the log")
+
+
+def test_what_a_grant_does_not_allow_is_refused():
+    before = C.server_status()["seq"]
+    _, err = enrol("db-1", expect=1)
+    kc.check("name 'db-1' does not match grant" in err and "pattern 'web-*'" in err, err)
+    _, err = enrol("web-2", TOKEN, "--tag", "role=admin", expect=1)
+    kc.check("the tags are not grant" in err, err)
+    # a token that is not this grant's
+    other = os.path.join(C.root_dir, "other.token")
+    C.cli("grant", "create", "--token", other, "--pattern", "x-*", "--uses", "1", "--operator", "op1")
+    os.replace(other + "_secret", TOKEN + ".wrong_secret")
+    os.replace(TOKEN + ".grant", TOKEN + ".keep")
+    with open(TOKEN + ".keep", "rb") as f, open(TOKEN + ".wrong.grant", "wb") as g:
+        g.write(f.read())
+    os.replace(TOKEN + ".keep", TOKEN + ".grant")
+    _, err = enrol("web-3", TOKEN + ".wrong", expect=1)
+    kc.check("the token is not the grant's" in err, err)
+    # a registration whose token signature was tampered with: the server says so
+    path = node("web-4")
+    enrol("web-4", TOKEN, "--out", os.path.join(C.root_dir, "web-4.kcu"), path=path)
+    with open(os.path.join(C.root_dir, "web-4.kcu"), "rb") as f:
+        data = bytearray(f.read())
+    data[-1] ^= 1
+    with open(os.path.join(C.root_dir, "web-4-forged.kcu"), "wb") as f:
+        f.write(data)
+    _, err = C.cli("submit", os.path.join(C.root_dir, "web-4-forged.kcu"), expect=1)
+    kc.check("is not signed with the token of grant" in err, err)
+    # a key the directory knows already
+    _, err = enrol("web-5", TOKEN, "--key", os.path.join(C.agents[0].dir, "node"), expect=1)
+    kc.check("is already known to the directory: a grant only adds new keys" in err, err)
+    kc.check(C.server_status()["seq"] == before + 1, "only the other grant was added")
+
+
+def test_uses_run_out_and_agents_count_them():
+    for name in ("web-6", "web-7"):
+        enrol(name)
+    _, err = enrol("web-8", expect=1)
+    kc.check("is used up (3 uses)" in err, err)
+    # an agent synced from 0 counted the same uses: it holds the grant used up
+    late = C.add_agent("late")
+    C.wait_converged()
+    db = sqlite3.connect(f"file:{late.cache}?mode=ro", uri=True)
+    rows = db.execute("SELECT used, revoked FROM grants ORDER BY seq").fetchall()
+    kc.check((3, 0) in rows, f"grants in the late agent's cache: {rows}")
+    with open(os.path.join(node("web-7"), "node")) as f:
+        web7 = re.search(r'public-key = "(.*)"', f.read()).group(1)
+    kc.check(late.lookup(web7)["status"] == "trusted", "the late agent trusts a key registered by the grant")
+
+
+def test_a_rogue_server_cannot_exceed_or_forge():
+    """The rogue serves, after the real log, a registration signed with the
+    real token (the grant is used up) and then one with a forged signature:
+    every agent refuses both and keeps its cache."""
+    extra = os.path.join(C.root_dir, "web-9.kcu")
+    enrol("web-9", TOKEN, "--out", extra)          # signed by the token; the grant allows no more
+    forged = os.path.join(C.root_dir, "web-4-forged.kcu")
+    for served, expected in ((extra, "used up"), (forged, "is not signed with the token of grant")):
+        agent = C.agents[0]
+        seq = agent.status()["seq"]
+        log_size = len(agent.log_text())
+        C.stop_server()
+        rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), C.dir, "extend", served],
+                         log=os.path.join(C.root_dir, "rogue.log"))
+        try:
+            kc.wait_for(lambda: expected in agent.log_text()[log_size:], 20, what=f"the agent to log {expected!r}")
+            kc.wait_for(lambda: agent.status()["state"] == "stale", 5, what="the agent to go stale")
+            kc.check(agent.status()["seq"] == seq, agent.status())
+        finally:
+            kc.stop(rogue)
+        C.start_server()
+        C.wait_converged(timeout=60)
+
+
+def test_expired_and_revoked_grants():
+    token = os.path.join(C.root_dir, "short.token")
+    C.cli("grant", "create", "--token", token, "--pattern", "tmp-*", "--uses", "5", "--expires", "2s",
+          "--operator", "op1")
+    enrol("tmp-1", token)
+    time.sleep(2.2)
+    _, err = enrol("tmp-2", token, expect=1)
+    kc.check(re.search(r"grant [0-9A-F]{8} expired", err), err)
+    token = os.path.join(C.root_dir, "leaked.token")
+    C.cli("grant", "create", "--token", token, "--pattern", "app-*", "--uses", "5", "--operator", "op1")
+    enrol("app-1", token)
+    out, _ = C.cli("grant", "revoke", "--token", token, "--reason", "leaked", "--operator", "op1")
+    kc.check(re.match(r"revoked grant [0-9A-F]{8} at seq \d+", out), out)
+    _, err = enrol("app-2", token, expect=1)
+    kc.check("was revoked" in err, err)
+    _, err = C.cli("grant", "revoke", "--token", token, "--operator", "op1", expect=1)
+    kc.check("already revoked" in err, err)
+    C.wait_converged()
+    with open(os.path.join(node("app-1"), "node")) as f:
+        app1 = re.search(r'public-key = "(.*)"', f.read()).group(1)
+    kc.check(C.agents[0].lookup(app1)["status"] == "trusted", "a registration made before the revocation stays")
+    st = C.agents[0].status()
+    kc.check(st["state"] == "fresh", st)
+
+
+if __name__ == "__main__":
+    kc.main([test_setup, test_a_token_registers_nodes_without_an_operator, test_what_a_grant_does_not_allow_is_refused,
+             test_uses_run_out_and_agents_count_them, test_a_rogue_server_cannot_exceed_or_forge,
+             test_expired_and_revoked_grants])
