@@ -178,3 +178,13 @@ seed("proto_submit_client", "enrolment", frames(b"ENROLMENT", PENDING))
 seed("proto_submit_client", "pending", frames(b"PENDING", PENDING, enrolment(state=2, reason=b"no")))
 seed("proto_submit_client", "pending-empty", frames(b"PENDING"))
 seed("proto_submit_client", "pending-bad", frames(b"PENDING", PENDING[:-1]))
+# --- enrolment grants (issue 12) ---------------------------------------------------
+os.makedirs(os.path.join(C, "grant"), exist_ok=True)
+for name in ("grant-1of1", "grant-revoked", "grant-use"):
+    data = vector(name + ".hex")
+    seed("grant", name, data)
+    seed("grant", name + "-truncated", data[:-1])
+    seed("grant", name + "-extended", data + b"\0")
+seed("proto_submit_server", "submit-grant", frames(b"SUBMIT", vector("grant-1of1.hex")))
+seed("proto_submit_server", "submit-grant-use", frames(b"SUBMIT", vector("grant-use.hex")))
+seed("proto_updates", "update-grant-use", frames(b"UPDATE", u64(4) + CHAIN, vector("grant-use.hex")))

@@ -673,6 +673,12 @@ def scenario_admin(world):
     t = shell.run("operator/rotate-done")
     t.expect("keyclone rotate", r"^web-2 now uses its new key [0-9A-F]{8} \(seq \d+\)")
     t.expect("ls /etc/keyclone/web-2", r"web-2\.old_secret", r"web-2_secret")
+    t = shell.run("operator/grant")
+    t.expect("keyclone grant create", r"^granted grant [0-9A-F]{8} at seq \d+$", r"names 'web-\*', at most 50")
+    t = shell.run("operator/grant-enrol")
+    t.expect("keyclone enrol web-3", r"^web-3 is registered \(seq \d+\) by grant [0-9A-F]{8}")
+    t = shell.run("operator/grant-revoke")
+    t.expect("keyclone grant revoke", r"^revoked grant [0-9A-F]{8} at seq \d+$")
 
     agent = world.start("agent/run", shell)
     world.settle()

@@ -347,6 +347,43 @@ kc_vectors_test (bool verbose)
     kc_root_sign (genesis, world.operators [0]);
     s_check_root ("root2-1of1.hex", "root format 2, genesis: alice, thresholds 1/1/1, one server "
                   "named server, no witnesses", genesis);
+
+    //  Enrolment grants (records.md section 8) under the genesis: a grant
+    //  signed by alice, a registration signed with its token, a revocation
+    uint8_t token_seed [32];
+    for (int j = 0; j < 32; j++) {
+        token_seed [j] = (uint8_t) (0x70 + j);
+    }
+    kc_signer_t *token = kc_signer_new_from_seed (token_seed, "grant", "keyclone-grant");
+    kc_grant_t fields = { .status = KC_STATUS_ACTIVE, .created = 1700000300, .not_after = 1700604800,
+                          .uses = 10, .tag_count = 2 };
+    memcpy (fields.directory, kc_root_directory (genesis), 32);
+    memcpy (fields.grant_key, kc_signer_public_key (token), 32);
+    snprintf (fields.pattern, sizeof fields.pattern, "web-*");
+    snprintf (fields.tags [0], sizeof fields.tags [0], "dc=eu");
+    snprintf (fields.tags [1], sizeof fields.tags [1], "role=web");
+    kc_grant_t *grant = kc_grant_new (&fields, &world.operators [0], 1, &why);
+    assert (grant && kc_grant_verify (grant, genesis, &why) == 0);
+    s_check ("grant-1of1.hex", "grant: names web-*, 10 uses, until 1700604800, tags dc=eu role=web, grant key "
+             "from seed 0x70.., signed by alice under root2-1of1", grant->data, grant->size);
+    const char *web_tags [] = { "dc=eu", "role=web" };
+    kc_record_spec_t node_spec = { .key = world.node_key, .name = "web-1", .tags = web_tags, .tag_count = 2 };
+    kc_grant_use_t *use = kc_grant_use_new (kc_root_directory (genesis), token, 1700000400, &node_spec, &why);
+    assert (use && kc_grant_use_check (use, grant, 0, &why) == 0);
+    s_check ("grant-use.hex", "grant use: web-1 (libzmq's client test key), tags dc=eu role=web, created "
+             "1700000400, signed with the token of grant-1of1", use->data, use->size);
+    kc_grant_t revocation_fields = { .status = KC_STATUS_REVOKED };
+    memcpy (revocation_fields.directory, fields.directory, 32);
+    memcpy (revocation_fields.grant_key, fields.grant_key, 32);
+    snprintf (revocation_fields.reason, sizeof revocation_fields.reason, "token leaked");
+    kc_grant_t *revocation = kc_grant_new (&revocation_fields, &world.operators [0], 1, &why);
+    assert (revocation && kc_grant_verify (revocation, genesis, &why) == 0);
+    s_check ("grant-revoked.hex", "grant revocation of grant-1of1: reason 'token leaked', signed by alice",
+             revocation->data, revocation->size);
+    kc_grant_destroy (&revocation);
+    kc_grant_use_destroy (&use);
+    kc_grant_destroy (&grant);
+    kc_signer_destroy (&token);
     kc_root_destroy (&genesis);
     kc_root_destroy (&cluster);
 
