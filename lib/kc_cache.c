@@ -41,9 +41,8 @@ static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, accepted, submitter, data FROM history WHERE seq > ? ORDER BY seq LIMIT ?",
     "SELECT seq, length (data) FROM history ORDER BY seq LIMIT 256",
     "DELETE FROM history WHERE seq <= ?",
-    "SELECT data, used, revoked FROM grants WHERE key = ?",
-    "INSERT INTO grants (key, seq, used, revoked, data) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) "
-        "DO UPDATE SET used = excluded.used, revoked = excluded.revoked"
+    KC_DB_GRANT_SELECT,
+    KC_DB_GRANT_UPSERT
 };
 
 //  A bucket loaded for a group.
@@ -634,21 +633,9 @@ int
 kc_cache_grant (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant, uint64_t *used,
                 bool *revoked, kc_why_t *why)
 {
-    *grant = NULL;
-    *used = 0;
-    *revoked = false;
     sqlite3_stmt *stmt = s_stmt (self, S_GRANT);
     sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_ROW) {
-        *grant = kc_grant_decode (sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0), why);
-        *used = (uint64_t) sqlite3_column_int64 (stmt, 1);
-        *revoked = sqlite3_column_int (stmt, 2) != 0;
-        sqlite3_reset (stmt);
-        return *grant ? 1 : -1;
-    }
-    sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "read a grant");
+    return kc_db_read_grant (stmt, grant, used, revoked, why);
 }
 
 int
@@ -656,15 +643,7 @@ kc_cache_put_grant (kc_cache_t *self, const kc_grant_t *grant, uint64_t seq, uin
                     kc_why_t *why)
 {
     assert (self->in_group);
-    sqlite3_stmt *stmt = s_stmt (self, S_PUT_GRANT);
-    sqlite3_bind_blob (stmt, 1, grant->grant_key, KC_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) seq);
-    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) used);
-    sqlite3_bind_int (stmt, 4, revoked);
-    sqlite3_bind_blob (stmt, 5, grant->data, (int) grant->size, SQLITE_STATIC);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "store a grant");
+    return kc_db_put_grant (s_stmt (self, S_PUT_GRANT), grant, seq, used, revoked, why);
 }
 
 int

@@ -283,3 +283,38 @@ kc_db_test (bool verbose)
         printf ("OK\n");
     }
 }
+
+int
+kc_db_read_grant (sqlite3_stmt *stmt, kc_grant_t **grant, uint64_t *used, bool *revoked, kc_why_t *why)
+{
+    *grant = NULL;
+    *used = 0;
+    *revoked = false;
+    int rc = sqlite3_step (stmt), found = 0;
+    if (rc == SQLITE_ROW) {
+        *grant = kc_grant_decode (sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0), why);
+        *used = (uint64_t) sqlite3_column_int64 (stmt, 1);
+        *revoked = sqlite3_column_int (stmt, 2) != 0;
+        found = *grant ? 1 : -1;
+    }
+    else
+    if (rc != SQLITE_DONE) {
+        found = kc_why (why, "cannot read a grant: %s", sqlite3_errmsg (sqlite3_db_handle (stmt)));
+    }
+    sqlite3_reset (stmt);
+    return found;
+}
+
+int
+kc_db_put_grant (sqlite3_stmt *stmt, const kc_grant_t *grant, uint64_t seq, uint64_t used, bool revoked,
+                 kc_why_t *why)
+{
+    sqlite3_bind_blob (stmt, 1, grant->grant_key, KC_KEY_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) seq);
+    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) used);
+    sqlite3_bind_int (stmt, 4, revoked);
+    sqlite3_bind_blob (stmt, 5, grant->data, (int) grant->size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    return rc == SQLITE_DONE ? 0 : kc_why (why, "cannot store a grant: %s", sqlite3_errmsg (sqlite3_db_handle (stmt)));
+}

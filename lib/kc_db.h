@@ -9,6 +9,7 @@
 
 #include "kc_util.h"
 #include "kc_root.h"
+#include "kc_grant.h"
 #include <sqlite3.h>
 
 //  A set of migrations, generated from schema/<kind>/NNNN_name.sql.
@@ -63,6 +64,22 @@ int
 //  Number of migrations a schema has.
 int
     kc_schema_count (const kc_schema_t *schema);
+
+//  Grants as the server store and the agent cache keep them (a table
+//  grants (key, seq, used, revoked, data)). read_grant steps a statement
+//  bound to select (data, used, revoked) of one key: 1 with the grant
+//  (the caller destroys it), how often it was used and whether it was
+//  revoked; 0 when there is none; -1 with a reason. put_grant steps a
+//  statement inserting (key, seq, used, revoked, data) for grant: 0 or -1.
+//  Both reset the statement.
+#define KC_DB_GRANT_SELECT  "SELECT data, used, revoked FROM grants WHERE key = ?"
+#define KC_DB_GRANT_UPSERT  "INSERT INTO grants (key, seq, used, revoked, data) VALUES (?1, ?2, ?3, ?4, ?5) " \
+                            "ON CONFLICT (key) DO UPDATE SET used = excluded.used, revoked = excluded.revoked"
+int
+    kc_db_read_grant (sqlite3_stmt *stmt, kc_grant_t **grant, uint64_t *used, bool *revoked, kc_why_t *why);
+int
+    kc_db_put_grant (sqlite3_stmt *stmt, const kc_grant_t *grant, uint64_t seq, uint64_t used, bool revoked,
+                     kc_why_t *why);
 
 //  Self test of this module.
 void

@@ -46,9 +46,8 @@ static const char *s_sql [S_STATEMENTS] = {
         "UNION ALL SELECT seq, accepted, submitter, data FROM roots WHERE seq > ?1 "
         "UNION ALL SELECT seq, accepted, submitter, data FROM grant_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     "INSERT INTO grant_log (seq, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?)",
-    "SELECT data, used, revoked FROM grants WHERE key = ?",
-    "INSERT INTO grants (key, seq, used, revoked, data) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) "
-        "DO UPDATE SET used = excluded.used, revoked = excluded.revoked"
+    KC_DB_GRANT_SELECT,
+    KC_DB_GRANT_UPSERT
 };
 
 struct _kc_store_t {
@@ -437,36 +436,17 @@ int
 kc_store_grant (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], kc_grant_t **grant,
                 uint64_t *used, bool *revoked, kc_why_t *why)
 {
-    *grant = NULL;
-    *used = 0;
-    *revoked = false;
     sqlite3_stmt *stmt = s_stmt (self, S_GRANT);
     sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
-    int rc = sqlite3_step (stmt);
-    if (rc == SQLITE_ROW) {
-        *grant = kc_grant_decode (sqlite3_column_blob (stmt, 0), (size_t) sqlite3_column_bytes (stmt, 0), why);
-        *used = (uint64_t) sqlite3_column_int64 (stmt, 1);
-        *revoked = sqlite3_column_int (stmt, 2) != 0;
-        sqlite3_reset (stmt);
-        return *grant ? 1 : -1;
-    }
-    sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "read a grant");
+    return kc_db_read_grant (stmt, grant, used, revoked, why);
 }
 
-static int
-s_put_grant (kc_store_t *self, const uint8_t key [static KC_KEY_BYTES], uint64_t seq, uint64_t used,
-             bool revoked, const uint8_t *data, size_t size, kc_why_t *why)
+//  The chain after a grant or a grant use (digest, then what follows its body).
+static void
+s_chain_signed (kc_store_t *self, uint64_t next, const uint8_t digest [static KC_HASH_BYTES], const uint8_t *data,
+                size_t body_size, size_t size, uint8_t next_chain [static KC_HASH_BYTES])
 {
-    sqlite3_stmt *stmt = s_stmt (self, S_PUT_GRANT);
-    sqlite3_bind_blob (stmt, 1, key, KC_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) seq);
-    sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) used);
-    sqlite3_bind_int (stmt, 4, revoked);
-    sqlite3_bind_blob (stmt, 5, data, (int) size, SQLITE_STATIC);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "store a grant");
+    kc_chain_next_signed (self->chain, next, digest, data + body_size, size - body_size, next_chain);
 }
 
 int
@@ -498,8 +478,7 @@ kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
     assert (self->in_group);
     uint64_t next = self->seq + 1;
     uint8_t next_chain [KC_HASH_BYTES];
-    kc_chain_next_signed (self->chain, next, grant->digest, grant->data + grant->body_size,
-                          grant->size - grant->body_size, next_chain);
+    s_chain_signed (self, next, grant->digest, grant->data, grant->body_size, grant->size, next_chain);
     sqlite3_stmt *stmt = s_stmt (self, S_INSERT_GRANT);
     sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
     sqlite3_bind_blob (stmt, 2, grant->digest, KC_HASH_BYTES, SQLITE_STATIC);
@@ -515,7 +494,7 @@ kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
     }
     int put;
     if (grant->status == KC_STATUS_ACTIVE) {
-        put = s_put_grant (self, grant->grant_key, next, 0, false, grant->data, grant->size, why);
+        put = kc_db_put_grant (s_stmt (self, S_PUT_GRANT), grant, next, 0, false, why);
     }
     else {
         kc_grant_t *stored;
@@ -524,7 +503,7 @@ kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
         if (kc_store_grant (self, grant->grant_key, &stored, &used, &revoked, why) != 1) {
             return -1;
         }
-        put = s_put_grant (self, grant->grant_key, next, used, true, stored->data, stored->size, why);
+        put = kc_db_put_grant (s_stmt (self, S_PUT_GRANT), stored, next, used, true, why);
         kc_grant_destroy (&stored);
     }
     return put ? -1 : s_advance (self, next, next_chain, seq, chain);
@@ -572,8 +551,7 @@ kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
     assert (self->in_group);
     uint64_t next = self->seq + 1;
     uint8_t next_chain [KC_HASH_BYTES];
-    kc_chain_next_signed (self->chain, next, use->digest, use->data + use->body_size,
-                          use->size - use->body_size, next_chain);
+    s_chain_signed (self, next, use->digest, use->data, use->body_size, use->size, next_chain);
     kc_grant_t *grant;
     uint64_t used;
     bool revoked;
@@ -582,7 +560,7 @@ kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
     }
     int rc = s_insert_batch_row (self, next, use->digest, next_chain, 1, use->data, use->size, why)
           || s_upsert (self, &use->record, next, why)
-          || s_put_grant (self, use->grant_key, next, used + 1, revoked, grant->data, grant->size, why);
+          || kc_db_put_grant (s_stmt (self, S_PUT_GRANT), grant, next, used + 1, revoked, why);
     kc_grant_destroy (&grant);
     return rc ? -1 : s_advance (self, next, next_chain, seq, chain);
 }
