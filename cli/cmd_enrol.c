@@ -1005,13 +1005,14 @@ s_grant_submit (cli_online_t *online, const kc_grant_t *fields, const char *out,
     kc_client_t *client = root ? cli_client_new (online->root_path, root, online->server, online->timeout_ms) : NULL;
     kc_grant_t g = *fields;
     int rc = CLI_FAIL;
-    if (client && cli_follow_root ("grant", client, &root)) {
+    bool followed = client && cli_follow_root ("grant", client, &root);
+    if (followed) {
         memcpy (g.directory, kc_root_directory (root), KC_HASH_BYTES);
         *made = kc_grant_new (&g, signers, (size_t) count, &why);
     }
     uint64_t seq;
     bool duplicate;
-    if (!client || !root) {
+    if (!followed) {
         ;                                   //  said why
     }
     else
