@@ -184,7 +184,9 @@ s_encode (const kc_grant_t *g, const kc_signature_t *signatures, size_t count, s
     s_write_str8 (&w, g->reason);
     *body_size = w.size;
     kc_signature_t sorted [KC_GRANT_SIGNATURES_MAX];
-    memcpy (sorted, signatures, count * sizeof *sorted);
+    if (count) {
+        memcpy (sorted, signatures, count * sizeof *sorted);
+    }
     qsort (sorted, count, sizeof *sorted, s_compare_keys);
     kc_write_u8 (&w, (uint8_t) count);
     for (size_t i = 0; i < count; i++) {
@@ -361,7 +363,9 @@ kc_grant_use_decode (const uint8_t *data, size_t size, kc_why_t *why)
     assert (self);
     self->data = malloc (size ? size : 1);
     assert (self->data);
-    memcpy (self->data, data, size);
+    if (size) {
+        memcpy (self->data, data, size);
+    }
     self->size = size;
     kc_reader_t r;
     kc_reader_init (&r, self->data, size);
