@@ -11,7 +11,9 @@
 #   make fuzz       libFuzzer runs of every parser (needs clang)
 #   make fuzz-long  longer runs (FUZZ_SECONDS=600 each), new coverage merged
 #                   into the committed corpora
-#   make install    PREFIX=/usr/local DESTDIR= ; make clean
+#   make install    PREFIX=/usr/local DESTDIR= : programs, libkeyclone (ldconfig), public
+#                   headers, keyclone.pc, man pages, systemd units, sample configs,
+#                   bash completion; make uninstall; make clean
 #
 #   make and make check install the Debian packages they need when missing.
 
@@ -22,6 +24,10 @@ PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+DOCDIR      ?= $(PREFIX)/share/doc/keyclone
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR     ?=
 B           := build
 PYTHON      := /usr/bin/python3
@@ -31,8 +37,8 @@ IT_JOBS     ?= 2
 CHECK_ASAN  ?= yes
 
 PKGS        := libczmq libzmq libsodium sqlite3
-DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config
-DEB_CHECK   := python3-zmq sqlite3 iproute2
+DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config python3
+DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
 CFLAGS      ?= -O2 -g
@@ -73,7 +79,7 @@ $(B)/config.mk: Makefile
 .SECONDARY:
 
 .PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
-        bench fuzz fuzz-long install uninstall clean valgrind check-asan asan-integration
+        bench fuzz fuzz-long install uninstall clean valgrind check-asan asan-integration deb
 
 deps:
 	$(call ensure_packages,$(DEB_BUILD))
@@ -108,7 +114,7 @@ TEST_BINS   := $(B)/bin/kc_selftest $(B)/asan/kc_selftest \
                $(SHIM_SRC:tests/it/shim/%.c=$(B)/tests/libkc_%.so) \
                $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%)
 
-all: $(STATIC_LIB) $(SHARED_LIB) $(BINARIES) | deps
+all: $(STATIC_LIB) $(SHARED_LIB) $(BINARIES) $(B)/man/keyclone.1 | deps
 
 #   --- Library ---------------------------------------------------------------
 
@@ -358,25 +364,61 @@ demo: all $(B)/tests/kc_curve_demo
 #   The .pc file is written at install time: it names PREFIX, which may differ
 #   between installs of one build. The headers include czmq's, and programs
 #   using kc_auth call czmq themselves: czmq and libzmq are public requirements.
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keyclone
+#   Only the public headers (keyclone.h and what it includes) are installed;
+#   kc_all.h and the other modules are the programs' own. The manual pages
+#   are written from the programs' --help (packaging/mkman.py); the systemd
+#   units name BINDIR. Installing to the system itself (no DESTDIR, as root)
+#   runs ldconfig, so the programs find libkeyclone without LD_LIBRARY_PATH.
+PUBLIC_HEADERS := lib/keyclone.h lib/kc_util.h lib/kc_wire.h lib/kc_z85.h lib/kc_record.h lib/kc_keys.h \
+                  lib/kc_meta.h lib/kc_curve.h lib/kc_lookup.h lib/kc_zap.h lib/kc_auth.h
+UNITS       := keyclone-server.service keyclone-agent.service
+
+$(B)/man/keyclone.1: $(BINARIES) packaging/mkman.py
+	$(PYTHON) packaging/mkman.py $(B)/bin $(B)/man $(VERSION)
+
+install: all $(B)/man/keyclone.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keyclone \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0755 $(BINARIES) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libkeyclone.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so.$(SOVERSION)
 	ln -sf libkeyclone.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkeyclone.so
-	install -m 0644 lib/*.h $(DESTDIR)$(INCLUDEDIR)/keyclone/
+	install -m 0644 $(PUBLIC_HEADERS) $(DESTDIR)$(INCLUDEDIR)/keyclone/
 	printf '%s\n' "prefix=$(PREFIX)" "libdir=$(LIBDIR)" "includedir=$(INCLUDEDIR)" "" \
 	    "Name: keyclone" "Description: key distribution for ZeroMQ CURVE security" \
 	    "Version: $(VERSION)" "Requires: libczmq libzmq" "Requires.private: libsodium sqlite3" \
 	    "Libs: -L\$${libdir} -lkeyclone$(if $(SAN_PC_LIBS), $(SAN_PC_LIBS))" \
 	    "Cflags: -I\$${includedir}/keyclone$(if $(SAN_PC_CFLAGS), $(SAN_PC_CFLAGS))" \
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
+	install -m 0644 $(B)/man/keyclone.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(B)/man/keyclone-server.8 $(B)/man/keyclone-agent.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 packaging/config/server.cfg packaging/config/agent.cfg $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 packaging/keyclone.bash-completion $(DESTDIR)$(COMPLETIONDIR)/keyclone
+	for unit in $(UNITS); do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/$$unit.in > $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; done
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then echo ldconfig; ldconfig; fi
+
+#   Debian packages from the tree (debian/): a copy of the sources without
+#   build/ and .git, built with dpkg-buildpackage, checked with lintian
+#   (errors fail it); the .deb files land in build/deb/.
+deb: | check-deps
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/keyclone-$(VERSION)
+	tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C $(B)/deb/keyclone-$(VERSION)
+	cd $(B)/deb/keyclone-$(VERSION) && DEB_BUILD_OPTIONS="parallel=2 nocheck" dpkg-buildpackage -b -us -uc
+	lintian --fail-on error --suppress-tags-from-file debian/lintian-suppressed $(B)/deb/keyclone_$(VERSION)_*.changes
+	@ls $(B)/deb/*.deb
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINARIES)))
 	rm -f $(DESTDIR)$(LIBDIR)/libkeyclone.* $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/keyclone
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/keyclone $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(MANDIR)/man1/keyclone.1 $(DESTDIR)$(MANDIR)/man8/keyclone-server.8 \
+	    $(DESTDIR)$(MANDIR)/man8/keyclone-agent.8 $(DESTDIR)$(COMPLETIONDIR)/keyclone
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 
 clean:
 	rm -rf $(B)

@@ -9,7 +9,7 @@
 #ifndef KC_AGENT_H_INCLUDED
 #define KC_AGENT_H_INCLUDED
 
-#include "keyclone.h"
+#include "kc_all.h"
 
 typedef struct _kc_agent_config_t {
     const char *root_path;                  //  the pinned root

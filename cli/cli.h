@@ -10,7 +10,7 @@
 #ifndef KC_CLI_H_INCLUDED
 #define KC_CLI_H_INCLUDED
 
-#include "keyclone.h"
+#include "kc_all.h"
 #include <getopt.h>
 #include <stdio.h>
 

@@ -4,7 +4,7 @@
     =========================================================================
 */
 #include "kc_util.h"
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <assert.h>
 #include <malloc.h>

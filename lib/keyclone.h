@@ -12,35 +12,21 @@
 #define KEYCLONE_VERSION_MINOR 1
 #define KEYCLONE_VERSION_PATCH 0
 
+//  The application API: looking keys up in an agent's cache (kc_lookup),
+//  protecting libzmq sockets with the agent's decisions (kc_auth, kc_zap),
+//  the CurveZMQ codec (kc_curve, kc_meta), key files and Z85 (kc_keys,
+//  kc_z85) and what
+//  they need. keyclone's own programs include kc_all.h, which is not
+//  installed.
 #include "kc_util.h"
 #include "kc_wire.h"
 #include "kc_z85.h"
-#include "kc_file.h"
-#include "kc_zpl.h"
-#include "kc_keys.h"
 #include "kc_record.h"
-#include "kc_enrol.h"
-#include "kc_grant.h"
-#include "kc_root.h"
-#include "kc_batch.h"
-#include "kc_keyindex.h"
-#include "kc_db.h"
-#include "kc_json.h"
-#include "kc_ratelog.h"
-#include "kc_head.h"
-#include "kc_proto.h"
-#include "kc_store.h"
-#include "kc_access.h"
-#include "kc_client.h"
-#include "kc_bucket.h"
-#include "kc_cache.h"
-#include "kc_lookup.h"
-#include "kc_sock.h"
-#include "kc_sockopt.h"
-#include "kc_track.h"
-#include "kc_zap.h"
+#include "kc_keys.h"
 #include "kc_meta.h"
 #include "kc_curve.h"
+#include "kc_lookup.h"
+#include "kc_zap.h"
 #include "kc_auth.h"
 
 #endif

@@ -9,7 +9,7 @@
 #ifndef KC_SERVER_H_INCLUDED
 #define KC_SERVER_H_INCLUDED
 
-#include "keyclone.h"
+#include "kc_all.h"
 #include "kc_pending.h"
 
 typedef struct _kc_server_config_t {

@@ -18,7 +18,7 @@
     Usage: bench_curve [quick]      (quick: shorter runs, for smoke tests)
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <errno.h>
 #include <pthread.h>

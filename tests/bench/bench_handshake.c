@@ -11,7 +11,7 @@
     Target: keyclone >= 0.95x the allow-all rate.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <pthread.h>
 #include <sodium.h>

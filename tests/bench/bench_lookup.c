@@ -6,7 +6,7 @@
     per core. Also the time to open a handle and the memory it takes.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sodium.h>
 #include <unistd.h>

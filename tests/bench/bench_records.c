@@ -5,7 +5,7 @@
     the median of 5 runs.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sodium.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /*  fuzz_batch - the batch decoder and verifier, against the frozen test root
     of tests/vectors/root-1of1.hex (so signatures in the seeds verify and
     mutations exercise every refusal).  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*  fuzz_bucket - the agent cache's key and name bucket parsers: validate,
     find, insert into arbitrary (possibly damaged) bucket bytes, and walk
     them as a name bucket. The first two input bytes choose the bucket.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <sodium.h>
 
 static uint8_t s_record [KC_RECORD_BYTES_MAX];

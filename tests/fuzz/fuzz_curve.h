@@ -23,7 +23,7 @@
 #ifndef FUZZ_CURVE_H_INCLUDED
 #define FUZZ_CURVE_H_INCLUDED
 
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <malloc.h>
 #include <sodium.h>

@@ -1,7 +1,7 @@
 /*  fuzz_curve_meta - the ZMTP metadata decoder (kc_meta) that INITIATE and
     READY use. Any input must be refused or decode to a list whose encoding
     is exactly the input.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

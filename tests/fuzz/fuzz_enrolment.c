@@ -1,7 +1,7 @@
 /*  fuzz_enrolment - the enrolment decoder (kc_enrol.h). Any input must be
     refused or decode to a request whose canonical re-encoding is exactly the
     input (one encoding), and whose comparison code can be computed.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

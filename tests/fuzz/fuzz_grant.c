@@ -1,7 +1,7 @@
 /*  fuzz_grant - the grant and grant use decoders (kc_grant.h). Any input
     must be refused or decode to an object that decodes again to itself,
     whose checks run without reading outside it.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

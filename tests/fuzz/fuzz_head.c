@@ -1,5 +1,5 @@
 /*  fuzz_head - the head decoder and verifier.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <sodium.h>
 
 int

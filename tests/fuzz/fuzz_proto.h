@@ -5,7 +5,7 @@
 #ifndef FUZZ_PROTO_H_INCLUDED
 #define FUZZ_PROTO_H_INCLUDED
 
-#include "keyclone.h"
+#include "kc_all.h"
 #include <sodium.h>
 
 int

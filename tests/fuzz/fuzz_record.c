@@ -1,6 +1,6 @@
 /*  fuzz_record - the record decoder. Any input must be refused or decode to a
     record whose canonical re-encoding is exactly the input (one encoding).  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /*  fuzz_root - the root decoder and verifiers. Decoding must never crash;
     a decoded root is verified on its own and as a successor of itself.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <sodium.h>
 
 int

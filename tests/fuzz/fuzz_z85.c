@@ -1,6 +1,6 @@
 /*  fuzz_z85 - strict Z85 decoding: whatever decodes must re-encode to the
     same text (one text per byte string).  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

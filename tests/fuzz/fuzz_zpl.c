@@ -1,5 +1,5 @@
 /*  fuzz_zpl - the key-file (ZPL) parser and the key lookups made on it.  */
-#include "keyclone.h"
+#include "kc_all.h"
 #include <stdlib.h>
 #include <string.h>
 

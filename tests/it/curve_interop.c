@@ -22,7 +22,7 @@
     frames, nothing else (no heartbeats: we advertise ZMTP 3.0).
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <arpa/inet.h>
 #include <assert.h>

@@ -11,7 +11,7 @@
     Prints one JSON object. Exit 0 if every batch was acknowledged.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <getopt.h>
 #include <sodium.h>

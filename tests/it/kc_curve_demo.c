@@ -14,7 +14,7 @@
     does not call sodium_init: the library must not need it.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <czmq.h>
 #include <sodium.h>

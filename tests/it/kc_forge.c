@@ -7,7 +7,7 @@
     Usage: kc_forge ROOT OUT NAME Z85KEY OPERATOR_KEY_FILE...
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <stdio.h>
 

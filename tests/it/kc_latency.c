@@ -14,7 +14,7 @@
     accepted and reached every agent within --timeout.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <getopt.h>
 #include <sodium.h>

@@ -7,7 +7,7 @@
     Prints "ok" and exits 0.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -39,7 +39,7 @@
     Usage: kc_rogue DIR SCENARIO [BATCH_FILE [SNAPSHOT_EP UPDATES_EP]]
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sodium.h>
 

@@ -15,7 +15,7 @@
                          [--codec] [--message TEXT] [--watch SECONDS]
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <getopt.h>
 #include <sodium.h>

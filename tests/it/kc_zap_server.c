@@ -27,7 +27,7 @@
              [--stale-after MS] [--codec] [--malformed] [--control EP]
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <getopt.h>
 #include <sodium.h>

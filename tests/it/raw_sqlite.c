@@ -11,7 +11,7 @@
     PATH must not exist; it is removed afterwards. Prints one JSON object.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sodium.h>
 #include <sqlite3.h>

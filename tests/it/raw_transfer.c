@@ -12,7 +12,7 @@
     Prints one JSON object: every run's seconds, the median, and MB/s.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sys/wait.h>
 #include <time.h>

@@ -10,7 +10,7 @@
     Prints one JSON object.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 
 #include <sodium.h>
 #include <time.h>

@@ -54,8 +54,8 @@ def test_setup():
 
 def test_enrol_approve_and_the_agent_syncs():
     agent = C.add_agent("web-7", register=False)      # its key is not a member: refused
-    kc.wait_for(lambda: "server refused this node's key" in agent.log_text(), 10,
-                what="the agent to report its key refused")
+    kc.wait_for(lambda: re.search(r"denied [0-9A-F]{8} on keyclone-snapshot: key is not registered",
+                                  C.server_log_text()), 10, what="the server to refuse the agent's key")
     out, _ = enrol(agent.dir, "web-7", "--tag", "role=web", "--tag", "dc=eu")
     fields = dict(re.findall(r"^  (\w+) +(\S+)", out, re.M))
     kc.check(out.startswith("enrolment of web-7 pending (expires in 23h)") and fields["key"] == agent.key

@@ -4,7 +4,7 @@
     encoder (where it can express it) and by the decoder (on crafted bytes).
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 #include "selftest.h"
 
 #include <assert.h>

@@ -14,7 +14,7 @@
     Fixed seeds, so a failure reproduces; KC_PROPERTY_SEEDS=N runs more.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 #include "selftest.h"
 
 #include <assert.h>

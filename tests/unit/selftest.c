@@ -5,7 +5,7 @@
     Run from the project root: the golden vectors are read from tests/vectors.
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 #include "selftest.h"
 
 #include <sodium.h>

@@ -10,7 +10,7 @@
     exist yet is written (an existing one is never overwritten).
     =========================================================================
 */
-#include "keyclone.h"
+#include "kc_all.h"
 #include "selftest.h"
 
 #include <assert.h>
