@@ -214,6 +214,7 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
         self->last_fault = now;
     }
     self->rejected++;
+    self->rejected_by [kc_reason_class (why->text)]++;
     self->syncing = false;
     s_free_cold (self);
     s_free_buffered (self);

@@ -255,6 +255,47 @@ s_status_json (agent_t *self, FILE *out)
     fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
 }
 
+//  METRICS: the Prometheus text exposition (docs/agent.md).
+static void
+s_metrics (agent_t *self, FILE *out)
+{
+    kc_metrics_t m = { .out = out };
+    char labels [200], hex [65];
+    int64_t now = zclock_mono ();
+    snprintf (labels, sizeof labels, "version=\"%s\",directory=\"%.16s\"", kc_version (),
+              kc_hex (kc_root_directory (self->root), 32, hex));
+    kc_metric (&m, "keyclone_agent_info", "gauge", "The agent's version and directory.", labels, 1);
+    for (int state = AGENT_SYNCING; state <= AGENT_STALE; state++) {
+        snprintf (labels, sizeof labels, "state=\"%s\"", agent_state_name ((agent_state_t) state));
+        kc_metric (&m, "keyclone_agent_state", "gauge", "1 for the agent's state (syncing, fresh, stale).",
+                   labels, self->state == (agent_state_t) state);
+    }
+    kc_metric (&m, "keyclone_agent_seq", "gauge", "The cache's sequence number.", "", (double) kc_cache_seq (self->cache));
+    kc_metric (&m, "keyclone_agent_keys", "gauge", "Keys in the cache.", "", (double) kc_cache_key_count (self->cache));
+    kc_metric (&m, "keyclone_agent_revoked_keys", "gauge", "Revoked keys in the cache.", "",
+               (double) kc_cache_revoked_count (self->cache));
+    kc_metric (&m, "keyclone_agent_head_seq", "gauge", "Sequence of the last matching head.", "",
+               self->has_head ? (double) self->head.seq : 0);
+    kc_metric (&m, "keyclone_agent_head_age_seconds", "gauge", "Seconds since the last matching head (-1: none).", "",
+               self->last_fresh ? (double) (now - self->last_fresh) / 1000.0 : -1);
+    kc_metric (&m, "keyclone_agent_clock_offset_seconds", "gauge", "The server's clock minus this node's.", "",
+               (double) self->clock_offset_ms / 1000.0);
+    kc_metric (&m, "keyclone_agent_root_expiry_timestamp_seconds", "gauge", "When the root in force expires.", "",
+               (double) kc_root_expires (self->root));
+    kc_metric (&m, "keyclone_agent_applied_total", "counter", "Log entries verified and applied.", "",
+               (double) self->applied);
+    for (int r = 0; r < KC_REASONS; r++) {
+        snprintf (labels, sizeof labels, "reason=\"%s\"", kc_reason_name ((kc_reason_t) r));
+        kc_metric (&m, "keyclone_agent_rejected_total", "counter",
+                   "What the server sent that failed verification, by class of reason.", labels,
+                   (double) self->rejected_by [r]);
+    }
+    kc_metric (&m, "keyclone_agent_syncs_total", "counter", "Syncs started.", "", (double) self->resyncs);
+    kc_metric (&m, "keyclone_agent_cache_rebuilds_total", "counter", "Cache rebuilds.", "", (double) self->rebuilds);
+    kc_metric (&m, "keyclone_agent_last_sync_seconds", "gauge", "Duration of the last sync.", "",
+               (double) self->last_sync_ms / 1000.0);
+}
+
 //  Answers one request; returns the JSON reply and its text rendering, or
 //  NULL with a reason.
 static char *
@@ -265,7 +306,7 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
     *text = NULL;
     zframe_t *command = zmsg_first (request), *argument = zmsg_next (request);
     if (!command || zmsg_size (request) > 2) {
-        kc_why (why, "expected LOOKUP KEY, NAME NAME or STATUS");
+        kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS or METRICS");
         return NULL;
     }
     FILE *out = open_memstream (&json, &size), *human = open_memstream (text, &text_size);
@@ -273,6 +314,11 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
     if (zframe_streq (command, "STATUS") && !argument) {
         s_status_json (self, out);
         s_status_text (self, human);
+    }
+    else
+    if (zframe_streq (command, "METRICS") && !argument) {
+        s_metrics (self, human);
+        fprintf (out, "{\"format\": \"prometheus text 0.0.4\"}");
     }
     else
     if (zframe_streq (command, "LOOKUP") && argument) {
@@ -314,7 +360,7 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
         fprintf (out, "}");
     }
     else {
-        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME or STATUS");
+        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS or METRICS");
     }
     fclose (out);
     fclose (human);

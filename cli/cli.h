@@ -168,6 +168,7 @@ int cmd_approve (int argc, char *argv []);
 int cmd_reject (int argc, char *argv []);
 int cmd_rotate (int argc, char *argv []);
 int cmd_grant (int argc, char *argv []);
+int cmd_metrics (int argc, char *argv []);
 int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
 int cmd_root (int argc, char *argv []);

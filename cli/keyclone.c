@@ -198,6 +198,18 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0; 1 on failure; 2 usage; 3 when the root in force expires within\n"
       "7 days or has expired (renew it: 'keyclone root renew'), for monitoring.\n"
       ONLINE_HELP },
+    { "metrics", cmd_metrics, "the agent's or the server's metrics, in Prometheus text format",
+      "Usage: keyclone metrics [--server] [--agent EP] [COMMON OPTIONS]\n"
+      "\n"
+      "Prints the local agent's metrics (or, with --server, the server's, read like\n"
+      "'keyclone status --server') in the Prometheus text exposition format 0.0.4, for\n"
+      "a node exporter's textfile collector or a scrape wrapper. The agent's: state,\n"
+      "sequence, keys, last head's age, clock offset, root expiry, entries applied and\n"
+      "rejected by class of reason, syncs. The server's: sequence, keys, submissions\n"
+      "accepted and refused by class of reason, handshakes allowed and denied,\n"
+      "readers' connections closed by revocation or expiry, syncs and bytes in flight,\n"
+      "enrolment requests, and each agent's lag and acknowledgement age.\n"
+      ONLINE_HELP },
     { "enrol", cmd_enrol, "on a node: ask to join the directory, and wait for an operator's answer",
       "Usage: keyclone enrol NAME [--tag TAG]... [--wait] [--key FILE] [--token FILE [--out FILE]]\n"
       "                      [--json] [COMMON OPTIONS]\n"

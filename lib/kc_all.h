@@ -38,5 +38,6 @@
 #include "kc_meta.h"
 #include "kc_curve.h"
 #include "kc_auth.h"
+#include "kc_metrics.h"
 
 #endif

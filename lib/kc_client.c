@@ -560,11 +560,14 @@ s_strndup (const char *text, size_t size)
     return copy;
 }
 
-char *
-kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why)
+//  A STATUS-shaped reply (STATUS, METRICS) to request: its JSON, and its
+//  text in *text_p.
+static char *
+s_status_reply (kc_client_t *self, zmsg_t *request, char **text_p, kc_why_t *why)
 {
     *text_p = NULL;
-    zmsg_t *request = s_authorize (self, kc_proto_status_request ()), *reply = NULL;
+    zmsg_t *reply = NULL;
+    request = s_authorize (self, request);
     kc_proto_msg_t decoded;
     if (s_call (self, &request, &reply, &decoded, why)) {
         return NULL;
@@ -580,6 +583,18 @@ kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why)
     kc_proto_msg_reset (&decoded);
     zmsg_destroy (&reply);
     return json;
+}
+
+char *
+kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why)
+{
+    return s_status_reply (self, kc_proto_status_request (), text_p, why);
+}
+
+char *
+kc_client_metrics (kc_client_t *self, char **text_p, kc_why_t *why)
+{
+    return s_status_reply (self, kc_proto_metrics_request (), text_p, why);
 }
 
 //  libzmq retries an ipc connect it cannot make, silently, so a missing or

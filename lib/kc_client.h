@@ -130,6 +130,11 @@ char *
 char *
     kc_client_status_both (kc_client_t *self, char **text_p, kc_why_t *why);
 
+//  The server's metrics (Prometheus text, in *text_p; read like STATUS):
+//  returns a small JSON object naming the format, or NULL with a reason.
+char *
+    kc_client_metrics (kc_client_t *self, char **text_p, kc_why_t *why);
+
 //  Sends a request to the agent's local service at endpoint: a command and
 //  an optional argument (binary). Returns the reply's JSON, or its text
 //  rendering (caller frees), or NULL with the agent's reason or a timeout.

@@ -16,13 +16,13 @@
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
     "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG", "ENROL", "PENDING", "REJECT",
-    "ENROLMENT", "ROTATE"
+    "ENROLMENT", "ROTATE", "METRICS"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_ROTATE ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_METRICS ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -328,6 +328,11 @@ s_submit_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     if (s_is (command, "ROOTS")) {
         out->type = KC_MSG_ROOTS;
         return s_expect (f, 1, "ROOTS", why);
+    }
+    if (s_is (command, "METRICS")) {
+        out->type = KC_MSG_METRICS;
+        out->auth = f->count == 2;
+        return s_expect (f, out->auth ? 2 : 1, "METRICS", why) || s_auth (f, out, why) ? -1 : 0;
     }
     if (s_is (command, "LOG")) {
         out->type = KC_MSG_LOG;
@@ -738,6 +743,14 @@ kc_proto_status_request (void)
 {
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "STATUS");
+    return msg;
+}
+
+zmsg_t *
+kc_proto_metrics_request (void)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "METRICS");
     return msg;
 }
 

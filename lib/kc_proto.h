@@ -37,7 +37,7 @@ typedef enum {
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
     KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
     KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG,
-                                    //  ENROL, PENDING, REJECT, ROTATE
+                                    //  ENROL, PENDING, REJECT, ROTATE, METRICS
     KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR,
                                     //  ENROLMENT, PENDING
 } kc_channel_t;
@@ -46,7 +46,7 @@ typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
     KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG,
-    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT, KC_MSG_ROTATE
+    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT, KC_MSG_ROTATE, KC_MSG_METRICS
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -117,6 +117,10 @@ zmsg_t *
     kc_proto_query (const char *kind, const uint8_t *argument, size_t size, uint32_t limit);
 zmsg_t *
     kc_proto_status_request (void);
+//  METRICS: read like STATUS; the reply is a STATUS whose text is the
+//  Prometheus text exposition.
+zmsg_t *
+    kc_proto_metrics_request (void);
 //  ROOTS: the request (no argument); the reply is built with
 //  kc_proto_roots_reply and one kc_proto_add_root per root change, in order.
 zmsg_t *

@@ -71,6 +71,8 @@ typedef struct {
     uint64_t syncs_started;                 //  since the last storm report
     int64_t storm_reported;                 //  zclock_mono
     uint64_t accepted, rejected;
+    uint64_t rejected_by [KC_REASONS];      //  rejected, by class of reason (kc_metrics.h)
+    uint64_t zap_allowed, zap_denied;       //  handshakes, as the ZAP handler answered
     bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t root_warned;                    //  zclock_mono of the last expiry warning
     bool root_expired;                      //  and whether it said "expired"
@@ -478,6 +480,8 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
                       address ? (const char *) zframe_data (address) : "");
             kc_track_allowing (self->track, ip, key, &ticket);
         }
+        self->zap_allowed += !denied;
+        self->zap_denied += denied != NULL;
         if (denied) {
             s_log_denial (self, fp, domain, denied);
             s_zap_reply (zap, &request_id, "400", denied, "");
@@ -817,6 +821,7 @@ s_query (s_server_t *self, kc_proto_msg_t *query)
 }
 
 static void s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size);
+static void s_metrics (s_server_t *self, FILE *out);
 
 //  With read = members, QUERY and STATUS are answered only to a registered
 //  member's key or to a request an operator signed (kc_access.h); anyone
@@ -1124,6 +1129,7 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
         else {
             reply = kc_proto_error ("%s", p->why.text);
             self->rejected++;
+            self->rejected_by [kc_reason_class (p->why.text)]++;
             const uint8_t *data = zframe_data (zmsg_last (p->msg));
             size_t size = zframe_size (zmsg_last (p->msg));
             const char *what = kc_root_is_root (data, size) ? "root change"
@@ -1405,6 +1411,17 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
                 reply = kc_proto_error ("%s", why.text);
             }
         }
+        else
+        if (decoded.type == KC_MSG_METRICS) {
+            char *text = NULL;
+            size_t text_size = 0;
+            FILE *out = open_memstream (&text, &text_size);
+            s_metrics (self, out);
+            fclose (out);
+            static const char json [] = "{\"format\": \"prometheus text 0.0.4\"}";
+            reply = kc_proto_status_reply (json, sizeof json - 1, text, text_size);
+            free (text);
+        }
         else {
             char *json, *text;
             size_t size, text_size;
@@ -1446,6 +1463,62 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
 }
 
 //  --- Status -----------------------------------------------------------------
+
+//  METRICS: the Prometheus text exposition (docs/operator.md section 6).
+static void
+s_metrics (s_server_t *self, FILE *out)
+{
+    kc_metrics_t m = { .out = out };
+    char labels [200], hex [65], fp [KC_FINGERPRINT_CHARS + 1];
+    uint64_t seq = kc_store_seq (self->store);
+    snprintf (labels, sizeof labels, "version=\"%s\",directory=\"%.16s\"", kc_version (),
+              kc_hex (kc_root_directory (self->root), 32, hex));
+    kc_metric (&m, "keyclone_server_info", "gauge", "The server's version and directory.", labels, 1);
+    kc_metric (&m, "keyclone_server_seq", "gauge", "The log's sequence number.", "", (double) seq);
+    kc_metric (&m, "keyclone_server_keys", "gauge", "Keys stored.", "", (double) kc_store_key_count (self->store));
+    kc_metric (&m, "keyclone_server_revoked_keys", "gauge", "Revoked keys stored.", "",
+               (double) kc_store_revoked_count (self->store));
+    kc_metric (&m, "keyclone_server_root_expiry_timestamp_seconds", "gauge", "When the root in force expires.", "",
+               (double) kc_root_expires (self->root));
+    kc_metric (&m, "keyclone_server_accepted_total", "counter", "Submissions accepted into the log.", "",
+               (double) self->accepted);
+    for (int r = 0; r < KC_REASONS; r++) {
+        snprintf (labels, sizeof labels, "reason=\"%s\"", kc_reason_name ((kc_reason_t) r));
+        kc_metric (&m, "keyclone_server_rejected_total", "counter", "Submissions refused, by class of reason.",
+                   labels, (double) self->rejected_by [r]);
+    }
+    kc_metric (&m, "keyclone_server_handshakes_total", "counter", "CURVE handshakes the ZAP handler answered.",
+               "result=\"allowed\"", (double) self->zap_allowed);
+    kc_metric (&m, "keyclone_server_handshakes_total", "counter", "CURVE handshakes the ZAP handler answered.",
+               "result=\"denied\"", (double) self->zap_denied);
+    kc_track_stats_t track = { 0 };
+    if (self->track) {
+        kc_track_stats (self->track, &track);
+        kc_metric (&m, "keyclone_server_connections_closed_total", "counter",
+                   "Readers' connections closed because their key was revoked or expired.", "",
+                   (double) track.closed);
+    }
+    kc_metric (&m, "keyclone_server_syncs", "gauge", "Syncs running.", "", (double) zhashx_size (self->cursors));
+    kc_metric (&m, "keyclone_server_sync_bytes_inflight", "gauge", "Snapshot bytes sent and not yet credited.", "",
+               (double) self->inflight);
+    kc_metric (&m, "keyclone_server_enrolments_pending", "gauge", "Enrolment requests kept (pending or rejected).",
+               "", (double) kc_pending_count (self->pending));
+    kc_metric (&m, "keyclone_server_enrolments_refused_total", "counter", "Enrolment requests refused.", "",
+               (double) kc_pending_refused (self->pending));
+    kc_metric (&m, "keyclone_server_agents", "gauge", "Agents that ever acknowledged.", "",
+               (double) zhashx_size (self->agents));
+    int64_t now = zclock_time ();
+    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
+        snprintf (labels, sizeof labels, "agent=\"%s\"", s_fp (agent->key, fp));
+        kc_metric (&m, "keyclone_server_agent_lag", "gauge", "Log entries an agent has not acknowledged.", labels,
+                   (double) (seq > agent->seq ? seq - agent->seq : 0));
+    }
+    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
+        snprintf (labels, sizeof labels, "agent=\"%s\"", s_fp (agent->key, fp));
+        kc_metric (&m, "keyclone_server_agent_ack_age_seconds", "gauge", "Seconds since an agent's last acknowledgement.",
+                   labels, (double) (now - agent->acked) / 1000.0);
+    }
+}
 
 static void
 s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size)

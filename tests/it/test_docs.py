@@ -696,6 +696,12 @@ def scenario_admin(world):
     t.expect("keyclone show web-1", r"active .* web-1 ")
     t.expect("keyclone status", r"\bfresh\b", n=1)
     t.expect("keyclone lookup web-1", r"^trusted\b", r"role=web")
+    t = shell.run("operator/metrics")
+    t.expect("grep -E", r"^keyclone_server_seq \d+$",
+             r'^keyclone_server_handshakes_total\{result="allowed"\} [1-9]\d*$')
+    with open("/var/lib/keyclone/agent.prom") as f:     # inside the scenario's namespaces
+        prom = f.read()
+    kc.check(re.search(r'^keyclone_agent_state\{state="fresh"\} 1$', prom, re.M), prom[:500])
     t = shell.run("operator/console")
     t.expect("keyclone register console-1", r"registered console-1")
     t.expect("keyclone status --server", r"agents: 1, 1 up to date, 0 behind")

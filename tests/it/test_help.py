@@ -23,6 +23,7 @@ SENTINEL = "--kc-no-such-option"
 #  Spellings a command accepts that are not for users: left out of --help.
 INTERNAL = {
     ("keyclone status", "server-status"): "what `status --server` without an endpoint is rewritten to",
+    ("keyclone metrics", "server-status"): "what `metrics --server` without an endpoint is rewritten to",
 }
 
 

@@ -26,6 +26,7 @@ static const struct {
     { "kc_record", kc_record_test },
     { "kc_enrol", kc_enrol_test },
     { "kc_grant", kc_grant_test },
+    { "kc_metrics", kc_metrics_test },
     { "kc_root", kc_root_test },
     { "kc_batch", kc_batch_test },
     { "kc_keyindex", kc_keyindex_test },
