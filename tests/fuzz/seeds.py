@@ -188,3 +188,5 @@ for name in ("grant-1of1", "grant-revoked", "grant-use"):
 seed("proto_submit_server", "submit-grant", frames(b"SUBMIT", vector("grant-1of1.hex")))
 seed("proto_submit_server", "submit-grant-use", frames(b"SUBMIT", vector("grant-use.hex")))
 seed("proto_updates", "update-grant-use", frames(b"UPDATE", u64(4) + CHAIN, vector("grant-use.hex")))
+seed("proto_submit_server", "metrics", frames(b"METRICS"))
+seed("proto_submit_server", "metrics-auth", frames(b"METRICS", AUTH))
