@@ -18,6 +18,20 @@
 #   make and make check install the Debian packages they need when missing.
 
 .DEFAULT_GOAL := all
+
+#   In parallel on every core unless told otherwise (-j); one short line per
+#   file built unless V=1 (then the full commands).
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS   += -j$(shell nproc)
+endif
+V           ?= 0
+ifeq ($(V),1)
+Q           :=
+SAY         := @true
+else
+Q           := @
+SAY         := @printf '  %-4s %s\n'
+endif
 VERSION     := 0.1.0
 SOVERSION   := 0
 PREFIX      ?= /usr/local
@@ -120,23 +134,28 @@ all: $(STATIC_LIB) $(SHARED_LIB) $(BINARIES) $(B)/man/keyclone.1 | deps
 
 $(B)/gen/kc_schema.c: $(SCHEMA_SQL) schema/embed.sh
 	@mkdir -p $(@D)
-	sh schema/embed.sh $@ $(SCHEMA_KINDS)
+	$(SAY) GEN $@
+	$(Q)sh schema/embed.sh $@ $(SCHEMA_KINDS)
 
 $(B)/obj/%.o: %.c $(B)/config.mk
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) -MMD -MP -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) -c $< -o $@
 
 $(STATIC_LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
-	rm -f $@ && ar rcs $@ $^
+	$(SAY) AR $@
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(SHARED_LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libkeyclone.so.$(SOVERSION) -o $@ $^ $(PKG_LIBS)
+	$(SAY) LD $@
+	$(Q)$(CC) -shared -Wl,-soname,libkeyclone.so.$(SOVERSION) -o $@ $^ $(PKG_LIBS)
 	ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
 	ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
 
@@ -146,15 +165,18 @@ LINK = $(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
 $(B)/bin/keyclone: $(CLI_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 $(B)/bin/keyclone-server: $(SERVER_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 $(B)/bin/keyclone-agent: $(AGENT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 #   Selftests link the library built with KC_TEST_HOOKS: hooks such as injected
 #   transient keys for known-answer tests exist only in these objects, never in
@@ -163,28 +185,34 @@ TEST_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/test-obj/%)
 
 $(B)/test-obj/%.o: %.c $(B)/config.mk
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
 
 $(B)/test-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) -c $< -o $@
 
 $(B)/bin/kc_selftest: $(TEST_SRC:%.c=$(B)/test-obj/%.o) $(TEST_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 $(B)/tests/%: $(B)/obj/tests/it/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 $(B)/tests/%: $(B)/obj/tests/bench/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
-	$(LINK)
+	$(SAY) LD $@
+	$(Q)$(LINK)
 
 #   LD_PRELOAD shims for tests (e.g. a process whose clock is moved)
 $(B)/tests/libkc_%.so: tests/it/shim/%.c
 	@mkdir -p $(@D)
-	$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -shared -fPIC -O2 -o $@ $< -ldl
+	$(SAY) LD $@
+	$(Q)$(CC) -std=gnu11 $(WARN) -D_GNU_SOURCE -shared -fPIC -O2 -o $@ $< -ldl
 
 #   --- Sanitizer build and fuzz corpus replay --------------------------------
 
@@ -192,19 +220,23 @@ ASAN_LIB_OBJ := $(LIB_OBJ:$(B)/obj/%=$(B)/asan-obj/%)
 
 $(B)/asan-obj/%.o: %.c $(B)/config.mk
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -DKC_TEST_HOOKS -MMD -MP -c $< -o $@
 
 $(B)/asan-obj/gen/kc_schema.o: $(B)/gen/kc_schema.c
 	@mkdir -p $(@D)
-	$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -c $< -o $@
+	$(SAY) CC $@
+	$(Q)$(CC) $(KC_CFLAGS) $(SAN_FLAGS) -c $< -o $@
 
 $(B)/asan/kc_selftest: $(TEST_SRC:%.c=$(B)/asan-obj/%.o) $(ASAN_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+	$(SAY) LD $@
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
 $(B)/replay/replay_%: $(B)/asan-obj/tests/fuzz/fuzz_%.o $(B)/asan-obj/tests/fuzz/replay.o $(ASAN_LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+	$(SAY) LD $@
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
 
 #   --- Tests -----------------------------------------------------------------
 
@@ -374,7 +406,8 @@ PUBLIC_HEADERS := lib/keyclone.h lib/kc_util.h lib/kc_wire.h lib/kc_z85.h lib/kc
 UNITS       := keyclone-server.service keyclone-agent.service
 
 $(B)/man/keyclone.1: $(BINARIES) packaging/mkman.py
-	$(PYTHON) packaging/mkman.py $(B)/bin $(B)/man $(VERSION)
+	$(SAY) MAN $(B)/man
+	$(Q)$(PYTHON) packaging/mkman.py $(B)/bin $(B)/man $(VERSION)
 
 install: all $(B)/man/keyclone.1
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/keyclone \
