@@ -48,7 +48,13 @@ int
 void
     cli_args (int *argc, char ***argv, const struct option *longs);
 
-//  The keyclone directory: --dir, else $KEYCLONE_DIR, else ".".
+//  A value of the CLI's configuration file (ZPL, section 'keyclone': dir,
+//  agent, operator, root): $KEYCLONE_CONFIG, else $KEYCLONE_DIR/keyclone.conf,
+//  else /etc/keyclone/keyclone.conf. NULL when not set.
+const char *
+    cli_config (const char *name);
+//  The keyclone directory: --dir, else $KEYCLONE_DIR, else the config's
+//  'dir', else ".".
 const char *
     cli_dir (const char *option);
 
@@ -197,7 +203,8 @@ typedef struct {
     int timeout_ms;
     bool json;
     char root_buffer [CLI_PATH_MAX];
-    char agent_buffer [PATH_MAX + 32];
+    char agent_buffer [PATH_MAX + 64];
+    char operator_buffer [1024];            //  the config's operator names
 } cli_online_t;
 
 #define CLI_ONLINE_OPTIONS \

@@ -20,12 +20,14 @@
     "\n" \
     "Common options of the online commands (each accepts all of them and ignores\n" \
     "those it has no use for):\n" \
-    "  --dir DIR          keyclone directory (root, operators; default $KEYCLONE_DIR or .)\n" \
+    "  --dir DIR          keyclone directory (root, operators; default $KEYCLONE_DIR, else\n" \
+    "                     'dir' in the configuration file, else .)\n" \
     "  --root FILE        the root (default DIR/root): names the server and its key\n" \
     "  --server EP        the server's submission endpoint (which also answers\n" \
     "                     queries and status) instead of the root's\n" \
-    "  --agent EP         the local agent (default $KEYCLONE_AGENT or\n" \
-    "                     ipc://DIR/agent/agent.ipc)\n" \
+    "  --agent EP         the local agent (default $KEYCLONE_AGENT, else 'agent' in the\n" \
+    "                     configuration file, else ipc://DIR/agent/agent.ipc, else\n" \
+    "                     ipc:///var/lib/keyclone/agent.ipc)\n" \
     "  --operator NAME|PATH  an operator key to sign with, by name under\n" \
     "                     DIR/operators or by path (repeatable; default: the only\n" \
     "                     key in DIR/operators)\n" \
@@ -37,7 +39,13 @@
     "Reading (list, show, status --server, revoke NAME) from a server with read =\n" \
     "members needs a registered member's key (--client-key, e.g. a console key\n" \
     "registered with the tag role=console) or an operator key: the first --operator,\n" \
-    "or the first readable key in DIR/operators, signs each read request.\n"
+    "or the first readable key in DIR/operators, signs each read request.\n" \
+    "\n" \
+    "Defaults come from a configuration file when there is one: $KEYCLONE_CONFIG, else\n" \
+    "$KEYCLONE_DIR/keyclone.conf, else /etc/keyclone/keyclone.conf (ZPL: a section\n" \
+    "'keyclone' with dir, agent, root and operator, e.g. operator = \"alice,bob\").\n" \
+    "Options and the environment win. Without DIR/root, the root is the configured\n" \
+    "one, else /etc/keyclone/root (a node's).\n"
 
 static const char *s_main_help =
     "Usage: keyclone COMMAND [OPTIONS]\n"
@@ -489,6 +497,50 @@ cli_args (int *argc, char ***argv, const struct option *longs)
     rewritten = out;
 }
 
+//  The CLI's configuration file (ZPL, section 'keyclone': dir, agent,
+//  operator, root), loaded once: $KEYCLONE_CONFIG, else
+//  $KEYCLONE_DIR/keyclone.conf, else /etc/keyclone/keyclone.conf, if it
+//  exists. NULL when there is none. Options and the environment win.
+static zconfig_t *
+s_config (void)
+{
+    static zconfig_t *config;
+    static bool loaded;
+    if (!loaded) {
+        loaded = true;
+        char path [CLI_PATH_MAX];
+        const char *named = getenv ("KEYCLONE_CONFIG"), *dir = getenv ("KEYCLONE_DIR");
+        if (named && *named) {
+            snprintf (path, sizeof path, "%s", named);
+        }
+        else
+        if (dir && *dir) {
+            snprintf (path, sizeof path, "%s/keyclone.conf", dir);
+        }
+        else {
+            snprintf (path, sizeof path, "/etc/keyclone/keyclone.conf");
+        }
+        if (kc_file_exists (path)) {
+            config = zconfig_load (path);
+            if (!config) {
+                fprintf (stderr, "keyclone: cannot read the configuration '%s' (ZPL, section 'keyclone'); "
+                         "going on without it\n", path);
+            }
+        }
+    }
+    return config;
+}
+
+const char *
+cli_config (const char *name)
+{
+    zconfig_t *config = s_config ();
+    char key [64];
+    snprintf (key, sizeof key, "keyclone/%s", name);
+    const char *value = config ? zconfig_get (config, key, NULL) : NULL;
+    return value && *value ? value : NULL;
+}
+
 const char *
 cli_dir (const char *option)
 {
@@ -496,7 +548,11 @@ cli_dir (const char *option)
         return option;
     }
     const char *env = getenv ("KEYCLONE_DIR");
-    return env && *env ? env : ".";
+    if (env && *env) {
+        return env;
+    }
+    const char *configured = cli_config ("dir");
+    return configured ? configured : ".";
 }
 
 const char *
@@ -513,6 +569,11 @@ s_load_root (const char *command, const char *path, uint64_t now)
 {
     kc_why_t why;
     kc_root_t *root = kc_root_load (path, &why);
+    if (!root && !kc_file_exists (path)) {
+        cli_fail (command, "%s: name the keyclone directory with --dir or KEYCLONE_DIR (or 'dir' in "
+                  "/etc/keyclone/keyclone.conf), or the root with --root", why.text);
+        return NULL;
+    }
     if (!root) {
         cli_fail (command, "%s", why.text);
         return NULL;

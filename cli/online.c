@@ -46,20 +46,46 @@ cli_online_finish (cli_online_t *o)
 {
     o->dir = cli_dir (o->dir);
     if (!o->root_path) {
+        //  DIR/root, else the configured one, else a node's documented one
         o->root_path = cli_path (o->root_buffer, o->dir, "root");
+        const char *configured = cli_config ("root");
+        if (!kc_file_exists (o->root_path) && configured) {
+            o->root_path = configured;
+        }
+        else
+        if (!kc_file_exists (o->root_path) && kc_file_exists ("/etc/keyclone/root")) {
+            o->root_path = "/etc/keyclone/root";
+        }
+    }
+    const char *operators = cli_config ("operator");
+    if (o->operator_count == 0 && operators) {
+        //  "alice" or "alice,bob"
+        snprintf (o->operator_buffer, sizeof o->operator_buffer, "%s", operators);
+        for (char *name = strtok (o->operator_buffer, ", "); name && o->operator_count < CLI_OPERATORS_MAX;
+             name = strtok (NULL, ", ")) {
+            o->operators [o->operator_count++] = name;
+        }
     }
     if (!o->timeout_ms) {
         o->timeout_ms = DEFAULT_TIMEOUT_MS;
     }
     if (!o->agent) {
         const char *env = getenv ("KEYCLONE_AGENT");
+        char ipc [PATH_MAX + 32], absolute [PATH_MAX];
+        snprintf (ipc, sizeof ipc, "%s/agent/agent.ipc", realpath (o->dir, absolute) ? absolute : o->dir);
         if (env && *env) {
             o->agent = env;
         }
+        else
+        if (cli_config ("agent")) {
+            o->agent = cli_config ("agent");
+        }
+        else
+        if (!kc_file_exists (ipc) && kc_file_exists ("/var/lib/keyclone/agent.ipc")) {
+            o->agent = "ipc:///var/lib/keyclone/agent.ipc";     //  a node's documented layout
+        }
         else {
-            char absolute [PATH_MAX];
-            snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s/agent/agent.ipc",
-                      realpath (o->dir, absolute) ? absolute : o->dir);
+            snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s", ipc);
             o->agent = o->agent_buffer;
         }
     }

@@ -6,7 +6,8 @@ czmq public certificates that czmq's own zcertstore (build/tests/
 kc_certstore) and pyzmq's zmq.auth.load_certificates read, never a revoked
 key, and removes what an earlier export wrote once its key is revoked.
 Keys are also taken as certificate files and fingerprints, and a
-pre-emptive tombstone or a move to another name needs --force.
+pre-emptive tombstone or a move to another name needs --force. The CLI
+reads its defaults from a configuration file.
 """
 import json
 import os
@@ -209,7 +210,40 @@ def test_bulk_moves_need_force():
     kc.check(out.startswith("imported 1 certificate"), out)
 
 
+def test_the_cli_configuration_file():
+    """The CLI reads dir, agent and operator from a ZPL file
+    ($KEYCLONE_CONFIG, else $KEYCLONE_DIR/keyclone.conf, else
+    /etc/keyclone/keyclone.conf); options and the environment win; a
+    missing root says how to name the directory."""
+    conf = os.path.join(C.root_dir, "keyclone.conf")
+    with open(conf, "w") as f:
+        f.write(f'keyclone\n    dir = "{C.dir}"\n    agent = "{C.agents[0].endpoint}"\n    operator = "op1"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("KEYCLONE_DIR", "KEYCLONE_AGENT")}
+    env["KEYCLONE_CONFIG"] = conf
+    elsewhere = kc.tempdir(prefix="kc-conf-")
+
+    def run(*args, expect=0):
+        result = subprocess.run([kc.KEYCLONE, *args], capture_output=True, text=True, env=env, cwd=elsewhere)
+        kc.check(result.returncode == expect, f"{args}: {result.returncode}\n{result.stdout}{result.stderr}")
+        return result.stdout, result.stderr
+    out, _ = run("status", "--server")
+    kc.check(out.startswith("server: seq "), out)
+    out, _ = run("status")
+    kc.check(out.startswith("agent: fresh"), out)
+    key = kc.keyclone("keygen", "conf-node", "--dir", C.root_dir)[0].strip()
+    out, _ = run("register", "conf-node", "--key", key)
+    kc.check(out.startswith("registered conf-node"), out)
+    # the option wins, and a directory without a root says what to do
+    _, err = run("list", "--dir", elsewhere, expect=1)
+    kc.check(f"cannot open '{elsewhere}/root'" in err and "name the keyclone directory with --dir or KEYCLONE_DIR"
+             in err, err)
+    # an unreadable configuration is said, and the command goes on
+    with open(conf, "w") as f:
+        f.write("keyclone\n   dir = broken indentation\n")
+    _, err = run("status", "--server", "--dir", C.dir)
+    kc.check("cannot read the configuration" in err, err)
+
 if __name__ == "__main__":
     kc.main([test_setup, test_import_reads_a_pyzmq_and_czmq_directory, test_import_refusals,
              test_export_is_read_by_zcertstore_and_zmq_auth, test_keys_as_people_give_them,
-             test_bulk_moves_need_force])
+             test_bulk_moves_need_force, test_the_cli_configuration_file])
