@@ -2,9 +2,11 @@
     cli - shared pieces of the keyclone command: option conventions, paths
     under the keyclone directory, loading keys and roots, printing records.
 
-    Conventions: exit 0 success, 1 failure, 2 usage. Errors go to stderr as
-    one line "keyclone COMMAND: reason". Data goes to stdout; --json makes it
-    machine-readable.
+    Conventions: exit 0 success, 1 failure, 2 usage, 3 the root in force
+    expires within a week (status), 4 not trusted (lookup), 5 the server or
+    agent did not answer. Errors go to stderr as one line "keyclone COMMAND:
+    reason" (with --json, also a JSON object on stdout). Data goes to stdout;
+    --json makes it machine-readable.
     =========================================================================
 */
 #ifndef KC_CLI_H_INCLUDED
@@ -18,6 +20,8 @@
 #define CLI_FAIL    1
 #define CLI_USAGE   2
 #define CLI_ROOT_EXPIRING   3       //  status: the root in force expires within a week
+#define CLI_NOT_TRUSTED     4       //  lookup: the key is not trusted (unknown, revoked, expired)
+#define CLI_UNREACHABLE     5       //  the server or the agent did not answer
 #define CLI_ROOT_WARN_DAYS  7
 #define CLI_OPERATORS_MAX 32
 

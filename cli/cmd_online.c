@@ -421,6 +421,16 @@ cmd_register (int argc, char *argv [])
         return cli_usage ("register", from ? "--from takes no NAME or --key"
                                            : "expected NAME and --key Z85KEY");
     }
+    //  Invalid values are usage errors, as for every command
+    uint64_t seconds;
+    kc_why_t bad;
+    char *end = NULL;
+    if (expires && kc_duration_parse (expires, &seconds, &bad)) {
+        return cli_usage ("register", "--expires: %s", bad.text);
+    }
+    if (version && (strtoull (version, &end, 10) == 0 || *end)) {
+        return cli_usage ("register", "--version: '%s' is not a version (1..2^63-1)", version);
+    }
     cli_online_finish (&online);
     //  (one key: checked below with a query of its own)
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
@@ -867,7 +877,7 @@ cmd_lookup (int argc, char *argv [])
     bool trusted = online.json ? strstr (reply, "\"status\": \"trusted\"") != NULL
                                : strncmp (reply, "trusted", 7) == 0 || strstr (reply, "\ntrusted");
     free (reply);
-    return trusted ? CLI_OK : CLI_FAIL;
+    return trusted ? CLI_OK : CLI_NOT_TRUSTED;
 }
 
 //  status and metrics: the agent's (default) or, with --server, the server's.

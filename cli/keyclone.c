@@ -384,15 +384,17 @@ const cli_command_t cli_commands [] = {
     { NULL, NULL, NULL, NULL }
 };
 
+//  The last error said, for the exit status and the --json error object.
+static char s_last_error [2048];
+
 int
 cli_fail (const char *command, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fprintf (stderr, "keyclone %s: ", command);
-    vfprintf (stderr, format, args);
-    fputc ('\n', stderr);
+    vsnprintf (s_last_error, sizeof s_last_error, format, args);
     va_end (args);
+    fprintf (stderr, "keyclone %s: %s\n", command, s_last_error);
     return CLI_FAIL;
 }
 
@@ -401,11 +403,25 @@ cli_usage (const char *command, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fprintf (stderr, "keyclone %s: ", command);
-    vfprintf (stderr, format, args);
-    fprintf (stderr, "\nTry 'keyclone %s --help'.\n", command);
+    vsnprintf (s_last_error, sizeof s_last_error, format, args);
     va_end (args);
+    fprintf (stderr, "keyclone %s: %s\nTry 'keyclone %s --help'.\n", command, s_last_error, command);
     return CLI_USAGE;
+}
+
+//  A failure is "unreachable" when the server or the agent did not answer
+//  (nothing listening, no reply in time), as opposed to a refusal.
+static int
+s_exit_status (int rc)
+{
+    static const char *unreachable [] = { "no reply from ", "no answer from ", "no agent at ", "cannot send to ",
+                                          "cannot connect to ", NULL };
+    for (int i = 0; rc == CLI_FAIL && unreachable [i]; i++) {
+        if (strstr (s_last_error, unreachable [i])) {
+            return CLI_UNREACHABLE;
+        }
+    }
+    return rc;
 }
 
 int
@@ -785,8 +801,16 @@ s_print_main_help (FILE *out)
         fprintf (out, "  %-10s %s\n", cli_commands [i].name, cli_commands [i].summary);
     }
     fputs ("\nRun 'keyclone COMMAND --help' for a command's options, 'keyclone --version' for\n"
-           "the version. Exit status: 0 ok,\n"
-           "1 failure, 2 usage. See README.md and docs/ for the full guide.\n", out);
+           "the version. See README.md and docs/ for the full guide.\n"
+           "\n"
+           "Exit status (every command):\n"
+           "  0  done (lookup: the key is trusted)\n"
+           "  1  failed: refused, invalid, not found (the reason is on stderr)\n"
+           "  2  usage: an unknown option, a missing argument, an invalid value\n"
+           "  3  status: the root in force expires within 7 days, or has expired\n"
+           "  4  lookup: the key is not trusted (unknown, revoked, expired, not yet valid)\n"
+           "  5  the server or the agent did not answer (not running, wrong endpoint)\n"
+           "With --json a failure also prints {\"error\", \"command\", \"exit\"} on stdout.\n", out);
 }
 
 int
@@ -822,7 +846,20 @@ main (int argc, char *argv [])
                     break;
                 }
             }
-            return cli_commands [i].run (argc - 1, argv + 1);
+            bool json = false;
+            for (int arg = 2; arg < argc && !KC_STREQ (argv [arg], "--"); arg++) {
+                json |= KC_STREQ (argv [arg], "--json");
+            }
+            int rc = s_exit_status (cli_commands [i].run (argc - 1, argv + 1));
+            if (json && *s_last_error && rc != CLI_OK && rc != CLI_NOT_TRUSTED && rc != CLI_ROOT_EXPIRING) {
+                //  Scripts reading stdout get the failure too, not an empty output
+                printf ("{");
+                kc_json_field_str (stdout, true, "error", s_last_error);
+                kc_json_field_str (stdout, false, "command", cli_commands [i].name);
+                kc_json_field_u64 (stdout, false, "exit", (uint64_t) rc);
+                printf ("}\n");
+            }
+            return rc;
         }
     }
     fprintf (stderr, "keyclone: unknown command '%s'\n", argv [1]);

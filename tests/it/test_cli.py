@@ -4,6 +4,7 @@ cosign, verify; thresholds, forged and truncated files, wrong directories,
 usage errors, secret-file permissions, and czmq/pyzmq certificate interop."""
 import json
 import os
+import re
 import stat
 
 import kc
@@ -204,6 +205,26 @@ def test_usage_errors():
         kc.check(out.startswith("Usage: keyclone " + command), out)
     out, _ = kc.keyclone("--help")
     kc.check("Commands:" in out, out)
+    # one exit-status table: an invalid value is a usage error everywhere
+    key = keygen("exitcodes")
+    _, err = kc.keyclone("register", "x", "--key", key, "--expires", "10x", "--dir", D, expect=2)
+    kc.check("--expires: invalid duration '10x'" in err, err)
+    kc.keyclone("register", "x", "--key", key, "--version", "v2", "--dir", D, expect=2)
+    kc.keyclone("init", "--expires", "10x", "--dir", os.path.join(T, "z5"), expect=2)
+    kc.check(re.search(r"^  4  lookup: the key is not trusted", out, re.M)
+             and re.search(r"^  5  the server or the agent did not answer", out, re.M), out)
+    # nobody answering is 5, and with --json the failure is a JSON object on stdout
+    out, err = kc.keyclone("status", "--agent", f"ipc://{T}/nobody.ipc", "--json", expect=5)
+    failure = json.loads(out)
+    kc.check(failure["exit"] == 5 and failure["command"] == "status" and "no agent at" in failure["error"], out)
+    out, _ = kc.keyclone("status", "--server", "--server", "tcp://127.0.0.1:1", "--timeout", "300", "--dir", D,
+                         "--json", expect=5)
+    kc.check("no answer from tcp://127.0.0.1:1" in json.loads(out)["error"], out)
+    out, _ = kc.keyclone("verify", os.path.join(T, "missing.kcb"), "--dir", D, "--json", expect=1)
+    kc.check(json.loads(out)["valid"] is False, out)           # its own report: one object, not two
+    out, _ = kc.keyclone("sign", "--dir", D, "--operator", "alice", "--register", "n=short",
+                         "--out", os.path.join(T, "z"), "--json", expect=1)
+    kc.check(json.loads(out)["exit"] == 1 and "40 characters" in json.loads(out)["error"], out)
 
 
 def test_root_successor_check():

@@ -564,7 +564,7 @@ def scenario_readme_run(world):
     kc.check(run["proc"].poll() is None, f"make run exited:\n{world.log(run)}")
     world.settle()
 
-    t = shell.run("readme/trying", expect={("keyclone lookup web-1", 1): 1})
+    t = shell.run("readme/trying", expect={("keyclone lookup web-1", 1): 4})
     t.expect("keyclone lookup web-1", r"^trusted\b", r"web-1", r"role=web", n=0)
     t.expect("keyclone revoke web-1", r"revoked web-1")
     t.expect("keyclone lookup web-1", r"^revoked\b", r'reason "testing"', n=1)
