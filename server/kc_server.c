@@ -1568,10 +1568,18 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
         kc_json_field_u64 (out, false, "seq", agent->seq);
         kc_json_field_u64 (out, false, "ack_age_ms", (uint64_t) (now - agent->acked));
         kc_json_field_u64 (out, false, "behind", lag);
+        kc_json_field_str (out, false, "key_status", info.status == KC_STATUS_REVOKED ? "revoked"
+                           : info.status == 0 ? "unknown"
+                           : info.not_after && kc_now () >= info.not_after ? "expired" : "active");
         fprintf (out, "}");
-        fprintf (human, "    %-20s %s  seq %-10llu %-14s acked %.1f s ago\n",
+        //  Every agent that ever acknowledged stays listed; one whose key
+        //  was revoked (or has expired) is marked, not dropped
+        const char *standing = info.status == KC_STATUS_REVOKED ? "  (key revoked)"
+                             : info.status == 0 ? "  (key unknown)"
+                             : info.not_after && kc_now () >= info.not_after ? "  (key expired)" : "";
+        fprintf (human, "    %-20s %s  seq %-10llu %-14s acked %.1f s ago%s\n",
                  *info.name ? info.name : "-", fp, (unsigned long long) agent->seq,
-                 lag ? "behind" : "up to date", (double) (now - agent->acked) / 1000.0);
+                 lag ? "behind" : "up to date", (double) (now - agent->acked) / 1000.0, standing);
     }
     fprintf (out, "]}");
     fprintf (human, "  agents: %zu, %zu up to date, %zu behind\n", zhashx_size (self->agents),

@@ -7,9 +7,38 @@ import glob
 import os
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("KC_BUILD", os.path.join(os.path.dirname(os.path.dirname(HERE)), "build"))
+
+
+TIME_WAIT_MAX = 2000          # a benchmark starts once fewer sockets than this linger
+
+
+def time_wait():
+    """TCP sockets in TIME_WAIT now (state 06 in /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                count += sum(1 for line in f.readlines()[1:] if line.split()[3] == "06")
+        except OSError:
+            pass
+    return count
+
+
+def settle():
+    """Waits (up to 90 s) for the sockets the previous benchmark left in
+    TIME_WAIT to go, so that a benchmark making many connections does not
+    run out of local ports because of the one before it."""
+    started = time.monotonic()
+    while time_wait() >= TIME_WAIT_MAX and time.monotonic() - started < 90:
+        time.sleep(1)
+    lingering = time_wait()
+    if time.monotonic() - started > 1:
+        print(f"   (waited {time.monotonic() - started:.0f} s for sockets in TIME_WAIT to go: {lingering} left)",
+              flush=True)
 
 
 def main():
@@ -22,6 +51,7 @@ def main():
     failed = 0
     for program in programs:
         args = ["/usr/bin/python3", program] if program.endswith(".py") else [program]
+        settle()
         print(f"== {os.path.basename(program)}", flush=True)
         env = dict(os.environ, KC_BUILD=BUILD)
         if subprocess.run(args, env=env).returncode != 0:

@@ -96,6 +96,11 @@ def test_server_metrics_count_refusals_denials_and_closures():
                 > before[("keyclone_server_connections_closed_total", "")], 10, what="the victim's connection closed")
     victim.stop()
     C.agents.remove(victim)
+    # status --server keeps the revoked agent listed, marked
+    text = C.cli("status", "--server")[0]
+    kc.check(re.search(r"^    victim .* acked [0-9.]+ s ago  \(key revoked\)$", text, re.M), text)
+    listed = [a for a in C.server_status()["agents"] if a["name"] == "victim"]
+    kc.check(listed and listed[0]["key_status"] == "revoked", listed)
     after = server_metrics()
     status = C.server_status()
     kc.check(after[("keyclone_server_seq", "")] == status["seq"], after)
