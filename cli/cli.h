@@ -57,6 +57,10 @@ void
 //  else /etc/keyclone/keyclone.conf. NULL when not set.
 const char *
     cli_config (const char *name);
+//  A time (unix seconds) relative to now, for people: "in 3 days",
+//  "5 hours ago". Returns text.
+char *
+    cli_relative (uint64_t when, char text [static 40]);
 //  The keyclone directory: --dir, else $KEYCLONE_DIR, else the config's
 //  'dir', else ".".
 const char *

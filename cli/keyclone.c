@@ -557,6 +557,29 @@ cli_config (const char *name)
     return value && *value ? value : NULL;
 }
 
+char *
+cli_relative (uint64_t when, char text [static 40])
+{
+    uint64_t now = kc_now (), span = when > now ? when - now : now - when;
+    char amount [24];
+    if (span >= 2 * 86400) {
+        snprintf (amount, sizeof amount, "%llu days", (unsigned long long) (span / 86400));
+    }
+    else
+    if (span >= 2 * 3600) {
+        snprintf (amount, sizeof amount, "%llu hours", (unsigned long long) (span / 3600));
+    }
+    else
+    if (span >= 120) {
+        snprintf (amount, sizeof amount, "%llu minutes", (unsigned long long) (span / 60));
+    }
+    else {
+        snprintf (amount, sizeof amount, "%llu seconds", (unsigned long long) span);
+    }
+    snprintf (text, 40, when > now ? "in %s" : "%s ago", amount);
+    return text;
+}
+
 const char *
 cli_dir (const char *option)
 {
@@ -781,6 +804,10 @@ cli_print_record (FILE *out, const kc_record_t *record, bool json)
                  *name ? name : "-", (unsigned long long) record->version);
         if (active) {
             fprintf (out, " expires %s", kc_time_format (record->not_after, when));
+            if (record->not_after) {
+                char relative [40];
+                fprintf (out, " (%s)", cli_relative (record->not_after, relative));
+            }
             if (record->tag_count) {
                 fprintf (out, " tags %s", kc_record_tags (record, ',', tags, sizeof tags));
             }
