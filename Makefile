@@ -437,10 +437,11 @@ install: all $(B)/man/keyclone.1
 #   Debian packages from the tree (debian/): a copy of the sources without
 #   build/ and .git, built with dpkg-buildpackage, checked with lintian
 #   (errors fail it); the .deb files land in build/deb/.
+DEB_JOBS    ?= $(shell nproc)
 deb: | check-deps
 	rm -rf $(B)/deb && mkdir -p $(B)/deb/keyclone-$(VERSION)
 	tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C $(B)/deb/keyclone-$(VERSION)
-	cd $(B)/deb/keyclone-$(VERSION) && DEB_BUILD_OPTIONS="parallel=2 nocheck" dpkg-buildpackage -b -us -uc
+	cd $(B)/deb/keyclone-$(VERSION) && DEB_BUILD_OPTIONS="parallel=$(DEB_JOBS) nocheck" dpkg-buildpackage -b -us -uc
 	lintian --fail-on error --suppress-tags-from-file debian/lintian-suppressed $(B)/deb/keyclone_$(VERSION)_*.changes
 	@ls $(B)/deb/*.deb
 
