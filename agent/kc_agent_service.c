@@ -290,6 +290,12 @@ s_metrics (agent_t *self, FILE *out)
                    "What the server sent that failed verification, by class of reason.", labels,
                    (double) self->rejected_by [r]);
     }
+    kc_metric (&m, "keyclone_agent_zap_total", "counter",
+               "ZAP requests the agent answered for applications (its local ZAP service).",
+               "result=\"allowed\"", (double) self->zap_allowed);
+    kc_metric (&m, "keyclone_agent_zap_total", "counter",
+               "ZAP requests the agent answered for applications (its local ZAP service).",
+               "result=\"denied\"", (double) self->zap_denied);
     kc_metric (&m, "keyclone_agent_syncs_total", "counter", "Syncs started.", "", (double) self->resyncs);
     kc_metric (&m, "keyclone_agent_cache_rebuilds_total", "counter", "Cache rebuilds.", "", (double) self->rebuilds);
     kc_metric (&m, "keyclone_agent_last_sync_seconds", "gauge", "Duration of the last sync.", "",
@@ -402,6 +408,8 @@ s_zap (agent_t *self, zmsg_t *request)
             kc_zap_decide (&parsed, &entry, stale, required, &reply);
         }
     }
+    self->zap_allowed += reply.status == 200;
+    self->zap_denied += reply.status != 200;
     if (reply.status != 200) {
         kc_ratelog (self->log, KC_LOG_WARNING, "zap denied", "local", "kc_agent: ZAP denied: %s",
                     reply.text);

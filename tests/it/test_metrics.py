@@ -62,6 +62,21 @@ def test_agent_metrics_follow_the_log():
     kc.check(0 <= after[("keyclone_agent_head_age_seconds", "")] < 5, after)
     kc.check(after[("keyclone_agent_root_expiry_timestamp_seconds", "")] > time.time(), after)
     kc.check(after[("keyclone_agent_rejected_total", '{reason="signature"}')] == 0, after)
+    # the agent's local ZAP service: one key it trusts, one it does not
+    import zmq.utils.z85
+    s = zmq.Context.instance().socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(agent.endpoint)
+    for key in (zmq.utils.z85.decode(agent.key.encode()), bytes(range(32))):
+        s.send_multipart([b"ZAP", b"1.0", b"1", b"app", b"127.0.0.1", b"", b"CURVE", key])
+        kc.check(s.poll(5000), "the agent did not answer ZAP")
+        s.recv_multipart()
+    s.close()
+    zap = agent_metrics(agent)
+    kc.check(zap[("keyclone_agent_zap_total", '{result="allowed"}')] == after[("keyclone_agent_zap_total",
+                                                                               '{result="allowed"}')] + 1
+             and zap[("keyclone_agent_zap_total", '{result="denied"}')]
+             == after[("keyclone_agent_zap_total", '{result="denied"}')] + 1, zap)
 
 
 def test_server_metrics_count_refusals_denials_and_closures():
