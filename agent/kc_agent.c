@@ -17,6 +17,7 @@
 #define BUFFER_BYTES_MAX    (256 * 1024 * 1024)
 #define BACKOFF_MIN_MS      1000
 #define BACKOFF_MAX_MS      30000
+#define PROGRESS_EVERY_MS   5000            //  a long sync's progress line, this often
 #define REFUSED_BACKOFF_MIN_MS  2000        //  our key refused: connect again after this,
 #define REFUSED_BACKOFF_MAX_MS  60000       //  doubling to this (an enrolment may admit it)
 #define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
@@ -776,6 +777,9 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     }
     self->last_head_time = head->time;
     uint64_t seq = kc_cache_seq (self->cache);
+    if (head->seq > self->server_seq_hint) {
+        self->server_seq_hint = head->seq;  //  for the sync's progress
+    }
     if (head->seq > seq) {
         if (!self->syncing && !s_backing_off (self)) {
             char text [120];
@@ -1529,6 +1533,29 @@ s_reload (agent_t *self)
     }
 }
 
+//  A long sync (a first one, most often) says how it goes every
+//  PROGRESS_EVERY_MS: batches and records so far, the rate, and how long is
+//  left when a head has named the server's sequence.
+static void
+s_sync_progress (agent_t *self, int64_t now)
+{
+    int64_t running = now - self->sync_started;
+    if (!self->syncing || running < PROGRESS_EVERY_MS || now - self->progress_logged < PROGRESS_EVERY_MS) {
+        return;
+    }
+    self->progress_logged = now;
+    double seconds = (double) running / 1000.0, rate = (double) self->sync_records / seconds;
+    double batch_rate = (double) self->sync_batches / seconds;
+    uint64_t at = self->sync_from + self->sync_batches;
+    char left [80] = "";
+    if (self->server_seq_hint > at && batch_rate > 0) {
+        snprintf (left, sizeof left, "; seq %llu of %llu, about %.0f s left", (unsigned long long) at,
+                  (unsigned long long) self->server_seq_hint, (double) (self->server_seq_hint - at) / batch_rate);
+    }
+    zsys_info ("kc_agent: syncing for %.0f s: %llu batches, %llu records (%.0f records/s)%s", seconds,
+               (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records, rate, left);
+}
+
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
@@ -1544,6 +1571,7 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     if (self->syncing && now > self->sync_deadline) {
         s_start_sync (self, "sync made no progress (server unreachable?)");
     }
+    s_sync_progress (self, now);
     kc_why_t why;
     if (self->cache && kc_cache_checkpoint (self->cache, &why) < 0) {
         s_warn (self, "kc_agent: %s", why.text);

@@ -146,6 +146,21 @@ def test_a_rogue_servers_forgery_is_counted_by_the_agent():
     C.wait_converged(timeout=60)
 
 
+def test_a_long_sync_says_how_it_goes():
+    """An agent whose first sync takes long logs its progress every 5 s
+    (here the server is stopped, so there is none to report but the wait)."""
+    import signal
+    agent = C.add_agent("slow", start=False)
+    C.server.send_signal(signal.SIGSTOP)
+    try:
+        agent.start()
+        kc.wait_for(lambda: re.search(r"kc_agent: syncing for \d+ s: 0 batches, 0 records \(0 records/s\)",
+                                      agent.log_text()), 15, what="the agent's progress line")
+    finally:
+        C.server.send_signal(signal.SIGCONT)
+    C.wait_converged(timeout=60)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_agent_metrics_follow_the_log, test_server_metrics_count_refusals_denials_and_closures,
-             test_a_rogue_servers_forgery_is_counted_by_the_agent])
+             test_a_rogue_servers_forgery_is_counted_by_the_agent, test_a_long_sync_says_how_it_goes])
