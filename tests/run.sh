@@ -66,7 +66,7 @@ keyclone is running; Ctrl-C stops it.
 
 In another terminal, from $(pwd):
   export PATH=\$PWD/build/bin:\$PATH KEYCLONE_DIR=\$PWD/var
-  KEY=\$(keyclone keygen web-1 --dir var/keys)      # a node's CURVE key pair
+  KEY=\$(keyclone keygen web-1 --dir var/keys --force)   # a (new) node key pair
   keyclone register web-1 --key "\$KEY" --tag role=web
   keyclone lookup web-1                            # the local agent's answer
   keyclone revoke web-1 --reason "testing"

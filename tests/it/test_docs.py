@@ -570,6 +570,17 @@ def scenario_readme_run(world):
     t.expect("keyclone lookup web-1", r"^revoked\b", r'reason "testing"', n=1)
     t.expect("keyclone status --server", r"agents: 1, 1 up to date, 0 behind")
     t.expect("keyclone status", r"\bfresh\b", n=0)
+    # the same block again, and the hints `make run` printed, twice: a
+    # reader repeats them
+    t = shell.run("readme/trying", expect={("keyclone lookup web-1", 1): 4})
+    t.expect("keyclone lookup web-1", r"^trusted\b", n=0)
+    hints = world.log(run).split("In another terminal, from ", 1)[1].split("\n", 1)[1]
+    hints = "\n".join(line.strip() for line in hints.splitlines() if line.startswith("  ")) + "\n"
+    for attempt in range(2):
+        t = shell.run(None, text=hints, label=f"make run's hints, time {attempt + 1}",
+                      expect={("keyclone lookup web-1", 1): 4})
+        t.expect("keyclone register web-1", r"registered web-1")
+        t.expect("keyclone lookup web-1", r"^trusted\b", n=0)
 
     app, client = world.block("readme/app.c", "c"), world.block("readme/client.py", "python")
     kc.check(len(app.text.splitlines()) < 20 and len(client.text.splitlines()) < 20,
