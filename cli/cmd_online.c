@@ -207,6 +207,7 @@ typedef struct {
     uint64_t first_seq, last_seq;
     bool progress;
     bool force;                             //  moving keys to other names is wanted
+    uint64_t started_us;                    //  for the progress line's rate
     zhashx_t *held;                         //  bulk: hex key -> name of each unrevoked record
 } s_register_t;
 
@@ -271,8 +272,10 @@ s_flush (s_register_t *self)
     self->first_seq = self->first_seq ? self->first_seq : seq;
     self->last_seq = seq;
     if (self->progress) {
-        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu)", self->command,
-                 self->records, self->batches, (unsigned long long) seq);
+        double seconds = (double) (s_now_us () - self->started_us) / 1e6;
+        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu), %.0f records/s", self->command,
+                 self->records, self->batches, (unsigned long long) seq,
+                 seconds > 0 ? (double) self->records / seconds : 0.0);
     }
     return 0;
 }
@@ -434,7 +437,8 @@ cmd_register (int argc, char *argv [])
     cli_online_finish (&online);
     //  (one key: checked below with a query of its own)
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
-                          .progress = from && isatty (STDERR_FILENO) && !online.json, .force = force || !from };
+                          .progress = from && isatty (STDERR_FILENO) && !online.json, .force = force || !from,
+                          .started_us = s_now_us () };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
     if (s_register_open (&self, signers)) {
@@ -1484,7 +1488,8 @@ cmd_import (int argc, char *argv [])
         return cli_fail ("import", "%s", why.text);
     }
     s_register_t self = { .command = "import", .online = &online, .chunk = (size_t) chunk,
-                          .progress = isatty (STDERR_FILENO) && !online.json, .force = force };
+                          .progress = isatty (STDERR_FILENO) && !online.json, .force = force,
+                          .started_us = s_now_us () };
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     if (s_register_open (&self, signers)) {
         s_free_names (files, count);

@@ -41,9 +41,16 @@ cli_online_option (const char *command, int c, cli_online_t *o)
     }
 }
 
+#define SERVER_HOST_DIR "/var/lib/keyclone/server"     //  the packaged server's directory
+
 void
 cli_online_finish (cli_online_t *o)
 {
+    const char *env = getenv ("KEYCLONE_DIR");
+    if (!o->dir && !(env && *env) && !cli_config ("dir") && !kc_file_exists ("root")
+    &&  kc_file_exists (SERVER_HOST_DIR "/root")) {
+        o->dir = SERVER_HOST_DIR;           //  on the server's host, as packaged (operator.md 2a)
+    }
     o->dir = cli_dir (o->dir);
     if (!o->root_path) {
         //  DIR/root, else the configured one, else a node's documented one
@@ -70,7 +77,7 @@ cli_online_finish (cli_online_t *o)
         o->timeout_ms = DEFAULT_TIMEOUT_MS;
     }
     if (!o->agent) {
-        const char *env = getenv ("KEYCLONE_AGENT");
+        env = getenv ("KEYCLONE_AGENT");
         char ipc [PATH_MAX + 32], absolute [PATH_MAX];
         snprintf (ipc, sizeof ipc, "%s/agent/agent.ipc", realpath (o->dir, absolute) ? absolute : o->dir);
         if (env && *env) {

@@ -210,6 +210,34 @@ def test_bulk_moves_need_force():
     kc.check(out.startswith("imported 1 certificate"), out)
 
 
+def test_bulk_work_shows_progress_on_a_terminal():
+    """register --from and import, with stderr on a terminal, say how far
+    they are and how fast; not on a pipe."""
+    import pty
+    bulk = os.path.join(C.root_dir, "progress.txt")
+    with open(bulk, "w") as f:
+        for i in range(300):
+            f.write(f"prog-{i}={z85(os.urandom(32))}\n")
+    leader, follower = pty.openpty()
+    result = subprocess.run([kc.KEYCLONE, "register", "--from", bulk, "--batch-size", "100", "--operator", "op1",
+                             "--dir", C.dir], stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    kc.check(result.returncode == 0, result)
+    lines = re.findall(rb"\rkeyclone register: (\d+) records in (\d+) batches \(seq \d+\), \d+ records/s", seen)
+    kc.check([(int(r), int(b)) for r, b in lines] == [(100, 1), (200, 2), (300, 3)], seen)
+    _, err = C.cli("register", "--from", bulk, "--batch-size", "100", "--operator", "op1")   # a pipe: quiet
+    kc.check("records/s" not in err, err)
+
 def test_the_cli_configuration_file():
     """The CLI reads dir, agent and operator from a ZPL file
     ($KEYCLONE_CONFIG, else $KEYCLONE_DIR/keyclone.conf, else
@@ -246,4 +274,5 @@ def test_the_cli_configuration_file():
 if __name__ == "__main__":
     kc.main([test_setup, test_import_reads_a_pyzmq_and_czmq_directory, test_import_refusals,
              test_export_is_read_by_zcertstore_and_zmq_auth, test_keys_as_people_give_them,
-             test_bulk_moves_need_force, test_the_cli_configuration_file])
+             test_bulk_moves_need_force, test_bulk_work_shows_progress_on_a_terminal,
+             test_the_cli_configuration_file])
