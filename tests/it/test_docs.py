@@ -707,6 +707,13 @@ def scenario_admin(world):
     t.expect("keyclone show web-1", r"active .* web-1 ")
     t.expect("keyclone status", r"\bfresh\b", n=1)
     t.expect("keyclone lookup web-1", r"^trusted\b", r"role=web")
+    # a node's documented layout needs no options: the root in /etc/keyclone,
+    # the agent at /var/lib/keyclone/agent.ipc
+    t = shell.run(None, label="the CLI on a node, no options",
+                  text="env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status --dir /tmp\n"
+                       "env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone lookup web-1 --dir /tmp\n")
+    t.expect("env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status", r"^agent: fresh")
+    t.expect("env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone lookup", r"^trusted\b")
     t = shell.run("operator/metrics")
     t.expect("grep -E", r"^keyclone_server_seq \d+$",
              r'^keyclone_server_handshakes_total\{result="allowed"\} [1-9]\d*$')
