@@ -537,7 +537,18 @@ s_config (void)
             snprintf (path, sizeof path, "/etc/keyclone/keyclone.conf");
         }
         if (kc_file_exists (path)) {
-            config = zconfig_load (path);
+            //  Read here, parsed from memory: czmq's zconfig_load leaks its
+            //  file handle when the text does not parse
+            size_t size = 0;
+            uint8_t *text = kc_file_read (path, 64 * 1024, false, &size, NULL);
+            char *string = text ? malloc (size + 1) : NULL;
+            if (string) {
+                memcpy (string, text, size);
+                string [size] = 0;
+                config = zconfig_str_load (string);
+            }
+            free (string);
+            kc_file_free (&text, false);
             if (!config) {
                 fprintf (stderr, "keyclone: cannot read the configuration '%s' (ZPL, section 'keyclone'); "
                          "going on without it\n", path);
