@@ -228,14 +228,16 @@ kc_pending_request (kc_pending_t *self, const kc_enrolment_t *asked, uint64_t no
                        "an operator, or ask one to reject it first", out->name,
                        out->rotation ? " (a rotation)" : "");
     }
-    if (s_take (self, asked->source, now_ms, why)) {
-        self->refused++;
-        return -1;
-    }
+    //  The bound first: a request the list has no room for does not use up
+    //  its source's rate
     if (self->count >= self->config.max) {
         self->refused++;
         return kc_why (why, "refused: %zu enrolment requests are already waiting (the server keeps "
                        "at most %zu); try later", self->count, self->config.max);
+    }
+    if (s_take (self, asked->source, now_ms, why)) {
+        self->refused++;
+        return -1;
     }
     *out = *asked;
     out->state = KC_ENROL_PENDING;
