@@ -714,6 +714,13 @@ def scenario_admin(world):
                        "env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone lookup web-1 --dir /tmp\n")
     t.expect("env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status", r"^agent: fresh")
     t.expect("env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone lookup", r"^trusted\b")
+    # and the packaged server host's: its directory in /var/lib/keyclone/server
+    t = shell.run(None, label="the CLI on a server host as packaged, no options", text=(
+        "mkdir -p /var/lib/keyclone/server && cp -r /srv/keyclone/root /srv/keyclone/operators /var/lib/keyclone/server/\n"
+        "cd /tmp\n"
+        "env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status --server\n"
+        "cd -\n"))
+    t.expect("env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status --server", r"^server: seq \d+")
     t = shell.run("operator/metrics")
     t.expect("grep -E", r"^keyclone_server_seq \d+$",
              r'^keyclone_server_handshakes_total\{result="allowed"\} [1-9]\d*$')
