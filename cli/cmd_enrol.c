@@ -235,6 +235,75 @@ done:
     return rc;
 }
 
+//  --- Options --------------------------------------------------------------------
+
+//  Every option of these commands (each lists only its own in longs).
+typedef struct {
+    const char *tags [KC_RECORD_TAGS_MAX];
+    size_t tag_count;
+    bool wait;
+    const char *key, *token, *out, *overlap, *code, *expires, *reason, *pattern, *uses;
+} s_opts_t;
+
+//  Parses the online options into online and the others into opts, expects
+//  positional arguments (0 or 1; usage says what otherwise), and finishes
+//  online. Returns the index of the positional argument, or -1 after a usage
+//  error.
+static int
+s_args (const char *command, int *argc, char ***argv, const struct option *longs, cli_online_t *online,
+        s_opts_t *opts, int positional, const char *usage)
+{
+    int c, handled;
+    cli_args (argc, argv, longs);
+    while ((c = getopt_long (*argc, *argv, "", longs, NULL)) != -1) {
+        if ((handled = cli_online_option (command, c, online))) {
+            if (handled < 0) {
+                return -1;
+            }
+            continue;
+        }
+        switch (c) {
+            case 't':
+                if (opts->tag_count == KC_RECORD_TAGS_MAX) {
+                    cli_usage (command, "at most %d tags", KC_RECORD_TAGS_MAX);
+                    return -1;
+                }
+                opts->tags [opts->tag_count++] = optarg;
+                break;
+            case 'w': opts->wait = true; break;
+            case 'k': opts->key = optarg; break;
+            case 'g': opts->token = optarg; break;
+            case 'o': opts->out = optarg; break;
+            case 'O': opts->overlap = optarg; break;
+            case 'c': opts->code = optarg; break;
+            case 'x': opts->expires = optarg; break;
+            case 'R': opts->reason = optarg; break;
+            case 'P': opts->pattern = optarg; break;
+            case 'u': opts->uses = optarg; break;
+            default: return -1;
+        }
+    }
+    if (optind != *argc - positional) {
+        cli_usage (command, "%s", usage);
+        return -1;
+    }
+    cli_online_finish (online);
+    return optind;
+}
+
+//  --wait: a pause of about WAIT_EVERY_MS between questions (jitter keeps a
+//  fleet from asking in step), or false after saying the request expired.
+static bool
+s_wait_again (const char *command, const kc_enrolment_t *e)
+{
+    if (kc_now_ms () >= e->expires) {
+        cli_fail (command, "the request expired unanswered; run 'keyclone %s' again to ask again", command);
+        return false;
+    }
+    usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
+    return true;
+}
+
 int
 cmd_enrol (int argc, char *argv [])
 {
@@ -244,43 +313,21 @@ cmd_enrol (int argc, char *argv [])
         { "out", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
-    const char *tags [KC_RECORD_TAGS_MAX];
-    const char *key_path = NULL, *token_path = NULL, *out = NULL;
-    size_t tag_count = 0;
-    bool wait = false;
-    int c, handled;
-    cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = cli_online_option ("enrol", c, &online))) {
-            if (handled < 0) {
-                return CLI_USAGE;
-            }
-            continue;
-        }
-        switch (c) {
-            case 't':
-                if (tag_count == KC_RECORD_TAGS_MAX) {
-                    return cli_usage ("enrol", "at most %d tags", KC_RECORD_TAGS_MAX);
-                }
-                tags [tag_count++] = optarg;
-                break;
-            case 'w': wait = true; break;
-            case 'k': key_path = optarg; break;
-            case 'g': token_path = optarg; break;
-            case 'o': out = optarg; break;
-            default: return CLI_USAGE;
-        }
+    s_opts_t o = { 0 };
+    int first = s_args ("enrol", &argc, &argv, longs, &online, &o, 1, "expected the node's NAME");
+    if (first < 0) {
+        return CLI_USAGE;
     }
-    if (optind != argc - 1) {
-        return cli_usage ("enrol", "expected the node's NAME");
-    }
+    const char **tags = o.tags, *key_path = o.key, *token_path = o.token, *out = o.out;
+    size_t tag_count = o.tag_count;
+    bool wait = o.wait;
     if (token_path && wait) {
         return cli_usage ("enrol", "--token registers at once: it does not wait");
     }
     if (out && !token_path) {
         return cli_usage ("enrol", "--out writes a registration signed with --token");
     }
-    const char *name = argv [optind];
+    const char *name = argv [first];
     if (!kc_record_name_valid (name, strlen (name))) {
         return cli_usage ("enrol", "invalid NAME (letters, digits, '.', '-', '_', starting with a letter or digit)");
     }
@@ -289,7 +336,6 @@ cmd_enrol (int argc, char *argv [])
             return cli_usage ("enrol", "invalid tag '%s'", tags [i]);
         }
     }
-    cli_online_finish (&online);
     char path [CLI_PATH_MAX];
     if (!key_path) {
         key_path = cli_path (path, online.dir, "node");
@@ -322,12 +368,10 @@ cmd_enrol (int argc, char *argv [])
     }
     rc = s_report (&e, online.json && !wait, true);
     while (wait && e.state == KC_ENROL_PENDING) {
-        if (kc_now_ms () >= e.expires) {
-            rc = cli_fail ("enrol", "the request expired unanswered; run 'keyclone enrol' again to ask again");
+        if (!s_wait_again ("enrol", &e)) {
+            rc = CLI_FAIL;
             goto done;
         }
-        //  Each node waits its own way: jitter keeps a fleet from asking in step
-        usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
         if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
             rc = cli_fail ("enrol", "%s", why.text);
             goto done;
@@ -397,37 +441,21 @@ int
 cmd_rotate (int argc, char *argv [])
 {
     static const struct option longs [] = {
-        CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'o' }, { "wait", no_argument, NULL, 'w' },
+        CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'O' }, { "wait", no_argument, NULL, 'w' },
         { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
-    const char *key_path = NULL, *overlap_text = "1h";
-    bool wait = false;
-    int c, handled;
-    cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = cli_online_option ("rotate", c, &online))) {
-            if (handled < 0) {
-                return CLI_USAGE;
-            }
-            continue;
-        }
-        switch (c) {
-            case 'o': overlap_text = optarg; break;
-            case 'w': wait = true; break;
-            case 'k': key_path = optarg; break;
-            default: return CLI_USAGE;
-        }
+    s_opts_t o = { .overlap = "1h" };
+    if (s_args ("rotate", &argc, &argv, longs, &online, &o, 0, "takes no arguments") < 0) {
+        return CLI_USAGE;
     }
+    const char *key_path = o.key;
+    bool wait = o.wait;
     uint64_t overlap;
     kc_why_t why;
-    if (optind != argc) {
-        return cli_usage ("rotate", "takes no arguments");
-    }
-    if (kc_duration_parse (overlap_text, &overlap, &why) || overlap > KC_ENROL_OVERLAP_MAX) {
+    if (kc_duration_parse (o.overlap, &overlap, &why) || overlap > KC_ENROL_OVERLAP_MAX) {
         return cli_usage ("rotate", "--overlap: a duration of at most 366d (%s)", why.text);
     }
-    cli_online_finish (&online);
     char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
     if (!key_path) {
         key_path = cli_path (path, online.dir, "node");
@@ -475,11 +503,9 @@ cmd_rotate (int argc, char *argv [])
             s_report (&e, false, true);
             first = false;
         }
-        if (kc_now_ms () >= e.expires) {
-            cli_fail ("rotate", "the request expired unanswered; run 'keyclone rotate' again to ask again");
+        if (!s_wait_again ("rotate", &e)) {
             goto done;
         }
-        usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
     }
     char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1], span [24];
     kc_fingerprint (kc_cert_public_key (current), from);
@@ -619,38 +645,6 @@ s_find (const char *command, const s_requests_t *requests, const char *what)
     return NULL;
 }
 
-//  Parses the options shared by pending, approve and reject into online;
-//  the others go to extra (returns its result). Expects one positional
-//  argument (the request), or none without one. Returns the index of the
-//  positional argument, or -1 after a usage error.
-typedef int (s_option_fn) (int c, void *arg);
-
-static int
-s_operator_args (const char *command, int *argc, char ***argv, const struct option *longs,
-                 cli_online_t *online, s_option_fn *extra, void *arg, bool request)
-{
-    int c, handled;
-    cli_args (argc, argv, longs);
-    while ((c = getopt_long (*argc, *argv, "", longs, NULL)) != -1) {
-        if ((handled = cli_online_option (command, c, online))) {
-            if (handled < 0) {
-                return -1;
-            }
-            continue;
-        }
-        if (!extra || extra (c, arg)) {
-            return -1;
-        }
-    }
-    if (optind != *argc - (request ? 1 : 0)) {
-        cli_usage (command, request ? "expected the request: a fingerprint, a key or a node NAME"
-                                    : "takes no arguments");
-        return -1;
-    }
-    cli_online_finish (online);
-    return optind;
-}
-
 //  The client, the pinned root, the requests: 0, or -1 after printing why.
 typedef struct {
     kc_root_t *root;
@@ -687,7 +681,8 @@ cmd_pending (int argc, char *argv [])
 {
     static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
     cli_online_t online = { 0 };
-    if (s_operator_args ("pending", &argc, &argv, longs, &online, NULL, NULL, false) < 0) {
+    s_opts_t o = { 0 };
+    if (s_args ("pending", &argc, &argv, longs, &online, &o, 0, "takes no arguments") < 0) {
         return CLI_USAGE;
     }
     s_session_t session;
@@ -735,32 +730,6 @@ cmd_pending (int argc, char *argv [])
     return CLI_OK;
 }
 
-typedef struct {
-    const char *code, *expires, *out, *reason;
-    char *tags [KC_RECORD_TAGS_MAX];
-    size_t tag_count;
-} s_answer_t;
-
-static int
-s_answer_option (int c, void *arg)
-{
-    s_answer_t *self = arg;
-    switch (c) {
-        case 'c': self->code = optarg; return 0;
-        case 'x': self->expires = optarg; return 0;
-        case 'o': self->out = optarg; return 0;
-        case 'R': self->reason = optarg; return 0;
-        case 't':
-            if (self->tag_count == KC_RECORD_TAGS_MAX) {
-                return cli_usage ("approve", "at most %d tags", KC_RECORD_TAGS_MAX);
-            }
-            self->tags [self->tag_count++] = optarg;
-            return 0;
-        default:
-            return -1;
-    }
-}
-
 //  The record a rotation replaces, as the server holds it.
 typedef struct {
     bool found;
@@ -795,7 +764,7 @@ s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
 //  agent ever sees the new key without the old one's end. NULL after
 //  printing why.
 static kc_batch_builder_t *
-s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e, const s_answer_t *answer)
+s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e, const s_opts_t *answer)
 {
     kc_why_t why;
     uint64_t seconds = 0;
@@ -881,8 +850,9 @@ cmd_approve (int argc, char *argv [])
         { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
-    s_answer_t answer = { 0 };
-    int first = s_operator_args ("approve", &argc, &argv, longs, &online, s_answer_option, &answer, true);
+    s_opts_t answer = { 0 };
+    int first = s_args ("approve", &argc, &argv, longs, &online, &answer, 1,
+                        "expected the request: a fingerprint, a key or a node NAME");
     if (first < 0) {
         return CLI_USAGE;
     }
@@ -960,8 +930,9 @@ cmd_reject (int argc, char *argv [])
         CLI_ONLINE_OPTIONS, { "reason", required_argument, NULL, 'R' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
-    s_answer_t answer = { 0 };
-    int first = s_operator_args ("reject", &argc, &argv, longs, &online, s_answer_option, &answer, true);
+    s_opts_t answer = { 0 };
+    int first = s_args ("reject", &argc, &argv, longs, &online, &answer, 1,
+                        "expected the request: a fingerprint, a key or a node NAME");
     if (first < 0) {
         return CLI_USAGE;
     }
@@ -1064,38 +1035,24 @@ cmd_grant (int argc, char *argv [])
     };
     cli_online_t online = { 0 };
     kc_grant_t fields = { .status = KC_STATUS_ACTIVE };
-    const char *pattern = NULL, *expires = "7d", *token_path = NULL, *out = NULL, *reason = "";
-    long uses = 0;
-    int c, handled;
-    cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if ((handled = cli_online_option ("grant", c, &online))) {
-            if (handled < 0) {
-                return CLI_USAGE;
-            }
-            continue;
-        }
-        switch (c) {
-            case 'P': pattern = optarg; break;
-            case 'x': expires = optarg; break;
-            case 'g': token_path = optarg; break;
-            case 'o': out = optarg; break;
-            case 'R': reason = optarg; break;
-            case 'u': uses = strtol (optarg, NULL, 10); break;
-            case 't':
-                if (fields.tag_count == KC_RECORD_TAGS_MAX || strlen (optarg) > KC_RECORD_TAG_MAX) {
-                    return cli_usage ("grant", "at most %d tags of %d characters", KC_RECORD_TAGS_MAX, KC_RECORD_TAG_MAX);
-                }
-                snprintf (fields.tags [fields.tag_count++], sizeof fields.tags [0], "%s", optarg);
-                break;
-            default: return CLI_USAGE;
-        }
+    s_opts_t o = { .expires = "7d", .reason = "" };
+    static const char *usage = "expected 'create' or 'revoke', and --token FILE";
+    int first = s_args ("grant", &argc, &argv, longs, &online, &o, 1, usage);
+    if (first < 0) {
+        return CLI_USAGE;
     }
-    const char *action = optind < argc ? argv [optind] : "";
-    if (optind != argc - 1 || (!KC_STREQ (action, "create") && !KC_STREQ (action, "revoke")) || !token_path) {
-        return cli_usage ("grant", "expected 'create' or 'revoke', and --token FILE");
+    const char *action = argv [first], *pattern = o.pattern, *expires = o.expires, *token_path = o.token;
+    const char *out = o.out, *reason = o.reason;
+    long uses = o.uses ? strtol (o.uses, NULL, 10) : 0;
+    if ((!KC_STREQ (action, "create") && !KC_STREQ (action, "revoke")) || !token_path) {
+        return cli_usage ("grant", "%s", usage);
     }
-    cli_online_finish (&online);
+    for (size_t i = 0; i < o.tag_count; i++) {
+        if (strlen (o.tags [i]) > KC_RECORD_TAG_MAX) {
+            return cli_usage ("grant", "at most %d tags of %d characters", KC_RECORD_TAGS_MAX, KC_RECORD_TAG_MAX);
+        }
+        snprintf (fields.tags [fields.tag_count++], sizeof fields.tags [0], "%s", o.tags [i]);
+    }
     kc_why_t why;
     char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [32];
     kc_grant_t *made = NULL;

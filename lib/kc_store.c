@@ -278,10 +278,22 @@ kc_store_begin (kc_store_t *self, kc_why_t *why)
     return 0;
 }
 
+//  On submission, an active record whose not-after is past could never be
+//  in force (docs/protocol.md 7.2 rule 4). 0 or -1 with a reason.
+static int
+s_check_not_expired (const kc_record_t *record, uint64_t now, kc_why_t *why)
+{
+    char fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    if (record->status == KC_STATUS_ACTIVE && record->not_after && record->not_after <= now) {
+        return kc_why (why, "record for key %s expired at %s", kc_fingerprint (record->key, fp),
+                       kc_time_format (record->not_after, when));
+    }
+    return 0;
+}
+
 int
 kc_store_check (kc_store_t *self, const kc_batch_t *batch, uint64_t now, kc_why_t *why)
 {
-    char fp [KC_FINGERPRINT_CHARS + 1], when [32];
     for (size_t i = 0; i < kc_batch_count (batch); i++) {
         const kc_record_t *record = kc_batch_record (batch, i);
         kc_store_key_t stored;
@@ -289,10 +301,8 @@ kc_store_check (kc_store_t *self, const kc_batch_t *batch, uint64_t now, kc_why_
         ||  kc_record_check_successor (record, stored.status, stored.version, why)) {
             return -1;
         }
-        if (record->status == KC_STATUS_ACTIVE && record->not_after && record->not_after <= now) {
-            return kc_why (why, "record for key %s expired at %s",
-                           kc_fingerprint (record->key, fp),
-                           kc_time_format (record->not_after, when));
+        if (s_check_not_expired (record, now, why)) {
+            return -1;
         }
     }
     return 0;
@@ -537,11 +547,7 @@ kc_store_check_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t now, k
         rc = kc_why (why, "key %s is already known to the directory: a grant only adds new keys",
                      kc_fingerprint (use->record.key, fp));
     }
-    if (rc == 0 && use->record.not_after && use->record.not_after <= now) {
-        rc = kc_why (why, "record for key %s expired at %s", kc_fingerprint (use->record.key, fp),
-                     kc_time_format (use->record.not_after, when));
-    }
-    return rc;
+    return rc ? rc : s_check_not_expired (&use->record, now, why);
 }
 
 int
