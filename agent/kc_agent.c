@@ -807,6 +807,7 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     self->head = *head;
     self->has_head = true;
     self->refused_backoff = 0;              //  admitted: a later refusal starts over
+    self->admitted = true;
     self->last_fresh = zclock_mono ();
     s_want_ack (self);
     s_arm_stale (self);
@@ -1292,6 +1293,7 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         if (!msg) {
             break;
         }
+        self->admitted = true;              //  the handshake passed
         kc_proto_msg_t decoded;
         kc_why_t why;
         if (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &decoded, &why)) {
@@ -1449,6 +1451,8 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
 static int s_next_server_key (agent_t *self);
 static int s_reconnect (agent_t *self, const char *why);
+static bool s_reconnect_needed (agent_t *self, bool *changed);
+static int s_reconnect_as_asked (agent_t *self, bool changed);
 
 static volatile sig_atomic_t s_reload_wanted;
 
@@ -1593,10 +1597,17 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     }
     //  A refusal ends libzmq's connection for good; the key may be admitted
     //  later (an enrolment approved, a registration): connect again, less
-    //  and less often, each agent at its own time
+    //  and less often, each agent at its own time (or when asked: RECONNECT)
     if (self->refused_retry && now >= self->refused_retry) {
         self->refused_retry = 0;
         return s_reconnect (self, "connecting again after the server refused this node's key");
+    }
+    bool changed;
+    if (self->asked_at && now >= self->asked_at) {
+        self->asked_at = 0;
+        if (s_reconnect_needed (self, &changed)) {
+            return s_reconnect_as_asked (self, changed);
+        }
     }
     return 0;
 }
@@ -1866,6 +1877,9 @@ s_connect_server (agent_t *self)
     if (!self->updates || !self->snapshot) {
         return -1;
     }
+    self->connected_at = zclock_mono ();
+    self->admitted = false;
+    self->asked_at = 0;                     //  connecting: what RECONNECT asked for
     self->monitor = zactor_new (zmonitor, self->snapshot);
     zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
                 "HANDSHAKE_FAILED_AUTH", NULL);
@@ -1915,6 +1929,55 @@ s_reconnect (agent_t *self, const char *why)
     }
     s_start_sync (self, why);
     return 0;
+}
+
+//  Whether connecting again would change anything: the node's key file
+//  holds another key than the one in use, or the server refused this key
+//  (or has not let it in yet: a refusal is known only when the monitor is
+//  read, s_on_second).
+static bool
+s_reconnect_needed (agent_t *self, bool *changed)
+{
+    kc_why_t why;
+    kc_cert_t *cert = kc_cert_load_secret (self->config.key_path, &why);
+    *changed = cert && memcmp (kc_cert_public_key (cert), kc_cert_public_key (self->cert), KC_KEY_BYTES);
+    kc_cert_destroy (&cert);
+    return *changed || self->refused_retry || !self->admitted;
+}
+
+static int
+s_reconnect_as_asked (agent_t *self, bool changed)
+{
+    self->refused_retry = 0;
+    return s_reconnect (self, changed ? "connecting with this node's new key, as asked"
+                                      : "connecting again, as asked (this node's key may be admitted now)");
+}
+
+//  RECONNECT from the local service ('keyclone enrol', 'keyclone rotate'):
+//  the node's key may have just been admitted, or replaced in its file.
+//  Connects again at once when that would change anything, at most once per
+//  REFUSED_BACKOFF_MIN_MS so no local client can make the agent hammer the
+//  server: a request sooner than that is carried out then (s_on_second), if
+//  it is still needed. Sets *action ("now", "later" in *in_ms, or "none");
+//  -1 when the sockets cannot be made again.
+int
+agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
+{
+    bool changed;
+    *in_ms = 0;
+    *action = "none";
+    if (!s_reconnect_needed (self, &changed)) {
+        return 0;
+    }
+    int64_t now = zclock_mono (), allowed = self->connected_at + REFUSED_BACKOFF_MIN_MS;
+    if (now < allowed) {
+        self->asked_at = allowed;
+        *in_ms = allowed - now;
+        *action = "later";
+        return 0;
+    }
+    *action = "now";
+    return s_reconnect_as_asked (self, changed);
 }
 
 static int

@@ -50,6 +50,9 @@ typedef struct {
                                             //  (zclock_mono; 0 when not refused), because libzmq
                                             //  never reconnects after a refusal
     int64_t refused_backoff;                //  ms, doubling to REFUSED_BACKOFF_MAX_MS
+    int64_t connected_at;                   //  zclock_mono: sockets to the server made,
+    bool admitted;                          //  and the server answered through them
+    int64_t asked_at;                       //  RECONNECT asked: connect again then, if needed
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
@@ -123,5 +126,9 @@ void
     agent_head_event (agent_t *self, const kc_head_t *head);
 const char *
     agent_state_name (agent_state_t state);
+
+//  kc_agent.c: RECONNECT (connect again now when refused or the key changed)
+int
+    agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms);
 
 #endif

@@ -195,6 +195,11 @@ s_status_text (agent_t *self, FILE *out)
         fprintf (out, "  no matching head yet\n");
     }
     fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
+    if (self->refused_retry) {
+        fprintf (out, "  the server refused this node's key: connecting again in %lld s (or when asked: "
+                 "keyclone enrol, keyclone rotate)\n",
+                 (long long) (self->refused_retry > now ? (self->refused_retry - now + 999) / 1000 : 0));
+    }
     if (self->has_head) {
         fprintf (out, "  server clock %+.3f s from this node's (accepted up to %.0f s)\n",
                  (double) self->clock_offset_ms / 1000.0, (double) self->config.clock_skew_ms / 1000.0);
@@ -241,6 +246,8 @@ s_status_json (agent_t *self, FILE *out)
     fprintf (out, ", \"root_days_left\": %lld", (long long) (left >= 0 ? left / 86400 : -1 - (-left) / 86400));
     kc_json_field_str (out, false, "server", self->connect [0]);
     kc_json_field_str (out, false, "updates", self->connect [1]);
+    kc_json_field_u64 (out, false, "refused_retry_ms", (uint64_t) (self->refused_retry > now
+                                                                   ? self->refused_retry - now : 0));
     kc_json_field_str (out, false, "cache", self->config.cache_path);
     kc_json_field_u64 (out, false, "applied", self->applied);
     kc_json_field_u64 (out, false, "rejected", self->rejected);
@@ -303,16 +310,16 @@ s_metrics (agent_t *self, FILE *out)
 }
 
 //  Answers one request; returns the JSON reply and its text rendering, or
-//  NULL with a reason.
+//  NULL with a reason (and *fatal set when the agent cannot go on).
 static char *
-s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
+s_answer (agent_t *self, zmsg_t *request, char **text, bool *fatal, kc_why_t *why)
 {
     char *json = NULL;
     size_t size = 0, text_size = 0;
     *text = NULL;
     zframe_t *command = zmsg_first (request), *argument = zmsg_next (request);
     if (!command || zmsg_size (request) > 2) {
-        kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS or METRICS");
+        kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT");
         return NULL;
     }
     FILE *out = open_memstream (&json, &size), *human = open_memstream (text, &text_size);
@@ -325,6 +332,35 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
     if (zframe_streq (command, "METRICS") && !argument) {
         s_metrics (self, human);
         fprintf (out, "{\"format\": \"prometheus text 0.0.4\"}");
+    }
+    else
+    if (zframe_streq (command, "RECONNECT") && !argument) {
+        const char *action;
+        int64_t in_ms;
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        if (agent_reconnect_asked (self, &action, &in_ms)) {
+            *fatal = true;
+            rc = kc_why (why, "cannot make the sockets to the server again");
+        }
+        else {
+            kc_fingerprint (kc_cert_public_key (self->cert), fp);
+            fprintf (out, "{");
+            kc_json_field_str (out, true, "reconnect", action);
+            kc_json_field_u64 (out, false, "in_ms", (uint64_t) in_ms);
+            kc_json_field_str (out, false, "key", fp);
+            kc_json_field_str (out, false, "agent", agent_state_name (self->state));
+            fprintf (out, "}");
+            if (KC_STREQ (action, "now")) {
+                fprintf (human, "connecting to the server again now with key %s\n", fp);
+            }
+            else
+            if (KC_STREQ (action, "later")) {
+                fprintf (human, "connecting to the server again in %lld ms with key %s\n", (long long) in_ms, fp);
+            }
+            else {
+                fprintf (human, "connected with key %s (%s): nothing to do\n", fp, agent_state_name (self->state));
+            }
+        }
     }
     else
     if (zframe_streq (command, "LOOKUP") && argument) {
@@ -366,7 +402,7 @@ s_answer (agent_t *self, zmsg_t *request, char **text, kc_why_t *why)
         fprintf (out, "}");
     }
     else {
-        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS or METRICS");
+        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT");
     }
     fclose (out);
     fclose (human);
@@ -454,7 +490,8 @@ agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
     agent_t *self = arg;
-    for (int n = 0; n < 64 && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+    bool fatal = false;
+    for (int n = 0; n < 64 && !fatal && (zsock_events (socket) & ZMQ_POLLIN); n++) {
         zmsg_t *request = zmsg_recv (socket);
         if (!request) {
             break;
@@ -480,7 +517,7 @@ agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
             reply = s_history (self, request);
         }
         else {
-            json = s_answer (self, request, &text, &why);
+            json = s_answer (self, request, &text, &fatal, &why);
             reply = zmsg_new ();
             zmsg_addstr (reply, json ? "OK" : "ERROR");
             zmsg_addstr (reply, json ? json : why.text);
@@ -500,5 +537,5 @@ agent_on_local (zloop_t *loop, zsock_t *socket, void *arg)
         zframe_destroy (&identity);
         zmsg_destroy (&request);
     }
-    return 0;
+    return fatal ? -1 : 0;
 }

@@ -15,6 +15,7 @@
 
 #define WAIT_EVERY_MS   1000                //  --wait asks again this often (with jitter)
 #define MATCHES_MAX     16                  //  ambiguous matches listed
+#define AGENT_POLL_MS   100                 //  waiting for the agent: its status this often
 
 static const char (*s_tags (const kc_enrolment_t *e)) [KC_RECORD_TAG_MAX + 1]
 {
@@ -158,6 +159,56 @@ s_report (const kc_enrolment_t *e, bool json, bool first)
     return e->state == KC_ENROL_REJECTED ? CLI_FAIL : CLI_OK;
 }
 
+//  The node's key was just admitted or replaced: asks the node's agent
+//  (--agent) to connect again now, not at its next retry (up to a minute
+//  after a refusal, docs/agent.md section 1), and with a seq, waits up to
+//  --timeout for its cache to reach it. Says what happened (text output
+//  only); never fails the command: the key is registered whatever the agent
+//  does.
+static void
+s_wake_agent (const cli_online_t *online, uint64_t seq, bool json)
+{
+    kc_why_t why;
+    char *reply = kc_agent_request (online->agent, online->timeout_ms, "RECONNECT", NULL, 0, true, &why);
+    if (!reply) {
+        if (!json) {
+            printf ("no agent answered at %s (%s): it connects with this key when it starts\n", online->agent,
+                    why.text);
+        }
+        return;
+    }
+    bool asked = !strstr (reply, "\"reconnect\": \"none\"");
+    free (reply);
+    int64_t deadline = zclock_mono () + online->timeout_ms;
+    uint64_t reached = 0;
+    while (seq && reached < seq && zclock_mono () < deadline) {
+        reply = kc_agent_request (online->agent, online->timeout_ms, "STATUS", NULL, 0, true, &why);
+        const char *field = reply ? strstr (reply, "\"seq\": ") : NULL;
+        reached = field ? strtoull (field + 7, NULL, 10) : 0;
+        free (reply);
+        if (reached < seq) {
+            usleep (AGENT_POLL_MS * 1000);
+        }
+    }
+    if (json) {
+        return;
+    }
+    if (seq && reached >= seq) {
+        printf ("the agent at %s has synced to seq %llu%s\n", online->agent, (unsigned long long) reached,
+                asked ? " (asked to connect again at once)" : "");
+    }
+    else
+    if (seq) {
+        printf ("the agent at %s has not reached seq %llu after %d ms: see its log\n", online->agent,
+                (unsigned long long) seq, online->timeout_ms);
+    }
+    else
+    if (asked) {
+        printf ("asked the agent at %s to connect again with this node's key\n", online->agent);
+    }
+    fflush (stdout);
+}
+
 //  The grant a token file comes with (TOKEN.grant, written by 'keyclone
 //  grant create'), or NULL with a reason.
 static kc_grant_t *
@@ -175,8 +226,10 @@ s_token_grant (const char *token_path, kc_why_t *why)
 //  submits it; the server and every agent check it against the grant.
 static int
 s_enrol_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *cert, const char *name,
-                  const char **tags, size_t tag_count, const char *token_path, const char *out, bool json)
+                  const char **tags, size_t tag_count, const char *token_path, const char *out,
+                  const cli_online_t *online)
 {
+    bool json = online->json;
     kc_why_t why;
     kc_signer_t *token = kc_signer_load (token_path, &why);
     kc_grant_t *grant = token ? s_token_grant (token_path, &why) : NULL;
@@ -227,6 +280,7 @@ s_enrol_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *c
         printf ("%s is registered (seq %llu) by grant %s: the agent on this node can sync now\n", name,
                 (unsigned long long) seq, gfp);
     }
+    s_wake_agent (online, seq, json);
     rc = CLI_OK;
 done:
     kc_grant_use_destroy (&use);
@@ -359,7 +413,7 @@ cmd_enrol (int argc, char *argv [])
     kc_why_t why;
     int rc = CLI_FAIL;
     if (token_path) {
-        rc = s_enrol_by_grant (client, root, cert, name, tags, tag_count, token_path, out, online.json);
+        rc = s_enrol_by_grant (client, root, cert, name, tags, tag_count, token_path, out, &online);
         goto done;
     }
     if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
@@ -379,6 +433,9 @@ cmd_enrol (int argc, char *argv [])
         if (e.state != KC_ENROL_PENDING) {
             rc = s_report (&e, online.json, false);
         }
+    }
+    if (e.state == KC_ENROL_REGISTERED) {
+        s_wake_agent (&online, wait ? e.seq : 0, online.json);
     }
 done:
     kc_client_destroy (&client);
@@ -522,6 +579,7 @@ cmd_rotate (int argc, char *argv [])
                         "about %s more, then its connections are closed\n", e.name, to, (unsigned long long) e.seq,
                         key_path, from, key_path, s_span (overlap * 1000, span));
             }
+            s_wake_agent (&online, 0, online.json);
         }
     }
     else {

@@ -26,7 +26,8 @@
     "  --server EP        the server's submission endpoint (which also answers\n" \
     "                     queries and status) instead of the root's\n" \
     "  --agent EP         the local agent (default $KEYCLONE_AGENT, else 'agent' in the\n" \
-    "                     configuration file, else ipc://DIR/agent/agent.ipc, else\n" \
+    "                     configuration file, else the first that exists of\n" \
+    "                     ipc://DIR/agent/agent.ipc, ipc://DIR/agent.ipc and\n" \
     "                     ipc:///var/lib/keyclone/agent.ipc)\n" \
     "  --operator NAME|PATH  an operator key to sign with, by name under\n" \
     "                     DIR/operators or by path (repeatable; default: the only\n" \

@@ -78,14 +78,21 @@ cli_online_finish (cli_online_t *o)
     }
     if (!o->agent) {
         env = getenv ("KEYCLONE_AGENT");
-        char ipc [PATH_MAX + 32], absolute [PATH_MAX];
-        snprintf (ipc, sizeof ipc, "%s/agent/agent.ipc", realpath (o->dir, absolute) ? absolute : o->dir);
+        char ipc [PATH_MAX + 32], beside [PATH_MAX + 32], absolute [PATH_MAX];
+        const char *dir = realpath (o->dir, absolute) ? absolute : o->dir;
+        snprintf (ipc, sizeof ipc, "%s/agent/agent.ipc", dir);
+        snprintf (beside, sizeof beside, "%s/agent.ipc", dir);     //  an agent run with --dir DIR
         if (env && *env) {
             o->agent = env;
         }
         else
         if (cli_config ("agent")) {
             o->agent = cli_config ("agent");
+        }
+        else
+        if (!kc_file_exists (ipc) && kc_file_exists (beside)) {
+            snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s", beside);
+            o->agent = o->agent_buffer;
         }
         else
         if (!kc_file_exists (ipc) && kc_file_exists ("/var/lib/keyclone/agent.ipc")) {

@@ -16,6 +16,7 @@ import subprocess
 import time
 
 import zmq
+from zmq.utils import z85
 
 import kc
 from cluster import Cluster, submit_raw
@@ -77,6 +78,9 @@ def test_enrol_approve_and_the_agent_syncs():
     _, err = enrol(agent.dir, "web-8", expect=1)
     kc.check("refused: a request from this key is already pending as 'web-7'" in err, err)
 
+    # after each refusal the agent waits longer (doubling to a minute): once its next try is 8 s or more
+    # away, the agent syncing right after the approval is enrol --wait's doing (RECONNECT), not its retry
+    kc.wait_for(lambda: agent.status()["refused_retry_ms"] >= 8000, 90, what="the agent's retry 8 s away")
     waiter = subprocess.Popen([kc.KEYCLONE, "enrol", "web-7", "--tag", "role=web", "--tag", "dc=eu", "--dir",
                                agent.dir, "--root", ROOT, "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -85,14 +89,40 @@ def test_enrol_approve_and_the_agent_syncs():
                         out).group(1))
     waited, err = waiter.communicate(timeout=30)
     kc.check(waiter.returncode == 0 and f"web-7 is registered (seq {seq})" in waited, (waited, err))
-    st = agent.wait_seq(seq, 30)                       # the agent syncs with its key now
-    kc.check(st["state"] == "fresh", st)
+    # --wait asked the agent to connect again at once (its own retry after the refusals may be a minute
+    # away) and returned once the agent had synced
+    kc.check(f"the agent at {agent.endpoint} has synced to seq {seq} (asked to connect again at once)" in waited,
+             waited)
+    kc.check("connecting again, as asked (this node's key may be admitted now)" in agent.log_text(),
+             agent.log_text())
+    st = agent.status()
+    kc.check(st["seq"] >= seq and st["state"] == "fresh" and st["refused_retry_ms"] == 0, st)
+    # admitted and synced, the agent has nothing to do when asked again
+    kc.check(agent.request("RECONNECT")["reconnect"] == "none", "RECONNECT on a synced agent")
     looked = agent.lookup(agent.key)
     kc.check(looked["status"] == "trusted" and looked["tags"] == ["dc=eu", "role=web"], looked)
     kc.check(pending() == [], "the request is done once registered")
     # a registered key asking again is told it is registered
     out, _ = enrol(agent.dir, "web-7")
     kc.check(out.startswith(f"web-7 is registered (seq {seq})"), out)
+
+
+def test_reconnect_is_rate_limited():
+    """However often a local client asks, a refused agent connects again at most once per 2 s."""
+    agent = C.add_agent("stray-1", register=False)
+    kc.wait_for(lambda: agent.status()["refused_retry_ms"] > 0, 10, what="the server to refuse the agent")
+    first = agent.request("RECONNECT")
+    fingerprint = z85.decode(agent.key)[:4].hex().upper()
+    kc.check(first["reconnect"] in ("now", "later") and first["key"] == fingerprint, first)
+    asked = time.time()
+    replies = [agent.request("RECONNECT") for _ in range(20)]
+    kc.check(all(r["reconnect"] == "later" and 0 < r["in_ms"] <= 2000 for r in replies), replies)
+    kc.wait_for(lambda: agent.log_text().count(", as asked") >= 2 - (first["reconnect"] == "later"), 10,
+                what="the agent to connect again as asked")
+    time.sleep(max(0.0, asked + 2.5 - time.time()))
+    # one connection now (or when allowed) and one for the 20 requests after it: no more
+    kc.check(agent.log_text().count(", as asked") <= 2, agent.log_text())
+    agent.stop()
 
 
 def test_wrong_code_and_tags_given_by_the_operator():
@@ -227,6 +257,7 @@ def test_threshold_two_approves_through_cosign():
 
 
 if __name__ == "__main__":
-    kc.main([test_setup, test_enrol_approve_and_the_agent_syncs, test_wrong_code_and_tags_given_by_the_operator,
+    kc.main([test_setup, test_enrol_approve_and_the_agent_syncs, test_reconnect_is_rate_limited,
+             test_wrong_code_and_tags_given_by_the_operator,
              test_reject_with_a_reason, test_refusals_revoked_members_and_readers, test_expired_requests_and_restart,
              test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign])

@@ -114,6 +114,7 @@ def test_rotation_under_traffic():
     approved = time.time()
     out, _ = kc.keyclone("rotate", "--overlap", f"{OVERLAP}s", "--dir", node.dir, "--root", ROOT)
     kc.check(out.startswith("client-1 now uses its new key"), out)
+    kc.check(f"asked the agent at {node.endpoint} to connect again with this node's key" in out, out)
     kc.check(public_of(os.path.join(node.dir, "node_secret")).decode() == new_key, "node_secret holds the new key")
     kc.check(public_of(os.path.join(node.dir, "node.old_secret")).decode() == node.key, "node.old holds the old key")
 
@@ -132,8 +133,9 @@ def test_rotation_under_traffic():
     kc.check(client.replies > 20, f"only {client.replies} replies")
     print(f"    {client.replies} requests answered, 0 failed; old connection closed "
           f"{closed_at - approved:.1f} s after the approval (overlap {OVERLAP} s)")
-    # the node's agent follows: it connects with the new key once the old one's connection ends
+    # the node's agent follows: rotate asked it to connect with the new key at once
     kc.wait_for(lambda: "this node's key changed" in node.log_text(), 30, what="the node's agent to take the new key")
+    kc.check("connecting with this node's new key, as asked" in node.log_text(), node.log_text())
     node.wait_seq(C.server_status()["seq"], 30)
     old = app_agent.lookup(node.key)
     kc.check(old["status"] != "trusted", f"the old key after the overlap: {old}")
