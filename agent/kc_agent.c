@@ -790,11 +790,22 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
         return;
     }
     if (head->seq < seq) {
-        s_warn (self, "kc_agent: %s", "server head is behind this cache: the server lost or "
-                "rolled back its log; keeping the cache");
+        //  Never rolled back (a revocation may be among what the server
+        //  lost): said, acknowledged so the server can say it too, and kept
+        //  for 'keyclone recover' to give back
+        if (!self->behind || self->server_behind != head->seq) {
+            s_warn (self, "kc_agent: the server's log ends at seq %llu, behind this cache (seq %llu): the server "
+                    "lost entries (its store restored from an older backup?); keeping the cache; 'keyclone "
+                    "recover' on this node gives the server back what it lost", (unsigned long long) head->seq,
+                    (unsigned long long) seq);
+        }
+        self->behind = true;
+        self->server_behind = head->seq;
         s_set_state (self, AGENT_STALE, "server head behind the cache");
+        s_want_ack (self);
         return;
     }
+    self->behind = false;
     if (sodium_memcmp (head->chain, kc_cache_chain (self->cache), KC_HASH_BYTES)) {
         s_warn (self, "kc_agent: %s", "server head names another history for this sequence "
                 "(equivocation); resyncing");

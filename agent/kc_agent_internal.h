@@ -106,6 +106,8 @@ typedef struct {
     uint64_t rejected_by [KC_REASONS];      //  rejected, by class of reason (kc_metrics.h)
     uint64_t zap_allowed, zap_denied;       //  the local ZAP service's answers
     uint64_t server_seq_hint;               //  the highest seq a verified head named
+    bool behind;                            //  the last head was behind the cache,
+    uint64_t server_behind;                 //  at this seq
     int64_t progress_logged;                //  zclock_mono of the last sync progress line
     uint64_t last_sync_from, last_sync_batches, last_sync_records;
     int64_t last_sync_ms;                   //  duration of the last completed sync

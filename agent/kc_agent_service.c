@@ -195,6 +195,10 @@ s_status_text (agent_t *self, FILE *out)
         fprintf (out, "  no matching head yet\n");
     }
     fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
+    if (self->behind) {
+        fprintf (out, "  the server's log ends at seq %llu, behind this cache: it lost entries this cache keeps; "
+                 "'keyclone recover' gives them back\n", (unsigned long long) self->server_behind);
+    }
     if (self->refused_retry) {
         fprintf (out, "  the server refused this node's key: connecting again in %lld s (or when asked: "
                  "keyclone enrol, keyclone rotate)\n",
@@ -246,6 +250,9 @@ s_status_json (agent_t *self, FILE *out)
     fprintf (out, ", \"root_days_left\": %lld", (long long) (left >= 0 ? left / 86400 : -1 - (-left) / 86400));
     kc_json_field_str (out, false, "server", self->connect [0]);
     kc_json_field_str (out, false, "updates", self->connect [1]);
+    if (self->behind) {
+        kc_json_field_u64 (out, false, "server_behind", self->server_behind);
+    }
     kc_json_field_u64 (out, false, "refused_retry_ms", (uint64_t) (self->refused_retry > now
                                                                    ? self->refused_retry - now : 0));
     kc_json_field_str (out, false, "cache", self->config.cache_path);

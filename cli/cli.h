@@ -187,6 +187,7 @@ int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
 int cmd_root (int argc, char *argv []);
 int cmd_log (int argc, char *argv []);
+int cmd_recover (int argc, char *argv []);
 int cmd_import (int argc, char *argv []);
 int cmd_export (int argc, char *argv []);
 

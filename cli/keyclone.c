@@ -329,6 +329,23 @@ const cli_command_t cli_commands [] = {
       "event stream says when): a copied folder does not follow revocations by itself.\n"
       "Exit status: 0; 1 if the server cannot be read or DIR written.\n"
       ONLINE_HELP },
+    { "recover", cmd_recover, "give a server that lost log entries (an old backup restored) them back from an agent",
+      "Usage: keyclone recover [--agent EP] [--client-key FILE] [COMMON OPTIONS]\n"
+      "\n"
+      "After the server's store was restored from an older backup, agents that had\n"
+      "synced past it are ahead of the server: they keep their caches (a revocation\n"
+      "may be among what the server lost) and say so in 'keyclone status'. Run on one\n"
+      "of those nodes, recover reads the agent's history after the server's last\n"
+      "sequence, checks that it continues the server's log to the agent's chain, and\n"
+      "submits each entry in order: the server checks each one as any submission and\n"
+      "takes it at the sequence it had, so every agent is fresh again with nothing lost.\n"
+      "Nothing is submitted when the logs differ (entries accepted after the restore)\n"
+      "or the history no longer holds all the server lost (it keeps the newest 10,000).\n"
+      "Reading the server's status needs read access as for 'list' (--client-key:\n"
+      "the node's own key is a member).\n"
+      "Exit status: 0 recovered or nothing to do; 1 refused or not recoverable;\n"
+      "5 the server or the agent did not answer.\n"
+      ONLINE_HELP },
     { "log", cmd_log, "the audit trail: every log entry, who signed it, who submitted it",
       "Usage: keyclone log [--since SEQ] [--name NAME] [--json] [--agent EP] [COMMON OPTIONS]\n"
       "\n"

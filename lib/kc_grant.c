@@ -4,6 +4,7 @@
     =========================================================================
 */
 #include "kc_grant.h"
+#include "kc_head.h"
 #include "kc_keys.h"
 #include "kc_wire.h"
 
@@ -503,6 +504,48 @@ kc_grant_use_destroy (kc_grant_use_t **self_p)
     }
 }
 
+int
+kc_log_entry_chain (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq, const uint8_t *data,
+                    size_t size, uint8_t chain [static KC_HASH_BYTES], kc_why_t *why)
+{
+    if (kc_root_is_root (data, size)) {
+        kc_root_t *root = kc_root_decode (data, size, why);
+        if (!root) {
+            return -1;
+        }
+        kc_chain_next_root (previous, seq, root, chain);
+        kc_root_destroy (&root);
+        return 0;
+    }
+    if (kc_grant_is_grant (data, size)) {
+        kc_grant_t *grant = kc_grant_decode (data, size, why);
+        if (!grant) {
+            return -1;
+        }
+        kc_chain_next_signed (previous, seq, grant->digest, grant->data + grant->body_size,
+                              grant->size - grant->body_size, chain);
+        kc_grant_destroy (&grant);
+        return 0;
+    }
+    if (kc_grant_is_use (data, size)) {
+        kc_grant_use_t *use = kc_grant_use_decode (data, size, why);
+        if (!use) {
+            return -1;
+        }
+        kc_chain_next_signed (previous, seq, use->digest, use->data + use->body_size, use->size - use->body_size,
+                              chain);
+        kc_grant_use_destroy (&use);
+        return 0;
+    }
+    kc_batch_t *batch = kc_batch_decode (data, size, why);
+    if (!batch) {
+        return -1;
+    }
+    kc_chain_next (previous, seq, batch, chain);
+    kc_batch_destroy (&batch);
+    return 0;
+}
+
 //  --- Self test -----------------------------------------------------------------
 
 void
@@ -561,6 +604,23 @@ kc_grant_test (bool verbose)
     assert (kc_grant_use_check (use, NULL, 0, &why) == -1 && strstr (why.text, "unknown"));
     kc_batch_t *batch = kc_grant_use_batch (use);
     assert (kc_batch_count (batch) == 1 && memcmp (kc_batch_record (batch, 0)->key, node, 32) == 0);
+    //  Where an entry sits: the chain of each kind from its bytes alone
+    uint8_t previous [KC_HASH_BYTES], chain [KC_HASH_BYTES], expected [KC_HASH_BYTES];
+    memset (previous, 0x5a, sizeof previous);
+    size_t batch_size;
+    const uint8_t *batch_data = kc_batch_data (batch, &batch_size);
+    assert (kc_log_entry_chain (previous, 3, batch_data, batch_size, chain, &why) == 0);
+    kc_chain_next (previous, 3, batch, expected);
+    assert (memcmp (chain, expected, KC_HASH_BYTES) == 0);
+    assert (kc_log_entry_chain (previous, 4, use->data, use->size, chain, &why) == 0);
+    kc_chain_next_signed (previous, 4, use->digest, use->data + use->body_size, use->size - use->body_size,
+                          expected);
+    assert (memcmp (chain, expected, KC_HASH_BYTES) == 0);
+    assert (kc_log_entry_chain (previous, 5, grant->data, grant->size, chain, &why) == 0);
+    kc_chain_next_signed (previous, 5, grant->digest, grant->data + grant->body_size,
+                          grant->size - grant->body_size, expected);
+    assert (memcmp (chain, expected, KC_HASH_BYTES) == 0);
+    assert (kc_log_entry_chain (previous, 6, (const uint8_t *) "KCBTx", 5, chain, &why) == -1);
     kc_batch_destroy (&batch);
     //  A tampered byte breaks the token signature
     use->data [use->body_size - 1] ^= 1;

@@ -121,6 +121,14 @@ kc_batch_t *
 void
     kc_grant_use_destroy (kc_grant_use_t **self_p);
 
+//  chain(seq) from chain(seq-1) and the bytes of any log entry at seq: a
+//  batch, a root change, a grant or a registration by grant (decoded, not
+//  verified: the chain says where an entry sits, not whether it is valid).
+//  0, or -1 with a reason when the bytes are none of these.
+int
+    kc_log_entry_chain (const uint8_t previous [static KC_HASH_BYTES], uint64_t seq, const uint8_t *data,
+                        size_t size, uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
+
 //  Self test of this module.
 void
     kc_grant_test (bool verbose);

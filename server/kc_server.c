@@ -695,6 +695,16 @@ s_on_ack (s_server_t *self, zframe_t *frame, kc_proto_msg_t *msg)
         zsys_info ("kc_server: agent %s acknowledged seq %llu", s_fp (key, fp),
                    (unsigned long long) msg->seq);
     }
+    //  An agent ahead of the log: this store lost entries it holds (a
+    //  restore from an older backup); said without --verbose
+    uint64_t seq = kc_store_seq (self->store);
+    if (msg->seq > seq && (msg->seq != agent->seq || agent->acked == 0)) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        kc_ratelog (self->log, KC_LOG_WARNING, "agent ahead of the log", s_fp (key, fp),
+                    "kc_server: agent %s holds seq %llu, beyond this server's log (seq %llu): this store lost "
+                    "entries (restored from an older backup?); 'keyclone recover' on that node gives them back",
+                    fp, (unsigned long long) msg->seq, (unsigned long long) seq);
+    }
     //  Persisted (on the next heartbeat) when where it stands changes
     agent->dirty |= agent->seq != msg->seq || memcmp (agent->chain, msg->chain, KC_HASH_BYTES)
                  || agent->acked == 0;
@@ -1550,7 +1560,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
              zhashx_size (self->cursors));
     fprintf (human, "  keyclone-server %s\n", kc_version ());
     int64_t now = zclock_time ();
-    size_t behind = 0;
+    size_t behind = 0, ahead = 0;
     bool first = true;
     for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
         kc_store_key_t info;
@@ -1560,6 +1570,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
         }
         uint64_t lag = seq > agent->seq ? seq - agent->seq : 0;
         behind += lag > 0;
+        ahead += agent->seq > seq;
         fprintf (out, "%s{", first ? "" : ", ");
         first = false;
         kc_json_field_str (out, true, "key", kc_z85_encode (agent->key, 32, z85));
@@ -1568,6 +1579,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
         kc_json_field_u64 (out, false, "seq", agent->seq);
         kc_json_field_u64 (out, false, "ack_age_ms", (uint64_t) (now - agent->acked));
         kc_json_field_u64 (out, false, "behind", lag);
+        kc_json_field_u64 (out, false, "ahead", agent->seq > seq ? agent->seq - seq : 0);
         kc_json_field_str (out, false, "key_status", info.status == KC_STATUS_REVOKED ? "revoked"
                            : info.status == 0 ? "unknown"
                            : info.not_after && kc_now () >= info.not_after ? "expired" : "active");
@@ -1579,11 +1591,17 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
                              : info.not_after && kc_now () >= info.not_after ? "  (key expired)" : "";
         fprintf (human, "    %-20s %s  seq %-10llu %-14s acked %.1f s ago%s\n",
                  *info.name ? info.name : "-", fp, (unsigned long long) agent->seq,
-                 lag ? "behind" : "up to date", (double) (now - agent->acked) / 1000.0, standing);
+                 lag ? "behind" : agent->seq > seq ? "AHEAD" : "up to date", (double) (now - agent->acked) / 1000.0,
+                 standing);
     }
     fprintf (out, "]}");
-    fprintf (human, "  agents: %zu, %zu up to date, %zu behind\n", zhashx_size (self->agents),
-             zhashx_size (self->agents) - behind, behind);
+    fprintf (human, "  agents: %zu, %zu up to date, %zu behind", zhashx_size (self->agents),
+             zhashx_size (self->agents) - behind - ahead, behind);
+    if (ahead) {
+        fprintf (human, ", %zu AHEAD of this server: its store lost entries they hold (restored from an older "
+                 "backup?); run 'keyclone recover' on one of those nodes", ahead);
+    }
+    fprintf (human, "\n");
     fclose (out);
     fclose (human);
 }

@@ -736,6 +736,8 @@ def scenario_admin(world):
     with sqlite3.connect("file:/srv/keyclone/store.bak?mode=ro", uri=True) as backup:
         kc.check(backup.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "store.bak is damaged")
         kc.check(backup.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0, "store.bak is empty")
+    t = shell.run("operator/recover")
+    t.expect("keyclone recover", r"^nothing to recover: the server is at seq \d+, the agent at \d+$")
     t = shell.run("operator/agents")
     t.expect("keyclone status --agent", r"\bfresh\b")
     kc.check(len(world.agents()) == 4, f"agents: {world.agents()}")

@@ -23,7 +23,7 @@ SCENARIOS = [
     ("replay", "not above the stored version"),
     ("broken-chain", "broken chain"),
     ("bad-head", "head signature does not verify"),
-    ("rolled-back", "rolled back its log"),
+    ("rolled-back", "behind this cache (seq"),
     ("old-heads", "older than one already accepted"),
     ("forked-head", "another history for this sequence"),
 ]
