@@ -21,6 +21,7 @@
     =========================================================================
 */
 #include "kc_curve.h"
+#include "kc_record.h"
 #include "kc_wire.h"
 
 #include <assert.h>
@@ -57,7 +58,11 @@ typedef struct {
     uint8_t scratch [64];               //  server: cookie plaintext C' + s'
 } s_secrets_t;
 
+_Static_assert (KC_CURVE_NAME_MAX == KC_RECORD_NAME_MAX && KC_CURVE_TAGS_MAX == KC_RECORD_TAGS_MAX
+                && KC_CURVE_TAG_MAX == KC_RECORD_TAG_MAX, "kc_curve_identity_t holds a directory record's name and tags");
+
 struct _kc_curve_t {
+    const char *last_command;           //  what the last call produced (a literal)
     bool server;                        //  role
     s_state_t state;
     s_secrets_t *secrets;               //  sodium_malloc
@@ -621,12 +626,12 @@ s_server_authorize (kc_curve_t *self, const uint8_t *client_key, const char *who
     }
     //  Whatever the callback did, the identity stays well formed
     memcpy (identity->key, client_key, 32);
-    identity->name [KC_RECORD_NAME_MAX] = 0;
-    if (identity->tag_count > KC_RECORD_TAGS_MAX) {
-        identity->tag_count = KC_RECORD_TAGS_MAX;
+    identity->name [KC_CURVE_NAME_MAX] = 0;
+    if (identity->tag_count > KC_CURVE_TAGS_MAX) {
+        identity->tag_count = KC_CURVE_TAGS_MAX;
     }
-    for (size_t i = 0; i < KC_RECORD_TAGS_MAX; i++) {
-        identity->tags [i][KC_RECORD_TAG_MAX] = 0;
+    for (size_t i = 0; i < KC_CURVE_TAGS_MAX; i++) {
+        identity->tags [i][KC_CURVE_TAG_MAX] = 0;
     }
     if (status == KC_CURVE_ALLOW) {
         return 0;
@@ -740,6 +745,21 @@ s_server_initiate (kc_curve_t *self, const uint8_t *input, size_t size, kc_why_t
 
 //  --- Handshake -------------------------------------------------------------
 
+//  The name of a command this codec made (its first byte is the name's
+//  length), as a literal.
+static const char *
+s_command_name (const uint8_t *command, size_t size)
+{
+    static const char *names [] = { "HELLO", "WELCOME", "INITIATE", "READY", "ERROR", "MESSAGE" };
+    for (size_t i = 0; i < sizeof names / sizeof names [0]; i++) {
+        size_t length = strlen (names [i]);
+        if (size > length && command [0] == length && memcmp (command + 1, names [i], length) == 0) {
+            return names [i];
+        }
+    }
+    return NULL;
+}
+
 int
 kc_curve_handshake (kc_curve_t *self, const uint8_t *input, size_t input_size,
                     const uint8_t **output, size_t *output_size, kc_why_t *why)
@@ -750,6 +770,7 @@ kc_curve_handshake (kc_curve_t *self, const uint8_t *input, size_t input_size,
     *output_size = 0;
     self->output.size = 0;
     self->output_error = false;
+    self->last_command = NULL;
     if (!input) {
         input_size = 0;
     }
@@ -787,8 +808,16 @@ kc_curve_handshake (kc_curve_t *self, const uint8_t *input, size_t input_size,
     if (self->output.size) {
         *output = self->output.data;
         *output_size = self->output.size;
+        self->last_command = s_command_name (self->output.data, self->output.size);
     }
     return rc;
+}
+
+const char *
+kc_curve_last_command (const kc_curve_t *self)
+{
+    assert (self);
+    return self->last_command;
 }
 
 bool
@@ -916,6 +945,7 @@ kc_curve_encode (kc_curve_t *self, const void *payload, size_t size, int flags,
         return -1;
     }
     s_seal_message (self, sequence, (uint8_t) flags, payload, size, command);
+    self->last_command = "MESSAGE";
     return 0;
 }
 
@@ -950,8 +980,13 @@ kc_curve_decode (kc_curve_t *self, uint8_t *command, size_t size, uint8_t **payl
         goto cleanup;
     }
     int allowed = KC_CURVE_MORE | (self->allow_command ? KC_CURVE_COMMAND : 0);
+    if (plain [0] & ~(KC_CURVE_MORE | KC_CURVE_COMMAND)) {
+        kc_why (why, "MESSAGE flags 0x%02x set reserved bits (7-2)", plain [0]);
+        goto cleanup;
+    }
     if (plain [0] & ~allowed) {
-        kc_why (why, "MESSAGE flags 0x%02x set reserved bits", plain [0]);
+        kc_why (why, "MESSAGE flags 0x%02x: a ZMTP 3.1 command (PING, PONG, SUBSCRIBE, CANCEL) inside MESSAGE, "
+                "which this codec was not set to take (kc_curve_set_command_flag)", plain [0]);
         goto cleanup;
     }
     self->peer_nonce = sequence;
@@ -1160,9 +1195,10 @@ s_expect_fail (kc_curve_t *codec, const uint8_t *input, size_t size, const char 
     }
     if (error) {
         assert (output && output_size == strlen (error) && memcmp (output, error, output_size) == 0);
+        assert (KC_STREQ (kc_curve_last_command (codec), "ERROR"));
     }
     else {
-        assert (output == NULL && output_size == 0);
+        assert (output == NULL && output_size == 0 && kc_curve_last_command (codec) == NULL);
     }
     assert (kc_curve_failed (codec) && s_wiped (codec));
     //  A failed codec refuses everything after
@@ -1249,14 +1285,19 @@ s_test_known_answers (void)
     //  Finish the handshake from this HELLO, then the first client MESSAGE
     uint8_t *welcome, *initiate, *ready;
     size_t welcome_size, initiate_size, ready_size;
+    assert (kc_curve_last_command (pair.client) && KC_STREQ (kc_curve_last_command (pair.client), "HELLO"));
     assert (s_step (pair.server, hello, size, &welcome, &welcome_size, &why) == 0);
+    assert (KC_STREQ (kc_curve_last_command (pair.server), "WELCOME"));
     assert (s_step (pair.client, welcome, welcome_size, &initiate, &initiate_size, &why) == 0);
+    assert (KC_STREQ (kc_curve_last_command (pair.client), "INITIATE"));
     assert (s_step (pair.server, initiate, initiate_size, &ready, &ready_size, &why) == 0);
+    assert (KC_STREQ (kc_curve_last_command (pair.server), "READY"));
     free (welcome);
     assert (s_step (pair.client, ready, ready_size, &welcome, &welcome_size, &why) == 0);
-    assert (welcome == NULL && kc_curve_connected (pair.client));
+    assert (welcome == NULL && kc_curve_connected (pair.client) && kc_curve_last_command (pair.client) == NULL);
     uint8_t message [KC_CURVE_MESSAGE_OVERHEAD + 5];
     assert (kc_curve_encode (pair.client, "Hello", 5, 0, message, &why) == 0);
+    assert (KC_STREQ (kc_curve_last_command (pair.client), "MESSAGE"));
     assert (memcmp (message, "\x07MESSAGE\0\0\0\0\0\0\0\x03", 16) == 0);
     assert (kc_unhex ("e11befc295ceaecf842823ce538eb32aa4317ce5c449", expected, 22) == 0);
     assert (memcmp (message + 16, expected, 22) == 0);
@@ -1734,7 +1775,7 @@ s_test_message (void)
         { 2, 0, 2, 0, "nonce 2 is not above 9" },           //  lower
         { 2, 0, 10, 0x04, "reserved bits" },
         { 2, 0, 11, 0x80, "reserved bits" },
-        { 2, 0, 12, KC_CURVE_COMMAND, "reserved bits" }     //  strict by default
+        { 2, 0, 12, KC_CURVE_COMMAND, "not set to take" }   //  strict by default
     };
     s_pair_new (&pair);
     assert (s_pair_run (&pair, &why) == 0);

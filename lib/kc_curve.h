@@ -28,7 +28,6 @@
 
 #include "kc_util.h"
 #include "kc_meta.h"
-#include "kc_record.h"
 
 #define KC_CURVE_HELLO_BYTES        200     //  exact
 #define KC_CURVE_WELCOME_BYTES      168     //  exact
@@ -57,14 +56,19 @@
 #define KC_CURVE_IDENTITY           "Identity"
 #define KC_CURVE_HEAD               "X-Keyclone-Head"   //  peer's directory head
 
+//  The identity's bounds: a directory record's (kc_record.h checks they agree)
+#define KC_CURVE_NAME_MAX           255     //  bytes of a node name
+#define KC_CURVE_TAGS_MAX           16      //  tags per key
+#define KC_CURVE_TAG_MAX            64      //  bytes of one tag
+
 typedef struct _kc_curve_t kc_curve_t;
 
 //  Who the server let in: the client's permanent key, plus the name and tags
 //  the authorizer found for it (the directory record).
 typedef struct {
     uint8_t key [KC_KEY_BYTES];                             //  client key C
-    char name [KC_RECORD_NAME_MAX + 1];                     //  "" if unnamed
-    char tags [KC_RECORD_TAGS_MAX][KC_RECORD_TAG_MAX + 1];
+    char name [KC_CURVE_NAME_MAX + 1];                      //  "" if unnamed
+    char tags [KC_CURVE_TAGS_MAX][KC_CURVE_TAG_MAX + 1];
     size_t tag_count;
 } kc_curve_identity_t;
 
@@ -164,6 +168,14 @@ int
 int
     kc_curve_decode (kc_curve_t *self, uint8_t *command, size_t size, uint8_t **payload,
                      size_t *payload_size, int *flags, kc_why_t *why) KC_WUR;
+
+//  The command the last kc_curve_handshake or kc_curve_encode produced:
+//  "HELLO", "WELCOME", "INITIATE", "READY", "ERROR" or "MESSAGE"; NULL when
+//  that call produced none (a step with nothing to send, or a failure with
+//  no ERROR to send). For a ZMTP framer: a handshake command goes in a
+//  command frame, a MESSAGE in a message frame.
+const char *
+    kc_curve_last_command (const kc_curve_t *self);
 
 //  Server, once connected: the authorised client; NULL before, and always on
 //  a client. Owned by the codec.
