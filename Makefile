@@ -402,7 +402,7 @@ demo: all $(B)/tests/kc_curve_demo
 #   units name BINDIR. Installing to the system itself (no DESTDIR, as root)
 #   runs ldconfig, so the programs find libkeyclone without LD_LIBRARY_PATH.
 PUBLIC_HEADERS := lib/keyclone.h lib/kc_util.h lib/kc_wire.h lib/kc_z85.h lib/kc_record.h lib/kc_keys.h \
-                  lib/kc_meta.h lib/kc_curve.h lib/kc_lookup.h lib/kc_zap.h lib/kc_auth.h
+                  lib/kc_meta.h lib/kc_curve.h lib/kc_zmtp.h lib/kc_lookup.h lib/kc_zap.h lib/kc_auth.h
 UNITS       := keyclone-server.service keyclone-agent.service
 
 $(B)/man/keyclone.1: $(BINARIES) packaging/mkman.py

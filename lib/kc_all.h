@@ -37,6 +37,7 @@
 #include "kc_zap.h"
 #include "kc_meta.h"
 #include "kc_curve.h"
+#include "kc_zmtp.h"
 #include "kc_auth.h"
 #include "kc_metrics.h"
 

@@ -14,8 +14,8 @@
 
 //  The application API: looking keys up in an agent's cache (kc_lookup),
 //  protecting libzmq sockets with the agent's decisions (kc_auth, kc_zap),
-//  the CurveZMQ codec (kc_curve, kc_meta), key files and Z85 (kc_keys,
-//  kc_z85) and what
+//  the CurveZMQ codec (kc_curve, kc_meta) and ZMTP framing around it
+//  (kc_zmtp), key files and Z85 (kc_keys, kc_z85) and what
 //  they need. keyclone's own programs include kc_all.h, which is not
 //  installed.
 #include "kc_util.h"
@@ -25,6 +25,7 @@
 #include "kc_keys.h"
 #include "kc_meta.h"
 #include "kc_curve.h"
+#include "kc_zmtp.h"
 #include "kc_lookup.h"
 #include "kc_zap.h"
 #include "kc_auth.h"

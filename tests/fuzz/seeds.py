@@ -190,3 +190,20 @@ seed("proto_submit_server", "submit-grant-use", frames(b"SUBMIT", vector("grant-
 seed("proto_updates", "update-grant-use", frames(b"UPDATE", u64(4) + CHAIN, vector("grant-use.hex")))
 seed("proto_submit_server", "metrics", frames(b"METRICS"))
 seed("proto_submit_server", "metrics-auth", frames(b"METRICS", AUTH))
+# --- ZMTP greeting and frames (kc_zmtp): byte 0 picks greeting (0) or frames -------
+os.makedirs(os.path.join(C, "zmtp"), exist_ok=True)
+GREETING = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x01" + b"CURVE".ljust(20, b"\0") + b"\0" + b"\0" * 31
+seed("zmtp", "greeting-libzmq", b"\0" + GREETING)
+seed("zmtp", "greeting-server", b"\0" + GREETING[:32] + b"\x01" + GREETING[33:])
+seed("zmtp", "greeting-zmtp2", b"\0" + GREETING[:10] + b"\x02\x00" + GREETING[12:])
+seed("zmtp", "greeting-null", b"\0" + GREETING[:12] + b"NULL".ljust(20, b"\0") + GREETING[32:])
+seed("zmtp", "greeting-short", b"\0" + GREETING[:11])
+HELLO = b"\x05HELLO" + b"\x01\x00" + b"\0" * 72 + b"\x11" * 120
+seed("zmtp", "frames-handshake", b"\1" + b"\x04" + bytes([len(HELLO)]) + HELLO)
+PING = b"\x04PING\x00\x64ctx"
+seed("zmtp", "frames-ping", b"\1" + b"\x04" + bytes([len(PING)]) + PING)
+seed("zmtp", "frames-long", b"\1" + b"\x06" + (300).to_bytes(8, "big") + b"\x07MESSAGE" + b"\x22" * 292)
+seed("zmtp", "frames-multipart", b"\1" + b"\x01\x03abc" + b"\x00\x00" + b"\x02" + (2).to_bytes(8, "big") + b"ok")
+seed("zmtp", "frames-reserved", b"\1" + b"\x08\x00")
+seed("zmtp", "frames-huge", b"\1" + b"\x02" + b"\xff" * 8)
+seed("zmtp", "frames-truncated", b"\1" + b"\x00\x05ab")

@@ -15,7 +15,7 @@ import kc
 from cluster import Cluster
 
 STAGE = {}
-PUBLIC = {"keyclone.h", "kc_util.h", "kc_wire.h", "kc_z85.h", "kc_record.h", "kc_keys.h", "kc_meta.h", "kc_curve.h",
+PUBLIC = {"keyclone.h", "kc_util.h", "kc_wire.h", "kc_z85.h", "kc_record.h", "kc_keys.h", "kc_meta.h", "kc_curve.h", "kc_zmtp.h",
           "kc_lookup.h", "kc_zap.h", "kc_auth.h"}
 
 

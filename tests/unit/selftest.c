@@ -47,6 +47,7 @@ static const struct {
     { "kc_auth", kc_auth_test },
     { "kc_meta", kc_meta_test },
     { "kc_curve", kc_curve_test },
+    { "kc_zmtp", kc_zmtp_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
     { "properties", kc_properties_test },
