@@ -975,6 +975,9 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
     agent_t *self = arg;
+    if (socket != self->updates) {
+        return 0;                           //  a socket s_reconnect destroyed (s_stale_reader)
+    }
     zmsg_t *msgs [DRAIN_MAX];
     size_t count = 0, batches = 0;
     while (count < DRAIN_MAX && batches < DRAIN_BATCHES_MAX
@@ -1299,6 +1302,9 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
     agent_t *self = arg;
+    if (socket != self->snapshot) {
+        return 0;                           //  a socket s_reconnect destroyed (s_stale_reader)
+    }
     for (int n = 0; n < 16 && (zsock_events (socket) & ZMQ_POLLIN); n++) {
         zmsg_t *msg = zmsg_recv (socket);
         if (!msg) {
@@ -1902,6 +1908,14 @@ s_connect_server (agent_t *self)
     }
     return 0;
 }
+
+//  s_stale_reader: zloop runs timers after its poll and then the readers
+//  that poll found ready, from copies made before the timers ran, and
+//  checks for removed readers only after a reader's handler. When a timer
+//  (s_on_second) connects again, the snapshot and update sockets it
+//  destroys may still be called for in that same pass: their handlers
+//  compare the socket they are given with the current one, never touching
+//  a destroyed one.
 
 //  The server did not take our HELLO with the key in use, and the roots
 //  followed name others: connect with another one (a server key rotation:
