@@ -986,6 +986,7 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
         if (!msg) {
             break;
         }
+        self->admitted = true;              //  the handshake passed
         if (self->syncing || zlistx_size (self->buffered)) {
             //  Hold updates during a sync and behind those still held; beyond
             //  the bound, rely on the next head to notice what was dropped
