@@ -94,7 +94,8 @@ def test_no_replay_warning_on_a_first_sync():
 
 
 def test_an_expired_root_makes_agents_stale():
-    expiring = Cluster(server_options=["--heartbeat", "200"], init_options=["--expires", "6s"])
+    # long enough for the set-up below on a loaded box (6 s was not, under ASan with a load of 6)
+    expiring = Cluster(server_options=["--heartbeat", "200"], init_options=["--expires", "20s"])
     expiring.start_server()
     closed = expiring.add_agent(name="closed", options=["--stale-after", "60000", "--policy", "fail-closed"])
     serving = expiring.add_agent(name="serving", options=["--stale-after", "60000"])
@@ -109,7 +110,7 @@ def test_an_expired_root_makes_agents_stale():
     kc.check(closed.lookup(key)["status"] == "trusted", closed.lookup(key))
     kc.check("the root v1 expires at" in expiring.server_log_text(), expiring.server_log_text())
     # The root expires: stale at once (not after stale-after), policy applies
-    kc.wait_for(lambda: "the root in force, v1, expired" in closed.log_text(), 15,
+    kc.wait_for(lambda: "the root in force, v1, expired" in closed.log_text(), 30,
                 what="the agent to report the expired root")
     for agent in (closed, serving):
         kc.wait_for(lambda: agent.status()["state"] == "stale", 5, what=f"{agent.name} to be stale")
