@@ -142,6 +142,14 @@ void
 void
     cli_print_reply (const char *reply, bool json);
 
+//  A top-level field of a STATUS reply's JSON (the server's or an agent's:
+//  both put their own fields before any list), read without a JSON parser:
+//  an unsigned number, or a 32-byte hex string. false when it is missing.
+bool
+    cli_status_u64 (const char *json, const char *name, uint64_t *value);
+bool
+    cli_status_hash (const char *json, const char *name, uint8_t hash [static KC_HASH_BYTES]);
+
 //  The operator name for a key in root, or its fingerprint.
 const char *
     cli_operator_name (const kc_root_t *root, const uint8_t *key, char buffer [static 80]);

@@ -950,8 +950,8 @@ s_status_or_metrics (const char *command, int argc, char *argv [], bool metrics)
     }
     cli_print_reply (online.json ? json : text, online.json);
     //  Monitoring's cue: the root in force expires within a week (or has)
-    const char *field = strstr (json, "\"root_expires\": ");
-    uint64_t expires = field ? strtoull (field + 16, NULL, 10) : 0;
+    uint64_t expires = 0;
+    cli_status_u64 (json, "root_expires", &expires);
     int rc = expires && expires < kc_now () + CLI_ROOT_WARN_DAYS * 86400ULL ? CLI_ROOT_EXPIRING : CLI_OK;
     if (rc == CLI_ROOT_EXPIRING && !online.json) {
         char when [32];

@@ -28,43 +28,6 @@ typedef struct {
     size_t count, capacity;
 } s_entries_t;
 
-//  The unsigned number after "name": in a STATUS reply (the first one, the
-//  top level's: both replies put seq and chain before any list).
-static bool
-s_field_u64 (const char *json, const char *name, uint64_t *value)
-{
-    char key [64];
-    snprintf (key, sizeof key, "\"%s\": ", name);
-    const char *field = strstr (json, key);
-    if (!field) {
-        return false;
-    }
-    char *end;
-    *value = strtoull (field + strlen (key), &end, 10);
-    return end != field + strlen (key);
-}
-
-//  The 32 bytes of a hex string field.
-static bool
-s_field_hash (const char *json, const char *name, uint8_t hash [static KC_HASH_BYTES])
-{
-    char key [64];
-    snprintf (key, sizeof key, "\"%s\": \"", name);
-    const char *field = strstr (json, key);
-    if (!field) {
-        return false;
-    }
-    field += strlen (key);
-    for (size_t i = 0; i < KC_HASH_BYTES; i++) {
-        unsigned int byte;
-        if (sscanf (field + 2 * i, "%2x", &byte) != 1) {
-            return false;
-        }
-        hash [i] = (uint8_t) byte;
-    }
-    return field [2 * KC_HASH_BYTES] == '"';
-}
-
 static int
 s_keep_entry (const kc_entry_t *entry, void *arg)
 {
@@ -96,7 +59,7 @@ s_entries_free (s_entries_t *entries)
 static int
 s_position (const char *json, const char *who, uint64_t *seq, uint8_t chain [static KC_HASH_BYTES])
 {
-    if (!json || !s_field_u64 (json, "seq", seq) || !s_field_hash (json, "chain", chain)) {
+    if (!cli_status_u64 (json, "seq", seq) || !cli_status_hash (json, "chain", chain)) {
         return cli_fail ("recover", "%s's status has no seq and chain", who);
     }
     return 0;

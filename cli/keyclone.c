@@ -772,6 +772,41 @@ cli_reader_operator (const char *dir, char *const *names, int name_count)
     return signer;
 }
 
+//  Where "name": starts in json, or NULL.
+static const char *
+s_status_field (const char *json, const char *name, const char *opening)
+{
+    char key [64];
+    snprintf (key, sizeof key, "\"%s\": %s", name, opening);
+    const char *field = json ? strstr (json, key) : NULL;
+    return field ? field + strlen (key) : NULL;
+}
+
+bool
+cli_status_u64 (const char *json, const char *name, uint64_t *value)
+{
+    const char *field = s_status_field (json, name, "");
+    char *end;
+    if (!field) {
+        return false;
+    }
+    *value = strtoull (field, &end, 10);
+    return end != field;
+}
+
+bool
+cli_status_hash (const char *json, const char *name, uint8_t hash [static KC_HASH_BYTES])
+{
+    const char *field = s_status_field (json, name, "\"");
+    if (!field || strnlen (field, 2 * KC_HASH_BYTES + 1) < 2 * KC_HASH_BYTES + 1 || field [2 * KC_HASH_BYTES] != '"') {
+        return false;
+    }
+    char hex [2 * KC_HASH_BYTES + 1];
+    memcpy (hex, field, 2 * KC_HASH_BYTES);
+    hex [2 * KC_HASH_BYTES] = 0;
+    return kc_unhex (hex, hash, KC_HASH_BYTES) == 0;
+}
+
 void
 cli_print_reply (const char *reply, bool json)
 {

@@ -24,7 +24,7 @@ static const char *s_sql [S_STATEMENTS] = {
         "UNION ALL SELECT seq, chain FROM roots WHERE digest = ?1 "
         "UNION ALL SELECT seq, chain FROM grant_log WHERE digest = ?1",
     "SELECT status, version, not_before, not_after, seq, name FROM keys WHERE key = ?",
-    "INSERT INTO batches (seq, digest, chain, records, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO batches (seq, digest, chain, accepted, data, submitter, records) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     "INSERT INTO keys (key, name, status, version, not_before, not_after, seq, record) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET name = excluded.name, "
         "status = excluded.status, version = excluded.version, not_before = excluded.not_before, "
@@ -40,12 +40,12 @@ static const char *s_sql [S_STATEMENTS] = {
     "SELECT seq, key, record FROM keys WHERE key > ? ORDER BY key LIMIT ?",
     "INSERT OR REPLACE INTO acks (key, seq, chain, acked) VALUES (?, ?, ?, ?)",
     "SELECT key, seq, chain, acked FROM acks",
-    "INSERT INTO roots (seq, version, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO roots (seq, digest, chain, accepted, data, submitter, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     "SELECT seq, data FROM roots ORDER BY seq",
     "SELECT seq, accepted, submitter, data FROM batches WHERE seq > ?1 "
         "UNION ALL SELECT seq, accepted, submitter, data FROM roots WHERE seq > ?1 "
         "UNION ALL SELECT seq, accepted, submitter, data FROM grant_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    "INSERT INTO grant_log (seq, digest, chain, accepted, data, submitter) VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO grant_log (seq, digest, chain, accepted, data, submitter) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     KC_DB_GRANT_SELECT,
     KC_DB_GRANT_UPSERT
 };
@@ -401,24 +401,27 @@ s_advance (kc_store_t *self, uint64_t next, const uint8_t next_chain [static KC_
     return 0;
 }
 
-//  A row of batches: a batch, or a grant use (one record).
+//  A log entry's row: in batches (a batch, or a grant use as one record;
+//  extra is the record count), roots (extra is the version) or grant_log.
 static int
-s_insert_batch_row (kc_store_t *self, uint64_t next, const uint8_t digest [static KC_HASH_BYTES],
-                    const uint8_t chain [static KC_HASH_BYTES], size_t records, const uint8_t *data, size_t size,
-                    kc_why_t *why)
+s_insert_entry (kc_store_t *self, s_statement_t which, uint64_t next, const uint8_t digest [static KC_HASH_BYTES],
+                const uint8_t chain [static KC_HASH_BYTES], const uint8_t *data, size_t size, int64_t extra,
+                const char *what, kc_why_t *why)
 {
-    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_BATCH);
+    sqlite3_stmt *stmt = s_stmt (self, which);
     sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
     sqlite3_bind_blob (stmt, 2, digest, KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 3, chain, KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) records);
     self->accepted = kc_now_ms ();
-    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
-    sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
-    s_bind_submitter (self, stmt, 7);
+    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) self->accepted);
+    sqlite3_bind_blob (stmt, 5, data, (int) size, SQLITE_STATIC);
+    s_bind_submitter (self, stmt, 6);
+    if (which != S_INSERT_GRANT) {
+        sqlite3_bind_int64 (stmt, 7, extra);   //  a batch's records, a root's version
+    }
     int rc = sqlite3_step (stmt);
     sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : s_fail (self, why, "append a batch");
+    return rc == SQLITE_DONE ? 0 : s_fail (self, why, what);
 }
 
 int
@@ -431,7 +434,8 @@ kc_store_append (kc_store_t *self, const kc_batch_t *batch, uint64_t *seq,
     kc_chain_next (self->chain, next, batch, next_chain);
     size_t size;
     const uint8_t *data = kc_batch_data (batch, &size);
-    if (s_insert_batch_row (self, next, kc_batch_digest (batch), next_chain, kc_batch_count (batch), data, size, why)) {
+    if (s_insert_entry (self, S_INSERT_BATCH, next, kc_batch_digest (batch), next_chain, data, size,
+                        (int64_t) kc_batch_count (batch), "append a batch", why)) {
         return -1;
     }
     for (size_t i = 0; i < kc_batch_count (batch); i++) {
@@ -489,18 +493,9 @@ kc_store_append_grant (kc_store_t *self, const kc_grant_t *grant, uint64_t *seq,
     uint64_t next = self->seq + 1;
     uint8_t next_chain [KC_HASH_BYTES];
     s_chain_signed (self, next, grant->digest, grant->data, grant->body_size, grant->size, next_chain);
-    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_GRANT);
-    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
-    sqlite3_bind_blob (stmt, 2, grant->digest, KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob (stmt, 3, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
-    self->accepted = kc_now_ms ();
-    sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) self->accepted);
-    sqlite3_bind_blob (stmt, 5, grant->data, (int) grant->size, SQLITE_STATIC);
-    s_bind_submitter (self, stmt, 6);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_DONE) {
-        return s_fail (self, why, "append a grant");
+    if (s_insert_entry (self, S_INSERT_GRANT, next, grant->digest, next_chain, grant->data, grant->size, 0,
+                        "append a grant", why)) {
+        return -1;
     }
     int put;
     if (grant->status == KC_STATUS_ACTIVE) {
@@ -564,7 +559,8 @@ kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
     if (kc_store_grant (self, use->grant_key, &grant, &used, &revoked, why) != 1) {
         return -1;
     }
-    int rc = s_insert_batch_row (self, next, use->digest, next_chain, 1, use->data, use->size, why)
+    int rc = s_insert_entry (self, S_INSERT_BATCH, next, use->digest, next_chain, use->data, use->size, 1,
+                             "append a batch", why)
           || s_upsert (self, &use->record, next, why)
           || kc_db_put_grant (s_stmt (self, S_PUT_GRANT), grant, next, used + 1, revoked, why);
     kc_grant_destroy (&grant);
@@ -581,19 +577,9 @@ kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
     kc_chain_next_root (self->chain, next, root, next_chain);
     size_t size;
     const uint8_t *data = kc_root_data (root, &size);
-    sqlite3_stmt *stmt = s_stmt (self, S_INSERT_ROOT);
-    sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
-    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) kc_root_version (root));
-    sqlite3_bind_blob (stmt, 3, kc_root_digest (root), KC_HASH_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob (stmt, 4, next_chain, KC_HASH_BYTES, SQLITE_STATIC);
-    self->accepted = kc_now_ms ();
-    sqlite3_bind_int64 (stmt, 5, (sqlite3_int64) self->accepted);
-    sqlite3_bind_blob (stmt, 6, data, (int) size, SQLITE_STATIC);
-    s_bind_submitter (self, stmt, 7);
-    int rc = sqlite3_step (stmt);
-    sqlite3_reset (stmt);
-    if (rc != SQLITE_DONE) {
-        return s_fail (self, why, "append a root change");
+    if (s_insert_entry (self, S_INSERT_ROOT, next, kc_root_digest (root), next_chain, data, size,
+                        (int64_t) kc_root_version (root), "append a root change", why)) {
+        return -1;
     }
     return s_advance (self, next, next_chain, seq, chain);
 }
