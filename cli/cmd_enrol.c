@@ -169,10 +169,12 @@ static void
 s_wake_agent (const cli_online_t *online, uint64_t seq, bool json)
 {
     kc_why_t why;
+    char agent [sizeof online->agent_buffer * 4];       //  from an option or a config file: escaped
+    kc_escape (online->agent, strlen (online->agent), agent, sizeof agent, 0);
     char *reply = kc_agent_request (online->agent, online->timeout_ms, "RECONNECT", NULL, 0, true, &why);
     if (!reply) {
         if (!json) {
-            printf ("no agent answered at %s (%s): it connects with this key when it starts\n", online->agent,
+            printf ("no agent answered at %s (%s): it connects with this key when it starts\n", agent,
                     why.text);
         }
         return;
@@ -183,8 +185,9 @@ s_wake_agent (const cli_online_t *online, uint64_t seq, bool json)
     uint64_t reached = 0;
     while (seq && reached < seq && zclock_mono () < deadline) {
         reply = kc_agent_request (online->agent, online->timeout_ms, "STATUS", NULL, 0, true, &why);
-        const char *field = reply ? strstr (reply, "\"seq\": ") : NULL;
-        reached = field ? strtoull (field + 7, NULL, 10) : 0;
+        if (!cli_status_u64 (reply, "seq", &reached)) {
+            reached = 0;
+        }
         free (reply);
         if (reached < seq) {
             usleep (AGENT_POLL_MS * 1000);
@@ -194,17 +197,17 @@ s_wake_agent (const cli_online_t *online, uint64_t seq, bool json)
         return;
     }
     if (seq && reached >= seq) {
-        printf ("the agent at %s has synced to seq %llu%s\n", online->agent, (unsigned long long) reached,
+        printf ("the agent at %s has synced to seq %llu%s\n", agent, (unsigned long long) reached,
                 asked ? " (asked to connect again at once)" : "");
     }
     else
     if (seq) {
-        printf ("the agent at %s has not reached seq %llu after %d ms: see its log\n", online->agent,
+        printf ("the agent at %s has not reached seq %llu after %d ms: see its log\n", agent,
                 (unsigned long long) seq, online->timeout_ms);
     }
     else
     if (asked) {
-        printf ("asked the agent at %s to connect again with this node's key\n", online->agent);
+        printf ("asked the agent at %s to connect again with this node's key\n", agent);
     }
     fflush (stdout);
 }

@@ -111,6 +111,11 @@ def test_reconnect_is_rate_limited():
     """However often a local client asks, a refused agent connects again at most once per 2 s."""
     agent = C.add_agent("stray-1", register=False)
     fingerprint = z85.decode(agent.key)[:4].hex().upper()
+    try:                                               # RECONNECT takes no argument: refused, with the reason
+        agent.request("RECONNECT", "now")
+        kc.check(False, "RECONNECT with an argument was taken")
+    except RuntimeError as refused:
+        kc.check("expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT" in str(refused), str(refused))
     # the server's own word (under load libzmq may show the agent a closed connection, not the refusal)
     kc.wait_for(lambda: f"denied {fingerprint} on keyclone-snapshot: key is not registered" in C.server_log_text(),
                 10, what="the server to refuse the agent")

@@ -117,6 +117,9 @@ def test_a_forked_log_is_not_recovered():
     kc.check(f"the agent's entries after seq {at_backup + 1} do not continue the server's log" in err
              and "nothing submitted" in err, err)
     kc.check(C.server_status()["seq"] == at_backup + 1, "nothing was submitted")
+    # no agent there: unreachable (exit 5), said as such
+    _, err = kc.keyclone("recover", "--dir", C.dir, "--agent", f"ipc://{C.root_dir}/nobody.ipc", expect=5)
+    kc.check(err.startswith("keyclone recover: the agent: ") and "nothing submitted" not in err, err)
     register("after-that")                             # level with the agent, on another chain
     _, err = recover(ahead, expect=1)
     kc.check(f"the server's log and this node's differ at seq {at_backup + 2}" in err, err)
