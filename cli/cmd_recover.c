@@ -17,42 +17,29 @@
 #include <sodium.h>
 #include <string.h>
 
+//  One entry of the agent's history, copied out of the reply.
 typedef struct {
     uint64_t seq;
-    uint8_t *data;
-    size_t size;
+    zchunk_t *data;
 } s_entry_t;
 
-typedef struct {
-    s_entry_t *entries;
-    size_t count, capacity;
-} s_entries_t;
+static void
+s_entry_destroy (void **item)
+{
+    s_entry_t *entry = *item;
+    zchunk_destroy (&entry->data);
+    free (entry);
+    *item = NULL;
+}
 
 static int
 s_keep_entry (const kc_entry_t *entry, void *arg)
 {
-    s_entries_t *entries = arg;
-    if (entries->count == entries->capacity) {
-        entries->capacity = entries->capacity ? 2 * entries->capacity : 64;
-        entries->entries = realloc (entries->entries, entries->capacity * sizeof (s_entry_t));
-        assert (entries->entries);
-    }
-    s_entry_t *kept = &entries->entries [entries->count++];
-    kept->seq = entry->seq;
-    kept->size = entry->size;
-    kept->data = malloc (entry->size ? entry->size : 1);
-    assert (kept->data);
-    memcpy (kept->data, entry->data, entry->size);
+    s_entry_t *kept = malloc (sizeof *kept);
+    assert (kept);
+    *kept = (s_entry_t) { .seq = entry->seq, .data = zchunk_new (entry->data, entry->size) };
+    zlistx_add_end ((zlistx_t *) arg, kept);
     return 0;
-}
-
-static void
-s_entries_free (s_entries_t *entries)
-{
-    for (size_t i = 0; i < entries->count; i++) {
-        free (entries->entries [i].data);
-    }
-    free (entries->entries);
 }
 
 //  Where one side stands: seq and chain from its STATUS JSON.
@@ -86,7 +73,8 @@ cmd_recover (int argc, char *argv [])
         return CLI_FAIL;
     }
     kc_why_t why;
-    s_entries_t entries = { 0 };
+    zlistx_t *entries = zlistx_new ();
+    zlistx_set_destructor (entries, s_entry_destroy);
     kc_client_t *server = cli_online_client ("recover", &online, pinned);
     kc_client_t *agent = kc_client_new_agent (online.agent, online.timeout_ms);
     char *server_json = NULL, *agent_json = NULL;
@@ -126,27 +114,28 @@ cmd_recover (int argc, char *argv [])
     }
     //  The agent's entries after the server's last, in order, continuing
     //  its chain exactly
-    if (kc_client_log (agent, server_seq, s_keep_entry, &entries, &why) < 0) {
+    if (kc_client_log (agent, server_seq, s_keep_entry, entries, &why) < 0) {
         cli_fail ("recover", "the agent's history: %s", why.text);
         goto done;
     }
-    if (entries.count == 0 || entries.entries [0].seq != server_seq + 1) {
+    s_entry_t *first = zlistx_first (entries);
+    if (!first || first->seq != server_seq + 1) {
         cli_fail ("recover", "the agent's history starts at seq %llu, not %llu: it no longer holds all the "
                   "server lost (it keeps the newest %d entries); not recovered",
-                  entries.count ? (unsigned long long) entries.entries [0].seq : 0ULL,
-                  (unsigned long long) server_seq + 1, KC_CACHE_HISTORY_ENTRIES);
+                  first ? (unsigned long long) first->seq : 0ULL, (unsigned long long) server_seq + 1,
+                  KC_CACHE_HISTORY_ENTRIES);
         goto done;
     }
     memcpy (chain, server_chain, KC_HASH_BYTES);
     size_t wanted = 0;
-    for (size_t i = 0; i < entries.count && entries.entries [i].seq <= agent_seq; i++, wanted++) {
-        s_entry_t *entry = &entries.entries [i];
-        if (entry->seq != server_seq + 1 + i) {
+    for (s_entry_t *entry = first; entry && entry->seq <= agent_seq; entry = zlistx_next (entries), wanted++) {
+        if (entry->seq != server_seq + 1 + wanted) {
             cli_fail ("recover", "the agent's history skips from seq %llu to %llu; not recovered",
-                      (unsigned long long) server_seq + i, (unsigned long long) entry->seq);
+                      (unsigned long long) server_seq + wanted, (unsigned long long) entry->seq);
             goto done;
         }
-        if (kc_log_entry_chain (chain, entry->seq, entry->data, entry->size, chain, &why)) {
+        if (kc_log_entry_chain (chain, entry->seq, zchunk_data (entry->data), zchunk_size (entry->data), chain,
+                                &why)) {
             cli_fail ("recover", "seq %llu in the agent's history: %s; not recovered",
                       (unsigned long long) entry->seq, why.text);
             goto done;
@@ -160,19 +149,20 @@ cmd_recover (int argc, char *argv [])
         goto done;
     }
     //  Each at the sequence it had: the server must take it there
-    for (size_t i = 0; i < wanted; i++) {
-        s_entry_t *entry = &entries.entries [i];
+    size_t given = 0;
+    for (s_entry_t *entry = zlistx_first (entries); given < wanted; entry = zlistx_next (entries), given++) {
         uint64_t seq;
         bool duplicate;
-        if (kc_client_submit_data (server, entry->data, entry->size, &seq, &duplicate, &why)) {
+        if (kc_client_submit_data (server, zchunk_data (entry->data), zchunk_size (entry->data), &seq, &duplicate,
+                                   &why)) {
             cli_fail ("recover", "seq %llu refused by the server: %s; %zu of %zu entries given back",
-                      (unsigned long long) entry->seq, why.text, i, wanted);
+                      (unsigned long long) entry->seq, why.text, given, wanted);
             goto done;
         }
         if (seq != entry->seq || duplicate) {
             cli_fail ("recover", "the server took seq %llu as %s %llu (something else was submitted meanwhile); "
                       "%zu of %zu entries given back", (unsigned long long) entry->seq,
-                      duplicate ? "a duplicate of" : "seq", (unsigned long long) seq, i, wanted);
+                      duplicate ? "a duplicate of" : "seq", (unsigned long long) seq, given, wanted);
             goto done;
         }
     }
@@ -189,7 +179,7 @@ cmd_recover (int argc, char *argv [])
     }
     rc = CLI_OK;
 done:
-    s_entries_free (&entries);
+    zlistx_destroy (&entries);
     free (server_json);
     free (agent_json);
     kc_client_destroy (&agent);
