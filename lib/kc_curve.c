@@ -821,6 +821,13 @@ kc_curve_last_command (const kc_curve_t *self)
 }
 
 bool
+kc_curve_is_server (const kc_curve_t *self)
+{
+    assert (self);
+    return self->server;
+}
+
+bool
 kc_curve_connected (const kc_curve_t *self)
 {
     assert (self);

@@ -137,6 +137,10 @@ int
     kc_curve_handshake (kc_curve_t *self, const uint8_t *input, size_t input_size,
                         const uint8_t **output, size_t *output_size, kc_why_t *why) KC_WUR;
 
+//  True for a server codec, false for a client.
+bool
+    kc_curve_is_server (const kc_curve_t *self);
+
 //  True once the handshake is complete: MESSAGE commands may flow.
 bool
     kc_curve_connected (const kc_curve_t *self);

@@ -104,8 +104,8 @@ kc_writer_take (kc_writer_t *self, size_t *size)
     return data;
 }
 
-static uint8_t *
-s_reserve (kc_writer_t *self, size_t size)
+uint8_t *
+kc_write_space (kc_writer_t *self, size_t size)
 {
     if (size > self->capacity - self->size) {
         size_t capacity = self->capacity ? self->capacity : 256;
@@ -132,13 +132,13 @@ s_reserve (kc_writer_t *self, size_t size)
 void
 kc_write_u8 (kc_writer_t *self, uint8_t value)
 {
-    *s_reserve (self, 1) = value;
+    *kc_write_space (self, 1) = value;
 }
 
 void
 kc_write_u16 (kc_writer_t *self, uint16_t value)
 {
-    uint8_t *p = s_reserve (self, 2);
+    uint8_t *p = kc_write_space (self, 2);
     p [0] = (uint8_t) (value >> 8);
     p [1] = (uint8_t) value;
 }
@@ -146,20 +146,20 @@ kc_write_u16 (kc_writer_t *self, uint16_t value)
 void
 kc_write_u32 (kc_writer_t *self, uint32_t value)
 {
-    kc_put_u32 (s_reserve (self, 4), value);
+    kc_put_u32 (kc_write_space (self, 4), value);
 }
 
 void
 kc_write_u64 (kc_writer_t *self, uint64_t value)
 {
-    kc_put_u64 (s_reserve (self, 8), value);
+    kc_put_u64 (kc_write_space (self, 8), value);
 }
 
 void
 kc_write_bytes (kc_writer_t *self, const void *data, size_t size)
 {
     if (size) {
-        memcpy (s_reserve (self, size), data, size);
+        memcpy (kc_write_space (self, size), data, size);
     }
 }
 

@@ -70,6 +70,11 @@ void
 void
     kc_write_bytes (kc_writer_t *self, const void *data, size_t size);
 
+//  Appends size bytes left for the caller to fill; returns where they start
+//  (valid until the writer's next change).
+uint8_t *
+    kc_write_space (kc_writer_t *self, size_t size);
+
 //  Big-endian helpers on raw memory.
 static inline uint64_t
 kc_get_u64 (const uint8_t *p)

@@ -773,6 +773,131 @@ s_serve_one (int fd, const s_keys_t *server, const uint8_t *allowed)
     kc_curve_destroy (&codec);
 }
 
+
+//  --- A libzmq peer with heartbeats, for docs/curvezmq.md's endpoint ---------
+
+//  Heartbeats on a libzmq socket (100 ms PINGs, 300 ms to answer, 1 s TTL),
+//  read back: a setter that did nothing would make the test prove nothing.
+static int
+s_heartbeats_on (zsock_t *sock)
+{
+    zsock_set_heartbeat_ivl (sock, 100);
+    zsock_set_heartbeat_timeout (sock, 300);
+    zsock_set_heartbeat_ttl (sock, 1000);
+    if (zsock_heartbeat_ivl (sock) != 100 || zsock_heartbeat_timeout (sock) != 300
+    ||  zsock_heartbeat_ttl (sock) != 1000) {
+        printf ("FAIL heartbeat options did not take\n");
+        return -1;
+    }
+    return 0;
+}
+
+//  Prints every monitor event that has arrived (HANDSHAKE_SUCCEEDED,
+//  DISCONNECTED, ...); returns how many were disconnections.
+static int
+s_events (zactor_t *monitor, int wait_ms)
+{
+    int disconnected = 0;
+    zpoller_t *poller = zpoller_new (monitor, NULL);
+    while (zpoller_wait (poller, wait_ms) == monitor) {
+        zmsg_t *msg = zmsg_recv (monitor);
+        char *event = zmsg_popstr (msg);
+        printf ("event %s\n", event);
+        disconnected += KC_STREQ (event, "DISCONNECTED");
+        zstr_free (&event);
+        zmsg_destroy (&msg);
+        wait_ms = 0;
+    }
+    zpoller_destroy (&poller);
+    return disconnected;
+}
+
+//  curve_interop peer ROUTER PORT: binds 127.0.0.1:PORT as a CURVE server,
+//  prints "key Z85", echoes two messages with "echo:" in front. curve_interop
+//  peer DEALER PORT: prints "key Z85" (its own), reads the server's key from
+//  stdin, connects, sends "hello", is quiet for a second, sends "bye". Both
+//  heartbeat and exit 0 when both exchanges worked with no disconnection.
+static int
+s_peer (const char *type, int port)
+{
+    bool router = KC_STREQ (type, "ROUTER");
+    s_keys_t mine;
+    s_keys_new (&mine);
+    zsock_t *sock = zsock_new (router ? ZMQ_ROUTER : ZMQ_DEALER);
+    zactor_t *monitor = zactor_new (zmonitor, sock);
+    zstr_sendx (monitor, "LISTEN", "HANDSHAKE_SUCCEEDED", "DISCONNECTED", "HANDSHAKE_FAILED_NO_DETAIL",
+                "HANDSHAKE_FAILED_PROTOCOL", "HANDSHAKE_FAILED_AUTH", NULL);
+    zstr_send (monitor, "START");
+    zsock_wait (monitor);
+    int rc = 1, received = 0, disconnected = -1;
+    if (s_heartbeats_on (sock)) {
+        goto done;
+    }
+    zsock_set_rcvtimeo (sock, TIMEOUT_MS);
+    zsock_set_linger (sock, 0);
+    zsock_set_curve_secretkey_bin (sock, mine.secret_key);
+    zsock_set_curve_publickey_bin (sock, mine.public_key);
+    printf ("key %s\n", mine.public_txt);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    if (router) {
+        zsock_set_curve_server (sock, 1);
+        if (zsock_bind (sock, "%s", endpoint) != port) {
+            printf ("FAIL cannot bind %s\n", endpoint);
+            goto done;
+        }
+    }
+    else {
+        char line [128];
+        uint8_t server [32];
+        if (!fgets (line, sizeof line, stdin) || !zmq_z85_decode (server, strtok (line, "\n"))) {
+            printf ("FAIL no server key on stdin\n");
+            goto done;
+        }
+        zsock_set_curve_serverkey_bin (sock, server);
+        if (zsock_connect (sock, "%s", endpoint)) {
+            printf ("FAIL cannot connect to %s\n", endpoint);
+            goto done;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        if (!router) {
+            if (i == 1) {
+                zclock_sleep (1000);        //  only heartbeats flow
+            }
+            zstr_send (sock, i ? "bye" : "hello");
+        }
+        zmsg_t *msg = zmsg_recv (sock);
+        if (!msg) {
+            printf ("FAIL nothing received\n");
+            goto done;
+        }
+        char *body = zframe_strdup (zmsg_last (msg));
+        printf ("%s got %s\n", type, body);
+        if (i == 1) {
+            //  Before the last reply the endpoint has no reason to close:
+            //  a disconnection so far is a failure (an unanswered PING)
+            disconnected = s_events (monitor, 0);
+        }
+        if (router) {
+            zframe_t *last = zmsg_last (msg);
+            char reply [64];
+            snprintf (reply, sizeof reply, "echo:%s", body);
+            zframe_reset (last, reply, strlen (reply));
+            zmsg_send (&msg, sock);
+        }
+        zstr_free (&body);
+        zmsg_destroy (&msg);
+        received++;
+    }
+    rc = received == 2 && disconnected == 0 ? 0 : 1;
+done:
+    zactor_destroy (&monitor);
+    zsock_destroy (&sock);
+    printf ("%s\n", rc ? "FAIL" : "ok");
+    return rc;
+}
+
 static int
 s_serve (int port, const char *client_txt)
 {
@@ -820,6 +945,9 @@ main (int argc, char *argv [])
     if (argc == 4 && KC_STREQ (argv [1], "serve")) {
         return s_serve (atoi (argv [2]), argv [3]);
     }
-    fprintf (stderr, "usage: curve_interop check | serve PORT CLIENT_KEY\n");
+    if (argc == 4 && KC_STREQ (argv [1], "peer") && (KC_STREQ (argv [2], "ROUTER") || KC_STREQ (argv [2], "DEALER"))) {
+        return s_peer (argv [2], atoi (argv [3]));
+    }
+    fprintf (stderr, "usage: curve_interop check | serve PORT CLIENT_KEY | peer ROUTER|DEALER PORT\n");
     return 2;
 }

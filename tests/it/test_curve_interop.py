@@ -4,12 +4,16 @@ libzmq 4.3 CURVE sockets (C, in curve_interop check) and pyzmq clients (here,
 against curve_interop serve): DEALER and REQ get in and exchange single and
 multipart messages; a key the authorizer does not know is refused with ERROR
 and libzmq reports HANDSHAKE_FAILED_AUTH 400; a client with the wrong server
-key never completes a handshake."""
+key never completes a handshake. And docs/curvezmq.md's endpoint program,
+built from the page, in both roles against a libzmq socket in C (curve_interop
+peer) and against pyzmq, with heartbeats on both sides."""
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
+import time
 
 import zmq
 
@@ -159,6 +163,178 @@ def test_pyzmq_wrong_server_key():
         ctx.destroy(linger=0)
 
 
+#   --- docs/curvezmq.md section 10.1: the endpoint program -------------------
+
+def _endpoint_program():
+    """Builds the endpoint program exactly as docs/curvezmq.md prints it,
+    against this build's library and headers."""
+    import test_docs
+    _, names, errors = test_docs.all_blocks()
+    kc.check("curvezmq/endpoint.c" in names, f"docs/curvezmq.md has no endpoint.c block ({errors})")
+    work = kc.tempdir("kc-endpoint-")
+    source = os.path.join(work, "endpoint.c")
+    with open(source, "w") as f:
+        f.write(names["curvezmq/endpoint.c"].text)
+    program = os.path.join(work, "endpoint")
+    lib = os.path.join(kc.BUILD, "lib")
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libczmq", "libzmq", "libsodium"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    build = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", source, "-o", program,
+                            "-I", os.path.join(kc.ROOT, "lib"), "-L", lib, "-lkeyclone",
+                            f"-Wl,-rpath,{lib}"] + flags, capture_output=True, text=True)
+    kc.check(build.returncode == 0, f"endpoint.c does not build:\n{build.stderr}")
+    return program
+
+
+def _heartbeats_flowed(out):
+    """The endpoint's last line: both kinds of PING went both ways, answered."""
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    numbers = [int(n) for n in re.findall(r"\d+", last)]
+    kc.check(last.startswith("done;") and len(numbers) == 2 and numbers[0] >= 2 and numbers[1] >= 3,
+             f"the endpoint's heartbeats did not flow both ways (want >= 2 PONGs received and "
+             f">= 3 PINGs answered):\n{out}")
+
+
+def _endpoint(args, **kwargs):
+    proc = subprocess.Popen([_endpoint.program] + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True, **kwargs)
+    kc._children.append(proc)
+    return proc
+
+
+def _first_key(proc):
+    line = proc.stdout.readline().split()
+    kc.check(len(line) == 2 and line[0] == "key", f"no key line from {proc.args}: {line!r}")
+    return line[1]
+
+
+def _heartbeating(sock):
+    """pyzmq heartbeats like the C peer's (100 ms, answer within 300 ms, TTL
+    1 s), read back."""
+    sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = 100, 300, 1000
+    kc.check((sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl) == (100, 300, 1000),
+             "pyzmq heartbeat options did not take")
+
+
+def _disconnections(monitor):
+    from zmq.utils.monitor import recv_monitor_message
+    events = []
+    while monitor.poll(0):
+        events.append(recv_monitor_message(monitor)["event"])
+    return sum(1 for e in events if e == zmq.EVENT_DISCONNECTED)
+
+
+def test_the_endpoint_program_with_libzmq():
+    """The docs' program in C against libzmq in C: our client vs a ROUTER,
+    our server vs a DEALER; a second of quiet between two messages, crossed
+    only by PINGs that libzmq drops the connection for if unanswered."""
+    _endpoint.program = _endpoint_program()
+    #   Our client, libzmq's ROUTER
+    port = kc.free_port()
+    peer = subprocess.Popen([PROGRAM, "peer", "ROUTER", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    kc._children.append(peer)
+    client = _endpoint(["connect", str(port), _first_key(peer)])
+    out, _ = client.communicate(timeout=60)
+    peer_out, _ = peer.communicate(timeout=60)
+    kc.check(client.returncode == 0 and "reply: echo:hello\nreply: echo:bye\n" in out,
+             f"endpoint connect vs libzmq ROUTER:\n{out}\n--- libzmq:\n{peer_out}")
+    kc.check(peer.returncode == 0 and "ROUTER got bye" in peer_out, f"libzmq ROUTER:\n{peer_out}")
+    _heartbeats_flowed(out)
+    #   Our server, libzmq's DEALER
+    port = kc.free_port()
+    peer = subprocess.Popen([PROGRAM, "peer", "DEALER", str(port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    kc._children.append(peer)
+    server = _endpoint(["serve", str(port), _first_key(peer)])
+    peer.stdin.write(_first_key(server) + "\n")
+    peer.stdin.flush()
+    peer_out, _ = peer.communicate(timeout=60)
+    out, _ = server.communicate(timeout=60)
+    kc.check(peer.returncode == 0 and "DEALER got bye" in peer_out,
+             f"libzmq DEALER vs endpoint serve:\n{peer_out}\n--- endpoint:\n{out}")
+    kc.check("client-1: hello\nclient-1: bye\n" in out, f"endpoint serve:\n{out}")
+    _heartbeats_flowed(out)
+
+
+def test_the_endpoint_program_with_pyzmq():
+    """The same program against pyzmq's ROUTER and DEALER, with heartbeats;
+    a key the program does not allow is refused with ERROR 400."""
+    ctx = zmq.Context()
+    try:
+        #   Our client, pyzmq's ROUTER
+        public, secret = zmq.curve_keypair()
+        router = ctx.socket(zmq.ROUTER)
+        router.curve_server, router.curve_publickey, router.curve_secretkey = True, public, secret
+        router.linger, router.rcvtimeo = 0, 10000
+        _heartbeating(router)
+        monitor = router.get_monitor_socket()
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        client = _endpoint(["connect", str(port), public.decode()])
+        kc.check(len(_first_key(client)) == 40, "no key from the endpoint")
+        for word in (b"hello", b"bye"):
+            identity, body = router.recv_multipart()
+            kc.check(body == word, f"pyzmq ROUTER got {body!r}, not {word!r}")
+            kc.check(_disconnections(monitor) == 0, "pyzmq dropped the endpoint before its last message")
+            router.send_multipart([identity, b"echo:" + body])
+        out, _ = client.communicate(timeout=30)
+        kc.check(client.returncode == 0 and "reply: echo:bye" in out, f"endpoint connect vs pyzmq:\n{out}")
+        _heartbeats_flowed(out)
+        router.disable_monitor()
+        router.close()
+
+        #   Our server, pyzmq's DEALER
+        public, secret = zmq.curve_keypair()
+        port = kc.free_port()
+        server = _endpoint(["serve", str(port), public.decode()])
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.curve_publickey, dealer.curve_secretkey = public, secret
+        dealer.curve_serverkey = _first_key(server).encode()
+        dealer.linger, dealer.rcvtimeo = 0, 10000
+        _heartbeating(dealer)
+        monitor = dealer.get_monitor_socket()
+        kc.wait_for(lambda: subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                           text=True).stdout.strip(), what="the endpoint listening")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"hello")
+        kc.check(dealer.recv() == b"hello", "no echo from the endpoint")
+        time.sleep(1.0)                     # only heartbeats cross
+        kc.check(_disconnections(monitor) == 0, "pyzmq dropped the endpoint during the quiet second")
+        dealer.send(b"bye")
+        kc.check(dealer.recv() == b"bye", "no second echo from the endpoint")
+        dealer.disable_monitor()
+        dealer.close()
+        out, _ = server.communicate(timeout=30)
+        kc.check(server.returncode == 0 and "client-1: bye" in out, f"endpoint serve vs pyzmq:\n{out}")
+        _heartbeats_flowed(out)
+
+        #   A client key the program does not allow: ERROR 400, seen by libzmq
+        other_public, other_secret = zmq.curve_keypair()
+        port = kc.free_port()
+        server = _endpoint(["serve", str(port), public.decode()])
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.curve_publickey, dealer.curve_secretkey = other_public, other_secret
+        dealer.curve_serverkey = _first_key(server).encode()
+        dealer.linger = 0
+        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        kc.wait_for(lambda: subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                           text=True).stdout.strip(), what="the endpoint listening")
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        from zmq.utils.monitor import recv_monitor_message
+        kc.check(monitor.poll(10000), "libzmq saw no authentication failure")
+        event = recv_monitor_message(monitor)
+        kc.check(event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and event["value"] == 400,
+                 f"libzmq reported {event}")
+        out, _ = server.communicate(timeout=30)
+        kc.check(server.returncode == 1 and "400" in out.splitlines()[-1], f"endpoint serve, denied:\n{out}")
+        dealer.disable_monitor()
+        dealer.close()
+    finally:
+        ctx.destroy(linger=0)
+
+
 if __name__ == "__main__":
     kc.main([test_libzmq_scenarios, test_pyzmq_dealer, test_pyzmq_req, test_pyzmq_denied,
-             test_pyzmq_wrong_server_key])
+             test_pyzmq_wrong_server_key, test_the_endpoint_program_with_libzmq,
+             test_the_endpoint_program_with_pyzmq])
