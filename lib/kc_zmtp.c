@@ -455,6 +455,9 @@ kc_zmtp_input (kc_zmtp_t *self, const void *data, size_t size, kc_why_t *why)
         self->received_at = 0;
     }
     kc_write_bytes (&self->input, data, size);
+    if (self->input.size == 0) {
+        return 0;
+    }
     size_t at = 0;
     int rc = 0;
     while (rc == 0 && self->state != S_FAILED) {

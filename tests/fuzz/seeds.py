@@ -207,3 +207,25 @@ seed("zmtp", "frames-multipart", b"\1" + b"\x01\x03abc" + b"\x00\x00" + b"\x02" 
 seed("zmtp", "frames-reserved", b"\1" + b"\x08\x00")
 seed("zmtp", "frames-huge", b"\1" + b"\x02" + b"\xff" * 8)
 seed("zmtp", "frames-truncated", b"\1" + b"\x00\x05ab")
+# --- a kc_zmtp_t connection: byte 0 picks a fresh server (0) or records on a pair (1) --
+os.makedirs(os.path.join(C, "zmtp_link"), exist_ok=True)
+seed("zmtp_link", "server-greeting-hello", b"\0" + GREETING + b"\x04" + bytes([len(HELLO)]) + HELLO)
+seed("zmtp_link", "server-greeting-only", b"\0" + GREETING)
+seed("zmtp_link", "server-not-zmtp", b"\0GET / HTTP/1.1\r\n\r\n")
+seed("zmtp_link", "server-huge-frame", b"\0" + GREETING + b"\x06" + b"\xff" * 8)
+
+
+def record(op, data=b""):
+    return bytes([op, len(data)]) + data
+
+
+PING_TTL = b"\x04PING\x00\x0a" + b"context-16-bytes"
+seed("zmtp_link", "pair-parts", b"\1" + record(2 << 1 | 16, b"first") + record(2 << 1, b"second")
+     + record(4 << 1, b"\x03") + record(2 << 1 | 1, b"back") + record(4 << 1 | 1, b"\xff"))
+seed("zmtp_link", "pair-ping-commands", b"\1" + record(1 << 1, PING_TTL) + record(1 << 1 | 1, b"\x04PONG")
+     + record(1 << 1, b"\x09SUBSCRIBE") + record(1 << 1, b"\x04PING\x00") + record(4 << 1 | 1, b"\x10"))
+seed("zmtp_link", "pair-heartbeats", b"\1" + (record(3 << 1, b"\x0a") + record(4 << 1, b"\xff")
+     + record(4 << 1 | 1, b"\xff")) * 5 + record(3 << 1, b"\xff") + record(3 << 1, b"\xff"))
+seed("zmtp_link", "pair-ttl-expires", b"\1" + record(1 << 1, PING_TTL) + record(3 << 1, b"\x0b"))
+seed("zmtp_link", "pair-raw-garbage", b"\1" + record(0, b"\x00\x05hello") + record(2 << 1, b"x"))
+seed("zmtp_link", "pair-ping-oversized", b"\1" + record(1 << 1, b"\x04PING\x00\x01" + b"c" * 17))
