@@ -25,6 +25,7 @@
 #include "kc_wire.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +45,9 @@ typedef enum {
     S_FAILED
 } s_state_t;
 
-//  Every secret of one codec, in one sodium_malloc block. Each field is
-//  wiped as soon as the handshake no longer needs it; all of it on failure.
+//  Every secret of one codec, in one slot of sodium_malloc memory (below).
+//  Each field is wiped as soon as the handshake no longer needs it; all of
+//  it on failure and when the codec is destroyed.
 typedef struct {
     uint8_t permanent [32];             //  c or s: until the vouch / HELLO
     uint8_t transient [32];             //  c' or s': until connected
@@ -65,7 +67,8 @@ struct _kc_curve_t {
     const char *last_command;           //  what the last call produced (a literal)
     bool server;                        //  role
     s_state_t state;
-    s_secrets_t *secrets;               //  sodium_malloc
+    s_secrets_t *secrets;               //  a slot of secret memory
+    struct _s_chunk_t *chunk;           //  the chunk that holds it
     uint8_t public_key [32];            //  C or S
     uint8_t server_key [32];            //  S (both roles)
     uint8_t transient_key [32];         //  C' or S'
@@ -217,18 +220,107 @@ s_connect (kc_curve_t *self)
     self->state = S_CONNECTED;
 }
 
+
+//  --- Secret memory ------------------------------------------------------------
+//  A sodium_malloc block per codec costs more than the handshake's own
+//  crypto apart from the four X25519 operations: mmap, mprotect for the
+//  guard pages, mlock, then munmap with its TLB shootdown on every core. So
+//  codecs take their secrets from chunks of S_POOL_SLOTS slots, each chunk
+//  one sodium_malloc block (guard pages around it, locked in memory, never
+//  swapped): a slot is wiped when it is given back, and a chunk whose slots
+//  are all free goes back to the system unless it is the last spare.
+
+#define S_POOL_SLOTS    64              //  slots per chunk (bits of used)
+
+typedef struct _s_chunk_t s_chunk_t;
+struct _s_chunk_t {
+    s_chunk_t *next;
+    s_secrets_t *slots;                 //  sodium_malloc, S_POOL_SLOTS of them
+    uint64_t used;                      //  bit i: slots [i] is taken
+};
+
+static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static s_chunk_t *s_pool;               //  chunks, ones with free slots first
+
+static s_secrets_t *
+s_secrets_take (s_chunk_t **chunk_p)
+{
+    pthread_mutex_lock (&s_pool_lock);
+    s_chunk_t *chunk = s_pool;
+    while (chunk && chunk->used == UINT64_MAX) {
+        chunk = chunk->next;
+    }
+    if (!chunk) {
+        chunk = calloc (1, sizeof *chunk);
+        s_secrets_t *slots = sodium_malloc (S_POOL_SLOTS * sizeof *slots);
+        if (!chunk || !slots) {
+            fprintf (stderr, "kc_curve: out of memory\n");
+            abort ();
+        }
+        sodium_memzero (slots, S_POOL_SLOTS * sizeof *slots);
+        chunk->slots = slots;
+        chunk->next = s_pool;
+        s_pool = chunk;
+    }
+    int slot = __builtin_ctzll (~chunk->used);
+    chunk->used |= 1ULL << slot;
+    pthread_mutex_unlock (&s_pool_lock);
+    *chunk_p = chunk;
+    return &chunk->slots [slot];
+}
+
+static void
+s_secrets_give (s_secrets_t *secrets, s_chunk_t *chunk)
+{
+    sodium_memzero (secrets, sizeof *secrets);
+    pthread_mutex_lock (&s_pool_lock);
+    chunk->used &= ~(1ULL << (secrets - chunk->slots));
+    s_chunk_t *spare = NULL;
+    if (chunk->used == 0) {
+        //  Free it if another chunk has room; else keep it as the spare
+        for (s_chunk_t *other = s_pool; other; other = other->next) {
+            if (other != chunk && other->used != UINT64_MAX) {
+                spare = chunk;
+                break;
+            }
+        }
+    }
+    if (spare) {
+        s_chunk_t **link = &s_pool;
+        while (*link != spare) {
+            link = &(*link)->next;
+        }
+        *link = spare->next;
+    }
+    else
+    if (chunk != s_pool) {
+        //  A chunk with room moves to the front, where takers look first
+        s_chunk_t **link = &s_pool;
+        while (*link != chunk) {
+            link = &(*link)->next;
+        }
+        *link = chunk->next;
+        chunk->next = s_pool;
+        s_pool = chunk;
+    }
+    pthread_mutex_unlock (&s_pool_lock);
+    if (spare) {
+        sodium_free (spare->slots);     //  all wiped already; wipes again
+        free (spare);
+    }
+}
+
 //  --- Construction ----------------------------------------------------------
 
 static kc_curve_t *
 s_new (bool server, const uint8_t *public_key, const uint8_t *secret_key)
 {
     kc_curve_t *self = calloc (1, sizeof *self);
-    s_secrets_t *secrets = sodium_malloc (sizeof *secrets);
-    if (!self || !secrets) {
+    if (!self) {
         fprintf (stderr, "kc_curve: out of memory\n");
         abort ();
     }
-    sodium_memzero (secrets, sizeof *secrets);
+    s_secrets_t *secrets = s_secrets_take (&self->chunk);
     memcpy (secrets->permanent, secret_key, 32);
     self->secrets = secrets;
     self->server = server;
@@ -267,7 +359,7 @@ kc_curve_destroy (kc_curve_t **self_p)
 {
     if (self_p && *self_p) {
         kc_curve_t *self = *self_p;
-        sodium_free (self->secrets);        //  wipes before unmapping
+        s_secrets_give (self->secrets, self->chunk);    //  wiped
         kc_meta_destroy (&self->metadata);
         kc_meta_destroy (&self->peer_metadata);
         kc_writer_free (&self->output);
@@ -1861,7 +1953,51 @@ s_test_message (void)
     assert (strstr (why.text, "exhausted") && kc_curve_failed (pair.client));
     s_pair_destroy (&pair);
 }
+//  Secret memory: slots are distinct, wiped when given back, reused; chunks
+//  come and go as codecs do.
+static void
+s_test_secret_pool (void)
+{
+    enum { COUNT = 3 * S_POOL_SLOTS + 5 };
+    static kc_curve_t *codecs [COUNT];
+    uint8_t key [32];
+    memset (key, 0x5a, sizeof key);
+    for (int i = 0; i < COUNT; i++) {
+        codecs [i] = kc_curve_new_server (key, key);
+        assert (memcmp (codecs [i]->secrets->permanent, key, 32) == 0);
+        for (int j = 0; j < i; j++) {
+            assert (codecs [j]->secrets != codecs [i]->secrets);
+        }
+    }
+    //  Every other codec goes: its slot (still mapped: its chunk has other
+    //  codecs) is all zero
+    for (int i = 0; i < COUNT; i += 2) {
+        s_secrets_t *slot = codecs [i]->secrets;
+        kc_curve_destroy (&codecs [i]);
+        assert (sodium_is_zero ((const uint8_t *) slot, sizeof *slot));
+    }
+    //  New codecs take the freed slots before any new chunk
+    size_t chunks = 0;
+    for (s_chunk_t *chunk = s_pool; chunk; chunk = chunk->next) {
+        chunks++;
+    }
+    for (int i = 0; i < COUNT; i += 2) {
+        codecs [i] = kc_curve_new_server (key, key);
+    }
+    size_t after = 0;
+    for (s_chunk_t *chunk = s_pool; chunk; chunk = chunk->next) {
+        after++;
+    }
+    assert (after == chunks && chunks >= 4);
+    for (int i = 0; i < COUNT; i++) {
+        kc_curve_destroy (&codecs [i]);
+    }
+    //  All gone: one spare chunk stays, empty
+    assert (s_pool && !s_pool->next && s_pool->used == 0);
+}
+
 #endif
+
 
 void
 kc_curve_test (bool verbose)
@@ -1878,6 +2014,7 @@ kc_curve_test (bool verbose)
     s_test_initiate ();
     s_test_ready ();
     s_test_message ();
+    s_test_secret_pool ();
     //  Destroy takes NULL and nulls the pointer
     kc_curve_t *none = NULL;
     kc_curve_destroy (&none);
