@@ -179,6 +179,10 @@ def _endpoint_program():
     lib = os.path.join(kc.BUILD, "lib")
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libczmq", "libzmq", "libsodium"],
                            capture_output=True, text=True, check=True).stdout.split()
+    #   Under make check-asan the library is built with ASan+UBSan (which
+    #   sets ASAN_OPTIONS): so is the program, as that build's keyclone.pc says
+    if "ASAN_OPTIONS" in os.environ:
+        flags += ["-fsanitize=address,undefined", "-static-libubsan"]
     build = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", source, "-o", program,
                             "-I", os.path.join(kc.ROOT, "lib"), "-L", lib, "-lkeyclone",
                             f"-Wl,-rpath,{lib}"] + flags, capture_output=True, text=True)
