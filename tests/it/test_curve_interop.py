@@ -220,6 +220,19 @@ def _heartbeating(sock):
              "pyzmq heartbeat options did not take")
 
 
+def _dealer_to(ctx, server, port, public, secret, events=zmq.EVENT_ALL):
+    """A heartbeating pyzmq DEALER with this key pair, connected to the
+    endpoint server (libzmq retries until it listens), and its monitor."""
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.curve_publickey, dealer.curve_secretkey = public, secret
+    dealer.curve_serverkey = _first_key(server).encode()
+    dealer.linger, dealer.rcvtimeo = 0, 10000
+    _heartbeating(dealer)
+    monitor = dealer.get_monitor_socket(events)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    return dealer, monitor
+
+
 def _disconnections(monitor):
     from zmq.utils.monitor import recv_monitor_message
     events = []
@@ -292,15 +305,7 @@ def test_the_endpoint_program_with_pyzmq():
         public, secret = zmq.curve_keypair()
         port = kc.free_port()
         server = _endpoint(["serve", str(port), public.decode()])
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.curve_publickey, dealer.curve_secretkey = public, secret
-        dealer.curve_serverkey = _first_key(server).encode()
-        dealer.linger, dealer.rcvtimeo = 0, 10000
-        _heartbeating(dealer)
-        monitor = dealer.get_monitor_socket()
-        kc.wait_for(lambda: subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                                           text=True).stdout.strip(), what="the endpoint listening")
-        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer, monitor = _dealer_to(ctx, server, port, public, secret)
         dealer.send(b"hello")
         kc.check(dealer.recv() == b"hello", "no echo from the endpoint")
         time.sleep(1.0)                     # only heartbeats cross
@@ -317,14 +322,8 @@ def test_the_endpoint_program_with_pyzmq():
         other_public, other_secret = zmq.curve_keypair()
         port = kc.free_port()
         server = _endpoint(["serve", str(port), public.decode()])
-        dealer = ctx.socket(zmq.DEALER)
-        dealer.curve_publickey, dealer.curve_secretkey = other_public, other_secret
-        dealer.curve_serverkey = _first_key(server).encode()
-        dealer.linger = 0
-        monitor = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        kc.wait_for(lambda: subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
-                                           text=True).stdout.strip(), what="the endpoint listening")
-        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer, monitor = _dealer_to(ctx, server, port, other_public, other_secret,
+                                     zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         from zmq.utils.monitor import recv_monitor_message
         kc.check(monitor.poll(10000), "libzmq saw no authentication failure")
         event = recv_monitor_message(monitor)
