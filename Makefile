@@ -52,7 +52,9 @@ CHECK_ASAN  ?= yes
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config python3
-DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian
+RAFT_PKGS   := raft libuv
+DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian \
+               libraft-dev libuv1-dev
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
 CFLAGS      ?= -O2 -g
@@ -88,7 +90,9 @@ $(B)/config.mk: Makefile
 	$(call ensure_packages,$(DEB_BUILD))
 	@mkdir -p $(B)
 	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
-	   echo "PKG_LIBS := $$(pkg-config --libs $(PKGS))"; } > $@.tmp && mv $@.tmp $@
+	   echo "PKG_LIBS := $$(pkg-config --libs $(PKGS))"; \
+	   echo "RAFT_CFLAGS := $$(pkg-config --cflags $(RAFT_PKGS) 2>/dev/null)"; \
+	   echo "RAFT_LIBS := $$(pkg-config --libs $(RAFT_PKGS) 2>/dev/null || echo -lraft -luv)"; } > $@.tmp && mv $@.tmp $@
 
 .SECONDARY:
 
@@ -202,6 +206,17 @@ $(B)/tests/%: $(B)/obj/tests/it/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
 	$(Q)$(LINK)
+
+#   The cluster's engine: libraft (and libuv) over kc_raft_transport. Only
+#   what uses it links them, never libkeyclone.
+RAFT_SRC    := $(sort $(wildcard server/raft/*.c))
+$(RAFT_SRC:%.c=$(B)/obj/%.o) $(B)/obj/tests/it/raft_member.o: KC_CFLAGS += -Iserver/raft $(RAFT_CFLAGS)
+$(RAFT_SRC:%.c=$(B)/obj/%.o) $(B)/obj/tests/it/raft_member.o: | check-deps
+
+$(B)/tests/raft_member: $(B)/obj/tests/it/raft_member.o $(RAFT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(SAY) LD $@
+	$(Q)$(LINK) $(RAFT_LIBS)
 
 $(B)/tests/%: $(B)/obj/tests/bench/%.o $(STATIC_LIB)
 	@mkdir -p $(@D)
