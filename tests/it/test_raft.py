@@ -1,7 +1,7 @@
 #!/usr/bin/python3
-"""The cluster's engine on trial: libraft 0.15 members (tests/it/raft_member.c)
-whose Raft traffic goes through kc_raft_transport, CURVE between the members'
-keys. Three members elect a leader and apply entries in one order on all;
+"""The cluster's engine on trial: libraft 0.15 members (server/raft/kc_raft,
+driven from a zloop by tests/it/raft_member.c, as the server will) whose Raft
+traffic goes through kc_raft_transport, CURVE between the members' keys. Three members elect a leader and apply entries in one order on all;
 an unknown key is refused at a member's Raft port (ERROR 400, as libzmq
 reports it), and so is a plaintext peer speaking libraft's own TCP handshake;
 the leader killed with SIGKILL is replaced and the survivors go on; the dead
@@ -71,7 +71,8 @@ class Member:
     def status(self):
         self.send("status")
         words = self.expect("status").split()
-        return {"state": words[1], "leader": int(words[3]), "applied": int(words[5]), "refused": int(words[7])}
+        return {"state": words[1], "leader": int(words[3]), "applied": int(words[5]), "refused": int(words[7]),
+                "term": int(words[9])}
 
     def kill(self):
         self.proc.kill()
