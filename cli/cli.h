@@ -24,6 +24,9 @@
 #define CLI_UNREACHABLE     5       //  the server or the agent did not answer
 #define CLI_ROOT_WARN_DAYS  7
 #define CLI_OPERATORS_MAX 32
+//  A node's documented layout (operator.md 2a): the agent's state directory,
+//  holding its key (node, node_secret) and its sockets
+#define CLI_NODE_AGENT_DIR  "/var/lib/keyclone/agent"
 
 //  One subcommand: its name, function, one-line summary and help text.
 typedef struct {

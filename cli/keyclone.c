@@ -28,7 +28,7 @@
     "  --agent EP         the local agent (default $KEYCLONE_AGENT, else 'agent' in the\n" \
     "                     configuration file, else the first that exists of\n" \
     "                     ipc://DIR/agent/agent.ipc, ipc://DIR/agent.ipc and\n" \
-    "                     ipc:///var/lib/keyclone/agent.ipc)\n" \
+    "                     ipc:///var/lib/keyclone/agent/agent.ipc)\n" \
     "  --operator NAME|PATH  an operator key to sign with, by name under\n" \
     "                     DIR/operators or by path (repeatable; default: the only\n" \
     "                     key in DIR/operators)\n" \
@@ -225,8 +225,10 @@ const cli_command_t cli_commands [] = {
       "\n"
       "Asks the server to let this node join as NAME. The request is sent over the\n"
       "submission channel with the node's own CURVE key (the handshake proves it holds\n"
-      "the secret): DIR/node_secret, the agent's key, made now if there is none (or\n"
-      "--key FILE). Prints the key, its fingerprint and a comparison code: give them to\n"
+      "the secret): the agent's key, DIR/node_secret if it exists, else on a node laid\n"
+      "out as packaged /var/lib/keyclone/agent/node_secret, made now if there is none\n"
+      "(or --key FILE); made by root in the agent's directory, it belongs to the\n"
+      "agent's user. Prints the key, its fingerprint and a comparison code: give them to\n"
       "an operator, who checks the code (keyclone approve's code option) before signing\n"
       "the registration. A pending request is not a member: nothing trusts it.\n"
       "Asking again shows where the request stands. With --wait it returns once the key\n"
@@ -243,7 +245,7 @@ const cli_command_t cli_commands [] = {
       "Usage: keyclone rotate [--overlap DURATION] [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
       "\n"
       "Makes a new key pair for this node (kept as KEY.next until it is in place; KEY is\n"
-      "DIR/node, the agent's, or --key FILE) and asks the server, authenticated by the\n"
+      "the agent's, found as by enrol, or --key FILE) and asks the server, authenticated by the\n"
       "current key, for the new one to replace it under the same name and tags. Operators\n"
       "approve it as an enrolment ('keyclone pending', 'keyclone approve'): one batch\n"
       "registers the new key and ends the old one DURATION later (--overlap, default\n"

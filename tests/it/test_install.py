@@ -107,8 +107,7 @@ def test_the_sample_configurations_run():
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
     config = os.path.join(agent.dir, "agent.cfg")
     with open(config, "w") as f:                  # the node's own paths, as its administrator would
-        f.write(text.replace("/etc/keyclone/root", os.path.join(cluster.dir, "root"))
-                .replace("/etc/keyclone/node", os.path.join(agent.dir, "node")).replace("keyclone-apps", group))
+        f.write(text.replace("/etc/keyclone/root", os.path.join(cluster.dir, "root")).replace("keyclone-apps", group))
     agent.options = ["--config", config]
     agent.start()
     st = agent.wait_seq(cluster.server_status()["seq"], 30)
