@@ -83,6 +83,23 @@ def test_what_each_package_holds():
 
 
 def test_the_unpacked_packages_run():
+    # every module keyclone.pc requires (even privately: pkg-config --cflags
+    # reads them all) comes with libkeyclone-dev: the package that owns its .pc
+    # file on this machine is among its dependencies
+    unpacked = kc.tempdir(prefix="kc-deb-dev-")
+    subprocess.run(["dpkg-deb", "-x", deb("libkeyclone-dev"), unpacked], check=True)
+    with open(os.path.join(unpacked, "usr", "lib", multiarch, "pkgconfig", "keyclone.pc")) as f:
+        required = [m for line in f if line.startswith(("Requires:", "Requires.private:"))
+                    for m in re.split(r"[\s,]+", line.split(":", 1)[1].strip()) if m]
+    kc.check(len(required) >= 4, f"keyclone.pc requires {required}")
+    depends = subprocess.run(["dpkg-deb", "-f", deb("libkeyclone-dev"), "Depends"], capture_output=True,
+                             text=True, check=True).stdout
+    depends = {d.split()[0] for d in depends.split(",")}
+    for module in required:
+        owner_of_pc = subprocess.run(["dpkg", "-S", f"*/pkgconfig/{module}.pc"], capture_output=True, text=True,
+                                     check=True).stdout.split(":")[0]
+        kc.check(owner_of_pc in depends, f"keyclone.pc requires {module} ({owner_of_pc}), libkeyclone-dev "
+                 f"depends on {sorted(depends)}")
     if skipped():
         return
     root = kc.tempdir(prefix="kc-deb-root-")
