@@ -44,6 +44,13 @@ int
 int
     cli_usage (const char *command, const char *format, ...) KC_PRINTF (2, 3);
 
+//  getopt_long for the commands (argv [0] is the command's name): an
+//  unknown option, a missing or unwanted argument is said as cli_usage says
+//  any usage error ("keyclone register: unrecognized option '--bogus'"), so
+//  that --json prints it as an error object too; returns '?' then.
+int
+    cli_getopt (int argc, char *const argv [], const char *shorts, const struct option *longs, int *index);
+
 //  Prints the help text of a command to stdout; returns CLI_OK.
 int
     cli_help (const char *command);

@@ -327,7 +327,7 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
 {
     int c, handled;
     cli_args (argc, argv, longs);
-    while ((c = getopt_long (*argc, *argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (*argc, *argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option (command, c, online))) {
             if (handled < 0) {
                 return -1;

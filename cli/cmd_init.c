@@ -105,7 +105,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
     options->endpoint = DEFAULT_ENDPOINT;
     options->lifetime = 365 * 86400;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         int *slot = c == 'R' ? &options->threshold [0] : c == 'V' ? &options->threshold [1]
                   : c == 'O' ? &options->threshold [2] : c == 't' ? &all : NULL;
         if (slot) {
@@ -296,7 +296,7 @@ cmd_keygen (int argc, char *argv [])
     bool force = false, json = false, operator = false;
     int c;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'd': dir = optarg; break;
             case 'f': force = true; break;

@@ -397,7 +397,7 @@ cmd_register (int argc, char *argv [])
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("register", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -553,7 +553,7 @@ cmd_revoke (int argc, char *argv [])
     bool force = false;
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("revoke", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -656,7 +656,7 @@ cmd_submit (int argc, char *argv [])
     cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("submit", c, &online)) != 1) {
             return CLI_USAGE;
         }
@@ -771,7 +771,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     s_print_t print = { .all = show };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option (command, c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -852,7 +852,7 @@ cmd_lookup (int argc, char *argv [])
     cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("lookup", c, &online)) != 1) {
             return CLI_USAGE;
         }
@@ -901,7 +901,7 @@ s_status_or_metrics (const char *command, int argc, char *argv [], bool metrics)
         }
     }
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
             server = true;
             continue;
@@ -1246,7 +1246,7 @@ cmd_log (int argc, char *argv [])
     int c, handled;
     bool from_agent = false;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
             char *end;
             since = strtoull (optarg, &end, 10);
@@ -1461,7 +1461,7 @@ cmd_import (int argc, char *argv [])
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     bool force = false;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("import", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -1650,7 +1650,7 @@ cmd_export (int argc, char *argv [])
     s_export_t self = { .now = kc_now () };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("export", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;

@@ -287,7 +287,7 @@ s_parse (const char *command, int *argc_p, char ***argv_p, s_options_t *o, bool 
     cli_args (argc_p, argv_p, longs);
     int argc = *argc_p;
     char **argv = *argv_p;
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'd': o->dir = optarg; break;
             case 'r': o->root_path = optarg; break;
@@ -753,6 +753,8 @@ cmd_root (int argc, char *argv [])
     if (KC_STREQ (sub, "--help") || KC_STREQ (sub, "-h")) {
         return cli_help ("root");
     }
+    static char name [] = "root";           //  usage errors say "keyclone root: ..."
+    argv [1] = name;
     if (KC_STREQ (sub, "show")) {
         return s_show (argc - 1, argv + 1);
     }

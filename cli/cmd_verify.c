@@ -134,7 +134,7 @@ cmd_verify (int argc, char *argv [])
     s_verify_t options = { false, false };
     int c;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'r': root_path = optarg; break;
             case 'd': dir = optarg; break;

@@ -430,6 +430,45 @@ cli_usage (const char *command, const char *format, ...)
     return CLI_USAGE;
 }
 
+static const struct option *
+    s_find_option (const char *arg, const struct option *longs);
+
+int
+cli_getopt (int argc, char *const argv [], const char *shorts, const struct option *longs, int *index)
+{
+    opterr = 0;                             //  said below, as every usage error
+    int c = getopt_long (argc, argv, shorts, longs, index);
+    if (c != '?' && c != ':') {
+        return c;
+    }
+    const char *arg = optind > 0 && optind <= argc ? argv [optind - 1] : "";
+    char text [256];
+    kc_escape (arg, strlen (arg), text, sizeof text, 0);
+    const struct option *option = s_find_option (arg, longs);
+    if (strncmp (arg, "--", 2) != 0) {
+        char shown [2] = { (char) optopt, 0 };
+        kc_escape (shown, 1, text, sizeof text, 0);
+        cli_usage (argv [0], optopt && strchr (shorts, optopt) ? "option '-%s' requires an argument" : "invalid option '-%s'",
+                   text);
+    }
+    else
+    if (option && option->has_arg == required_argument) {
+        cli_usage (argv [0], "option '--%s' requires an argument", option->name);
+    }
+    else
+    if (option && option->has_arg == no_argument && strchr (arg, '=')) {
+        cli_usage (argv [0], "option '--%s' takes no argument", option->name);
+    }
+    else {
+        size_t length = strcspn (arg + 2, "="), prefixed = 0;
+        for (const struct option *o = longs; o->name; o++) {
+            prefixed += strncmp (o->name, arg + 2, length) == 0;
+        }
+        cli_usage (argv [0], prefixed > 1 ? "ambiguous option '%s'" : "unrecognized option '%s'", text);
+    }
+    return '?';
+}
+
 //  A failure is "unreachable" when the server or the agent did not answer
 //  (nothing listening, no reply in time), as opposed to a refusal.
 static int
@@ -956,7 +995,20 @@ main (int argc, char *argv [])
             return rc;
         }
     }
-    fprintf (stderr, "keyclone: unknown command '%s'\n", argv [1]);
+    char command [256];
+    kc_escape (argv [1], strlen (argv [1]), command, sizeof command, 0);
+    fprintf (stderr, "keyclone: unknown command '%s'\n", command);
     s_print_main_help (stderr);
+    for (int arg = 2; arg < argc && !KC_STREQ (argv [arg], "--"); arg++) {
+        if (KC_STREQ (argv [arg], "--json")) {
+            snprintf (s_last_error, sizeof s_last_error, "unknown command '%s'", command);
+            printf ("{");
+            kc_json_field_str (stdout, true, "error", s_last_error);
+            kc_json_field_str (stdout, false, "command", command);
+            kc_json_field_u64 (stdout, false, "exit", (uint64_t) CLI_USAGE);
+            printf ("}\n");
+            break;
+        }
+    }
     return CLI_USAGE;
 }

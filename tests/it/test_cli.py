@@ -225,6 +225,25 @@ def test_usage_errors():
     out, _ = kc.keyclone("sign", "--dir", D, "--operator", "alice", "--register", "n=short",
                          "--out", os.path.join(T, "z"), "--json", expect=1)
     kc.check(json.loads(out)["exit"] == 1 and "40 characters" in json.loads(out)["error"], out)
+    # option errors are usage errors like any other: named by the command,
+    # and with --json an error object on stdout
+    for argv, command, error in (
+            (("register", "--json", "--bogus"), "register", "unrecognized option '--bogus'"),
+            (("lookup", "--json", "--agent"), "lookup", "option '--agent' requires an argument"),
+            (("status", "--json=yes"), "status", "option '--json' takes no argument"),
+            (("register", "--t", "x", "--json"), "register", "ambiguous option '--t'"),
+            (("root", "renew", "--json", "--bogus"), "root", "unrecognized option '--bogus'"),
+            (("bogus", "--json"), "bogus", "unknown command 'bogus'")):
+        out, err = kc.keyclone(*argv, expect=2)
+        if "--json" in argv:
+            failure = json.loads(out)
+            kc.check(failure == {"error": error, "command": command, "exit": 2}, f"{argv}: {out}")
+        else:
+            kc.check(out == "", f"{argv}: {out}")
+        kc.check(err.startswith(f"keyclone {command}: {error}\n") or
+                 (command == "bogus" and err.startswith(f"keyclone: {error}\n")), f"{argv}: {err}")
+    _, err = kc.keyclone("register", "--bogus\x1b[31m", expect=2)
+    kc.check("\x1b" not in err and "unrecognized option '--bogus\\x1b[31m'" in err, err)
 
 
 def test_root_successor_check():
