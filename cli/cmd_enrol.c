@@ -1130,7 +1130,7 @@ cmd_grant (int argc, char *argv [])
         snprintf (fields.tags [fields.tag_count++], sizeof fields.tags [0], "%s", o.tags [i]);
     }
     kc_why_t why;
-    char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [KC_TIME_WHEN_BYTES];
     kc_grant_t *made = NULL;
     int rc = CLI_FAIL;
     if (KC_STREQ (action, "revoke")) {
@@ -1171,7 +1171,7 @@ cmd_grant (int argc, char *argv [])
         }
         if (rc == CLI_OK) {
             printf ("  grant        %s: names '%s', at most %u, until %s\n", kc_fingerprint (fields.grant_key, fp),
-                    made->pattern, made->uses, kc_time_format (made->not_after, when));
+                    made->pattern, made->uses, kc_time_when (made->not_after, kc_now (), when));
             printf ("  token        %s (secret: give it to the fleet's provisioning, with %s)\n", secret, grant_path);
         }
     }

@@ -154,7 +154,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
 static void
 s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_ROOT_OPERATOR_NAME_MAX + 1])
 {
-    char hex [65], when [32], path_buffer [CLI_PATH_MAX];
+    char hex [65], when [KC_TIME_WHEN_BYTES], path_buffer [CLI_PATH_MAX];
     kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
     if (options->json) {
         printf ("{");
@@ -178,8 +178,8 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
     }
     printf ("keyclone: initialised '%s'\n", options->dir);
     printf ("  directory id   %s\n", hex);
-    printf ("  root           %s (v1, expires %s)\n", cli_path (path_buffer, options->dir, "root"),
-            kc_time_format (kc_root_expires (root), when));
+    printf ("  root           %s (v1), expires %s\n", cli_path (path_buffer, options->dir, "root"),
+            kc_time_when (kc_root_expires (root), kc_now (), when));
     printf ("  thresholds     register %d, revoke %d, root change %d of %d operators\n",
             options->threshold [0], options->threshold [1], options->threshold [2],
             options->operators);

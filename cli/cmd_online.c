@@ -954,9 +954,9 @@ s_status_or_metrics (const char *command, int argc, char *argv [], bool metrics)
     cli_status_u64 (json, "root_expires", &expires);
     int rc = expires && expires < kc_now () + CLI_ROOT_WARN_DAYS * 86400ULL ? CLI_ROOT_EXPIRING : CLI_OK;
     if (rc == CLI_ROOT_EXPIRING && !online.json) {
-        char when [32];
+        char when [KC_TIME_WHEN_BYTES];
         fprintf (stderr, "keyclone status: the root in force %s %s: renew it ('keyclone root renew')\n",
-                 expires <= kc_now () ? "expired at" : "expires at", kc_time_format (expires, when));
+                 expires <= kc_now () ? "expired at" : "expires at", kc_time_when (expires, kc_now (), when));
     }
     free (json);
     free (text);
@@ -1081,7 +1081,7 @@ static void
 s_log_grant (s_log_t *log, const kc_entry_t *entry)
 {
     kc_why_t why;
-    char fp [KC_FINGERPRINT_CHARS + 1], sub [KC_FINGERPRINT_CHARS + 1], when [32], name [KC_RECORD_NAME_MAX + 1];
+    char fp [KC_FINGERPRINT_CHARS + 1], sub [KC_FINGERPRINT_CHARS + 1], when [KC_TIME_WHEN_BYTES], name [KC_RECORD_NAME_MAX + 1];
     const char *submitter = entry->submitter ? kc_fingerprint (entry->submitter, sub) : "unknown";
     if (kc_grant_is_use (entry->data, entry->size)) {
         kc_grant_use_t *use = kc_grant_use_decode (entry->data, entry->size, &why);
@@ -1129,7 +1129,7 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
             printf ("; submitted by %s\n", submitter);
             if (active) {
                 printf ("    grant %s: names '%s', at most %u, until %s, tags", fp, grant->pattern, grant->uses,
-                        kc_time_format (grant->not_after, when));
+                        kc_time_when (grant->not_after, kc_now (), when));
                 for (size_t i = 0; i < grant->tag_count; i++) {
                     printf ("%s%s", i ? "," : " ", grant->tags [i]);
                 }

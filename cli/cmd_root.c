@@ -172,7 +172,7 @@ void
 cli_print_root (const kc_root_t *root, bool json, bool quiet, const char *verdict)
 {
     static const char *labels [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
-    char hex [65], when [32], created [32], z85 [KC_Z85_KEY_CHARS + 1], who [80], days [48];
+    char hex [65], when [32], created [KC_TIME_WHEN_BYTES], z85 [KC_Z85_KEY_CHARS + 1], who [80], days [48];
     kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
     int64_t left = ((int64_t) kc_root_expires (root) - (int64_t) kc_now ()) / 86400;
     if (json) {
@@ -233,7 +233,7 @@ cli_print_root (const kc_root_t *root, bool json, bool quiet, const char *verdic
         return;
     }
     printf ("  directory   %s\n  created     %s\n  expires     %s (%s)\n", hex,
-            kc_time_format (kc_root_created (root), created),
+            kc_time_when (kc_root_created (root), kc_now (), created),
             kc_time_format (kc_root_expires (root), when),
             s_days (kc_root_expires (root), days, sizeof days));
     for (size_t i = 0; i < kc_root_operator_count (root); i++) {

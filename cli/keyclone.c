@@ -631,24 +631,7 @@ cli_config (const char *name)
 char *
 cli_relative (uint64_t when, char text [static 40])
 {
-    uint64_t now = kc_now (), span = when > now ? when - now : now - when;
-    char amount [24];
-    if (span >= 2 * 86400) {
-        snprintf (amount, sizeof amount, "%llu days", (unsigned long long) (span / 86400));
-    }
-    else
-    if (span >= 2 * 3600) {
-        snprintf (amount, sizeof amount, "%llu hours", (unsigned long long) (span / 3600));
-    }
-    else
-    if (span >= 120) {
-        snprintf (amount, sizeof amount, "%llu minutes", (unsigned long long) (span / 60));
-    }
-    else {
-        snprintf (amount, sizeof amount, "%llu seconds", (unsigned long long) span);
-    }
-    snprintf (text, 40, when > now ? "in %s" : "%s ago", amount);
-    return text;
+    return kc_time_relative (when, kc_now (), text);
 }
 
 const char *

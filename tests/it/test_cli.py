@@ -17,6 +17,8 @@ def test_init():
     out, _ = kc.keyclone("init", "--dir", D, "--operators", "3", "--threshold", "2",
                          "--threshold-revoke", "1", "--names", "alice,bob,carol")
     kc.check("directory id" in out and "alice_secret" in out, out)
+    # dates for people: the date and how far away it is
+    kc.check(re.search(r"^  root +\S+ \(v1\), expires 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 36[45] days\)$", out, re.M), out)
     for name in ("root", "operators/alice", "operators/alice_secret", "server/curve_secret",
                  "server/head_secret"):
         kc.check(os.path.exists(os.path.join(D, name)), f"init did not write {name}")
@@ -92,6 +94,12 @@ def test_threshold_and_cosign():
     record = data["records"][0]
     kc.check(record["name"] == "db-1" and record["key"] == key, out)
     kc.check(record["tags"] == ["dc=eu", "role=db"] and record["not_after"] > 0, out)
+    out, _ = kc.keyclone("verify", "--dir", D, batch)
+    kc.check(re.search(r"^  created +20\S+Z \(\d+ seconds ago\)$", out, re.M)
+             and re.search(r" db-1 .* expires 20\S+Z \(in (29|30) days\)", out), out)
+    out, _ = kc.keyclone("verify", "--dir", D, os.path.join(D, "root"))
+    kc.check(re.search(r"^  created +20\S+Z \(\d+ seconds ago\)$", out, re.M)
+             and re.search(r"^  expires +20\S+Z \(in 36[45] days\)", out, re.M), out)
 
 
 def test_revoke_needs_one():
