@@ -206,6 +206,7 @@ typedef struct {
     size_t chunk, records, batches, duplicates;
     uint64_t first_seq, last_seq;
     bool progress;
+    size_t total;                           //  records expected, for the progress line (0: unknown)
     bool force;                             //  moving keys to other names is wanted
     uint64_t started_us;                    //  for the progress line's rate
     zhashx_t *held;                         //  bulk: hex key -> name of each unrevoked record
@@ -250,6 +251,60 @@ s_check_move (s_register_t *self, const kc_record_spec_t *spec, kc_why_t *why)
     return 0;
 }
 
+//  The progress line of a bulk run on a terminal: how far, how fast, and
+//  with the total known, how much is left and when it should be done.
+static void
+s_progress (s_register_t *self, uint64_t seq)
+{
+    double seconds = (double) (s_now_us () - self->started_us) / 1e6;
+    double rate = seconds > 0 ? (double) self->records / seconds : 0.0;
+    if (self->total == 0) {
+        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu), %.0f records/s", self->command,
+                 self->records, self->batches, (unsigned long long) seq, rate);
+        return;
+    }
+    size_t total = self->total > self->records ? self->total : self->records;
+    unsigned long long left = rate > 0 ? (unsigned long long) ((double) (total - self->records) / rate + 0.5) : 0;
+    char eta [32];
+    if (left >= 3600) {
+        snprintf (eta, sizeof eta, "%lluh%02llum", left / 3600, left / 60 % 60);
+    }
+    else {
+        snprintf (eta, sizeof eta, "%llu:%02llu", left / 60, left % 60);
+    }
+    fprintf (stderr, "\rkeyclone %s: %zu of %zu records (%zu%%) in %zu batches (seq %llu), %.0f records/s, "
+             "ETA %s ", self->command, self->records, total, self->records * 100 / total, self->batches,
+             (unsigned long long) seq, rate, eta);
+}
+
+//  How many records a bulk file holds (lines that are not blank or a
+//  comment), for the progress line; 0 when it cannot tell (standard input).
+static size_t
+s_count_records (const char *path)
+{
+    FILE *file = KC_STREQ (path, "-") ? NULL : fopen (path, "r");
+    size_t count = 0;
+    bool start = true, content = false;
+    int c;
+    while (file && (c = getc (file)) != EOF) {
+        if (c == '\n') {
+            count += content;
+            start = true;
+            content = false;
+        }
+        else
+        if (start && c != ' ' && c != '\t' && c != '\r') {
+            start = false;
+            content = c != '#';
+        }
+    }
+    count += content;
+    if (file) {
+        fclose (file);
+    }
+    return count;
+}
+
 static int
 s_flush (s_register_t *self)
 {
@@ -272,10 +327,7 @@ s_flush (s_register_t *self)
     self->first_seq = self->first_seq ? self->first_seq : seq;
     self->last_seq = seq;
     if (self->progress) {
-        double seconds = (double) (s_now_us () - self->started_us) / 1e6;
-        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu), %.0f records/s", self->command,
-                 self->records, self->batches, (unsigned long long) seq,
-                 seconds > 0 ? (double) self->records / seconds : 0.0);
+        s_progress (self, seq);
     }
     return 0;
 }
@@ -439,6 +491,9 @@ cmd_register (int argc, char *argv [])
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
                           .progress = from && isatty (STDERR_FILENO) && !online.json, .force = force || !from,
                           .started_us = s_now_us () };
+    if (self.progress) {
+        self.total = s_count_records (from);
+    }
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
     if (s_register_open (&self, signers)) {
@@ -1490,6 +1545,10 @@ cmd_import (int argc, char *argv [])
     s_register_t self = { .command = "import", .online = &online, .chunk = (size_t) chunk,
                           .progress = isatty (STDERR_FILENO) && !online.json, .force = force,
                           .started_us = s_now_us () };
+    for (size_t file = 0; self.progress && file < count; file++) {
+        size_t length = strlen (files [file]);      //  secret files are never read
+        self.total += length < 7 || !KC_STREQ (files [file] + length - 7, "_secret");
+    }
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     if (s_register_open (&self, signers)) {
         s_free_names (files, count);

@@ -137,9 +137,9 @@ const cli_command_t cli_commands [] = {
       "Signs a registration with the operator key(s) and submits it to the server, which\n"
       "replies once it is durably committed; prints the sequence number. --from reads\n"
       "one record per line as 'keyclone sign' does and submits them in batches of\n"
-      "--batch-size (default 10000), showing progress on a terminal. When the root needs\n"
-      "more signatures than the operators given, use 'keyclone sign', 'cosign' and\n"
-      "'submit' instead.\n"
+      "--batch-size (default 10000), showing progress on a terminal (records done of\n"
+      "the file's total, records/s, the time left). When the root needs more signatures\n"
+      "than the operators given, use 'keyclone sign', 'cosign' and 'submit' instead.\n"
       "\n"
       "Options:\n"
       "  --key KEY          the node's CURVE public key: Z85 (from 'keyclone keygen'), a\n"
@@ -315,7 +315,8 @@ const cli_command_t cli_commands [] = {
       "tags to every record. Files it cannot use are skipped, each with the reason on\n"
       "stderr: secret key files (never read), files that are not public certificates,\n"
       "a key already read from another file, a file with no valid name. A key registered\n"
-      "under another name stops the run unless --force moves it.\n"
+      "under another name stops the run unless --force moves it. On a terminal it shows\n"
+      "its progress: certificates done of the files to read, records/s, the time left.\n"
       "Exit status: 0; 1 if nothing could be imported or a batch was refused.\n"
       ONLINE_HELP },
     { "export", cmd_export, "write the directory's keys as czmq certificates (zcertstore, zmq.auth)",
