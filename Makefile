@@ -156,8 +156,8 @@ $(SHARED_LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
 	$(Q)$(CC) -shared -Wl,-soname,libkeyclone.so.$(SOVERSION) -o $@ $^ $(PKG_LIBS)
-	ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
-	ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
+	$(Q)ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
+	$(Q)ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
 
 #   --- Programs --------------------------------------------------------------
 
