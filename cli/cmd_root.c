@@ -753,13 +753,13 @@ cmd_root (int argc, char *argv [])
     if (KC_STREQ (sub, "--help") || KC_STREQ (sub, "-h")) {
         return cli_help ("root");
     }
-    static char name [] = "root";           //  usage errors say "keyclone root: ..."
-    argv [1] = name;
-    if (KC_STREQ (sub, "show")) {
-        return s_show (argc - 1, argv + 1);
-    }
     if (sub [0] == '-') {
         return s_show (argc, argv);         //  options only: show
+    }
+    static char name [] = "root";           //  usage errors say "keyclone root: ..."
+    argv [1] = name;                        //  (sub: the subcommand)
+    if (KC_STREQ (sub, "show")) {
+        return s_show (argc - 1, argv + 1);
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
     ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")
