@@ -52,7 +52,7 @@ CHECK_ASAN  ?= yes
 
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config python3
-DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian
+DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian adduser
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
 CFLAGS      ?= -O2 -g
