@@ -53,7 +53,7 @@ CHECK_ASAN  ?= yes
 PKGS        := libczmq libzmq libsodium sqlite3
 DEB_BUILD   := libzmq3-dev libczmq-dev libsodium-dev libsqlite3-dev pkg-config python3
 RAFT_PKGS   := raft libuv
-DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian \
+DEB_CHECK   := python3-zmq sqlite3 iproute2 groff-base man-db systemd binutils dpkg-dev debhelper lintian adduser \
                libraft-dev libuv1-dev
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes
@@ -160,8 +160,8 @@ $(SHARED_LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
 	$(Q)$(CC) -shared -Wl,-soname,libkeyclone.so.$(SOVERSION) -o $@ $^ $(PKG_LIBS)
-	ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
-	ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
+	$(Q)ln -sf libkeyclone.so.$(VERSION) $(B)/lib/libkeyclone.so.$(SOVERSION)
+	$(Q)ln -sf libkeyclone.so.$(SOVERSION) $(B)/lib/libkeyclone.so
 
 #   --- Programs --------------------------------------------------------------
 

@@ -140,14 +140,14 @@ s_entry_json (agent_t *self, FILE *out, const kc_cache_entry_t *entry)
 static void
 s_entry_text (agent_t *self, FILE *out, const kc_cache_entry_t *entry)
 {
-    char z85 [KC_Z85_KEY_CHARS + 1], when [32];
+    char z85 [KC_Z85_KEY_CHARS + 1], when [KC_TIME_WHEN_BYTES];
     fprintf (out, "%-13s %s  %-20s", s_verdict (self, entry),
              kc_z85_encode (entry->key, KC_KEY_BYTES, z85), *entry->name ? entry->name : "-");
     if (entry->status) {
         fprintf (out, " seq %llu", (unsigned long long) entry->seq);
     }
     if (entry->status == KC_STATUS_ACTIVE) {
-        fprintf (out, " expires %s", kc_time_format (entry->not_after, when));
+        fprintf (out, " expires %s", kc_time_when (entry->not_after, kc_now (), when));
         if (*entry->tags) {
             fprintf (out, " tags %s", entry->tags);
         }

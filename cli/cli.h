@@ -24,6 +24,9 @@
 #define CLI_UNREACHABLE     5       //  the server or the agent did not answer
 #define CLI_ROOT_WARN_DAYS  7
 #define CLI_OPERATORS_MAX 32
+//  A node's documented layout (operator.md 2a): the agent's state directory,
+//  holding its key (node, node_secret) and its sockets
+#define CLI_NODE_AGENT_DIR  "/var/lib/keyclone/agent"
 
 //  One subcommand: its name, function, one-line summary and help text.
 typedef struct {
@@ -40,6 +43,13 @@ int
 //  Prints a usage error and a pointer to --help; returns CLI_USAGE.
 int
     cli_usage (const char *command, const char *format, ...) KC_PRINTF (2, 3);
+
+//  getopt_long for the commands (argv [0] is the command's name): an
+//  unknown option, a missing or unwanted argument is said as cli_usage says
+//  any usage error ("keyclone register: unrecognized option '--bogus'"), so
+//  that --json prints it as an error object too; returns '?' then.
+int
+    cli_getopt (int argc, char *const argv [], const char *shorts, const struct option *longs, int *index);
 
 //  Prints the help text of a command to stdout; returns CLI_OK.
 int

@@ -98,6 +98,21 @@ s_print_json (const kc_enrolment_t *e, uint64_t now_ms)
 
 //  --- enrol (the node) ----------------------------------------------------------
 
+//  The agent's key when --key is not given: DIR/node when it is there,
+//  else the packaged node's (operator.md 2a) when that directory exists,
+//  else DIR/node (made there by enrol).
+static const char *
+s_default_key (char path [static CLI_PATH_MAX], const char *dir)
+{
+    cli_path (path, dir, "node");
+    char secret [CLI_PATH_MAX];
+    snprintf (secret, sizeof secret, "%s%s", path, KC_SECRET_SUFFIX);
+    if (!kc_file_exists (path) && !kc_file_exists (secret) && kc_file_exists (CLI_NODE_AGENT_DIR)) {
+        snprintf (path, CLI_PATH_MAX, "%s/node", CLI_NODE_AGENT_DIR);
+    }
+    return path;
+}
+
 //  The node's key pair: DIR/node_secret (the agent's), made when missing.
 static kc_cert_t *
 s_node_key (const char *path, bool *made)
@@ -312,7 +327,7 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
 {
     int c, handled;
     cli_args (argc, argv, longs);
-    while ((c = getopt_long (*argc, *argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (*argc, *argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option (command, c, online))) {
             if (handled < 0) {
                 return -1;
@@ -395,7 +410,7 @@ cmd_enrol (int argc, char *argv [])
     }
     char path [CLI_PATH_MAX];
     if (!key_path) {
-        key_path = cli_path (path, online.dir, "node");
+        key_path = s_default_key (path, online.dir);
     }
     bool made;
     kc_cert_t *cert = s_node_key (key_path, &made);
@@ -518,7 +533,7 @@ cmd_rotate (int argc, char *argv [])
     }
     char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
     if (!key_path) {
-        key_path = cli_path (path, online.dir, "node");
+        key_path = s_default_key (path, online.dir);
     }
     s_forget_old (key_path, online.json);
     kc_cert_t *current = kc_cert_load_secret (key_path, &why), *fresh = NULL;
@@ -1115,7 +1130,7 @@ cmd_grant (int argc, char *argv [])
         snprintf (fields.tags [fields.tag_count++], sizeof fields.tags [0], "%s", o.tags [i]);
     }
     kc_why_t why;
-    char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    char secret [CLI_PATH_MAX], grant_path [CLI_PATH_MAX], fp [KC_FINGERPRINT_CHARS + 1], when [KC_TIME_WHEN_BYTES];
     kc_grant_t *made = NULL;
     int rc = CLI_FAIL;
     if (KC_STREQ (action, "revoke")) {
@@ -1156,7 +1171,7 @@ cmd_grant (int argc, char *argv [])
         }
         if (rc == CLI_OK) {
             printf ("  grant        %s: names '%s', at most %u, until %s\n", kc_fingerprint (fields.grant_key, fp),
-                    made->pattern, made->uses, kc_time_format (made->not_after, when));
+                    made->pattern, made->uses, kc_time_when (made->not_after, kc_now (), when));
             printf ("  token        %s (secret: give it to the fleet's provisioning, with %s)\n", secret, grant_path);
         }
     }

@@ -105,7 +105,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
     options->endpoint = DEFAULT_ENDPOINT;
     options->lifetime = 365 * 86400;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         int *slot = c == 'R' ? &options->threshold [0] : c == 'V' ? &options->threshold [1]
                   : c == 'O' ? &options->threshold [2] : c == 't' ? &all : NULL;
         if (slot) {
@@ -154,7 +154,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
 static void
 s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_ROOT_OPERATOR_NAME_MAX + 1])
 {
-    char hex [65], when [32], path_buffer [CLI_PATH_MAX];
+    char hex [65], when [KC_TIME_WHEN_BYTES], path_buffer [CLI_PATH_MAX];
     kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
     if (options->json) {
         printf ("{");
@@ -178,8 +178,8 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
     }
     printf ("keyclone: initialised '%s'\n", options->dir);
     printf ("  directory id   %s\n", hex);
-    printf ("  root           %s (v1, expires %s)\n", cli_path (path_buffer, options->dir, "root"),
-            kc_time_format (kc_root_expires (root), when));
+    printf ("  root           %s (v1), expires %s\n", cli_path (path_buffer, options->dir, "root"),
+            kc_time_when (kc_root_expires (root), kc_now (), when));
     printf ("  thresholds     register %d, revoke %d, root change %d of %d operators\n",
             options->threshold [0], options->threshold [1], options->threshold [2],
             options->operators);
@@ -296,7 +296,7 @@ cmd_keygen (int argc, char *argv [])
     bool force = false, json = false, operator = false;
     int c;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'd': dir = optarg; break;
             case 'f': force = true; break;

@@ -206,6 +206,7 @@ typedef struct {
     size_t chunk, records, batches, duplicates;
     uint64_t first_seq, last_seq;
     bool progress;
+    size_t total;                           //  records expected, for the progress line (0: unknown)
     bool force;                             //  moving keys to other names is wanted
     uint64_t started_us;                    //  for the progress line's rate
     zhashx_t *held;                         //  bulk: hex key -> name of each unrevoked record
@@ -250,6 +251,60 @@ s_check_move (s_register_t *self, const kc_record_spec_t *spec, kc_why_t *why)
     return 0;
 }
 
+//  The progress line of a bulk run on a terminal: how far, how fast, and
+//  with the total known, how much is left and when it should be done.
+static void
+s_progress (s_register_t *self, uint64_t seq)
+{
+    double seconds = (double) (s_now_us () - self->started_us) / 1e6;
+    double rate = seconds > 0 ? (double) self->records / seconds : 0.0;
+    if (self->total == 0) {
+        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu), %.0f records/s", self->command,
+                 self->records, self->batches, (unsigned long long) seq, rate);
+        return;
+    }
+    size_t total = self->total > self->records ? self->total : self->records;
+    unsigned long long left = rate > 0 ? (unsigned long long) ((double) (total - self->records) / rate + 0.5) : 0;
+    char eta [32];
+    if (left >= 3600) {
+        snprintf (eta, sizeof eta, "%lluh%02llum", left / 3600, left / 60 % 60);
+    }
+    else {
+        snprintf (eta, sizeof eta, "%llu:%02llu", left / 60, left % 60);
+    }
+    fprintf (stderr, "\rkeyclone %s: %zu of %zu records (%zu%%) in %zu batches (seq %llu), %.0f records/s, "
+             "ETA %s ", self->command, self->records, total, self->records * 100 / total, self->batches,
+             (unsigned long long) seq, rate, eta);
+}
+
+//  How many records a bulk file holds (lines that are not blank or a
+//  comment), for the progress line; 0 when it cannot tell (standard input).
+static size_t
+s_count_records (const char *path)
+{
+    FILE *file = KC_STREQ (path, "-") ? NULL : fopen (path, "r");
+    size_t count = 0;
+    bool start = true, content = false;
+    int c;
+    while (file && (c = getc (file)) != EOF) {
+        if (c == '\n') {
+            count += content;
+            start = true;
+            content = false;
+        }
+        else
+        if (start && c != ' ' && c != '\t' && c != '\r') {
+            start = false;
+            content = c != '#';
+        }
+    }
+    count += content;
+    if (file) {
+        fclose (file);
+    }
+    return count;
+}
+
 static int
 s_flush (s_register_t *self)
 {
@@ -272,10 +327,7 @@ s_flush (s_register_t *self)
     self->first_seq = self->first_seq ? self->first_seq : seq;
     self->last_seq = seq;
     if (self->progress) {
-        double seconds = (double) (s_now_us () - self->started_us) / 1e6;
-        fprintf (stderr, "\rkeyclone %s: %zu records in %zu batches (seq %llu), %.0f records/s", self->command,
-                 self->records, self->batches, (unsigned long long) seq,
-                 seconds > 0 ? (double) self->records / seconds : 0.0);
+        s_progress (self, seq);
     }
     return 0;
 }
@@ -397,7 +449,7 @@ cmd_register (int argc, char *argv [])
     char *tags [KC_RECORD_TAGS_MAX + 1];
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("register", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -439,6 +491,9 @@ cmd_register (int argc, char *argv [])
     s_register_t self = { .command = "register", .online = &online, .chunk = (size_t) chunk,
                           .progress = from && isatty (STDERR_FILENO) && !online.json, .force = force || !from,
                           .started_us = s_now_us () };
+    if (self.progress) {
+        self.total = s_count_records (from);
+    }
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     int rc = CLI_FAIL;
     if (s_register_open (&self, signers)) {
@@ -553,7 +608,7 @@ cmd_revoke (int argc, char *argv [])
     bool force = false;
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("revoke", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -656,7 +711,7 @@ cmd_submit (int argc, char *argv [])
     cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("submit", c, &online)) != 1) {
             return CLI_USAGE;
         }
@@ -771,7 +826,7 @@ s_query_command (const char *command, int argc, char *argv [], bool show)
     s_print_t print = { .all = show };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option (command, c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -852,7 +907,7 @@ cmd_lookup (int argc, char *argv [])
     cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("lookup", c, &online)) != 1) {
             return CLI_USAGE;
         }
@@ -901,7 +956,7 @@ s_status_or_metrics (const char *command, int argc, char *argv [], bool metrics)
         }
     }
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
             server = true;
             continue;
@@ -954,9 +1009,9 @@ s_status_or_metrics (const char *command, int argc, char *argv [], bool metrics)
     cli_status_u64 (json, "root_expires", &expires);
     int rc = expires && expires < kc_now () + CLI_ROOT_WARN_DAYS * 86400ULL ? CLI_ROOT_EXPIRING : CLI_OK;
     if (rc == CLI_ROOT_EXPIRING && !online.json) {
-        char when [32];
+        char when [KC_TIME_WHEN_BYTES];
         fprintf (stderr, "keyclone status: the root in force %s %s: renew it ('keyclone root renew')\n",
-                 expires <= kc_now () ? "expired at" : "expires at", kc_time_format (expires, when));
+                 expires <= kc_now () ? "expired at" : "expires at", kc_time_when (expires, kc_now (), when));
     }
     free (json);
     free (text);
@@ -1081,7 +1136,7 @@ static void
 s_log_grant (s_log_t *log, const kc_entry_t *entry)
 {
     kc_why_t why;
-    char fp [KC_FINGERPRINT_CHARS + 1], sub [KC_FINGERPRINT_CHARS + 1], when [32], name [KC_RECORD_NAME_MAX + 1];
+    char fp [KC_FINGERPRINT_CHARS + 1], sub [KC_FINGERPRINT_CHARS + 1], when [KC_TIME_WHEN_BYTES], name [KC_RECORD_NAME_MAX + 1];
     const char *submitter = entry->submitter ? kc_fingerprint (entry->submitter, sub) : "unknown";
     if (kc_grant_is_use (entry->data, entry->size)) {
         kc_grant_use_t *use = kc_grant_use_decode (entry->data, entry->size, &why);
@@ -1129,7 +1184,7 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
             printf ("; submitted by %s\n", submitter);
             if (active) {
                 printf ("    grant %s: names '%s', at most %u, until %s, tags", fp, grant->pattern, grant->uses,
-                        kc_time_format (grant->not_after, when));
+                        kc_time_when (grant->not_after, kc_now (), when));
                 for (size_t i = 0; i < grant->tag_count; i++) {
                     printf ("%s%s", i ? "," : " ", grant->tags [i]);
                 }
@@ -1246,7 +1301,7 @@ cmd_log (int argc, char *argv [])
     int c, handled;
     bool from_agent = false;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if (c == 's') {
             char *end;
             since = strtoull (optarg, &end, 10);
@@ -1461,7 +1516,7 @@ cmd_import (int argc, char *argv [])
     int tag_count = 0, chunk = DEFAULT_CHUNK, c, handled;
     bool force = false;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("import", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;
@@ -1490,6 +1545,10 @@ cmd_import (int argc, char *argv [])
     s_register_t self = { .command = "import", .online = &online, .chunk = (size_t) chunk,
                           .progress = isatty (STDERR_FILENO) && !online.json, .force = force,
                           .started_us = s_now_us () };
+    for (size_t file = 0; self.progress && file < count; file++) {
+        size_t length = strlen (files [file]);      //  secret files are never read
+        self.total += length < 7 || !KC_STREQ (files [file] + length - 7, "_secret");
+    }
     kc_signer_t *signers [CLI_OPERATORS_MAX];
     if (s_register_open (&self, signers)) {
         s_free_names (files, count);
@@ -1650,7 +1709,7 @@ cmd_export (int argc, char *argv [])
     s_export_t self = { .now = kc_now () };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("export", c, &online))) {
             if (handled < 0) {
                 return CLI_USAGE;

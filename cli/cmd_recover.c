@@ -59,7 +59,7 @@ cmd_recover (int argc, char *argv [])
     cli_online_t online = { 0 };
     int c, handled;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         if ((handled = cli_online_option ("recover", c, &online)) != 1) {
             return CLI_USAGE;
         }

@@ -172,7 +172,7 @@ void
 cli_print_root (const kc_root_t *root, bool json, bool quiet, const char *verdict)
 {
     static const char *labels [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
-    char hex [65], when [32], created [32], z85 [KC_Z85_KEY_CHARS + 1], who [80], days [48];
+    char hex [65], when [32], created [KC_TIME_WHEN_BYTES], z85 [KC_Z85_KEY_CHARS + 1], who [80], days [48];
     kc_hex (kc_root_directory (root), KC_HASH_BYTES, hex);
     int64_t left = ((int64_t) kc_root_expires (root) - (int64_t) kc_now ()) / 86400;
     if (json) {
@@ -233,7 +233,7 @@ cli_print_root (const kc_root_t *root, bool json, bool quiet, const char *verdic
         return;
     }
     printf ("  directory   %s\n  created     %s\n  expires     %s (%s)\n", hex,
-            kc_time_format (kc_root_created (root), created),
+            kc_time_when (kc_root_created (root), kc_now (), created),
             kc_time_format (kc_root_expires (root), when),
             s_days (kc_root_expires (root), days, sizeof days));
     for (size_t i = 0; i < kc_root_operator_count (root); i++) {
@@ -287,7 +287,7 @@ s_parse (const char *command, int *argc_p, char ***argv_p, s_options_t *o, bool 
     cli_args (argc_p, argv_p, longs);
     int argc = *argc_p;
     char **argv = *argv_p;
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'd': o->dir = optarg; break;
             case 'r': o->root_path = optarg; break;
@@ -753,11 +753,13 @@ cmd_root (int argc, char *argv [])
     if (KC_STREQ (sub, "--help") || KC_STREQ (sub, "-h")) {
         return cli_help ("root");
     }
-    if (KC_STREQ (sub, "show")) {
-        return s_show (argc - 1, argv + 1);
-    }
     if (sub [0] == '-') {
         return s_show (argc, argv);         //  options only: show
+    }
+    static char name [] = "root";           //  usage errors say "keyclone root: ..."
+    argv [1] = name;                        //  (sub: the subcommand)
+    if (KC_STREQ (sub, "show")) {
+        return s_show (argc - 1, argv + 1);
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
     ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")

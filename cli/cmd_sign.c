@@ -287,7 +287,7 @@ cmd_sign (int argc, char *argv [])
     bool json = false;
     //  First pass: everything but the records, which need the root
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'g': case 'v': case 'f': break;
             case 'o': out = optarg; break;
@@ -327,7 +327,7 @@ cmd_sign (int argc, char *argv [])
     s_collect_t collect = { builder, { 0, 0 } };
     optind = 0;                         //  0 makes GNU getopt start over
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         int failed = c == 'g' ? cli_parse_record (optarg, false, s_collect, &collect, &why)
                    : c == 'v' ? cli_parse_record (optarg, true, s_collect, &collect, &why)
                    : c == 'f' ? cli_read_records (optarg, s_collect, &collect, &why) : 0;
@@ -446,7 +446,7 @@ cmd_cosign (int argc, char *argv [])
     int operator_count = 0, c;
     bool json = false;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'o': out = optarg; break;
             case 'r': root_path = optarg; break;

@@ -15,7 +15,7 @@ typedef struct {
 static void
 s_print_batch (const kc_batch_t *batch, const kc_root_t *root, const s_verify_t *options)
 {
-    char hex [65], dir [65], when [32], who [80];
+    char hex [65], dir [65], when [KC_TIME_WHEN_BYTES], who [80];
     kc_hex (kc_batch_digest (batch), KC_HASH_BYTES, hex);
     kc_hex (kc_batch_directory (batch), KC_HASH_BYTES, dir);
     if (options->json) {
@@ -41,7 +41,7 @@ s_print_batch (const kc_batch_t *batch, const kc_root_t *root, const s_verify_t 
         return;
     }
     printf ("  directory  %s\n  digest     %s\n  created    %s\n", dir, hex,
-            kc_time_format (kc_batch_created (batch), when));
+            kc_time_when (kc_batch_created (batch), kc_now (), when));
     for (size_t i = 0; i < kc_batch_signature_count (batch); i++) {
         printf ("  signed by  %s\n", cli_operator_name (root, kc_batch_signature (batch, i).key, who));
     }
@@ -134,7 +134,7 @@ cmd_verify (int argc, char *argv [])
     s_verify_t options = { false, false };
     int c;
     cli_args (&argc, &argv, longs);
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
             case 'r': root_path = optarg; break;
             case 'd': dir = optarg; break;

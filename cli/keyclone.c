@@ -28,7 +28,7 @@
     "  --agent EP         the local agent (default $KEYCLONE_AGENT, else 'agent' in the\n" \
     "                     configuration file, else the first that exists of\n" \
     "                     ipc://DIR/agent/agent.ipc, ipc://DIR/agent.ipc and\n" \
-    "                     ipc:///var/lib/keyclone/agent.ipc)\n" \
+    "                     ipc:///var/lib/keyclone/agent/agent.ipc)\n" \
     "  --operator NAME|PATH  an operator key to sign with, by name under\n" \
     "                     DIR/operators or by path (repeatable; default: the only\n" \
     "                     key in DIR/operators)\n" \
@@ -137,9 +137,9 @@ const cli_command_t cli_commands [] = {
       "Signs a registration with the operator key(s) and submits it to the server, which\n"
       "replies once it is durably committed; prints the sequence number. --from reads\n"
       "one record per line as 'keyclone sign' does and submits them in batches of\n"
-      "--batch-size (default 10000), showing progress on a terminal. When the root needs\n"
-      "more signatures than the operators given, use 'keyclone sign', 'cosign' and\n"
-      "'submit' instead.\n"
+      "--batch-size (default 10000), showing progress on a terminal (records done of\n"
+      "the file's total, records/s, the time left). When the root needs more signatures\n"
+      "than the operators given, use 'keyclone sign', 'cosign' and 'submit' instead.\n"
       "\n"
       "Options:\n"
       "  --key KEY          the node's CURVE public key: Z85 (from 'keyclone keygen'), a\n"
@@ -225,8 +225,10 @@ const cli_command_t cli_commands [] = {
       "\n"
       "Asks the server to let this node join as NAME. The request is sent over the\n"
       "submission channel with the node's own CURVE key (the handshake proves it holds\n"
-      "the secret): DIR/node_secret, the agent's key, made now if there is none (or\n"
-      "--key FILE). Prints the key, its fingerprint and a comparison code: give them to\n"
+      "the secret): the agent's key, DIR/node_secret if it exists, else on a node laid\n"
+      "out as packaged /var/lib/keyclone/agent/node_secret, made now if there is none\n"
+      "(or --key FILE); made by root in the agent's directory, it belongs to the\n"
+      "agent's user. Prints the key, its fingerprint and a comparison code: give them to\n"
       "an operator, who checks the code (keyclone approve's code option) before signing\n"
       "the registration. A pending request is not a member: nothing trusts it.\n"
       "Asking again shows where the request stands. With --wait it returns once the key\n"
@@ -243,7 +245,7 @@ const cli_command_t cli_commands [] = {
       "Usage: keyclone rotate [--overlap DURATION] [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
       "\n"
       "Makes a new key pair for this node (kept as KEY.next until it is in place; KEY is\n"
-      "DIR/node, the agent's, or --key FILE) and asks the server, authenticated by the\n"
+      "the agent's, found as by enrol, or --key FILE) and asks the server, authenticated by the\n"
       "current key, for the new one to replace it under the same name and tags. Operators\n"
       "approve it as an enrolment ('keyclone pending', 'keyclone approve'): one batch\n"
       "registers the new key and ends the old one DURATION later (--overlap, default\n"
@@ -313,7 +315,8 @@ const cli_command_t cli_commands [] = {
       "tags to every record. Files it cannot use are skipped, each with the reason on\n"
       "stderr: secret key files (never read), files that are not public certificates,\n"
       "a key already read from another file, a file with no valid name. A key registered\n"
-      "under another name stops the run unless --force moves it.\n"
+      "under another name stops the run unless --force moves it. On a terminal it shows\n"
+      "its progress: certificates done of the files to read, records/s, the time left.\n"
       "Exit status: 0; 1 if nothing could be imported or a batch was refused.\n"
       ONLINE_HELP },
     { "export", cmd_export, "write the directory's keys as czmq certificates (zcertstore, zmq.auth)",
@@ -426,6 +429,45 @@ cli_usage (const char *command, const char *format, ...)
     va_end (args);
     fprintf (stderr, "keyclone %s: %s\nTry 'keyclone %s --help'.\n", command, s_last_error, command);
     return CLI_USAGE;
+}
+
+static const struct option *
+    s_find_option (const char *arg, const struct option *longs);
+
+int
+cli_getopt (int argc, char *const argv [], const char *shorts, const struct option *longs, int *index)
+{
+    opterr = 0;                             //  said below, as every usage error
+    int c = getopt_long (argc, argv, shorts, longs, index);
+    if (c != '?' && c != ':') {
+        return c;
+    }
+    const char *arg = optind > 0 && optind <= argc ? argv [optind - 1] : "";
+    char text [256];
+    kc_escape (arg, strlen (arg), text, sizeof text, 0);
+    const struct option *option = s_find_option (arg, longs);
+    if (strncmp (arg, "--", 2) != 0) {
+        char shown [2] = { (char) optopt, 0 };
+        kc_escape (shown, 1, text, sizeof text, 0);
+        cli_usage (argv [0], optopt && strchr (shorts, optopt) ? "option '-%s' requires an argument" : "invalid option '-%s'",
+                   text);
+    }
+    else
+    if (option && option->has_arg == required_argument) {
+        cli_usage (argv [0], "option '--%s' requires an argument", option->name);
+    }
+    else
+    if (option && option->has_arg == no_argument && strchr (arg, '=')) {
+        cli_usage (argv [0], "option '--%s' takes no argument", option->name);
+    }
+    else {
+        size_t length = strcspn (arg + 2, "="), prefixed = 0;
+        for (const struct option *o = longs; o->name; o++) {
+            prefixed += strncmp (o->name, arg + 2, length) == 0;
+        }
+        cli_usage (argv [0], prefixed > 1 ? "ambiguous option '%s'" : "unrecognized option '%s'", text);
+    }
+    return '?';
 }
 
 //  A failure is "unreachable" when the server or the agent did not answer
@@ -590,24 +632,7 @@ cli_config (const char *name)
 char *
 cli_relative (uint64_t when, char text [static 40])
 {
-    uint64_t now = kc_now (), span = when > now ? when - now : now - when;
-    char amount [24];
-    if (span >= 2 * 86400) {
-        snprintf (amount, sizeof amount, "%llu days", (unsigned long long) (span / 86400));
-    }
-    else
-    if (span >= 2 * 3600) {
-        snprintf (amount, sizeof amount, "%llu hours", (unsigned long long) (span / 3600));
-    }
-    else
-    if (span >= 120) {
-        snprintf (amount, sizeof amount, "%llu minutes", (unsigned long long) (span / 60));
-    }
-    else {
-        snprintf (amount, sizeof amount, "%llu seconds", (unsigned long long) span);
-    }
-    snprintf (text, 40, when > now ? "in %s" : "%s ago", amount);
-    return text;
+    return kc_time_relative (when, kc_now (), text);
 }
 
 const char *
@@ -954,7 +979,20 @@ main (int argc, char *argv [])
             return rc;
         }
     }
-    fprintf (stderr, "keyclone: unknown command '%s'\n", argv [1]);
+    char command [256];
+    kc_escape (argv [1], strlen (argv [1]), command, sizeof command, 0);
+    fprintf (stderr, "keyclone: unknown command '%s'\n", command);
     s_print_main_help (stderr);
+    for (int arg = 2; arg < argc && !KC_STREQ (argv [arg], "--"); arg++) {
+        if (KC_STREQ (argv [arg], "--json")) {
+            snprintf (s_last_error, sizeof s_last_error, "unknown command '%s'", command);
+            printf ("{");
+            kc_json_field_str (stdout, true, "error", s_last_error);
+            kc_json_field_str (stdout, false, "command", command);
+            kc_json_field_u64 (stdout, false, "exit", (uint64_t) CLI_USAGE);
+            printf ("}\n");
+            break;
+        }
+    }
     return CLI_USAGE;
 }

@@ -5,9 +5,11 @@
 */
 #include "cli.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DEFAULT_TIMEOUT_MS  10000
 
@@ -41,13 +43,31 @@ cli_online_option (const char *command, int c, cli_online_t *o)
     }
 }
 
+//  True if path exists, or may and this user is not allowed to see it (a
+//  user outside the agent's group): a lookup then says why it cannot ask.
+static bool
+s_there (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 || errno == EACCES;
+}
+
+//  True if path is a regular file: "root" in the current directory is no
+//  root when it is root's home (a command run from /).
+static bool
+s_file (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 && S_ISREG (st.st_mode);
+}
+
 #define SERVER_HOST_DIR "/var/lib/keyclone/server"     //  the packaged server's directory
 
 void
 cli_online_finish (cli_online_t *o)
 {
     const char *env = getenv ("KEYCLONE_DIR");
-    if (!o->dir && !(env && *env) && !cli_config ("dir") && !kc_file_exists ("root")
+    if (!o->dir && !(env && *env) && !cli_config ("dir") && !s_file ("root")
     &&  kc_file_exists (SERVER_HOST_DIR "/root")) {
         o->dir = SERVER_HOST_DIR;           //  on the server's host, as packaged (operator.md 2a)
     }
@@ -56,11 +76,11 @@ cli_online_finish (cli_online_t *o)
         //  DIR/root, else the configured one, else a node's documented one
         o->root_path = cli_path (o->root_buffer, o->dir, "root");
         const char *configured = cli_config ("root");
-        if (!kc_file_exists (o->root_path) && configured) {
+        if (!s_file (o->root_path) && configured) {
             o->root_path = configured;
         }
         else
-        if (!kc_file_exists (o->root_path) && kc_file_exists ("/etc/keyclone/root")) {
+        if (!s_file (o->root_path) && kc_file_exists ("/etc/keyclone/root")) {
             o->root_path = "/etc/keyclone/root";
         }
     }
@@ -95,8 +115,8 @@ cli_online_finish (cli_online_t *o)
             o->agent = o->agent_buffer;
         }
         else
-        if (!kc_file_exists (ipc) && kc_file_exists ("/var/lib/keyclone/agent.ipc")) {
-            o->agent = "ipc:///var/lib/keyclone/agent.ipc";     //  a node's documented layout
+        if (!kc_file_exists (ipc) && s_there (CLI_NODE_AGENT_DIR "/agent.ipc")) {
+            o->agent = "ipc://" CLI_NODE_AGENT_DIR "/agent.ipc";    //  a node's documented layout
         }
         else {
             snprintf (o->agent_buffer, sizeof o->agent_buffer, "ipc://%s", ipc);

@@ -110,6 +110,29 @@ s_fsync_dir (const char *path)
     return rc;
 }
 
+//  The owner and group that what root writes at path takes: those of its
+//  directory when another user owns it (a service's state directory, such as
+//  the agent's /var/lib/keyclone/agent, operator.md 2a), so the service can
+//  read the key root made for it; its secret stays mode 0600, no one else's.
+//  False when the file keeps its creator's (not root, or a root-owned
+//  directory).
+static bool
+s_owner_of_directory (const char *path, uid_t *uid, gid_t *gid)
+{
+    if (geteuid () != 0) {
+        return false;
+    }
+    char copy [4096];
+    snprintf (copy, sizeof copy, "%s", path);
+    struct stat st;
+    if (stat (dirname (copy), &st) || st.st_uid == 0) {
+        return false;
+    }
+    *uid = st.st_uid;
+    *gid = st.st_gid;
+    return true;
+}
+
 int
 kc_file_write_atomic (const char *path, const void *data, size_t size, mode_t mode,
                       kc_why_t *why)
@@ -125,6 +148,12 @@ kc_file_write_atomic (const char *path, const void *data, size_t size, mode_t mo
     int rc = -1;
     if (fchmod (fd, mode)) {
         kc_why (why, "cannot chmod '%s': %s", temp, strerror (errno));
+        goto cleanup;
+    }
+    uid_t uid;
+    gid_t gid;
+    if (s_owner_of_directory (path, &uid, &gid) && fchown (fd, uid, gid)) {
+        kc_why (why, "cannot give '%s' the owner of its directory: %s", temp, strerror (errno));
         goto cleanup;
     }
     const uint8_t *p = data;
@@ -184,7 +213,15 @@ kc_file_mkdirs (const char *path, mode_t mode, kc_why_t *why)
         if (*p == '/' || *p == 0) {
             char saved = *p;
             *p = 0;
-            if (mkdir (copy, mode) && errno != EEXIST) {
+            if (mkdir (copy, mode) == 0) {
+                uid_t uid;
+                gid_t gid;
+                if (s_owner_of_directory (copy, &uid, &gid) && chown (copy, uid, gid)) {
+                    return kc_why (why, "cannot give '%s' the owner of its directory: %s", copy, strerror (errno));
+                }
+            }
+            else
+            if (errno != EEXIST) {
                 return kc_why (why, "cannot create directory '%s': %s", copy, strerror (errno));
             }
             *p = saved;
@@ -271,6 +308,30 @@ kc_file_test (bool verbose)
     data = kc_file_read (path, 100, true, &size, &why);
     assert (data && size == 6);
     kc_file_free (&data, true);
+
+    //  Root writing in a directory another user owns (a service's state
+    //  directory): the files and directories take that user and group
+    if (geteuid () == 0) {
+        char owned [300], key [320], below [320];
+        snprintf (owned, sizeof owned, "%s/service", dir);
+        snprintf (key, sizeof key, "%s/node_secret", owned);
+        snprintf (below, sizeof below, "%s/server/keys", owned);
+        assert (mkdir (owned, 0750) == 0 && chown (owned, 65534, 65533) == 0);
+        assert (kc_file_write_atomic (key, "hush", 4, 0600, &why) == 0);
+        assert (kc_file_mkdirs (below, 0700, &why) == 0);
+        assert (stat (key, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65533 && (st.st_mode & 0777) == 0600);
+        assert (stat (below, &st) == 0 && st.st_uid == 65534 && st.st_gid == 65533);
+        snprintf (below, sizeof below, "%s/server", owned);
+        assert (stat (below, &st) == 0 && st.st_uid == 65534);
+        //  in a directory root owns, root's files stay root's
+        assert (stat (path, &st) == 0 && st.st_uid == 0);
+        unlink (key);
+        snprintf (below, sizeof below, "%s/server/keys", owned);
+        rmdir (below);
+        snprintf (below, sizeof below, "%s/server", owned);
+        rmdir (below);
+        rmdir (owned);
+    }
 
     //  Missing file and directory
     char missing [300];

@@ -27,6 +27,8 @@ void
 //  Writes data to path atomically with the given mode: a temporary file in
 //  the same directory, fsync, rename over path, fsync of the directory. An
 //  interrupted write leaves either the old file or the new one, never a mix.
+//  Run as root in a directory another user owns (a service's state
+//  directory), the file takes that directory's owner and group.
 int
     kc_file_write_atomic (const char *path, const void *data, size_t size,
                           mode_t mode, kc_why_t *why) KC_WUR;
@@ -36,7 +38,8 @@ bool
     kc_file_exists (const char *path);
 
 //  Creates a directory and its parents with the given mode (like mkdir -p);
-//  returns 0 or -1 with a reason.
+//  as root, each one it creates in a directory another user owns takes that
+//  owner and group. Returns 0 or -1 with a reason.
 int
     kc_file_mkdirs (const char *path, mode_t mode, kc_why_t *why) KC_WUR;
 

@@ -273,6 +273,36 @@ kc_time_format (uint64_t seconds, char text [static 32])
     return text;
 }
 
+char *
+kc_time_relative (uint64_t seconds, uint64_t now, char text [static 40])
+{
+    uint64_t span = seconds > now ? seconds - now : now - seconds;
+    static const struct { uint64_t unit; const char *name; } units [] = {
+        { 86400, "days" }, { 3600, "hours" }, { 60, "minutes" }, { 1, "seconds" }
+    };
+    size_t i = 0;
+    while (units [i].unit > 1 && span < 2 * units [i].unit) {
+        i++;
+    }
+    snprintf (text, 40, seconds > now ? "in %llu %s" : "%llu %s ago",
+              (unsigned long long) (span / units [i].unit), units [i].name);
+    return text;
+}
+
+char *
+kc_time_when (uint64_t seconds, uint64_t now, char text [static KC_TIME_WHEN_BYTES])
+{
+    char date [32], relative [40];
+    kc_time_format (seconds, date);
+    if (seconds == 0) {
+        snprintf (text, KC_TIME_WHEN_BYTES, "%s", date);
+    }
+    else {
+        snprintf (text, KC_TIME_WHEN_BYTES, "%s (%s)", date, kc_time_relative (seconds, now, relative));
+    }
+    return text;
+}
+
 #define BIG_PAGE    (2 * 1024 * 1024)
 
 static void
@@ -446,6 +476,13 @@ kc_util_test (bool verbose)
     char when [32];
     assert (KC_STREQ (kc_time_format (0, when), "never"));
     assert (KC_STREQ (kc_time_format (1764096794, when), "2025-11-25T18:53:14Z"));
+    char relative [40], both [KC_TIME_WHEN_BYTES];
+    assert (KC_STREQ (kc_time_relative (1764096794 + 3 * 86400 + 5, 1764096794, relative), "in 3 days"));
+    assert (KC_STREQ (kc_time_relative (1764096794, 1764096794 + 86400, relative), "24 hours ago"));
+    assert (KC_STREQ (kc_time_relative (1764096794, 1764096794 + 90, relative), "90 seconds ago"));
+    assert (KC_STREQ (kc_time_relative (1764096794 + 600, 1764096794, relative), "in 10 minutes"));
+    assert (KC_STREQ (kc_time_when (1764096794, 1764096794 - 30 * 86400, both), "2025-11-25T18:53:14Z (in 30 days)"));
+    assert (KC_STREQ (kc_time_when (0, 1764096794, both), "never"));
 
     //  Big arrays: zeroed, and grown with their contents kept
     size_t small = 100, large = 5 * BIG_PAGE + 3;

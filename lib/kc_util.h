@@ -105,6 +105,17 @@ int
 char *
     kc_time_format (uint64_t seconds, char text [static 32]);
 
+//  How far seconds is from now, as people say it: "in 3 days", "5 hours ago"
+//  (days from 2 days on, then hours, minutes, seconds). Returns text.
+char *
+    kc_time_relative (uint64_t seconds, uint64_t now, char text [static 40]);
+
+//  A date for people: "2026-11-25T18:53:14Z (in 3 days)", or "never" for 0.
+//  Returns text.
+#define KC_TIME_WHEN_BYTES 80
+char *
+    kc_time_when (uint64_t seconds, uint64_t now, char text [static KC_TIME_WHEN_BYTES]);
+
 //  Large arrays (a cold sync's indexes, megabytes each) in their own
 //  zeroed mapping, on transparent huge pages where the kernel offers them:
 //  a page fault per 2 MiB instead of per 4 KiB. kc_big_grow keeps the

@@ -29,7 +29,7 @@ static const char *s_mode_names [MODES] = { "no ZAP handler", "allow-all ZAP", "
 static uint8_t s_server_public [32], s_server_secret [32];
 static uint8_t s_client_public [32], s_client_secret [32];
 static char s_cache [256];
-static int s_port;
+static int s_port;                          //  the server's, from zsock_bind (ephemeral)
 
 static void
 s_allow_all (zsock_t *pipe, void *args)
@@ -56,8 +56,11 @@ s_allow_all (zsock_t *pipe, void *args)
     zsock_destroy (&zap);
 }
 
+//  The server process: binds an ephemeral port (the kernel's choice, so
+//  nothing that ran before can hold it), tells the parent which through
+//  port_fd (-1: it could not bind), then echoes until SIGTERM.
 static void
-s_server (s_mode_t mode)
+s_server (s_mode_t mode, int port_fd)
 {
     zactor_t *handler = NULL;
     zsock_t *rep = zsock_new (ZMQ_REP);
@@ -81,7 +84,16 @@ s_server (s_mode_t mode)
             exit (1);
         }
     }
-    zsock_bind (rep, "tcp://127.0.0.1:%d", s_port);
+    int port = zsock_bind (rep, "tcp://127.0.0.1:*");
+    if (port < 0) {
+        fprintf (stderr, "bench_handshake: cannot bind tcp://127.0.0.1:*: %s\n", zmq_strerror (zmq_errno ()));
+    }
+    if (write (port_fd, &port, sizeof port) != sizeof port || port < 0) {
+        zsock_destroy (&rep);
+        zactor_destroy (&handler);
+        exit (1);
+    }
+    close (port_fd);
     zpoller_t *poller = zpoller_new (rep, NULL);
     while (!zsys_interrupted) {
         if (zpoller_wait (poller, 100)) {
@@ -171,12 +183,23 @@ s_run (s_mode_t mode, double *server_us)
     if (pipe (pipe_fd)) {
         exit (1);
     }
+    int port_pipe [2];
+    if (pipe (port_pipe)) {
+        exit (1);
+    }
     fflush (stdout);
     pid_t server = fork ();
     if (server == 0) {
-        s_server (mode);
+        close (port_pipe [0]);
+        s_server (mode, port_pipe [1]);
     }
-    usleep (300000);
+    close (port_pipe [1]);
+    //  The clients connect once the server is bound, to the port it got
+    if (read (port_pipe [0], &s_port, sizeof s_port) != sizeof s_port || s_port <= 0) {
+        fprintf (stderr, "bench_handshake: the server could not bind a port\n");
+        exit (1);
+    }
+    close (port_pipe [0]);
     pid_t client = fork ();
     if (client == 0) {
         close (pipe_fd [0]);
@@ -274,7 +297,6 @@ main (void)
     }
     snprintf (s_cache, sizeof s_cache, "%s/agent.db", dir);
     s_build_cache ();
-    s_port = 40000 + (int) randombytes_uniform (20000);
     double rates [MODES][RUNS], cpu [MODES][RUNS];
     printf ("CURVE connections/s (connect + handshake + 32 B round trip + close), %d client "
             "threads, %d s runs, median of %d\n", THREADS, SECONDS, RUNS);

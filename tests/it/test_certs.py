@@ -233,10 +233,34 @@ def test_bulk_work_shows_progress_on_a_terminal():
         seen += chunk
     os.close(leader)
     kc.check(result.returncode == 0, result)
-    lines = re.findall(rb"\rkeyclone register: (\d+) records in (\d+) batches \(seq \d+\), \d+ records/s", seen)
-    kc.check([(int(r), int(b)) for r, b in lines] == [(100, 1), (200, 2), (300, 3)], seen)
+    lines = re.findall(rb"\rkeyclone register: (\d+) of 300 records \((\d+)%\) in (\d+) batches \(seq \d+\), "
+                       rb"\d+ records/s, ETA (\d+):(\d\d) ", seen)
+    kc.check([(int(r), int(p), int(b)) for r, p, b, _, _ in lines] == [(100, 33, 1), (200, 66, 2), (300, 100, 3)], seen)
+    kc.check(lines[-1][3:] == (b"0", b"00"), f"nothing is left at the end: {seen}")
     _, err = C.cli("register", "--from", bulk, "--batch-size", "100", "--operator", "op1")   # a pipe: quiet
     kc.check("records/s" not in err, err)
+    # import knows its total too: the certificate files (not the secret ones)
+    certs = kc.tempdir(prefix="kc-progress-certs-")
+    for i in range(30):
+        zmq.auth.create_certificates(certs, f"imp-{i}")
+    leader, follower = pty.openpty()
+    result = subprocess.run([kc.KEYCLONE, "import", certs, "--batch-size", "10", "--operator", "op1",
+                             "--dir", C.dir], stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    kc.check(result.returncode == 0 and "imported 30 certificates in 3 batches" in result.stdout, result)
+    lines = re.findall(rb"\rkeyclone import: (\d+) of 30 records \((\d+)%\) in (\d+) batches \(seq \d+\), "
+                       rb"\d+ records/s, ETA \d+:\d\d ", seen)
+    kc.check([(int(r), int(p), int(b)) for r, p, b in lines] == [(10, 33, 1), (20, 66, 2), (30, 100, 3)], seen)
 
 def test_the_cli_configuration_file():
     """The CLI reads dir, agent and operator from a ZPL file

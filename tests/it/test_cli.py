@@ -17,6 +17,8 @@ def test_init():
     out, _ = kc.keyclone("init", "--dir", D, "--operators", "3", "--threshold", "2",
                          "--threshold-revoke", "1", "--names", "alice,bob,carol")
     kc.check("directory id" in out and "alice_secret" in out, out)
+    # dates for people: the date and how far away it is
+    kc.check(re.search(r"^  root +\S+ \(v1\), expires 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in 36[45] days\)$", out, re.M), out)
     for name in ("root", "operators/alice", "operators/alice_secret", "server/curve_secret",
                  "server/head_secret"):
         kc.check(os.path.exists(os.path.join(D, name)), f"init did not write {name}")
@@ -92,6 +94,12 @@ def test_threshold_and_cosign():
     record = data["records"][0]
     kc.check(record["name"] == "db-1" and record["key"] == key, out)
     kc.check(record["tags"] == ["dc=eu", "role=db"] and record["not_after"] > 0, out)
+    out, _ = kc.keyclone("verify", "--dir", D, batch)
+    kc.check(re.search(r"^  created +20\S+Z \(\d+ seconds ago\)$", out, re.M)
+             and re.search(r" db-1 .* expires 20\S+Z \(in (29|30) days\)", out), out)
+    out, _ = kc.keyclone("verify", "--dir", D, os.path.join(D, "root"))
+    kc.check(re.search(r"^  created +20\S+Z \(\d+ seconds ago\)$", out, re.M)
+             and re.search(r"^  expires +20\S+Z \(in 36[45] days\)", out, re.M), out)
 
 
 def test_revoke_needs_one():
@@ -225,6 +233,25 @@ def test_usage_errors():
     out, _ = kc.keyclone("sign", "--dir", D, "--operator", "alice", "--register", "n=short",
                          "--out", os.path.join(T, "z"), "--json", expect=1)
     kc.check(json.loads(out)["exit"] == 1 and "40 characters" in json.loads(out)["error"], out)
+    # option errors are usage errors like any other: named by the command,
+    # and with --json an error object on stdout
+    for argv, command, error in (
+            (("register", "--json", "--bogus"), "register", "unrecognized option '--bogus'"),
+            (("lookup", "--json", "--agent"), "lookup", "option '--agent' requires an argument"),
+            (("status", "--json=yes"), "status", "option '--json' takes no argument"),
+            (("register", "--t", "x", "--json"), "register", "ambiguous option '--t'"),
+            (("root", "renew", "--json", "--bogus"), "root", "unrecognized option '--bogus'"),
+            (("bogus", "--json"), "bogus", "unknown command 'bogus'")):
+        out, err = kc.keyclone(*argv, expect=2)
+        if "--json" in argv:
+            failure = json.loads(out)
+            kc.check(failure == {"error": error, "command": command, "exit": 2}, f"{argv}: {out}")
+        else:
+            kc.check(out == "", f"{argv}: {out}")
+        kc.check(err.startswith(f"keyclone {command}: {error}\n") or
+                 (command == "bogus" and err.startswith(f"keyclone: {error}\n")), f"{argv}: {err}")
+    _, err = kc.keyclone("register", "--bogus\x1b[31m", expect=2)
+    kc.check("\x1b" not in err and "unrecognized option '--bogus\\x1b[31m'" in err, err)
 
 
 def test_root_successor_check():

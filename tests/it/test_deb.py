@@ -7,12 +7,24 @@ scratch root and runs a directory from there: keyclone init, the server,
 an agent, a registration looked up, and a program built against
 libkeyclone-dev and run on libkeyclone0.
 
+Then, as root (CI runs as root on a throw-away machine), it installs them on
+this machine with dpkg -i and runs a deployment as docs/operator.md §2a
+lays it out: what the postinst made (the user, the groups, each daemon's
+state directory), the keys root makes there, the installed units'
+ExecStart lines run as their User and Group (setpriv: systemd is not PID 1
+in CI), the agent reading its root and key from the packaged paths and
+serving a member of keyclone-apps, a rotation; everything is purged after.
+
 The packages are built once, in the plain run of make check: the ASan run
 skips this suite (its binaries are not the ones packaged)."""
 import glob
+import grp
 import json
 import os
+import pwd
 import re
+import shlex
+import stat
 import subprocess
 
 import kc
@@ -71,6 +83,23 @@ def test_what_each_package_holds():
         missing = [f for f in files if f not in held]
         kc.check(not missing, f"{package} lacks {missing}")
     kc.check("/usr/include/keyclone/kc_store.h" not in contents("libkeyclone-dev"), "an internal header is packaged")
+    # every module keyclone.pc requires (even privately: pkg-config --cflags
+    # reads them all) comes with libkeyclone-dev: the package that owns its .pc
+    # file on this machine is among its dependencies
+    unpacked = kc.tempdir(prefix="kc-deb-dev-")
+    subprocess.run(["dpkg-deb", "-x", deb("libkeyclone-dev"), unpacked], check=True)
+    with open(os.path.join(unpacked, "usr", "lib", multiarch, "pkgconfig", "keyclone.pc")) as f:
+        required = [m for line in f if line.startswith(("Requires:", "Requires.private:"))
+                    for m in re.split(r"[\s,]+", line.split(":", 1)[1].strip()) if m]
+    kc.check(len(required) >= 4, f"keyclone.pc requires {required}")
+    depends = subprocess.run(["dpkg-deb", "-f", deb("libkeyclone-dev"), "Depends"], capture_output=True,
+                             text=True, check=True).stdout
+    depends = {d.split()[0] for d in depends.split(",")}
+    for module in required:
+        owner_of_pc = subprocess.run(["dpkg", "-S", f"*/pkgconfig/{module}.pc"], capture_output=True, text=True,
+                                     check=True).stdout.split(":")[0]
+        kc.check(owner_of_pc in depends, f"keyclone.pc requires {module} ({owner_of_pc}), libkeyclone-dev "
+                 f"depends on {sorted(depends)}")
     for package in ("keyclone-server", "keyclone-agent"):
         info = os.path.join(kc.tempdir(prefix="kc-deb-info-"), package)
         subprocess.run(["dpkg-deb", "-e", deb(package), info], check=True)
@@ -134,5 +163,161 @@ def test_the_unpacked_packages_run():
     kc.check(re.search(r"libkeyclone\.so\.0 => " + re.escape(root), linked), linked)
 
 
+def unit(name):
+    """The [Service] settings of an installed unit: {key: value}."""
+    settings = {}
+    with open(f"/lib/systemd/system/{name}.service") as f:
+        for line in f:
+            key, sep, value = line.strip().partition("=")
+            if sep and not line.startswith("#"):
+                settings[key] = value
+    return settings
+
+
+def owner(path):
+    st = os.stat(path)
+    return pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name, stat.S_IMODE(st.st_mode)
+
+
+def as_unit(settings, log):
+    """Runs a unit's ExecStart as its User and Group (with the user's
+    groups, no new privileges and its UMask), as systemd would."""
+    return kc.spawn(["sh", "-c", f"umask {settings['UMask']}; exec \"$@\"", "sh",
+                     "setpriv", f"--reuid={settings['User']}", f"--regid={settings['Group']}", "--init-groups",
+                     "--no-new-privs", "--", *shlex.split(settings["ExecStart"])], log=log)
+
+
+def as_user(user, *argv, expect=0):
+    result = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv],
+                            capture_output=True, text=True, cwd="/", env=dict(PATH="/usr/bin:/bin"), timeout=60)
+    kc.check(result.returncode == expect, f"as {user}: {argv}: exit {result.returncode}, expected {expect}\n"
+             f"{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+LEFT_BEHIND = ("/etc/keyclone", "/var/lib/keyclone")
+APP_USERS = ("kc-deb-app", "kc-deb-other")
+
+
+def test_the_installed_packages_deploy_a_node():
+    if skipped():
+        return
+    if os.geteuid() != 0:
+        print("    (skipped: installing the packages on this machine needs root, as in CI)")
+        return
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *PACKAGES],
+                               capture_output=True, text=True).stdout
+    kc.check(" installed" not in installed and not any(os.path.exists(p) for p in LEFT_BEHIND),
+             f"keyclone is already installed on this machine (or {LEFT_BEHIND} exist): this test installs "
+             f"and purges the packages, run it on a throw-away machine\n{installed}")
+    try:
+        kc.run(["dpkg", "-i", *[deb(p) for p in PACKAGES]], timeout=300,
+               env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        s_deployment()
+    finally:
+        for user in APP_USERS:
+            subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["dpkg", "--purge", *PACKAGES], capture_output=True, timeout=300)
+        subprocess.run(["rm", "-f", "/etc/keyclone/root"])
+        subprocess.run(["rmdir", "/etc/keyclone"], capture_output=True)
+    left = [p for p in LEFT_BEHIND if os.path.exists(p)]
+    kc.check(not left, f"dpkg --purge left {left}")
+
+
+def s_deployment():
+    # what the postinst made
+    kc.check(pwd.getpwnam("keyclone").pw_shell in ("/usr/sbin/nologin", "/bin/false"), "keyclone has a shell")
+    kc.check("keyclone" in grp.getgrnam("keyclone-apps").gr_mem, "keyclone is not in keyclone-apps")
+    kc.check(owner("/var/lib/keyclone/server") == ("keyclone", "keyclone", 0o750), owner("/var/lib/keyclone/server"))
+    kc.check(owner("/var/lib/keyclone/agent") == ("keyclone", "keyclone-apps", 0o750), owner("/var/lib/keyclone/agent"))
+    server_unit, agent_unit = unit("keyclone-server"), unit("keyclone-agent")
+    # each unit its own state directory: systemd re-owns a unit's whole tree
+    kc.check(server_unit["StateDirectory"] == "keyclone/server" and agent_unit["StateDirectory"] == "keyclone/agent",
+             f"{server_unit['StateDirectory']} / {agent_unit['StateDirectory']}")
+    for settings in (server_unit, agent_unit):
+        kc.check("--config /etc/keyclone/" in settings["ExecStart"], settings["ExecStart"])
+        kc.check(settings["ExecStart"].split("--dir ")[1].split()[0] ==
+                 "/var/lib/" + settings["StateDirectory"], settings["ExecStart"])
+
+    # the server's host, as root, as operator.md 2a says; the keys are the server's
+    port = free_base_port()
+    as_user("root", "keyclone", "init", "--dir", "/var/lib/keyclone/server", "--endpoint", f"tcp://127.0.0.1:{port}")
+    for path in ("server/curve_secret", "server/head_secret", "server"):
+        kc.check(owner("/var/lib/keyclone/server/" + path)[0] == "keyclone",
+                 f"{path}: {owner('/var/lib/keyclone/server/' + path)}")
+    kc.check(owner("/var/lib/keyclone/server/server/curve_secret")[2] == 0o600, "curve_secret is not 0600")
+    work = kc.tempdir(prefix="kc-deb-deploy-")
+    server = as_unit(server_unit, os.path.join(work, "server.log"))
+
+    # a node: the root in /etc/keyclone, its key made by root in the agent's directory
+    os.makedirs("/etc/keyclone", exist_ok=True)
+    subprocess.run(["cp", "/var/lib/keyclone/server/root", "/etc/keyclone/root"], check=True)
+    key = as_user("root", "keyclone", "keygen", "node", "--dir", "/var/lib/keyclone/agent").strip()
+    kc.check(owner("/var/lib/keyclone/agent/node_secret") == ("keyclone", "keyclone-apps", 0o600),
+             owner("/var/lib/keyclone/agent/node_secret"))
+    as_user("root", "keyclone", "register", "node-1", "--key", key, "--dir", "/var/lib/keyclone/server")
+    agent = as_unit(agent_unit, os.path.join(work, "agent.log"))
+    # the CLI on the node finds the agent and the root with no option
+    def looked_up(user="root", keys=1):
+        result = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                                 "keyclone", "lookup", "node-1", "--json"], cwd="/", capture_output=True,
+                                text=True, env=dict(PATH="/usr/bin:/bin"))
+        found = json.loads(result.stdout).get("keys", []) if result.returncode == 0 else []
+        return [k["status"] for k in found] == ["trusted"] * keys
+
+    def wait_for_agent(what, keys=1):
+        try:
+            kc.wait_for(lambda: looked_up(keys=keys), 30, what=what)
+        except AssertionError as error:
+            with open(os.path.join(work, "agent.log")) as f:
+                raise AssertionError(f"{error}\nagent.log:\n{f.read()[-3000:]}")
+    wait_for_agent("the installed agent to trust node-1")
+    # it read its root from /etc/keyclone/agent.cfg: there is none in its directory
+    kc.check(not os.path.exists("/var/lib/keyclone/agent/root"), "a root in the agent's directory")
+    for name in ("agent.db", "agent.ipc"):
+        kc.check(owner("/var/lib/keyclone/agent/" + name)[:2] == ("keyclone", "keyclone-apps"),
+                 f"{name}: {owner('/var/lib/keyclone/agent/' + name)}")
+
+    # an application's user in keyclone-apps asks the agent; one outside cannot
+    for user in APP_USERS:
+        kc.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+    kc.run(["usermod", "--append", "--groups", "keyclone-apps", APP_USERS[0]])
+    kc.check(looked_up(APP_USERS[0]), "a member of keyclone-apps cannot look node-1 up")
+    result = subprocess.run(["setpriv", f"--reuid={APP_USERS[1]}", f"--regid={APP_USERS[1]}", "--init-groups",
+                             "keyclone", "lookup", "node-1"], cwd="/", capture_output=True, text=True,
+                            env=dict(PATH="/usr/bin:/bin"))
+    kc.check(result.returncode == 5 and "/var/lib/keyclone/agent/agent.ipc" in result.stderr,
+             f"a user outside keyclone-apps: exit {result.returncode}: {result.stdout}{result.stderr}")
+
+    # a rotation run by root: the new key stays the agent's
+    out = as_user("root", "keyclone", "rotate", "--overlap", "1h")
+    code = re.search(r"code +(\S+)", out).group(1)
+    as_user("root", "keyclone", "approve", "node-1", "--code", code, "--dir", "/var/lib/keyclone/server")
+    out = as_user("root", "keyclone", "rotate", "--overlap", "1h")
+    fresh = re.search(r"^node-1 now uses its new key ([0-9A-F]{8})", out, re.M)
+    kc.check(fresh, out)
+    # rotate asked the running agent to connect again: it read the new key root wrote
+    def agent_log():
+        with open(os.path.join(work, "agent.log")) as f:
+            return f.read()
+    kc.wait_for(lambda: re.search(r"this node's key changed in /var/lib/keyclone/agent/node \([0-9A-F]{8} -> "
+                                  + fresh.group(1), agent_log()), 30, what="the agent to move to the new key")
+    for name in ("node_secret", "node.old_secret", "node.old.until"):
+        kc.check(owner("/var/lib/keyclone/agent/" + name) == ("keyclone", "keyclone-apps", 0o600),
+                 f"{name}: {owner('/var/lib/keyclone/agent/' + name)}")
+    kc.check(kc.stop(agent) == 0, "the agent did not stop cleanly")
+    agent = as_unit(agent_unit, os.path.join(work, "agent.log"))
+    # node-1's new key and its old one (for the overlap)
+    wait_for_agent("the agent, restarted on its rotated key, to answer", keys=2)
+    kc.check(agent.poll() is None, "the agent stopped")
+    # enrol as root: a key it makes in the agent's directory is the agent's too
+    as_user("root", "keyclone", "enrol", "node-2", "--key", "/var/lib/keyclone/agent/spare")
+    kc.check(owner("/var/lib/keyclone/agent/spare_secret") == ("keyclone", "keyclone-apps", 0o600),
+             owner("/var/lib/keyclone/agent/spare_secret"))
+    kc.check(kc.stop(agent) == 0, "the agent did not stop cleanly")
+    kc.check(kc.stop(server) == 0, "the server did not stop cleanly")
+
+
 if __name__ == "__main__":
-    kc.main([test_make_deb, test_what_each_package_holds, test_the_unpacked_packages_run])
+    kc.main([test_make_deb, test_what_each_package_holds, test_the_unpacked_packages_run,
+             test_the_installed_packages_deploy_a_node])

@@ -635,7 +635,7 @@ def scenario_readme_cluster(world):
 def scenario_admin(world):
     """docs/operator.md, agent.md and zap.md: a directory with three
     operators, the server, a node with its agent, applications on it."""
-    agent_endpoint = "ipc:///var/lib/keyclone/agent.ipc"
+    agent_endpoint = "ipc:///var/lib/keyclone/agent/agent.ipc"
     shell = Shell(world)
     t = shell.run("operator/init")
     t.expect("keyclone init", r"thresholds\s+register 2, revoke 1")
@@ -686,7 +686,7 @@ def scenario_admin(world):
     t.expect("keyclone approve web-2", r"registered at seq \d+; the key it replaces, [0-9A-F]{8}, stays valid 60m more$")
     t = shell.run("operator/rotate-done")
     t.expect("keyclone rotate", r"^web-2 now uses its new key [0-9A-F]{8} \(seq \d+\)")
-    t.expect("ls /etc/keyclone/web-2", r"web-2\.old_secret", r"web-2_secret")
+    t.expect("ls /var/lib/keyclone/agent/web-2", r"web-2\.old_secret", r"web-2_secret")
     t = shell.run("operator/grant")
     t.expect("keyclone grant create", r"^granted grant [0-9A-F]{8} at seq \d+$", r"names 'web-\*', at most 50")
     t = shell.run("operator/grant-enrol")
@@ -708,7 +708,7 @@ def scenario_admin(world):
     t.expect("keyclone status", r"\bfresh\b", n=1)
     t.expect("keyclone lookup web-1", r"^trusted\b", r"role=web")
     # a node's documented layout needs no options: the root in /etc/keyclone,
-    # the agent at /var/lib/keyclone/agent.ipc
+    # the agent at /var/lib/keyclone/agent/agent.ipc
     t = shell.run(None, label="the CLI on a node, no options",
                   text="env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone status --dir /tmp\n"
                        "env -u KEYCLONE_DIR -u KEYCLONE_AGENT keyclone lookup web-1 --dir /tmp\n")
@@ -743,12 +743,12 @@ def scenario_admin(world):
     kc.check(len(world.agents()) == 4, f"agents: {world.agents()}")
 
 
-    world.save("agent/agent.cfg", "/var/lib/keyclone/agent.cfg", lang="zpl")
+    world.save("agent/agent.cfg", "/var/lib/keyclone/agent/agent.cfg", lang="zpl")
     world.stop(agent)
     agent = world.start("agent/run", shell)
     world.settle()
     kc.check(world.agent_status(agent_endpoint)["policy"] == "fail-closed", "agent.cfg's policy not applied")
-    world.save("agent/zap.cfg", "/var/lib/keyclone/agent.cfg", lang="zpl")
+    world.save("agent/zap.cfg", "/var/lib/keyclone/agent/agent.cfg", lang="zpl")
     world.stop(agent)
     agent = world.start("agent/run", shell)
     world.settle()
@@ -762,7 +762,7 @@ def scenario_admin(world):
 
     #   agent.md's zap section, through the agent's local ZAP service
     client_key = public_key("/etc/app/client").encode()
-    node_key = public_key("/etc/keyclone/node").encode()
+    node_key = public_key("/var/lib/keyclone/agent/node").encode()
     import zmq.utils.z85
     client_raw, node_raw = zmq.utils.z85.decode(client_key), zmq.utils.z85.decode(node_key)
     status, reason, user = zap_request(world, agent_endpoint, "app", client_raw)
@@ -782,7 +782,7 @@ def scenario_admin(world):
     world.save("zap/server.py", "server.py", lang="python", append=True)
     t = shell.run("zap/pyserver")
     t.expect("python3 client.py", r"^b'hello app-client'$")
-    reply = curve_client(world, "/etc/keyclone/node_secret", "/etc/app/server.key", "tcp://127.0.0.1:9000")
+    reply = curve_client(world, "/var/lib/keyclone/agent/node_secret", "/etc/app/server.key", "tcp://127.0.0.1:9000")
     kc.check(reply is None, f"web-1, lacking role=app, was let in by the pyzmq server: {reply!r}")
     reply = curve_client(world, "/etc/app/client_secret", "/etc/app/server.key", "tcp://127.0.0.1:9000")
     kc.check(reply == "hello app-client", f"app-client refused by the pyzmq server: {reply!r}")

@@ -43,8 +43,8 @@ def test_setup():
 def test_a_token_registers_nodes_without_an_operator():
     out, _ = C.cli("grant", "create", "--token", TOKEN, "--pattern", "web-*", "--uses", "3", "--tag", "role=web",
                    "--tag", "dc=eu", "--expires", "1h", "--operator", "op1")
-    kc.check(re.match(r"granted grant ([0-9A-F]{8}) at seq \d+\n  grant +\1: names 'web-\*', at most 3, until ", out),
-             out)
+    kc.check(re.match(r"granted grant ([0-9A-F]{8}) at seq \d+\n  grant +\1: names 'web-\*', at most 3, "
+                      r"until 20\d\d-\S+Z \(in (59|60) minutes\)$", out, re.M), out)
     kc.check(oct(os.stat(TOKEN + "_secret").st_mode & 0o777) == "0o600", "the token is mode 0600")
     # a node whose agent is refused until the token registers it
     agent = C.add_agent("web-1", register=False)
@@ -55,9 +55,15 @@ def test_a_token_registers_nodes_without_an_operator():
         looked = other.lookup(agent.key)
         kc.check(looked["status"] == "trusted" and looked["tags"] == ["dc=eu", "role=web"], (other.name, looked))
     kc.check(agent.status()["state"] == "fresh", agent.status())
+    # dates for people: the agent's lookup shows how far away the expiry is
+    dated = kc.keyclone("keygen", "dated-1", "--dir", agent.dir)[0].strip()
+    seq = int(re.search(r"seq (\d+)", C.cli("register", "dated-1", "--key", dated, "--expires", "30d")[0]).group(1))
+    C.agents[0].wait_seq(seq, 30)
+    out, _ = C.cli("lookup", "dated-1", "--agent", C.agents[0].endpoint)
+    kc.check(re.search(r"^trusted .* dated-1 .* expires 20\d\d-\d\d-\d\dT\S+Z \(in (29|30) days\)", out, re.M), out)
     log, _ = C.cli("log")
     kc.check(re.search(r"grant, signed by op1; submitted by [0-9A-F]{8}\n    grant [0-9A-F]{8}: names 'web-\*', "
-                       r"at most 3, until \S+, tags dc=eu,role=web", log)
+                       r"at most 3, until \S+Z \(in (59|60) minutes\), tags dc=eu,role=web", log)
              and re.search(r"register by grant, signed with the token of grant [0-9A-F]{8}; submitted by", log), log)
     # the token never travels: it is nowhere in the log
     with open(TOKEN + "_secret") as f:

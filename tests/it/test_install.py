@@ -107,8 +107,7 @@ def test_the_sample_configurations_run():
     group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
     config = os.path.join(agent.dir, "agent.cfg")
     with open(config, "w") as f:                  # the node's own paths, as its administrator would
-        f.write(text.replace("/etc/keyclone/root", os.path.join(cluster.dir, "root"))
-                .replace("/etc/keyclone/node", os.path.join(agent.dir, "node")).replace("keyclone-apps", group))
+        f.write(text.replace("/etc/keyclone/root", os.path.join(cluster.dir, "root")).replace("keyclone-apps", group))
     agent.options = ["--config", config]
     agent.start()
     st = agent.wait_seq(cluster.server_status()["seq"], 30)
@@ -144,7 +143,29 @@ def test_installing_to_the_system_runs_ldconfig():
     shutil.rmtree(prefix, ignore_errors=True)
 
 
+def test_make_prints_one_line_per_file():
+    """Without V=1, relinking the shared library prints one line (LD), not
+    the commands that make its links; V=1 shows them. In a copy of the
+    build's objects, so the build under test is not relinked."""
+    copy = kc.tempdir(prefix="kc-quiet-")
+    for part in ("obj", "gen", "config.mk"):
+        source = os.path.join(kc.BUILD, part)
+        kc.check(os.path.exists(source), f"no {source}: build first")
+        subprocess.run(["cp", "-a", source, copy], check=True)
+    library = os.path.join(copy, "lib", "libkeyclone.so.0.1.0")
+    for verbose in ("0", "1"):
+        out, err = kc.run(["make", "--no-print-directory", "-j1", "-C", kc.ROOT, f"B={copy}", f"V={verbose}",
+                           "-W", os.path.join(copy, "obj", "lib", "kc_file.o"), library], timeout=300)
+        lines = (out + err).splitlines()
+        if verbose == "0":
+            kc.check(lines == [f"  LD   {library}"], f"make printed: {lines}")
+        else:
+            kc.check(any(line.startswith("ln -sf libkeyclone.so.0.1.0 ") for line in lines), lines)
+        kc.check(os.readlink(os.path.join(copy, "lib", "libkeyclone.so")) == "libkeyclone.so.0", "the link")
+
+
 if __name__ == "__main__":
     kc.main([test_make_install_into_a_stage, test_an_application_builds_on_the_public_headers,
              test_manual_pages_render_and_name_every_command, test_systemd_units_verify_clean,
-             test_the_sample_configurations_run, test_bash_completion, test_installing_to_the_system_runs_ldconfig])
+             test_the_sample_configurations_run, test_bash_completion, test_installing_to_the_system_runs_ldconfig,
+             test_make_prints_one_line_per_file])
