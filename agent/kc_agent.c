@@ -1498,11 +1498,12 @@ s_same_policies (zhashx_t *a, zhashx_t *b)
 
 //  SIGHUP: the configuration built again; what can change while running
 //  changes (stale-after, policy, clock-skew), and the rest is named as
-//  needing a restart. Logs go to standard output: nothing to reopen.
+//  needing a restart. A log file (--log) is opened again first.
 static void
 s_reload (agent_t *self)
 {
     kc_agent_config_t fresh;
+    kc_log_reopen_logged ("kc_agent");
     if (!self->config.reload || self->config.reload (self->config.reload_arg, &fresh)) {
         zsys_warning ("kc_agent: SIGHUP: the configuration could not be read again; running as before");
         return;

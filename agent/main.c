@@ -17,15 +17,16 @@ static const char *s_help =
     "                      [--server-snapshot EP] [--server-updates EP]\n"
     "                      [--stale-after MS] [--policy serve|fail-closed]\n"
     "                      [--check-interval MS] [--clock-skew MS]\n"
-    "                      [--group GROUP] [--socket-mode MODE] [--verbose]\n"
+    "                      [--group GROUP] [--socket-mode MODE] [--log FILE] [--verbose]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
     "Every batch is checked against the operators' signatures in the root in force\n"
     "(the pinned root, followed through the root changes in the log), the chain\n"
     "and the server's signed heads before it is applied. It runs until SIGINT or\n"
-    "SIGTERM; SIGHUP reads the configuration again (stale-after, policy and clock-skew\n"
-    "apply at once, the rest is logged as needing a restart).\n"
+    "SIGTERM; SIGHUP opens the log file again (--log) and reads the configuration\n"
+    "again (stale-after, policy and clock-skew apply at once, the rest is logged as\n"
+    "needing a restart).\n"
     "\n"
     "Options (each may also be set in the config file, default DIR/agent.cfg):\n"
     "  --dir DIR              state directory (default .): DIR/root is the pinned\n"
@@ -49,6 +50,8 @@ static const char *s_help =
     "                         (mode 0640): applications running as other users in\n"
     "                         GROUP can ask the agent and read the cache\n"
     "  --socket-mode MODE     mode of the ipc sockets, octal (default 0660)\n"
+    "  --log FILE             log to FILE (appended) instead of standard output;\n"
+    "                         SIGHUP opens it again (after logrotate moved it)\n"
     "  --version              print the version (and the libraries') and exit\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
@@ -276,7 +279,7 @@ main (int argc, char *argv [])
         { "stale-after", required_argument, NULL, 's' }, { "policy", required_argument, NULL, 'p' },
         { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
         { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
-        { "socket-mode", required_argument, NULL, 'm' },
+        { "socket-mode", required_argument, NULL, 'm' }, { "log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
@@ -340,6 +343,12 @@ main (int argc, char *argv [])
     kc_on_sighup (kc_agent_reload_wanted);
     zsys_init ();
     zsys_set_logident ("keyclone-agent");
+    if (options ['L'] && kc_log_file (options ['L'], &why)) {
+        fprintf (stderr, "keyclone-agent: %s\n", why.text);
+        close (lock);
+        zhashx_destroy (&config.zap_policies);
+        return 1;
+    }
     zsys_set_linger (0);
     int rc = kc_agent_run (&config);
     close (lock);

@@ -7,6 +7,9 @@
 #include "kc_all.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -540,6 +543,73 @@ kc_on_sighup (void (*fn) (void))
     }
     pthread_detach (thread);
     return 0;
+}
+
+static FILE *s_log_stream;
+static char *s_log_path;
+
+static int
+s_log_open (const char *path, kc_why_t *why)
+{
+    int fd = open (path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        return kc_why (why, "cannot open the log file '%s': %s", path, strerror (errno));
+    }
+    return fd;
+}
+
+int
+kc_log_file (const char *path, kc_why_t *why)
+{
+    assert (path);
+    int fd = s_log_open (path, why);
+    FILE *stream = fd < 0 ? NULL : fdopen (fd, "a");
+    if (!stream) {
+        if (fd >= 0) {
+            close (fd);
+            kc_why (why, "cannot open the log file '%s': %s", path, strerror (errno));
+        }
+        return -1;
+    }
+    setvbuf (stream, NULL, _IOLBF, 0);
+    free (s_log_path);
+    s_log_path = strdup (path);
+    s_log_stream = stream;
+    zsys_set_logstream (stream);
+    return 0;
+}
+
+int
+kc_log_reopen (kc_why_t *why)
+{
+    if (!s_log_stream) {
+        return 0;
+    }
+    int fd = s_log_open (s_log_path, why);
+    if (fd < 0) {
+        return -1;
+    }
+    fflush (s_log_stream);
+    int rc = dup2 (fd, fileno (s_log_stream));
+    close (fd);
+    if (rc < 0) {
+        return kc_why (why, "cannot reopen the log file '%s': %s", s_log_path, strerror (errno));
+    }
+    return 1;
+}
+
+void
+kc_log_reopen_logged (const char *who)
+{
+    kc_why_t why;
+    int rc = kc_log_reopen (&why);
+    if (rc == 1) {
+        zsys_info ("%s: SIGHUP: log file %s opened again", who, s_log_path);
+    }
+    else
+    if (rc < 0) {
+        zsys_warning ("%s: SIGHUP: %s; logging on to the file as it was", who, why.text);
+    }
 }
 
 bool

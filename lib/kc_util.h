@@ -173,6 +173,24 @@ char *
 int
     kc_on_sighup (void (*fn) (void));
 
+//  Sends the process's log lines (zsys) to path, appended (made 0640 if
+//  missing), instead of standard output. Returns 0, or -1 with a reason.
+int
+    kc_log_file (const char *path, kc_why_t *why) KC_WUR;
+
+//  After a rotation (logrotate renamed the file): opens the path again and
+//  puts it under the same stream, so a line being written by another
+//  thread goes to one file or the other, never to a closed one. 0 when
+//  there is no log file; 1 when it was reopened; -1 with a reason (the old
+//  file is kept).
+int
+    kc_log_reopen (kc_why_t *why) KC_WUR;
+
+//  kc_log_reopen on SIGHUP for a daemon named who, with a line saying so in
+//  the (new) file, or a warning that the old one is kept.
+void
+    kc_log_reopen_logged (const char *who);
+
 //  True if both are NULL, or both are the same text.
 bool
     kc_same_text (const char *a, const char *b);

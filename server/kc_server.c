@@ -1700,6 +1700,7 @@ static void
 s_reload (s_server_t *self)
 {
     kc_server_config_t fresh;
+    kc_log_reopen_logged ("kc_server");
     if (!self->config.reload || self->config.reload (self->config.reload_arg, &fresh)) {
         zsys_warning ("kc_server: SIGHUP: the configuration could not be read again; running as before");
         return;

@@ -14,14 +14,15 @@
 static const char *s_help =
     "Usage: keyclone-server [--dir DIR] [--config FILE] [--read members|any]\n"
     "                       [--bind-snapshot EP] [--bind-updates EP] [--bind-submit EP]\n"
-    "                       [--heartbeat MS] [--verbose]\n"
+    "                       [--heartbeat MS] [--log FILE] [--verbose]\n"
     "\n"
     "Runs the keyclone clone server for the directory that 'keyclone init --dir DIR'\n"
     "created: it reads DIR/root, DIR/server/curve_secret, DIR/server/head_secret and\n"
     "keeps its log in DIR/server/store.db. It serves the snapshot, updates and\n"
     "submission channels on the root's endpoints (or the --bind-* ones, e.g.\n"
-    "tcp://*:5550) with CURVE, until SIGINT or SIGTERM. SIGHUP reads the\n"
-    "configuration again: heartbeat and head-valid apply at once, the rest is logged\n"
+    "tcp://*:5550) with CURVE, until SIGINT or SIGTERM. SIGHUP opens the log file\n"
+    "again (--log) and reads the configuration again: heartbeat and head-valid apply\n"
+    "at once, the rest is logged\n"
     "as needing a restart; enrol/* apply at once too.\n"
     "Nodes ask to join with 'keyclone enrol'; the requests wait, bounded, rate-limited\n"
     "per source and expiring (config enrol/max, enrol/rate, enrol/expiry), until an\n"
@@ -34,6 +35,8 @@ static const char *s_help =
     "                      keys; default) or 'any' CURVE client\n"
     "  --heartbeat MS      publish a signed head at least every MS ms (default 1000)\n"
     "  --verbose           also log every sync served\n"
+    "  --log FILE          log to FILE (appended) instead of standard output; SIGHUP\n"
+    "                      opens it again (after logrotate moved it)\n"
     "  --version           print the version (and the libraries') and exit\n";
 
 typedef struct {
@@ -182,11 +185,11 @@ main (int argc, char *argv [])
         { "bind-updates", required_argument, NULL, '1' },
         { "bind-submit", required_argument, NULL, '2' },
         { "heartbeat", required_argument, NULL, 'h' },
-        { "verbose", no_argument, NULL, 'v' },
+        { "verbose", no_argument, NULL, 'v' }, { "log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
-    const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL;
+    const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL, *log = NULL;
     const char *binds [KC_ENDPOINTS] = { NULL, NULL, NULL };
     int heartbeat = 0, c;
     bool verbose = false;
@@ -197,6 +200,7 @@ main (int argc, char *argv [])
             case 'r': read = optarg; break;
             case '0': case '1': case '2': binds [c - '0'] = optarg; break;
             case 'v': verbose = true; break;
+            case 'L': log = optarg; break;
             case 'H': fputs (s_help, stdout); return 0;
             case 'V': {
                 char text [KC_VERSION_TEXT_MAX];
@@ -257,6 +261,11 @@ main (int argc, char *argv [])
     zsys_init ();
     zsys_set_logident ("keyclone-server");
     zsys_set_linger (0);
+    if (log && kc_log_file (log, &why)) {
+        fprintf (stderr, "keyclone-server: %s\n", why.text);
+        close (lock);
+        return 1;
+    }
     int rc = kc_server_run (&config);
     close (lock);
     return rc;

@@ -77,6 +77,44 @@ def test_server_sighup_applies_and_names_the_rest():
     C.wait_converged()
 
 
+def test_log_files_are_opened_again_on_sighup():
+    """--log FILE: lines go to the file; after logrotate's rename, SIGHUP opens
+    the path again and the next lines land in the new file, not the old."""
+    work = kc.tempdir("kc-logs-")
+    agent_log = os.path.join(work, "agent.log")
+    agent = C.add_agent(name="logs-to-a-file", options=["--log", agent_log])
+    C.wait_converged(agents=[agent])
+    kc.wait_for(lambda: os.path.exists(agent_log) and os.path.getsize(agent_log) > 0,
+                what="the agent logging to its file")
+    with open(agent.log, errors="replace") as f:
+        kc.check("I: " not in f.read(), "the agent also logged to standard output")
+    os.rename(agent_log, agent_log + ".1")
+    agent.proc.send_signal(signal.SIGHUP)
+    kc.wait_for(lambda: os.path.exists(agent_log), what="the agent's log file made again")
+    grows(agent_log, 0, f"SIGHUP: log file {agent_log} opened again")
+    grows(agent_log, 0, "SIGHUP: configuration read again")
+    with open(agent_log + ".1", errors="replace") as f:
+        kc.check("opened again" not in f.read(), "the reopen line went to the rotated file")
+    kc.check(agent.status()["state"] == "fresh", agent.status())
+    #   The server, in a cluster of its own
+    other = Cluster()
+    server_log = os.path.join(work, "server.log")
+    other.start_server("--log", server_log)
+    kc.wait_for(lambda: os.path.exists(server_log) and os.path.getsize(server_log) > 0,
+                what="the server logging to its file")
+    os.rename(server_log, server_log + ".1")
+    other.server.send_signal(signal.SIGHUP)
+    kc.wait_for(lambda: os.path.exists(server_log), what="the server's log file made again")
+    grows(server_log, 0, f"SIGHUP: log file {server_log} opened again")
+    grows(server_log, 0, "SIGHUP: configuration read again")
+    kc.check(other.server_status()["seq"] >= 0 and other.server.poll() is None, "the server ended")
+    #   A path it cannot open: said, and the daemon does not start
+    out = kc.run([os.path.join(kc.BIN, "keyclone-agent"), "--dir", work, "--log", "/nonexistent/dir/x.log"],
+                 expect=1)
+    kc.check("cannot open the log file '/nonexistent/dir/x.log'" in out[1], out)
+    other.stop_server()
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_agent_sighup_applies_and_names_the_rest,
-             test_server_sighup_applies_and_names_the_rest])
+             test_server_sighup_applies_and_names_the_rest, test_log_files_are_opened_again_on_sighup])
