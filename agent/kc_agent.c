@@ -1567,16 +1567,10 @@ s_sync_progress (agent_t *self, int64_t now)
         return;
     }
     self->progress_logged = now;
-    double seconds = (double) running / 1000.0, rate = (double) self->sync_records / seconds;
-    double batch_rate = (double) self->sync_batches / seconds;
-    uint64_t at = self->sync_from + self->sync_batches;
-    char left [80] = "";
-    if (self->server_seq_hint > at && batch_rate > 0) {
-        snprintf (left, sizeof left, "; seq %llu of %llu, about %.0f s left", (unsigned long long) at,
-                  (unsigned long long) self->server_seq_hint, (double) (self->server_seq_hint - at) / batch_rate);
-    }
-    zsys_info ("kc_agent: syncing for %.0f s: %llu batches, %llu records (%.0f records/s)%s", seconds,
-               (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records, rate, left);
+    char progress [200];
+    zsys_info ("kc_agent: syncing for %.0f s: %s", (double) running / 1000.0,
+               kc_sync_progress (progress, sizeof progress, self->sync_batches, self->sync_records, running,
+                                 self->sync_from + self->sync_batches, self->server_seq_hint));
 }
 
 static int

@@ -195,6 +195,13 @@ s_status_text (agent_t *self, FILE *out)
         fprintf (out, "  no matching head yet\n");
     }
     fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
+    if (self->syncing) {
+        char progress [200];
+        fprintf (out, "  syncing for %.0f s: %s\n", (double) (now - self->sync_started) / 1000.0,
+                 kc_sync_progress (progress, sizeof progress, self->sync_batches, self->sync_records,
+                                   now - self->sync_started, self->sync_from + self->sync_batches,
+                                   self->server_seq_hint));
+    }
     if (self->behind) {
         fprintf (out, "  the server's log ends at seq %llu, behind this cache: it lost entries this cache keeps; "
                  "'keyclone recover' gives them back\n", (unsigned long long) self->server_behind);
@@ -266,6 +273,12 @@ s_status_json (agent_t *self, FILE *out)
     kc_json_field_u64 (out, false, "last_sync_ms", (uint64_t) self->last_sync_ms);
     kc_json_field_u64 (out, false, "last_sync_build_ms", (uint64_t) self->last_build_ms);
     fprintf (out, ", \"caught_up_ms\": %lld", (long long) self->caught_up_ms);
+    if (self->syncing) {
+        kc_json_field_u64 (out, false, "sync_batches", self->sync_batches);
+        kc_json_field_u64 (out, false, "sync_records", self->sync_records);
+        kc_json_field_u64 (out, false, "sync_ms", (uint64_t) (now - self->sync_started));
+        kc_json_field_u64 (out, false, "sync_target", self->server_seq_hint);
+    }
     fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
 }
 

@@ -511,6 +511,16 @@ kc_util_test (bool verbose)
     free (huge);
     kc_arena_destroy (&arena);
     kc_arena_destroy (&arena);
+    //  Sync progress: the rate, and the time left once the target is known
+    char progress [160];
+    assert (KC_STREQ (kc_sync_progress (progress, sizeof progress, 0, 0, 5000, 0, 0),
+                      "0 batches, 0 records (0 records/s)"));
+    assert (KC_STREQ (kc_sync_progress (progress, sizeof progress, 100, 20000, 5000, 100, 600),
+                      "100 batches, 20000 records (4000 records/s); seq 100 of 600, about 25 s left"));
+    assert (KC_STREQ (kc_sync_progress (progress, sizeof progress, 100, 20000, 5000, 700, 600),
+                      "100 batches, 20000 records (4000 records/s)"));
+    assert (KC_STREQ (kc_sync_progress (progress, sizeof progress, 0, 0, 0, 0, 600),
+                      "0 batches, 0 records (0 records/s)"));
     if (verbose) {
         printf ("OK\n");
     }
@@ -610,6 +620,22 @@ kc_log_reopen_logged (const char *who)
     if (rc < 0) {
         zsys_warning ("%s: SIGHUP: %s; logging on to the file as it was", who, why.text);
     }
+}
+
+char *
+kc_sync_progress (char *out, size_t size, uint64_t batches, uint64_t records, int64_t elapsed_ms, uint64_t at,
+                  uint64_t target)
+{
+    double seconds = elapsed_ms > 0 ? (double) elapsed_ms / 1000.0 : 0;
+    double rate = seconds > 0 ? (double) records / seconds : 0;
+    double batch_rate = seconds > 0 ? (double) batches / seconds : 0;
+    int n = snprintf (out, size, "%llu batches, %llu records (%.0f records/s)", (unsigned long long) batches,
+                      (unsigned long long) records, rate);
+    if (target > at && batch_rate > 0 && n >= 0 && (size_t) n < size) {
+        snprintf (out + n, size - (size_t) n, "; seq %llu of %llu, about %.0f s left", (unsigned long long) at,
+                  (unsigned long long) target, (double) (target - at) / batch_rate);
+    }
+    return out;
 }
 
 bool

@@ -191,6 +191,14 @@ int
 void
     kc_log_reopen_logged (const char *who);
 
+//  A sync's progress for people: "N batches, M records (R records/s)", and
+//  when the sequence to reach (target) is known and above the one reached
+//  (at), "; seq AT of TARGET, about S s left" from the batch rate. elapsed_ms
+//  is how long the sync has run. Returns out.
+char *
+    kc_sync_progress (char *out, size_t size, uint64_t batches, uint64_t records, int64_t elapsed_ms,
+                      uint64_t at, uint64_t target);
+
 //  True if both are NULL, or both are the same text.
 bool
     kc_same_text (const char *a, const char *b);

@@ -156,6 +156,12 @@ def test_a_long_sync_says_how_it_goes():
         agent.start()
         kc.wait_for(lambda: re.search(r"kc_agent: syncing for \d+ s: 0 batches, 0 records \(0 records/s\)",
                                       agent.log_text()), 15, what="the agent's progress line")
+        #   The same progress in its status, for people and for programs
+        status = agent.status()
+        kc.check(status["syncing"] and status["sync_records"] == 0 and status["sync_ms"] >= 5000
+                 and "sync_target" in status, status)
+        out, _ = kc.keyclone("status", "--agent", agent.endpoint, expect=None)
+        kc.check(re.search(r"^  syncing for \d+ s: 0 batches, 0 records \(0 records/s\)$", out, re.M), out)
     finally:
         C.server.send_signal(signal.SIGCONT)
     C.wait_converged(timeout=60)
