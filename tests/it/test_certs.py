@@ -289,6 +289,20 @@ def test_the_cli_configuration_file():
     _, err = run("list", "--dir", elsewhere, expect=1)
     kc.check(f"cannot open '{elsewhere}/root'" in err and "name the keyclone directory with --dir or KEYCLONE_DIR"
              in err, err)
+    # without $KEYCLONE_CONFIG: $KEYCLONE_DIR/keyclone.conf names the agent
+    del env["KEYCLONE_CONFIG"]
+    env["KEYCLONE_DIR"] = C.dir
+    with open(os.path.join(C.dir, "keyclone.conf"), "w") as f:
+        f.write(f'keyclone\n    agent = "{C.agents[0].endpoint}"\n')
+    try:
+        out, _ = run("status")
+        kc.check(out.startswith("agent: fresh"), out)
+    finally:
+        os.unlink(os.path.join(C.dir, "keyclone.conf"))
+    _, err = run("status", expect=5)                # and without it, no agent there
+    kc.check("agent" in err, err)
+    env["KEYCLONE_CONFIG"] = conf
+    del env["KEYCLONE_DIR"]
     # an unreadable configuration is said, and the command goes on
     with open(conf, "w") as f:
         f.write("keyclone\n   dir = broken indentation\n")
