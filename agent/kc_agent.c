@@ -626,6 +626,7 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
 
 static void s_rebuild (agent_t *self, const char *why);
 static void s_share_cache (agent_t *self);
+static void s_take_next_key (agent_t *self);
 
 //  Commits the open group, emits its events, schedules an ACK.
 static int
@@ -653,6 +654,7 @@ s_commit_group (agent_t *self, s_group_t *group)
     //  agent and the server, twenty of them per registration on a fleet
     self->applied += group->count;
     s_group_clear (group);
+    s_take_next_key (self);
     return 0;
 }
 
@@ -1293,6 +1295,7 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
     if (head) {
         s_on_head (self, head, true);
     }
+    s_take_next_key (self);
     //  Updates that arrived during the sync, a slice at a time
     s_drain_buffered (self);
     s_want_ack (self);
@@ -1759,6 +1762,127 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     return 0;
 }
 
+//  --- The node's key through a rotation (docs/operator.md section 4) -----------
+
+static int
+s_on_old_key (zloop_t *loop, int timer_id, void *arg);
+
+//  A one-shot timer at the end of the old key's overlap (KEY.old.until),
+//  if an old pair waits for one.
+static void
+s_arm_old_key (agent_t *self)
+{
+    if (self->old_key_timer != -1) {
+        zloop_timer_end (self->loop, self->old_key_timer);
+        self->old_key_timer = -1;
+    }
+    uint64_t until, now = kc_now ();
+    if (kc_nodekey_old_until (self->config.key_path, &until)) {
+        size_t delay = until > now ? (size_t) (until - now) * 1000 : 1;
+        self->old_key_timer = zloop_timer (self->loop, delay, 1, s_on_old_key, self);
+    }
+}
+
+//  The old key's overlap is over: its files go (KEY.old, KEY.old_secret).
+static int
+s_on_old_key (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->old_key_timer = -1;
+    kc_why_t why;
+    uint64_t until;
+    char base [4200];
+    int removed = kc_nodekey_forget_old (self->config.key_path, kc_now (), &until, &why);
+    if (removed < 0) {
+        zsys_error ("kc_agent: %s", why.text);
+    }
+    else
+    if (removed) {
+        zsys_info ("kc_agent: the old key's overlap is over: removed %s.old and its secret",
+                   kc_nodekey_base (self->config.key_path, base, sizeof base));
+    }
+    else {
+        s_arm_old_key (self);               //  not yet (a clock step), or a new overlap
+    }
+    return 0;
+}
+
+static int
+s_on_swapped (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->swap_timer = -1;
+    self->refused_retry = 0;
+    return s_reconnect (self, "connecting with this node's new key");
+}
+
+//  'keyclone rotate' left a new key pair beside the node's (KEY.next): as
+//  soon as the cache holds it registered and in force (an approval, a
+//  grant, an operator's rotation), it becomes the node's key, so no one
+//  has to come back to the node before the old key expires. The old pair
+//  is kept until the old key's not-after as the cache holds it (the batch
+//  that registered the new key set it), then removed; the agent connects
+//  with the new key at once. Called after every commit and sync: one stat
+//  when no rotation is under way.
+static void
+s_take_next_key (agent_t *self)
+{
+    uint8_t next [KC_KEY_BYTES];
+    kc_why_t why;
+    int found = kc_nodekey_next (self->config.key_path, next, &why);
+    if (found < 0) {
+        s_warn (self, "kc_agent: %s", why.text);
+    }
+    kc_cache_entry_t entry, old = { 0 };
+    uint64_t now = kc_now ();
+    if (found <= 0 || kc_cache_lookup (self->cache, next, &entry, &why)) {
+        return;
+    }
+    if (entry.status != KC_STATUS_ACTIVE || entry.not_before > now || (entry.not_after && entry.not_after <= now)) {
+        return;                             //  not admitted (yet)
+    }
+    char base [4200];
+    kc_cert_t *current = kc_cert_load_public (kc_nodekey_base (self->config.key_path, base, sizeof base), &why);
+    if (current && kc_cache_lookup (self->cache, kc_cert_public_key (current), &old, &why)) {
+        old.status = 0;
+    }
+    //  The old key ends at its not-after; one revoked or unknown ends now;
+    //  one with no end keeps its files (say so)
+    uint64_t until = old.status == KC_STATUS_ACTIVE ? old.not_after : now;
+    char from [KC_FINGERPRINT_CHARS + 1] = "?", to [KC_FINGERPRINT_CHARS + 1], when [32];
+    if (current) {
+        kc_fingerprint (kc_cert_public_key (current), from);
+    }
+    kc_cert_destroy (&current);
+    kc_fingerprint (next, to);
+    int rc = kc_nodekey_swap (self->config.key_path, next, until, &why);
+    if (rc < 0) {
+        s_warn (self, "kc_agent: cannot put this node's new key %s in place: %s", to, why.text);
+        return;
+    }
+    if (rc == 1) {
+        return;                             //  swapped by 'keyclone rotate' meanwhile
+    }
+    if (until) {
+        zsys_info ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the old "
+                   "key %s is kept as %s.old until %s", to, (unsigned long long) entry.seq, base, from, base,
+                   kc_time_format (until, when));
+    }
+    else {
+        zsys_warning ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the "
+                      "old key %s has no end, so %s.old is kept: revoke it when nothing uses it", to,
+                      (unsigned long long) entry.seq, base, from, base);
+    }
+    s_arm_old_key (self);
+    if (self->swap_timer == -1) {
+        self->swap_timer = zloop_timer (self->loop, 1, 1, s_on_swapped, self);
+    }
+}
+
 //  --- Start-up ------------------------------------------------------------------
 
 static zsock_t *
@@ -1939,6 +2063,7 @@ s_reconnect (agent_t *self, const char *why)
         kc_cert_destroy (&self->cert);
         self->cert = cert;
         cert = NULL;
+        s_arm_old_key (self);               //  swapped by 'keyclone rotate'
     }
     else
     if (!cert) {
@@ -2060,7 +2185,7 @@ kc_agent_run (const kc_agent_config_t *config)
 {
     agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
                      .started = zclock_mono (), .backoff = BACKOFF_MIN_MS, .stale_timer = -1,
-                     .ack_timer = -1, .retry_timer = -1 };
+                     .ack_timer = -1, .retry_timer = -1, .swap_timer = -1, .old_key_timer = -1 };
     self.log = kc_ratelog_new ("kc_agent", LOG_PERIOD_MS, LOG_PER_KIND, LOG_PER_KIND);
     int rc = 1;
     if (s_start (&self) == 0) {
@@ -2079,6 +2204,7 @@ kc_agent_run (const kc_agent_config_t *config)
                    (unsigned long long) kc_cache_seq (self.cache),
                    (unsigned long long) kc_cache_key_count (self.cache), self.connect [0],
                    config->local_endpoint);
+        s_arm_old_key (&self);
         s_start_sync (&self, NULL);
         zloop_start (self.loop);
         zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)

@@ -53,6 +53,8 @@ typedef struct {
     int64_t connected_at;                   //  zclock_mono: sockets to the server made,
     bool admitted;                          //  and the server answered through them
     int64_t asked_at;                       //  RECONNECT asked: connect again then, if needed
+    int swap_timer;                         //  one-shot: connect with the key just swapped in, or -1
+    int old_key_timer;                      //  one-shot: at the end of the old key's overlap, or -1
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;

@@ -453,46 +453,32 @@ done:
 static void
 s_forget_old (const char *path, bool json)
 {
-    char until_path [CLI_PATH_MAX], old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX];
-    s_with (until_path, path, ".old.until");
-    FILE *file = fopen (until_path, "r");
-    unsigned long long until = 0;
-    if (!file) {
-        return;
+    kc_why_t why;
+    uint64_t until;
+    int removed = kc_nodekey_forget_old (path, kc_now (), &until, &why);
+    if (removed < 0) {
+        cli_fail ("rotate", "%s", why.text);
     }
-    bool read = fscanf (file, "%llu", &until) == 1;
-    fclose (file);
-    if (read && (uint64_t) until <= kc_now ()) {
-        unlink (s_with (old_secret, path, ".old" KC_SECRET_SUFFIX));
-        unlink (s_with (old, path, ".old"));
-        unlink (until_path);
-        if (!json) {
-            printf ("removed %s and its secret: the old key's overlap is over\n", old);
-        }
+    else
+    if (removed && !json) {
+        printf ("removed %s.old and its secret: the old key's overlap is over\n", path);
     }
 }
 
-//  The new key becomes the node's key: KEY and KEY_secret are replaced
-//  (each by a rename, so a reader sees the old or the new file, never a
-//  mix), the old ones kept as KEY.old until the overlap ends.
+//  The new key becomes the node's key (kc_nodekey_swap): 0, or -1 after
+//  saying why. Done already (by the node's agent, which swaps as soon as
+//  its cache holds the new key) counts as done.
 static int
-s_swap (const char *path, uint64_t overlap)
+s_swap (const char *path, const kc_cert_t *fresh, uint64_t overlap)
 {
-    char secret [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
-    char old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX], until_path [CLI_PATH_MAX], until [32];
-    s_with (secret, path, KC_SECRET_SUFFIX);
-    s_with (next, path, ".next");
-    s_with (next_secret, path, ".next" KC_SECRET_SUFFIX);
-    s_with (old, path, ".old");
-    s_with (old_secret, path, ".old" KC_SECRET_SUFFIX);
-    unlink (old);
-    unlink (old_secret);
     kc_why_t why;
-    snprintf (until, sizeof until, "%llu\n", (unsigned long long) (kc_now () + overlap));
-    if (link (secret, old_secret) || link (path, old)
-    ||  kc_file_write_atomic (s_with (until_path, path, ".old.until"), until, strlen (until), 0600, &why)
-    ||  rename (next_secret, secret) || rename (next, path)) {
-        return cli_fail ("rotate", "cannot put the new key in place of %s: %s", path, strerror (errno));
+    int rc = kc_nodekey_swap (path, kc_cert_public_key (fresh), kc_now () + overlap, &why);
+    kc_cert_t *now = rc == 1 ? kc_cert_load_secret (path, &why) : NULL;
+    bool in_place = now && memcmp (kc_cert_public_key (now), kc_cert_public_key (fresh), KC_KEY_BYTES) == 0;
+    kc_cert_destroy (&now);
+    if (rc < 0 || (rc == 1 && !in_place)) {
+        return cli_fail ("rotate", "cannot put the new key in place of %s: %s", path,
+                         rc < 0 ? why.text : "its file holds another key");
     }
     return 0;
 }
@@ -525,9 +511,27 @@ cmd_rotate (int argc, char *argv [])
     if (!current) {
         return cli_fail ("rotate", "%s", why.text);
     }
-    //  The new key: made once, kept (KEY.next) until it is in place
+    //  The new key: made once, kept (KEY.next) until it is in place. When
+    //  it is in place already (the node's agent swapped it) and the old
+    //  key's overlap still runs, this is the rotation done, not a new one
     s_with (next, key_path, ".next");
-    if (!kc_file_exists (s_with (next_secret, key_path, ".next" KC_SECRET_SUFFIX))) {
+    uint64_t until;
+    if (!kc_file_exists (s_with (next_secret, key_path, ".next" KC_SECRET_SUFFIX))
+    &&  kc_nodekey_old_until (key_path, &until) && until > kc_now ()) {
+        char to [KC_FINGERPRINT_CHARS + 1], when [32];
+        kc_fingerprint (kc_cert_public_key (current), to);
+        if (online.json) {
+            printf ("{\"state\": \"rotated\", \"to\": \"%s\", \"old_until\": %llu}\n", to,
+                    (unsigned long long) until);
+        }
+        else {
+            printf ("%s holds the new key %s already; the old one (%s.old) stays valid until %s. "
+                    "Rotate again after that\n", key_path, to, key_path, kc_time_format (until, when));
+        }
+        kc_cert_destroy (&current);
+        return CLI_OK;
+    }
+    if (!kc_file_exists (next_secret)) {
         fresh = kc_cert_new (NULL);
         if (kc_cert_save (fresh, next, &why)) {
             kc_cert_destroy (&fresh);
@@ -571,7 +575,7 @@ cmd_rotate (int argc, char *argv [])
     kc_fingerprint (kc_cert_public_key (current), from);
     kc_fingerprint (kc_cert_public_key (fresh), to);
     if (e.state == KC_ENROL_REGISTERED) {
-        if (s_swap (key_path, overlap) == 0) {
+        if (s_swap (key_path, fresh, overlap) == 0) {
             rc = CLI_OK;
             if (online.json) {
                 printf ("{\"state\": \"rotated\", \"name\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", "
@@ -589,7 +593,8 @@ cmd_rotate (int argc, char *argv [])
         rc = s_report (&e, online.json, first);
         if (e.state == KC_ENROL_PENDING && !online.json) {
             printf ("  replaces     %s (valid %s more once approved)\n"
-                    "run 'keyclone rotate' again (or with --wait) after the approval to put the new key in place\n",
+                    "once it is approved, the node's agent puts the new key in place (or run 'keyclone rotate' "
+                    "again, or give --wait)\n",
                     from, s_span (overlap * 1000, span));
         }
     }
