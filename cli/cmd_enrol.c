@@ -300,6 +300,7 @@ typedef struct {
     size_t tag_count;
     bool wait;
     const char *key, *token, *out, *overlap, *code, *expires, *reason, *pattern, *uses;
+    const char *replace, *new_key;          //  rotate by operators: the old key, the new one
 } s_opts_t;
 
 //  Parses the online options into online and the others into opts, expects
@@ -337,6 +338,8 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
             case 'R': opts->reason = optarg; break;
             case 'P': opts->pattern = optarg; break;
             case 'u': opts->uses = optarg; break;
+            case 'e': opts->replace = optarg; break;
+            case 'n': opts->new_key = optarg; break;
             default: return -1;
         }
     }
@@ -483,12 +486,15 @@ s_swap (const char *path, const kc_cert_t *fresh, uint64_t overlap)
     return 0;
 }
 
+static int s_rotate_signed (cli_online_t *online, const s_opts_t *o, uint64_t overlap);
+
 int
 cmd_rotate (int argc, char *argv [])
 {
     static const struct option longs [] = {
         CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'O' }, { "wait", no_argument, NULL, 'w' },
-        { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
+        { "key", required_argument, NULL, 'k' }, { "replace", required_argument, NULL, 'e' },
+        { "new", required_argument, NULL, 'n' }, { "out", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
     s_opts_t o = { .overlap = "1h" };
@@ -501,6 +507,15 @@ cmd_rotate (int argc, char *argv [])
     kc_why_t why;
     if (kc_duration_parse (o.overlap, &overlap, &why) || overlap > KC_ENROL_OVERLAP_MAX) {
         return cli_usage ("rotate", "--overlap: a duration of at most 366d (%s)", why.text);
+    }
+    if (o.replace || o.new_key) {
+        if (!o.replace || !o.new_key || o.wait || o.key) {
+            return cli_usage ("rotate", "operators rotate a key with --replace OLD --new NEW (not --wait or --key)");
+        }
+        return s_rotate_signed (&online, &o, overlap);
+    }
+    if (o.out) {
+        return cli_usage ("rotate", "--out writes an operators' rotation (--replace OLD --new NEW)");
     }
     char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
     if (!key_path) {
@@ -830,23 +845,24 @@ s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
 //  agent ever sees the new key without the old one's end. NULL after
 //  printing why.
 static kc_batch_builder_t *
-s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e, const s_opts_t *answer)
+s_registration (const char *command, kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e,
+                const s_opts_t *answer)
 {
     kc_why_t why;
     uint64_t seconds = 0;
     if (answer->expires && kc_duration_parse (answer->expires, &seconds, &why)) {
-        cli_usage ("approve", "--expires: %s", why.text);
+        cli_usage (command, "--expires: %s", why.text);
         return NULL;
     }
     static s_old_t old;
     memset (&old, 0, sizeof old);
     char fp [KC_FINGERPRINT_CHARS + 1];
     if (e->rotation && kc_client_query (client, "key", e->replaces, KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
         return NULL;
     }
     if (e->rotation && (!old.found || old.status != KC_STATUS_ACTIVE)) {
-        cli_fail ("approve", "the key this request replaces, %s, is not registered any more: not approved "
+        cli_fail (command, "the key this request replaces, %s, is not registered any more: not approved "
                   "(the node can enrol its new key instead)", kc_fingerprint (e->replaces, fp));
         return NULL;
     }
@@ -875,7 +891,7 @@ s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), (uint64_t) now.tv_sec);
     if (kc_batch_builder_add (builder, &spec, &why)
     ||  (e->rotation && kc_batch_builder_add (builder, &ending, &why))) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
         kc_batch_builder_destroy (&builder);
     }
     return builder;
@@ -884,19 +900,19 @@ s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t
 //  With --out: the registration signed by the operators given, written for
 //  the others to cosign ('keyclone cosign', then 'keyclone submit').
 static int
-s_write_partial (const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t **signers, int count,
-                 const char *out)
+s_write_partial (const char *command, const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t **signers,
+                 int count, const char *out)
 {
     kc_why_t why;
     kc_batch_t *batch = kc_batch_builder_finish (builder, signers, (size_t) count, &why);
     if (!batch) {
-        return cli_fail ("approve", "%s", why.text);
+        return cli_fail (command, "%s", why.text);
     }
     size_t size;
     const uint8_t *data = kc_batch_data (batch, &size);
     int rc = kc_file_write_atomic (out, data, size, 0644, &why);
     if (rc) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
     }
     else {
         bool complete = kc_batch_verify (batch, root, kc_now (), &why) == 0;
@@ -905,6 +921,87 @@ s_write_partial (const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t
     }
     kc_batch_destroy (&batch);
     return rc ? CLI_FAIL : CLI_OK;
+}
+
+//  rotate --replace OLD --new NEW (operators): what approving a node's
+//  rotation request signs, without a request: NEW registered under OLD's
+//  name and tags, and OLD registered again ending after the overlap, in
+//  one batch (s_registration). For a node whose new key came another way
+//  (made by 'keyclone rotate', which leaves it in KEY.next, or provisioned
+//  by configuration management); the node's agent swaps KEY.next in once
+//  its cache holds it.
+static int
+s_rotate_signed (cli_online_t *online, const s_opts_t *o, uint64_t overlap)
+{
+    kc_why_t why;
+    int rc = CLI_FAIL, count = -1;
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    kc_batch_builder_t *builder = NULL;
+    kc_root_t *root = cli_load_pinned_root ("rotate", online->root_path);
+    kc_client_t *client = root ? cli_online_client ("rotate", online, root) : NULL;
+    kc_enrolment_t e = { .rotation = true, .overlap = overlap ? overlap : 1 };
+    static s_old_t old;
+    memset (&old, 0, sizeof old);
+    if (!client) {
+        goto done;
+    }
+    if (cli_key_input (client, o->replace, e.replaces, &why) || cli_key_input (client, o->new_key, e.key, &why)) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1], next [KC_FINGERPRINT_CHARS + 1], span [24];
+    kc_fingerprint (e.replaces, fp);
+    kc_fingerprint (e.key, next);
+    if (memcmp (e.key, e.replaces, KC_KEY_BYTES) == 0) {
+        cli_fail ("rotate", "--new is the key --replace names (%s): a rotation needs another key", fp);
+        goto done;
+    }
+    if (kc_client_query (client, "key", e.replaces, KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    if (!old.found || old.status != KC_STATUS_ACTIVE) {
+        cli_fail ("rotate", "%s is not a registered key: nothing to rotate (register the new key instead)", fp);
+        goto done;
+    }
+    snprintf (e.name, sizeof e.name, "%s", old.name);
+    for (size_t i = 0; i < old.tag_count; i++) {
+        snprintf (e.tags [i], sizeof e.tags [i], "%s", old.tags [i]);
+    }
+    e.tag_count = old.tag_count;
+    builder = s_registration ("rotate", client, root, &e, o);
+    count = builder ? cli_load_operators ("rotate", online->dir, online->operators, online->operator_count, signers)
+                    : -1;
+    if (count < 0) {
+        goto done;
+    }
+    if (o->out) {
+        rc = s_write_partial ("rotate", root, builder, signers, count, o->out);
+        goto done;
+    }
+    uint64_t seq;
+    bool duplicate;
+    if (cli_sign_submit ("rotate", client, root, builder, signers, count, &seq, &duplicate)) {
+        goto done;
+    }
+    if (online->json) {
+        printf ("{\"state\": \"rotated\", \"name\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"seq\": %llu}\n",
+                e.name, fp, next, (unsigned long long) seq);
+    }
+    else {
+        printf ("rotated %s: %s registered at seq %llu; the key it replaces, %s, stays valid %s more\n", e.name,
+                next, (unsigned long long) seq, fp, s_span (e.overlap * 1000, span));
+    }
+    rc = CLI_OK;
+done:
+    for (int i = 0; i < count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_batch_builder_destroy (&builder);
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    cli_online_release (online);
+    return rc;
 }
 
 int
@@ -950,14 +1047,14 @@ cmd_approve (int argc, char *argv [])
                   e->name, fp, code, wanted);
         goto done;
     }
-    builder = s_registration (session.client, session.root, e, &answer);
+    builder = s_registration ("approve", session.client, session.root, e, &answer);
     count = builder ? cli_load_operators ("approve", online.dir, online.operators, online.operator_count,
                                           signers) : -1;
     if (count < 0) {
         goto done;
     }
     if (answer.out) {
-        rc = s_write_partial (session.root, builder, signers, count, answer.out);
+        rc = s_write_partial ("approve", session.root, builder, signers, count, answer.out);
         goto done;
     }
     uint64_t seq;

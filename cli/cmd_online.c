@@ -97,8 +97,8 @@ s_collect_prefix (uint64_t seq, const kc_record_t *record, void *arg)
 //  registered key, which must be unique (the server's records are read in
 //  key order from the prefix). 0, or -1 with a reason (several matches are
 //  listed).
-static int
-s_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+int
+cli_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
 {
     size_t length = strlen (text);
     if (length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) {
@@ -165,7 +165,7 @@ s_count_record (uint64_t seq, const kc_record_t *record, void *arg)
     return 0;
 }
 
-//  A key (as s_key_input takes it) or a node name: *is_key says which. A
+//  A key (as cli_key_input takes it) or a node name: *is_key says which. A
 //  valid name that is also all hex is a name when the directory has it,
 //  else a fingerprint. Without a client, fingerprints are not looked up.
 static int
@@ -175,7 +175,7 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
     size_t length = strlen (text);
     *is_key = true;
     if ((length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) || kc_file_exists (text)) {
-        return s_key_input (client, text, key, why);
+        return cli_key_input (client, text, key, why);
     }
     bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
     for (size_t i = 0; hex && i < length; i++) {
@@ -190,7 +190,7 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
             return 0;
         }
     }
-    return s_key_input (client, text, key, why);
+    return cli_key_input (client, text, key, why);
 }
 
 //  --- register ----------------------------------------------------------------
@@ -453,7 +453,7 @@ cmd_register (int argc, char *argv [])
         static s_targets_t held;
         memset (&held, 0, sizeof held);
         held.by_name = true;                //  the unrevoked records only
-        if (s_key_input (self.client, key, raw_key, &why)
+        if (cli_key_input (self.client, key, raw_key, &why)
         ||  kc_client_query (self.client, "key", raw_key, KC_KEY_BYTES, s_collect_target, &held, &why) < 0) {
             cli_fail ("register", "%s", why.text);
             s_register_close (&self);

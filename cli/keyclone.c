@@ -241,6 +241,8 @@ const cli_command_t cli_commands [] = {
       ONLINE_HELP },
     { "rotate", cmd_rotate, "on a node: replace its key with a new one, the old one valid for an overlap",
       "Usage: keyclone rotate [--overlap DURATION] [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
+      "       keyclone rotate --replace OLD --new NEW [--overlap DURATION] [--out FILE]\n"
+      "                       [--operator NAME|PATH]... [COMMON OPTIONS]\n"
       "\n"
       "Makes a new key pair for this node (kept as KEY.next until it is in place; KEY is\n"
       "DIR/node, the agent's, or --key FILE) and asks the server, authenticated by the\n"
@@ -255,6 +257,12 @@ const cli_command_t cli_commands [] = {
       "old key's overlap lasts, it says the rotation is done and starts no other.\n"
       "Clients reading KEY switch to the new key; connections still using the old key\n"
       "are closed when it expires.\n"
+      "\n"
+      "With --replace and --new, operators rotate a node's key without a request: one\n"
+      "batch, signed like 'approve', registers NEW under OLD's name and tags and ends\n"
+      "OLD DURATION later. OLD and NEW are each a Z85 key, a certificate file (the\n"
+      "node's KEY.next) or a fingerprint (OLD: 8 or more hex digits of a registered key).\n"
+      "With --out FILE it writes the signed batch for 'keyclone cosign' and 'submit'.\n"
       "Exit status: 0 pending or rotated; 1 refused, rejected or expired; 2 usage.\n"
       ONLINE_HELP },
     { "grant", cmd_grant, "let a token register nodes by itself: create or revoke an enrolment grant",

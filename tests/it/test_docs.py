@@ -687,6 +687,9 @@ def scenario_admin(world):
     t = shell.run("operator/rotate-done")
     t.expect("keyclone rotate", r"^web-2 now uses its new key [0-9A-F]{8} \(seq \d+\)")
     t.expect("ls /etc/keyclone/web-2", r"web-2\.old_secret", r"web-2_secret")
+    t = shell.run("operator/rotate-signed")
+    t.expect("keyclone rotate --replace", r"^rotated web-1: [0-9A-F]{8} registered at seq \d+; the key it replaces, "
+             r"[0-9A-F]{8}, stays valid 60m more$")
     t = shell.run("operator/grant")
     t.expect("keyclone grant create", r"^granted grant [0-9A-F]{8} at seq \d+$", r"names 'web-\*', at most 50")
     t = shell.run("operator/grant-enrol")

@@ -181,6 +181,41 @@ def test_rotate_wait():
     kc.wait_for(lambda: "this node's key changed" in node.log_text(), 20, what="the agent to take the new key")
 
 
+def test_rotate_by_operators():
+    """An operator rotates a node's key without approving a request:
+    rotate --replace OLD --new NEW signs the new key's registration and the
+    old key's end in one batch; the node's agent swaps its KEY.next in."""
+    node = C.add_agent("worker-2")
+    C.wait_converged()
+    out, _ = kc.keyclone("rotate", "--overlap", "1h", "--dir", node.dir, "--root", ROOT)   # makes node.next
+    next_file = os.path.join(node.dir, "node.next")
+    new_key = public_of(next_file).decode()
+    old_fp = re.search(r"replaces     ([0-9A-F]{8})", out).group(1)
+    # refusals first: a key that is not registered, the same key twice, half the options
+    stray = kc.keyclone("keygen", "stray", "--dir", C.root_dir)[0].strip()
+    _, err = C.cli("rotate", "--replace", stray, "--new", next_file, expect=1)
+    kc.check("is not a registered key: nothing to rotate" in err, err)
+    _, err = C.cli("rotate", "--replace", old_fp, "--new", node.key, expect=1)
+    kc.check("--new is the key --replace names" in err, err)
+    _, err = C.cli("rotate", "--replace", old_fp, expect=2)
+    kc.check("--replace OLD --new NEW" in err, err)
+    partial = os.path.join(C.root_dir, "rotation.kcb")
+    out, _ = C.cli("rotate", "--replace", old_fp, "--new", next_file, "--out", partial)
+    kc.check(out.startswith(f"wrote {partial}: complete"), out)
+    out, _ = C.cli("rotate", "--replace", old_fp, "--new", next_file, "--overlap", "1h")
+    m = re.match(r"rotated worker-2: ([0-9A-F]{8}) registered at seq (\d+); the key it replaces, ([0-9A-F]{8}), "
+                 r"stays valid 60m more$", out.strip())
+    kc.check(m and m.group(3) == old_fp, out)
+    # the request the node made is answered by the registration
+    kc.check("worker-2" not in C.cli("pending")[0], "the rotation request is gone")
+    kc.wait_for(lambda: public_of(os.path.join(node.dir, "node_secret")).decode() == new_key, 20,
+                what="the agent to swap the key in")
+    kc.wait_for(lambda: node.lookup(new_key)["status"] == "trusted", 20, what="the new key trusted")
+    old = node.lookup(node.key)
+    kc.check(old["status"] == "trusted" and old.get("not_after", 0) > time.time() + 3000, old)
+    kc.wait_for(lambda: "this node's key changed" in node.log_text(), 20, what="the agent to connect with it")
+
+
 def test_rotation_refusals():
     stranger = os.path.join(C.root_dir, "stranger")
     os.makedirs(stranger)
@@ -198,4 +233,4 @@ def test_rotation_refusals():
 
 
 if __name__ == "__main__":
-    kc.main([test_rotation_under_traffic, test_rotate_wait, test_rotation_refusals])
+    kc.main([test_rotation_under_traffic, test_rotate_wait, test_rotate_by_operators, test_rotation_refusals])
