@@ -340,12 +340,40 @@ s_verify_grant_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t 
     return grant;
 }
 
-//  A registration under a grant following (prev_seq, prev_chain), checked
-//  against the grant's state (grant, used, revoked; grant NULL: unknown).
-//  Its record as a one-record batch, or NULL with a reason.
+//  The stored status and name of key: from the cold sync's index, or the
+//  cache (inside the open group: earlier entries of the group count).
+static int
+s_stored_key (agent_t *self, bool cold, const uint8_t key [static KC_KEY_BYTES], uint8_t *status,
+              char name [static KC_RECORD_NAME_MAX + 1], kc_why_t *why)
+{
+    *status = 0;
+    name [0] = 0;
+    if (cold) {
+        const kc_keyindex_entry_t *entry = kc_keyindex_find (self->cold_index, key);
+        if (entry) {
+            *status = entry->status;
+            snprintf (name, KC_RECORD_NAME_MAX + 1, "%.*s", entry->encoded [KC_RECORD_AT_NAME_SIZE],
+                      (const char *) entry->encoded + KC_RECORD_AT_NAME);
+        }
+        return 0;
+    }
+    kc_cache_entry_t entry;
+    if (kc_cache_lookup (self->cache, key, &entry, why)) {
+        return -1;
+    }
+    *status = entry.status;
+    snprintf (name, KC_RECORD_NAME_MAX + 1, "%s", entry.name);
+    return 0;
+}
+
+//  A registration (or a rotation) under a grant following (prev_seq,
+//  prev_chain), checked against the grant's state (grant, used, revoked;
+//  grant NULL: unknown) and, for a rotation, the stored state of the key it
+//  replaces. Its records as a batch, or NULL with a reason.
 static kc_batch_t *
-s_verify_use_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
-                    const kc_grant_t *grant, uint64_t used, bool revoked, kc_why_t *why)
+s_verify_use_entry (agent_t *self, bool cold, const kc_entry_t *entry, uint64_t prev_seq,
+                    const uint8_t prev_chain [static KC_HASH_BYTES], const kc_grant_t *grant, uint64_t used,
+                    bool revoked, kc_why_t *why)
 {
     if (s_check_seq (entry, prev_seq, "registration by grant", why)) {
         return NULL;
@@ -356,7 +384,11 @@ s_verify_use_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t pr
         kc_why (why, "grant %s was revoked", kc_fingerprint (use->grant_key, fp));
         kc_grant_use_destroy (&use);
     }
-    if (!use || kc_grant_use_check (use, grant, used, why)) {
+    uint8_t status = 0;
+    char name [KC_RECORD_NAME_MAX + 1] = "";
+    if (!use || kc_grant_use_check (use, grant, used, why)
+    ||  (use->rotation && (s_stored_key (self, cold, use->replaced.key, &status, name, why)
+                           || kc_grant_use_check_replaced (use, status, name, why)))) {
         kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
         kc_grant_use_destroy (&use);
         return NULL;
@@ -406,8 +438,8 @@ s_apply_use (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
     bool revoked = false;
     kc_batch_t *batch = NULL;
     if (!key || kc_cache_grant (self->cache, key, &grant, &used, &revoked, why) >= 0) {
-        batch = s_verify_use_entry (entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache), grant, used,
-                                    revoked, why);
+        batch = s_verify_use_entry (self, false, entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache),
+                                    grant, used, revoked, why);
     }
     if (batch && kc_cache_put_grant (self->cache, grant, entry->seq, used + 1, revoked, why)) {
         kc_batch_destroy (&batch);
@@ -1047,7 +1079,7 @@ s_cold_grant_entry (agent_t *self, kc_entry_t *entry, const kc_root_t *root, kc_
         }
     }
     else {
-        kc_batch_t *made = s_verify_use_entry (entry, self->sync_seq, self->sync_chain,
+        kc_batch_t *made = s_verify_use_entry (self, true, entry, self->sync_seq, self->sync_chain,
                                                state ? state->grant : NULL, state ? state->used : 0,
                                                state && state->revoked, why);
         if (!made) {

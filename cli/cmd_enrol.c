@@ -487,6 +487,9 @@ s_swap (const char *path, const kc_cert_t *fresh, uint64_t overlap)
 }
 
 static int s_rotate_signed (cli_online_t *online, const s_opts_t *o, uint64_t overlap);
+static int s_rotate_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *current,
+                              const kc_cert_t *fresh, const char *token_path, const char *out, uint64_t overlap,
+                              kc_enrolment_t *e);
 
 int
 cmd_rotate (int argc, char *argv [])
@@ -494,7 +497,8 @@ cmd_rotate (int argc, char *argv [])
     static const struct option longs [] = {
         CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'O' }, { "wait", no_argument, NULL, 'w' },
         { "key", required_argument, NULL, 'k' }, { "replace", required_argument, NULL, 'e' },
-        { "new", required_argument, NULL, 'n' }, { "out", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
+        { "new", required_argument, NULL, 'n' }, { "out", required_argument, NULL, 'o' },
+        { "token", required_argument, NULL, 'g' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
     s_opts_t o = { .overlap = "1h" };
@@ -514,8 +518,12 @@ cmd_rotate (int argc, char *argv [])
         }
         return s_rotate_signed (&online, &o, overlap);
     }
-    if (o.out) {
-        return cli_usage ("rotate", "--out writes an operators' rotation (--replace OLD --new NEW)");
+    if (o.out && !o.token) {
+        return cli_usage ("rotate", "--out writes a rotation signed by operators (--replace OLD --new NEW) or "
+                          "with --token");
+    }
+    if (o.token && o.wait) {
+        return cli_usage ("rotate", "--token rotates at once: it does not wait");
     }
     char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
     if (!key_path) {
@@ -570,7 +578,14 @@ cmd_rotate (int argc, char *argv [])
     kc_client_set_key (client, current);
     kc_enrolment_t e;
     bool first = true;
-    while (true) {
+    if (o.token) {
+        int made = s_rotate_by_grant (client, root, current, fresh, o.token, o.out, overlap, &e);
+        if (made) {
+            rc = made > 0 ? CLI_OK : CLI_FAIL;
+            goto done;
+        }
+    }
+    while (!o.token) {
         if (kc_client_rotate (client, kc_cert_public_key (fresh), overlap, &e, &why)) {
             cli_fail ("rotate", "%s", why.text);
             goto done;
@@ -815,7 +830,7 @@ cmd_pending (int argc, char *argv [])
 typedef struct {
     bool found;
     uint8_t status;
-    uint64_t not_after;
+    uint64_t version, not_after;
     char name [KC_RECORD_NAME_MAX + 1];
     char tags [KC_RECORD_TAGS_MAX][KC_RECORD_TAG_MAX + 1];
     size_t tag_count;
@@ -828,6 +843,7 @@ s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
     s_old_t *self = arg;
     self->found = true;
     self->status = record->status;
+    self->version = record->version;
     self->not_after = record->not_after;
     snprintf (self->name, sizeof self->name, "%.*s", record->name_size, record->name);
     const uint8_t *p = record->tags;
@@ -1001,6 +1017,85 @@ done:
     kc_client_destroy (&client);
     kc_root_destroy (&root);
     cli_online_release (online);
+    return rc;
+}
+
+//  rotate --token FILE (a node): the node signs its own rotation with a
+//  grant's token (docs/records.md 8.5): its new key registered under its
+//  name with the grant's tags, and its current key (the one the request is
+//  authenticated with, which the server requires) registered again ending
+//  after the overlap, in one log entry every agent checks against the
+//  grant. Sets e (registered, seq, name) and returns 0; with out, writes
+//  the entry there (for 'keyclone submit --client-key' with the current
+//  key) and returns 1; or says why and returns -1.
+static int
+s_rotate_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *current, const kc_cert_t *fresh,
+                   const char *token_path, const char *out, uint64_t overlap, kc_enrolment_t *e)
+{
+    kc_why_t why;
+    int rc = -1;
+    kc_signer_t *token = kc_signer_load (token_path, &why);
+    kc_grant_t *grant = token ? s_token_grant (token_path, &why) : NULL;
+    kc_grant_use_t *use = NULL;
+    static s_old_t old;
+    memset (&old, 0, sizeof old);
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_fingerprint (kc_cert_public_key (current), fp);
+    if (!grant) {
+        cli_fail ("rotate", "--token: %s", why.text);
+        goto done;
+    }
+    if (memcmp (grant->grant_key, kc_signer_public_key (token), KC_KEY_BYTES)) {
+        cli_fail ("rotate", "--token: the token is not the grant's (%s.grant names another key)", token_path);
+        goto done;
+    }
+    if (kc_client_query (client, "key", kc_cert_public_key (current), KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    if (!old.found || old.status != KC_STATUS_ACTIVE) {
+        cli_fail ("rotate", "this node's key %s is not registered: enrol it ('keyclone enrol --token')", fp);
+        goto done;
+    }
+    const char *tags [KC_RECORD_TAGS_MAX];
+    for (size_t i = 0; i < grant->tag_count; i++) {
+        tags [i] = grant->tags [i];
+    }
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    uint64_t created = (uint64_t) now.tv_sec, until = created + (overlap ? overlap : 1);
+    uint64_t version = (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
+    kc_record_spec_t spec = { .key = kc_cert_public_key (fresh), .name = old.name, .tags = tags,
+                              .tag_count = grant->tag_count };
+    kc_record_spec_t ending = { .key = kc_cert_public_key (current), .name = old.name, .tags = tags,
+                                .tag_count = grant->tag_count,
+                                .version = version > old.version ? version : old.version + 1,
+                                .not_after = old.not_after && old.not_after < until ? old.not_after : until };
+    use = kc_grant_use_new_rotation (kc_root_directory (root), token, created, &spec, &ending, &why);
+    uint64_t seq;
+    bool duplicate;
+    if (use && out) {
+        if (kc_file_write_atomic (out, use->data, use->size, 0644, &why)) {
+            cli_fail ("rotate", "%s", why.text);
+        }
+        else {
+            printf ("wrote %s: the rotation of %s (%s) signed with the token; 'keyclone submit' it with "
+                    "--client-key and this key\n", out, old.name, fp);
+            rc = 1;
+        }
+        goto done;
+    }
+    if (!use || kc_client_submit_data (client, use->data, use->size, &seq, &duplicate, &why)) {
+        cli_fail ("rotate", "%s%s", use ? "the server refused the rotation: " : "", why.text);
+        goto done;
+    }
+    *e = (kc_enrolment_t) { .state = KC_ENROL_REGISTERED, .seq = seq };
+    snprintf (e->name, sizeof e->name, "%s", old.name);
+    rc = 0;
+done:
+    kc_grant_use_destroy (&use);
+    kc_grant_destroy (&grant);
+    kc_signer_destroy (&token);
     return rc;
 }
 

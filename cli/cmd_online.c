@@ -710,7 +710,8 @@ cmd_submit (int argc, char *argv [])
             else
             if (grant || use) {
                 char fp [KC_FINGERPRINT_CHARS + 1];
-                snprintf (what, sizeof what, "%s %s", grant ? "grant" : "registration by grant",
+                snprintf (what, sizeof what, "%s %s",
+                          grant ? "grant" : use->rotation ? "rotation by grant" : "registration by grant",
                           kc_fingerprint (grant ? grant->grant_key : use->grant_key, fp));
             }
             else {
@@ -1091,7 +1092,7 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
             return;
         }
         if (!log->name || KC_STREQ (kc_record_name (&use->record, name), log->name)) {
-            s_log_head (log, entry, "register by grant");
+            s_log_head (log, entry, use->rotation ? "rotate by grant" : "register by grant");
             kc_fingerprint (use->grant_key, fp);
             if (log->json) {
                 printf (", \"grant\": \"%s\", \"records\": [", fp);
@@ -1100,6 +1101,10 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
                 printf (", signed with the token of grant %s; submitted by %s\n", fp, submitter);
             }
             cli_print_record (stdout, &use->record, log->json);
+            if (use->rotation) {
+                printf ("%s", log->json ? ", " : "");
+                cli_print_record (stdout, &use->replaced, log->json);
+            }
             printf ("%s", log->json ? "]}" : "");
             log->shown++;
         }

@@ -240,7 +240,8 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0 pending or registered; 1 refused, rejected or expired; 2 usage.\n"
       ONLINE_HELP },
     { "rotate", cmd_rotate, "on a node: replace its key with a new one, the old one valid for an overlap",
-      "Usage: keyclone rotate [--overlap DURATION] [--wait] [--key FILE] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone rotate [--overlap DURATION] [--wait | --token FILE [--out FILE]] [--key FILE]\n"
+      "                       [--json] [COMMON OPTIONS]\n"
       "       keyclone rotate --replace OLD --new NEW [--overlap DURATION] [--out FILE]\n"
       "                       [--operator NAME|PATH]... [COMMON OPTIONS]\n"
       "\n"
@@ -257,6 +258,11 @@ const cli_command_t cli_commands [] = {
       "old key's overlap lasts, it says the rotation is done and starts no other.\n"
       "Clients reading KEY switch to the new key; connections still using the old key\n"
       "are closed when it expires.\n"
+      "\n"
+      "With --token FILE (a grant's token, as for 'enrol --token') the node signs its\n"
+      "rotation itself and it is registered at once, without an operator, if the grant\n"
+      "allows its name (the new key takes the grant's tags); it counts one use. With\n"
+      "--out FILE it writes that rotation for 'keyclone submit --client-key KEY' instead.\n"
       "\n"
       "With --replace and --new, operators rotate a node's key without a request: one\n"
       "batch, signed like 'approve', registers NEW under OLD's name and tags and ends\n"

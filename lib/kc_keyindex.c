@@ -294,6 +294,16 @@ kc_keyindex_apply (kc_keyindex_t *self, const kc_batch_t *batch, uint64_t seq, k
     return 0;
 }
 
+const kc_keyindex_entry_t *
+kc_keyindex_find (const kc_keyindex_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    if (self->sorted) {
+        return NULL;
+    }
+    uint32_t index = s_find (self, s_hash (self, kc_get_u64 (key)), key);
+    return index == NONE ? NULL : &self->entries [index];
+}
+
 size_t
 kc_keyindex_size (const kc_keyindex_t *self)
 {

@@ -694,6 +694,8 @@ def scenario_admin(world):
     t.expect("keyclone grant create", r"^granted grant [0-9A-F]{8} at seq \d+$", r"names 'web-\*', at most 50")
     t = shell.run("operator/grant-enrol")
     t.expect("keyclone enrol web-3", r"^web-3 is registered \(seq \d+\) by grant [0-9A-F]{8}")
+    t = shell.run("operator/grant-rotate")
+    t.expect("keyclone rotate --token", r"^web-3 now uses its new key [0-9A-F]{8} \(seq \d+\)")
     t = shell.run("operator/grant-revoke")
     t.expect("keyclone grant revoke", r"^revoked grant [0-9A-F]{8} at seq \d+$")
 
