@@ -1915,6 +1915,39 @@ s_take_next_key (agent_t *self)
     }
 }
 
+//  The enrolment asked with --enrol is answered: admitted, connect with the
+//  key at once (the server refused it until now, and its next retry may be
+//  a minute away); rejected, say why (the agent keeps serving its cache and
+//  is refused until the key is registered some other way).
+static int
+s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    agent_t *self = arg;
+    char *event = NULL, *detail = NULL;
+    zstr_recvx (socket, &event, &detail, NULL);
+    zloop_reader_end (loop, socket);
+    int rc = 0;
+    if (event && KC_STREQ (event, "REGISTERED")) {
+        zsys_info ("kc_agent: the enrolment of %s is approved (seq %s): connecting with this node's key",
+                   self->config.enrol_name, detail ? detail : "?");
+        if (!self->admitted || self->refused_retry) {
+            self->refused_retry = 0;
+            rc = s_reconnect (self, "connecting again: this node's key was admitted");
+        }
+    }
+    else
+    if (event && KC_STREQ (event, "REJECTED")) {
+        char reason [KC_RECORD_REASON_MAX * 4 + 1];
+        kc_escape (detail ? detail : "", detail ? strlen (detail) : 0, reason, sizeof reason, 0);
+        zsys_error ("kc_agent: the enrolment of %s was rejected: %s (the server refuses this node's key until "
+                    "it is registered)", self->config.enrol_name, reason);
+    }
+    zstr_free (&event);
+    zstr_free (&detail);
+    zactor_destroy (&self->enroller);
+    return rc;
+}
+
 //  --- Start-up ------------------------------------------------------------------
 
 static zsock_t *
@@ -2237,6 +2270,10 @@ kc_agent_run (const kc_agent_config_t *config)
                    (unsigned long long) kc_cache_key_count (self.cache), self.connect [0],
                    config->local_endpoint);
         s_arm_old_key (&self);
+        if (config->enrol_name) {
+            self.enroller = agent_enrol_new (&self);
+            zloop_reader (self.loop, zactor_sock (self.enroller), s_on_enrolled, &self);
+        }
         s_start_sync (&self, NULL);
         zloop_start (self.loop);
         zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)
@@ -2244,6 +2281,7 @@ kc_agent_run (const kc_agent_config_t *config)
         rc = 0;
     }
     zloop_destroy (&self.loop);
+    zactor_destroy (&self.enroller);
     zactor_destroy (&self.checker);
     zactor_destroy (&self.monitor);
     zsock_destroy (&self.snapshot);

@@ -19,7 +19,7 @@ import zmq
 from zmq.utils import z85
 
 import kc
-from cluster import Cluster, submit_raw
+from cluster import Agent, Cluster, submit_raw
 
 C = Cluster()
 CONFIG = os.path.join(C.root_dir, "server.cfg")
@@ -263,8 +263,75 @@ def test_threshold_two_approves_through_cosign():
         c2.stop_server()
 
 
+def test_the_agent_enrols_on_its_first_start():
+    """keyclone-agent --enrol NAME on a node with no key: the agent makes the
+    key, asks to join (the code in its log), runs refused meanwhile, and
+    syncs once an operator approves; a rejected one logs the reason."""
+    c3 = Cluster()
+    c3.start_server()
+    agent_bin = os.path.join(kc.BIN, "keyclone-agent")
+    root = os.path.join(c3.dir, "root")
+    procs = []
+    try:
+        _, err = kc.run([agent_bin, "--dir", c3.root_dir, "--root", root, "--tag", "role=web"], expect=2)
+        kc.check("--tag goes with --enrol" in err, err)
+        _, err = kc.run([agent_bin, "--dir", c3.root_dir, "--root", root, "--enrol", "web 30"], expect=2)
+        kc.check("--enrol: invalid NAME" in err, err)
+        nodes = {}
+        for name in ("web-30", "web-31"):
+            path = os.path.join(c3.root_dir, name)
+            os.makedirs(path)
+            log = os.path.join(path, "agent.log")
+            procs.append(kc.spawn([agent_bin, "--dir", path, "--root", root, "--enrol", name, "--tag", "role=web"],
+                                  log=log))
+            nodes[name] = (path, log)
+
+        def text(name):
+            with open(nodes[name][1], errors="replace") as f:
+                return f.read()
+        for name in nodes:
+            kc.wait_for(lambda: f"enrolment of {name} pending" in text(name), 20, what=f"{name}'s request")
+        path, _ = nodes["web-30"]
+        kc.check(oct(os.stat(os.path.join(path, "node_secret")).st_mode & 0o777) == "0o600", "node_secret 0600")
+        logged = text("web-30")
+        kc.check("made this node's key" in logged, logged)
+        m = re.search(r"enrolment of web-30 pending: key (\S+), fingerprint ([0-9A-F]{8}), code (\S+) ", logged)
+        kc.check(m, logged)
+        with open(os.path.join(path, "node")) as f:
+            kc.check(m.group(1) in f.read(), "the key logged is the key made")
+        listed = {e["name"]: e for e in json.loads(c3.cli("pending", "--json")[0])}
+        kc.check(listed["web-30"]["code"] == m.group(3) and listed["web-30"]["tags"] == ["role=web"], listed)
+        out, _ = c3.cli("approve", "web-30", "--code", m.group(3))
+        seq = int(re.search(r"registered at seq (\d+)", out).group(1))
+        out, _ = c3.cli("reject", "web-31", "--reason", "not in the inventory")
+        kc.wait_for(lambda: "the enrolment of web-30 is approved" in text("web-30"), 20, what="web-30 approved")
+        agent = Agent.__new__(Agent)            # the test's handle on it; the agent made its own key
+        agent.name, agent.dir, agent.endpoint = "web-30", path, f"ipc://{path}/agent.ipc"
+        st = agent.wait_seq(seq, 30)
+        kc.check(st["state"] == "fresh", st)
+        kc.check("connecting again: this node's key was admitted" in text("web-30"), text("web-30"))
+        kc.wait_for(lambda: "the enrolment of web-31 was rejected: not in the inventory" in text("web-31"), 20,
+                    what="web-31 to log the rejection")
+        other = Agent.__new__(Agent)
+        other.name, other.endpoint = "web-31", f"ipc://{nodes['web-31'][0]}/agent.ipc"
+        kc.check(other.status()["seq"] == 0, "the rejected node has synced nothing")
+        # started again with its key registered: nothing to ask, it syncs
+        kc.stop(procs[0])
+        procs[0] = kc.spawn([agent_bin, "--dir", path, "--root", root, "--enrol", "web-30", "--tag", "role=web"],
+                            log=nodes["web-30"][1])
+        kc.wait_for(lambda: text("web-30").count("the enrolment of web-30 is approved") == 2, 20,
+                    what="the second start to find the key registered")
+        kc.check(text("web-30").count("made this node's key") == 1, "the key is made once")
+        agent.wait_seq(seq, 30)
+    finally:
+        for proc in procs:
+            kc.stop(proc)
+        c3.stop_server()
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_enrol_approve_and_the_agent_syncs, test_reconnect_is_rate_limited,
              test_wrong_code_and_tags_given_by_the_operator,
              test_reject_with_a_reason, test_refusals_revoked_members_and_readers, test_expired_requests_and_restart,
-             test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign])
+             test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign,
+             test_the_agent_enrols_on_its_first_start])
