@@ -846,6 +846,56 @@ cmd_show (int argc, char *argv [])
 
 //  --- lookup and status (agent) -----------------------------------------------
 
+static bool
+s_hex (const char *text)
+{
+    size_t length = strlen (text);
+    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
+    for (size_t i = 0; hex && i < length; i++) {
+        hex = isxdigit ((unsigned char) text [i]);
+    }
+    return hex;
+}
+
+//  The one key of the agent's cache whose fingerprint (hex) starts with
+//  text: 0, or -1 with a reason (none; several, listed).
+static int
+s_agent_prefix (const cli_online_t *online, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+{
+    char *listed = NULL;
+    char *json = kc_agent_request_both (online->agent, online->timeout_ms, "PREFIX", (const uint8_t *) text,
+                                        strlen (text), &listed, why);
+    uint64_t count = 0;
+    int rc = 0;
+    if (!json) {
+        rc = -1;
+    }
+    else
+    if (!cli_status_u64 (json, "count", &count) || count == 0) {
+        rc = kc_why (why, "no key in the agent's cache has the fingerprint '%s'", text);
+    }
+    else
+    if (count > 1) {
+        //  The text rendering: one line a key (verdict, key, name, ...)
+        for (char *p = listed; p && (p = strchr (p, '\n')); ) {
+            *p = ';';
+        }
+        rc = kc_why (why, "the fingerprint '%s' matches %llu keys: %s give more of it", text,
+                     (unsigned long long) count, listed);
+    }
+    else {
+        const char *at = strstr (json, "\"key\": \"");
+        char z85 [KC_Z85_KEY_CHARS + 1] = "";
+        if (at) {
+            snprintf (z85, sizeof z85, "%s", at + 8);
+        }
+        rc = kc_z85_key (z85, key, why);
+    }
+    free (json);
+    free (listed);
+    return rc;
+}
+
 int
 cmd_lookup (int argc, char *argv [])
 {
@@ -866,10 +916,28 @@ cmd_lookup (int argc, char *argv [])
     uint8_t key [KC_KEY_BYTES];
     bool by_key;
     kc_why_t why;
-    //  A Z85 key, a certificate file, or a name (the agent has no
-    //  fingerprint search)
+    //  A Z85 key, a certificate file, a name, or a fingerprint (the agent
+    //  searches its cache: s_agent_prefix)
     if (s_key_or_name (NULL, what, key, &by_key, &why)) {
-        return cli_fail ("lookup", "%s", why.text);
+        if (!s_hex (what) || s_agent_prefix (&online, what, key, &why)) {
+            return cli_fail ("lookup", "%s", why.text);
+        }
+        by_key = true;
+    }
+    else
+    if (!by_key && s_hex (what)) {
+        //  All hex, a valid name too: the name when the agent knows it,
+        //  else a fingerprint
+        char *named = kc_agent_request (online.agent, online.timeout_ms, "NAME", (const uint8_t *) what,
+                                        strlen (what), true, &why);
+        bool known = named && !strstr (named, "\"keys\": []");
+        free (named);
+        if (!known) {
+            if (s_agent_prefix (&online, what, key, &why)) {
+                return cli_fail ("lookup", "%s", why.text);
+            }
+            by_key = true;
+        }
     }
     char *reply = kc_agent_request (online.agent, online.timeout_ms, by_key ? "LOOKUP" : "NAME",
                                     by_key ? key : (const uint8_t *) what,

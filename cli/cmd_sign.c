@@ -128,7 +128,9 @@ s_parse_item (s_item_t *item, const char *argument, bool revoke, kc_why_t *why)
     if (comma) {
         *comma = 0;
     }
-    if (kc_z85_key (p, item->key, why)) {
+    //  A Z85 key, or a certificate file (offline: no fingerprint search)
+    if (strlen (p) == KC_Z85_KEY_CHARS && !kc_file_exists (p) ? kc_z85_key (p, item->key, why)
+                                                              : cli_key_input (NULL, p, item->key, why)) {
         return -1;
     }
     item->spec.key = item->key;

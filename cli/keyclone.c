@@ -94,7 +94,9 @@ const cli_command_t cli_commands [] = {
       "                     [--dir DIR] [--json]\n"
       "\n"
       "Builds one batch and signs it with the operator key(s). KEY is a 40-character\n"
-      "Z85 CURVE public key (quote it: Z85 uses shell characters).\n"
+      "Z85 CURVE public key (quote it: Z85 uses shell characters) or a certificate\n"
+      "file (czmq's or pyzmq's; only its public key is read). Offline, fingerprints\n"
+      "cannot be looked up: 'register' and 'revoke' take them.\n"
       "  register options: tag=TAG (repeatable, e.g. tag=role=db), expires=DURATION,\n"
       "                    version=N\n"
       "  revoke options:   name=NAME, version=N, reason=TEXT (must come last: the rest\n"
@@ -191,11 +193,15 @@ const cli_command_t cli_commands [] = {
       "fingerprint (a unique hex prefix of at least 8 digits).\n"
       ONLINE_HELP },
     { "lookup", cmd_lookup, "ask the local agent about a key or a node name",
-      "Usage: keyclone lookup (Z85KEY|CERTFILE|NAME) [--agent EP] [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone lookup (Z85KEY|CERTFILE|FINGERPRINT|NAME) [--agent EP] [--json]\n"
+      "                       [COMMON OPTIONS]\n"
       "\n"
       "Prints the agent's verdict (trusted, revoked, expired, not-yet-valid, unknown,\n"
-      "or stale under the fail-closed policy) with the name, tags and sequence. Exit 0\n"
-      "if a trusted key was found, 1 otherwise.\n"
+      "or stale under the fail-closed policy) with the name, tags and sequence. A\n"
+      "FINGERPRINT is 8 or more hex digits of a key in the agent's cache (a name made\n"
+      "of hex digits is looked up as a name first); several matches are listed.\n"
+      "Exit 0 if a trusted key was found, 4 if not, 1 on failure (an ambiguous or\n"
+      "unknown fingerprint).\n"
       ONLINE_HELP },
     { "status", cmd_status, "show the local agent's or the server's status",
       "Usage: keyclone status [--server [EP]] [--agent EP] [--json] [COMMON OPTIONS]\n"
