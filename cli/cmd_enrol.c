@@ -352,15 +352,35 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
 }
 
 //  --wait: a pause of about WAIT_EVERY_MS between questions (jitter keeps a
-//  fleet from asking in step), or false after saying the request expired.
+//  fleet from asking in step), never past the request's expiry (asked
+//  after it, the server would take the question for a new request), or
+//  false after saying the request expired.
 static bool
 s_wait_again (const char *command, const kc_enrolment_t *e)
 {
-    if (kc_now_ms () >= e->expires) {
+    uint64_t now = kc_now_ms ();
+    if (now >= e->expires) {
         cli_fail (command, "the request expired unanswered; run 'keyclone %s' again to ask again", command);
         return false;
     }
-    usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
+    uint64_t pause = WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS);
+    if (pause > e->expires - now) {
+        pause = e->expires - now;
+    }
+    usleep ((useconds_t) pause * 1000);
+    return kc_now_ms () < e->expires || s_wait_again (command, e);
+}
+
+//  --wait asked again and the server answered with another request than
+//  the one waited for (the clocks differ: it had expired there): says so.
+static bool
+s_same_request (const char *command, const kc_enrolment_t *first, const kc_enrolment_t *e)
+{
+    if (e->state == KC_ENROL_PENDING && e->requested != first->requested) {
+        cli_fail (command, "the request expired unanswered (the server holds a new one since: run 'keyclone %s' "
+                  "again to wait for it)", command);
+        return false;
+    }
     return true;
 }
 
@@ -427,6 +447,7 @@ cmd_enrol (int argc, char *argv [])
         goto done;
     }
     rc = s_report (&e, online.json && !wait, true);
+    kc_enrolment_t asked = e;
     while (wait && e.state == KC_ENROL_PENDING) {
         if (!s_wait_again ("enrol", &e)) {
             rc = CLI_FAIL;
@@ -434,6 +455,10 @@ cmd_enrol (int argc, char *argv [])
         }
         if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
             rc = cli_fail ("enrol", "%s", why.text);
+            goto done;
+        }
+        if (!s_same_request ("enrol", &asked, &e)) {
+            rc = CLI_FAIL;
             goto done;
         }
         if (e.state != KC_ENROL_PENDING) {
@@ -585,9 +610,17 @@ cmd_rotate (int argc, char *argv [])
             goto done;
         }
     }
+    kc_enrolment_t asked = { 0 };
     while (!o.token) {
         if (kc_client_rotate (client, kc_cert_public_key (fresh), overlap, &e, &why)) {
             cli_fail ("rotate", "%s", why.text);
+            goto done;
+        }
+        if (first) {
+            asked = e;
+        }
+        else
+        if (!s_same_request ("rotate", &asked, &e)) {
             goto done;
         }
         if (e.state != KC_ENROL_PENDING || !wait) {

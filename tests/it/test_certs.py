@@ -71,13 +71,23 @@ def test_import_reads_a_pyzmq_and_czmq_directory():
     zmq.auth.create_certificates(CERTS, "bad name!")
     with open(os.path.join(CERTS, "evil\x1b[2Jname.key"), "w") as f:
         f.write("not a certificate\n")
+    # certificates whose key is malformed: a character outside Z85, a character short
+    with open(os.path.join(CERTS, "web-1.key")) as f:
+        good = f.read()
+    key = re.search(r'public-key = "(.*)"', good).group(1)
+    with open(os.path.join(CERTS, "bad-char.key"), "w") as f:
+        f.write(good.replace(key, key[:10] + "~" + key[11:]))
+    with open(os.path.join(CERTS, "bad-length.key"), "w") as f:
+        f.write(good.replace(key, key[:39]))
     out, err = C.cli("import", CERTS, "--tag", "role=legacy", "--operator", "op1")
-    kc.check(re.search(r"^imported 3 certificates in 1 batch, seq \d+\.\.\d+; skipped 7 files$", out, re.M), out)
+    kc.check(re.search(r"^imported 3 certificates in 1 batch, seq \d+\.\.\d+; skipped 9 files$", out, re.M), out)
     for pattern in (r"skipped 'web-1\.key_secret': a secret key file \(not read",
                     r"skipped 'zz-web-1\.key': the same key as 'web-1\.key'",
                     r"skipped 'README': not a CURVE public certificate",
                     r"skipped 'bad name!\.key': no valid name in its metadata or file name",
-                    r"skipped 'evil\\x1b\[2Jname\.key': not a CURVE public certificate"):
+                    r"skipped 'evil\\x1b\[2Jname\.key': not a CURVE public certificate",
+                    r"skipped 'bad-char\.key': not a CURVE public certificate: .*public-key is not valid Z85",
+                    r"skipped 'bad-length\.key': not a CURVE public certificate: .*public-key is not a 40-character"):
         kc.check(re.search(pattern, err), f"{pattern}\n{err}")
     kc.check("\x1b" not in err, err)
     C.wait_converged()

@@ -715,6 +715,14 @@ def scenario_admin(world):
     t = shell.run("operator/revoke")
     t.expect("keyclone revoke db-2", r"revoked db-2")
     t.expect("keyclone revoke 'ci+HC", r"revoked db-1")
+    t = shell.run("operator/force", expect={("keyclone revoke /etc/keyclone/spare", 0): 1,
+                                            ("keyclone register legacy-2b", 0): 1})
+    t.expect("keyclone revoke /etc/keyclone/spare",
+             r"was never registered: revoking it makes a pre-emptive tombstone.*--force")
+    t.expect("keyclone revoke /etc/keyclone/spare", r"\(never registered: a pre-emptive tombstone\)", n=1)
+    t.expect("keyclone register legacy-2b", r"is registered as 'legacy-2': registering it as 'legacy-2b' moves it; "
+             r"add --force")
+    t.expect("keyclone register legacy-2b", r"^registered legacy-2b \(", n=1)
     t = shell.run("operator/watch")
     t.expect("keyclone status --server", r"agents: 2, 2 up to date, 0 behind")
     t.expect("keyclone list --revoked", r"REVOKED .* db-1 ", r"REVOKED .* db-2 ", r"REVOKED .* old-db ")

@@ -115,7 +115,7 @@ def test_reconnect_is_rate_limited():
         agent.request("RECONNECT", "now")
         kc.check(False, "RECONNECT with an argument was taken")
     except RuntimeError as refused:
-        kc.check("expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT" in str(refused), str(refused))
+        kc.check("expected LOOKUP KEY, NAME NAME, PREFIX HEX, STATUS, METRICS or RECONNECT" in str(refused), str(refused))
     # the server's own word (under load libzmq may show the agent a closed connection, not the refusal)
     kc.wait_for(lambda: f"denied {fingerprint} on keyclone-snapshot: key is not registered" in C.server_log_text(),
                 10, what="the server to refuse the agent")
@@ -151,6 +151,37 @@ def test_wrong_code_and_tags_given_by_the_operator():
     kc.check("tags dc=us,role=db" in shown and re.search(r"expires \d{4}-\S+Z \(in (29|30) days\)", shown), shown)
     _, err = C.cli("approve", "db-1", expect=1)
     kc.check("no pending enrolment request matches 'db-1'" in err, err)
+
+
+def test_ambiguous_requests_and_reject_by_fingerprint():
+    """A request named by another's fingerprint: the two are ambiguous, for
+    approve and reject alike, and both are listed; the fingerprint of the
+    key, or the key, picks one. pending --json says each request's age."""
+    started = time.time()
+    out, _ = enrol(node("fp-1"), "fp-1")
+    fp = re.search(r"^  fingerprint  ([0-9A-F]{8})$", out, re.M).group(1)
+    key = re.search(r"^  key +(\S+)$", out, re.M).group(1)
+    enrol(node("hexname"), fp.lower())              # a node whose name is fp-1's fingerprint
+    time.sleep(1.1)
+    listed = {e["name"]: e for e in pending()}
+    age = listed["fp-1"]["age_ms"]
+    kc.check(1000 <= age <= (time.time() - started) * 1000 + 1, f"age_ms {age}")
+    kc.check(listed[fp.lower()]["age_ms"] <= age, listed)
+    before = C.server_status()["seq"]
+    for command in ("approve", "reject"):
+        _, err = C.cli(command, fp.lower(), expect=1)
+        kc.check(f"'{fp.lower()}' matches 2 pending requests; give the fingerprint or the key:" in err
+                 and re.search(rf"^  {fp}  fp-1$", err, re.M) and re.search(rf"^  [0-9A-F]{{8}}  {fp.lower()}$", err, re.M),
+                 err)
+    kc.check(C.server_status()["seq"] == before, "nothing was signed")
+    # more of the fingerprint, or the key itself, is unambiguous
+    hex_key = z85.decode(key).hex()
+    out, _ = C.cli("reject", hex_key[:12], "--reason", "by fingerprint")
+    kc.check(out.strip() == f"rejected fp-1 ({fp}): by fingerprint", out)
+    out, _ = C.cli("reject", fp.lower())         # fp-1 is answered: the name alone matches now
+    kc.check(out.startswith(f"rejected {fp.lower()} ("), out)
+    listed = {e["name"]: e for e in pending()}
+    kc.check(listed["fp-1"]["state"] == "rejected" and listed[fp.lower()]["state"] == "rejected", listed)
 
 
 def test_reject_with_a_reason():
@@ -205,6 +236,10 @@ def test_expired_requests_and_restart():
     kc.wait_for(lambda: not any(e["name"] == "late-1" for e in pending()), 10, what="late-1 to expire")
     _, err = C.cli("approve", "late-1", expect=1)
     kc.check("no pending enrolment request matches 'late-1'" in err, err)
+    # enrol --wait on a request nobody answers returns when it expires, and says so
+    out, err = enrol(node("late-2"), "late-2", "--wait", expect=1)
+    kc.check(re.search(r"^enrolment of late-2 pending \(expires in [012]s\)$", out, re.M), out)
+    kc.check("the request expired unanswered; run 'keyclone enrol' again to ask again" in err, err)
     # requests survive a restart (persisted); an --wait whose request expires says so
     write_config(expiry="1h")
     C.stop_server()
@@ -332,6 +367,7 @@ def test_the_agent_enrols_on_its_first_start():
 if __name__ == "__main__":
     kc.main([test_setup, test_enrol_approve_and_the_agent_syncs, test_reconnect_is_rate_limited,
              test_wrong_code_and_tags_given_by_the_operator,
+             test_ambiguous_requests_and_reject_by_fingerprint,
              test_reject_with_a_reason, test_refusals_revoked_members_and_readers, test_expired_requests_and_restart,
              test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign,
              test_the_agent_enrols_on_its_first_start])
