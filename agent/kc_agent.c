@@ -1825,15 +1825,15 @@ s_on_old_key (zloop_t *loop, int timer_id, void *arg)
     self->old_key_timer = -1;
     kc_why_t why;
     uint64_t until;
-    char base [4200];
+    char base [4200] = "";
+    kc_nodekey_base (self->config.key_path, base, sizeof base);
     int removed = kc_nodekey_forget_old (self->config.key_path, kc_now (), &until, &why);
     if (removed < 0) {
         zsys_error ("kc_agent: %s", why.text);
     }
     else
     if (removed) {
-        zsys_info ("kc_agent: the old key's overlap is over: removed %s.old and its secret",
-                   kc_nodekey_base (self->config.key_path, base, sizeof base));
+        zsys_info ("kc_agent: the old key's overlap is over: removed %s.old and its secret", base);
     }
     else {
         s_arm_old_key (self);               //  not yet (a clock step), or a new overlap
@@ -1878,7 +1878,10 @@ s_take_next_key (agent_t *self)
         return;                             //  not admitted (yet)
     }
     char base [4200];
-    kc_cert_t *current = kc_cert_load_public (kc_nodekey_base (self->config.key_path, base, sizeof base), &why);
+    if (!kc_nodekey_base (self->config.key_path, base, sizeof base)) {
+        return;                             //  the swap says why (path too long)
+    }
+    kc_cert_t *current = kc_cert_load_public (base, &why);
     if (current && kc_cache_lookup (self->cache, kc_cert_public_key (current), &old, &why)) {
         old.status = 0;
     }

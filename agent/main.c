@@ -276,7 +276,10 @@ static int
 s_make_key (const char *path)
 {
     char base [PATH_MAX], secret [PATH_MAX + 16];
-    kc_nodekey_base (path, base, sizeof base);
+    if (!kc_nodekey_base (path, base, sizeof base)) {
+        fprintf (stderr, "keyclone-agent: path too long: '%.80s...'\n", path);
+        return -1;
+    }
     snprintf (secret, sizeof secret, "%s%s", base, KC_SECRET_SUFFIX);
     if (kc_file_exists (base) || kc_file_exists (secret)) {
         return 0;

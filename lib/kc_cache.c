@@ -1421,6 +1421,15 @@ kc_cache_test (bool verbose)
     assert (kc_cache_by_name (cache, "web", s_count_entry, &named, &why) == 2 && named == 2);
     named = 0;
     assert (kc_cache_by_name (cache, "db", s_count_entry, &named, &why) == 1);
+    //  Fingerprint search: key 0x0101... by 8 hex digits, upper or odd length
+    uint8_t prefix [32] = { 0x01, 0x01, 0x01, 0x01, 0x10 };
+    named = 0;
+    assert (kc_cache_prefix (cache, prefix, 8, s_count_entry, &named, &why) == 1 && named == 1);
+    named = 0;
+    assert (kc_cache_prefix (cache, prefix, 9, s_count_entry, &named, &why) == 0 && named == 0);
+    prefix [4] = 0x01;
+    assert (kc_cache_prefix (cache, prefix, 10, s_count_entry, &named, &why) == 1);
+    assert (kc_cache_prefix (cache, prefix, 3, s_count_entry, &named, &why) == -1);
     int changes = 0;
     assert (kc_cache_changes (cache, 1, s_count_change, &changes, &why) == 2);
 
