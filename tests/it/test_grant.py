@@ -176,7 +176,7 @@ def test_a_token_rotates_a_node():
     C.cli("grant", "create", "--token", token, "--pattern", "svc-*", "--uses", "4", "--tag", "role=svc",
           "--operator", "op1")
     agent = C.add_agent("svc-1", register=False)
-    enrol("svc-1", token, path=agent.dir)
+    enrol("svc-1", token, "--agent", agent.endpoint, path=agent.dir)     # the agent connects at once
     C.wait_converged()
     old = agent.key
     out, _ = kc.keyclone("rotate", "--token", token, "--overlap", "1h", "--dir", agent.dir, "--root", ROOT,
@@ -208,7 +208,7 @@ def test_a_token_rotates_a_node():
     kc.check("name 'web-1' does not match grant" in err, err)
     kc.check(not os.path.exists(os.path.join(web1.dir, "node.old")), "web-1's key stays")
     svc2 = C.add_agent("svc-2", register=False)
-    enrol("svc-2", token, path=svc2.dir)
+    enrol("svc-2", token, "--agent", svc2.endpoint, path=svc2.dir)
     C.wait_converged()
     signed = os.path.join(C.root_dir, "svc-2.kcx")
     out, _ = kc.keyclone("rotate", "--token", token, "--out", signed, "--dir", svc2.dir, "--root", ROOT)
