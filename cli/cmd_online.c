@@ -858,7 +858,8 @@ s_hex (const char *text)
 }
 
 //  The one key of the agent's cache whose fingerprint (hex) starts with
-//  text: 0, or -1 with a reason (none; several, listed).
+//  text: 0 with it, 1 when there is none, -1 with a reason (several,
+//  listed; or the agent did not answer).
 static int
 s_agent_prefix (const cli_online_t *online, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
 {
@@ -871,8 +872,12 @@ s_agent_prefix (const cli_online_t *online, const char *text, uint8_t key [stati
         rc = -1;
     }
     else
-    if (!cli_status_u64 (json, "count", &count) || count == 0) {
-        rc = kc_why (why, "no key in the agent's cache has the fingerprint '%s'", text);
+    if (!cli_status_u64 (json, "count", &count)) {
+        rc = kc_why (why, "the agent's answer to PREFIX has no count");
+    }
+    else
+    if (count == 0) {
+        rc = 1;
     }
     else
     if (count > 1) {
@@ -919,25 +924,20 @@ cmd_lookup (int argc, char *argv [])
     //  A Z85 key, a certificate file, a name, or a fingerprint (the agent
     //  searches its cache: s_agent_prefix)
     if (s_key_or_name (NULL, what, key, &by_key, &why)) {
-        if (!s_hex (what) || s_agent_prefix (&online, what, key, &why)) {
-            return cli_fail ("lookup", "%s", why.text);
-        }
-        by_key = true;
+        return cli_fail ("lookup", "%s", why.text);
     }
-    else
     if (!by_key && s_hex (what)) {
         //  All hex, a valid name too: the name when the agent knows it,
-        //  else a fingerprint
+        //  else a fingerprint, else the name nobody has (unknown)
         char *named = kc_agent_request (online.agent, online.timeout_ms, "NAME", (const uint8_t *) what,
                                         strlen (what), true, &why);
         bool known = named && !strstr (named, "\"keys\": []");
         free (named);
-        if (!known) {
-            if (s_agent_prefix (&online, what, key, &why)) {
-                return cli_fail ("lookup", "%s", why.text);
-            }
-            by_key = true;
+        int found = known ? 1 : s_agent_prefix (&online, what, key, &why);
+        if (found < 0) {
+            return cli_fail ("lookup", "%s", why.text);
         }
+        by_key = found == 0;
     }
     char *reply = kc_agent_request (online.agent, online.timeout_ms, by_key ? "LOOKUP" : "NAME",
                                     by_key ? key : (const uint8_t *) what,

@@ -200,8 +200,8 @@ const cli_command_t cli_commands [] = {
       "or stale under the fail-closed policy) with the name, tags and sequence. A\n"
       "FINGERPRINT is 8 or more hex digits of a key in the agent's cache (a name made\n"
       "of hex digits is looked up as a name first); several matches are listed.\n"
-      "Exit 0 if a trusted key was found, 4 if not, 1 on failure (an ambiguous or\n"
-      "unknown fingerprint).\n"
+      "Exit 0 if a trusted key was found, 4 if not, 1 on failure (an ambiguous\n"
+      "fingerprint).\n"
       ONLINE_HELP },
     { "status", cmd_status, "show the local agent's or the server's status",
       "Usage: keyclone status [--server [EP]] [--agent EP] [--json] [COMMON OPTIONS]\n"
