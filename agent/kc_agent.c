@@ -340,12 +340,40 @@ s_verify_grant_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t 
     return grant;
 }
 
-//  A registration under a grant following (prev_seq, prev_chain), checked
-//  against the grant's state (grant, used, revoked; grant NULL: unknown).
-//  Its record as a one-record batch, or NULL with a reason.
+//  The stored status and name of key: from the cold sync's index, or the
+//  cache (inside the open group: earlier entries of the group count).
+static int
+s_stored_key (agent_t *self, bool cold, const uint8_t key [static KC_KEY_BYTES], uint8_t *status,
+              char name [static KC_RECORD_NAME_MAX + 1], kc_why_t *why)
+{
+    *status = 0;
+    name [0] = 0;
+    if (cold) {
+        const kc_keyindex_entry_t *entry = kc_keyindex_find (self->cold_index, key);
+        if (entry) {
+            *status = entry->status;
+            snprintf (name, KC_RECORD_NAME_MAX + 1, "%.*s", entry->encoded [KC_RECORD_AT_NAME_SIZE],
+                      (const char *) entry->encoded + KC_RECORD_AT_NAME);
+        }
+        return 0;
+    }
+    kc_cache_entry_t entry;
+    if (kc_cache_lookup (self->cache, key, &entry, why)) {
+        return -1;
+    }
+    *status = entry.status;
+    snprintf (name, KC_RECORD_NAME_MAX + 1, "%s", entry.name);
+    return 0;
+}
+
+//  A registration (or a rotation) under a grant following (prev_seq,
+//  prev_chain), checked against the grant's state (grant, used, revoked;
+//  grant NULL: unknown) and, for a rotation, the stored state of the key it
+//  replaces. Its records as a batch, or NULL with a reason.
 static kc_batch_t *
-s_verify_use_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
-                    const kc_grant_t *grant, uint64_t used, bool revoked, kc_why_t *why)
+s_verify_use_entry (agent_t *self, bool cold, const kc_entry_t *entry, uint64_t prev_seq,
+                    const uint8_t prev_chain [static KC_HASH_BYTES], const kc_grant_t *grant, uint64_t used,
+                    bool revoked, kc_why_t *why)
 {
     if (s_check_seq (entry, prev_seq, "registration by grant", why)) {
         return NULL;
@@ -356,7 +384,11 @@ s_verify_use_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t pr
         kc_why (why, "grant %s was revoked", kc_fingerprint (use->grant_key, fp));
         kc_grant_use_destroy (&use);
     }
-    if (!use || kc_grant_use_check (use, grant, used, why)) {
+    uint8_t status = 0;
+    char name [KC_RECORD_NAME_MAX + 1] = "";
+    if (!use || kc_grant_use_check (use, grant, used, why)
+    ||  (use->rotation && (s_stored_key (self, cold, use->replaced.key, &status, name, why)
+                           || kc_grant_use_check_replaced (use, status, name, why)))) {
         kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
         kc_grant_use_destroy (&use);
         return NULL;
@@ -406,8 +438,8 @@ s_apply_use (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
     bool revoked = false;
     kc_batch_t *batch = NULL;
     if (!key || kc_cache_grant (self->cache, key, &grant, &used, &revoked, why) >= 0) {
-        batch = s_verify_use_entry (entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache), grant, used,
-                                    revoked, why);
+        batch = s_verify_use_entry (self, false, entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache),
+                                    grant, used, revoked, why);
     }
     if (batch && kc_cache_put_grant (self->cache, grant, entry->seq, used + 1, revoked, why)) {
         kc_batch_destroy (&batch);
@@ -626,6 +658,7 @@ s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_
 
 static void s_rebuild (agent_t *self, const char *why);
 static void s_share_cache (agent_t *self);
+static void s_take_next_key (agent_t *self);
 
 //  Commits the open group, emits its events, schedules an ACK.
 static int
@@ -653,6 +686,7 @@ s_commit_group (agent_t *self, s_group_t *group)
     //  agent and the server, twenty of them per registration on a fleet
     self->applied += group->count;
     s_group_clear (group);
+    s_take_next_key (self);
     return 0;
 }
 
@@ -1045,7 +1079,7 @@ s_cold_grant_entry (agent_t *self, kc_entry_t *entry, const kc_root_t *root, kc_
         }
     }
     else {
-        kc_batch_t *made = s_verify_use_entry (entry, self->sync_seq, self->sync_chain,
+        kc_batch_t *made = s_verify_use_entry (self, true, entry, self->sync_seq, self->sync_chain,
                                                state ? state->grant : NULL, state ? state->used : 0,
                                                state && state->revoked, why);
         if (!made) {
@@ -1293,6 +1327,7 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
     if (head) {
         s_on_head (self, head, true);
     }
+    s_take_next_key (self);
     //  Updates that arrived during the sync, a slice at a time
     s_drain_buffered (self);
     s_want_ack (self);
@@ -1754,6 +1789,163 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     return 0;
 }
 
+//  --- The node's key through a rotation (docs/operator.md section 4) -----------
+
+static int
+s_on_old_key (zloop_t *loop, int timer_id, void *arg);
+
+//  A one-shot timer at the end of the old key's overlap (KEY.old.until),
+//  if an old pair waits for one.
+static void
+s_arm_old_key (agent_t *self)
+{
+    if (self->old_key_timer != -1) {
+        zloop_timer_end (self->loop, self->old_key_timer);
+        self->old_key_timer = -1;
+    }
+    uint64_t until, now = kc_now ();
+    if (kc_nodekey_old_until (self->config.key_path, &until)) {
+        size_t delay = until > now ? (size_t) (until - now) * 1000 : 1;
+        self->old_key_timer = zloop_timer (self->loop, delay, 1, s_on_old_key, self);
+    }
+}
+
+//  The old key's overlap is over: its files go (KEY.old, KEY.old_secret).
+static int
+s_on_old_key (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->old_key_timer = -1;
+    kc_why_t why;
+    uint64_t until;
+    char base [4200] = "";
+    kc_nodekey_base (self->config.key_path, base, sizeof base);
+    int removed = kc_nodekey_forget_old (self->config.key_path, kc_now (), &until, &why);
+    if (removed < 0) {
+        zsys_error ("kc_agent: %s", why.text);
+    }
+    else
+    if (removed) {
+        zsys_info ("kc_agent: the old key's overlap is over: removed %s.old and its secret", base);
+    }
+    else {
+        s_arm_old_key (self);               //  not yet (a clock step), or a new overlap
+    }
+    return 0;
+}
+
+static int
+s_on_swapped (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    agent_t *self = arg;
+    self->swap_timer = -1;
+    self->refused_retry = 0;
+    return s_reconnect (self, "connecting with this node's new key");
+}
+
+//  'keyclone rotate' left a new key pair beside the node's (KEY.next): as
+//  soon as the cache holds it registered and in force (an approval, a
+//  grant, an operator's rotation), it becomes the node's key, so no one
+//  has to come back to the node before the old key expires. The old pair
+//  is kept until the old key's not-after as the cache holds it (the batch
+//  that registered the new key set it), then removed; the agent connects
+//  with the new key at once. Called after every commit and sync: one stat
+//  when no rotation is under way.
+static void
+s_take_next_key (agent_t *self)
+{
+    uint8_t next [KC_KEY_BYTES];
+    kc_why_t why;
+    int found = kc_nodekey_next (self->config.key_path, next, &why);
+    if (found < 0) {
+        s_warn (self, "kc_agent: %s", why.text);
+    }
+    kc_cache_entry_t entry, old = { 0 };
+    uint64_t now = kc_now ();
+    if (found <= 0 || kc_cache_lookup (self->cache, next, &entry, &why)) {
+        return;
+    }
+    if (entry.status != KC_STATUS_ACTIVE || entry.not_before > now || (entry.not_after && entry.not_after <= now)) {
+        return;                             //  not admitted (yet)
+    }
+    char base [4200];
+    if (!kc_nodekey_base (self->config.key_path, base, sizeof base)) {
+        return;                             //  the swap says why (path too long)
+    }
+    kc_cert_t *current = kc_cert_load_public (base, &why);
+    if (current && kc_cache_lookup (self->cache, kc_cert_public_key (current), &old, &why)) {
+        old.status = 0;
+    }
+    //  The old key ends at its not-after; one revoked or unknown ends now;
+    //  one with no end keeps its files (say so)
+    uint64_t until = old.status == KC_STATUS_ACTIVE ? old.not_after : now;
+    char from [KC_FINGERPRINT_CHARS + 1] = "?", to [KC_FINGERPRINT_CHARS + 1], when [32];
+    if (current) {
+        kc_fingerprint (kc_cert_public_key (current), from);
+    }
+    kc_cert_destroy (&current);
+    kc_fingerprint (next, to);
+    int rc = kc_nodekey_swap (self->config.key_path, next, until, &why);
+    if (rc < 0) {
+        s_warn (self, "kc_agent: cannot put this node's new key %s in place: %s", to, why.text);
+        return;
+    }
+    if (rc == 1) {
+        return;                             //  swapped by 'keyclone rotate' meanwhile
+    }
+    if (until) {
+        zsys_info ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the old "
+                   "key %s is kept as %s.old until %s", to, (unsigned long long) entry.seq, base, from, base,
+                   kc_time_format (until, when));
+    }
+    else {
+        zsys_warning ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the "
+                      "old key %s has no end, so %s.old is kept: revoke it when nothing uses it", to,
+                      (unsigned long long) entry.seq, base, from, base);
+    }
+    s_arm_old_key (self);
+    if (self->swap_timer == -1) {
+        self->swap_timer = zloop_timer (self->loop, 1, 1, s_on_swapped, self);
+    }
+}
+
+//  The enrolment asked with --enrol is answered: admitted, connect with the
+//  key at once (the server refused it until now, and its next retry may be
+//  a minute away); rejected, say why (the agent keeps serving its cache and
+//  is refused until the key is registered some other way).
+static int
+s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    agent_t *self = arg;
+    char *event = NULL, *detail = NULL;
+    zstr_recvx (socket, &event, &detail, NULL);
+    zloop_reader_end (loop, socket);
+    int rc = 0;
+    if (event && KC_STREQ (event, "REGISTERED")) {
+        zsys_info ("kc_agent: the enrolment of %s is approved (seq %s): connecting with this node's key",
+                   self->config.enrol_name, detail ? detail : "?");
+        if (!self->admitted || self->refused_retry) {
+            self->refused_retry = 0;
+            rc = s_reconnect (self, "connecting again: this node's key was admitted");
+        }
+    }
+    else
+    if (event && KC_STREQ (event, "REJECTED")) {
+        char reason [KC_RECORD_REASON_MAX * 4 + 1];
+        kc_escape (detail ? detail : "", detail ? strlen (detail) : 0, reason, sizeof reason, 0);
+        zsys_error ("kc_agent: the enrolment of %s was rejected: %s (the server refuses this node's key until "
+                    "it is registered)", self->config.enrol_name, reason);
+    }
+    zstr_free (&event);
+    zstr_free (&detail);
+    zactor_destroy (&self->enroller);
+    return rc;
+}
+
 //  --- Start-up ------------------------------------------------------------------
 
 static zsock_t *
@@ -1934,6 +2126,7 @@ s_reconnect (agent_t *self, const char *why)
         kc_cert_destroy (&self->cert);
         self->cert = cert;
         cert = NULL;
+        s_arm_old_key (self);               //  swapped by 'keyclone rotate'
     }
     else
     if (!cert) {
@@ -2055,7 +2248,7 @@ kc_agent_run (const kc_agent_config_t *config)
 {
     agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
                      .started = zclock_mono (), .backoff = BACKOFF_MIN_MS, .stale_timer = -1,
-                     .ack_timer = -1, .retry_timer = -1 };
+                     .ack_timer = -1, .retry_timer = -1, .swap_timer = -1, .old_key_timer = -1 };
     self.log = kc_ratelog_new ("kc_agent", LOG_PERIOD_MS, LOG_PER_KIND, LOG_PER_KIND);
     int rc = 1;
     if (s_start (&self) == 0) {
@@ -2074,6 +2267,11 @@ kc_agent_run (const kc_agent_config_t *config)
                    (unsigned long long) kc_cache_seq (self.cache),
                    (unsigned long long) kc_cache_key_count (self.cache), self.connect [0],
                    config->local_endpoint);
+        s_arm_old_key (&self);
+        if (config->enrol_name) {
+            self.enroller = agent_enrol_new (&self);
+            zloop_reader (self.loop, zactor_sock (self.enroller), s_on_enrolled, &self);
+        }
         s_start_sync (&self, NULL);
         zloop_start (self.loop);
         zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)
@@ -2081,6 +2279,7 @@ kc_agent_run (const kc_agent_config_t *config)
         rc = 0;
     }
     zloop_destroy (&self.loop);
+    zactor_destroy (&self.enroller);
     zactor_destroy (&self.checker);
     zactor_destroy (&self.monitor);
     zsock_destroy (&self.snapshot);

@@ -27,6 +27,9 @@ typedef struct _kc_agent_config_t {
     long group;                             //  gid of the ipc sockets and the cache; -1: ours
     zhashx_t *zap_policies;                 //  ZAP domain -> required tags; may be NULL
     bool verbose;
+    const char *enrol_name;                 //  --enrol: ask to join under this name; NULL: no
+    const char *const *enrol_tags;          //  with these tags (--tag)
+    size_t enrol_tag_count;
     //  On SIGHUP (kc_agent_reload_wanted): builds the configuration again
     //  from its file and options (0, or -1 having printed why). The agent
     //  applies what it can change running and logs the rest. May be NULL.

@@ -53,6 +53,9 @@ typedef struct {
     int64_t connected_at;                   //  zclock_mono: sockets to the server made,
     bool admitted;                          //  and the server answered through them
     int64_t asked_at;                       //  RECONNECT asked: connect again then, if needed
+    int swap_timer;                         //  one-shot: connect with the key just swapped in, or -1
+    int old_key_timer;                      //  one-shot: at the end of the old key's overlap, or -1
+    zactor_t *enroller;                     //  --enrol: asks until the key is admitted (kc_agent_enrol.c)
     zactor_t *checker;                      //  cache integrity checks,
     bool checking;                          //  one asked for and not yet answered
     zloop_t *loop;
@@ -128,6 +131,11 @@ void
     agent_head_event (agent_t *self, const kc_head_t *head);
 const char *
     agent_state_name (agent_state_t state);
+
+//  kc_agent_enrol.c: the enrolment of --enrol NAME, asked in its own thread;
+//  it sends "REGISTERED" seq or "REJECTED" reason, then waits for $TERM
+zactor_t *
+    agent_enrol_new (agent_t *self);
 
 //  kc_agent.c: RECONNECT (connect again now when refused or the key changed)
 int

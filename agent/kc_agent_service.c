@@ -174,6 +174,38 @@ s_name_entry (const kc_cache_entry_t *entry, void *arg)
     return 0;
 }
 
+//  A fingerprint search lists at most PREFIX_MATCHES_MAX keys (it counts
+//  them all).
+#define PREFIX_MATCHES_MAX  16
+
+static int
+s_prefix_entry (const kc_cache_entry_t *entry, void *arg)
+{
+    s_names_t *names = arg;
+    s_name_entry (entry, arg);
+    return names->count >= PREFIX_MATCHES_MAX ? -1 : 0;
+}
+
+//  PREFIX's argument: 8 to 64 hex digits, into bytes (the last half byte
+//  padded with 0). 0, or -1 with a reason.
+static int
+s_hex_prefix (const uint8_t *text, size_t size, uint8_t prefix [static KC_KEY_BYTES], kc_why_t *why)
+{
+    if (size < 8 || size > 2 * KC_KEY_BYTES) {
+        return kc_why (why, "PREFIX needs 8 to 64 hex digits");
+    }
+    for (size_t i = 0; i < size; i++) {
+        int c = text [i];
+        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (digit < 0) {
+            return kc_why (why, "PREFIX needs 8 to 64 hex digits");
+        }
+        prefix [i / 2] |= (uint8_t) (i % 2 ? digit : digit << 4);
+    }
+    return 0;
+}
+
 static void
 s_status_text (agent_t *self, FILE *out)
 {
@@ -421,8 +453,32 @@ s_answer (agent_t *self, zmsg_t *request, char **text, bool *fatal, kc_why_t *wh
         kc_json_field_str (out, false, "agent", agent_state_name (self->state));
         fprintf (out, "}");
     }
+    else
+    if (zframe_streq (command, "PREFIX") && argument) {
+        uint8_t prefix [KC_KEY_BYTES] = { 0 };
+        char hex [2 * KC_KEY_BYTES + 1];
+        size_t nibbles = zframe_size (argument);
+        rc = s_hex_prefix (zframe_data (argument), nibbles, prefix, why);
+        if (rc == 0) {
+            memcpy (hex, zframe_data (argument), nibbles);
+            hex [nibbles] = 0;
+            fprintf (out, "{");
+            kc_json_field_str (out, true, "prefix", hex);
+            fprintf (out, ", \"keys\": [");
+            s_names_t names = { self, out, human, 0 };
+            int count = kc_cache_prefix (self->cache, prefix, nibbles, s_prefix_entry, &names, why);
+            rc = count < 0 ? -1 : 0;
+            if (rc == 0 && count == 0) {
+                fprintf (human, "unknown       no key has the fingerprint '%s'\n", hex);
+            }
+            fprintf (out, "]");
+            kc_json_field_u64 (out, false, "count", (uint64_t) (count > 0 ? count : 0));
+            kc_json_field_str (out, false, "agent", agent_state_name (self->state));
+            fprintf (out, "}");
+        }
+    }
     else {
-        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT");
+        rc = kc_why (why, "expected LOOKUP KEY, NAME NAME, PREFIX HEX, STATUS, METRICS or RECONNECT");
     }
     fclose (out);
     fclose (human);

@@ -18,6 +18,7 @@ static const char *s_help =
     "                      [--stale-after MS] [--policy serve|fail-closed]\n"
     "                      [--check-interval MS] [--clock-skew MS]\n"
     "                      [--group GROUP] [--socket-mode MODE] [--log FILE] [--verbose]\n"
+    "                      [--enrol NAME [--tag TAG]...]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
@@ -52,6 +53,13 @@ static const char *s_help =
     "  --socket-mode MODE     mode of the ipc sockets, octal (default 0660)\n"
     "  --log FILE             log to FILE (appended) instead of standard output;\n"
     "                         SIGHUP opens it again (after logrotate moved it)\n"
+    "  --enrol NAME           first start of a new node: make its key if --key has none,\n"
+    "                         and ask the server to admit it under NAME (with each\n"
+    "                         --tag TAG), as 'keyclone enrol' does; the key, fingerprint\n"
+    "                         and comparison code are logged for the operator. The agent\n"
+    "                         runs meanwhile and syncs as soon as the request is approved\n"
+    "                         (a rejection is logged with its reason). Harmless once\n"
+    "                         the key is registered.\n"
     "  --version              print the version (and the libraries') and exit\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
@@ -265,6 +273,35 @@ s_reload (void *arg, kc_agent_config_t *fresh)
     return s_build ((s_build_t *) arg, fresh, &paths) ? -1 : 0;
 }
 
+//  --enrol on a node with no key yet: makes the pair (KEY, KEY_secret mode
+//  0600, each written atomically). 0, or -1 having said why.
+static int
+s_make_key (const char *path)
+{
+    char base [PATH_MAX], secret [PATH_MAX + 16];
+    if (!kc_nodekey_base (path, base, sizeof base)) {
+        fprintf (stderr, "keyclone-agent: path too long: '%.80s...'\n", path);
+        return -1;
+    }
+    snprintf (secret, sizeof secret, "%s%s", base, KC_SECRET_SUFFIX);
+    if (kc_file_exists (base) || kc_file_exists (secret)) {
+        return 0;
+    }
+    kc_why_t why;
+    kc_cert_t *cert = kc_cert_new (NULL);
+    int rc = kc_cert_save (cert, base, &why);
+    if (rc) {
+        fprintf (stderr, "keyclone-agent: cannot make this node's key: %s\n", why.text);
+    }
+    else {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        printf ("keyclone-agent: made this node's key %s (and %s), fingerprint %s\n", base, secret,
+                kc_fingerprint (kc_cert_public_key (cert), fp));
+        fflush (stdout);
+    }
+    kc_cert_destroy (&cert);
+    return rc;
+}
 
 int
 main (int argc, char *argv [])
@@ -280,11 +317,23 @@ main (int argc, char *argv [])
         { "check-interval", required_argument, NULL, 'i' }, { "verbose", no_argument, NULL, 'v' },
         { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
         { "socket-mode", required_argument, NULL, 'm' }, { "log", required_argument, NULL, 'L' },
+        { "enrol", required_argument, NULL, 'E' }, { "tag", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
+    static const char *tags [KC_RECORD_TAGS_MAX];
+    size_t tag_count = 0;
     int c;
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
+        if (c == 't') {
+            if (tag_count == KC_RECORD_TAGS_MAX || !kc_record_tag_valid (optarg, strlen (optarg))) {
+                fprintf (stderr, "keyclone-agent: --tag: at most %d tags of letters, digits and . _ : = / + - @ "
+                         "(as role=web)\nTry 'keyclone-agent --help'.\n", KC_RECORD_TAGS_MAX);
+                return 2;
+            }
+            tags [tag_count++] = optarg;
+            continue;
+        }
         if (c == 'H') {
             fputs (s_help, stdout);
             return 0;
@@ -299,6 +348,13 @@ main (int argc, char *argv [])
             return 2;
         }
         options [c] = optarg ? optarg : "";
+    }
+    const char *enrol = options ['E'];
+    if ((enrol && !kc_record_name_valid (enrol, strlen (enrol))) || (tag_count && !enrol)) {
+        fprintf (stderr, "keyclone-agent: %s\nTry 'keyclone-agent --help'.\n", enrol
+                 ? "--enrol: invalid NAME (letters, digits, '.', '-', '_', starting with a letter or digit)"
+                 : "--tag goes with --enrol");
+        return 2;
     }
     if (optind < argc) {
         fprintf (stderr, "keyclone-agent: unexpected argument '%s'\nTry 'keyclone-agent --help'.\n",
@@ -319,6 +375,9 @@ main (int argc, char *argv [])
         return built;
     }
     config.verbose = options ['v'] != NULL;
+    config.enrol_name = enrol;
+    config.enrol_tags = tags;
+    config.enrol_tag_count = tag_count;
     config.reload = s_reload;
     config.reload_arg = &build;
     if (sodium_init () < 0) {
@@ -326,6 +385,10 @@ main (int argc, char *argv [])
         return 1;
     }
     kc_malloc_tune ();
+    if (enrol && s_make_key (config.key_path)) {
+        zhashx_destroy (&config.zap_policies);
+        return 1;
+    }
     //  One agent per directory: a second one would take over its endpoints
     //  and write the same cache
     char lock_path [PATH_MAX + 16], what [PATH_MAX + 8];

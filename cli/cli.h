@@ -185,6 +185,13 @@ int
 
 //  Subcommands.
 int cmd_init (int argc, char *argv []);
+//  A key as a person gives it: a 40-character Z85 key, a certificate file
+//  (public or secret: only the public key is read), or with a client a
+//  fingerprint (a unique hex prefix of at least 8 digits of a registered
+//  key; several matches are listed). 0, or -1 with a reason.
+int
+    cli_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why);
+
 int cmd_keygen (int argc, char *argv []);
 int cmd_sign (int argc, char *argv []);
 int cmd_cosign (int argc, char *argv []);

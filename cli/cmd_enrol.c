@@ -315,6 +315,7 @@ typedef struct {
     size_t tag_count;
     bool wait;
     const char *key, *token, *out, *overlap, *code, *expires, *reason, *pattern, *uses;
+    const char *replace, *new_key;          //  rotate by operators: the old key, the new one
 } s_opts_t;
 
 //  Parses the online options into online and the others into opts, expects
@@ -352,6 +353,8 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
             case 'R': opts->reason = optarg; break;
             case 'P': opts->pattern = optarg; break;
             case 'u': opts->uses = optarg; break;
+            case 'e': opts->replace = optarg; break;
+            case 'n': opts->new_key = optarg; break;
             default: return -1;
         }
     }
@@ -364,15 +367,35 @@ s_args (const char *command, int *argc, char ***argv, const struct option *longs
 }
 
 //  --wait: a pause of about WAIT_EVERY_MS between questions (jitter keeps a
-//  fleet from asking in step), or false after saying the request expired.
+//  fleet from asking in step), never past the request's expiry (asked
+//  after it, the server would take the question for a new request), or
+//  false after saying the request expired.
 static bool
 s_wait_again (const char *command, const kc_enrolment_t *e)
 {
-    if (kc_now_ms () >= e->expires) {
+    uint64_t now = kc_now_ms ();
+    if (now >= e->expires) {
         cli_fail (command, "the request expired unanswered; run 'keyclone %s' again to ask again", command);
         return false;
     }
-    usleep ((useconds_t) (WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS)) * 1000);
+    uint64_t pause = WAIT_EVERY_MS / 2 + randombytes_uniform (WAIT_EVERY_MS);
+    if (pause > e->expires - now) {
+        pause = e->expires - now;
+    }
+    usleep ((useconds_t) pause * 1000);
+    return kc_now_ms () < e->expires || s_wait_again (command, e);
+}
+
+//  --wait asked again and the server answered with another request than
+//  the one waited for (the clocks differ: it had expired there): says so.
+static bool
+s_same_request (const char *command, const kc_enrolment_t *first, const kc_enrolment_t *e)
+{
+    if (e->state == KC_ENROL_PENDING && e->requested != first->requested) {
+        cli_fail (command, "the request expired unanswered (the server holds a new one since: run 'keyclone %s' "
+                  "again to wait for it)", command);
+        return false;
+    }
     return true;
 }
 
@@ -439,6 +462,7 @@ cmd_enrol (int argc, char *argv [])
         goto done;
     }
     rc = s_report (&e, online.json && !wait, true);
+    kc_enrolment_t asked = e;
     while (wait && e.state == KC_ENROL_PENDING) {
         if (!s_wait_again ("enrol", &e)) {
             rc = CLI_FAIL;
@@ -446,6 +470,10 @@ cmd_enrol (int argc, char *argv [])
         }
         if (kc_client_enrol (client, name, tags, tag_count, &e, &why)) {
             rc = cli_fail ("enrol", "%s", why.text);
+            goto done;
+        }
+        if (!s_same_request ("enrol", &asked, &e)) {
+            rc = CLI_FAIL;
             goto done;
         }
         if (e.state != KC_ENROL_PENDING) {
@@ -468,56 +496,49 @@ done:
 static void
 s_forget_old (const char *path, bool json)
 {
-    char until_path [CLI_PATH_MAX], old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX];
-    s_with (until_path, path, ".old.until");
-    FILE *file = fopen (until_path, "r");
-    unsigned long long until = 0;
-    if (!file) {
-        return;
+    kc_why_t why;
+    uint64_t until;
+    int removed = kc_nodekey_forget_old (path, kc_now (), &until, &why);
+    if (removed < 0) {
+        cli_fail ("rotate", "%s", why.text);
     }
-    bool read = fscanf (file, "%llu", &until) == 1;
-    fclose (file);
-    if (read && (uint64_t) until <= kc_now ()) {
-        unlink (s_with (old_secret, path, ".old" KC_SECRET_SUFFIX));
-        unlink (s_with (old, path, ".old"));
-        unlink (until_path);
-        if (!json) {
-            printf ("removed %s and its secret: the old key's overlap is over\n", old);
-        }
+    else
+    if (removed && !json) {
+        printf ("removed %s.old and its secret: the old key's overlap is over\n", path);
     }
 }
 
-//  The new key becomes the node's key: KEY and KEY_secret are replaced
-//  (each by a rename, so a reader sees the old or the new file, never a
-//  mix), the old ones kept as KEY.old until the overlap ends.
+//  The new key becomes the node's key (kc_nodekey_swap): 0, or -1 after
+//  saying why. Done already (by the node's agent, which swaps as soon as
+//  its cache holds the new key) counts as done.
 static int
-s_swap (const char *path, uint64_t overlap)
+s_swap (const char *path, const kc_cert_t *fresh, uint64_t overlap)
 {
-    char secret [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
-    char old [CLI_PATH_MAX], old_secret [CLI_PATH_MAX], until_path [CLI_PATH_MAX], until [32];
-    s_with (secret, path, KC_SECRET_SUFFIX);
-    s_with (next, path, ".next");
-    s_with (next_secret, path, ".next" KC_SECRET_SUFFIX);
-    s_with (old, path, ".old");
-    s_with (old_secret, path, ".old" KC_SECRET_SUFFIX);
-    unlink (old);
-    unlink (old_secret);
     kc_why_t why;
-    snprintf (until, sizeof until, "%llu\n", (unsigned long long) (kc_now () + overlap));
-    if (link (secret, old_secret) || link (path, old)
-    ||  kc_file_write_atomic (s_with (until_path, path, ".old.until"), until, strlen (until), 0600, &why)
-    ||  rename (next_secret, secret) || rename (next, path)) {
-        return cli_fail ("rotate", "cannot put the new key in place of %s: %s", path, strerror (errno));
+    int rc = kc_nodekey_swap (path, kc_cert_public_key (fresh), kc_now () + overlap, &why);
+    kc_cert_t *now = rc == 1 ? kc_cert_load_secret (path, &why) : NULL;
+    bool in_place = now && memcmp (kc_cert_public_key (now), kc_cert_public_key (fresh), KC_KEY_BYTES) == 0;
+    kc_cert_destroy (&now);
+    if (rc < 0 || (rc == 1 && !in_place)) {
+        return cli_fail ("rotate", "cannot put the new key in place of %s: %s", path,
+                         rc < 0 ? why.text : "its file holds another key");
     }
     return 0;
 }
+
+static int s_rotate_signed (cli_online_t *online, const s_opts_t *o, uint64_t overlap);
+static int s_rotate_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *current,
+                              const kc_cert_t *fresh, const char *token_path, const char *out, uint64_t overlap,
+                              kc_enrolment_t *e);
 
 int
 cmd_rotate (int argc, char *argv [])
 {
     static const struct option longs [] = {
         CLI_ONLINE_OPTIONS, { "overlap", required_argument, NULL, 'O' }, { "wait", no_argument, NULL, 'w' },
-        { "key", required_argument, NULL, 'k' }, { NULL, 0, NULL, 0 }
+        { "key", required_argument, NULL, 'k' }, { "replace", required_argument, NULL, 'e' },
+        { "new", required_argument, NULL, 'n' }, { "out", required_argument, NULL, 'o' },
+        { "token", required_argument, NULL, 'g' }, { NULL, 0, NULL, 0 }
     };
     cli_online_t online = { 0 };
     s_opts_t o = { .overlap = "1h" };
@@ -531,6 +552,19 @@ cmd_rotate (int argc, char *argv [])
     if (kc_duration_parse (o.overlap, &overlap, &why) || overlap > KC_ENROL_OVERLAP_MAX) {
         return cli_usage ("rotate", "--overlap: a duration of at most 366d (%s)", why.text);
     }
+    if (o.replace || o.new_key) {
+        if (!o.replace || !o.new_key || o.wait || o.key) {
+            return cli_usage ("rotate", "operators rotate a key with --replace OLD --new NEW (not --wait or --key)");
+        }
+        return s_rotate_signed (&online, &o, overlap);
+    }
+    if (o.out && !o.token) {
+        return cli_usage ("rotate", "--out writes a rotation signed by operators (--replace OLD --new NEW) or "
+                          "with --token");
+    }
+    if (o.token && o.wait) {
+        return cli_usage ("rotate", "--token rotates at once: it does not wait");
+    }
     char path [CLI_PATH_MAX], next [CLI_PATH_MAX], next_secret [CLI_PATH_MAX];
     if (!key_path) {
         key_path = s_default_key (path, online.dir);
@@ -540,9 +574,27 @@ cmd_rotate (int argc, char *argv [])
     if (!current) {
         return cli_fail ("rotate", "%s", why.text);
     }
-    //  The new key: made once, kept (KEY.next) until it is in place
+    //  The new key: made once, kept (KEY.next) until it is in place. When
+    //  it is in place already (the node's agent swapped it) and the old
+    //  key's overlap still runs, this is the rotation done, not a new one
     s_with (next, key_path, ".next");
-    if (!kc_file_exists (s_with (next_secret, key_path, ".next" KC_SECRET_SUFFIX))) {
+    uint64_t until;
+    if (!kc_file_exists (s_with (next_secret, key_path, ".next" KC_SECRET_SUFFIX))
+    &&  kc_nodekey_old_until (key_path, &until) && until > kc_now ()) {
+        char to [KC_FINGERPRINT_CHARS + 1], when [32];
+        kc_fingerprint (kc_cert_public_key (current), to);
+        if (online.json) {
+            printf ("{\"state\": \"rotated\", \"to\": \"%s\", \"old_until\": %llu}\n", to,
+                    (unsigned long long) until);
+        }
+        else {
+            printf ("%s holds the new key %s already; the old one (%s.old) stays valid until %s. "
+                    "Rotate again after that\n", key_path, to, key_path, kc_time_format (until, when));
+        }
+        kc_cert_destroy (&current);
+        return CLI_OK;
+    }
+    if (!kc_file_exists (next_secret)) {
         fresh = kc_cert_new (NULL);
         if (kc_cert_save (fresh, next, &why)) {
             kc_cert_destroy (&fresh);
@@ -566,9 +618,24 @@ cmd_rotate (int argc, char *argv [])
     kc_client_set_key (client, current);
     kc_enrolment_t e;
     bool first = true;
-    while (true) {
+    if (o.token) {
+        int made = s_rotate_by_grant (client, root, current, fresh, o.token, o.out, overlap, &e);
+        if (made) {
+            rc = made > 0 ? CLI_OK : CLI_FAIL;
+            goto done;
+        }
+    }
+    kc_enrolment_t asked = { 0 };
+    while (!o.token) {
         if (kc_client_rotate (client, kc_cert_public_key (fresh), overlap, &e, &why)) {
             cli_fail ("rotate", "%s", why.text);
+            goto done;
+        }
+        if (first) {
+            asked = e;
+        }
+        else
+        if (!s_same_request ("rotate", &asked, &e)) {
             goto done;
         }
         if (e.state != KC_ENROL_PENDING || !wait) {
@@ -586,7 +653,7 @@ cmd_rotate (int argc, char *argv [])
     kc_fingerprint (kc_cert_public_key (current), from);
     kc_fingerprint (kc_cert_public_key (fresh), to);
     if (e.state == KC_ENROL_REGISTERED) {
-        if (s_swap (key_path, overlap) == 0) {
+        if (s_swap (key_path, fresh, overlap) == 0) {
             rc = CLI_OK;
             if (online.json) {
                 printf ("{\"state\": \"rotated\", \"name\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", "
@@ -604,7 +671,8 @@ cmd_rotate (int argc, char *argv [])
         rc = s_report (&e, online.json, first);
         if (e.state == KC_ENROL_PENDING && !online.json) {
             printf ("  replaces     %s (valid %s more once approved)\n"
-                    "run 'keyclone rotate' again (or with --wait) after the approval to put the new key in place\n",
+                    "once it is approved, the node's agent puts the new key in place (or run 'keyclone rotate' "
+                    "again, or give --wait)\n",
                     from, s_span (overlap * 1000, span));
         }
     }
@@ -810,7 +878,7 @@ cmd_pending (int argc, char *argv [])
 typedef struct {
     bool found;
     uint8_t status;
-    uint64_t not_after;
+    uint64_t version, not_after;
     char name [KC_RECORD_NAME_MAX + 1];
     char tags [KC_RECORD_TAGS_MAX][KC_RECORD_TAG_MAX + 1];
     size_t tag_count;
@@ -823,6 +891,7 @@ s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
     s_old_t *self = arg;
     self->found = true;
     self->status = record->status;
+    self->version = record->version;
     self->not_after = record->not_after;
     snprintf (self->name, sizeof self->name, "%.*s", record->name_size, record->name);
     const uint8_t *p = record->tags;
@@ -840,23 +909,24 @@ s_collect_old (uint64_t seq, const kc_record_t *record, void *arg)
 //  agent ever sees the new key without the old one's end. NULL after
 //  printing why.
 static kc_batch_builder_t *
-s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e, const s_opts_t *answer)
+s_registration (const char *command, kc_client_t *client, const kc_root_t *root, const kc_enrolment_t *e,
+                const s_opts_t *answer)
 {
     kc_why_t why;
     uint64_t seconds = 0;
     if (answer->expires && kc_duration_parse (answer->expires, &seconds, &why)) {
-        cli_usage ("approve", "--expires: %s", why.text);
+        cli_usage (command, "--expires: %s", why.text);
         return NULL;
     }
     static s_old_t old;
     memset (&old, 0, sizeof old);
     char fp [KC_FINGERPRINT_CHARS + 1];
     if (e->rotation && kc_client_query (client, "key", e->replaces, KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
         return NULL;
     }
     if (e->rotation && (!old.found || old.status != KC_STATUS_ACTIVE)) {
-        cli_fail ("approve", "the key this request replaces, %s, is not registered any more: not approved "
+        cli_fail (command, "the key this request replaces, %s, is not registered any more: not approved "
                   "(the node can enrol its new key instead)", kc_fingerprint (e->replaces, fp));
         return NULL;
     }
@@ -885,7 +955,7 @@ s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t
     kc_batch_builder_t *builder = kc_batch_builder_new (kc_root_directory (root), (uint64_t) now.tv_sec);
     if (kc_batch_builder_add (builder, &spec, &why)
     ||  (e->rotation && kc_batch_builder_add (builder, &ending, &why))) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
         kc_batch_builder_destroy (&builder);
     }
     return builder;
@@ -894,19 +964,19 @@ s_registration (kc_client_t *client, const kc_root_t *root, const kc_enrolment_t
 //  With --out: the registration signed by the operators given, written for
 //  the others to cosign ('keyclone cosign', then 'keyclone submit').
 static int
-s_write_partial (const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t **signers, int count,
-                 const char *out)
+s_write_partial (const char *command, const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t **signers,
+                 int count, const char *out)
 {
     kc_why_t why;
     kc_batch_t *batch = kc_batch_builder_finish (builder, signers, (size_t) count, &why);
     if (!batch) {
-        return cli_fail ("approve", "%s", why.text);
+        return cli_fail (command, "%s", why.text);
     }
     size_t size;
     const uint8_t *data = kc_batch_data (batch, &size);
     int rc = kc_file_write_atomic (out, data, size, 0644, &why);
     if (rc) {
-        cli_fail ("approve", "%s", why.text);
+        cli_fail (command, "%s", why.text);
     }
     else {
         bool complete = kc_batch_verify (batch, root, kc_now (), &why) == 0;
@@ -915,6 +985,166 @@ s_write_partial (const kc_root_t *root, kc_batch_builder_t *builder, kc_signer_t
     }
     kc_batch_destroy (&batch);
     return rc ? CLI_FAIL : CLI_OK;
+}
+
+//  rotate --replace OLD --new NEW (operators): what approving a node's
+//  rotation request signs, without a request: NEW registered under OLD's
+//  name and tags, and OLD registered again ending after the overlap, in
+//  one batch (s_registration). For a node whose new key came another way
+//  (made by 'keyclone rotate', which leaves it in KEY.next, or provisioned
+//  by configuration management); the node's agent swaps KEY.next in once
+//  its cache holds it.
+static int
+s_rotate_signed (cli_online_t *online, const s_opts_t *o, uint64_t overlap)
+{
+    kc_why_t why;
+    int rc = CLI_FAIL, count = -1;
+    kc_signer_t *signers [CLI_OPERATORS_MAX];
+    kc_batch_builder_t *builder = NULL;
+    kc_root_t *root = cli_load_pinned_root ("rotate", online->root_path);
+    kc_client_t *client = root ? cli_online_client ("rotate", online, root) : NULL;
+    kc_enrolment_t e = { .rotation = true, .overlap = overlap ? overlap : 1 };
+    static s_old_t old;
+    memset (&old, 0, sizeof old);
+    if (!client) {
+        goto done;
+    }
+    if (cli_key_input (client, o->replace, e.replaces, &why) || cli_key_input (client, o->new_key, e.key, &why)) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1], next [KC_FINGERPRINT_CHARS + 1], span [24];
+    kc_fingerprint (e.replaces, fp);
+    kc_fingerprint (e.key, next);
+    if (memcmp (e.key, e.replaces, KC_KEY_BYTES) == 0) {
+        cli_fail ("rotate", "--new is the key --replace names (%s): a rotation needs another key", fp);
+        goto done;
+    }
+    if (kc_client_query (client, "key", e.replaces, KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    if (!old.found || old.status != KC_STATUS_ACTIVE) {
+        cli_fail ("rotate", "%s is not a registered key: nothing to rotate (register the new key instead)", fp);
+        goto done;
+    }
+    snprintf (e.name, sizeof e.name, "%s", old.name);
+    for (size_t i = 0; i < old.tag_count; i++) {
+        snprintf (e.tags [i], sizeof e.tags [i], "%s", old.tags [i]);
+    }
+    e.tag_count = old.tag_count;
+    builder = s_registration ("rotate", client, root, &e, o);
+    count = builder ? cli_load_operators ("rotate", online->dir, online->operators, online->operator_count, signers)
+                    : -1;
+    if (count < 0) {
+        goto done;
+    }
+    if (o->out) {
+        rc = s_write_partial ("rotate", root, builder, signers, count, o->out);
+        goto done;
+    }
+    uint64_t seq;
+    bool duplicate;
+    if (cli_sign_submit ("rotate", client, root, builder, signers, count, &seq, &duplicate)) {
+        goto done;
+    }
+    if (online->json) {
+        printf ("{\"state\": \"rotated\", \"name\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"seq\": %llu}\n",
+                e.name, fp, next, (unsigned long long) seq);
+    }
+    else {
+        printf ("rotated %s: %s registered at seq %llu; the key it replaces, %s, stays valid %s more\n", e.name,
+                next, (unsigned long long) seq, fp, s_span (e.overlap * 1000, span));
+    }
+    rc = CLI_OK;
+done:
+    for (int i = 0; i < count; i++) {
+        kc_signer_destroy (&signers [i]);
+    }
+    kc_batch_builder_destroy (&builder);
+    kc_client_destroy (&client);
+    kc_root_destroy (&root);
+    cli_online_release (online);
+    return rc;
+}
+
+//  rotate --token FILE (a node): the node signs its own rotation with a
+//  grant's token (docs/records.md 8.5): its new key registered under its
+//  name with the grant's tags, and its current key (the one the request is
+//  authenticated with, which the server requires) registered again ending
+//  after the overlap, in one log entry every agent checks against the
+//  grant. Sets e (registered, seq, name) and returns 0; with out, writes
+//  the entry there (for 'keyclone submit --client-key' with the current
+//  key) and returns 1; or says why and returns -1.
+static int
+s_rotate_by_grant (kc_client_t *client, const kc_root_t *root, const kc_cert_t *current, const kc_cert_t *fresh,
+                   const char *token_path, const char *out, uint64_t overlap, kc_enrolment_t *e)
+{
+    kc_why_t why;
+    int rc = -1;
+    kc_signer_t *token = kc_signer_load (token_path, &why);
+    kc_grant_t *grant = token ? s_token_grant (token_path, &why) : NULL;
+    kc_grant_use_t *use = NULL;
+    static s_old_t old;
+    memset (&old, 0, sizeof old);
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    kc_fingerprint (kc_cert_public_key (current), fp);
+    if (!grant) {
+        cli_fail ("rotate", "--token: %s", why.text);
+        goto done;
+    }
+    if (memcmp (grant->grant_key, kc_signer_public_key (token), KC_KEY_BYTES)) {
+        cli_fail ("rotate", "--token: the token is not the grant's (%s.grant names another key)", token_path);
+        goto done;
+    }
+    if (kc_client_query (client, "key", kc_cert_public_key (current), KC_KEY_BYTES, s_collect_old, &old, &why) < 0) {
+        cli_fail ("rotate", "%s", why.text);
+        goto done;
+    }
+    if (!old.found || old.status != KC_STATUS_ACTIVE) {
+        cli_fail ("rotate", "this node's key %s is not registered: enrol it ('keyclone enrol --token')", fp);
+        goto done;
+    }
+    const char *tags [KC_RECORD_TAGS_MAX];
+    for (size_t i = 0; i < grant->tag_count; i++) {
+        tags [i] = grant->tags [i];
+    }
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    uint64_t created = (uint64_t) now.tv_sec, until = created + (overlap ? overlap : 1);
+    uint64_t version = (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
+    kc_record_spec_t spec = { .key = kc_cert_public_key (fresh), .name = old.name, .tags = tags,
+                              .tag_count = grant->tag_count };
+    kc_record_spec_t ending = { .key = kc_cert_public_key (current), .name = old.name, .tags = tags,
+                                .tag_count = grant->tag_count,
+                                .version = version > old.version ? version : old.version + 1,
+                                .not_after = old.not_after && old.not_after < until ? old.not_after : until };
+    use = kc_grant_use_new_rotation (kc_root_directory (root), token, created, &spec, &ending, &why);
+    uint64_t seq;
+    bool duplicate;
+    if (use && out) {
+        if (kc_file_write_atomic (out, use->data, use->size, 0644, &why)) {
+            cli_fail ("rotate", "%s", why.text);
+        }
+        else {
+            printf ("wrote %s: the rotation of %s (%s) signed with the token; 'keyclone submit' it with "
+                    "--client-key and this key\n", out, old.name, fp);
+            rc = 1;
+        }
+        goto done;
+    }
+    if (!use || kc_client_submit_data (client, use->data, use->size, &seq, &duplicate, &why)) {
+        cli_fail ("rotate", "%s%s", use ? "the server refused the rotation: " : "", why.text);
+        goto done;
+    }
+    *e = (kc_enrolment_t) { .state = KC_ENROL_REGISTERED, .seq = seq };
+    snprintf (e->name, sizeof e->name, "%s", old.name);
+    rc = 0;
+done:
+    kc_grant_use_destroy (&use);
+    kc_grant_destroy (&grant);
+    kc_signer_destroy (&token);
+    return rc;
 }
 
 int
@@ -960,14 +1190,14 @@ cmd_approve (int argc, char *argv [])
                   e->name, fp, code, wanted);
         goto done;
     }
-    builder = s_registration (session.client, session.root, e, &answer);
+    builder = s_registration ("approve", session.client, session.root, e, &answer);
     count = builder ? cli_load_operators ("approve", online.dir, online.operators, online.operator_count,
                                           signers) : -1;
     if (count < 0) {
         goto done;
     }
     if (answer.out) {
-        rc = s_write_partial (session.root, builder, signers, count, answer.out);
+        rc = s_write_partial ("approve", session.root, builder, signers, count, answer.out);
         goto done;
     }
     uint64_t seq;

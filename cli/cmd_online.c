@@ -97,8 +97,8 @@ s_collect_prefix (uint64_t seq, const kc_record_t *record, void *arg)
 //  registered key, which must be unique (the server's records are read in
 //  key order from the prefix). 0, or -1 with a reason (several matches are
 //  listed).
-static int
-s_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+int
+cli_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
 {
     size_t length = strlen (text);
     if (length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) {
@@ -165,7 +165,7 @@ s_count_record (uint64_t seq, const kc_record_t *record, void *arg)
     return 0;
 }
 
-//  A key (as s_key_input takes it) or a node name: *is_key says which. A
+//  A key (as cli_key_input takes it) or a node name: *is_key says which. A
 //  valid name that is also all hex is a name when the directory has it,
 //  else a fingerprint. Without a client, fingerprints are not looked up.
 static int
@@ -175,7 +175,7 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
     size_t length = strlen (text);
     *is_key = true;
     if ((length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) || kc_file_exists (text)) {
-        return s_key_input (client, text, key, why);
+        return cli_key_input (client, text, key, why);
     }
     bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
     for (size_t i = 0; hex && i < length; i++) {
@@ -190,7 +190,7 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
             return 0;
         }
     }
-    return s_key_input (client, text, key, why);
+    return cli_key_input (client, text, key, why);
 }
 
 //  --- register ----------------------------------------------------------------
@@ -508,7 +508,7 @@ cmd_register (int argc, char *argv [])
         static s_targets_t held;
         memset (&held, 0, sizeof held);
         held.by_name = true;                //  the unrevoked records only
-        if (s_key_input (self.client, key, raw_key, &why)
+        if (cli_key_input (self.client, key, raw_key, &why)
         ||  kc_client_query (self.client, "key", raw_key, KC_KEY_BYTES, s_collect_target, &held, &why) < 0) {
             cli_fail ("register", "%s", why.text);
             s_register_close (&self);
@@ -765,7 +765,8 @@ cmd_submit (int argc, char *argv [])
             else
             if (grant || use) {
                 char fp [KC_FINGERPRINT_CHARS + 1];
-                snprintf (what, sizeof what, "%s %s", grant ? "grant" : "registration by grant",
+                snprintf (what, sizeof what, "%s %s",
+                          grant ? "grant" : use->rotation ? "rotation by grant" : "registration by grant",
                           kc_fingerprint (grant ? grant->grant_key : use->grant_key, fp));
             }
             else {
@@ -900,6 +901,61 @@ cmd_show (int argc, char *argv [])
 
 //  --- lookup and status (agent) -----------------------------------------------
 
+static bool
+s_hex (const char *text)
+{
+    size_t length = strlen (text);
+    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
+    for (size_t i = 0; hex && i < length; i++) {
+        hex = isxdigit ((unsigned char) text [i]);
+    }
+    return hex;
+}
+
+//  The one key of the agent's cache whose fingerprint (hex) starts with
+//  text: 0 with it, 1 when there is none, -1 with a reason (several,
+//  listed; or the agent did not answer).
+static int
+s_agent_prefix (const cli_online_t *online, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+{
+    char *listed = NULL;
+    char *json = kc_agent_request_both (online->agent, online->timeout_ms, "PREFIX", (const uint8_t *) text,
+                                        strlen (text), &listed, why);
+    uint64_t count = 0;
+    int rc = 0;
+    if (!json) {
+        rc = -1;
+    }
+    else
+    if (!cli_status_u64 (json, "count", &count)) {
+        rc = kc_why (why, "the agent's answer to PREFIX has no count");
+    }
+    else
+    if (count == 0) {
+        rc = 1;
+    }
+    else
+    if (count > 1) {
+        //  The text rendering: one line a key (verdict, key, name, ...)
+        for (char *p = listed; p && (p = strchr (p, '\n')); ) {
+            *p = ';';
+        }
+        rc = kc_why (why, "the fingerprint '%s' matches %llu keys: %s give more of it", text,
+                     (unsigned long long) count, listed);
+    }
+    else {
+        const char *at = strstr (json, "\"key\": \"");
+        char z85 [KC_Z85_KEY_CHARS + 1] = "";
+        if (at) {
+            snprintf (z85, sizeof z85, "%s", at + 8);
+        }
+        rc = kc_z85_key (z85, key, why);
+    }
+    free (json);
+    free (listed);
+    return rc;
+}
+
 int
 cmd_lookup (int argc, char *argv [])
 {
@@ -920,10 +976,23 @@ cmd_lookup (int argc, char *argv [])
     uint8_t key [KC_KEY_BYTES];
     bool by_key;
     kc_why_t why;
-    //  A Z85 key, a certificate file, or a name (the agent has no
-    //  fingerprint search)
+    //  A Z85 key, a certificate file, a name, or a fingerprint (the agent
+    //  searches its cache: s_agent_prefix)
     if (s_key_or_name (NULL, what, key, &by_key, &why)) {
         return cli_fail ("lookup", "%s", why.text);
+    }
+    if (!by_key && s_hex (what)) {
+        //  All hex, a valid name too: the name when the agent knows it,
+        //  else a fingerprint, else the name nobody has (unknown)
+        char *named = kc_agent_request (online.agent, online.timeout_ms, "NAME", (const uint8_t *) what,
+                                        strlen (what), true, &why);
+        bool known = named && !strstr (named, "\"keys\": []");
+        free (named);
+        int found = known ? 1 : s_agent_prefix (&online, what, key, &why);
+        if (found < 0) {
+            return cli_fail ("lookup", "%s", why.text);
+        }
+        by_key = found == 0;
     }
     char *reply = kc_agent_request (online.agent, online.timeout_ms, by_key ? "LOOKUP" : "NAME",
                                     by_key ? key : (const uint8_t *) what,
@@ -1146,7 +1215,7 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
             return;
         }
         if (!log->name || KC_STREQ (kc_record_name (&use->record, name), log->name)) {
-            s_log_head (log, entry, "register by grant");
+            s_log_head (log, entry, use->rotation ? "rotate by grant" : "register by grant");
             kc_fingerprint (use->grant_key, fp);
             if (log->json) {
                 printf (", \"grant\": \"%s\", \"records\": [", fp);
@@ -1155,6 +1224,10 @@ s_log_grant (s_log_t *log, const kc_entry_t *entry)
                 printf (", signed with the token of grant %s; submitted by %s\n", fp, submitter);
             }
             cli_print_record (stdout, &use->record, log->json);
+            if (use->rotation) {
+                printf ("%s", log->json ? ", " : "");
+                cli_print_record (stdout, &use->replaced, log->json);
+            }
             printf ("%s", log->json ? "]}" : "");
             log->shown++;
         }

@@ -5,6 +5,8 @@
 */
 #include "cli.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +130,14 @@ s_parse_item (s_item_t *item, const char *argument, bool revoke, kc_why_t *why)
     if (comma) {
         *comma = 0;
     }
-    if (kc_z85_key (p, item->key, why)) {
+    //  A Z85 key, or a certificate file; offline, a fingerprint is refused
+    //  with the reason (cli_key_input says it)
+    size_t length = strlen (p);
+    bool hex = length >= 8 && length <= 2 * KC_KEY_BYTES && length != KC_Z85_KEY_CHARS;
+    for (size_t i = 0; hex && i < length; i++) {
+        hex = isxdigit ((unsigned char) p [i]);
+    }
+    if (kc_file_exists (p) || hex ? cli_key_input (NULL, p, item->key, why) : kc_z85_key (p, item->key, why)) {
         return -1;
     }
     item->spec.key = item->key;

@@ -14,6 +14,7 @@
 #include "kc_file.h"
 #include "kc_zpl.h"
 #include "kc_keys.h"
+#include "kc_nodekey.h"
 #include "kc_record.h"
 #include "kc_enrol.h"
 #include "kc_grant.h"

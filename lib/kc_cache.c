@@ -423,6 +423,55 @@ kc_cache_lookup (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES],
     return 0;
 }
 
+static bool
+s_has_prefix (const uint8_t *key, const uint8_t *prefix, size_t nibbles)
+{
+    if (memcmp (key, prefix, nibbles / 2)) {
+        return false;
+    }
+    return nibbles % 2 == 0 || (key [nibbles / 2] >> 4) == (prefix [nibbles / 2] >> 4);
+}
+
+int
+kc_cache_prefix (kc_cache_t *self, const uint8_t *prefix, size_t nibbles, kc_cache_entry_fn *fn, void *arg,
+                 kc_why_t *why)
+{
+    if (nibbles < KC_CACHE_PREFIX_MIN || nibbles > 2 * KC_KEY_BYTES) {
+        return kc_why (why, "a key prefix is %d to %d hex digits", KC_CACHE_PREFIX_MIN, 2 * KC_KEY_BYTES);
+    }
+    s_blob_t *blob = s_bucket (self, &self->key_buckets, S_GET_KEYS, kc_bucket_of_key (prefix), why);
+    if (!blob) {
+        return -1;
+    }
+    //  The matching keys first: lookups reuse the scratch blob
+    uint8_t (*keys) [KC_KEY_BYTES] = malloc (blob->size + KC_KEY_BYTES);
+    assert (keys);
+    size_t offset = 0, count = 0;
+    kc_bucket_entry_t entry;
+    int rc;
+    while ((rc = kc_bucket_next (blob->data, blob->size, &offset, &entry, why)) == 1) {
+        if (s_has_prefix (entry.record.key, prefix, nibbles)) {
+            memcpy (keys [count++], entry.record.key, KC_KEY_BYTES);
+        }
+    }
+    if (rc < 0) {
+        self->damaged = true;
+        kc_why_prefix (why, "cache: damaged bucket %u", kc_bucket_of_key (prefix));
+    }
+    bool more = true;
+    for (size_t i = 0; rc == 0 && more && i < count; i++) {
+        kc_cache_entry_t found;
+        if (kc_cache_lookup (self, keys [i], &found, why)) {
+            rc = -1;
+        }
+        else {
+            more = fn (&found, arg) == 0;
+        }
+    }
+    free (keys);
+    return rc < 0 ? -1 : (int) count;
+}
+
 int
 kc_cache_by_name (kc_cache_t *self, const char *name, kc_cache_entry_fn *fn, void *arg,
                   kc_why_t *why)
@@ -1372,6 +1421,15 @@ kc_cache_test (bool verbose)
     assert (kc_cache_by_name (cache, "web", s_count_entry, &named, &why) == 2 && named == 2);
     named = 0;
     assert (kc_cache_by_name (cache, "db", s_count_entry, &named, &why) == 1);
+    //  Fingerprint search: key 0x0101... by 8 hex digits, upper or odd length
+    uint8_t prefix [32] = { 0x01, 0x01, 0x01, 0x01, 0x10 };
+    named = 0;
+    assert (kc_cache_prefix (cache, prefix, 8, s_count_entry, &named, &why) == 1 && named == 1);
+    named = 0;
+    assert (kc_cache_prefix (cache, prefix, 9, s_count_entry, &named, &why) == 0 && named == 0);
+    prefix [4] = 0x01;
+    assert (kc_cache_prefix (cache, prefix, 10, s_count_entry, &named, &why) == 1);
+    assert (kc_cache_prefix (cache, prefix, 3, s_count_entry, &named, &why) == -1);
     int changes = 0;
     assert (kc_cache_changes (cache, 1, s_count_change, &changes, &why) == 2);
 

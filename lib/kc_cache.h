@@ -201,6 +201,15 @@ int
     kc_cache_lookup (kc_cache_t *self, const uint8_t key [static KC_KEY_BYTES],
                      kc_cache_entry_t *entry, kc_why_t *why) KC_WUR;
 
+//  Calls fn (until it returns non-zero) for every key whose hex starts with
+//  the first nibbles half bytes of prefix (KC_CACHE_PREFIX_MIN to 64, so
+//  the keys share one bucket): a fingerprint search. Returns how many keys
+//  match (all of them, whatever fn said), or -1 with a reason.
+#define KC_CACHE_PREFIX_MIN     4           //  nibbles: the bucket's two bytes
+int
+    kc_cache_prefix (kc_cache_t *self, const uint8_t *prefix, size_t nibbles, kc_cache_entry_fn *fn, void *arg,
+                     kc_why_t *why);
+
 //  Calls fn for every key of a node name. Returns the count, or -1.
 int
     kc_cache_by_name (kc_cache_t *self, const char *name, kc_cache_entry_fn *fn, void *arg,

@@ -4,6 +4,7 @@
     =========================================================================
 */
 #include "kc_grant.h"
+#include "kc_enrol.h"
 #include "kc_head.h"
 #include "kc_keys.h"
 #include "kc_wire.h"
@@ -16,6 +17,7 @@
 
 static const uint8_t s_grant_magic [4] = { 'K', 'C', 'G', 'R' };
 static const uint8_t s_use_magic [4] = { 'K', 'C', 'G', 'U' };
+static const uint8_t s_rotation_magic [4] = { 'K', 'C', 'G', 'X' };
 
 bool
 kc_grant_is_grant (const uint8_t *data, size_t size)
@@ -26,7 +28,7 @@ kc_grant_is_grant (const uint8_t *data, size_t size)
 bool
 kc_grant_is_use (const uint8_t *data, size_t size)
 {
-    return size >= 4 && memcmp (data, s_use_magic, 4) == 0;
+    return size >= 4 && (memcmp (data, s_use_magic, 4) == 0 || memcmp (data, s_rotation_magic, 4) == 0);
 }
 
 static bool
@@ -353,6 +355,39 @@ kc_grant_destroy (kc_grant_t **self_p)
 
 //  --- Uses ----------------------------------------------------------------------
 
+static bool
+s_same_tags (const kc_record_t *a, const kc_record_t *b)
+{
+    size_t size_a = a->encoded_size - (size_t) (a->tags - a->encoded);
+    size_t size_b = b->encoded_size - (size_t) (b->tags - b->encoded);
+    //  The tags run to the reason, which is empty in an active record
+    return a->tag_count == b->tag_count && size_a == size_b && memcmp (a->tags, b->tags, size_a) == 0;
+}
+
+//  A rotation's second record: the key the new one replaces, active, in the
+//  use's directory, under the same name and tags, ending within the
+//  longest overlap after the use was made.
+static int
+s_decode_replaced (kc_reader_t *r, kc_grant_use_t *self, kc_why_t *why)
+{
+    if (kc_record_decode (r, &self->replaced, why)) {
+        return kc_why_prefix (why, "grant rotation: the replaced key's record");
+    }
+    const kc_record_t *new_key = &self->record, *old_key = &self->replaced;
+    if (old_key->status != KC_STATUS_ACTIVE || memcmp (old_key->directory, self->directory, KC_HASH_BYTES)
+    ||  memcmp (old_key->key, new_key->key, KC_KEY_BYTES) == 0
+    ||  old_key->name_size != new_key->name_size || memcmp (old_key->name, new_key->name, new_key->name_size)
+    ||  !s_same_tags (old_key, new_key)) {
+        return kc_why (why, "a grant rotation's replaced key is another key, active, in its directory, "
+                       "with the new key's name and tags");
+    }
+    if (old_key->not_after <= self->created || old_key->not_after > self->created + KC_ENROL_OVERLAP_MAX) {
+        return kc_why (why, "a grant rotation ends the replaced key after its creation, within %llu s",
+                       (unsigned long long) KC_ENROL_OVERLAP_MAX);
+    }
+    return 0;
+}
+
 kc_grant_use_t *
 kc_grant_use_decode (const uint8_t *data, size_t size, kc_why_t *why)
 {
@@ -372,8 +407,10 @@ kc_grant_use_decode (const uint8_t *data, size_t size, kc_why_t *why)
     kc_reader_init (&r, self->data, size);
     const uint8_t *magic = kc_read_bytes (&r, 4), *directory, *key;
     uint8_t format = 0;
-    if (!magic || memcmp (magic, s_use_magic, 4) || kc_read_u8 (&r, &format) || format != KC_GRANT_FORMAT) {
-        kc_why (why, "not a grant use (magic KCGU, format %d)", KC_GRANT_FORMAT);
+    self->rotation = magic && memcmp (magic, s_rotation_magic, 4) == 0;
+    if (!magic || (memcmp (magic, s_use_magic, 4) && !self->rotation) || kc_read_u8 (&r, &format)
+    ||  format != KC_GRANT_FORMAT) {
+        kc_why (why, "not a grant use (magic KCGU or KCGX, format %d)", KC_GRANT_FORMAT);
         goto fail;
     }
     if (!(directory = kc_read_bytes (&r, KC_HASH_BYTES)) || !(key = kc_read_bytes (&r, KC_KEY_BYTES))
@@ -393,6 +430,9 @@ kc_grant_use_decode (const uint8_t *data, size_t size, kc_why_t *why)
         kc_why (why, "a grant use registers a key: active, version 1, no not-before, its own directory");
         goto fail;
     }
+    if (self->rotation && s_decode_replaced (&r, self, why)) {
+        goto fail;
+    }
     self->body_size = r.pos;
     if (!kc_read_bytes (&r, KC_SIGNATURE_BYTES) || kc_reader_left (&r)) {
         kc_why (why, "grant use must end with exactly one 64-byte signature");
@@ -405,13 +445,13 @@ fail:
     return NULL;
 }
 
-kc_grant_use_t *
-kc_grant_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token, uint64_t created,
-                  const kc_record_spec_t *spec, kc_why_t *why)
+static kc_grant_use_t *
+s_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token, uint64_t created,
+           const kc_record_spec_t *spec, const kc_record_spec_t *replaced, kc_why_t *why)
 {
     kc_writer_t w;
     kc_writer_init (&w);
-    kc_write_bytes (&w, s_use_magic, 4);
+    kc_write_bytes (&w, replaced ? s_rotation_magic : s_use_magic, 4);
     kc_write_u8 (&w, KC_GRANT_FORMAT);
     kc_write_bytes (&w, directory, KC_HASH_BYTES);
     kc_write_bytes (&w, kc_signer_public_key (token), KC_KEY_BYTES);
@@ -421,7 +461,10 @@ kc_grant_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signe
     record.version = 1;
     record.not_before = 0;
     record.status = KC_STATUS_ACTIVE;
-    if (kc_record_encode (&record, &w, why)) {
+    kc_record_spec_t old_key = replaced ? *replaced : record;
+    old_key.directory = directory;
+    old_key.status = KC_STATUS_ACTIVE;
+    if (kc_record_encode (&record, &w, why) || (replaced && kc_record_encode (&old_key, &w, why))) {
         kc_writer_free (&w);
         return NULL;
     }
@@ -435,6 +478,21 @@ kc_grant_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signe
     kc_grant_use_t *self = kc_grant_use_decode (data, size, why);
     free (data);
     return self;
+}
+
+kc_grant_use_t *
+kc_grant_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token, uint64_t created,
+                  const kc_record_spec_t *spec, kc_why_t *why)
+{
+    return s_use_new (directory, token, created, spec, NULL, why);
+}
+
+kc_grant_use_t *
+kc_grant_use_new_rotation (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token,
+                           uint64_t created, const kc_record_spec_t *spec, const kc_record_spec_t *replaced,
+                           kc_why_t *why)
+{
+    return s_use_new (directory, token, created, spec, replaced, why);
 }
 
 int
@@ -474,6 +532,26 @@ kc_grant_use_check (const kc_grant_use_t *self, const kc_grant_t *grant, uint64_
     return 0;
 }
 
+int
+kc_grant_use_check_replaced (const kc_grant_use_t *self, uint8_t stored_status, const char *stored_name,
+                             kc_why_t *why)
+{
+    if (!self->rotation) {
+        return 0;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1], name [KC_RECORD_NAME_MAX + 1];
+    kc_fingerprint (self->replaced.key, fp);
+    kc_record_name (&self->record, name);
+    if (stored_status != KC_STATUS_ACTIVE) {
+        return kc_why (why, "the key a grant rotation replaces, %s, is not registered", fp);
+    }
+    if (!KC_STREQ (stored_name, name)) {
+        return kc_why (why, "the key a grant rotation replaces, %s, is registered under another name than '%s'",
+                       fp, name);
+    }
+    return 0;
+}
+
 kc_batch_t *
 kc_grant_use_batch (const kc_grant_use_t *self)
 {
@@ -483,8 +561,16 @@ kc_grant_use_batch (const kc_grant_use_t *self)
     kc_write_u8 (&w, KC_BATCH_FORMAT);
     kc_write_bytes (&w, self->directory, KC_HASH_BYTES);
     kc_write_u64 (&w, self->created);
-    kc_write_u32 (&w, 1);
-    kc_write_bytes (&w, self->record.encoded, self->record.encoded_size);
+    kc_write_u32 (&w, self->rotation ? 2 : 1);
+    const kc_record_t *first = &self->record, *second = &self->replaced;
+    if (self->rotation && memcmp (second->key, first->key, KC_KEY_BYTES) < 0) {
+        first = &self->replaced;            //  a batch's records ascend by key
+        second = &self->record;
+    }
+    kc_write_bytes (&w, first->encoded, first->encoded_size);
+    if (self->rotation) {
+        kc_write_bytes (&w, second->encoded, second->encoded_size);
+    }
     kc_write_u8 (&w, 0);
     size_t size;
     uint8_t *data = kc_writer_take (&w, &size);
@@ -645,6 +731,37 @@ kc_grant_test (bool verbose)
     use = kc_grant_use_new (fields.directory, op, 1500, &spec, &why);
     assert (kc_grant_use_check (use, grant, 0, &why) == -1 && strstr (why.text, "unknown"));
     kc_grant_use_destroy (&use);
+    //  A rotation: the new key and the replaced one ending, one use
+    uint8_t older [KC_KEY_BYTES];
+    memset (older, 0x7f, sizeof older);             //  above node: the batch puts it second
+    kc_record_spec_t ending = { .key = older, .version = 9, .not_after = 1500 + 3600, .name = "web-8",
+                                .tags = tags, .tag_count = 2 };
+    use = kc_grant_use_new_rotation (fields.directory, token, 1500, &spec, &ending, &why);
+    assert (use && use->rotation && memcmp (use->data, "KCGX", 4) == 0 && kc_grant_is_use (use->data, use->size));
+    assert (kc_grant_use_check (use, grant, 0, &why) == 0);
+    assert (kc_grant_use_check_replaced (use, KC_STATUS_ACTIVE, "web-8", &why) == 0);
+    assert (kc_grant_use_check_replaced (use, KC_STATUS_ACTIVE, "web-9", &why) == -1
+            && strstr (why.text, "another name"));
+    assert (kc_grant_use_check_replaced (use, 0, "", &why) == -1 && strstr (why.text, "not registered"));
+    batch = kc_grant_use_batch (use);
+    assert (kc_batch_count (batch) == 2 && memcmp (kc_batch_record (batch, 0)->key, node, 32) == 0
+            && kc_batch_record (batch, 1)->not_after == 1500 + 3600);
+    kc_batch_destroy (&batch);
+    kc_grant_use_t *again = kc_grant_use_decode (use->data, use->size, &why);
+    assert (again && again->size == use->size && memcmp (again->digest, use->digest, KC_HASH_BYTES) == 0);
+    kc_grant_use_destroy (&again);
+    kc_grant_use_destroy (&use);
+    //  Refused: no end, an end past the longest overlap, another name, the same key
+    ending.not_after = 0;
+    assert (!kc_grant_use_new_rotation (fields.directory, token, 1500, &spec, &ending, &why));
+    ending.not_after = 1500 + KC_ENROL_OVERLAP_MAX + 1;
+    assert (!kc_grant_use_new_rotation (fields.directory, token, 1500, &spec, &ending, &why));
+    ending.not_after = 1600;
+    ending.name = "web-9";
+    assert (!kc_grant_use_new_rotation (fields.directory, token, 1500, &spec, &ending, &why));
+    ending.name = "web-8";
+    ending.key = node;
+    assert (!kc_grant_use_new_rotation (fields.directory, token, 1500, &spec, &ending, &why));
     //  A revocation: only the key and a reason
     kc_grant_t revoked = { .status = KC_STATUS_REVOKED };
     memcpy (revoked.directory, fields.directory, KC_HASH_BYTES);

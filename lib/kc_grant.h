@@ -24,7 +24,8 @@
 #define KC_GRANT_PATTERN_MAX        255         //  bytes of a name pattern
 #define KC_GRANT_SIGNATURES_MAX     32
 #define KC_GRANT_BYTES_MAX          4096        //  a whole grant encoding
-#define KC_GRANT_USE_BYTES_MAX      (4 + 1 + 32 + 32 + 8 + KC_RECORD_BYTES_MAX + KC_SIGNATURE_BYTES)
+#define KC_GRANT_USE_BYTES_MAX      (4 + 1 + 32 + 32 + 8 + 2 * KC_RECORD_BYTES_MAX + KC_SIGNATURE_BYTES)
+                                                //  (a rotation holds two records)
 #define KC_CONTEXT_GRANT            "keyclone grant v1"
 #define KC_CONTEXT_GRANT_USE        "keyclone grant use v1"
 
@@ -51,12 +52,15 @@ typedef struct {
     uint8_t grant_key [KC_KEY_BYTES];
     uint64_t created;                       //  seconds, the node's clock
     kc_record_t record;                     //  a view into data
+    bool rotation;                          //  a rotation by grant ("KCGX"): the node's
+    kc_record_t replaced;                   //  key it replaces, ending (a view into data)
     uint8_t digest [KC_HASH_BYTES];
     uint8_t *data;                          //  the encoding (owned)
     size_t size, body_size;
 } kc_grant_use_t;
 
-//  True when data starts as a grant or as a grant use (their magic).
+//  True when data starts as a grant or as a grant use (their magic; a use
+//  is a registration "KCGU" or a rotation "KCGX" by grant).
 bool
     kc_grant_is_grant (const uint8_t *data, size_t size);
 bool
@@ -102,6 +106,16 @@ kc_grant_use_t *
     kc_grant_use_new (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token,
                       uint64_t created, const kc_record_spec_t *spec, kc_why_t *why);
 
+//  A node's rotation under a grant (docs/records.md 8.5): the new key's
+//  record (spec: active, version 1, no not-before) and the record of the
+//  key it replaces (replaced: the same name and tags, a higher version than
+//  the stored one, not-after the end of the overlap), signed with the
+//  token. NULL with a reason.
+kc_grant_use_t *
+    kc_grant_use_new_rotation (const uint8_t directory [static KC_HASH_BYTES], const kc_signer_t *token,
+                               uint64_t created, const kc_record_spec_t *spec, const kc_record_spec_t *replaced,
+                               kc_why_t *why);
+
 //  Decodes a grant use (copies data); NULL with a reason unless canonical.
 kc_grant_use_t *
     kc_grant_use_decode (const uint8_t *data, size_t size, kc_why_t *why);
@@ -113,8 +127,17 @@ int
     kc_grant_use_check (const kc_grant_use_t *self, const kc_grant_t *grant, uint64_t used,
                         kc_why_t *why) KC_WUR;
 
-//  The use's record as an unsigned one-record batch, for the code that
-//  applies batches. The caller destroys it.
+//  A rotation's rule on the stored state (docs/records.md 8.5): the key it
+//  replaces is registered (status active) under the new key's name
+//  (stored_name, NUL-terminated). 0 (also for a use that is no rotation)
+//  or -1 with a reason.
+int
+    kc_grant_use_check_replaced (const kc_grant_use_t *self, uint8_t stored_status, const char *stored_name,
+                                 kc_why_t *why) KC_WUR;
+
+//  The use's records as an unsigned batch (one record, or two for a
+//  rotation, in key order), for the code that applies batches. The caller
+//  destroys it.
 kc_batch_t *
     kc_grant_use_batch (const kc_grant_use_t *self);
 

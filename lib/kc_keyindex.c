@@ -294,6 +294,16 @@ kc_keyindex_apply (kc_keyindex_t *self, const kc_batch_t *batch, uint64_t seq, k
     return 0;
 }
 
+const kc_keyindex_entry_t *
+kc_keyindex_find (const kc_keyindex_t *self, const uint8_t key [static KC_KEY_BYTES])
+{
+    if (self->sorted) {
+        return NULL;
+    }
+    uint32_t index = s_find (self, s_hash (self, kc_get_u64 (key)), key);
+    return index == NONE ? NULL : &self->entries [index];
+}
+
 size_t
 kc_keyindex_size (const kc_keyindex_t *self)
 {
@@ -422,10 +432,22 @@ kc_keyindex_test (bool verbose)
     assert (kc_keyindex_revoked (index) == 2);
     kc_batch_t *again = s_batch (directory, signer, 2996, 1, 99, KC_STATUS_ACTIVE);
     assert (kc_keyindex_apply (index, again, 4, &why) == -1 && strstr (why.text, "terminal"));
+    //  Found as the batches left each key (a grant rotation's check); unknown: NULL
+    uint8_t probe [32] = { 0 };
+    probe [0] = 2995 >> 8;
+    probe [1] = 2995 & 0xff;
+    probe [31] = 1;
+    const kc_keyindex_entry_t *found = kc_keyindex_find (index, probe);
+    assert (found && found->status == KC_STATUS_REVOKED && found->seq == 3);
+    probe [1] = 10;
+    found = kc_keyindex_find (index, probe);
+    assert (found && found->status == KC_STATUS_ACTIVE && found->encoded [KC_RECORD_AT_NAME] == 'n');
+    probe [31] = 2;
+    assert (kc_keyindex_find (index, probe) == NULL);
     //  Sorted: every key once, in key order, with the record that set it last
     size_t count;
     const kc_keyindex_entry_t *entries = kc_keyindex_sort (index, &count);
-    assert (entries && count == 3010);
+    assert (entries && count == 3010 && kc_keyindex_find (index, probe) == NULL);
     for (size_t i = 0; i < count; i++) {
         const uint8_t *key = kc_keyindex_key (&entries [i]);
         int n = key [0] << 8 | key [1];

@@ -51,6 +51,12 @@ int
     kc_keyindex_apply (kc_keyindex_t *self, const kc_batch_t *batch, uint64_t seq,
                        kc_why_t *why) KC_WUR;
 
+//  The entry of key as the batches applied so far left it, or NULL when
+//  the index has none (or is sorted). Owned by the index; valid until the
+//  next apply.
+const kc_keyindex_entry_t *
+    kc_keyindex_find (const kc_keyindex_t *self, const uint8_t key [static KC_KEY_BYTES]);
+
 //  How many keys the index holds, and how many of them are revoked.
 size_t
     kc_keyindex_size (const kc_keyindex_t *self);

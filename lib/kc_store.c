@@ -542,6 +542,22 @@ kc_store_check_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t now, k
         rc = kc_why (why, "key %s is already known to the directory: a grant only adds new keys",
                      kc_fingerprint (use->record.key, fp));
     }
+    //  A rotation: the key it replaces is registered under the name, and
+    //  its record is newer than the stored one (docs/records.md 8.5)
+    if (rc == 0 && use->rotation && kc_store_key (self, use->replaced.key, &stored, why)) {
+        return -1;
+    }
+    if (rc == 0 && use->rotation) {
+        rc = kc_grant_use_check_replaced (use, stored.status, stored.name, why);
+    }
+    if (rc == 0 && use->rotation && use->replaced.version <= stored.version) {
+        rc = kc_why (why, "key %s: version %llu is not above the stored version %llu",
+                     kc_fingerprint (use->replaced.key, fp), (unsigned long long) use->replaced.version,
+                     (unsigned long long) stored.version);
+    }
+    if (rc == 0 && use->rotation) {
+        rc = s_check_not_expired (&use->replaced, now, why);
+    }
     return rc ? rc : s_check_not_expired (&use->record, now, why);
 }
 
@@ -562,6 +578,7 @@ kc_store_append_use (kc_store_t *self, const kc_grant_use_t *use, uint64_t *seq,
     int rc = s_insert_entry (self, S_INSERT_BATCH, next, use->digest, next_chain, use->data, use->size, 1,
                              "append a batch", why)
           || s_upsert (self, &use->record, next, why)
+          || (use->rotation && s_upsert (self, &use->replaced, next, why))
           || kc_db_put_grant (s_stmt (self, S_PUT_GRANT), grant, next, used + 1, revoked, why);
     kc_grant_destroy (&grant);
     return rc ? -1 : s_advance (self, next, next_chain, seq, chain);

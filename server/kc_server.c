@@ -966,6 +966,13 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             }
         }
         else
+        if (found == 0 && p->use && p->use->rotation
+        &&  (!p->has_submitter || memcmp (p->submitter, p->use->replaced.key, KC_KEY_BYTES))) {
+            //  Not a rule agents can check (the handshake is not in the log),
+            //  but this server admits a rotation only from the key it replaces
+            kc_why (&p->why, "refused: a rotation by grant comes from the key it replaces");
+        }
+        else
         if (found == 0 && (p->grant || p->use)) {
             if (p->grant ? kc_grant_verify (p->grant, group_root, &p->why) == 0
                            && kc_store_check_grant (self->store, p->grant, &p->why) == 0

@@ -71,13 +71,23 @@ def test_import_reads_a_pyzmq_and_czmq_directory():
     zmq.auth.create_certificates(CERTS, "bad name!")
     with open(os.path.join(CERTS, "evil\x1b[2Jname.key"), "w") as f:
         f.write("not a certificate\n")
+    # certificates whose key is malformed: a character outside Z85, a character short
+    with open(os.path.join(CERTS, "web-1.key")) as f:
+        good = f.read()
+    key = re.search(r'public-key = "(.*)"', good).group(1)
+    with open(os.path.join(CERTS, "bad-char.key"), "w") as f:
+        f.write(good.replace(key, key[:10] + "~" + key[11:]))
+    with open(os.path.join(CERTS, "bad-length.key"), "w") as f:
+        f.write(good.replace(key, key[:39]))
     out, err = C.cli("import", CERTS, "--tag", "role=legacy", "--operator", "op1")
-    kc.check(re.search(r"^imported 3 certificates in 1 batch, seq \d+\.\.\d+; skipped 7 files$", out, re.M), out)
+    kc.check(re.search(r"^imported 3 certificates in 1 batch, seq \d+\.\.\d+; skipped 9 files$", out, re.M), out)
     for pattern in (r"skipped 'web-1\.key_secret': a secret key file \(not read",
                     r"skipped 'zz-web-1\.key': the same key as 'web-1\.key'",
                     r"skipped 'README': not a CURVE public certificate",
                     r"skipped 'bad name!\.key': no valid name in its metadata or file name",
-                    r"skipped 'evil\\x1b\[2Jname\.key': not a CURVE public certificate"):
+                    r"skipped 'evil\\x1b\[2Jname\.key': not a CURVE public certificate",
+                    r"skipped 'bad-char\.key': not a CURVE public certificate: .*public-key is not valid Z85",
+                    r"skipped 'bad-length\.key': not a CURVE public certificate: .*public-key is not a 40-character"):
         kc.check(re.search(pattern, err), f"{pattern}\n{err}")
     kc.check("\x1b" not in err, err)
     C.wait_converged()
@@ -159,6 +169,30 @@ def test_keys_as_people_give_them():
     kc.check("the fingerprint 'deadbeef' matches 2 keys" in err and z85(one) in err and "(amb-2)" in err, err)
     out, _ = C.cli("show", "DEADBEEF1", "--operator", "op1")
     kc.check(" amb-2 " in out and " amb-1 " not in out, out)
+    # lookup searches the agent's cache the same way
+    C.wait_converged()
+    agent = C.agents[0].endpoint
+    out, _ = kc.keyclone("lookup", "DEADBEEF1", "--agent", agent, "--json")
+    kc.check(json.loads(out)["name"] == "amb-2" and json.loads(out)["key"] == z85(two), out)
+    _, err = kc.keyclone("lookup", "deadbeef", "--agent", agent, expect=1)
+    kc.check("the fingerprint 'deadbeef' matches 2 keys" in err and "amb-1" in err and "amb-2" in err, err)
+    out, _ = kc.keyclone("lookup", "0123456789", "--agent", agent, expect=4)   # no such key, nor name
+    kc.check(out.startswith("unknown") and "no key named '0123456789'" in out, out)
+    hexname = kc.keyclone("keygen", "cafe0123", "--dir", C.root_dir)[0].strip()
+    C.cli("register", "cafe0123", "--key", hexname, "--operator", "op1")
+    C.wait_converged()
+    out, _ = kc.keyclone("lookup", "cafe0123", "--agent", agent, "--json")
+    kc.check(json.loads(out)["name"] == "cafe0123", out)     # a name made of hex digits: the name
+    # sign (offline) takes a certificate file, and says why not a fingerprint
+    signed = os.path.join(C.root_dir, "by-sign.kcb")
+    by_sign, by_sign_secret = zmq.auth.create_certificates(C.root_dir, "by-sign")
+    C.cli("sign", "--register", f"by-sign={by_sign_secret},tag=role=x", "--out", signed, "--operator", "op1")
+    out, _ = C.cli("submit", signed)
+    kc.check("accepted at seq" in out, out)
+    C.wait_converged()
+    kc.check(C.agents[0].lookup(public_key(by_sign))["name"] == "by-sign", "sign --register with a certificate file")
+    _, err = C.cli("sign", "--revoke", "deadbeef1", "--out", signed, "--operator", "op1", expect=1)
+    kc.check("looks like a fingerprint: this command cannot look it up" in err, err)
     _, err = C.cli("show", "0123456789", "--operator", "op1", expect=1)
     kc.check("no registered key has the fingerprint '0123456789'" in err, err)
     _, err = C.cli("register", "x", "--key", "not-a-key", "--operator", "op1", expect=1)

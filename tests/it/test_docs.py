@@ -687,20 +687,44 @@ def scenario_admin(world):
     t = shell.run("operator/rotate-done")
     t.expect("keyclone rotate", r"^web-2 now uses its new key [0-9A-F]{8} \(seq \d+\)")
     t.expect("ls /var/lib/keyclone/agent/web-2", r"web-2\.old_secret", r"web-2_secret")
+    t = shell.run("operator/rotate-signed")
+    t.expect("keyclone rotate --replace", r"^rotated web-1: [0-9A-F]{8} registered at seq \d+; the key it replaces, "
+             r"[0-9A-F]{8}, stays valid 60m more$")
     t = shell.run("operator/grant")
     t.expect("keyclone grant create", r"^granted grant [0-9A-F]{8} at seq \d+$", r"names 'web-\*', at most 50")
     t = shell.run("operator/grant-enrol")
     t.expect("keyclone enrol web-3", r"^web-3 is registered \(seq \d+\) by grant [0-9A-F]{8}")
+    t = shell.run("operator/grant-rotate")
+    t.expect("keyclone rotate --token", r"^web-3 now uses its new key [0-9A-F]{8} \(seq \d+\)")
     t = shell.run("operator/grant-revoke")
     t.expect("keyclone grant revoke", r"^revoked grant [0-9A-F]{8} at seq \d+$")
 
     agent = world.start("agent/run", shell)
     world.settle()
+    # a new node's agent asks to join on its first start; an operator approves
+    shell.run(None, label="the new node's state directory", text="mkdir -p /var/lib/keyclone/web-4\n")
+    enrolling = world.start("agent/enrol", shell)
+    kc.wait_for(lambda: "enrolment of web-4 pending" in world.log(enrolling), 30, what="the agent's request")
+    code = re.search(r"enrolment of web-4 pending: key \S+, fingerprint [0-9A-F]{8}, code (\S+) ",
+                     world.log(enrolling)).group(1)
+    t = shell.run(None, label="an operator approves it",
+                  text=f"keyclone approve web-4 --code {code} --operator alice --operator bob\n")
+    t.expect("keyclone approve web-4", r"^approved web-4 \([0-9A-F]{8}, code " + re.escape(code) + r"\)")
+    kc.wait_for(lambda: "the enrolment of web-4 is approved" in world.log(enrolling), 30, what="the agent to learn it")
+    kc.wait_for(lambda: re.search(r"synced seq 0 -> \d+", world.log(enrolling)), 30, what="the new agent to sync")
     t = shell.run("operator/revoke")
     t.expect("keyclone revoke db-2", r"revoked db-2")
     t.expect("keyclone revoke 'ci+HC", r"revoked db-1")
+    t = shell.run("operator/force", expect={("keyclone revoke /etc/keyclone/spare", 0): 1,
+                                            ("keyclone register legacy-2b", 0): 1})
+    t.expect("keyclone revoke /etc/keyclone/spare",
+             r"was never registered: revoking it makes a pre-emptive tombstone.*--force")
+    t.expect("keyclone revoke /etc/keyclone/spare", r"\(never registered: a pre-emptive tombstone\)", n=1)
+    t.expect("keyclone register legacy-2b", r"is registered as 'legacy-2': registering it as 'legacy-2b' moves it; "
+             r"add --force")
+    t.expect("keyclone register legacy-2b", r"^registered legacy-2b \(", n=1)
     t = shell.run("operator/watch")
-    t.expect("keyclone status --server", r"agents: 1, 1 up to date, 0 behind")
+    t.expect("keyclone status --server", r"agents: 2, 2 up to date, 0 behind")
     t.expect("keyclone list --revoked", r"REVOKED .* db-1 ", r"REVOKED .* db-2 ", r"REVOKED .* old-db ")
     listed = t.out("keyclone list", 0)
     kc.check("web-1" in listed and "db-1" not in listed, f"keyclone list:\n{listed}")
@@ -729,7 +753,7 @@ def scenario_admin(world):
     kc.check(re.search(r'^keyclone_agent_state\{state="fresh"\} 1$', prom, re.M), prom[:500])
     t = shell.run("operator/console")
     t.expect("keyclone register console-1", r"registered console-1")
-    t.expect("keyclone status --server", r"agents: 1, 1 up to date, 0 behind")
+    t.expect("keyclone status --server", r"agents: 2, 2 up to date, 0 behind")
     t = shell.run("operator/backup")
     t.expect("keyclone verify", r"^root v1: valid$", r"^\s+expires\s+\d{4}-")
     import sqlite3
@@ -740,7 +764,7 @@ def scenario_admin(world):
     t.expect("keyclone recover", r"^nothing to recover: the server is at seq \d+, the agent at \d+$")
     t = shell.run("operator/agents")
     t.expect("keyclone status --agent", r"\bfresh\b")
-    kc.check(len(world.agents()) == 4, f"agents: {world.agents()}")
+    kc.check(len(world.agents()) == 5, f"agents: {world.agents()}")
 
 
     world.save("agent/agent.cfg", "/var/lib/keyclone/agent/agent.cfg", lang="zpl")
@@ -848,6 +872,7 @@ def scenario_admin(world):
     t.expect("keyclone log --agent", r"^\d+  \d{4}-\d\d-\d\dT[\d:]+Z  root change to v8, signed by (alice, dave|dave, alice); "
              r"submitted by [0-9A-F]{8}$", r"^    server server: CURVE key [0-9A-F]{8} -> [0-9A-F]{8}$",
              r"register, signed by ")
+    world.stop(enrolling)
     world.stop(agent)
     world.stop(server)
 

@@ -19,7 +19,7 @@ import zmq
 from zmq.utils import z85
 
 import kc
-from cluster import Cluster, submit_raw
+from cluster import Agent, Cluster, submit_raw
 
 C = Cluster()
 CONFIG = os.path.join(C.root_dir, "server.cfg")
@@ -115,7 +115,7 @@ def test_reconnect_is_rate_limited():
         agent.request("RECONNECT", "now")
         kc.check(False, "RECONNECT with an argument was taken")
     except RuntimeError as refused:
-        kc.check("expected LOOKUP KEY, NAME NAME, STATUS, METRICS or RECONNECT" in str(refused), str(refused))
+        kc.check("expected LOOKUP KEY, NAME NAME, PREFIX HEX, STATUS, METRICS or RECONNECT" in str(refused), str(refused))
     # the server's own word (under load libzmq may show the agent a closed connection, not the refusal)
     kc.wait_for(lambda: f"denied {fingerprint} on keyclone-snapshot: key is not registered" in C.server_log_text(),
                 10, what="the server to refuse the agent")
@@ -151,6 +151,37 @@ def test_wrong_code_and_tags_given_by_the_operator():
     kc.check("tags dc=us,role=db" in shown and re.search(r"expires \d{4}-\S+Z \(in (29|30) days\)", shown), shown)
     _, err = C.cli("approve", "db-1", expect=1)
     kc.check("no pending enrolment request matches 'db-1'" in err, err)
+
+
+def test_ambiguous_requests_and_reject_by_fingerprint():
+    """A request named by another's fingerprint: the two are ambiguous, for
+    approve and reject alike, and both are listed; the fingerprint of the
+    key, or the key, picks one. pending --json says each request's age."""
+    started = time.time()
+    out, _ = enrol(node("fp-1"), "fp-1")
+    fp = re.search(r"^  fingerprint  ([0-9A-F]{8})$", out, re.M).group(1)
+    key = re.search(r"^  key +(\S+)$", out, re.M).group(1)
+    enrol(node("hexname"), fp.lower())              # a node whose name is fp-1's fingerprint
+    time.sleep(1.1)
+    listed = {e["name"]: e for e in pending()}
+    age = listed["fp-1"]["age_ms"]
+    kc.check(1000 <= age <= (time.time() - started) * 1000 + 1, f"age_ms {age}")
+    kc.check(listed[fp.lower()]["age_ms"] <= age, listed)
+    before = C.server_status()["seq"]
+    for command in ("approve", "reject"):
+        _, err = C.cli(command, fp.lower(), expect=1)
+        kc.check(f"'{fp.lower()}' matches 2 pending requests; give the fingerprint or the key:" in err
+                 and re.search(rf"^  {fp}  fp-1$", err, re.M) and re.search(rf"^  [0-9A-F]{{8}}  {fp.lower()}$", err, re.M),
+                 err)
+    kc.check(C.server_status()["seq"] == before, "nothing was signed")
+    # more of the fingerprint, or the key itself, is unambiguous
+    hex_key = z85.decode(key).hex()
+    out, _ = C.cli("reject", hex_key[:12], "--reason", "by fingerprint")
+    kc.check(out.strip() == f"rejected fp-1 ({fp}): by fingerprint", out)
+    out, _ = C.cli("reject", fp.lower())         # fp-1 is answered: the name alone matches now
+    kc.check(out.startswith(f"rejected {fp.lower()} ("), out)
+    listed = {e["name"]: e for e in pending()}
+    kc.check(listed["fp-1"]["state"] == "rejected" and listed[fp.lower()]["state"] == "rejected", listed)
 
 
 def test_reject_with_a_reason():
@@ -205,6 +236,10 @@ def test_expired_requests_and_restart():
     kc.wait_for(lambda: not any(e["name"] == "late-1" for e in pending()), 10, what="late-1 to expire")
     _, err = C.cli("approve", "late-1", expect=1)
     kc.check("no pending enrolment request matches 'late-1'" in err, err)
+    # enrol --wait on a request nobody answers returns when it expires, and says so
+    out, err = enrol(node("late-2"), "late-2", "--wait", expect=1)
+    kc.check(re.search(r"^enrolment of late-2 pending \(expires in [012]s\)$", out, re.M), out)
+    kc.check("the request expired unanswered; run 'keyclone enrol' again to ask again" in err, err)
     # requests survive a restart (persisted); an --wait whose request expires says so
     write_config(expiry="1h")
     C.stop_server()
@@ -263,8 +298,76 @@ def test_threshold_two_approves_through_cosign():
         c2.stop_server()
 
 
+def test_the_agent_enrols_on_its_first_start():
+    """keyclone-agent --enrol NAME on a node with no key: the agent makes the
+    key, asks to join (the code in its log), runs refused meanwhile, and
+    syncs once an operator approves; a rejected one logs the reason."""
+    c3 = Cluster()
+    c3.start_server()
+    agent_bin = os.path.join(kc.BIN, "keyclone-agent")
+    root = os.path.join(c3.dir, "root")
+    procs = []
+    try:
+        _, err = kc.run([agent_bin, "--dir", c3.root_dir, "--root", root, "--tag", "role=web"], expect=2)
+        kc.check("--tag goes with --enrol" in err, err)
+        _, err = kc.run([agent_bin, "--dir", c3.root_dir, "--root", root, "--enrol", "web 30"], expect=2)
+        kc.check("--enrol: invalid NAME" in err, err)
+        nodes = {}
+        for name in ("web-30", "web-31"):
+            path = os.path.join(c3.root_dir, name)
+            os.makedirs(path)
+            log = os.path.join(path, "agent.log")
+            procs.append(kc.spawn([agent_bin, "--dir", path, "--root", root, "--enrol", name, "--tag", "role=web"],
+                                  log=log))
+            nodes[name] = (path, log)
+
+        def text(name):
+            with open(nodes[name][1], errors="replace") as f:
+                return f.read()
+        for name in nodes:
+            kc.wait_for(lambda: f"enrolment of {name} pending" in text(name), 20, what=f"{name}'s request")
+        path, _ = nodes["web-30"]
+        kc.check(oct(os.stat(os.path.join(path, "node_secret")).st_mode & 0o777) == "0o600", "node_secret 0600")
+        logged = text("web-30")
+        kc.check("made this node's key" in logged, logged)
+        m = re.search(r"enrolment of web-30 pending: key (\S+), fingerprint ([0-9A-F]{8}), code (\S+) ", logged)
+        kc.check(m, logged)
+        with open(os.path.join(path, "node")) as f:
+            kc.check(m.group(1) in f.read(), "the key logged is the key made")
+        listed = {e["name"]: e for e in json.loads(c3.cli("pending", "--json")[0])}
+        kc.check(listed["web-30"]["code"] == m.group(3) and listed["web-30"]["tags"] == ["role=web"], listed)
+        out, _ = c3.cli("approve", "web-30", "--code", m.group(3))
+        seq = int(re.search(r"registered at seq (\d+)", out).group(1))
+        out, _ = c3.cli("reject", "web-31", "--reason", "not in the inventory")
+        kc.wait_for(lambda: "the enrolment of web-30 is approved" in text("web-30"), 20, what="web-30 approved")
+        agent = Agent.__new__(Agent)            # the test's handle on it; the agent made its own key
+        agent.name, agent.dir, agent.endpoint = "web-30", path, f"ipc://{path}/agent.ipc"
+        st = agent.wait_seq(seq, 30)
+        kc.check(st["state"] == "fresh", st)
+        kc.check("connecting again: this node's key was admitted" in text("web-30"), text("web-30"))
+        kc.wait_for(lambda: "the enrolment of web-31 was rejected: not in the inventory" in text("web-31"), 20,
+                    what="web-31 to log the rejection")
+        other = Agent.__new__(Agent)
+        other.name, other.endpoint = "web-31", f"ipc://{nodes['web-31'][0]}/agent.ipc"
+        kc.check(other.status()["seq"] == 0, "the rejected node has synced nothing")
+        # started again with its key registered: nothing to ask, it syncs
+        kc.stop(procs[0])
+        procs[0] = kc.spawn([agent_bin, "--dir", path, "--root", root, "--enrol", "web-30", "--tag", "role=web"],
+                            log=nodes["web-30"][1])
+        kc.wait_for(lambda: text("web-30").count("the enrolment of web-30 is approved") == 2, 20,
+                    what="the second start to find the key registered")
+        kc.check(text("web-30").count("made this node's key") == 1, "the key is made once")
+        agent.wait_seq(seq, 30)
+    finally:
+        for proc in procs:
+            kc.stop(proc)
+        c3.stop_server()
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_enrol_approve_and_the_agent_syncs, test_reconnect_is_rate_limited,
              test_wrong_code_and_tags_given_by_the_operator,
+             test_ambiguous_requests_and_reject_by_fingerprint,
              test_reject_with_a_reason, test_refusals_revoked_members_and_readers, test_expired_requests_and_restart,
-             test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign])
+             test_a_flood_is_bounded_and_the_server_stays_responsive, test_threshold_two_approves_through_cosign,
+             test_the_agent_enrols_on_its_first_start])

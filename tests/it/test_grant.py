@@ -168,7 +168,82 @@ def test_expired_and_revoked_grants():
     kc.check(st["state"] == "fresh", st)
 
 
+def public_key(path):
+    with open(path) as f:
+        return re.search(r'public-key = "(.*)"', f.read()).group(1)
+
+
+def test_a_token_rotates_a_node():
+    """A node holding a grant's token rotates its own key: one log entry
+    registers the new key and ends the old one after the overlap; the node's
+    agent swaps the files; every agent, and one synced from 0, checks it
+    against the grant and the old key's record."""
+    token = os.path.join(C.root_dir, "svc.token")
+    C.cli("grant", "create", "--token", token, "--pattern", "svc-*", "--uses", "4", "--tag", "role=svc",
+          "--operator", "op1")
+    agent = C.add_agent("svc-1", register=False)
+    enrol("svc-1", token, "--agent", agent.endpoint, path=agent.dir)     # the agent connects at once
+    C.wait_converged()
+    old = agent.key
+    out, _ = kc.keyclone("rotate", "--token", token, "--overlap", "1h", "--dir", agent.dir, "--root", ROOT,
+                         "--agent", agent.endpoint)
+    m = re.match(r"svc-1 now uses its new key ([0-9A-F]{8}) \(seq (\d+)\)", out)
+    kc.check(m, out)
+    new = public_key(os.path.join(agent.dir, "node"))
+    kc.check(new != old and public_key(os.path.join(agent.dir, "node.old")) == old, "the files were swapped")
+    C.wait_converged()
+    late = C.add_agent("late-svc")                  # a sync from 0 checks it too
+    C.wait_converged()
+    for other in C.agents:
+        if other.status()["state"] == "fresh":
+            looked = other.lookup(new)
+            kc.check(looked["status"] == "trusted" and looked["name"] == "svc-1" and looked["tags"] == ["role=svc"],
+                     (other.name, looked))
+            ending = other.lookup(old)
+            kc.check(ending["status"] == "trusted" and 0 < ending["not_after"] - time.time() <= 3601,
+                     (other.name, ending))
+    kc.check(late.lookup(new)["status"] == "trusted", "the late agent trusts the rotated key")
+    log, _ = C.cli("log", "--name", "svc-1")
+    kc.check("rotate by grant, signed with the token of grant" in log, log)
+    kc.wait_for(lambda: "this node's key changed" in agent.log_text(), 20, what="the agent to connect with it")
+
+    # refused: a node whose name the grant does not cover, a rotation
+    # submitted by another key than the one it replaces
+    web1 = next(a for a in C.agents if a.name == "web-1")
+    _, err = kc.keyclone("rotate", "--token", token, "--dir", web1.dir, "--root", ROOT, expect=1)
+    kc.check("name 'web-1' does not match grant" in err, err)
+    kc.check(not os.path.exists(os.path.join(web1.dir, "node.old")), "web-1's key stays")
+    svc2 = C.add_agent("svc-2", register=False)
+    enrol("svc-2", token, "--agent", svc2.endpoint, path=svc2.dir)
+    C.wait_converged()
+    signed = os.path.join(C.root_dir, "svc-2.kcx")
+    out, _ = kc.keyclone("rotate", "--token", token, "--out", signed, "--dir", svc2.dir, "--root", ROOT)
+    kc.check(out.startswith(f"wrote {signed}: the rotation of svc-2"), out)
+    _, err = C.cli("submit", signed, expect=1)
+    kc.check("a rotation by grant comes from the key it replaces" in err, err)
+    # once svc-2's key is revoked, the rotation is refused by the server, and
+    # by every agent when a rogue server serves it
+    C.cli("revoke", svc2.key, "--operator", "op1")
+    svc2.stop()
+    C.agents.remove(svc2)
+    C.wait_converged()
+    watcher = C.agents[0]
+    seq, log_size = watcher.status()["seq"], len(watcher.log_text())
+    C.stop_server()
+    rogue = kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), C.dir, "extend", signed],
+                     log=os.path.join(C.root_dir, "rogue-rotation.log"))
+    try:
+        kc.wait_for(lambda: "replaces" in watcher.log_text()[log_size:], 20, what="the agent to refuse the rotation")
+        kc.check(re.search(r"the key a grant rotation replaces, [0-9A-F]{8}, is not registered",
+                           watcher.log_text()[log_size:]), watcher.log_text()[log_size:])
+        kc.check(watcher.status()["seq"] == seq, watcher.status())
+    finally:
+        kc.stop(rogue)
+    C.start_server()
+    C.wait_converged(timeout=60)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_a_token_registers_nodes_without_an_operator, test_what_a_grant_does_not_allow_is_refused,
              test_uses_run_out_and_agents_count_them, test_a_rogue_server_cannot_exceed_or_forge,
-             test_expired_and_revoked_grants])
+             test_expired_and_revoked_grants, test_a_token_rotates_a_node])

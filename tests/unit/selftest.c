@@ -23,6 +23,7 @@ static const struct {
     { "kc_file", kc_file_test },
     { "kc_zpl", kc_zpl_test },
     { "kc_keys", kc_keys_test },
+    { "kc_nodekey", kc_nodekey_test },
     { "kc_record", kc_record_test },
     { "kc_enrol", kc_enrol_test },
     { "kc_grant", kc_grant_test },

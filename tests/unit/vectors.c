@@ -372,6 +372,19 @@ kc_vectors_test (bool verbose)
     assert (use && kc_grant_use_check (use, grant, 0, &why) == 0);
     s_check ("grant-use.hex", "grant use: web-1 (libzmq's client test key), tags dc=eu role=web, created "
              "1700000400, signed with the token of grant-1of1", use->data, use->size);
+    //  A rotation by grant (records.md 8.5): web-1 moves to a new key
+    //  (libzmq's server test key, as a key like any other), its old one
+    //  ending an hour after
+    kc_record_spec_t rotated_spec = { .key = world.server_key, .name = "web-1", .tags = web_tags, .tag_count = 2 };
+    kc_record_spec_t ending_spec = { .key = world.node_key, .version = 2, .not_after = 1700000500 + 3600,
+                                     .name = "web-1", .tags = web_tags, .tag_count = 2 };
+    kc_grant_use_t *rotation = kc_grant_use_new_rotation (kc_root_directory (genesis), token, 1700000500,
+                                                          &rotated_spec, &ending_spec, &why);
+    assert (rotation && rotation->rotation && kc_grant_use_check (rotation, grant, 1, &why) == 0);
+    s_check ("grant-rotation.hex", "grant rotation: web-1 to libzmq's server test key, its old key (the use's) "
+             "version 2 until 1700004100, created 1700000500, signed with the token of grant-1of1",
+             rotation->data, rotation->size);
+    kc_grant_use_destroy (&rotation);
     kc_grant_t revocation_fields = { .status = KC_STATUS_REVOKED };
     memcpy (revocation_fields.directory, fields.directory, 32);
     memcpy (revocation_fields.grant_key, fields.grant_key, 32);
