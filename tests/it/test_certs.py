@@ -244,17 +244,11 @@ def test_bulk_moves_need_force():
     kc.check(out.startswith("imported 1 certificate"), out)
 
 
-def test_bulk_work_shows_progress_on_a_terminal():
-    """register --from and import, with stderr on a terminal, say how far
-    they are and how fast; not on a pipe."""
+def on_a_terminal(*args):
+    """Runs keyclone with stderr on a pty: (the result, what the terminal got)."""
     import pty
-    bulk = os.path.join(C.root_dir, "progress.txt")
-    with open(bulk, "w") as f:
-        for i in range(300):
-            f.write(f"prog-{i}={z85(os.urandom(32))}\n")
     leader, follower = pty.openpty()
-    result = subprocess.run([kc.KEYCLONE, "register", "--from", bulk, "--batch-size", "100", "--operator", "op1",
-                             "--dir", C.dir], stdout=subprocess.PIPE, stderr=follower, text=True)
+    result = subprocess.run([kc.KEYCLONE, *args], stdout=subprocess.PIPE, stderr=follower, text=True)
     os.close(follower)
     seen = b""
     while True:
@@ -266,6 +260,18 @@ def test_bulk_work_shows_progress_on_a_terminal():
             break
         seen += chunk
     os.close(leader)
+    return result, seen
+
+
+def test_bulk_work_shows_progress_on_a_terminal():
+    """register --from and import, with stderr on a terminal, say how far
+    they are and how fast; not on a pipe."""
+    bulk = os.path.join(C.root_dir, "progress.txt")
+    with open(bulk, "w") as f:
+        for i in range(300):
+            f.write(f"prog-{i}={z85(os.urandom(32))}\n")
+    result, seen = on_a_terminal("register", "--from", bulk, "--batch-size", "100", "--operator", "op1",
+                                 "--dir", C.dir)
     kc.check(result.returncode == 0, result)
     lines = re.findall(rb"\rkeyclone register: (\d+) of 300 records \((\d+)%\) in (\d+) batches \(seq \d+\), "
                        rb"\d+ records/s, ETA (\d+):(\d\d) ", seen)
@@ -277,20 +283,7 @@ def test_bulk_work_shows_progress_on_a_terminal():
     certs = kc.tempdir(prefix="kc-progress-certs-")
     for i in range(30):
         zmq.auth.create_certificates(certs, f"imp-{i}")
-    leader, follower = pty.openpty()
-    result = subprocess.run([kc.KEYCLONE, "import", certs, "--batch-size", "10", "--operator", "op1",
-                             "--dir", C.dir], stdout=subprocess.PIPE, stderr=follower, text=True)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
+    result, seen = on_a_terminal("import", certs, "--batch-size", "10", "--operator", "op1", "--dir", C.dir)
     kc.check(result.returncode == 0 and "imported 30 certificates in 3 batches" in result.stdout, result)
     lines = re.findall(rb"\rkeyclone import: (\d+) of 30 records \((\d+)%\) in (\d+) batches \(seq \d+\), "
                        rb"\d+ records/s, ETA \d+:\d\d ", seen)
