@@ -308,8 +308,9 @@ def s_deployment():
                                   + new_key + r"|this node's new key " + new_key + r" is registered \(seq \d+\): "
                                   r"put it in place in /var/lib/keyclone/agent/node", agent_log()), 30,
                 what="the agent to move to the new key")
-    for name in ("node_secret", "node.old_secret", "node.old.until"):
-        kc.check(owner("/var/lib/keyclone/agent/" + name) == ("keyclone", "keyclone-apps", 0o600),
+    #   the secrets stay 0600; the overlap's end is public (0644); all of them the agent's
+    for name, mode in (("node_secret", 0o600), ("node.old_secret", 0o600), ("node.old.until", 0o644)):
+        kc.check(owner("/var/lib/keyclone/agent/" + name) == ("keyclone", "keyclone-apps", mode),
                  f"{name}: {owner('/var/lib/keyclone/agent/' + name)}")
     kc.check(kc.stop(agent) == 0, "the agent did not stop cleanly")
     agent = as_unit(agent_unit, os.path.join(work, "agent.log"))
