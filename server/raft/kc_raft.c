@@ -120,22 +120,26 @@ s_fsm_restore (struct raft_fsm *fsm, struct raft_buffer *buf)
 }
 
 static void
+s_add_u64 (zmsg_t *msg, uint64_t value)
+{
+    uint8_t number [8];
+    kc_put_u64 (number, value);
+    zmsg_addmem (msg, number, sizeof number);
+}
+
+static void
 s_send_done (kc_raft_t *self, uint64_t tag, int status, uint64_t index, const char *reason)
 {
     raft_id leader = 0;
     const char *address = NULL;
     raft_leader (&self->raft, &leader, &address);
-    uint8_t number [8];
     int32_t code = status;
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "DONE");
-    kc_put_u64 (number, tag);
-    zmsg_addmem (msg, number, 8);
+    s_add_u64 (msg, tag);
     zmsg_addmem (msg, &code, sizeof code);
-    kc_put_u64 (number, index);
-    zmsg_addmem (msg, number, 8);
-    kc_put_u64 (number, leader);
-    zmsg_addmem (msg, number, 8);
+    s_add_u64 (msg, index);
+    s_add_u64 (msg, leader);
     zmsg_addstr (msg, address ? address : "");
     zmsg_addstr (msg, reason ? reason : "");
     zmsg_send (&msg, self->sender);
@@ -159,20 +163,15 @@ s_send_status (kc_raft_t *self)
     const char *address = NULL;
     raft_leader (&self->raft, &leader, &address);
     int state = raft_state (&self->raft);
-    uint8_t number [8];
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, "STATUS");
     zmsg_addstr (msg, state >= 0 && state <= 3 ? states [state] : "unavailable");
-    uint64_t values [] = { leader, 0, self->raft.current_term, raft_last_index (&self->raft),
-                           raft_last_applied (&self->raft), kc_raft_transport_refused (&self->transport) };
-    for (size_t i = 0; i < sizeof values / sizeof values [0]; i++) {
-        if (i == 1) {
-            zmsg_addstr (msg, address ? address : "");
-            continue;
-        }
-        kc_put_u64 (number, values [i]);
-        zmsg_addmem (msg, number, 8);
-    }
+    s_add_u64 (msg, leader);
+    zmsg_addstr (msg, address ? address : "");
+    s_add_u64 (msg, self->raft.current_term);
+    s_add_u64 (msg, raft_last_index (&self->raft));
+    s_add_u64 (msg, raft_last_applied (&self->raft));
+    s_add_u64 (msg, kc_raft_transport_refused (&self->transport));
     zmsg_send (&msg, self->sender);
 }
 

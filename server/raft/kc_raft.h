@@ -13,7 +13,7 @@
                 A committed entry, in log order, on every member. The engine
                 waits until the owner calls kc_raft_applied for it: libraft
                 counts an entry applied when its apply function returns.
-            "DONE" tag(u64) status(i32, 0 or a RAFT_* code) index(u64)
+            "DONE" tag(u64) status(i32 in native order: 0 or a RAFT_* code) index(u64)
                    leader-id(u64) leader-address reason
                 What became of kc_raft_apply (tag): applied at index here,
                 or not (RAFT_NOTLEADER with the leader as this member knows
