@@ -8,7 +8,7 @@
                           kc_raft_ask_status (): ask for a STATUS event
                           kc_raft_applied (index, ok): an ENTRY is in the store
         engine -> owner   events on kc_raft_events (a PAIR socket the owner
-                          reads in its own thread), one zmsg each:
+                          reads in its own thread), one zmsg each (u64s big-endian):
             "ENTRY" index(u64) bytes
                 A committed entry, in log order, on every member. The engine
                 waits until the owner calls kc_raft_applied for it: libraft
