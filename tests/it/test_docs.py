@@ -605,8 +605,11 @@ def scenario_readme_run(world):
     t.expect("./app", r"usage: app AGENT_DIR CERT ENDPOINT")
     t.expect("python3 client.py", r"app-server has no trusted key")
 
-    #   "Ctrl-C stops them and ./var keeps their state"; make reports the interrupt
-    world.stop(run, signal.SIGINT, expect=(2, -signal.SIGINT))
+    #   "Ctrl-C stops them and ./var keeps their state". make usually reports the
+    #   interrupt (2, or dies of it), but once in a while it exits 0 after its recipe
+    #   stopped cleanly (seen once in six CI runs): what the README promises is the
+    #   clean stop and the state, checked next
+    world.stop(run, signal.SIGINT, expect=(0, 2, -signal.SIGINT))
     kc.check("make run: stopped (state kept in" in world.log(run), world.log(run))
     kc.check(os.path.exists(os.path.join(root, "var", "server", "store.db")), "make run left no var/")
 
