@@ -100,6 +100,30 @@ s_send (void *sock, const void *routing_id, size_t routing_size, const void *dat
 
 //  --- 0. The server's side of a handshake, codec alone, vs its raw crypto ------
 
+//  Runs a handshake in memory between two fresh codecs, each turning the
+//  other's last command into its next; returns the seconds spent in the
+//  server's steps (HELLO -> WELCOME, INITIATE -> READY), or -1 on failure.
+static double
+s_handshake (kc_curve_t *client, kc_curve_t *server)
+{
+    const uint8_t *output;
+    size_t size;
+    uint8_t command [KC_CURVE_COMMAND_MAX];
+    double spent = 0;
+    kc_curve_t *turn = server;
+    int rc = kc_curve_handshake (client, NULL, 0, &output, &size, NULL);
+    while (rc == 0 && output) {
+        memcpy (command, output, size);
+        double started = s_now ();
+        rc = kc_curve_handshake (turn, command, size, &output, &size, NULL);
+        if (turn == server) {
+            spent += s_now () - started;
+        }
+        turn = turn == server ? client : server;
+    }
+    return rc || !kc_curve_connected (client) || !kc_curve_connected (server) ? -1 : spent;
+}
+
 //  One handshake in memory; returns the seconds spent in the server's calls
 //  (new, HELLO -> WELCOME, INITIATE -> READY, destroy), or -1 on failure.
 static double
@@ -110,30 +134,17 @@ s_codec_alone (void)
     ||  kc_curve_set_metadata (client, KC_CURVE_IDENTITY, "", 0, NULL)) {
         return -1;
     }
-    const uint8_t *command, *reply;
-    size_t size, reply_size;
-    uint8_t copy [KC_CURVE_COMMAND_MAX];
-    double spent = 0, started;
-    int rc = kc_curve_handshake (client, NULL, 0, &command, &size, NULL);       //  HELLO
-    started = s_now ();
+    double started = s_now ();
     kc_curve_t *server = kc_curve_new_server (s_server_public, s_server_secret);
     kc_curve_set_authorizer (server, s_allow, NULL);
-    rc |= kc_curve_set_metadata (server, KC_CURVE_SOCKET_TYPE, "ROUTER", 6, NULL);
-    rc |= kc_curve_handshake (server, command, size, &reply, &reply_size, NULL);    //  WELCOME
-    spent += s_now () - started;
-    memcpy (copy, reply, reply_size);
-    rc |= kc_curve_handshake (client, copy, reply_size, &command, &size, NULL);     //  INITIATE
-    started = s_now ();
-    rc |= kc_curve_handshake (server, command, size, &reply, &reply_size, NULL);    //  READY
-    spent += s_now () - started;
-    memcpy (copy, reply, reply_size);
-    rc |= kc_curve_handshake (client, copy, reply_size, &command, &size, NULL);
-    bool connected = kc_curve_connected (client) && kc_curve_connected (server);
+    int rc = kc_curve_set_metadata (server, KC_CURVE_SOCKET_TYPE, "ROUTER", 6, NULL);
+    double spent = s_now () - started;
+    double steps = rc ? -1 : s_handshake (client, server);
     started = s_now ();
     kc_curve_destroy (&server);
     spent += s_now () - started;
     kc_curve_destroy (&client);
-    return rc || !connected ? -1 : spent;
+    return steps < 0 ? -1 : spent + steps;
 }
 
 //  The libsodium calls the server makes in one handshake, with the same
@@ -559,19 +570,8 @@ s_pair (kc_curve_t **client, kc_curve_t **server)
     *client = kc_curve_new_client (s_client_public, s_client_secret, s_server_public);
     *server = kc_curve_new_server (s_server_public, s_server_secret);
     kc_curve_set_authorizer (*server, s_allow, NULL);
-    const uint8_t *output;
-    size_t size;
-    uint8_t command [1024];
-    kc_curve_t *turn = *server;
-    if (kc_curve_handshake (*client, NULL, 0, &output, &size, NULL)) {
+    if (s_handshake (*client, *server) < 0) {
         exit (1);
-    }
-    while (output) {
-        memcpy (command, output, size);
-        if (kc_curve_handshake (turn, command, size, &output, &size, NULL)) {
-            exit (1);
-        }
-        turn = turn == *server ? *client : *server;
     }
 }
 
