@@ -191,17 +191,8 @@ s_prefix_entry (const kc_cache_entry_t *entry, void *arg)
 static int
 s_hex_prefix (const uint8_t *text, size_t size, uint8_t prefix [static KC_KEY_BYTES], kc_why_t *why)
 {
-    if (size < 8 || size > 2 * KC_KEY_BYTES) {
+    if (size < 8 || kc_unhex_prefix ((const char *) text, size, prefix, KC_KEY_BYTES)) {
         return kc_why (why, "PREFIX needs 8 to 64 hex digits");
-    }
-    for (size_t i = 0; i < size; i++) {
-        int c = text [i];
-        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (digit < 0) {
-            return kc_why (why, "PREFIX needs 8 to 64 hex digits");
-        }
-        prefix [i / 2] |= (uint8_t) (i % 2 ? digit : digit << 4);
     }
     return 0;
 }

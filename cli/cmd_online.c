@@ -6,7 +6,6 @@
 */
 #include "cli.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -97,6 +96,15 @@ s_collect_prefix (uint64_t seq, const kc_record_t *record, void *arg)
 //  registered key, which must be unique (the server's records are read in
 //  key order from the prefix). 0, or -1 with a reason (several matches are
 //  listed).
+//  True if text can be a fingerprint: KEY_PREFIX_MIN to 64 hex digits.
+static bool
+s_hex (const char *text)
+{
+    uint8_t scratch [KC_KEY_BYTES];
+    size_t length = strlen (text);
+    return length >= KEY_PREFIX_MIN && kc_unhex_prefix (text, length, scratch, sizeof scratch) == 0;
+}
+
 int
 cli_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
 {
@@ -114,22 +122,14 @@ cli_key_input (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
         kc_cert_destroy (&cert);
         return 0;
     }
-    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
-    for (size_t i = 0; hex && i < length; i++) {
-        hex = isxdigit ((unsigned char) text [i]);
-    }
-    if (!hex) {
+    s_prefix_t prefix = { .nibbles = length };
+    if (length < KEY_PREFIX_MIN || kc_unhex_prefix (text, length, prefix.prefix, sizeof prefix.prefix)) {
         return kc_why (why, "'%s' is not a key: give a 40-character Z85 key, a certificate file, or "
                        "a fingerprint (at least %d hex digits)", text, KEY_PREFIX_MIN);
     }
     if (!client) {
         return kc_why (why, "'%s' looks like a fingerprint: this command cannot look it up; give the "
                        "Z85 key or a certificate file", text);
-    }
-    s_prefix_t prefix = { .nibbles = length };
-    for (size_t i = 0; i < length; i++) {
-        int digit = isdigit ((unsigned char) text [i]) ? text [i] - '0' : toupper ((unsigned char) text [i]) - 'A' + 10;
-        prefix.prefix [i / 2] |= (uint8_t) (i % 2 ? digit : digit << 4);
     }
     //  Keys in order after the prefix (its last half byte padded with 0):
     //  the matches come first
@@ -177,13 +177,9 @@ s_key_or_name (kc_client_t *client, const char *text, uint8_t key [static KC_KEY
     if ((length == KC_Z85_KEY_CHARS && kc_z85_key (text, key, NULL) == 0) || kc_file_exists (text)) {
         return cli_key_input (client, text, key, why);
     }
-    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
-    for (size_t i = 0; hex && i < length; i++) {
-        hex = isxdigit ((unsigned char) text [i]);
-    }
     if (kc_record_name_valid (text, length)) {
         size_t named = 0;
-        if (!hex || !client
+        if (!s_hex (text) || !client
         ||  kc_client_query (client, "name", (const uint8_t *) text, length, s_count_record, &named, why) != 0
         ||  named) {
             *is_key = false;
@@ -900,17 +896,6 @@ cmd_show (int argc, char *argv [])
 }
 
 //  --- lookup and status (agent) -----------------------------------------------
-
-static bool
-s_hex (const char *text)
-{
-    size_t length = strlen (text);
-    bool hex = length >= KEY_PREFIX_MIN && length <= 2 * KC_KEY_BYTES;
-    for (size_t i = 0; hex && i < length; i++) {
-        hex = isxdigit ((unsigned char) text [i]);
-    }
-    return hex;
-}
 
 //  The one key of the agent's cache whose fingerprint (hex) starts with
 //  text: 0 with it, 1 when there is none, -1 with a reason (several,

@@ -180,6 +180,22 @@ kc_unhex (const char *text, uint8_t *data, size_t size)
     return 0;
 }
 
+int
+kc_unhex_prefix (const char *text, size_t length, uint8_t *data, size_t size)
+{
+    if (length > 2 * size) {
+        return -1;
+    }
+    for (size_t i = 0; i < length; i++) {
+        int digit = s_hex_digit (text [i]);
+        if (digit < 0) {
+            return -1;
+        }
+        data [i / 2] = i % 2 ? (uint8_t) ((data [i / 2] & 0xf0) | digit) : (uint8_t) (digit << 4);
+    }
+    return 0;
+}
+
 uint64_t
 kc_now (void)
 {
@@ -511,6 +527,13 @@ kc_util_test (bool verbose)
     free (huge);
     kc_arena_destroy (&arena);
     kc_arena_destroy (&arena);
+    //  Hex prefixes: any case, an odd last digit in the high half byte
+    uint8_t prefix [4] = { 0, 0, 0, 0xee };
+    assert (kc_unhex_prefix ("aBc", 3, prefix, sizeof prefix) == 0 && prefix [0] == 0xab && prefix [1] == 0xc0);
+    assert (prefix [3] == 0xee);
+    assert (kc_unhex_prefix ("0123456789", 10, prefix, sizeof prefix) == -1);
+    assert (kc_unhex_prefix ("01x3", 4, prefix, sizeof prefix) == -1);
+    assert (kc_unhex_prefix ("01234567", 8, prefix, sizeof prefix) == 0 && prefix [3] == 0x67);
     //  Sync progress: the rate, and the time left once the target is known
     char progress [160];
     assert (KC_STREQ (kc_sync_progress (progress, sizeof progress, 0, 0, 5000, 0, 0),

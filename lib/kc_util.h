@@ -84,6 +84,13 @@ char *
 int
     kc_unhex (const char *text, uint8_t *data, size_t size) KC_WUR;
 
+//  Parses the first length hex digits of text (any case; at most 2*size)
+//  into data, a digit a half byte, the last half byte padded with 0 when
+//  length is odd; the rest of data is left as it was. 0, or -1 for a
+//  character that is not a hex digit or too many digits.
+int
+    kc_unhex_prefix (const char *text, size_t length, uint8_t *data, size_t size) KC_WUR;
+
 //  Current wall-clock time in seconds and milliseconds since the epoch.
 uint64_t
     kc_now (void);
