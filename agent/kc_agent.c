@@ -1853,14 +1853,14 @@ s_on_swapped (zloop_t *loop, int timer_id, void *arg)
 //  has to come back to the node before the old key expires. The old pair
 //  is kept until the old key's not-after as the cache holds it (the batch
 //  that registered the new key set it), then removed; the agent connects
-//  with the new key at once. Called after every commit and sync: one stat
-//  when no rotation is under way.
+//  with the new key at once. Called after every commit and sync: one stat,
+//  and KEY.next read only when it changed.
 static void
 s_take_next_key (agent_t *self)
 {
     uint8_t next [KC_KEY_BYTES];
     kc_why_t why;
-    int found = kc_nodekey_next (self->config.key_path, next, &why);
+    int found = kc_nodekey_next_seen (self->config.key_path, &self->next_seen, next, &why);
     if (found < 0) {
         s_warn (self, "kc_agent: %s", why.text);
     }

@@ -54,6 +54,7 @@ typedef struct {
     bool admitted;                          //  and the server answered through them
     int64_t asked_at;                       //  RECONNECT asked: connect again then, if needed
     int swap_timer;                         //  one-shot: connect with the key just swapped in, or -1
+    kc_nodekey_seen_t next_seen;            //  KEY.next as last read (s_take_next_key)
     int old_key_timer;                      //  one-shot: at the end of the old key's overlap, or -1
     zactor_t *enroller;                     //  --enrol: asks until the key is admitted (kc_agent_enrol.c)
     zactor_t *checker;                      //  cache integrity checks,

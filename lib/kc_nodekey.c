@@ -13,6 +13,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -101,6 +102,35 @@ kc_nodekey_next (const char *path, uint8_t key [static KC_KEY_BYTES], kc_why_t *
     }
     memcpy (key, kc_cert_public_key (cert), KC_KEY_BYTES);
     kc_cert_destroy (&cert);
+    return 1;
+}
+
+int
+kc_nodekey_next_seen (const char *path, kc_nodekey_seen_t *seen, uint8_t key [static KC_KEY_BYTES], kc_why_t *why)
+{
+    s_paths_t paths;
+    if (s_paths (path, &paths, why)) {
+        return -1;
+    }
+    struct stat st;
+    if (stat (paths.next, &st)) {
+        seen->known = false;
+        return 0;                           //  no rotation under way
+    }
+    int64_t changed = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if (!seen->known || seen->device != (uint64_t) st.st_dev || seen->inode != (uint64_t) st.st_ino
+    ||  seen->size != (uint64_t) st.st_size || seen->changed_ns != changed) {
+        int found = kc_nodekey_next (path, seen->key, why);
+        seen->known = found == 1;
+        if (found != 1) {
+            return found;
+        }
+        seen->device = (uint64_t) st.st_dev;
+        seen->inode = (uint64_t) st.st_ino;
+        seen->size = (uint64_t) st.st_size;
+        seen->changed_ns = changed;
+    }
+    memcpy (key, seen->key, KC_KEY_BYTES);
     return 1;
 }
 
@@ -267,6 +297,20 @@ kc_nodekey_test (bool verbose)
     assert (kc_cert_save (second, next, &why) == 0);
     assert (kc_nodekey_next (key, found, &why) == 1);
     assert (memcmp (found, kc_cert_public_key (second), KC_KEY_BYTES) == 0);
+    //  Asked often: read once, read again when the file is replaced
+    kc_nodekey_seen_t seen;
+    memset (&seen, 0, sizeof seen);
+    assert (kc_nodekey_next_seen (key, &seen, found, &why) == 1 && seen.known);
+    assert (memcmp (found, kc_cert_public_key (second), KC_KEY_BYTES) == 0);
+    memset (found, 0, sizeof found);
+    assert (kc_nodekey_next_seen (key, &seen, found, &why) == 1);
+    assert (memcmp (found, kc_cert_public_key (second), KC_KEY_BYTES) == 0);
+    assert (kc_cert_save (first, next, &why) == 0);         //  a new file (an atomic write)
+    assert (kc_nodekey_next_seen (key, &seen, found, &why) == 1);
+    assert (memcmp (found, kc_cert_public_key (first), KC_KEY_BYTES) == 0);
+    assert (kc_cert_save (second, next, &why) == 0);
+    assert (kc_nodekey_next_seen (key, &seen, found, &why) == 1);
+    assert (memcmp (found, kc_cert_public_key (second), KC_KEY_BYTES) == 0);
     //  Another key than the one registered: not swapped
     assert (kc_nodekey_swap (key, kc_cert_public_key (first), 100, &why) == 1);
     //  Swapped: KEY holds the new pair, KEY.old the old one until 100
@@ -280,6 +324,7 @@ kc_nodekey_test (bool verbose)
     old = kc_cert_load_secret (old_path, &why);
     assert (old && memcmp (kc_cert_public_key (old), kc_cert_public_key (first), KC_KEY_BYTES) == 0);
     assert (kc_nodekey_next (key, found, &why) == 0);
+    assert (kc_nodekey_next_seen (key, &seen, found, &why) == 0 && !seen.known);
     //  A second swap of the same key finds nothing to do
     assert (kc_nodekey_swap (key, kc_cert_public_key (second), 100, &why) == 1);
     uint64_t until;

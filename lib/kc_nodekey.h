@@ -28,6 +28,22 @@ char *
 int
     kc_nodekey_next (const char *path, uint8_t key [static KC_KEY_BYTES], kc_why_t *why);
 
+//  What kc_nodekey_next_seen remembers of KEY.next between calls (zero it
+//  before the first).
+typedef struct {
+    bool known;
+    uint64_t device, inode, size;
+    int64_t changed_ns;
+    uint8_t key [KC_KEY_BYTES];
+} kc_nodekey_seen_t;
+
+//  kc_nodekey_next for a caller that asks often (the agent, after every
+//  commit): one stat, and the file is read again only when it is another
+//  file or has changed since *seen was filled.
+int
+    kc_nodekey_next_seen (const char *path, kc_nodekey_seen_t *seen, uint8_t key [static KC_KEY_BYTES],
+                          kc_why_t *why);
+
 //  Puts KEY.next in place of KEY if its public key is expected: KEY and
 //  KEY_secret are kept as KEY.old (until the unix time until, written to
 //  KEY.old.until; 0: no end known, the old pair is kept), then replaced by
