@@ -637,7 +637,9 @@ kc_log_reopen_logged (const char *who)
     kc_why_t why;
     int rc = kc_log_reopen (&why);
     if (rc == 1) {
-        zsys_info ("%s: SIGHUP: log file %s opened again", who, s_log_path);
+        char shown [512];
+        zsys_info ("%s: SIGHUP: log file %s opened again", who,
+                   kc_escape (s_log_path, strlen (s_log_path), shown, sizeof shown, 0));
     }
     else
     if (rc < 0) {
