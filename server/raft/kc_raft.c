@@ -235,12 +235,14 @@ s_on_async (uv_async_t *async)
 static int
 s_start (kc_raft_t *self, kc_why_t *why)
 {
-    if (mkdir (self->dir, 0700) && errno != EEXIST) {
-        return kc_why (why, "cannot make the Raft directory %.200s: %s", self->dir, strerror (errno));
-    }
-    uv_loop_init (&self->loop);
+    uv_loop_init (&self->loop);             //  the thread runs it out whatever happens next
     uv_async_init (&self->loop, &self->async, s_on_async);
     self->async.data = self;
+    if (mkdir (self->dir, 0700) && errno != EEXIST) {
+        kc_why (why, "cannot make the Raft directory %.200s: %s", self->dir, strerror (errno));
+        uv_close ((uv_handle_t *) &self->async, NULL);
+        return -1;
+    }
     if (kc_raft_transport_init (&self->transport, &self->loop, self->cert, self->members, self->count, why)) {
         uv_close ((uv_handle_t *) &self->async, NULL);
         return -1;

@@ -201,5 +201,24 @@ def test_the_leader_dies_and_comes_back():
         node.stop()
 
 
+def test_a_member_that_cannot_start_says_why():
+    """A Raft directory that cannot be made, or a member list with an address
+    that is not host:port: the member exits 1 with the reason."""
+    cluster = Cluster()
+    secret = os.path.join(cluster.work, "m1_secret")
+    result = subprocess.run([MEMBER, "1", "/proc/no-such/raft", cluster.members, secret], capture_output=True,
+                            text=True, timeout=30)
+    kc.check(result.returncode == 1 and "cannot make the Raft directory /proc/no-such/raft" in result.stderr,
+             f"exit {result.returncode}: {result.stderr}")
+    bad = os.path.join(cluster.work, "bad-members")
+    with open(bad, "w") as f:
+        f.write(f"1 localhost {cluster.keys[1]}\n")
+    result = subprocess.run([MEMBER, "1", os.path.join(cluster.work, "raft-x"), bad, secret], capture_output=True,
+                            text=True, timeout=30)
+    kc.check(result.returncode == 1 and "raft address 'localhost' is not host:port" in result.stderr,
+             f"exit {result.returncode}: {result.stderr}")
+
+
 if __name__ == "__main__":
-    kc.main([test_three_members_agree_and_refuse_strangers, test_the_leader_dies_and_comes_back])
+    kc.main([test_three_members_agree_and_refuse_strangers, test_the_leader_dies_and_comes_back,
+             test_a_member_that_cannot_start_says_why])
