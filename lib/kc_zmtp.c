@@ -215,11 +215,10 @@ s_now (const kc_zmtp_t *self)
 }
 
 static int
-s_fail (kc_zmtp_t *self, kc_why_t *why)
+s_fail (kc_zmtp_t *self)
 {
     self->state = S_FAILED;
     self->ping_at = self->answer_by = self->peer_ttl_at = 0;
-    (void) why;                             //  set by the caller
     return -1;
 }
 
@@ -487,7 +486,7 @@ kc_zmtp_input (kc_zmtp_t *self, const void *data, size_t size, kc_why_t *why)
     }
     memmove (self->input.data, self->input.data + at, self->input.size - at);
     self->input.size -= at;
-    return rc == -1 ? s_fail (self, why) : 0;
+    return rc == -1 ? s_fail (self) : 0;
 }
 
 const uint8_t *
@@ -539,21 +538,21 @@ kc_zmtp_tick (kc_zmtp_t *self, kc_why_t *why)
     uint64_t now = s_now (self);
     if (self->state < S_CONNECTED && self->handshake_ms && now >= self->created_at + self->handshake_ms) {
         kc_why (why, "no CURVE handshake within %u ms", self->handshake_ms);
-        return s_fail (self, why);
+        return s_fail (self);
     }
     if (self->answer_by && now >= self->answer_by) {
         kc_why (why, "nothing from the peer within %u ms of our PING", self->timeout_ms);
-        return s_fail (self, why);
+        return s_fail (self);
     }
     if (self->peer_ttl_at && now >= self->peer_ttl_at) {
         kc_why (why, "nothing from the peer within the %u ms TTL of its PING", self->peer_ttl_ms);
-        return s_fail (self, why);
+        return s_fail (self);
     }
     if (self->ping_at && now >= self->ping_at) {
         uint32_t ttl = (self->ttl_ms + 99) / 100;
         uint8_t ping [] = { 4, 'P', 'I', 'N', 'G', (uint8_t) (ttl >> 8), (uint8_t) ttl };
         if (s_put_message (self, ping, sizeof ping, KC_CURVE_COMMAND, why)) {
-            return s_fail (self, why);
+            return s_fail (self);
         }
         self->stats.pings_sent++;
         self->ping_at = now + self->ivl_ms;
@@ -590,7 +589,7 @@ kc_zmtp_send (kc_zmtp_t *self, const void *data, size_t size, bool more, kc_why_
         return 1;
     }
     if (s_put_message (self, data, size, more ? KC_CURVE_MORE : 0, why)) {
-        return kc_curve_failed (self->codec) ? s_fail (self, why) : -1;
+        return kc_curve_failed (self->codec) ? s_fail (self) : -1;
     }
     self->stats.parts_sent++;
     return 0;
