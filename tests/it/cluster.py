@@ -87,7 +87,11 @@ class Agent:
             if st["seq"] >= seq and not st["syncing"] and (not fresh or st["state"] == "fresh"):
                 return st
             return None
-        return kc.wait_for(reached, timeout, what=f"agent {self.name} at seq {seq}")
+        try:
+            return kc.wait_for(reached, timeout, what=f"agent {self.name} at seq {seq}")
+        except AssertionError as error:
+            #   what the agent said is what explains it
+            raise AssertionError(f"{error}\n--- the end of {self.log}:\n{self.log_text()[-3000:]}") from None
 
     def log_text(self):
         with open(self.log, errors="replace") as f:
