@@ -111,6 +111,12 @@ LIB_SRC     := $(sort $(wildcard lib/*.c))
 LIB_OBJ     := $(LIB_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/kc_schema.o
 CLI_SRC     := $(sort $(wildcard cli/*.c))
 SERVER_SRC  := $(sort $(wildcard server/*.c))
+#   The cluster's engine: libraft (and libuv) over kc_raft_transport. Only
+#   the server and raft_member link them, never libkeyclone.
+RAFT_SRC    := $(sort $(wildcard server/raft/*.c))
+RAFT_USERS  := $(RAFT_SRC:%.c=$(B)/obj/%.o) $(SERVER_SRC:%.c=$(B)/obj/%.o) $(B)/obj/tests/it/raft_member.o
+$(RAFT_USERS): KC_CFLAGS += -Iserver/raft $(RAFT_CFLAGS)
+$(RAFT_USERS): | check-deps
 AGENT_SRC   := $(sort $(wildcard agent/*.c))
 SCHEMA_SQL  := $(sort $(wildcard schema/*/*.sql))
 SCHEMA_KINDS := $(sort $(notdir $(patsubst %/,%,$(dir $(SCHEMA_SQL)))))
@@ -172,10 +178,10 @@ $(B)/bin/keyclone: $(CLI_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	$(SAY) LD $@
 	$(Q)$(LINK)
 
-$(B)/bin/keyclone-server: $(SERVER_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+$(B)/bin/keyclone-server: $(SERVER_SRC:%.c=$(B)/obj/%.o) $(RAFT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
-	$(Q)$(LINK)
+	$(Q)$(LINK) $(RAFT_LIBS)
 
 $(B)/bin/keyclone-agent: $(AGENT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -207,11 +213,6 @@ $(B)/tests/%: $(B)/obj/tests/it/%.o $(STATIC_LIB)
 	$(SAY) LD $@
 	$(Q)$(LINK)
 
-#   The cluster's engine: libraft (and libuv) over kc_raft_transport. Only
-#   what uses it links them, never libkeyclone.
-RAFT_SRC    := $(sort $(wildcard server/raft/*.c))
-$(RAFT_SRC:%.c=$(B)/obj/%.o) $(B)/obj/tests/it/raft_member.o: KC_CFLAGS += -Iserver/raft $(RAFT_CFLAGS)
-$(RAFT_SRC:%.c=$(B)/obj/%.o) $(B)/obj/tests/it/raft_member.o: | check-deps
 
 $(B)/tests/raft_member: $(B)/obj/tests/it/raft_member.o $(RAFT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)

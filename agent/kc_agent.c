@@ -35,6 +35,28 @@
 static void s_want_ack (agent_t *self);
 static void s_want_retry (agent_t *self);
 static void s_arm_stale (agent_t *self);
+static int s_next_member (agent_t *self, const char *why);
+
+//  The server this agent follows in root: the member it chose, by name
+//  (a cluster's members are all servers of the root), or the first.
+static const kc_root_server_t *
+s_member (const agent_t *self, const kc_root_t *root)
+{
+    for (size_t i = 0; *self->member && i < kc_root_server_count (root); i++) {
+        if (KC_STREQ (kc_root_server (root, i)->name, self->member)) {
+            return kc_root_server (root, i);
+        }
+    }
+    return kc_root_server (root, 0);
+}
+
+//  Whether the agent may move between members: the root names several
+//  servers and no endpoint was configured.
+static bool
+s_can_move (const agent_t *self)
+{
+    return kc_root_server_count (self->root) > 1 && !self->config.connect [0] && !self->config.connect [1];
+}
 
 void
 kc_agent_config_defaults (kc_agent_config_t *config)
@@ -180,6 +202,7 @@ s_start_sync (agent_t *self, const char *why)
     self->resync_wanted = false;
     self->sync_from = self->sync_seq = kc_cache_seq (self->cache);
     self->cold = self->sync_from == 0;
+    self->cold_syncs += self->cold;
     memcpy (self->sync_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
     self->sync_batches = self->sync_records = 0;
     self->sync_started = zclock_mono ();
@@ -209,7 +232,7 @@ s_fault (agent_t *self, const char *what, const kc_why_t *why)
     int64_t now = zclock_mono ();
     if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= LOG_PERIOD_MS) {
         zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
-                    what, kc_fingerprint (kc_root_server_key (self->root), fp), why->text,
+                    what, kc_fingerprint (s_member (self, self->root)->server_key, fp), why->text,
                     (unsigned long long) kc_cache_seq (self->cache), (long long) self->backoff / 1000);
         snprintf (self->last_fault_text, sizeof self->last_fault_text, "%s", why->text);
         self->last_fault = now;
@@ -479,8 +502,8 @@ s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
 static void
 s_note_head_key (agent_t *self, const kc_root_t *before)
 {
-    if (memcmp (kc_root_head_key (before), kc_root_head_key (self->root), KC_KEY_BYTES)) {
-        memcpy (self->previous_head_key, kc_root_head_key (before), KC_KEY_BYTES);
+    if (memcmp (s_member (self, before)->head_key, s_member (self, self->root)->head_key, KC_KEY_BYTES)) {
+        memcpy (self->previous_head_key, s_member (self, before)->head_key, KC_KEY_BYTES);
         self->has_previous_head_key = true;
     }
 }
@@ -494,7 +517,7 @@ static void
 s_learn_server_key (const kc_root_t *root, void *arg)
 {
     agent_t *self = arg;
-    const uint8_t *key = kc_root_server_key (root);
+    const uint8_t *key = s_member (self, root)->server_key;
     if (self->key_count && memcmp (self->server_keys [0], key, KC_KEY_BYTES) == 0) {
         return;
     }
@@ -779,7 +802,7 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
         return;
     }
     if (kc_head_verify_signature (head, kc_root_directory (self->root),
-                                  kc_root_head_key (self->root), &why)) {
+                                  s_member (self, self->root)->head_key, &why)) {
         kc_why_t ignored;
         if (!(self->has_previous_head_key
         &&    kc_head_verify_signature (head, kc_root_directory (self->root), self->previous_head_key,
@@ -821,6 +844,18 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
                       (unsigned long long) head->seq, (unsigned long long) seq);
             s_start_sync (self, text);
         }
+        return;
+    }
+    if (head->seq < seq && s_can_move (self)) {
+        //  A cluster member that has not applied what another one sent us
+        //  yet: not fresh here; another member is tried if it lasts
+        //  (s_on_stale, s_on_second)
+        if (!self->behind || self->server_behind != head->seq) {
+            zsys_info ("kc_agent: server %s is at seq %llu, behind this cache (seq %llu)",
+                       s_member (self, self->root)->name, (unsigned long long) head->seq, (unsigned long long) seq);
+        }
+        self->behind = true;
+        self->server_behind = head->seq;
         return;
     }
     if (head->seq < seq) {
@@ -1245,7 +1280,7 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
     //  Signed under the root in force at the END's seq
     const kc_cache_roots_t *roots = &self->cold_roots;
     const kc_root_t *root = self->cold && roots->count ? roots->roots [roots->count - 1] : self->root;
-    if (kc_head_verify_signature (&msg->head, kc_root_directory (root), kc_root_head_key (root), why)) {
+    if (kc_head_verify_signature (&msg->head, kc_root_directory (root), s_member (self, root)->head_key, why)) {
         return kc_why_prefix (why, "END head");
     }
     //  A head that is too old (or too new) for our clock says nothing about
@@ -1620,6 +1655,13 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     &&  kc_cache_seq (self->cache) > 0) {
         s_set_state (self, AGENT_STALE, "cannot reach the server");
     }
+    //  In a cluster, a member that gives no fresh head, or no progress in
+    //  a sync, for half the staleness window is left for the next one
+    int64_t quiet = self->config.stale_after_ms / 2;
+    if (s_can_move (self) && self->state != AGENT_FRESH && !self->refused_retry && now - self->connected_at > quiet
+    &&  (!self->syncing || now - (self->sync_deadline - SYNC_TIMEOUT_MS) > quiet)) {
+        return s_next_member (self, self->syncing ? "its sync made no progress" : "no fresh head from it");
+    }
     if (self->syncing && now > self->sync_deadline) {
         s_start_sync (self, "sync made no progress (server unreachable?)");
     }
@@ -1663,10 +1705,20 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
 static int
 s_on_stale (zloop_t *loop, int timer_id, void *arg)
 {
-    (void) loop;
     (void) timer_id;
     agent_t *self = arg;
     self->stale_timer = -1;
+    if (self->state == AGENT_FRESH && s_can_move (self) && !self->halfway) {
+        //  Half the window without a head from this member: the next one
+        //  has the other half to make the node fresh again
+        int half = self->config.stale_after_ms / 2;
+        self->halfway = true;
+        self->stale_timer = zloop_timer (loop, (size_t) (self->config.stale_after_ms - half) + 1, 1,
+                                         s_on_stale, self);
+        char text [80];
+        snprintf (text, sizeof text, "no valid head from it for %d ms", half);
+        return s_next_member (self, text);
+    }
     if (self->state == AGENT_FRESH) {
         char text [80];
         snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);
@@ -1675,15 +1727,17 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  After a fresh head: stale unless another one comes within stale-after.
+//  After a fresh head: stale unless another one comes within stale-after
+//  (in a cluster, another member is tried halfway).
 static void
 s_arm_stale (agent_t *self)
 {
     if (self->stale_timer != -1) {
         zloop_timer_end (self->loop, self->stale_timer);
     }
-    self->stale_timer = zloop_timer (self->loop, (size_t) self->config.stale_after_ms + 1, 1,
-                                     s_on_stale, self);
+    self->halfway = false;
+    int wait = s_can_move (self) ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    self->stale_timer = zloop_timer (self->loop, (size_t) wait + 1, 1, s_on_stale, self);
 }
 
 static int
@@ -2194,6 +2248,32 @@ agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
     return s_reconnect_as_asked (self, changed);
 }
 
+//  Follows the next server of the root (a cluster's member) from the
+//  cache's sequence: the log is the same on every member, so nothing is
+//  fetched twice and nothing is applied twice.
+static int
+s_next_member (agent_t *self, const char *why)
+{
+    size_t count = kc_root_server_count (self->root), at = 0;
+    const kc_root_server_t *current = s_member (self, self->root);
+    for (size_t i = 0; i < count; i++) {
+        at = kc_root_server (self->root, i) == current ? i : at;
+    }
+    const kc_root_server_t *next = kc_root_server (self->root, (at + 1) % count);
+    char text [KC_WHY_BYTES];
+    snprintf (text, sizeof text, "moving from server %s to %s (%s)", current->name, next->name, why);
+    snprintf (self->member, sizeof self->member, "%s", next->name);
+    for (int i = 0; i < 2; i++) {
+        snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s", next->endpoints [i]);
+    }
+    self->key_count = 0;
+    s_learn_server_key (self->root, self);
+    self->key_index = 0;
+    self->behind = false;
+    self->member_moves++;
+    return s_reconnect (self, text);
+}
+
 static int
 s_next_server_key (agent_t *self)
 {
@@ -2232,7 +2312,7 @@ s_start (agent_t *self)
     for (int i = 0; i < 2; i++) {
         snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s",
                   self->config.connect [i] ? self->config.connect [i]
-                                           : kc_root_endpoint (self->root, (kc_endpoint_t) i));
+                                           : s_member (self, self->root)->endpoints [i]);
         self->connect [i] = self->connect_text [i];
     }
     if (s_connect_server (self)) {

@@ -62,6 +62,12 @@ typedef struct {
     zloop_t *loop;
     const char *connect [2];                //  snapshot, updates endpoints (into connect_text:
     char connect_text [2][KC_ROOT_ENDPOINT_MAX + 1];   //  the root in force may change)
+    char member [KC_ROOT_OPERATOR_NAME_MAX + 1];   //  the root's server followed (by name;
+                                            //  "": the first), one of a cluster's members
+    bool halfway;                           //  half the staleness window passed without a head:
+                                            //  moved to another member (agent_next_member)
+    uint64_t member_moves;                  //  since the start
+    uint64_t cold_syncs;                    //  syncs from seq 0 (a new cache), since the start
 
     //  A sync in progress
     bool syncing;

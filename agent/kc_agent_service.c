@@ -280,6 +280,12 @@ s_status_json (agent_t *self, FILE *out)
     fprintf (out, ", \"root_days_left\": %lld", (long long) (left >= 0 ? left / 86400 : -1 - (-left) / 86400));
     kc_json_field_str (out, false, "server", self->connect [0]);
     kc_json_field_str (out, false, "updates", self->connect [1]);
+    //  The root's server followed: a cluster's member, which the agent
+    //  leaves for the next when it gives no fresh head (docs/cluster.md 5)
+    kc_json_field_str (out, false, "member", *self->member ? self->member
+                                                           : kc_root_server (self->root, 0)->name);
+    kc_json_field_u64 (out, false, "member_moves", self->member_moves);
+    kc_json_field_u64 (out, false, "cold_syncs", self->cold_syncs);
     if (self->behind) {
         kc_json_field_u64 (out, false, "server_behind", self->server_behind);
     }

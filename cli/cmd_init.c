@@ -17,9 +17,22 @@ typedef struct {
     int threshold [3];                  //  register, revoke, root; 0 = default
     const char *names;
     const char *endpoint;
+    const char *members;                //  --members NAME=tcp://HOST:PORT,...: a cluster
     uint64_t lifetime;
     bool json;
 } s_init_t;
+
+#define MEMBERS_MIN     3
+#define MEMBERS_MAX     KC_ROOT_SERVERS_MAX
+
+//  A cluster's member as init makes it: a server of the root, with its own
+//  directory DIR/servers/NAME, and its Raft address HOST:PORT+3.
+typedef struct {
+    kc_root_server_t server;
+    char raft [300];
+    kc_cert_t *curve;
+    kc_signer_t *head;
+} s_member_t;
 
 //  Derives the three channel endpoints from a base: tcp://HOST:PORT gives
 //  PORT, PORT+1, PORT+2; ipc://PATH gives PATH.snapshot, .updates, .submit.
@@ -95,6 +108,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
         { "threshold-root", required_argument, NULL, 'O' },
         { "names", required_argument, NULL, 'N' },
         { "endpoint", required_argument, NULL, 'e' },
+        { "members", required_argument, NULL, 'm' },
         { "expires", required_argument, NULL, 'x' },
         { "json", no_argument, NULL, 'j' },
         { NULL, 0, NULL, 0 }
@@ -119,6 +133,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
             case 'd': options->dir = optarg; break;
             case 'N': options->names = optarg; break;
             case 'e': options->endpoint = optarg; break;
+            case 'm': options->members = optarg; break;
             case 'j': options->json = true; break;
             case 'n':
                 options->operators = atoi (optarg);
@@ -149,6 +164,91 @@ s_init_options (int argc, char *argv [], s_init_t *options)
     }
     options->dir = cli_dir (options->dir);
     return CLI_OK;
+}
+
+//  Parses --members into members (keys made); their count, or -1 having
+//  said why.
+static int
+s_parse_members (const char *list, s_member_t members [MEMBERS_MAX])
+{
+    char *copy = strdup (list), *save = NULL;
+    int count = 0, rc = 0;
+    assert (copy);
+    for (char *item = strtok_r (copy, ",", &save); item && rc == 0; item = strtok_r (NULL, ",", &save)) {
+        char *equals = strchr (item, '='), endpoints [KC_ENDPOINTS][300];
+        if (count == MEMBERS_MAX) {
+            rc = cli_usage ("init", "--members: at most %d", MEMBERS_MAX);
+            break;
+        }
+        if (!equals || equals == item || (size_t) (equals - item) > KC_ROOT_OPERATOR_NAME_MAX
+        ||  strncmp (equals + 1, "tcp://", 6) || s_endpoints (equals + 1, endpoints)) {
+            rc = cli_usage ("init", "--members: '%s' is not NAME=tcp://HOST:PORT", item);
+            break;
+        }
+        *equals = 0;
+        for (int i = 0; i < count; i++) {
+            if (KC_STREQ (members [i].server.name, item)) {
+                rc = cli_usage ("init", "--members: '%s' is named twice", item);
+            }
+        }
+        s_member_t *member = &members [count++];
+        memset (member, 0, sizeof *member);
+        snprintf (member->server.name, sizeof member->server.name, "%s", item);
+        for (int i = 0; i < KC_ENDPOINTS; i++) {
+            snprintf (member->server.endpoints [i], sizeof member->server.endpoints [i], "%.250s", endpoints [i]);
+        }
+        const char *colon = strrchr (equals + 1, ':');
+        snprintf (member->raft, sizeof member->raft, "%.*s:%ld", (int) (colon - equals - 7), equals + 7,
+                  strtol (colon + 1, NULL, 10) + 3);
+        member->curve = kc_cert_new ("keyclone-server");
+        member->head = kc_signer_new ("head", "keyclone-head");
+        memcpy (member->server.server_key, kc_cert_public_key (member->curve), KC_KEY_BYTES);
+        memcpy (member->server.head_key, kc_signer_public_key (member->head), KC_KEY_BYTES);
+    }
+    free (copy);
+    if (rc == 0 && count < MEMBERS_MIN) {
+        rc = cli_usage ("init", "--members: %d named; a cluster has %d or more (5 to survive two failures)",
+                        count, MEMBERS_MIN);
+    }
+    return rc == 0 ? count : -1;
+}
+
+//  DIR/servers/NAME: the member's keys, a copy of the root and a server.cfg
+//  naming every member's Raft address. 0, or -1 with a reason.
+static int
+s_save_member (const char *dir, const s_member_t *members, int count, int index, const kc_root_t *root,
+               kc_why_t *why)
+{
+    char path [CLI_PATH_MAX + 128], base [CLI_PATH_MAX + 64];
+    snprintf (base, sizeof base, "%.*s/servers/%.64s", CLI_PATH_MAX - 80, dir, members [index].server.name);
+    snprintf (path, sizeof path, "%s/server", base);
+    if (kc_file_mkdirs (path, 0700, why)) {
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s/server/curve", base);
+    if (kc_cert_save (members [index].curve, path, why)) {
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s/server/head", base);
+    if (kc_signer_save (members [index].head, path, why)) {
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s/root", base);
+    if (kc_root_save (root, path, why)) {
+        return -1;
+    }
+    char text [4096];
+    size_t at = (size_t) snprintf (text, sizeof text, "#   keyclone-server configuration of cluster member %s "
+                                   "(docs/cluster.md)\nserver\n    cluster = \"", members [index].server.name);
+    for (int i = 0; i < count && at < sizeof text; i++) {
+        at += (size_t) snprintf (text + at, sizeof text - at, "%s%s=%s", i ? "," : "", members [i].server.name,
+                                 members [i].raft);
+    }
+    if (at < sizeof text) {
+        at += (size_t) snprintf (text + at, sizeof text - at, "\"\n");
+    }
+    snprintf (path, sizeof path, "%s/server.cfg", base);
+    return kc_file_write_atomic (path, text, strlen (text), 0644, why);
 }
 
 static void
@@ -186,18 +286,29 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
     for (int i = 0; i < options->operators; i++) {
         printf ("  operator key   %s/operators/%s_secret\n", options->dir, names [i]);
     }
-    printf ("  server keys    %s/server/curve_secret, %s/server/head_secret\n",
-            options->dir, options->dir);
-    printf ("  endpoints      snapshot %s, updates %s, submit %s\n",
-            kc_root_endpoint (root, KC_ENDPOINT_SNAPSHOT),
-            kc_root_endpoint (root, KC_ENDPOINT_UPDATES),
-            kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
+    if (options->members) {
+        for (size_t i = 0; i < kc_root_server_count (root); i++) {
+            const kc_root_server_t *server = kc_root_server (root, i);
+            printf ("  member %-7s %s/servers/%s (keys, root, server.cfg); submit %s\n", server->name,
+                    options->dir, server->name, server->endpoints [KC_ENDPOINT_SUBMIT]);
+        }
+        printf ("\nStart each member on its host with: keyclone-server --dir DIR/servers/NAME\n");
+    }
+    else {
+        printf ("  server keys    %s/server/curve_secret, %s/server/head_secret\n",
+                options->dir, options->dir);
+        printf ("  endpoints      snapshot %s, updates %s, submit %s\n",
+                kc_root_endpoint (root, KC_ENDPOINT_SNAPSHOT),
+                kc_root_endpoint (root, KC_ENDPOINT_UPDATES),
+                kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
+    }
     printf ("\nWhat to copy where:\n"
             "  - %s/root to every node (the agent pins it) and to every operator;\n"
             "  - each %s/operators/NAME_secret to that operator's machine, then delete it\n"
             "    here: operator keys sign membership and belong offline;\n"
-            "  - %s/server/ stays on the server only.\n", options->dir, options->dir,
-            options->dir);
+            "  - %s/%s stay%s on the server%s only.\n", options->dir, options->dir,
+            options->dir, options->members ? "servers/NAME/" : "server/", options->members ? "s" : "",
+            options->members ? " NAME (each member's host)" : "");
 }
 
 int
@@ -217,6 +328,15 @@ cmd_init (int argc, char *argv [])
         return cli_usage ("init", "invalid endpoint '%s' (expected tcp://HOST:PORT or ipc://PATH)",
                           options.endpoint);
     }
+    s_member_t members [MEMBERS_MAX];
+    kc_root_server_t servers [MEMBERS_MAX];
+    int member_count = options.members ? s_parse_members (options.members, members) : 0;
+    if (member_count < 0) {
+        return CLI_USAGE;
+    }
+    for (int i = 0; i < member_count; i++) {
+        servers [i] = members [i].server;
+    }
     char root_path [CLI_PATH_MAX], path_buffer [CLI_PATH_MAX];
     cli_path (root_path, options.dir, "root");
     if (kc_file_exists (root_path)) {
@@ -226,8 +346,13 @@ cmd_init (int argc, char *argv [])
     kc_why_t why;
     if (kc_file_mkdirs (options.dir, 0755, &why)
     ||  kc_file_mkdirs (cli_path (path_buffer, options.dir, "operators"), 0700, &why)
-    ||  kc_file_mkdirs (cli_path (path_buffer, options.dir, "server"), 0700, &why)) {
-        return cli_fail ("init", "%s", why.text);
+    ||  kc_file_mkdirs (cli_path (path_buffer, options.dir, member_count ? "servers" : "server"), 0700, &why)) {
+        rc = cli_fail ("init", "%s", why.text);
+        for (int i = 0; i < member_count; i++) {
+            kc_cert_destroy (&members [i].curve);
+            kc_signer_destroy (&members [i].head);
+        }
+        return rc;
     }
     kc_signer_t *signers [CLI_OPERATORS_MAX] = { NULL };
     kc_operator_t operators [CLI_OPERATORS_MAX];
@@ -248,7 +373,8 @@ cmd_init (int argc, char *argv [])
         .threshold_revoke = (uint8_t) options.threshold [1],
         .threshold_root = (uint8_t) options.threshold [2],
         .head_key = kc_signer_public_key (head), .server_key = kc_cert_public_key (curve),
-        .endpoints = { endpoints [0], endpoints [1], endpoints [2] }
+        .endpoints = { endpoints [0], endpoints [1], endpoints [2] },
+        .servers = member_count ? servers : NULL, .server_count = (size_t) member_count
     };
     root = kc_root_new (&spec, &why);
     if (!root) {
@@ -264,8 +390,15 @@ cmd_init (int argc, char *argv [])
             goto cleanup;
         }
     }
-    if (kc_cert_save (curve, cli_path (path_buffer, options.dir, "server/curve"), &why)
-    ||  kc_signer_save (head, cli_path (path_buffer, options.dir, "server/head"), &why)
+    for (int i = 0; i < member_count; i++) {
+        if (s_save_member (options.dir, members, member_count, i, root, &why)) {
+            cli_fail ("init", "%s", why.text);
+            goto cleanup;
+        }
+    }
+    if ((!member_count
+    &&   (kc_cert_save (curve, cli_path (path_buffer, options.dir, "server/curve"), &why)
+    ||    kc_signer_save (head, cli_path (path_buffer, options.dir, "server/head"), &why)))
     ||  kc_root_save (root, root_path, &why)) {
         cli_fail ("init", "%s", why.text);
         goto cleanup;
@@ -279,6 +412,10 @@ cleanup:
     kc_signer_destroy (&head);
     kc_cert_destroy (&curve);
     kc_root_destroy (&root);
+    for (int i = 0; i < member_count; i++) {
+        kc_cert_destroy (&members [i].curve);
+        kc_signer_destroy (&members [i].head);
+    }
     return rc;
 }
 

@@ -59,6 +59,7 @@ const cli_command_t cli_commands [] = {
     { "init", cmd_init, "create operator keys, server keys and the genesis root",
       "Usage: keyclone init [--dir DIR] [--operators N] [--threshold K]\n"
       "                     [--names NAME,...] [--endpoint tcp://HOST:PORT] [--expires DURATION]\n"
+      "                     [--members NAME=tcp://HOST:PORT,...]\n"
       "\n"
       "Creates a new keyclone directory in DIR (default: $KEYCLONE_DIR or .):\n"
       "  DIR/root                      the signed genesis root: copy to every node\n"
@@ -77,6 +78,12 @@ const cli_command_t cli_commands [] = {
       "  --endpoint URL         base endpoint tcp://HOST:PORT: the snapshot channel uses\n"
       "                         PORT, updates PORT+1, submissions PORT+2\n"
       "                         (default tcp://127.0.0.1:5550)\n"
+      "  --members NAME=tcp://HOST:PORT,...\n"
+      "                         a cluster of 3 to 8 members instead of one server\n"
+      "                         (docs/cluster.md): each gets its endpoints from its\n"
+      "                         URL as --endpoint does, its Raft address HOST:PORT+3,\n"
+      "                         and a directory DIR/servers/NAME (keys, root and a\n"
+      "                         server.cfg naming every member) to run it from\n"
       "  --expires DURATION     root lifetime, e.g. 365d, 2y (default 1y)\n"
       "  --json                 print the result as JSON\n" },
     { "keygen", cmd_keygen, "create a CURVE key pair (czmq certificate files)",

@@ -41,5 +41,6 @@
 #include "kc_zmtp.h"
 #include "kc_auth.h"
 #include "kc_metrics.h"
+#include "kc_group.h"
 
 #endif

@@ -9,11 +9,15 @@
 #include "kc_access.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+
+#define PAUSE_MAX_MS        100     //  between submissions during an election: 100-200 ms
+#define HANDSHAKE_WAIT_MS   1000    //  for a cluster member's CURVE handshake
 
 struct _kc_client_t {
     zsock_t *socket;                        //  connected at the first request
@@ -27,6 +31,17 @@ struct _kc_client_t {
     int timeout_ms;
     bool agent;                             //  a local agent's service: plain ipc
     char failure [KC_WHY_BYTES];            //  the socket could not be secured
+    //  The root's servers, for a cluster (docs/cluster.md 4): a submission
+    //  goes on to the leader a member names, or to the next member when
+    //  one cannot be reached
+    kc_root_server_t members [KC_ROOT_SERVERS_MAX];
+    size_t member_count, member_index;
+    int wait_ms;                            //  for one member's answer to a submission
+    int attempt_ms;                         //  for the answer to the request being sent
+    bool unreachable;                       //  the last connection was refused, or lost
+    bool sign_next;                         //  s_authorize: sign the next request
+    zactor_t *monitor;                      //  in a cluster: the connection's, to learn
+                                            //  at once that a member went away
 };
 
 static int
@@ -43,6 +58,21 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
     memcpy (self->server_key, kc_root_server_key (root), KC_KEY_BYTES);
     memcpy (self->server_keys [0], self->server_key, KC_KEY_BYTES);
     self->key_count = 1;
+    self->wait_ms = self->attempt_ms = timeout_ms;
+    for (size_t i = 0; i < kc_root_server_count (root) && i < KC_ROOT_SERVERS_MAX; i++) {
+        self->members [self->member_count++] = *kc_root_server (root, i);
+        if (KC_STREQ (self->endpoint, kc_root_server (root, i)->endpoints [KC_ENDPOINT_SUBMIT])) {
+            self->member_index = i;         //  --server names a member: its key
+            memcpy (self->server_key, kc_root_server (root, i)->server_key, KC_KEY_BYTES);
+            memcpy (self->server_keys [0], self->server_key, KC_KEY_BYTES);
+        }
+    }
+    if (self->member_count > 1) {
+        //  A member that does not answer is left for the next well before
+        //  the whole timeout
+        self->wait_ms = timeout_ms / (int) self->member_count > 1000 ? timeout_ms / (int) self->member_count
+                                                                      : timeout_ms < 1000 ? timeout_ms : 1000;
+    }
     return self;
 }
 
@@ -52,7 +82,7 @@ kc_client_new_agent (const char *endpoint, int timeout_ms)
     kc_client_t *self = calloc (1, sizeof *self);
     assert (self);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
-    self->timeout_ms = timeout_ms;
+    self->timeout_ms = self->attempt_ms = timeout_ms;
     self->agent = true;
     return self;
 }
@@ -94,6 +124,7 @@ void
 kc_client_destroy (kc_client_t **self_p)
 {
     if (self_p && *self_p) {
+        zactor_destroy (&(*self_p)->monitor);
         zsock_destroy (&(*self_p)->socket);
         kc_cert_destroy (&(*self_p)->cert);
         free (*self_p);
@@ -132,6 +163,10 @@ s_connect_key (kc_client_t *self, zactor_t **monitor_p, kc_why_t *why)
         *monitor_p = zactor_new (zmonitor, self->socket);
         zstr_sendx (*monitor_p, "LISTEN", "HANDSHAKE_SUCCEEDED", "HANDSHAKE_FAILED_NO_DETAIL",
                     "HANDSHAKE_FAILED_PROTOCOL", "HANDSHAKE_FAILED_AUTH", NULL);
+        if (self->member_count > 1) {
+            //  A member that is down is passed over at once (cluster)
+            zstr_sendx (*monitor_p, "LISTEN", "CONNECTED", "CONNECT_RETRIED", "DISCONNECTED", NULL);
+        }
         zstr_sendx (*monitor_p, "START", NULL);
         zsock_wait (*monitor_p);
     }
@@ -151,8 +186,13 @@ s_connect_key (kc_client_t *self, zactor_t **monitor_p, kc_why_t *why)
 static int
 s_connect_probing (kc_client_t *self, kc_why_t *why)
 {
-    int64_t deadline = zclock_mono () + self->timeout_ms;
+    //  In a cluster a member that does not complete a handshake soon is
+    //  passed for the next (a stopped process: TCP still connects)
+    int wait_ms = self->member_count > 1 && self->attempt_ms > HANDSHAKE_WAIT_MS ? HANDSHAKE_WAIT_MS
+                                                                               : self->attempt_ms;
+    int64_t deadline = zclock_mono () + wait_ms;
     size_t tried = 0;
+    self->unreachable = false;
     char event_seen [64] = "";
     while (true) {
         zactor_t *monitor = NULL;
@@ -162,6 +202,7 @@ s_connect_probing (kc_client_t *self, kc_why_t *why)
         }
         char *event = NULL;
         int failures = 0;
+        bool disconnected = false;
         zpoller_t *poller = zpoller_new (monitor, NULL);
         int64_t left = deadline - zclock_mono ();
         while (!event && left > 0 && zpoller_wait (poller, (int) left)) {
@@ -172,16 +213,35 @@ s_connect_probing (kc_client_t *self, kc_why_t *why)
             if (event && KC_STREQ (event, "HANDSHAKE_FAILED_NO_DETAIL") && ++failures < 2) {
                 zstr_free (&event);
             }
+            //  libzmq schedules a reconnection after a connection ends
+            //  (DISCONNECTED, CONNECT_RETRIED) and after a refused one
+            //  (CONNECT_RETRIED alone): only the second ends the wait
+            bool after_end = disconnected;
+            disconnected = event && KC_STREQ (event, "DISCONNECTED");
+            if (event && (KC_STREQ (event, "CONNECTED") || disconnected
+                      || (KC_STREQ (event, "CONNECT_RETRIED") && after_end))) {
+                zstr_free (&event);
+            }
             left = deadline - zclock_mono ();
         }
         bool interrupted = zpoller_terminated (poller);
         zpoller_destroy (&poller);
+        if (self->member_count > 1 && event && KC_STREQ (event, "HANDSHAKE_SUCCEEDED")) {
+            self->monitor = monitor;        //  kept while the connection is in use
+            monitor = NULL;
+        }
         zactor_destroy (&monitor);
+        if (event && KC_STREQ (event, "CONNECT_RETRIED")) {
+            zstr_free (&event);
+            zsock_destroy (&self->socket);
+            self->unreachable = true;
+            return kc_why (why, "cannot connect to %s (connection refused)", self->endpoint);
+        }
         if (!event) {
             zsock_destroy (&self->socket);
             return kc_why (why, interrupted ? "interrupted" :
                            "no answer from %s within %d ms (is keyclone-server running there?)%s%s",
-                           self->endpoint, self->timeout_ms, *event_seen ? "; " : "", event_seen);
+                           self->endpoint, wait_ms, *event_seen ? "; " : "", event_seen);
         }
         bool failed = strncmp (event, "HANDSHAKE_FAILED", 16) == 0
                    && !KC_STREQ (event, "HANDSHAKE_FAILED_AUTH");
@@ -235,37 +295,66 @@ s_connect (kc_client_t *self, kc_why_t *why)
 }
 
 //  Signs a read request when an operator key was given.
+//  The next request is signed when an operator key was given: by s_call,
+//  once connected, for the server key in use (another member's, when the
+//  request goes to another).
 static zmsg_t *
 s_authorize (kc_client_t *self, zmsg_t *request)
 {
-    kc_why_t why;
-    if (self->operator_key && s_connect (self, &why) == 0) {
-        kc_access_sign (request, self->operator_key, self->server_key,
-                        kc_cert_public_key (s_cert (self)), kc_now_ms ());
-    }
+    self->sign_next = self->operator_key != NULL;
     return request;
 }
 
-//  Sends a request and waits for a decoded reply.
+//  Sends a request to the server in use and waits for a decoded reply.
 static int
-s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t *decoded,
-        kc_why_t *why)
+s_call_once (kc_client_t *self, zmsg_t **request_p, bool sign, zmsg_t **reply_p, kc_proto_msg_t *decoded,
+             kc_why_t *why)
 {
     if (*self->failure || s_connect (self, why)) {
         zmsg_destroy (request_p);
         return kc_why (why, "%s", self->failure);
+    }
+    if (sign) {
+        kc_access_sign (*request_p, self->operator_key, self->server_key, kc_cert_public_key (s_cert (self)),
+                        kc_now_ms ());
     }
     if (zmsg_send (request_p, self->socket)) {
         zmsg_destroy (request_p);
         return kc_why (why, "cannot send to %s", self->endpoint);
     }
     zpoller_t *poller = zpoller_new (self->socket, NULL);
-    void *ready = zpoller_wait (poller, self->timeout_ms);
+    if (self->monitor) {
+        zpoller_add (poller, self->monitor);
+    }
+    int64_t deadline = zclock_mono () + self->attempt_ms;
+    void *ready = NULL;
+    while (!ready && zclock_mono () < deadline) {
+        ready = zpoller_wait (poller, (int) (deadline - zclock_mono ()));
+        if (ready && ready == self->monitor) {
+            char *event = NULL;
+            zstr_recvx (self->monitor, &event, NULL);
+            bool lost = event && KC_STREQ (event, "DISCONNECTED");
+            zstr_free (&event);
+            ready = NULL;
+            if (lost) {
+                //  The member went away with the request (a cluster's
+                //  leader killed): the caller goes on to another
+                zpoller_destroy (&poller);
+                zactor_destroy (&self->monitor);
+                zsock_destroy (&self->socket);
+                self->unreachable = true;
+                return kc_why (why, "the connection to %s was lost", self->endpoint);
+            }
+        }
+        if (zpoller_terminated (poller)) {
+            break;
+        }
+    }
     bool interrupted = zpoller_terminated (poller);
     zpoller_destroy (&poller);
     if (!ready) {
         return kc_why (why, interrupted ? "interrupted" : "no reply from %s within %d ms (is %s running?)",
-                       self->endpoint, self->timeout_ms, self->agent ? "keyclone-agent" : "keyclone-server");
+                       self->endpoint, self->attempt_ms, self->agent ? "keyclone-agent" : "keyclone-server");
     }
     *reply_p = zmsg_recv (self->socket);
     if (!*reply_p || kc_proto_decode (*reply_p, KC_CHANNEL_SUBMIT_CLIENT, decoded, why)) {
@@ -279,6 +368,89 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
         return -1;
     }
     return 0;
+}
+
+//  Another member of the root's servers for the requests that follow.
+static void
+s_use_member (kc_client_t *self, size_t index)
+{
+    zactor_destroy (&self->monitor);
+    zsock_destroy (&self->socket);
+    self->failure [0] = 0;
+    self->member_index = index;
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", self->members [index].endpoints [KC_ENDPOINT_SUBMIT]);
+    memcpy (self->server_keys [0], self->members [index].server_key, KC_KEY_BYTES);
+    self->key_count = 1;
+    self->key_index = 0;
+}
+
+//  Sends a request and waits for a decoded reply. To a cluster (the root
+//  names several servers, docs/cluster.md 4), a request goes on to the next
+//  member when one cannot be reached or does not answer, and a submission
+//  to the leader a member names; with no leader for now (an election) it is
+//  sent again after a short wait, growing, with jitter. Sending again is
+//  safe: a batch already in the log is answered as a duplicate. Gives up
+//  at the client's timeout with the last reason.
+static int
+s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t *decoded, kc_why_t *why)
+{
+    bool sign = self->sign_next;
+    self->sign_next = false;
+    if (self->member_count < 2 || self->agent) {
+        return s_call_once (self, request_p, sign, reply_p, decoded, why);
+    }
+    int64_t deadline = zclock_mono () + self->timeout_ms;
+    zmsg_t *copy = zmsg_dup (*request_p);
+    int pause_ms = 50, rc;
+    size_t passed = 0;                      //  members that could not be reached in a row
+    bool followed = false;                  //  the member in use was named as the leader
+    self->attempt_ms = self->wait_ms;
+    while (true) {
+        rc = s_call_once (self, request_p, sign, reply_p, decoded, why);
+        if (rc == 0 || zclock_mono () >= deadline || zsys_interrupted) {
+            break;
+        }
+        size_t named = self->member_count, length = strlen (KC_NOT_LEADER);
+        if (strncmp (why->text, KC_NOT_LEADER, length) == 0) {
+            for (size_t i = 0; i < self->member_count; i++) {
+                named = KC_STREQ (self->members [i].name, why->text + length) ? i : named;
+            }
+        }
+        bool unreachable = self->unreachable || strncmp (why->text, "no reply from ", 14) == 0
+                        || strncmp (why->text, "no answer from ", 15) == 0;
+        passed = unreachable ? passed + 1 : 0;
+        if (unreachable && followed) {
+            //  A member named a leader that is gone (it does not know yet)
+            zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
+            pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+        }
+        followed = named < self->member_count && named != self->member_index;
+        if (followed) {
+            s_use_member (self, named);     //  at once: the leader is known
+        }
+        else
+        if (strncmp (why->text, KC_NO_LEADER, strlen (KC_NO_LEADER)) == 0 || named < self->member_count
+        ||  strncmp (why->text, "not acknowledged: ", 18) == 0) {
+            //  An election is on: wait for it here, or at the leader
+            zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
+            pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+        }
+        else
+        if (unreachable) {
+            if (passed >= self->member_count) {
+                zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
+                pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+            }
+            s_use_member (self, (self->member_index + 1) % self->member_count);
+        }
+        else {
+            break;                          //  a refusal on the merits
+        }
+        *request_p = zmsg_dup (copy);
+    }
+    zmsg_destroy (&copy);
+    self->attempt_ms = self->timeout_ms;
+    return rc;
 }
 
 int

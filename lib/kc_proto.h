@@ -19,6 +19,12 @@
 #define KC_PROTO_BATCHES_MAX    1024                //  batch entries per message
 #define KC_PROTO_MESSAGE_MAX    (40 * 1024 * 1024)  //  bytes in one message
 #define KC_PROTO_REASON_MAX     255                 //  bytes of an ERROR reason
+//  A cluster member that is not the leader refuses a SUBMIT with an ERROR
+//  whose reason starts with one of these (docs/cluster.md 4): the leader's
+//  name (a server of the root) follows the first; clients go there, or try
+//  again shortly after the second.
+#define KC_NOT_LEADER           "not the leader: the leader is "
+#define KC_NO_LEADER            "no leader: "
 #define KC_PROTO_CREDIT_MAX     64                  //  credit one SYNC/CREDIT grants
 #define KC_PROTO_RECORDS_MAX    10000               //  records in one RECORDS reply
 #define KC_PROTO_ROOTS_MAX      1000                //  root changes in one ROOTS reply

@@ -61,6 +61,7 @@ struct _kc_store_t {
     uint8_t submitter [KC_KEY_BYTES];       //  recorded with the next append
     bool has_submitter;
     uint64_t accepted;                      //  recorded with the last append (unix ms)
+    uint64_t time_ms;                       //  kc_store_set_time: appends' accepted time, or 0
     uint8_t saved_chain [KC_HASH_BYTES];
     bool in_group;
 };
@@ -341,6 +342,12 @@ kc_store_accepted (const kc_store_t *self)
 }
 
 void
+kc_store_set_time (kc_store_t *self, uint64_t time_ms)
+{
+    self->time_ms = time_ms;
+}
+
+void
 kc_store_set_submitter (kc_store_t *self, const uint8_t *key)
 {
     self->has_submitter = key != NULL;
@@ -412,7 +419,7 @@ s_insert_entry (kc_store_t *self, s_statement_t which, uint64_t next, const uint
     sqlite3_bind_int64 (stmt, 1, (sqlite3_int64) next);
     sqlite3_bind_blob (stmt, 2, digest, KC_HASH_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob (stmt, 3, chain, KC_HASH_BYTES, SQLITE_STATIC);
-    self->accepted = kc_now_ms ();
+    self->accepted = self->time_ms ? self->time_ms : kc_now_ms ();
     sqlite3_bind_int64 (stmt, 4, (sqlite3_int64) self->accepted);
     sqlite3_bind_blob (stmt, 5, data, (int) size, SQLITE_STATIC);
     s_bind_submitter (self, stmt, 6);

@@ -90,6 +90,11 @@ int
     kc_store_append_root (kc_store_t *self, const kc_root_t *root, uint64_t *seq,
                           uint8_t chain [static KC_HASH_BYTES], kc_why_t *why) KC_WUR;
 
+//  The accepted time (unix ms) of the appends that follow, as a cluster's
+//  leader decided it for every member (docs/cluster.md 3); 0: the clock.
+void
+    kc_store_set_time (kc_store_t *self, uint64_t time_ms);
+
 //  The submitter (a client's CURVE public key, or NULL) recorded with the
 //  appends that follow, for the audit view.
 void

@@ -5,6 +5,7 @@
     =========================================================================
 */
 #include "kc_server.h"
+#include "kc_raft.h"
 
 #include <malloc.h>
 #include <signal.h>
@@ -86,13 +87,41 @@ typedef struct {
     uint64_t switch_at;                     //  served from then (unix ms)
     int switch_timer;                       //  -1 when none
     int heartbeat_timer;
+    //  A cluster member (docs/cluster.md); raft is NULL on a single server
+    kc_raft_t *raft;
+    kc_raft_member_t members [KC_RAFT_MEMBERS_MAX];
+    char member_names [KC_RAFT_MEMBERS_MAX][KC_ROOT_OPERATOR_NAME_MAX + 1];
+    size_t member_count;
+    raft_id member_id;                      //  this member's
+    char raft_state [16];                   //  as the engine last said: follower, leader...
+    raft_id leader;                         //  0: none known
+    uint64_t term, raft_last, raft_applied, raft_refused;
+    struct _s_pending_t *queue;             //  submissions for the next proposal (GROUP_MAX)
+    size_t queued;
+    struct _s_pending_t *flying;            //  the submissions of the proposal in flight
+    size_t flying_count;
+    uint64_t flying_tag, next_tag;          //  0: none in flight
+    int flying_tries;                       //  proposals of the same submissions
+    uint64_t entry_index;                   //  the last Raft entry applied here,
+    int entry_outcome;                      //  what became of it (s_entry_outcome_t)
+    kc_why_t entry_why;
+    bool submit_paused;                     //  the queue is full: not reading submissions
+    int64_t leader_since;                   //  zclock_mono when this member became leader
 } s_server_t;
 
+//  How s_decide ends its transaction: a single server commits what it
+//  accepted; a cluster's leader only decides what to propose, and rolls
+//  back; a cluster member applies a committed entry, all of it or nothing.
+typedef enum { S_COMMIT, S_PROPOSE, S_APPLY } s_decide_mode_t;
+
 //  One submission waiting for the group commit.
-typedef struct {
+typedef struct _s_pending_t {
     zframe_t *identity;
     bool delimiter;                         //  REQ client: reply with an empty frame
-    zmsg_t *msg;
+    zmsg_t *msg;                            //  the submission (NULL: a cluster entry's item)
+    const uint8_t *data;                    //  the log entry's bytes (in msg, or the entry)
+    size_t size;
+    const uint8_t *expect_chain;            //  a cluster entry's item: the chain it must have
     kc_batch_t *batch;                      //  a batch, or
     kc_root_t *root;                        //  a root change, or
     kc_grant_t *grant;                      //  a grant (or its revocation), or
@@ -104,6 +133,7 @@ typedef struct {
     uint64_t accepted;                      //  as the log records it (unix ms)
     uint8_t submitter [KC_KEY_BYTES];
     bool has_submitter;
+    bool answered;
 } s_pending_t;
 
 static kc_pending_config_t
@@ -124,6 +154,8 @@ kc_server_config_defaults (kc_server_config_t *config)
     config->enrol_expiry_ms = 24 * 3600 * 1000ULL;
     config->enrol_max = 1000;
     config->enrol_rate = 10;
+    config->election_ms = 500;
+    config->raft_heartbeat_ms = 50;
 }
 
 static const char *
@@ -901,10 +933,12 @@ static int
 //  A root change: verified against the root in force in the group (which
 //  it then replaces there), and appended. 0 or -1 with p->why.
 static int
-s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_t now)
+s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_t now, s_decide_mode_t mode)
 {
+    //  A member applying an entry does not ask whether the new root names
+    //  it: that would differ between members (the leader asked for itself)
     if (kc_root_verify_successor (*group_root, p->root, now, &p->why)
-    ||  s_serves (self, p->root, &p->why)
+    ||  (mode != S_APPLY && s_serves (self, p->root, &p->why))
     ||  kc_store_append_root (self->store, p->root, &p->seq, p->chain, &p->why)) {
         return -1;
     }
@@ -914,44 +948,43 @@ s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_
 
 //  Decides every pending submission inside one store transaction. Batches
 //  after a root change in the same group are verified with the new root.
-static void
-s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
+//  Returns how many were accepted (and, in S_APPLY, stored: all or none).
+static size_t
+s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_decide_mode_t mode)
 {
     kc_why_t why;
     if (kc_store_begin (self->store, &why)) {
         for (size_t i = 0; i < count; i++) {
             pending [i].why = why;
         }
-        return;
+        return 0;
     }
     size_t accepted = 0;
     kc_root_t *group_root = self->root;
     for (size_t i = 0; i < count; i++) {
         s_pending_t *p = &pending [i];
-        zframe_t *frame = zmsg_last (p->msg);
         const uint8_t *digest;
-        if (kc_root_is_root (zframe_data (frame), zframe_size (frame))) {
-            p->root = kc_root_decode (zframe_data (frame), zframe_size (frame), &p->why);
+        if (kc_root_is_root (p->data, p->size)) {
+            p->root = kc_root_decode (p->data, p->size, &p->why);
             digest = p->root ? kc_root_digest (p->root) : NULL;
         }
         else
-        if (kc_grant_is_grant (zframe_data (frame), zframe_size (frame))) {
-            p->grant = kc_grant_decode (zframe_data (frame), zframe_size (frame), &p->why);
+        if (kc_grant_is_grant (p->data, p->size)) {
+            p->grant = kc_grant_decode (p->data, p->size, &p->why);
             digest = p->grant ? p->grant->digest : NULL;
         }
         else
-        if (kc_grant_is_use (zframe_data (frame), zframe_size (frame))) {
-            p->use = kc_grant_use_decode (zframe_data (frame), zframe_size (frame), &p->why);
+        if (kc_grant_is_use (p->data, p->size)) {
+            p->use = kc_grant_use_decode (p->data, p->size, &p->why);
             digest = p->use ? p->use->digest : NULL;
         }
         else {
-            p->batch = kc_batch_decode (zframe_data (frame), zframe_size (frame), &p->why);
+            p->batch = kc_batch_decode (p->data, p->size, &p->why);
             digest = p->batch ? kc_batch_digest (p->batch) : NULL;
         }
         if (!digest) {
             continue;
         }
-        p->has_submitter = s_sender (zmsg_first (p->msg), p->submitter) == 0;
         kc_store_set_submitter (self->store, p->has_submitter ? p->submitter : NULL);
         int found = kc_store_find_digest (self->store, digest, &p->seq, p->chain, &p->why);
         if (found == 1) {
@@ -959,7 +992,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
         }
         else
         if (found == 0 && p->root) {
-            if (s_decide_root (self, p, &group_root, now) == 0) {
+            if (s_decide_root (self, p, &group_root, now, mode) == 0) {
                 p->status = "accepted";
                 p->accepted = kc_store_accepted (self->store);
                 accepted++;
@@ -997,9 +1030,25 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             }
         }
     }
-    if (accepted == 0) {
+    if (mode == S_APPLY) {
+        //  Everything the leader accepted, at its seq and with its chain
+        for (size_t i = 0; i < count; i++) {
+            s_pending_t *p = &pending [i];
+            if (p->status && KC_STREQ (p->status, "accepted")
+            &&  memcmp (p->chain, p->expect_chain, KC_HASH_BYTES)) {
+                kc_why (&p->why, "stored with another chain than the leader's at seq %llu",
+                        (unsigned long long) p->seq);
+                p->status = NULL;
+                accepted--;
+            }
+        }
+    }
+    if (accepted == 0 || mode == S_PROPOSE || (mode == S_APPLY && accepted < count)) {
         kc_store_rollback (self->store);
         self->revoked_in_group = false;
+        if (mode == S_APPLY) {
+            return 0;
+        }
     }
     else
     if (kc_store_commit (self->store, &why)) {
@@ -1010,6 +1059,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
                 pending [i].why = why;
             }
         }
+        accepted = 0;
     }
     else
     if (group_root != self->root) {
@@ -1026,6 +1076,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now)
             zsys_error ("kc_server: cannot serve after the key switch");
         }
     }
+    return accepted;
 }
 
 //  The bytes of a submission as the log holds them.
@@ -1109,6 +1160,10 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
     char fp [KC_FINGERPRINT_CHARS + 1];
     for (size_t i = 0; i < count; i++) {
         s_pending_t *p = &pending [i];
+        if (p->answered || !p->identity) {
+            continue;
+        }
+        p->answered = true;
         s_sender_fp (zmsg_first (p->msg), fp);
         zmsg_t *reply;
         if (p->status) {
@@ -1345,6 +1400,10 @@ s_enrolled (s_server_t *self, const s_pending_t *pending, size_t count)
     }
 }
 
+static bool s_is_leader (s_server_t *self);
+static void s_not_leader (s_server_t *self, kc_why_t *why);
+static void s_propose_next (s_server_t *self);
+
 static int
 s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
 {
@@ -1375,10 +1434,26 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         }
         else
         if (decoded.type == KC_MSG_SUBMIT) {
-            pending [count++] = (s_pending_t) { .identity = identity, .delimiter = delimiter,
-                                                .msg = msg };
+            s_pending_t submission = { .identity = identity, .delimiter = delimiter, .msg = msg,
+                                       .data = zframe_data (zmsg_last (msg)), .size = zframe_size (zmsg_last (msg)) };
+            submission.has_submitter = s_sender (zmsg_first (msg), submission.submitter) == 0;
             kc_proto_msg_reset (&decoded);
-            continue;
+            if (!self->raft) {
+                pending [count++] = submission;
+                continue;
+            }
+            if (s_is_leader (self)) {
+                self->queue [self->queued++] = submission;
+                if (self->queued == GROUP_MAX) {
+                    //  Until the proposal in flight is done: the rest waits in libzmq
+                    zloop_reader_end (self->loop, self->submit);
+                    self->submit_paused = true;
+                    break;
+                }
+                continue;
+            }
+            s_not_leader (self, &why);
+            reply = kc_proto_error ("%s", why.text);
         }
         else
         if (decoded.type == KC_MSG_ROOTS) {
@@ -1455,8 +1530,11 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         zframe_destroy (&identity);
         zmsg_destroy (&msg);
     }
+    if (self->raft) {
+        s_propose_next (self);
+    }
     if (count) {
-        s_decide (self, pending, count, kc_now ());
+        s_decide (self, pending, count, kc_now (), S_COMMIT);
         s_enrolled (self, pending, count);
         s_answer (self, pending, count);
         s_publish (self, pending, count);
@@ -1476,6 +1554,499 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
             zmsg_destroy (&pending [i].msg);
         }
     }
+    return 0;
+}
+
+//  --- Cluster (docs/cluster.md) ---------------------------------------------------
+//
+//  The leader decides a group of submissions against its store without
+//  keeping anything (S_PROPOSE), proposes the accepted ones as one Raft
+//  entry (kc_group) on top of the log head it saw, and answers once that
+//  entry is committed and applied. Every member, the leader too, applies
+//  committed entries in log order (S_APPLY): verified again, stored at the
+//  leader's seq, time and chain, or not at all. One proposal is in flight at
+//  a time; submissions that arrive meanwhile wait for the next (group commit).
+
+typedef enum {
+    S_ENTRY_APPLIED,                        //  stored now
+    S_ENTRY_ALREADY,                        //  stored before (a restart replays the log)
+    S_ENTRY_SUPERSEDED,                     //  proposed on a head another entry moved on
+    S_ENTRY_REFUSED,                        //  not a valid continuation: nothing stored
+    S_ENTRY_FATAL                           //  this member's store cannot follow the log
+} s_entry_outcome_t;
+
+static bool
+s_is_leader (s_server_t *self)
+{
+    return self->raft && KC_STREQ (self->raft_state, "leader");
+}
+
+static const char *
+s_member_name (s_server_t *self, raft_id id)
+{
+    for (size_t i = 0; i < self->member_count; i++) {
+        if (self->members [i].id == id) {
+            return self->member_names [i];
+        }
+    }
+    return NULL;
+}
+
+//  The answer to a submission on a member that is not the leader: clients
+//  (kc_client) go to the leader named, from the root's list of servers, or
+//  try again shortly when there is none.
+static void
+s_not_leader (s_server_t *self, kc_why_t *why)
+{
+    const char *leader = self->leader != self->member_id ? s_member_name (self, self->leader) : NULL;
+    if (leader) {
+        kc_why (why, KC_NOT_LEADER "%s", leader);
+    }
+    else {
+        kc_why (why, KC_NO_LEADER "member %s of %zu cannot reach a majority now (an election, or this member is "
+                "in a minority); it still serves reads", s_member_name (self, self->member_id), self->member_count);
+    }
+}
+
+static void
+s_pending_free (s_pending_t *p)
+{
+    kc_batch_destroy (&p->batch);
+    kc_root_destroy (&p->root);
+    kc_grant_destroy (&p->grant);
+    kc_grant_use_destroy (&p->use);
+    zframe_destroy (&p->identity);
+    zmsg_destroy (&p->msg);
+}
+
+static void
+s_resume_submit (s_server_t *self)
+{
+    if (self->submit_paused && self->queued < GROUP_MAX) {
+        self->submit_paused = false;
+        zloop_reader (self->loop, self->submit, s_on_submit, self);
+    }
+}
+
+//  Answers every submission of the proposal in flight not answered yet with
+//  reason, and forgets them.
+static void
+s_flying_end (s_server_t *self, const char *reason)
+{
+    for (size_t i = 0; i < self->flying_count; i++) {
+        s_pending_t *p = &self->flying [i];
+        if (reason && !p->answered) {
+            p->status = NULL;
+            kc_why (&p->why, "%s", reason);
+        }
+        s_answer (self, p, 1);
+        s_pending_free (p);
+    }
+    self->flying_count = 0;
+    self->flying_tag = 0;
+    self->flying_tries = 0;
+}
+
+//  Decides the submissions in flight and proposes what was accepted.
+static void s_propose_next (s_server_t *self);
+
+static void
+s_propose_flying (s_server_t *self)
+{
+    for (size_t i = 0; i < self->flying_count; i++) {
+        s_pending_t *p = &self->flying [i];
+        kc_batch_destroy (&p->batch);
+        kc_root_destroy (&p->root);
+        kc_grant_destroy (&p->grant);
+        kc_grant_use_destroy (&p->use);
+        p->status = NULL;
+    }
+    uint64_t time_ms = kc_now_ms ();
+    kc_group_t *group = calloc (1, sizeof *group);
+    assert (group);
+    uint8_t base_chain [KC_HASH_BYTES];
+    memcpy (base_chain, kc_store_chain (self->store), KC_HASH_BYTES);
+    group->base_seq = kc_store_seq (self->store);
+    group->base_chain = base_chain;
+    group->time_ms = time_ms;
+    kc_store_set_time (self->store, time_ms);
+    s_decide (self, self->flying, self->flying_count, time_ms / 1000, S_PROPOSE);
+    kc_store_set_time (self->store, 0);
+    for (size_t i = 0; i < self->flying_count; i++) {
+        s_pending_t *p = &self->flying [i];
+        if (p->status && KC_STREQ (p->status, "accepted")) {
+            group->items [group->count++] = (kc_group_item_t) {
+                .seq = p->seq, .chain = p->chain, .data = p->data, .size = p->size,
+                .submitter = p->has_submitter ? p->submitter : NULL };
+        }
+        else {
+            s_answer (self, p, 1);          //  a duplicate or a refusal: nothing to wait for
+        }
+    }
+    kc_why_t why;
+    size_t size = 0, count = group->count;
+    uint8_t *data = count ? kc_group_encode (group, &size, &why) : NULL;
+    free (group);
+    if (!data) {
+        s_flying_end (self, count ? why.text : NULL);
+        s_propose_next (self);
+        return;
+    }
+    self->flying_tag = ++self->next_tag;
+    if (kc_raft_apply (self->raft, self->flying_tag, data, size, &why)) {
+        s_flying_end (self, why.text);
+    }
+    free (data);
+}
+
+//  The queued submissions become the proposal in flight.
+static void
+s_propose_next (s_server_t *self)
+{
+    if (self->flying_tag || self->queued == 0) {
+        return;
+    }
+    s_pending_t *spare = self->flying;
+    self->flying = self->queue;
+    self->flying_count = self->queued;
+    self->queue = spare;
+    self->queued = 0;
+    s_resume_submit (self);
+    s_propose_flying (self);
+}
+
+//  The chain after seq (0: the directory's genesis), or -1.
+static int
+s_chain_after (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, uint64_t accepted,
+               const uint8_t *submitter, void *arg)
+{
+    (void) seq;
+    (void) data;
+    (void) size;
+    (void) accepted;
+    (void) submitter;
+    memcpy (arg, chain, KC_HASH_BYTES);
+    return -1;
+}
+
+static int
+s_chain_at (s_server_t *self, uint64_t seq, uint8_t chain [static KC_HASH_BYTES])
+{
+    kc_why_t why;
+    if (seq == kc_store_seq (self->store)) {
+        memcpy (chain, kc_store_chain (self->store), KC_HASH_BYTES);
+        return 0;
+    }
+    if (seq == 0) {
+        kc_chain_genesis (kc_root_directory (self->root), chain);
+        return 0;
+    }
+    return kc_store_read (self->store, seq - 1, 1, SIZE_MAX, s_chain_after, chain, &why) == 1 ? 0 : -1;
+}
+
+//  Applies the committed Raft entry index: what became of it.
+static s_entry_outcome_t
+s_apply_entry (s_server_t *self, uint64_t index, const uint8_t *data, size_t size)
+{
+    kc_why_clear (&self->entry_why);
+    kc_group_t *group = malloc (sizeof *group);
+    assert (group);
+    if (kc_group_decode (data, size, group, &self->entry_why)) {
+        zsys_warning ("kc_server: Raft entry %llu refused: %s", (unsigned long long) index, self->entry_why.text);
+        free (group);
+        return S_ENTRY_REFUSED;
+    }
+    const kc_group_item_t *last = &group->items [group->count - 1];
+    uint64_t seq = kc_store_seq (self->store);
+    uint8_t chain [KC_HASH_BYTES];
+    s_entry_outcome_t outcome;
+    if (seq >= last->seq) {
+        //  Stored before this start (the log is replayed), or another
+        //  entry took these sequences first
+        outcome = s_chain_at (self, last->seq, chain) == 0 && memcmp (chain, last->chain, KC_HASH_BYTES) == 0
+                ? S_ENTRY_ALREADY : S_ENTRY_SUPERSEDED;
+        if (outcome == S_ENTRY_SUPERSEDED) {
+            kc_why (&self->entry_why, "superseded: the log moved on from seq %llu before it was committed",
+                    (unsigned long long) group->base_seq);
+        }
+    }
+    else
+    if (seq != group->base_seq || memcmp (kc_store_chain (self->store), group->base_chain, KC_HASH_BYTES)) {
+        outcome = seq > group->base_seq ? S_ENTRY_SUPERSEDED : S_ENTRY_FATAL;
+        kc_why (&self->entry_why, outcome == S_ENTRY_SUPERSEDED
+                ? "superseded: the log moved on from seq %llu before it was committed"
+                : "this member's store is at seq %llu but the cluster's log goes on from seq %llu",
+                (unsigned long long) (outcome == S_ENTRY_SUPERSEDED ? group->base_seq : seq),
+                (unsigned long long) group->base_seq);
+    }
+    else {
+        s_pending_t *items = calloc (group->count, sizeof *items);
+        assert (items);
+        for (size_t i = 0; i < group->count; i++) {
+            const kc_group_item_t *item = &group->items [i];
+            items [i].data = item->data;
+            items [i].size = item->size;
+            items [i].expect_chain = item->chain;
+            items [i].has_submitter = item->submitter != NULL;
+            if (item->submitter) {
+                memcpy (items [i].submitter, item->submitter, KC_KEY_BYTES);
+            }
+        }
+        kc_store_set_time (self->store, group->time_ms);
+        size_t stored = s_decide (self, items, group->count, group->time_ms / 1000, S_APPLY);
+        kc_store_set_time (self->store, 0);
+        if (stored == group->count) {
+            outcome = S_ENTRY_APPLIED;
+            if (self->config.verbose) {
+                zsys_info ("kc_server: applied Raft entry %llu: seq %llu to %llu", (unsigned long long) index,
+                           (unsigned long long) group->items [0].seq, (unsigned long long) last->seq);
+            }
+            s_enrolled (self, items, group->count);
+            s_publish (self, items, group->count);
+            if (self->revoked_in_group) {
+                s_close_refused_readers (self);
+                self->revoked_in_group = false;
+            }
+            s_pump_all (self);
+        }
+        else {
+            outcome = S_ENTRY_REFUSED;
+            for (size_t i = 0; i < group->count; i++) {
+                if (!items [i].status || !KC_STREQ (items [i].status, "accepted")) {
+                    kc_why (&self->entry_why, "seq %llu: %s", (unsigned long long) group->items [i].seq,
+                            items [i].status ? "already in the log" : items [i].why.text);
+                    break;
+                }
+            }
+        }
+        for (size_t i = 0; i < group->count; i++) {
+            s_pending_free (&items [i]);
+        }
+        free (items);
+    }
+    if (outcome == S_ENTRY_REFUSED) {
+        zsys_warning ("kc_server: Raft entry %llu refused, nothing stored: %s", (unsigned long long) index,
+                      self->entry_why.text);
+    }
+    if (outcome == S_ENTRY_FATAL) {
+        zsys_error ("kc_server: Raft entry %llu cannot be applied: %s; this member stops applying (start it "
+                    "again with an empty data directory to catch up from the others)", (unsigned long long) index,
+                    self->entry_why.text);
+    }
+    free (group);
+    return outcome;
+}
+
+static uint64_t
+s_frame_u64 (zmsg_t *msg)
+{
+    zframe_t *frame = zmsg_pop (msg);
+    uint64_t value = frame && zframe_size (frame) == 8 ? kc_get_u64 (zframe_data (frame)) : 0;
+    zframe_destroy (&frame);
+    return value;
+}
+
+//  What became of the proposal in flight.
+static void
+s_proposal_done (s_server_t *self, int status, uint64_t index, const char *reason)
+{
+    if (status == 0 && index == self->entry_index && self->entry_outcome == S_ENTRY_APPLIED) {
+        s_flying_end (self, NULL);
+    }
+    else
+    if (status == 0 && self->entry_outcome == S_ENTRY_SUPERSEDED && ++self->flying_tries < 4 && s_is_leader (self)) {
+        s_propose_flying (self);            //  decided again on the head that won
+        return;
+    }
+    else {
+        kc_why_t why;
+        if (status == 0) {
+            kc_why (&why, "not stored: %s", self->entry_why.text);
+        }
+        else
+        if (status == RAFT_NOTLEADER || !s_is_leader (self)) {
+            s_not_leader (self, &why);
+        }
+        else {
+            kc_why (&why, "not acknowledged: %s before a majority of members had it (it may still be "
+                    "committed: submit it again, a duplicate is recognized)", reason);
+        }
+        s_flying_end (self, why.text);
+    }
+    s_propose_next (self);
+}
+
+static void
+s_raft_status (s_server_t *self, zmsg_t *msg)
+{
+    char *state = zmsg_popstr (msg);
+    raft_id leader = s_frame_u64 (msg);
+    char *address = zmsg_popstr (msg);
+    uint64_t term = s_frame_u64 (msg);
+    self->raft_last = s_frame_u64 (msg);
+    self->raft_applied = s_frame_u64 (msg);
+    self->raft_refused = s_frame_u64 (msg);
+    bool was_leader = s_is_leader (self);
+    if (state && (!KC_STREQ (state, self->raft_state) || leader != self->leader || term != self->term)) {
+        const char *name = s_member_name (self, leader);
+        zsys_info ("kc_server: cluster term %llu: this member (%s) is %s; leader %s",
+                   (unsigned long long) term, s_member_name (self, self->member_id), state,
+                   name ? name : "unknown");
+    }
+    snprintf (self->raft_state, sizeof self->raft_state, "%s", state ? state : "unavailable");
+    self->leader = leader;
+    self->term = term;
+    if (!was_leader && s_is_leader (self)) {
+        self->leader_since = zclock_mono ();
+    }
+    if (was_leader && !s_is_leader (self) && self->queued) {
+        //  Waiting submissions go to the new leader (clients follow)
+        kc_why_t why;
+        s_not_leader (self, &why);
+        for (size_t i = 0; i < self->queued; i++) {
+            self->queue [i].why = why;
+            s_answer (self, &self->queue [i], 1);
+            s_pending_free (&self->queue [i]);
+        }
+        self->queued = 0;
+        s_resume_submit (self);
+    }
+    zstr_free (&state);
+    zstr_free (&address);
+}
+
+static int
+s_on_raft (zloop_t *loop, zsock_t *events, void *arg)
+{
+    (void) loop;
+    s_server_t *self = arg;
+    zmsg_t *msg = zmsg_recv (events);
+    char *kind = msg ? zmsg_popstr (msg) : NULL;
+    if (kind && KC_STREQ (kind, "ENTRY")) {
+        uint64_t index = s_frame_u64 (msg);
+        zframe_t *data = zmsg_pop (msg);
+        s_entry_outcome_t outcome = s_apply_entry (self, index, data ? zframe_data (data) : NULL,
+                                                   data ? zframe_size (data) : 0);
+        self->entry_index = index;
+        self->entry_outcome = outcome;
+        kc_raft_applied (self->raft, index, outcome != S_ENTRY_FATAL);
+        zframe_destroy (&data);
+    }
+    else
+    if (kind && KC_STREQ (kind, "DONE")) {
+        uint64_t tag = s_frame_u64 (msg);
+        zframe_t *code = zmsg_pop (msg);
+        int32_t status = RAFT_IOERR;
+        if (code && zframe_size (code) == sizeof status) {
+            memcpy (&status, zframe_data (code), sizeof status);
+        }
+        zframe_destroy (&code);
+        uint64_t index = s_frame_u64 (msg);
+        s_frame_u64 (msg);                  //  the leader: STATUS says it too
+        char *address = zmsg_popstr (msg), *reason = zmsg_popstr (msg);
+        if (tag && tag == self->flying_tag) {
+            s_proposal_done (self, status, index, reason ? reason : "");
+        }
+        zstr_free (&address);
+        zstr_free (&reason);
+    }
+    else
+    if (kind && KC_STREQ (kind, "STATUS")) {
+        s_raft_status (self, msg);
+    }
+    zstr_free (&kind);
+    zmsg_destroy (&msg);
+    return 0;
+}
+
+//  Starts this server's cluster member from config->cluster ("name=host:port,
+//  ..."): every name a server of the root in force, ids in the root's order.
+static int
+s_cluster_start (s_server_t *self, kc_why_t *why)
+{
+    char *list = strdup (self->config.cluster), *save = NULL;
+    assert (list);
+    int rc = 0;
+    for (char *item = strtok_r (list, ", ", &save); item && rc == 0; item = strtok_r (NULL, ", ", &save)) {
+        char *equals = strchr (item, '=');
+        if (!equals || equals == item || !equals [1]) {
+            rc = kc_why (why, "--cluster: '%.100s' is not name=host:port", item);
+            break;
+        }
+        *equals = 0;
+        if (self->member_count == KC_RAFT_MEMBERS_MAX) {
+            rc = kc_why (why, "--cluster: more than %d members", KC_RAFT_MEMBERS_MAX);
+            break;
+        }
+        size_t index = 0;
+        while (index < kc_root_server_count (self->root)
+        &&     !KC_STREQ (kc_root_server (self->root, index)->name, item)) {
+            index++;
+        }
+        if (index == kc_root_server_count (self->root)) {
+            rc = kc_why (why, "--cluster: '%.64s' is not a server of root v%llu (its servers are named by "
+                         "'keyclone root show')", item, (unsigned long long) kc_root_version (self->root));
+            break;
+        }
+        kc_raft_member_t *member = &self->members [self->member_count];
+        member->id = index + 1;
+        if (strlen (equals + 1) > KC_RAFT_ADDRESS_MAX) {
+            rc = kc_why (why, "--cluster: the address of '%.64s' is too long", item);
+            break;
+        }
+        snprintf (member->address, sizeof member->address, "%s", equals + 1);
+        memcpy (member->key, kc_root_server (self->root, index)->server_key, KC_KEY_BYTES);
+        snprintf (self->member_names [self->member_count], sizeof self->member_names [0], "%s", item);
+        for (size_t i = 0; i < self->member_count; i++) {
+            if (self->members [i].id == member->id) {
+                rc = kc_why (why, "--cluster: '%.64s' is named twice", item);
+            }
+        }
+        if (memcmp (member->key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
+            self->member_id = member->id;
+        }
+        self->member_count++;
+    }
+    free (list);
+    if (rc) {
+        return -1;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (self->member_count < 3) {
+        return kc_why (why, "--cluster: %zu member%s; a cluster has 3 or more (5 to survive two failures)",
+                       self->member_count, self->member_count == 1 ? "" : "s");
+    }
+    if (!self->member_id) {
+        return kc_why (why, "--cluster: this server's CURVE key %s is not the key of any member named",
+                       kc_fingerprint (kc_cert_public_key (self->cert), fp));
+    }
+    char dir [PATH_MAX];
+    if (self->config.raft_dir) {
+        snprintf (dir, sizeof dir, "%s", self->config.raft_dir);
+    }
+    else {
+        const char *slash = strrchr (self->config.store_path, '/');
+        snprintf (dir, sizeof dir, "%.*s%sraft", slash ? (int) (slash - self->config.store_path) : 0,
+                  self->config.store_path, slash ? "/" : "");
+    }
+    kc_raft_config_t config = { .id = self->member_id, .dir = dir, .cert = self->cert, .members = self->members,
+                                .count = self->member_count, .election_ms = (unsigned) self->config.election_ms,
+                                .heartbeat_ms = (unsigned) self->config.raft_heartbeat_ms };
+    self->raft = kc_raft_new (&config, why);
+    if (!self->raft) {
+        return -1;
+    }
+    snprintf (self->raft_state, sizeof self->raft_state, "follower");
+    self->queue = calloc (GROUP_MAX, sizeof *self->queue);
+    self->flying = calloc (GROUP_MAX, sizeof *self->flying);
+    assert (self->queue && self->flying);
+    const char *address = "";
+    for (size_t i = 0; i < self->member_count; i++) {
+        address = self->members [i].id == self->member_id ? self->members [i].address : address;
+    }
+    zsys_info ("kc_server: cluster member %s (id %llu) of %zu, Raft at %s, directory %s",
+               s_member_name (self, self->member_id), (unsigned long long) self->member_id, self->member_count,
+               address, dir);
     return 0;
 }
 
@@ -1556,6 +2127,20 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
     kc_json_field_u64 (out, false, "accepted", self->accepted);
     kc_json_field_u64 (out, false, "rejected", self->rejected);
     kc_json_field_u64 (out, false, "syncs", zhashx_size (self->cursors));
+    if (self->raft) {
+        const char *leader = s_member_name (self, self->leader);
+        fprintf (out, ", \"cluster\": {");
+        kc_json_field_str (out, true, "member", s_member_name (self, self->member_id));
+        kc_json_field_str (out, false, "state", self->raft_state);
+        kc_json_field_str (out, false, "leader", leader ? leader : "");
+        kc_json_field_u64 (out, false, "term", self->term);
+        kc_json_field_u64 (out, false, "members", self->member_count);
+        kc_json_field_u64 (out, false, "refused", self->raft_refused);
+        fprintf (out, "}");
+        fprintf (human, "cluster member %s of %zu: %s, term %llu, leader %s\n", s_member_name (self, self->member_id),
+                 self->member_count, self->raft_state, (unsigned long long) self->term, leader ? leader : "none");
+        kc_raft_ask_status (self->raft);    //  fresh figures for the next STATUS
+    }
     fprintf (out, ", \"agents\": [");
     fprintf (human, "server: seq %llu, %llu keys (%llu revoked), root v%llu expires %s\n"
              "  chain %.16s..., accepted %llu batches, rejected %llu, %zu syncs running\n",
@@ -2094,6 +2679,16 @@ s_load (s_server_t *self, kc_why_t *why)
 static void
 s_destroy (s_server_t *self)
 {
+    //  The engine first: it may wait for an entry this thread will not store
+    kc_raft_destroy (&self->raft);
+    for (size_t i = 0; i < self->queued; i++) {
+        s_pending_free (&self->queue [i]);
+    }
+    for (size_t i = 0; i < self->flying_count; i++) {
+        s_pending_free (&self->flying [i]);
+    }
+    free (self->queue);
+    free (self->flying);
     zloop_destroy (&self->loop);
     s_close_sockets (self);
     kc_track_destroy (&self->track);
@@ -2143,7 +2738,7 @@ kc_server_run (const kc_server_config_t *config)
     const char **endpoints = self.endpoints;
     for (int i = 0; i < KC_ENDPOINTS; i++) {
         snprintf (self.endpoint_text [i], sizeof self.endpoint_text [i], "%s",
-                  config->bind [i] ? config->bind [i] : kc_root_endpoint (self.root, (kc_endpoint_t) i));
+                  config->bind [i] ? config->bind [i] : s_this_server (&self, self.root)->endpoints [i]);
         endpoints [i] = self.endpoint_text [i];
     }
     self.loop = zloop_new ();
@@ -2152,6 +2747,13 @@ kc_server_run (const kc_server_config_t *config)
     }
     if (s_open_sockets (&self, 1)) {
         goto cleanup;
+    }
+    if (config->cluster) {
+        if (s_cluster_start (&self, &why)) {
+            zsys_error ("kc_server: %s", why.text);
+            goto cleanup;
+        }
+        zloop_reader (self.loop, kc_raft_events (self.raft), s_on_raft, &self);
     }
     zloop_reader (self.loop, self.zap, s_on_zap, &self);
     self.heartbeat_timer = zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);

@@ -27,6 +27,12 @@ typedef struct _kc_server_config_t {
     int enrol_max;                          //  requests kept at once (default 1000)
     int enrol_rate;                         //  new requests per source a minute (default 10)
     bool verbose;                           //  log every sync and query too
+    //  A cluster member (docs/cluster.md): "name=host:port,..." naming every
+    //  member (servers of the root) and its Raft address; NULL: one server
+    const char *cluster;
+    const char *raft_dir;                   //  NULL: "raft" beside the store
+    int election_ms;                        //  Raft election timeout (default 500)
+    int raft_heartbeat_ms;                  //  Raft heartbeat (default 50)
     //  On SIGHUP (kc_server_reload_wanted): builds the configuration again
     //  from its file and options (0, or -1 having printed why). The server
     //  applies what it can change running and logs the rest. May be NULL.

@@ -15,6 +15,7 @@ static const char *s_help =
     "Usage: keyclone-server [--dir DIR] [--config FILE] [--read members|any]\n"
     "                       [--bind-snapshot EP] [--bind-updates EP] [--bind-submit EP]\n"
     "                       [--heartbeat MS] [--log FILE] [--verbose]\n"
+    "                       [--cluster NAME=HOST:PORT,...] [--raft-dir DIR] [--election MS]\n"
     "\n"
     "Runs the keyclone clone server for the directory that 'keyclone init --dir DIR'\n"
     "created: it reads DIR/root, DIR/server/curve_secret, DIR/server/head_secret and\n"
@@ -37,10 +38,16 @@ static const char *s_help =
     "  --verbose           also log every sync served\n"
     "  --log FILE          log to FILE (appended) instead of standard output; SIGHUP\n"
     "                      opens it again (after logrotate moved it)\n"
+    "  --cluster LIST      run as a member of a cluster (docs/cluster.md): LIST names\n"
+    "                      every member, a server of the root, with the address its\n"
+    "                      Raft traffic uses, e.g. a=10.0.0.1:5560,b=10.0.0.2:5560,\n"
+    "                      c=10.0.0.3:5560; this server is the one with its CURVE key\n"
+    "  --raft-dir DIR      the member's Raft log (default DIR/server/raft)\n"
+    "  --election MS       Raft election timeout (default 500; heartbeat MS/10)\n"
     "  --version           print the version (and the libraries') and exit\n";
 
 typedef struct {
-    char root [4096], curve [4096], head [4096], store [4096];
+    char root [4096], curve [4096], head [4096], store [4096], cluster [4096], raft_dir [4096];
     char bind [KC_ENDPOINTS][512];
 } s_paths_t;
 
@@ -85,6 +92,16 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
     s_path (paths->head, dir, zconfig_get (root, "server/head", "server/head"));
     s_path (paths->store, dir, zconfig_get (root, "server/store", "server/store.db"));
     const char *read = zconfig_get (root, "server/read", "members");
+    const char *cluster = zconfig_get (root, "server/cluster", NULL);
+    if (cluster && *cluster) {
+        snprintf (paths->cluster, sizeof paths->cluster, "%s", cluster);
+        config->cluster = paths->cluster;
+    }
+    const char *raft_dir = zconfig_get (root, "server/raft-dir", NULL);
+    if (raft_dir) {
+        s_path (paths->raft_dir, dir, raft_dir);
+        config->raft_dir = paths->raft_dir;
+    }
     static const char *names [KC_ENDPOINTS] = { "server/bind/snapshot", "server/bind/updates",
                                                 "server/bind/submit" };
     for (int i = 0; i < KC_ENDPOINTS; i++) {
@@ -102,9 +119,10 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
     config->read_any = KC_STREQ (read, "any");
     if (s_int (zconfig_get (root, "server/heartbeat", "1000"), 10, 60000, &config->heartbeat_ms)
     ||  s_int (zconfig_get (root, "server/head-valid", "5000"), 20, 3600000, &config->head_valid_ms)
-    ||  s_int (zconfig_get (root, "server/sndhwm", "100000"), 0, 100000000, &config->sndhwm)) {
-        fprintf (stderr, "keyclone-server: %s: heartbeat (10..60000), head-valid (20..3600000) "
-                 "and sndhwm must be numbers in range\n", file);
+    ||  s_int (zconfig_get (root, "server/sndhwm", "100000"), 0, 100000000, &config->sndhwm)
+    ||  s_int (zconfig_get (root, "server/election", "500"), 100, 60000, &config->election_ms)) {
+        fprintf (stderr, "keyclone-server: %s: heartbeat (10..60000), head-valid (20..3600000), "
+                 "election (100..60000) and sndhwm must be numbers in range\n", file);
         rc = -1;
     }
     uint64_t expiry;
@@ -128,9 +146,9 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
 //  The configuration: defaults, the config file, then the options (which
 //  win). 0, or 1 after printing why. Run again on SIGHUP (s_reload).
 typedef struct {
-    const char *dir, *config_file, *read;
+    const char *dir, *config_file, *read, *cluster, *raft_dir;
     const char *binds [KC_ENDPOINTS];
-    int heartbeat;
+    int heartbeat, election;
 } s_build_t;
 
 static int
@@ -164,6 +182,20 @@ s_build (s_build_t *self, kc_server_config_t *config, s_paths_t *paths)
     if (self->heartbeat) {
         config->heartbeat_ms = self->heartbeat;
     }
+    if (self->cluster) {
+        config->cluster = self->cluster;
+    }
+    if (self->raft_dir) {
+        config->raft_dir = self->raft_dir;
+    }
+    if (self->election) {
+        config->election_ms = self->election;
+    }
+    config->raft_heartbeat_ms = config->election_ms / 10;
+    if (!config->raft_dir) {
+        s_path (paths->raft_dir, self->dir, "server/raft");
+        config->raft_dir = paths->raft_dir;
+    }
     return 0;
 }
 
@@ -185,13 +217,16 @@ main (int argc, char *argv [])
         { "bind-updates", required_argument, NULL, '1' },
         { "bind-submit", required_argument, NULL, '2' },
         { "heartbeat", required_argument, NULL, 'h' },
+        { "cluster", required_argument, NULL, 'C' }, { "raft-dir", required_argument, NULL, 'R' },
+        { "election", required_argument, NULL, 'E' },
         { "verbose", no_argument, NULL, 'v' }, { "log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL, *log = NULL;
+    const char *cluster = NULL, *raft_dir = NULL;
     const char *binds [KC_ENDPOINTS] = { NULL, NULL, NULL };
-    int heartbeat = 0, c;
+    int heartbeat = 0, election = 0, c;
     bool verbose = false;
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
@@ -201,6 +236,14 @@ main (int argc, char *argv [])
             case '0': case '1': case '2': binds [c - '0'] = optarg; break;
             case 'v': verbose = true; break;
             case 'L': log = optarg; break;
+            case 'C': cluster = optarg; break;
+            case 'R': raft_dir = optarg; break;
+            case 'E':
+                if (s_int (optarg, 100, 60000, &election)) {
+                    fprintf (stderr, "keyclone-server: --election must be 100..60000 ms\n");
+                    return 2;
+                }
+                break;
             case 'H': fputs (s_help, stdout); return 0;
             case 'V': {
                 char text [KC_VERSION_TEXT_MAX];
@@ -234,7 +277,8 @@ main (int argc, char *argv [])
     }
     kc_malloc_tune ();
     kc_server_config_t config;
-    s_build_t build = { .dir = dir, .config_file = config_file, .read = read, .heartbeat = heartbeat };
+    s_build_t build = { .dir = dir, .config_file = config_file, .read = read, .heartbeat = heartbeat,
+                        .cluster = cluster, .raft_dir = raft_dir, .election = election };
     memcpy (build.binds, binds, sizeof binds);
     static s_paths_t paths;
     if (s_build (&build, &config, &paths)) {

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,6 +61,11 @@ struct _kc_raft_t {
     struct raft_fsm fsm;
     struct raft_uv_transport transport;
     bool raft_up, io_up, transport_up;
+    int (*io_start) (struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
+    raft_io_tick_cb raft_tick;          //  libraft's, called from s_on_tick
+    int sent_state;                     //  in the last STATUS (s_status_changed)
+    raft_id sent_leader;
+    raft_term sent_term;
 };
 
 //  --- Engine thread ------------------------------------------------------------
@@ -175,6 +181,37 @@ s_send_status (kc_raft_t *self)
     zmsg_send (&msg, self->sender);
 }
 
+//  A STATUS whenever role, leader or term changed: checked at each of
+//  libraft's own ticks (every heartbeat), so the owner learns of an
+//  election within a heartbeat without asking, and is not woken otherwise.
+static void
+s_on_tick (struct raft_io *io)
+{
+    kc_raft_t *self = (kc_raft_t *) ((char *) io - offsetof (kc_raft_t, io));
+    self->raft_tick (io);
+    if (!self->raft_up) {
+        return;
+    }
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader (&self->raft, &leader, &address);
+    int state = raft_state (&self->raft);
+    if (state != self->sent_state || leader != self->sent_leader || self->raft.current_term != self->sent_term) {
+        self->sent_state = state;
+        self->sent_leader = leader;
+        self->sent_term = self->raft.current_term;
+        s_send_status (self);
+    }
+}
+
+static int
+s_io_start (struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)
+{
+    kc_raft_t *self = (kc_raft_t *) ((char *) io - offsetof (kc_raft_t, io));
+    self->raft_tick = tick;
+    return self->io_start (io, msecs, s_on_tick, recv);
+}
+
 static void
 s_raft_closed (struct raft *raft)
 {
@@ -260,6 +297,9 @@ s_start (kc_raft_t *self, kc_why_t *why)
         return -1;
     }
     self->io_up = true;
+    self->io_start = self->io.start;
+    self->io.start = s_io_start;
+    self->sent_state = -1;
     rc = raft_init (&self->raft, &self->io, &self->fsm, self->id, self->address);
     if (rc) {
         kc_why (why, "raft_init: %s", raft_strerror (rc));

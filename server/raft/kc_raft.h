@@ -21,6 +21,8 @@
             "STATUS" state ("follower", "candidate", "leader",
                    "unavailable") leader-id(u64) leader-address term(u64)
                    last-index(u64) last-applied(u64) refused(u64)
+                When asked, and by itself whenever the role, the leader or
+                the term changed (checked at every libraft tick).
     The owner must never wait for the engine: the engine may be waiting for
     it (an ENTRY). Entries are padded to 8 bytes inside (docs/cluster.md 3).
     =========================================================================

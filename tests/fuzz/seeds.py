@@ -229,3 +229,23 @@ seed("zmtp_link", "pair-heartbeats", b"\1" + (record(3 << 1, b"\x0a") + record(4
 seed("zmtp_link", "pair-ttl-expires", b"\1" + record(1 << 1, PING_TTL) + record(3 << 1, b"\x0b"))
 seed("zmtp_link", "pair-raw-garbage", b"\1" + record(0, b"\x00\x05hello") + record(2 << 1, b"x"))
 seed("zmtp_link", "pair-ping-oversized", b"\1" + record(1 << 1, b"\x04PING\x00\x01" + b"c" * 17))
+
+# The cluster's Raft entry (kc_group, docs/cluster.md section 3)
+import struct
+
+
+def group(base, items, time_ms=1700000000123, chain=b"\xc1" * 32):
+    out = b"KCR1" + struct.pack(">Q", base) + chain + struct.pack(">QH", time_ms, len(items))
+    for i, (submitter, data) in enumerate(items):
+        out += struct.pack(">Q", base + 1 + i) + b"\xc2" * 32
+        out += (b"\x01" + submitter if submitter else b"\x00") + struct.pack(">I", len(data)) + data
+    return out
+
+
+os.makedirs(os.path.join(C, "group"), exist_ok=True)
+batch = vector("batch-1of1.hex")
+seed("group", "one-batch", group(0, [(b"\x5b" * 32, batch)]))
+seed("group", "two-entries", group(41, [(None, batch), (b"\x01" * 32, vector("root-2of3-v2.hex"))]))
+seed("group", "truncated", group(41, [(None, batch)])[:-3])
+seed("group", "seq-gap", group(41, [(None, b"x")]).replace(struct.pack(">Q", 42), struct.pack(">Q", 44), 1))
+seed("group", "empty", group(7, []))

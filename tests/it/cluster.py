@@ -201,3 +201,111 @@ def submit_raw(cluster, frames, timeout=5000, server_key=None):
     reply = s.recv_multipart() if s.poll(timeout) else None
     s.close()
     return reply
+
+
+def free_base_ports(count, width=4):
+    """count bases of width free consecutive ports each, 10 apart."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000)
+        if all(_ports_free(base + 10 * i, width) for i in range(count)):
+            return [base + 10 * i for i in range(count)]
+    raise RuntimeError("no free ports for the members")
+
+
+class Members:
+    """A server cluster (docs/cluster.md): 'keyclone init --members' makes a
+    directory with a member directory each (servers/NAME); one
+    keyclone-server process per member; agents as in Cluster."""
+
+    def __init__(self, names=("a", "b", "c"), server_options=()):
+        self.root_dir = kc.tempdir("kc-members-")
+        self.dir = os.path.join(self.root_dir, "dir")
+        self.names = list(names)
+        self.ports = dict(zip(self.names, free_base_ports(len(self.names))))
+        members = ",".join(f"{n}=tcp://127.0.0.1:{p}" for n, p in self.ports.items())
+        kc.keyclone("init", "--dir", self.dir, "--members", members)
+        self.server_options = list(server_options)
+        self.procs = {}
+        self.agents = []
+        self.operator_names = ["op1"]
+
+    def operator(self, index=0):
+        return os.path.join(self.dir, "operators", self.operator_names[index])
+
+    def submit(self, name):
+        return f"tcp://127.0.0.1:{self.ports[name] + 2}"
+
+    def log(self, name):
+        return os.path.join(self.root_dir, f"server-{name}.log")
+
+    def log_text(self, name):
+        with open(self.log(name), errors="replace") as f:
+            return f.read()
+
+    def start(self, name, *extra):
+        args = [os.path.join(kc.BIN, "keyclone-server"), "--dir", os.path.join(self.dir, "servers", name)]
+        self.procs[name] = kc.spawn(args + self.server_options + list(extra), log=self.log(name))
+        kc.wait_for(lambda: self._up(name), 15, what=f"member {name} to answer")
+
+    def start_all(self):
+        for name in self.names:
+            self.start(name)
+        return self.leader()
+
+    def _up(self, name):
+        try:
+            return self.status(name, timeout=500)
+        except Exception:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"member {name} exited:\n" + self.log_text(name))
+            return None
+
+    def stop(self, name, sig=signal.SIGTERM):
+        return kc.stop(self.procs[name], sig)
+
+    def status(self, name, timeout=5000):
+        result = kc.run([kc.KEYCLONE, "status", "--server", "--json", "--dir", self.dir, "--server",
+                         self.submit(name), "--timeout", str(timeout)], expect=None)
+        return json.loads(result[0])
+
+    def running(self):
+        return [n for n in self.names if n in self.procs and self.procs[n].poll() is None]
+
+    def leader(self, among=None, timeout=20):
+        """The member every running member (of among) names as leader."""
+        among = among or self.running()
+        seen = {}
+
+        def agreed():
+            for name in among:
+                try:
+                    seen[name] = self.status(name, timeout=1000)["cluster"]
+                except Exception:
+                    seen[name] = None
+                    return None
+            leaders = {s["leader"] for s in seen.values()}
+            if len(leaders) == 1 and "" not in leaders and any(s["state"] == "leader" for s in seen.values()):
+                return leaders.pop()
+            return None
+        return kc.wait_for(agreed, timeout, interval=0.1, what=f"one leader among {among}: {seen}")
+
+    def cli(self, *args, expect=0):
+        return kc.keyclone(*args, "--dir", self.dir, expect=expect)
+
+    def add_agent(self, name=None, register=True, start=True, options=()):
+        agent = Agent(self, name or f"agent-{len(self.agents) + 1}", options)
+        if register:
+            self.cli("register", agent.name, "--key", agent.key, "--tag", "role=agent")
+        self.agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+    def wait_same(self, names=None, timeout=30):
+        """Every member named (default: running) at one seq and chain; it."""
+        names = names or self.running()
+
+        def same():
+            heads = {(s["seq"], s["chain"]) for s in (self.status(n) for n in names)}
+            return heads.pop() if len(heads) == 1 else None
+        return kc.wait_for(same, timeout, interval=0.1, what=f"members {names} at one seq")

@@ -125,8 +125,12 @@ def expected_failure(issue):
 
 
 def main(tests):
-    """Runs test functions in order, printing each; exits 1 on the first failure."""
+    """Runs test functions in order, printing each; exits 1 on the first failure.
+    KC_ONLY=name,... runs only those (while working on one)."""
+    only = [n for n in os.environ.get("KC_ONLY", "").split(",") if n]
     for test in tests:
+        if only and test.__name__ not in only:
+            continue
         started = time.monotonic()
         try:
             test()

@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""A keyclone server cluster (docs/cluster.md): three keyclone-server members
+on 127.0.0.1, made by 'keyclone init --members', with agents that move
+between them. The leader killed with SIGKILL while a client registers keys
+one by one: every registration the CLI reported is on every agent, and the
+agents never start again from seq 0; the leader stopped with SIGSTOP (a
+partition): registrations go on through the new leader, and what the old
+one is sent meanwhile is never acknowledged unless it is in everyone's log;
+a rolling restart with agents connected; a member whose directory was wiped
+catches up; a minority refuses submissions with a reason and still serves
+reads; a stranger at a member's Raft port is refused."""
+import os
+import signal
+import sys
+import threading
+import time
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kc  # noqa: E402
+from cluster import Members  # noqa: E402
+
+
+def keys(members, count, prefix):
+    """count node key files (public halves) made in advance."""
+    out = []
+    folder = os.path.join(members.root_dir, "keys")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        key = kc.keyclone("keygen", f"{prefix}-{i}", "--dir", folder)[0].strip()
+        out.append((f"{prefix}-{i}", os.path.join(folder, f"{prefix}-{i}")))
+        KEYS[f"{prefix}-{i}"] = key
+    return out
+
+
+KEYS = {}                                       # name -> Z85 public key
+
+
+class Registrar(threading.Thread):
+    """Registers keys one by one with the CLI (the root's first member
+    first, as a user would), noting what it reported as accepted."""
+
+    def __init__(self, members, todo, timeout=10000):
+        super().__init__(daemon=True)
+        self.members, self.todo, self.timeout = members, todo, timeout
+        self.accepted, self.failed = {}, []
+        self.times = []                         # (when done, accepted?)
+
+    def run(self):
+        for name, path in self.todo:
+            started = time.time()
+            out, err = kc.keyclone("register", name, "--key", path, "--dir", self.members.dir,
+                                   "--timeout", str(self.timeout), expect=None)
+            if out.startswith(f"registered {name} ") and " at seq " in out:
+                self.accepted[name] = int(out.split(" at seq ")[1].split()[0])
+                self.times.append((time.time(), True))
+                self.slowest = max(getattr(self, "slowest", (0, "")), (time.time() - started, err.strip()))
+            else:
+                self.failed.append((name, (out + err).strip()))
+                self.times.append((time.time(), False))
+
+
+def every_agent_has(members, names):
+    seq = max(members.status(n)["seq"] for n in members.running())
+    for agent in members.agents:
+        agent.wait_seq(seq, timeout=60)
+        for name in names:
+            found = agent.lookup(KEYS[name])
+            kc.check(found["status"] == "trusted" and found["name"] == name,
+                     f"agent {agent.name} does not trust {name}: {found}")
+
+
+def cold_syncs(members):
+    """Each agent's syncs from seq 0 and cache rebuilds so far."""
+    return {a.name: (a.status()["cold_syncs"], a.status()["rebuilds"]) for a in members.agents}
+
+
+def no_cold_sync(members, before):
+    """No agent started again from seq 0 since before (cold_syncs)."""
+    now = cold_syncs(members)
+    kc.check(now == before, f"agents synced from seq 0 or rebuilt their cache: {before} -> {now}")
+
+
+def test_kill_the_leader_while_registering():
+    members = Members()
+    leader = members.start_all()
+    for i in range(3):
+        members.add_agent(f"node-{i}")
+    for agent in members.agents:
+        agent.wait_seq(3)
+    before = cold_syncs(members)
+    todo = keys(members, 24, "kill")
+    registrar = Registrar(members, todo)
+    registrar.start()
+    kc.wait_for(lambda: len(registrar.times) >= 8, 60, what="8 registrations before the kill")
+    killed_at = time.time()
+    members.stop(leader, signal.SIGKILL)
+    registrar.join(240)
+    kc.check(not registrar.is_alive(), "the registrations did not finish")
+    survivors = [n for n in members.names if n != leader]
+    new = members.leader(among=survivors)
+    kc.check(new != leader, f"{leader} was killed and still leads")
+    after = [t for t, ok in registrar.times if t > killed_at and ok]
+    kc.check(after, f"nothing was accepted after the kill: {registrar.failed}")
+    print(f"  killed {leader}; {new} leads; first acknowledged registration {after[0] - killed_at:.2f} s "
+          f"after the kill; {len(registrar.accepted)} accepted, {len(registrar.failed)} not: "
+          f"{registrar.failed[:2]}; slowest {registrar.slowest}")
+    #   Every acknowledged registration is on every agent, at the seq the CLI said
+    every_agent_has(members, list(registrar.accepted))
+    seqs = sorted(registrar.accepted.values())
+    kc.check(len(set(seqs)) == len(seqs), f"two registrations reported at one seq: {seqs}")
+    no_cold_sync(members, before)
+    #   The killed member comes back and catches up
+    members.start(leader)
+    members.wait_same()
+    for agent in members.agents:
+        agent.stop()
+    for name in members.running():
+        kc.check(members.stop(name) == 0, f"member {name} did not stop cleanly")
+
+
+def test_a_partitioned_leader_acknowledges_nothing():
+    members = Members()
+    leader = members.start_all()
+    members.add_agent("node-0")
+    members.agents[0].wait_seq(1)
+    before = cold_syncs(members)
+    #   A batch signed offline, sent straight to the leader while it is stopped
+    todo = keys(members, 7, "stop")
+    batch = os.path.join(members.root_dir, "held.batch")
+    members.cli("sign", "--register", f"held={todo[0][1]}", "--out", batch)
+    members.stop_signal = None
+    os.kill(members.procs[leader].pid, signal.SIGSTOP)
+    ctx = zmq.Context.instance()
+    held = ctx.socket(zmq.DEALER)
+    held.linger = 0
+    held.curve_publickey, held.curve_secretkey = zmq.curve_keypair()
+    import json
+    root = json.loads(kc.keyclone("root", "show", "--json", "--dir", members.dir,
+                                  "--server", members.submit(next(n for n in members.names if n != leader)))[0])
+    server = next(s for s in root["servers"] if s["name"] == leader)
+    held.curve_serverkey = server["server_key"].encode()
+    held.connect(members.submit(leader))
+    with open(batch, "rb") as f:
+        held.send_multipart([b"SUBMIT", f.read()])
+    try:
+        survivors = [n for n in members.names if n != leader]
+        new = members.leader(among=survivors)
+        registrar = Registrar(members, todo[1:])
+        registrar.run()
+        kc.check(len(registrar.accepted) == 6, f"registrations failed during the partition: {registrar.failed}")
+    finally:
+        os.kill(members.procs[leader].pid, signal.SIGCONT)
+    #   The old leader steps down, and what it was sent is acknowledged only
+    #   if the cluster has it
+    kc.check(held.poll(20000), "the old leader never answered what it was sent while stopped")
+    reply = held.recv_multipart()
+    held.close()
+    kc.wait_for(lambda: members.status(leader)["cluster"]["state"] == "follower", 20,
+                what=f"{leader} stepping down")
+    seq, chain = members.wait_same()
+    in_log = members.cli("show", "held", expect=None)
+    if reply[0] == b"OK":
+        kc.check("held" in in_log[0], f"the old leader acknowledged a batch the cluster lost: {reply}")
+    else:
+        kc.check(reply[0] == b"ERROR", f"unexpected reply {reply}")
+    print(f"  {leader} stopped, {new} took over; what {leader} was sent: {reply[0].decode()} "
+          f"{reply[-1][:120].decode(errors='replace')}")
+    every_agent_has(members, list(registrar.accepted))
+    no_cold_sync(members, before)
+    for agent in members.agents:
+        agent.stop()
+    for name in members.running():
+        members.stop(name)
+
+
+def test_rolling_restart_keeps_agents_fresh():
+    members = Members()
+    members.start_all()
+    for i in range(3):
+        members.add_agent(f"node-{i}", options=["--stale-after", "5000"])
+    for agent in members.agents:
+        agent.wait_seq(3)
+    before = cold_syncs(members)
+    stale_since, longest = {}, {}
+    watching = True
+
+    def watch():
+        while watching:
+            for agent in members.agents:
+                try:
+                    state = agent.status()["state"]
+                except Exception:
+                    continue
+                now = time.time()
+                if state != "fresh":
+                    stale_since.setdefault(agent.name, now)
+                    longest[agent.name] = max(longest.get(agent.name, 0), now - stale_since[agent.name])
+                else:
+                    stale_since.pop(agent.name, None)
+            time.sleep(0.1)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    todo = keys(members, 6, "roll")
+    accepted = []
+    for i, name in enumerate(members.names):
+        members.stop(name)
+        out, _ = kc.keyclone("register", todo[i][0], "--key", todo[i][1], "--dir", members.dir)
+        accepted.append(todo[i][0])
+        time.sleep(3)                   # down longer than half the window: its agents move
+        members.start(name)
+        members.wait_same()
+        out, _ = kc.keyclone("register", todo[3 + i][0], "--key", todo[3 + i][1], "--dir", members.dir)
+        accepted.append(todo[3 + i][0])
+    time.sleep(1)
+    watching = False
+    watcher.join()
+    every_agent_has(members, accepted)
+    worst = max(longest.values(), default=0)
+    moves = {a.name: a.status()["member_moves"] for a in members.agents}
+    print(f"  every member restarted in turn; agents not fresh for at most {worst:.1f} s; moves {moves}")
+    kc.check(worst < 5.0, f"an agent was not fresh for {worst:.1f} s, beyond its 5 s window: {longest}")
+    kc.check(sum(moves.values()) >= 1, f"no agent moved to another member: {moves}")
+    no_cold_sync(members, before)
+    for agent in members.agents:
+        agent.stop()
+    for name in members.running():
+        members.stop(name)
+
+
+def test_a_wiped_member_catches_up_and_a_minority_refuses():
+    members = Members()
+    leader = members.start_all()
+    members.add_agent("node-0")
+    todo = keys(members, 5, "wipe")
+    for name, path in todo[:3]:
+        members.cli("register", name, "--key", path)
+    follower = next(n for n in members.names if n != leader)
+    members.stop(follower)
+    data = os.path.join(members.dir, "servers", follower, "server")
+    for entry in os.listdir(data):
+        if entry.startswith("store.db") or entry == "raft":
+            kc.run(["rm", "-rf", os.path.join(data, entry)])
+    members.cli("register", todo[3][0], "--key", todo[3][1])
+    members.start(follower)
+    seq, chain = members.wait_same()
+    kc.check(members.status(follower)["seq"] == seq == 5, f"the wiped member is at {members.status(follower)}")
+    #   2 of 3 gone: the one left refuses submissions, with a reason, and reads
+    survivor = follower
+    for name in members.names:
+        if name != survivor:
+            members.stop(name, signal.SIGKILL)
+    out, err = kc.keyclone("register", todo[4][0], "--key", todo[4][1], "--dir", members.dir, "--server",
+                           members.submit(survivor), "--timeout", "3000", expect=None)
+    kc.check("no leader" in err and "majority" in err, f"a minority took a registration: {out} {err}")
+    print(f"  a minority refused: {err.strip()[:160]}")
+    listed, _ = kc.keyclone("list", "--dir", members.dir, "--server", members.submit(survivor))
+    kc.check(all(name in listed for name, _ in todo[:4]), f"the minority does not serve reads: {listed}")
+    agent = members.agents[0]
+    st = agent.wait_seq(seq, fresh=False)
+    kc.check(st["seq"] == seq, f"the agent is at {st['seq']}, not {seq}")
+    agent.stop()
+    members.stop(survivor)
+
+
+def test_a_stranger_at_a_members_raft_port():
+    members = Members()
+    members.start_all()
+    import json
+    root = json.loads(kc.keyclone("root", "show", "--json", "--dir", members.dir)[0])
+    target = root["servers"][1]
+    ctx = zmq.Context()
+    try:
+        stranger = ctx.socket(zmq.PAIR)
+        stranger.curve_publickey, stranger.curve_secretkey = zmq.curve_keypair()
+        stranger.curve_serverkey = target["server_key"].encode()
+        stranger.linger = 0
+        monitor = stranger.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        stranger.connect(f"tcp://127.0.0.1:{members.ports[target['name']] + 3}")
+        kc.check(monitor.poll(10000), "no authentication failure for a stranger's key")
+        event = recv_monitor_message(monitor)
+        kc.check(event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and event["value"] == 400,
+                 f"libzmq reported {event}")
+        stranger.disable_monitor()
+        stranger.close()
+    finally:
+        ctx.destroy(linger=0)
+    kc.wait_for(lambda: members.status(target["name"])["cluster"]["refused"] >= 1, 10,
+                what="the member counting the refusal")
+    for name in members.running():
+        members.stop(name)
+
+
+if __name__ == "__main__":
+    kc.main([test_kill_the_leader_while_registering, test_a_partitioned_leader_acknowledges_nothing,
+             test_rolling_restart_keeps_agents_fresh, test_a_wiped_member_catches_up_and_a_minority_refuses,
+             test_a_stranger_at_a_members_raft_port])
