@@ -5,6 +5,7 @@
 #                   replay, golden vectors, integration and interop tests,
 #                   then make check-asan (CHECK_ASAN=no skips it)
 #   make run        build, then start a server and an agent under ./var
+#   make run-cluster  three cluster members and two agents under ./var-cluster
 #   make bench      speed figures, as ratios against peers measured in the run
 #   make check-asan every program built with ASan+UBSan in build/asan-build,
 #                   then the integration and interop tests against it
@@ -96,7 +97,7 @@ $(B)/config.mk: Makefile
 
 .SECONDARY:
 
-.PHONY: all deps check-deps check selftest asan replay vectors integration run demo \
+.PHONY: all deps check-deps check selftest asan replay vectors integration run run-cluster demo \
         bench fuzz fuzz-long install uninstall clean valgrind check-asan asan-integration deb
 
 deps:
@@ -403,6 +404,10 @@ bench: all $(BENCH_SRC:tests/bench/%.c=$(B)/tests/%) $(IT_C_SRC:tests/it/%.c=$(B
 
 run: all | check-deps
 	@KC_BUILD=$(abspath $(B)) sh tests/run.sh
+
+#   make run-cluster: three cluster members and two agents (docs/cluster.md)
+run-cluster: all | check-deps
+	@KC_BUILD=$(abspath $(B)) sh tests/run-cluster.sh
 
 demo: all $(B)/tests/kc_curve_demo
 	$(B)/tests/kc_curve_demo

@@ -211,6 +211,7 @@ int cmd_metrics (int argc, char *argv []);
 int cmd_lookup (int argc, char *argv []);
 int cmd_status (int argc, char *argv []);
 int cmd_root (int argc, char *argv []);
+int cmd_cluster (int argc, char *argv []);
 int cmd_log (int argc, char *argv []);
 int cmd_recover (int argc, char *argv []);
 int cmd_import (int argc, char *argv []);

@@ -395,6 +395,17 @@ const cli_command_t cli_commands [] = {
       "Exit status: 0; 1 if an entry does not verify or the server or agent cannot be\n"
       "read.\n"
       ONLINE_HELP },
+    { "cluster", cmd_cluster, "a server cluster's members: leader, term, sequence and lag of each",
+      "Usage: keyclone cluster status [--json] [COMMON OPTIONS]\n"
+      "\n"
+      "Asks every server the root names (a cluster's members, docs/cluster.md) for its\n"
+      "status, each on its own and within 2 s: its role (leader, follower, candidate;\n"
+      "'single' for a server not started with --cluster), the term, its sequence and\n"
+      "how far it is behind the most advanced member (lag). A member that does not\n"
+      "answer is shown DOWN with the reason.\n"
+      "Exit status: 0 when a member leads; 1 when none does (a majority is down or cut\n"
+      "off: submissions are refused, reads still served); 2 usage.\n"
+      ONLINE_HELP },
     { "root", cmd_root, "show the root in force; renew it, change its operators, thresholds or keys",
       "Usage: keyclone root show [--out FILE] [--json] [COMMON OPTIONS]\n"
       "       keyclone root renew [--expires DURATION] [--out FILE] [COMMON OPTIONS]\n"

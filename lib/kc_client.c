@@ -40,6 +40,8 @@ struct _kc_client_t {
     int attempt_ms;                         //  for the answer to the request being sent
     bool unreachable;                       //  the last connection was refused, or lost
     bool sign_next;                         //  s_authorize: sign the next request
+    bool pinned;                            //  an endpoint was given: reads ask it alone
+    bool submitting;                        //  a submission: it goes to the leader
     zactor_t *monitor;                      //  in a cluster: the connection's, to learn
                                             //  at once that a member went away
 };
@@ -59,6 +61,7 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
     memcpy (self->server_keys [0], self->server_key, KC_KEY_BYTES);
     self->key_count = 1;
     self->wait_ms = self->attempt_ms = timeout_ms;
+    self->pinned = endpoint != NULL;
     for (size_t i = 0; i < kc_root_server_count (root) && i < KC_ROOT_SERVERS_MAX; i++) {
         self->members [self->member_count++] = *kc_root_server (root, i);
         if (KC_STREQ (self->endpoint, kc_root_server (root, i)->endpoints [KC_ENDPOINT_SUBMIT])) {
@@ -396,7 +399,9 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
 {
     bool sign = self->sign_next;
     self->sign_next = false;
-    if (self->member_count < 2 || self->agent) {
+    bool submitting = self->submitting;
+    self->submitting = false;
+    if (self->member_count < 2 || self->agent || (self->pinned && !submitting)) {
         return s_call_once (self, request_p, sign, reply_p, decoded, why);
     }
     int64_t deadline = zclock_mono () + self->timeout_ms;
@@ -637,6 +642,7 @@ kc_client_submit_data (kc_client_t *self, const uint8_t *data, size_t size, uint
 {
     zmsg_t *request = kc_proto_submit (data, size), *reply = NULL;
     kc_proto_msg_t decoded;
+    self->submitting = true;
     if (s_call (self, &request, &reply, &decoded, why)) {
         return -1;
     }

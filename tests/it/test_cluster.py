@@ -112,9 +112,15 @@ def test_kill_the_leader_while_registering():
     seqs = sorted(registrar.accepted.values())
     kc.check(len(set(seqs)) == len(seqs), f"two registrations reported at one seq: {seqs}")
     no_cold_sync(members, before)
+    out, _ = kc.keyclone("cluster", "status", "--dir", members.dir)
+    kc.check(f"leader {new}," in out and f"{leader} " in out and "DOWN" in out, f"cluster status said:\n{out}")
     #   The killed member comes back and catches up
     members.start(leader)
     members.wait_same()
+    import json
+    view = json.loads(kc.keyclone("cluster", "status", "--json", "--dir", members.dir)[0])
+    kc.check(view["leader"] == new and view["answered"] == 3 and all(s["lag"] == 0 for s in view["servers"]),
+             f"cluster status after the restart: {view}")
     for agent in members.agents:
         agent.stop()
     for name in members.running():
@@ -256,6 +262,8 @@ def test_a_wiped_member_catches_up_and_a_minority_refuses():
                            members.submit(survivor), "--timeout", "3000", expect=None)
     kc.check("no leader" in err and "majority" in err, f"a minority took a registration: {out} {err}")
     print(f"  a minority refused: {err.strip()[:160]}")
+    out, _ = kc.keyclone("cluster", "status", "--dir", members.dir, expect=1)
+    kc.check("NO LEADER" in out and out.count("DOWN") == 2, f"cluster status of a minority:\n{out}")
     listed, _ = kc.keyclone("list", "--dir", members.dir, "--server", members.submit(survivor))
     kc.check(all(name in listed for name, _ in todo[:4]), f"the minority does not serve reads: {listed}")
     agent = members.agents[0]

@@ -322,7 +322,8 @@ class World:
         """Waits until every running agent has applied the running server's
         sequence and the server has every agent's acknowledgement of it."""
         servers = self.servers()
-        kc.check(len(servers) <= 1, f"{len(servers)} keyclone-servers running: {servers}")
+        if len(servers) > 1:
+            return self.settle_cluster(servers)
         if not servers:
             return
         pid, directory, environ = servers[0]
@@ -346,6 +347,40 @@ class World:
             st = self.server_status(directory, environ)
             return st if st and all(a["behind"] == 0 for a in st["agents"]) else None
         kc.wait_for(acknowledged, SETTLE_TIMEOUT, 0.02, what="the server to hear every agent at its seq")
+
+    def member_status(self, directory, environ):
+        """A cluster member's status (docs/cluster.md): its directory is
+        DIR/servers/NAME; asked at its own endpoint, with DIR's operator key."""
+        top, name = os.path.dirname(os.path.dirname(directory)), os.path.basename(directory)
+        root = json.loads(subprocess.run([kc.KEYCLONE, "verify", "--json", os.path.join(top, "root")],
+                                         capture_output=True, text=True, env=self.env, timeout=30).stdout)
+        submit = next(s["submit"] for s in root["servers"] if s["name"] == name)
+        result = subprocess.run([kc.KEYCLONE, "status", "--server", submit, "--json", "--dir", top,
+                                 "--timeout", "2000"], capture_output=True, text=True, env=self.env, timeout=30)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def settle_cluster(self, servers):
+        """settle for a cluster's members: all at one seq, every agent there
+        and fresh, and each member with its agents' acknowledgements."""
+        def same():
+            seen = [self.member_status(directory, environ) for _, directory, environ in servers]
+            heads = {(st["seq"], st["chain"]) for st in seen if st}
+            return seen if None not in seen and len(heads) == 1 else None
+        seen = kc.wait_for(same, SETTLE_TIMEOUT, 0.1, what=f"the members {[d for _, d, _ in servers]} at one seq")
+        seq = seen[0]["seq"]
+        for agent_pid, agent_dir, endpoint in self.agents():
+            def applied():
+                st = self.agent_status(endpoint)
+                return st if st and st["seq"] >= seq and not st["syncing"] and st["state"] == "fresh" else None
+            kc.wait_for(applied, SETTLE_TIMEOUT, 0.02, what=f"the agent in {agent_dir} to apply seq {seq} and be fresh")
+
+        def acknowledged():
+            for _, directory, environ in servers:
+                st = self.member_status(directory, environ)
+                if not st or any(a["behind"] for a in st["agents"]):
+                    return None
+            return True
+        kc.wait_for(acknowledged, SETTLE_TIMEOUT, 0.05, what="every member to hear its agents at its seq")
 
     def before(self, command):
         """Called by the shell before each command of a block."""
@@ -635,6 +670,51 @@ def scenario_readme_cluster(world):
     kc.check(len(world.agents()) == 3, f"agents: {world.agents()}")
 
 
+def scenario_readme_raft(world):
+    """README: "Running a cluster" (make run-cluster, and a leader killed),
+    in the repository (an overlay of it) as the README's reader would."""
+    root = kc.ROOT
+    if os.path.isdir(os.path.join(root, "var-cluster")):
+        shutil.rmtree(os.path.join(root, "var-cluster"))    # in the overlay
+    shell = Shell(world, cwd=root)
+    make = world.block("readme/run-cluster", "sh")
+    run = world.start("readme/run-cluster", shell, text=make.text.splitlines()[0])
+    kc.wait_for(lambda: "keyclone cluster is running; Ctrl-C stops it." in world.log(run)
+                or run["proc"].poll() is not None, 120, 0.05, what="make run-cluster to start")
+    kc.check(run["proc"].poll() is None, f"make run-cluster exited:\n{world.log(run)}")
+    world.settle()
+    t = shell.run("readme/cluster-try")
+    t.expect("keyclone cluster status", r"^cluster of 3 members: leader [abc], term \d+; 3 answered", n=0)
+    t.expect("keyclone register db-1", r"registered db-1 .* at seq 3")
+    t.expect("keyclone register db-2", r"registered db-2 .* at seq 4")
+    t.expect("keyclone lookup db-2", r"^trusted\b", r"db-2")
+    t.expect("keyclone cluster status", r"^cluster of 3 members: leader [abc], term \d+; 2 answered", r"DOWN", n=1)
+    world.stop(run, signal.SIGINT, expect=(0, 130, -2))
+
+
+def scenario_cluster(world):
+    """docs/cluster.md: a cluster's directory, three members started from
+    it, its status, a registration and a read from a member."""
+    shell = Shell(world)
+    cwd = shell.state()[0]                  # asked now: not while a block runs
+    t = shell.run("cluster/init")
+    t.expect("keyclone init", r"member a\s+fleet/servers/a", r"member c\s+fleet/servers/c")
+    t.expect("cat fleet/servers/a/server.cfg", r'cluster = "a=127\.0\.0\.1:7103,b=127\.0\.0\.1:7113,c=127\.0\.0\.1:7123"')
+
+    def elected():
+        result = subprocess.run([kc.KEYCLONE, "cluster", "status", "--dir", "fleet", "--json"], cwd=cwd,
+                                capture_output=True, text=True, env=world.env, timeout=30)
+        return result.returncode == 0 and json.loads(result.stdout)["answered"] == 3
+    #   The reader waits for the members to elect a leader before asking
+    world.rules.append((r"keyclone cluster status", lambda: kc.wait_for(elected, SETTLE_TIMEOUT, 0.1,
+                                                                        what="the members to elect a leader")))
+    t = shell.run("cluster/start")
+    t.expect("keyclone cluster status", r"^cluster of 3 members: leader [abc]", r"\ba\s+(leader|follower)")
+    t = shell.run("cluster/use")
+    t.expect("keyclone register db-1", r"registered db-1 .* at seq 1")
+    t.expect("keyclone list", r"db-1")
+
+
 def scenario_admin(world):
     """docs/operator.md, agent.md and zap.md: a directory with three
     operators, the server, a node with its agent, applications on it."""
@@ -913,6 +993,8 @@ def scenario_library(world):
 SCENARIOS = {
     "readme-run": scenario_readme_run,
     "readme-cluster": scenario_readme_cluster,
+    "readme-raft": scenario_readme_raft,
+    "cluster": scenario_cluster,
     "admin": scenario_admin,
     "library": scenario_library,
 }
@@ -939,7 +1021,7 @@ def inside(name, work, stage):
     for target in ("/etc", "/srv", "/var/lib"):
         overlay(work, target)
     overlay(work, "/usr/local", os.path.join(stage, "usr", "local"))
-    if name == "readme-run":
+    if name in ("readme-run", "readme-raft"):
         overlay(work, kc.ROOT)
     with open("/etc/hosts", "a") as f:
         f.write(HOSTS)
