@@ -81,14 +81,15 @@ cmd_cluster (int argc, char *argv [])
     if (argc >= 2 && (KC_STREQ (argv [1], "--help") || KC_STREQ (argv [1], "-h"))) {
         return cli_help ("cluster");
     }
-    if (argc < 2 || !KC_STREQ (argv [1], "status")) {
-        return cli_usage ("cluster", "unknown subcommand '%s' (the one there is: status)",
-                          argc < 2 ? "" : argv [1]);
+    if (argc >= 2 && argv [1][0] != '-' && !KC_STREQ (argv [1], "status")) {
+        return cli_usage ("cluster", "unknown subcommand '%s' (the one there is: status)", argv [1]);
     }
-    static char name [] = "cluster";
-    argv [1] = name;
-    argc--;
-    argv++;
+    if (argc >= 2 && argv [1][0] != '-') {
+        static char name [] = "cluster";    //  "cluster status ...": options from argv [2]
+        argv [1] = name;
+        argc--;
+        argv++;
+    }
     cli_online_t online = { 0 };
     int c;
     cli_args (&argc, &argv, longs);

@@ -396,13 +396,13 @@ const cli_command_t cli_commands [] = {
       "read.\n"
       ONLINE_HELP },
     { "cluster", cmd_cluster, "a server cluster's members: leader, term, sequence and lag of each",
-      "Usage: keyclone cluster status [--json] [COMMON OPTIONS]\n"
+      "Usage: keyclone cluster [status] [--json] [COMMON OPTIONS]\n"
       "\n"
-      "Asks every server the root names (a cluster's members, docs/cluster.md) for its\n"
-      "status, each on its own and within 2 s: its role (leader, follower, candidate;\n"
-      "'single' for a server not started with --cluster), the term, its sequence and\n"
-      "how far it is behind the most advanced member (lag). A member that does not\n"
-      "answer is shown DOWN with the reason.\n"
+      "status (the default) asks every server the root names (a cluster's members,\n"
+      "docs/cluster.md) for its status, each on its own and within 2 s: its role\n"
+      "(leader, follower, candidate; 'single' for a server that is not a member of a\n"
+      "cluster), the term, its sequence and how far it is behind the most advanced\n"
+      "member (lag). A member that does not answer is shown DOWN with the reason.\n"
       "Exit status: 0 when a member leads; 1 when none does (a majority is down or cut\n"
       "off: submissions are refused, reads still served); 2 usage.\n"
       ONLINE_HELP },

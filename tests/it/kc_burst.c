@@ -16,6 +16,13 @@
 #include <getopt.h>
 #include <sodium.h>
 
+static int
+s_compare (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y ? -1 : x > y;
+}
+
 typedef struct {
     const char *root_path, *operator_path, *server, *prefix, *keys_out, *acks_out, *revoke_keys;
     long batches, records, window, rate, timeout_ms;
@@ -173,11 +180,23 @@ main (int argc, char *argv [])
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     kc_cert_t *cert = kc_cert_new (NULL);
     kc_cert_apply (cert, dealer);
-    zsock_set_curve_serverkey_bin (dealer, kc_root_server_key (root));
+    //  --server names one of the root's servers (a cluster's member): its key
+    const uint8_t *server_key = kc_root_server_key (root);
+    for (size_t i = 0; o.server && i < kc_root_server_count (root); i++) {
+        if (KC_STREQ (o.server, kc_root_server (root, i)->endpoints [KC_ENDPOINT_SUBMIT])) {
+            server_key = kc_root_server (root, i)->server_key;
+        }
+    }
+    zsock_set_curve_serverkey_bin (dealer, server_key);
     zsock_set_sndhwm (dealer, 0);
     zsock_connect (dealer, "%s", o.server ? o.server : kc_root_endpoint (root, KC_ENDPOINT_SUBMIT));
     int64_t start = zclock_usecs ();
     long sent = 0, answered = 0, accepted = 0, errors = 0;
+    //  Replies come in the order of the submissions (one server, group
+    //  commits answered in order): each one's latency from its send time
+    int64_t *sent_at = calloc ((size_t) count, sizeof *sent_at);
+    double *latency_ms = calloc ((size_t) count, sizeof *latency_ms);
+    assert (sent_at && latency_ms);
     uint64_t first_seq = 0, last_seq = 0;
     zpoller_t *poller = zpoller_new (dealer, NULL);
     while (answered < count && !zsys_interrupted) {
@@ -187,6 +206,7 @@ main (int argc, char *argv [])
             size_t size;
             const uint8_t *data = kc_batch_data (batches [sent], &size);
             zmsg_t *msg = kc_proto_submit (data, size);
+            sent_at [sent] = zclock_usecs ();
             zmsg_send (&msg, dealer);
             sent++;
         }
@@ -216,14 +236,21 @@ main (int argc, char *argv [])
             }
             kc_proto_msg_reset (&decoded);
         }
+        latency_ms [answered] = (double) (zclock_usecs () - sent_at [answered]) / 1000.0;
         answered++;
         zmsg_destroy (&reply);
     }
+    qsort (latency_ms, (size_t) answered, sizeof *latency_ms, s_compare);
+    double p50 = answered ? latency_ms [answered / 2] : 0;
+    double p99 = answered ? latency_ms [(answered * 99) / 100 < answered ? (answered * 99) / 100 : answered - 1] : 0;
+    free (sent_at);
+    free (latency_ms);
     double seconds = (double) (zclock_usecs () - start) / 1e6;
     printf ("{\"batches\": %ld, \"records\": %ld, \"accepted\": %ld, \"errors\": %ld, "
-            "\"seconds\": %.3f, \"batches_per_s\": %.0f, \"first_seq\": %llu, \"last_seq\": %llu}\n",
+            "\"seconds\": %.3f, \"batches_per_s\": %.0f, \"first_seq\": %llu, \"last_seq\": %llu, "
+            "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
             count, o.revoke_keys ? 0 : count * o.records, accepted, errors, seconds,
-            (double) answered / seconds, (unsigned long long) first_seq, (unsigned long long) last_seq);
+            (double) answered / seconds, (unsigned long long) first_seq, (unsigned long long) last_seq, p50, p99);
     if (acks) {
         fclose (acks);
     }
