@@ -2136,6 +2136,8 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
         kc_json_field_u64 (out, false, "term", self->term);
         kc_json_field_u64 (out, false, "members", self->member_count);
         kc_json_field_u64 (out, false, "refused", self->raft_refused);
+        kc_json_field_u64 (out, false, "last_index", self->raft_last);
+        kc_json_field_u64 (out, false, "applied_index", self->entry_index);
         fprintf (out, "}");
         fprintf (human, "cluster member %s of %zu: %s, term %llu, leader %s\n", s_member_name (self, self->member_id),
                  self->member_count, self->raft_state, (unsigned long long) self->term, leader ? leader : "none");

@@ -5,11 +5,16 @@
     not they are operators of ROOT.
 
     Usage: kc_forge ROOT OUT NAME Z85KEY OPERATOR_KEY_FILE...
+    With KC_FORGE_CHAIN=SEQ:PREVIOUS-CHAIN-HEX in the environment it also
+    prints the batch's chain hash at SEQ after that chain (hex), as a
+    leader would put it in a cluster's entry (test_cluster's rogue leader).
     =========================================================================
 */
 #include "kc_all.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int
 main (int argc, char *argv [])
@@ -43,6 +48,20 @@ main (int argc, char *argv [])
     size_t size = 0;
     const uint8_t *data = batch ? kc_batch_data (batch, &size) : NULL;
     int rc = data && kc_file_write_atomic (argv [2], data, size, 0644, &why) == 0 ? 0 : 1;
+    const char *chain_at = getenv ("KC_FORGE_CHAIN");
+    if (rc == 0 && chain_at) {
+        char *colon = strchr (chain_at, ':');
+        uint8_t previous [KC_HASH_BYTES], chain [KC_HASH_BYTES];
+        char hex [2 * KC_HASH_BYTES + 1];
+        if (!colon || kc_unhex (colon + 1, previous, KC_HASH_BYTES)) {
+            fprintf (stderr, "kc_forge: KC_FORGE_CHAIN is not SEQ:HEX\n");
+            rc = 1;
+        }
+        else {
+            kc_chain_next (previous, strtoull (chain_at, NULL, 10), batch, chain);
+            printf ("%s\n", kc_hex (chain, KC_HASH_BYTES, hex));
+        }
+    }
     if (rc) {
         fprintf (stderr, "kc_forge: %s\n", why.text);
     }

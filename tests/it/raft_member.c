@@ -3,13 +3,16 @@
     thread, CURVE between members), driven from a zloop the way the server
     will drive it, for tests/it/test_raft.py.
 
-    Usage: raft_member ID DIR MEMBERS CERT
+    Usage: raft_member ID DIR MEMBERS CERT [ELECTION_MS]
         MEMBERS  a file of lines "ID HOST:PORT Z85-PUBLIC-KEY", every member
         CERT     this member's secret certificate (keyclone keygen)
+        ELECTION_MS  the election timeout (default 500; heartbeat a tenth)
     On stdin, one command a line:
         apply TEXT      propose TEXT; prints "applied INDEX" once a majority
                         has it and it is applied here, or "apply failed:
                         REASON (leader ID ADDRESS)"
+        apply-hex HEX   the same with the bytes HEX encodes (test_cluster's
+                        rogue member proposes forged keyclone entries)
         status          prints "status STATE leader ID applied INDEX refused N"
     On stdout, for every entry applied here in log order: "fsm N TEXT".
     It stops cleanly when stdin ends (or on SIGTERM). Election timeout
@@ -25,10 +28,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES  1024
+#define LINE_MAX_BYTES  65536
 
 static kc_raft_t *s_engine;
-static char s_line [LINE_MAX_BYTES + 1];
+static char s_line [LINE_MAX_BYTES + 1];       //  (static: too big for the stack)
 static size_t s_line_size;
 static uint64_t s_applied;              //  entries applied in this run
 static uint64_t s_tag;
@@ -36,6 +39,20 @@ static uint64_t s_tag;
 static void
 s_command (const char *line)
 {
+    if (strncmp (line, "apply-hex ", 10) == 0) {
+        size_t size = strlen (line + 10) / 2;
+        uint8_t *bytes = malloc (size + 1);
+        kc_why_t why;
+        if (!bytes || kc_unhex (line + 10, bytes, size)) {
+            printf ("apply failed: not hex\n");
+        }
+        else
+        if (kc_raft_apply (s_engine, ++s_tag, bytes, size, &why)) {
+            printf ("apply failed: %s\n", why.text);
+        }
+        free (bytes);
+    }
+    else
     if (strncmp (line, "apply ", 6) == 0) {
         kc_why_t why;
         if (kc_raft_apply (s_engine, ++s_tag, line + 6, strlen (line + 6), &why)) {
@@ -164,14 +181,15 @@ s_members (const char *path, kc_raft_member_t *members, size_t *count)
 int
 main (int argc, char *argv [])
 {
-    if (argc != 5) {
-        fprintf (stderr, "usage: raft_member ID DIR MEMBERS CERT\n");
+    if (argc != 5 && argc != 6) {
+        fprintf (stderr, "usage: raft_member ID DIR MEMBERS CERT [ELECTION_MS]\n");
         return 2;
     }
+    unsigned election = argc == 6 ? (unsigned) strtoul (argv [5], NULL, 10) : 500;
     signal (SIGPIPE, SIG_IGN);          //  a member that went away is an error, not a signal
     kc_raft_member_t members [KC_RAFT_MEMBERS_MAX];
     kc_raft_config_t config = { .id = strtoull (argv [1], NULL, 10), .dir = argv [2], .members = members,
-                                .election_ms = 500, .heartbeat_ms = 50 };
+                                .election_ms = election, .heartbeat_ms = election / 10 };
     kc_why_t why;
     kc_cert_t *cert = kc_cert_load_secret (argv [4], &why);
     if (s_members (argv [3], members, &config.count) || !cert) {

@@ -8,7 +8,9 @@ partition): registrations go on through the new leader, and what the old
 one is sent meanwhile is never acknowledged unless it is in everyone's log;
 a rolling restart with agents connected; a member whose directory was wiped
 catches up; a minority refuses submissions with a reason and still serves
-reads; a stranger at a member's Raft port is refused."""
+reads; a stranger at a member's Raft port is refused; a rogue leader (a
+stolen member key) gets a forged batch committed by Raft and stored by no
+member."""
 import os
 import signal
 import sys
@@ -301,7 +303,69 @@ def test_a_stranger_at_a_members_raft_port():
         members.stop(name)
 
 
+def test_members_verify_what_a_rogue_leader_sends():
+    """A member's CURVE key stolen: the thief runs a Raft member with it
+    (raft_member, the engine alone) and leads, and proposes a batch signed
+    by a key that is no operator's. Raft commits it; no member stores it."""
+    import json
+    import struct
+    import subprocess
+    members = Members(server_options=["--election", "3000"])
+    root = json.loads(kc.keyclone("verify", "--json", os.path.join(members.dir, "root"))[0])
+    table = os.path.join(members.root_dir, "raft-members")
+    with open(table, "w") as f:
+        for i, server in enumerate(root["servers"]):
+            f.write(f"{i + 1} 127.0.0.1:{members.ports[server['name']] + 3} {server['server_key']}\n")
+    rogue = subprocess.Popen([os.path.join(kc.TESTS, "raft_member"), "3", os.path.join(members.root_dir, "rogue"),
+                              table, os.path.join(members.dir, "servers", "c", "server", "curve_secret"), "300"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    kc._children.append(rogue)
+    kc.check(rogue.stdout.readline().startswith("started"), "the rogue member did not start")
+    members.start("a")
+    members.start("b")
+    kc.wait_for(lambda: members.status("a")["cluster"]["leader"] == "c", 30, interval=0.2,
+                what="the rogue member leading")
+    head = members.status("a")
+    folder = os.path.join(members.root_dir, "keys")
+    os.makedirs(folder, exist_ok=True)
+    thief = kc.keyclone("keygen", "thief", "--operator", "--dir", folder)[0]
+    node = kc.keyclone("keygen", "planted", "--dir", folder)[0].strip()
+    forged = os.path.join(members.root_dir, "forged.kcb")
+    #   Its chain hash as a leader computes it: only the signature is wrong
+    chain, _ = kc.run([os.path.join(kc.TESTS, "kc_forge"), os.path.join(members.dir, "root"), forged, "planted",
+                       node, os.path.join(folder, "thief_secret")],
+                      env=dict(os.environ, KC_FORGE_CHAIN=f"{head['seq'] + 1}:{head['chain']}"))
+    with open(forged, "rb") as f:
+        batch = f.read()
+    entry = (b"KCR1" + struct.pack(">Q", head["seq"]) + bytes.fromhex(head["chain"])
+             + struct.pack(">QH", int(time.time() * 1000), 1)
+             + struct.pack(">Q", head["seq"] + 1) + bytes.fromhex(chain.strip()) + b"\x00"
+             + struct.pack(">I", len(batch)) + batch)
+    rogue.stdin.write(f"apply-hex {entry.hex()}\n")
+    rogue.stdin.flush()
+    while True:
+        line = rogue.stdout.readline()
+        kc.check(line, "the rogue member ended")
+        if line.startswith("appl"):
+            break
+    kc.check(line.startswith("applied "), f"Raft did not commit the rogue's entry: {line}")
+    index = int(line.split()[1])
+    for name in ("a", "b"):
+        st = kc.wait_for(lambda: members.status(name)["cluster"]["applied_index"] >= index and members.status(name),
+                         10, what=f"member {name} applying Raft entry {index}")
+        kc.check(st["seq"] == head["seq"] and st["keys"] == head["keys"], f"member {name} stored something: {st}")
+        line = next((l for l in members.log_text(name).splitlines() if "refused, nothing stored" in l), "")
+        kc.check("not an operator" in line, f"member {name} refused it for another reason: {line}")
+        print(f"  {name}: {line.split('kc_server: ', 1)[1][:150]}")
+    out, _ = kc.keyclone("show", "planted", "--dir", members.dir, "--server", members.submit("a"), expect=None)
+    kc.check("planted" not in out or "not found" in out, f"the planted key is served: {out}")
+    rogue.stdin.close()
+    rogue.wait(20)
+    for name in members.running():
+        members.stop(name)
+
+
 if __name__ == "__main__":
     kc.main([test_kill_the_leader_while_registering, test_a_partitioned_leader_acknowledges_nothing,
              test_rolling_restart_keeps_agents_fresh, test_a_wiped_member_catches_up_and_a_minority_refuses,
-             test_a_stranger_at_a_members_raft_port])
+             test_a_stranger_at_a_members_raft_port, test_members_verify_what_a_rogue_leader_sends])
