@@ -1860,6 +1860,12 @@ s_proposal_done (s_server_t *self, int status, uint64_t index, const char *reaso
     }
     else {
         kc_why_t why;
+        if (status == 0 && self->entry_outcome == S_ENTRY_SUPERSEDED) {
+            //  The leader's store kept moving (it is applying what an
+            //  earlier leader committed): clients try again
+            kc_why (&why, "not acknowledged: %s; submit it again", self->entry_why.text);
+        }
+        else
         if (status == 0) {
             kc_why (&why, "not stored: %s", self->entry_why.text);
         }

@@ -98,7 +98,27 @@ class Agent:
             return f.read()
 
 
-class Cluster:
+class Directory:
+    """What a keyclone directory's tests do with it, whatever serves it:
+    the CLI with --dir, and agents whose keys it registers."""
+
+    def operator(self, index=0):
+        return os.path.join(self.dir, "operators", self.operator_names[index])
+
+    def cli(self, *args, expect=0):
+        return kc.keyclone(*args, "--dir", self.dir, expect=expect)
+
+    def add_agent(self, name=None, register=True, start=True, options=()):
+        agent = Agent(self, name or f"agent-{len(self.agents) + 1}", options)
+        if register:
+            self.cli("register", agent.name, "--key", agent.key, "--tag", "role=agent")
+        self.agents.append(agent)
+        if start:
+            agent.start()
+        return agent
+
+
+class Cluster(Directory):
     def __init__(self, operators=1, threshold=1, names=None, server_options=(), init_options=()):
         self.root_dir = kc.tempdir()
         self.dir = os.path.join(self.root_dir, "dir")
@@ -117,8 +137,6 @@ class Cluster:
         self.server_key = root["server_key"]
         self.submit_endpoint = root["submit"]
 
-    def operator(self, index=0):
-        return os.path.join(self.dir, "operators", self.operator_names[index])
 
     def start_server(self, *extra):
         args = [os.path.join(kc.BIN, "keyclone-server"), "--dir", self.dir] + self.server_options + list(extra)
@@ -147,17 +165,6 @@ class Cluster:
         with open(self.server_log, errors="replace") as f:
             return f.read()
 
-    def cli(self, *args, expect=0):
-        return kc.keyclone(*args, "--dir", self.dir, expect=expect)
-
-    def add_agent(self, name=None, register=True, start=True, options=()):
-        agent = Agent(self, name or f"agent-{len(self.agents) + 1}", options)
-        if register:
-            self.cli("register", agent.name, "--key", agent.key, "--tag", "role=agent")
-        self.agents.append(agent)
-        if start:
-            agent.start()
-        return agent
 
     def burst(self, batches, records=1, rate=0, window=64, prefix="burst", keys_out=None,
               acks_out=None, revoke_keys=None, expect=0, timeout=120):
@@ -212,7 +219,7 @@ def free_base_ports(count, width=4):
     raise RuntimeError("no free ports for the members")
 
 
-class Members:
+class Members(Directory):
     """A server cluster (docs/cluster.md): 'keyclone init --members' makes a
     directory with a member directory each (servers/NAME); one
     keyclone-server process per member; agents as in Cluster."""
@@ -229,8 +236,6 @@ class Members:
         self.agents = []
         self.operator_names = ["op1"]
 
-    def operator(self, index=0):
-        return os.path.join(self.dir, "operators", self.operator_names[index])
 
     def submit(self, name):
         return f"tcp://127.0.0.1:{self.ports[name] + 2}"
@@ -289,23 +294,37 @@ class Members:
             return None
         return kc.wait_for(agreed, timeout, interval=0.1, what=f"one leader among {among}: {seen}")
 
-    def cli(self, *args, expect=0):
-        return kc.keyclone(*args, "--dir", self.dir, expect=expect)
-
-    def add_agent(self, name=None, register=True, start=True, options=()):
-        agent = Agent(self, name or f"agent-{len(self.agents) + 1}", options)
-        if register:
-            self.cli("register", agent.name, "--key", agent.key, "--tag", "role=agent")
-        self.agents.append(agent)
-        if start:
-            agent.start()
-        return agent
 
     def wait_same(self, names=None, timeout=30):
         """Every member named (default: running) at one seq and chain; it."""
         names = names or self.running()
 
         def same():
-            heads = {(s["seq"], s["chain"]) for s in (self.status(n) for n in names)}
+            try:
+                heads = {(s["seq"], s["chain"]) for s in (self.status(n) for n in names)}
+            except (KeyError, ValueError):
+                return None                 # a member busy or starting: {"error": ...}
             return heads.pop() if len(heads) == 1 else None
         return kc.wait_for(same, timeout, interval=0.1, what=f"members {names} at one seq")
+
+
+def stranger_refused(server_key, endpoint):
+    """A CURVE peer with a fresh key connects to endpoint (a member's Raft
+    port) expecting server_key: libzmq must report HANDSHAKE_FAILED_AUTH 400."""
+    from zmq.utils.monitor import recv_monitor_message
+    ctx = zmq.Context()
+    try:
+        stranger = ctx.socket(zmq.PAIR)
+        stranger.curve_publickey, stranger.curve_secretkey = zmq.curve_keypair()
+        stranger.curve_serverkey = server_key.encode()
+        stranger.linger = 0
+        monitor = stranger.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        stranger.connect(endpoint)
+        kc.check(monitor.poll(10000), "no authentication failure for a stranger's key")
+        event = recv_monitor_message(monitor)
+        kc.check(event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and event["value"] == 400,
+                 f"libzmq reported {event}")
+        stranger.disable_monitor()
+        stranger.close()
+    finally:
+        ctx.destroy(linger=0)

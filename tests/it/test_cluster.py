@@ -11,18 +11,20 @@ catches up; a minority refuses submissions with a reason and still serves
 reads; a stranger at a member's Raft port is refused; a rogue leader (a
 stolen member key) gets a forged batch committed by Raft and stored by no
 member."""
+import json
 import os
 import signal
+import struct
+import subprocess
 import sys
 import threading
 import time
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kc  # noqa: E402
-from cluster import Members  # noqa: E402
+from cluster import Members, stranger_refused  # noqa: E402
 
 
 def keys(members, count, prefix):
@@ -119,7 +121,6 @@ def test_kill_the_leader_while_registering():
     #   The killed member comes back and catches up
     members.start(leader)
     members.wait_same()
-    import json
     view = json.loads(kc.keyclone("cluster", "status", "--json", "--dir", members.dir)[0])
     kc.check(view["leader"] == new and view["answered"] == 3 and all(s["lag"] == 0 for s in view["servers"]),
              f"cluster status after the restart: {view}")
@@ -139,13 +140,11 @@ def test_a_partitioned_leader_acknowledges_nothing():
     todo = keys(members, 7, "stop")
     batch = os.path.join(members.root_dir, "held.batch")
     members.cli("sign", "--register", f"held={todo[0][1]}", "--out", batch)
-    members.stop_signal = None
     os.kill(members.procs[leader].pid, signal.SIGSTOP)
     ctx = zmq.Context.instance()
     held = ctx.socket(zmq.DEALER)
     held.linger = 0
     held.curve_publickey, held.curve_secretkey = zmq.curve_keypair()
-    import json
     root = json.loads(kc.keyclone("root", "show", "--json", "--dir", members.dir,
                                   "--server", members.submit(next(n for n in members.names if n != leader)))[0])
     server = next(s for s in root["servers"] if s["name"] == leader)
@@ -278,25 +277,9 @@ def test_a_wiped_member_catches_up_and_a_minority_refuses():
 def test_a_stranger_at_a_members_raft_port():
     members = Members()
     members.start_all()
-    import json
     root = json.loads(kc.keyclone("root", "show", "--json", "--dir", members.dir)[0])
     target = root["servers"][1]
-    ctx = zmq.Context()
-    try:
-        stranger = ctx.socket(zmq.PAIR)
-        stranger.curve_publickey, stranger.curve_secretkey = zmq.curve_keypair()
-        stranger.curve_serverkey = target["server_key"].encode()
-        stranger.linger = 0
-        monitor = stranger.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        stranger.connect(f"tcp://127.0.0.1:{members.ports[target['name']] + 3}")
-        kc.check(monitor.poll(10000), "no authentication failure for a stranger's key")
-        event = recv_monitor_message(monitor)
-        kc.check(event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH and event["value"] == 400,
-                 f"libzmq reported {event}")
-        stranger.disable_monitor()
-        stranger.close()
-    finally:
-        ctx.destroy(linger=0)
+    stranger_refused(target["server_key"], f"tcp://127.0.0.1:{members.ports[target['name']] + 3}")
     kc.wait_for(lambda: members.status(target["name"])["cluster"]["refused"] >= 1, 10,
                 what="the member counting the refusal")
     for name in members.running():
@@ -307,9 +290,6 @@ def test_members_verify_what_a_rogue_leader_sends():
     """A member's CURVE key stolen: the thief runs a Raft member with it
     (raft_member, the engine alone) and leads, and proposes a batch signed
     by a key that is no operator's. Raft commits it; no member stores it."""
-    import json
-    import struct
-    import subprocess
     members = Members(server_options=["--election", "3000"])
     root = json.loads(kc.keyclone("verify", "--json", os.path.join(members.dir, "root"))[0])
     table = os.path.join(members.root_dir, "raft-members")
