@@ -220,6 +220,28 @@ int cmd_export (int argc, char *argv []);
 extern const cli_command_t cli_commands [];
 
 
+//  Builds the root spec describes (the successor of current), signs it with
+//  the operator keys, shows what changes, and submits it, or writes it for
+//  more signatures (to out, default DIR/root-vN.pending). CLI_OK or why.
+int
+    cli_root_change (const char *command, const char *dir, char *const *operators, int operator_count,
+                     const char *out, bool json, kc_client_t *client, const kc_root_t *current,
+                     const kc_root_spec_t *spec);
+
+//  DIR/servers/NAME: a cluster member's keys, a copy of the root and a
+//  server.cfg naming every member's Raft address (cluster: "a=H:P,...");
+//  for a member joining (the root does not name it yet) also its name and
+//  where it binds (endpoints). 0, or -1 with a reason.
+int
+    cli_save_member (const char *dir, const char *name, const kc_cert_t *curve, const kc_signer_t *head,
+                     const kc_root_t *root, const char *cluster, char endpoints [KC_ENDPOINTS][300],
+                     kc_why_t *why);
+
+//  The three endpoints of a server from its base URL: tcp://HOST:PORT gives
+//  PORT, PORT+1, PORT+2; ipc://PATH gives PATH.snapshot, .updates, .submit.
+int
+    cli_endpoints (const char *base, char out [KC_ENDPOINTS][300]);
+
 //  --- The online commands (online.c) ----------------------------------------
 
 #include <limits.h>

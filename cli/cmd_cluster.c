@@ -74,6 +74,136 @@ s_ask (const char *command, cli_online_t *online, const kc_root_t *root, s_membe
     free (text);
 }
 
+//  The Raft address of a server of the root: its submission endpoint's
+//  host with the next port (docs/cluster.md 1).
+static void
+s_raft_address (const kc_root_server_t *server, char *out, size_t size)
+{
+    const char *submit = server->endpoints [KC_ENDPOINT_SUBMIT], *colon = strrchr (submit, ':');
+    if (strncmp (submit, "tcp://", 6) || !colon || colon < submit + 6) {
+        snprintf (out, size, "?");
+        return;
+    }
+    snprintf (out, size, "%.*s:%ld", (int) (colon - submit - 6), submit + 6, strtol (colon + 1, NULL, 10) + 1);
+}
+
+//  cluster add NAME=tcp://HOST:PORT, cluster remove NAME: a root change
+//  naming one server more (its directory made in DIR/servers/NAME) or one
+//  fewer; the members' leader then changes Raft's configuration to match.
+static int
+s_change_members (const char *command, int argc, char *argv [], bool add)
+{
+    static const struct option longs [] = { CLI_ONLINE_OPTIONS, { NULL, 0, NULL, 0 } };
+    cli_online_t online = { 0 };
+    int c;
+    cli_args (&argc, &argv, longs);
+    while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
+        if (cli_online_option (command, c, &online) != 1) {
+            return CLI_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        return cli_usage (command, add ? "which member: NAME=tcp://HOST:PORT" : "which member: NAME");
+    }
+    char name [KC_ROOT_OPERATOR_NAME_MAX + 1], endpoints [KC_ENDPOINTS][300];
+    const char *arg = argv [optind], *equals = strchr (arg, '=');
+    size_t length = add ? (equals ? (size_t) (equals - arg) : 0) : strlen (arg);
+    if (length == 0 || length > KC_ROOT_OPERATOR_NAME_MAX
+    ||  (add && (strncmp (equals + 1, "tcp://", 6) || cli_endpoints (equals + 1, endpoints)))) {
+        return cli_usage (command, add ? "'%s' is not NAME=tcp://HOST:PORT" : "'%s' is not a member name", arg);
+    }
+    snprintf (name, sizeof name, "%.*s", (int) length, arg);
+    cli_online_finish (&online);
+    kc_why_t why;
+    kc_root_t *pinned = kc_root_load (online.root_path, &why);
+    if (!pinned) {
+        return cli_fail (command, "%s", why.text);
+    }
+    kc_root_t *current = kc_root_dup (pinned);
+    kc_client_t *client = cli_online_client (command, &online, pinned);
+    int rc = CLI_FAIL;
+    kc_cert_t *curve = NULL;
+    kc_signer_t *head = NULL;
+    if (!client || !cli_follow_root (command, client, &current)) {
+        goto done;
+    }
+    static kc_root_spec_t spec;
+    static kc_root_storage_t storage;
+    kc_root_successor_spec (current, &spec, &storage);
+    spec.created = kc_now () > kc_root_created (current) ? kc_now () : kc_root_created (current);
+    size_t at = spec.server_count;
+    for (size_t i = 0; i < spec.server_count; i++) {
+        at = KC_STREQ (storage.servers [i].name, name) ? i : at;
+    }
+    if (add && at < spec.server_count) {
+        cli_fail (command, "root v%llu already names a server '%s'", (unsigned long long) kc_root_version (current),
+                  name);
+        goto done;
+    }
+    if (!add && at == spec.server_count) {
+        cli_fail (command, "root v%llu names no server '%s'", (unsigned long long) kc_root_version (current), name);
+        goto done;
+    }
+    if (add && spec.server_count == KC_ROOT_SERVERS_MAX) {
+        cli_fail (command, "root v%llu names %d servers already, the most it may", 
+                  (unsigned long long) kc_root_version (current), KC_ROOT_SERVERS_MAX);
+        goto done;
+    }
+    if (!add && spec.server_count <= 3) {
+        cli_fail (command, "a cluster keeps 3 members or more: add one before removing '%s'", name);
+        goto done;
+    }
+    if (add) {
+        kc_root_server_t *server = &storage.servers [spec.server_count++];
+        memset (server, 0, sizeof *server);
+        snprintf (server->name, sizeof server->name, "%s", name);
+        curve = kc_cert_new ("keyclone-server");
+        head = kc_signer_new ("head", "keyclone-head");
+        memcpy (server->server_key, kc_cert_public_key (curve), KC_KEY_BYTES);
+        memcpy (server->head_key, kc_signer_public_key (head), KC_KEY_BYTES);
+        for (int i = 0; i < KC_ENDPOINTS; i++) {
+            snprintf (server->endpoints [i], sizeof server->endpoints [i], "%.250s", endpoints [i]);
+        }
+        //  The new member's directory first: it holds the only copy of its keys
+        char cluster [2048] = "", address [300];
+        for (size_t i = 0, used = 0; i < spec.server_count && used < sizeof cluster; i++) {
+            s_raft_address (&storage.servers [i], address, sizeof address);
+            used += (size_t) snprintf (cluster + used, sizeof cluster - used, "%s%s=%s", i ? "," : "",
+                                       storage.servers [i].name, address);
+        }
+        if (cli_save_member (online.dir, name, curve, head, pinned, cluster, endpoints, &why)) {
+            cli_fail (command, "%s", why.text);
+            goto done;
+        }
+    }
+    else {
+        memmove (&storage.servers [at], &storage.servers [at + 1],
+                 (spec.server_count - at - 1) * sizeof storage.servers [0]);
+        spec.server_count--;
+    }
+    spec.servers = storage.servers;
+    rc = cli_root_change (command, online.dir, online.operators, online.operator_count, NULL, online.json, client,
+                          current, &spec);
+    if (rc == CLI_OK && add && !online.json) {
+        printf ("member %s: its directory is %s/servers/%s; copy it to its host and start it there:\n"
+                "  keyclone-server --dir DIR/servers/%s\n"
+                "the leader adds it to the cluster, and it catches up from the others\n", name, online.dir, name,
+                name);
+    }
+    if (rc == CLI_OK && !add && !online.json) {
+        printf ("member %s leaves the cluster: the leader removes it, and it stops once it applies the change\n",
+                name);
+    }
+done:
+    kc_cert_destroy (&curve);
+    kc_signer_destroy (&head);
+    kc_client_destroy (&client);
+    cli_online_release (&online);
+    kc_root_destroy (&current);
+    kc_root_destroy (&pinned);
+    return rc;
+}
+
 int
 cmd_cluster (int argc, char *argv [])
 {
@@ -81,8 +211,14 @@ cmd_cluster (int argc, char *argv [])
     if (argc >= 2 && (KC_STREQ (argv [1], "--help") || KC_STREQ (argv [1], "-h"))) {
         return cli_help ("cluster");
     }
+    if (argc >= 2 && (KC_STREQ (argv [1], "add") || KC_STREQ (argv [1], "remove"))) {
+        bool add = KC_STREQ (argv [1], "add");
+        static char name [] = "cluster";
+        argv [1] = name;
+        return s_change_members (add ? "cluster add" : "cluster remove", argc - 1, argv + 1, add);
+    }
     if (argc >= 2 && argv [1][0] != '-' && !KC_STREQ (argv [1], "status")) {
-        return cli_usage ("cluster", "unknown subcommand '%s' (the one there is: status)", argv [1]);
+        return cli_usage ("cluster", "unknown subcommand '%s' (status, add, remove)", argv [1]);
     }
     if (argc >= 2 && argv [1][0] != '-') {
         static char name [] = "cluster";    //  "cluster status ...": options from argv [2]
@@ -111,6 +247,18 @@ cmd_cluster (int argc, char *argv [])
     kc_root_t *root = cli_load_pinned_root ("cluster", online.root_path);
     if (!root) {
         return CLI_FAIL;
+    }
+    //  The members are the servers of the root in force: followed from the
+    //  pinned one through the log (any member answers), checked each step
+    kc_client_t *client = cli_online_client ("cluster", &online, root);
+    kc_why_t why;
+    kc_root_t *current = client ? kc_client_root (client, root, NULL, NULL, &why) : NULL;
+    kc_client_destroy (&client);
+    cli_online_release (&online);
+    if (current) {
+        cli_remember_root ("cluster", root, current);
+        kc_root_destroy (&root);
+        root = current;
     }
     size_t count = kc_root_server_count (root);
     s_member_t members [KC_ROOT_SERVERS_MAX];
@@ -178,10 +326,10 @@ cmd_cluster (int argc, char *argv [])
                         (unsigned long long) (top - m->seq), m->server->endpoints [KC_ENDPOINT_SUBMIT]);
             }
             else {
-                char *why = kc_escape_dup (m->why, strlen (m->why), 0);
+                char *reason = kc_escape_dup (m->why, strlen (m->why), 0);
                 printf ("  %-12s %-10s %10s %6s  %s: %s\n", m->server->name, "DOWN", "-", "-",
-                        m->server->endpoints [KC_ENDPOINT_SUBMIT], why);
-                free (why);
+                        m->server->endpoints [KC_ENDPOINT_SUBMIT], reason);
+                free (reason);
             }
         }
     }

@@ -36,8 +36,8 @@ typedef struct {
 
 //  Derives the three channel endpoints from a base: tcp://HOST:PORT gives
 //  PORT, PORT+1, PORT+2; ipc://PATH gives PATH.snapshot, .updates, .submit.
-static int
-s_endpoints (const char *base, char out [KC_ENDPOINTS][300])
+int
+cli_endpoints (const char *base, char out [KC_ENDPOINTS][300])
 {
     static const char *suffix [KC_ENDPOINTS] = { "snapshot", "updates", "submit" };
     if (strncmp (base, "ipc://", 6) == 0 && strlen (base) > 6 && strlen (base) < 200) {
@@ -181,7 +181,7 @@ s_parse_members (const char *list, s_member_t members [MEMBERS_MAX])
             break;
         }
         if (!equals || equals == item || (size_t) (equals - item) > KC_ROOT_OPERATOR_NAME_MAX
-        ||  strncmp (equals + 1, "tcp://", 6) || s_endpoints (equals + 1, endpoints)) {
+        ||  strncmp (equals + 1, "tcp://", 6) || cli_endpoints (equals + 1, endpoints)) {
             rc = cli_usage ("init", "--members: '%s' is not NAME=tcp://HOST:PORT", item);
             break;
         }
@@ -213,24 +213,26 @@ s_parse_members (const char *list, s_member_t members [MEMBERS_MAX])
     return rc == 0 ? count : -1;
 }
 
-//  DIR/servers/NAME: the member's keys, a copy of the root and a server.cfg
-//  naming every member's Raft address. 0, or -1 with a reason.
-static int
-s_save_member (const char *dir, const s_member_t *members, int count, int index, const kc_root_t *root,
-               kc_why_t *why)
+//  DIR/servers/NAME: a cluster member's keys, a copy of the root and a
+//  server.cfg naming every member's Raft address (cluster: "a=H:P,...");
+//  for a member joining (the root does not name it yet) also its name and
+//  where it binds (endpoints). 0, or -1 with a reason.
+int
+cli_save_member (const char *dir, const char *name, const kc_cert_t *curve, const kc_signer_t *head,
+                 const kc_root_t *root, const char *cluster, char endpoints [KC_ENDPOINTS][300], kc_why_t *why)
 {
     char path [CLI_PATH_MAX + 128], base [CLI_PATH_MAX + 64];
-    snprintf (base, sizeof base, "%.*s/servers/%.64s", CLI_PATH_MAX - 80, dir, members [index].server.name);
+    snprintf (base, sizeof base, "%.*s/servers/%.64s", CLI_PATH_MAX - 80, dir, name);
     snprintf (path, sizeof path, "%s/server", base);
     if (kc_file_mkdirs (path, 0700, why)) {
         return -1;
     }
     snprintf (path, sizeof path, "%s/server/curve", base);
-    if (kc_cert_save (members [index].curve, path, why)) {
+    if (kc_cert_save (curve, path, why)) {
         return -1;
     }
     snprintf (path, sizeof path, "%s/server/head", base);
-    if (kc_signer_save (members [index].head, path, why)) {
+    if (kc_signer_save (head, path, why)) {
         return -1;
     }
     snprintf (path, sizeof path, "%s/root", base);
@@ -238,14 +240,12 @@ s_save_member (const char *dir, const s_member_t *members, int count, int index,
         return -1;
     }
     char text [4096];
-    size_t at = (size_t) snprintf (text, sizeof text, "#   keyclone-server configuration of cluster member %s "
-                                   "(docs/cluster.md)\nserver\n    cluster = \"", members [index].server.name);
-    for (int i = 0; i < count && at < sizeof text; i++) {
-        at += (size_t) snprintf (text + at, sizeof text - at, "%s%s=%s", i ? "," : "", members [i].server.name,
-                                 members [i].raft);
-    }
-    if (at < sizeof text) {
-        at += (size_t) snprintf (text + at, sizeof text - at, "\"\n");
+    int at = snprintf (text, sizeof text, "#   keyclone-server configuration of cluster member %s "
+                       "(docs/cluster.md)\nserver\n    cluster = \"%s\"\n", name, cluster);
+    if (endpoints && at > 0 && (size_t) at < sizeof text) {
+        snprintf (text + at, sizeof text - (size_t) at, "    member = \"%s\"\n    bind\n        snapshot = \"%s\"\n"
+                  "        updates = \"%s\"\n        submit = \"%s\"\n", name, endpoints [0], endpoints [1],
+                  endpoints [2]);
     }
     snprintf (path, sizeof path, "%s/server.cfg", base);
     return kc_file_write_atomic (path, text, strlen (text), 0644, why);
@@ -324,7 +324,7 @@ cmd_init (int argc, char *argv [])
     if ((rc = s_parse_names ("init", options.names, options.operators, names)) != CLI_OK) {
         return rc;
     }
-    if (s_endpoints (options.endpoint, endpoints)) {
+    if (cli_endpoints (options.endpoint, endpoints)) {
         return cli_usage ("init", "invalid endpoint '%s' (expected tcp://HOST:PORT or ipc://PATH)",
                           options.endpoint);
     }
@@ -390,8 +390,14 @@ cmd_init (int argc, char *argv [])
             goto cleanup;
         }
     }
+    char cluster [2048] = "";
+    for (int i = 0, at = 0; i < member_count && at < (int) sizeof cluster; i++) {
+        at += snprintf (cluster + at, sizeof cluster - (size_t) at, "%s%s=%s", i ? "," : "", members [i].server.name,
+                        members [i].raft);
+    }
     for (int i = 0; i < member_count; i++) {
-        if (s_save_member (options.dir, members, member_count, i, root, &why)) {
+        if (cli_save_member (options.dir, members [i].server.name, members [i].curve, members [i].head, root,
+                             cluster, NULL, &why)) {
             cli_fail ("init", "%s", why.text);
             goto cleanup;
         }

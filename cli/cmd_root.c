@@ -627,35 +627,23 @@ s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int 
                      (unsigned long long) kc_root_version (current));
 }
 
-static int
-s_change (const char *command, int argc, char *argv [])
+//  Builds the root spec describes (the successor of current), signs it with
+//  the operator keys, shows what changes, and submits it, or writes it for
+//  more signatures (to out, default DIR/root-vN.pending). CLI_OK or why.
+int
+cli_root_change (const char *command, const char *dir, char *const *operators, int operator_count,
+                 const char *out, bool json, kc_client_t *client, const kc_root_t *current,
+                 const kc_root_spec_t *spec)
 {
-    s_options_t o = { 0 };
-    int first = s_parse (command, &argc, &argv, &o, true);
-    if (first < 0) {
-        return CLI_USAGE;
-    }
-    kc_client_t *client = NULL;
-    kc_root_t *current = s_current (command, &o, &client), *next = NULL;
-    if (!current) {
-        return CLI_FAIL;
-    }
-    static s_change_t change;
-    kc_root_successor_spec (current, &change.spec, &change.storage);
-    change.spec.created = kc_now () > kc_root_created (current) ? kc_now () : kc_root_created (current);
     kc_signer_t *signers [CLI_OPERATORS_MAX];
-    int signer_count = 0, rc = s_edit (command, &o, argc, argv, first, current, &change);
+    int signer_count = 0, rc = CLI_FAIL;
     kc_why_t why;
-    if (rc) {
-        goto done;
-    }
-    rc = CLI_FAIL;
-    next = kc_root_new (&change.spec, &why);
+    kc_root_t *next = kc_root_new (spec, &why);
     if (!next) {
         cli_fail (command, "%s", why.text);
         goto done;
     }
-    signer_count = cli_load_operators (command, o.dir, o.operators, o.operator_count, signers);
+    signer_count = cli_load_operators (command, dir, operators, operator_count, signers);
     if (signer_count < 0) {
         goto done;
     }
@@ -673,7 +661,7 @@ s_change (const char *command, int argc, char *argv [])
     }
     char diff [4096];
     kc_root_diff (current, next, diff, sizeof diff);
-    if (!o.json) {
+    if (!json) {
         printf ("%s", diff);
     }
     if (kc_root_verify_successor (current, next, kc_now (), &why) == 0) {
@@ -685,7 +673,7 @@ s_change (const char *command, int argc, char *argv [])
             goto done;
         }
         cli_remember_root (command, current, next);
-        if (o.json) {
+        if (json) {
             printf ("{\"version\": %llu, \"seq\": %llu, \"submitted\": true, \"duplicate\": %s}\n",
                     (unsigned long long) kc_root_version (next), (unsigned long long) seq,
                     duplicate ? "true" : "false");
@@ -703,19 +691,19 @@ s_change (const char *command, int argc, char *argv [])
     }
     //  More signatures needed: a file for cosign and submit
     char path [CLI_PATH_MAX];
-    if (o.out) {
-        snprintf (path, sizeof path, "%s", o.out);
+    if (out) {
+        snprintf (path, sizeof path, "%s", out);
     }
     else {
         char name [64];
         snprintf (name, sizeof name, "root-v%llu.pending", (unsigned long long) kc_root_version (next));
-        cli_path (path, o.dir, name);
+        cli_path (path, dir, name);
     }
     if (kc_root_save (next, path, &why)) {
         cli_fail (command, "%s", why.text);
         goto done;
     }
-    if (o.json) {
+    if (json) {
         printf ("{\"version\": %llu, \"submitted\": false, \"file\": ",
                 (unsigned long long) kc_root_version (next));
         kc_json_cstr (stdout, path);
@@ -735,6 +723,30 @@ done:
         kc_signer_destroy (&signers [--signer_count]);
     }
     kc_root_destroy (&next);
+    return rc;
+}
+
+static int
+s_change (const char *command, int argc, char *argv [])
+{
+    s_options_t o = { 0 };
+    int first = s_parse (command, &argc, &argv, &o, true);
+    if (first < 0) {
+        return CLI_USAGE;
+    }
+    kc_client_t *client = NULL;
+    kc_root_t *current = s_current (command, &o, &client);
+    if (!current) {
+        return CLI_FAIL;
+    }
+    static s_change_t change;
+    kc_root_successor_spec (current, &change.spec, &change.storage);
+    change.spec.created = kc_now () > kc_root_created (current) ? kc_now () : kc_root_created (current);
+    int rc = s_edit (command, &o, argc, argv, first, current, &change);
+    if (rc == 0) {
+        rc = cli_root_change (command, o.dir, o.operators, o.operator_count, o.out, o.json, client, current,
+                              &change.spec);
+    }
     kc_root_destroy (&current);
     kc_client_destroy (&client);
     return rc;

@@ -106,8 +106,17 @@ typedef struct {
     int entry_outcome;                      //  what became of it (s_entry_outcome_t)
     kc_why_t entry_why;
     bool submit_paused;                     //  the queue is full: not reading submissions
+    struct {
+        char name [KC_ROOT_OPERATOR_NAME_MAX + 1];
+        char address [KC_RAFT_ADDRESS_MAX + 1];
+    } listed [KC_RAFT_MEMBERS_MAX];         //  --cluster: Raft addresses by name
+    size_t listed_count;
+    bool named;                             //  the root in force names this member
+    bool removed;                           //  and then no longer did: it stops
     int64_t leader_since;                   //  zclock_mono when this member became leader
 } s_server_t;
+
+static void s_cluster_root_changed (s_server_t *self);
 
 //  How s_decide ends its transaction: a single server commits what it
 //  accepted; a cluster's leader only decides what to propose, and rolls
@@ -935,10 +944,10 @@ static int
 static int
 s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_t now, s_decide_mode_t mode)
 {
-    //  A member applying an entry does not ask whether the new root names
-    //  it: that would differ between members (the leader asked for itself)
+    //  A single server refuses a root that would not name it; a cluster's
+    //  members do not ask (a member removed by it leaves the cluster)
     if (kc_root_verify_successor (*group_root, p->root, now, &p->why)
-    ||  (mode != S_APPLY && s_serves (self, p->root, &p->why))
+    ||  (mode == S_COMMIT && s_serves (self, p->root, &p->why))
     ||  kc_store_append_root (self->store, p->root, &p->seq, p->chain, &p->why)) {
         return -1;
     }
@@ -1074,6 +1083,9 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
         s_rotate_head (self);
         if (s_rotate_curve (self)) {
             zsys_error ("kc_server: cannot serve after the key switch");
+        }
+        if (self->raft) {
+            s_cluster_root_changed (self);
         }
     }
     return accepted;
@@ -1937,6 +1949,11 @@ s_on_raft (zloop_t *loop, zsock_t *events, void *arg)
         self->entry_outcome = outcome;
         kc_raft_applied (self->raft, index, outcome != S_ENTRY_FATAL);
         zframe_destroy (&data);
+        if (self->removed) {
+            zstr_free (&kind);
+            zmsg_destroy (&msg);
+            return -1;                      //  ends the loop: a clean shutdown
+        }
     }
     else
     if (kind && KC_STREQ (kind, "DONE")) {
@@ -1965,8 +1982,97 @@ s_on_raft (zloop_t *loop, zsock_t *events, void *arg)
     return 0;
 }
 
-//  Starts this server's cluster member from config->cluster ("name=host:port,
-//  ..."): every name a server of the root in force, ids in the root's order.
+//  A member's Raft id, from its name: stable while members come and go.
+static raft_id
+s_member_id (const char *name)
+{
+    uint8_t hash [8];
+    crypto_generichash (hash, sizeof hash, (const uint8_t *) name, strlen (name), NULL, 0);
+    raft_id id = kc_get_u64 (hash) >> 1;
+    return id ? id : 1;
+}
+
+//  The Raft address of the member called name: as --cluster lists it, else
+//  its submission endpoint's host with the next port (tcp://H:P -> H:P+1,
+//  as 'keyclone init --members' and 'cluster add' lay members out). 0 or -1.
+static int
+s_member_address (s_server_t *self, const char *name, const char *submit, char *address, size_t size)
+{
+    for (size_t i = 0; i < self->listed_count; i++) {
+        if (KC_STREQ (self->listed [i].name, name)) {
+            snprintf (address, size, "%s", self->listed [i].address);
+            return 0;
+        }
+    }
+    const char *colon = submit ? strrchr (submit, ':') : NULL;
+    if (!submit || strncmp (submit, "tcp://", 6) || !colon || colon < submit + 6) {
+        return -1;
+    }
+    snprintf (address, size, "%.*s:%ld", (int) (colon - submit - 6), submit + 6, strtol (colon + 1, NULL, 10) + 1);
+    return 0;
+}
+
+//  The members of root (its servers) as the engine knows them; a member
+//  joining (not in root yet) is added with its own key. Their count, or -1.
+static int
+s_cluster_members (s_server_t *self, const kc_root_t *root, kc_raft_member_t *members,
+                   char names [][KC_ROOT_OPERATOR_NAME_MAX + 1], kc_why_t *why)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < kc_root_server_count (root) && count < KC_RAFT_MEMBERS_MAX; i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        kc_raft_member_t *member = &members [count];
+        if (s_member_address (self, server->name, server->endpoints [KC_ENDPOINT_SUBMIT], member->address,
+                              sizeof member->address)) {
+            return kc_why (why, "no Raft address for member '%.64s' (give it in --cluster)", server->name);
+        }
+        member->id = s_member_id (server->name);
+        memcpy (member->key, server->server_key, KC_KEY_BYTES);
+        snprintf (names [count++], KC_ROOT_OPERATOR_NAME_MAX + 1, "%s", server->name);
+    }
+    if (!s_this_server (self, root) && self->config.member && count < KC_RAFT_MEMBERS_MAX) {
+        kc_raft_member_t *member = &members [count];
+        if (s_member_address (self, self->config.member, self->config.bind [KC_ENDPOINT_SUBMIT], member->address,
+                              sizeof member->address)) {
+            return kc_why (why, "no Raft address for this member '%.64s' (give it in --cluster)",
+                           self->config.member);
+        }
+        member->id = s_member_id (self->config.member);
+        memcpy (member->key, kc_cert_public_key (self->cert), KC_KEY_BYTES);
+        snprintf (names [count++], KC_ROOT_OPERATOR_NAME_MAX + 1, "%s", self->config.member);
+    }
+    return (int) count;
+}
+
+//  After a root change in the log: the members are the new root's servers.
+//  A member the root no longer names stops (it was removed).
+static void
+s_cluster_root_changed (s_server_t *self)
+{
+    kc_why_t why;
+    int count = s_cluster_members (self, self->root, self->members, self->member_names, &why);
+    if (count < 0) {
+        zsys_error ("kc_server: %s", why.text);
+        return;
+    }
+    self->member_count = (size_t) count;
+    kc_raft_set_members (self->raft, self->members, self->member_count);
+    if (s_this_server (self, self->root)) {
+        self->named = true;
+    }
+    else
+    if (self->named) {
+        zsys_info ("kc_server: root v%llu no longer names this server: it left the cluster; stopping",
+                   (unsigned long long) kc_root_version (self->root));
+        self->removed = true;
+    }
+}
+
+//  Starts this server's cluster member. Its members are the servers of
+//  the root in force (Raft ids from their names); --cluster gives their Raft
+//  addresses (by default: the submission port + 1). A first start
+//  bootstraps the servers of the pinned root; a member that root does not
+//  name joins instead, and a leader adds it once the log names it.
 static int
 s_cluster_start (s_server_t *self, kc_why_t *why)
 {
@@ -1980,51 +2086,59 @@ s_cluster_start (s_server_t *self, kc_why_t *why)
             break;
         }
         *equals = 0;
-        if (self->member_count == KC_RAFT_MEMBERS_MAX) {
+        if (self->listed_count == KC_RAFT_MEMBERS_MAX) {
             rc = kc_why (why, "--cluster: more than %d members", KC_RAFT_MEMBERS_MAX);
             break;
         }
-        size_t index = 0;
-        while (index < kc_root_server_count (self->root)
-        &&     !KC_STREQ (kc_root_server (self->root, index)->name, item)) {
-            index++;
-        }
-        if (index == kc_root_server_count (self->root)) {
-            rc = kc_why (why, "--cluster: '%.64s' is not a server of root v%llu (its servers are named by "
-                         "'keyclone root show')", item, (unsigned long long) kc_root_version (self->root));
+        if (strlen (item) > KC_ROOT_OPERATOR_NAME_MAX || strlen (equals + 1) > KC_RAFT_ADDRESS_MAX) {
+            rc = kc_why (why, "--cluster: '%.64s' or its address is too long", item);
             break;
         }
-        kc_raft_member_t *member = &self->members [self->member_count];
-        member->id = index + 1;
-        if (strlen (equals + 1) > KC_RAFT_ADDRESS_MAX) {
-            rc = kc_why (why, "--cluster: the address of '%.64s' is too long", item);
-            break;
-        }
-        snprintf (member->address, sizeof member->address, "%s", equals + 1);
-        memcpy (member->key, kc_root_server (self->root, index)->server_key, KC_KEY_BYTES);
-        snprintf (self->member_names [self->member_count], sizeof self->member_names [0], "%s", item);
-        for (size_t i = 0; i < self->member_count; i++) {
-            if (self->members [i].id == member->id) {
-                rc = kc_why (why, "--cluster: '%.64s' is named twice", item);
-            }
-        }
-        if (memcmp (member->key, kc_cert_public_key (self->cert), KC_KEY_BYTES) == 0) {
-            self->member_id = member->id;
-        }
-        self->member_count++;
+        snprintf (self->listed [self->listed_count].name, sizeof self->listed [0].name, "%s", item);
+        snprintf (self->listed [self->listed_count].address, sizeof self->listed [0].address, "%s", equals + 1);
+        self->listed_count++;
     }
     free (list);
     if (rc) {
         return -1;
     }
+    const kc_root_server_t *me = s_this_server (self, self->root);
+    const char *name = me ? me->name : self->config.member;
     char fp [KC_FINGERPRINT_CHARS + 1];
-    if (self->member_count < 3) {
-        return kc_why (why, "--cluster: %zu member%s; a cluster has 3 or more (5 to survive two failures)",
-                       self->member_count, self->member_count == 1 ? "" : "s");
+    if (!name) {
+        return kc_why (why, "this server's CURVE key %s is not the key of a server of root v%llu (a member "
+                       "joining a cluster names itself with 'member')",
+                       kc_fingerprint (kc_cert_public_key (self->cert), fp),
+                       (unsigned long long) kc_root_version (self->root));
     }
-    if (!self->member_id) {
-        return kc_why (why, "--cluster: this server's CURVE key %s is not the key of any member named",
-                       kc_fingerprint (kc_cert_public_key (self->cert), fp));
+    self->named = me != NULL;
+    self->member_id = s_member_id (name);
+    int count = s_cluster_members (self, self->root, self->members, self->member_names, why);
+    if (count < 0) {
+        return -1;
+    }
+    self->member_count = (size_t) count;
+    if (self->member_count < 3) {
+        return kc_why (why, "root v%llu names %zu server%s; a cluster has 3 or more (5 to survive two failures)",
+                       (unsigned long long) kc_root_version (self->root), self->member_count,
+                       self->member_count == 1 ? "" : "s");
+    }
+    //  The first configuration: the pinned root's servers, the same on
+    //  every member that starts with it
+    kc_root_t *pinned = kc_root_load (self->config.root_path, why);
+    if (!pinned) {
+        return -1;
+    }
+    kc_raft_member_t voters [KC_RAFT_MEMBERS_MAX];
+    char voter_names [KC_RAFT_MEMBERS_MAX][KC_ROOT_OPERATOR_NAME_MAX + 1];
+    bool joining = true;
+    for (size_t i = 0; i < kc_root_server_count (pinned); i++) {
+        joining = joining && !KC_STREQ (kc_root_server (pinned, i)->name, name);
+    }
+    int voter_count = joining ? 0 : s_cluster_members (self, pinned, voters, voter_names, why);
+    kc_root_destroy (&pinned);
+    if (voter_count < 0) {
+        return -1;
     }
     char dir [PATH_MAX];
     if (self->config.raft_dir) {
@@ -2036,7 +2150,8 @@ s_cluster_start (s_server_t *self, kc_why_t *why)
                   self->config.store_path, slash ? "/" : "");
     }
     kc_raft_config_t config = { .id = self->member_id, .dir = dir, .cert = self->cert, .members = self->members,
-                                .count = self->member_count, .election_ms = (unsigned) self->config.election_ms,
+                                .count = self->member_count, .voters = voters, .voter_count = (size_t) voter_count,
+                                .join = joining, .election_ms = (unsigned) self->config.election_ms,
                                 .heartbeat_ms = (unsigned) self->config.raft_heartbeat_ms };
     self->raft = kc_raft_new (&config, why);
     if (!self->raft) {
@@ -2050,9 +2165,8 @@ s_cluster_start (s_server_t *self, kc_why_t *why)
     for (size_t i = 0; i < self->member_count; i++) {
         address = self->members [i].id == self->member_id ? self->members [i].address : address;
     }
-    zsys_info ("kc_server: cluster member %s (id %llu) of %zu, Raft at %s, directory %s",
-               s_member_name (self, self->member_id), (unsigned long long) self->member_id, self->member_count,
-               address, dir);
+    zsys_info ("kc_server: cluster member %s of %zu, Raft at %s, directory %s%s", name, self->member_count,
+               address, dir, joining ? "; joining: a leader adds this member once the log names it" : "");
     return 0;
 }
 
@@ -2676,6 +2790,12 @@ s_load (s_server_t *self, kc_why_t *why)
     }
     kc_why_t reason;
     if (s_serves (self, self->root, &reason)) {
+        if (self->config.cluster && self->config.member && !s_this_server (self, self->root)) {
+            //  A member joining a cluster: the log names it later
+            zsys_info ("kc_server: root v%llu does not name this server (yet): joining the cluster as '%s'",
+                       (unsigned long long) kc_root_version (self->root), self->config.member);
+            return 0;
+        }
         return kc_why (why, "'%s' and '%s' are not keys of a server of the root in force: %s",
                        self->config.curve_path, self->config.head_path, reason.text);
     }
@@ -2744,9 +2864,15 @@ kc_server_run (const kc_server_config_t *config)
         goto cleanup;
     }
     const char **endpoints = self.endpoints;
+    const kc_root_server_t *named = s_this_server (&self, self.root);
     for (int i = 0; i < KC_ENDPOINTS; i++) {
+        if (!config->bind [i] && !named) {
+            zsys_error ("kc_server: a member joining a cluster binds where its configuration says (bind/...): "
+                        "the root in force does not name it yet");
+            goto cleanup;
+        }
         snprintf (self.endpoint_text [i], sizeof self.endpoint_text [i], "%s",
-                  config->bind [i] ? config->bind [i] : s_this_server (&self, self.root)->endpoints [i]);
+                  config->bind [i] ? config->bind [i] : named->endpoints [i]);
         endpoints [i] = self.endpoint_text [i];
     }
     self.loop = zloop_new ();

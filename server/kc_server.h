@@ -31,6 +31,8 @@ typedef struct _kc_server_config_t {
     //  member (servers of the root) and its Raft address; NULL: one server
     const char *cluster;
     const char *raft_dir;                   //  NULL: "raft" beside the store
+    const char *member;                     //  a member joining a cluster: its name (the
+                                            //  root in force does not name it yet)
     int election_ms;                        //  Raft election timeout (default 500)
     int raft_heartbeat_ms;                  //  Raft heartbeat (default 50)
     //  On SIGHUP (kc_server_reload_wanted): builds the configuration again

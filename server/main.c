@@ -16,6 +16,7 @@ static const char *s_help =
     "                       [--bind-snapshot EP] [--bind-updates EP] [--bind-submit EP]\n"
     "                       [--heartbeat MS] [--log FILE] [--verbose]\n"
     "                       [--cluster NAME=HOST:PORT,...] [--raft-dir DIR] [--election MS]\n"
+    "                       [--member NAME]\n"
     "\n"
     "Runs the keyclone clone server for the directory that 'keyclone init --dir DIR'\n"
     "created: it reads DIR/root, DIR/server/curve_secret, DIR/server/head_secret and\n"
@@ -38,16 +39,19 @@ static const char *s_help =
     "  --verbose           also log every sync served\n"
     "  --log FILE          log to FILE (appended) instead of standard output; SIGHUP\n"
     "                      opens it again (after logrotate moved it)\n"
-    "  --cluster LIST      run as a member of a cluster (docs/cluster.md): LIST names\n"
-    "                      every member, a server of the root, with the address its\n"
-    "                      Raft traffic uses, e.g. a=10.0.0.1:5560,b=10.0.0.2:5560,\n"
-    "                      c=10.0.0.3:5560; this server is the one with its CURVE key\n"
+    "  --cluster LIST      run as a member of a cluster (docs/cluster.md), whose\n"
+    "                      members are the servers of the root in force; LIST gives\n"
+    "                      their Raft addresses (default: the submission port + 1),\n"
+    "                      e.g. a=10.0.0.1:5553,b=10.0.0.2:5553,c=10.0.0.3:5553;\n"
+    "                      this server is the one with its CURVE key\n"
+    "  --member NAME       this member's name while the root in force does not name it\n"
+    "                      yet (joining a cluster: 'keyclone cluster add' writes it)\n"
     "  --raft-dir DIR      the member's Raft log (default DIR/server/raft)\n"
     "  --election MS       Raft election timeout (default 500; heartbeat MS/10)\n"
     "  --version           print the version (and the libraries') and exit\n";
 
 typedef struct {
-    char root [4096], curve [4096], head [4096], store [4096], cluster [4096], raft_dir [4096];
+    char root [4096], curve [4096], head [4096], store [4096], cluster [4096], raft_dir [4096], member [128];
     char bind [KC_ENDPOINTS][512];
 } s_paths_t;
 
@@ -96,6 +100,11 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
     if (cluster && *cluster) {
         snprintf (paths->cluster, sizeof paths->cluster, "%s", cluster);
         config->cluster = paths->cluster;
+    }
+    const char *member = zconfig_get (root, "server/member", NULL);
+    if (member && *member) {
+        snprintf (paths->member, sizeof paths->member, "%s", member);
+        config->member = paths->member;
     }
     const char *raft_dir = zconfig_get (root, "server/raft-dir", NULL);
     if (raft_dir) {
@@ -146,7 +155,7 @@ s_configure (const char *dir, const char *file, bool must_exist, kc_server_confi
 //  The configuration: defaults, the config file, then the options (which
 //  win). 0, or 1 after printing why. Run again on SIGHUP (s_reload).
 typedef struct {
-    const char *dir, *config_file, *read, *cluster, *raft_dir;
+    const char *dir, *config_file, *read, *cluster, *raft_dir, *member;
     const char *binds [KC_ENDPOINTS];
     int heartbeat, election;
 } s_build_t;
@@ -188,6 +197,9 @@ s_build (s_build_t *self, kc_server_config_t *config, s_paths_t *paths)
     if (self->raft_dir) {
         config->raft_dir = self->raft_dir;
     }
+    if (self->member) {
+        config->member = self->member;
+    }
     if (self->election) {
         config->election_ms = self->election;
     }
@@ -218,13 +230,13 @@ main (int argc, char *argv [])
         { "bind-submit", required_argument, NULL, '2' },
         { "heartbeat", required_argument, NULL, 'h' },
         { "cluster", required_argument, NULL, 'C' }, { "raft-dir", required_argument, NULL, 'R' },
-        { "election", required_argument, NULL, 'E' },
+        { "election", required_argument, NULL, 'E' }, { "member", required_argument, NULL, 'M' },
         { "verbose", no_argument, NULL, 'v' }, { "log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     const char *dir = getenv ("KEYCLONE_DIR"), *config_file = NULL, *read = NULL, *log = NULL;
-    const char *cluster = NULL, *raft_dir = NULL;
+    const char *cluster = NULL, *raft_dir = NULL, *member = NULL;
     const char *binds [KC_ENDPOINTS] = { NULL, NULL, NULL };
     int heartbeat = 0, election = 0, c;
     bool verbose = false;
@@ -238,6 +250,7 @@ main (int argc, char *argv [])
             case 'L': log = optarg; break;
             case 'C': cluster = optarg; break;
             case 'R': raft_dir = optarg; break;
+            case 'M': member = optarg; break;
             case 'E':
                 if (s_int (optarg, 100, 60000, &election)) {
                     fprintf (stderr, "keyclone-server: --election must be 100..60000 ms\n");
@@ -278,7 +291,7 @@ main (int argc, char *argv [])
     kc_malloc_tune ();
     kc_server_config_t config;
     s_build_t build = { .dir = dir, .config_file = config_file, .read = read, .heartbeat = heartbeat,
-                        .cluster = cluster, .raft_dir = raft_dir, .election = election };
+                        .cluster = cluster, .raft_dir = raft_dir, .election = election, .member = member };
     memcpy (build.binds, binds, sizeof binds);
     static s_paths_t paths;
     if (s_build (&build, &config, &paths)) {

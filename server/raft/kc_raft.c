@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { S_APPLY, S_STATUS, S_STOP } s_kind_t;
+typedef enum { S_APPLY, S_STATUS, S_MEMBERS, S_STOP } s_kind_t;
 
 typedef struct _s_request_t s_request_t;
 struct _s_request_t {
@@ -29,6 +29,8 @@ struct _s_request_t {
     uint64_t tag;
     struct raft_apply apply;            //  S_APPLY, while libraft has it
     struct raft_buffer buffer;          //  raft_malloc'd, padded; libraft's once applied
+    kc_raft_member_t members [KC_RAFT_MEMBERS_MAX];     //  S_MEMBERS
+    size_t count;
 };
 
 struct _kc_raft_t {
@@ -63,6 +65,11 @@ struct _kc_raft_t {
     bool raft_up, io_up, transport_up;
     int (*io_start) (struct raft_io *, unsigned, raft_io_tick_cb, raft_io_recv_cb);
     raft_io_tick_cb raft_tick;          //  libraft's, called from s_on_tick
+    kc_raft_member_t voters [KC_RAFT_MEMBERS_MAX];  //  a first start's configuration
+    size_t voter_count;                 //  (0: joining, no bootstrap)
+    struct raft_change change;          //  the membership change in flight,
+    bool changing;                      //  libraft does one at a time
+    struct raft_transfer transfer;      //  a leader no longer listed hands over
     int sent_state;                     //  in the last STATUS (s_status_changed)
     raft_id sent_leader;
     raft_term sent_term;
@@ -181,6 +188,90 @@ s_send_status (kc_raft_t *self)
     zmsg_send (&msg, self->sender);
 }
 
+//  The leader brings libraft's configuration to the member list, one
+//  change at a time: a member not in it is added (as a spare), then made a
+//  voter; a voter no longer listed is removed. Called on a new list, when
+//  this member becomes leader, after each change and at each tick.
+static void s_reconcile (kc_raft_t *self);
+
+static void
+s_changed_cb (struct raft_change *change, int status)
+{
+    kc_raft_t *self = change->data;
+    self->changing = false;
+    if (status) {
+        zsys_warning ("kc_raft: member %llu: a membership change failed: %s", (unsigned long long) self->id,
+                      raft_strerror (status));
+    }
+    s_reconcile (self);
+}
+
+static void
+s_transferred_cb (struct raft_transfer *transfer)
+{
+    kc_raft_t *self = transfer->data;
+    self->changing = false;
+}
+
+static bool
+s_listed (const kc_raft_t *self, raft_id id)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        if (self->members [i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void
+s_reconcile (kc_raft_t *self)
+{
+    if (!self->raft_up || self->changing || raft_state (&self->raft) != RAFT_LEADER) {
+        return;
+    }
+    const struct raft_configuration *configuration = &self->raft.configuration;
+    self->change.data = self;
+    int rc = 0;
+    const char *what = NULL;
+    raft_id who = 0;
+    for (size_t i = 0; i < self->count && !what; i++) {
+        const struct raft_server *server = NULL;
+        for (unsigned j = 0; j < configuration->n; j++) {
+            server = configuration->servers [j].id == self->members [i].id ? &configuration->servers [j] : server;
+        }
+        who = self->members [i].id;
+        if (!server) {
+            what = "adding";
+            rc = raft_add (&self->raft, &self->change, who, self->members [i].address, s_changed_cb);
+        }
+        else
+        if (server->role != RAFT_VOTER) {
+            what = "making a voter of";
+            rc = raft_assign (&self->raft, &self->change, who, RAFT_VOTER, s_changed_cb);
+        }
+    }
+    for (unsigned j = 0; j < configuration->n && !what; j++) {
+        who = configuration->servers [j].id;
+        if (!s_listed (self, who) && who != self->id) {
+            what = "removing";
+            rc = raft_remove (&self->raft, &self->change, who, s_changed_cb);
+        }
+    }
+    if (!what && self->count && !s_listed (self, self->id)) {
+        //  This leader is being removed: another voter leads, and removes it
+        what = "handing the leadership over before removing";
+        who = self->id;
+        self->transfer.data = self;
+        rc = raft_transfer (&self->raft, &self->transfer, 0, s_transferred_cb);
+    }
+    if (what) {
+        self->changing = rc == 0;
+        zsys_info ("kc_raft: member %llu (leader): %s member %llu%s%s", (unsigned long long) self->id, what,
+                   (unsigned long long) who, rc ? ": " : "", rc ? raft_strerror (rc) : "");
+    }
+}
+
 //  A STATUS whenever role, leader or term changed: checked at each of
 //  libraft's own ticks (every heartbeat), so the owner learns of an
 //  election within a heartbeat without asking, and is not woken otherwise.
@@ -196,6 +287,7 @@ s_on_tick (struct raft_io *io)
     const char *address = NULL;
     raft_leader (&self->raft, &leader, &address);
     int state = raft_state (&self->raft);
+    s_reconcile (self);
     if (state != self->sent_state || leader != self->sent_leader || self->raft.current_term != self->sent_term) {
         self->sent_state = state;
         self->sent_leader = leader;
@@ -256,6 +348,20 @@ s_on_async (uv_async_t *async)
             }
             free (request);
         }
+        else
+        if (request->kind == S_MEMBERS) {
+            kc_why_t why;
+            if (kc_raft_transport_set_members (&self->transport, request->members, request->count, &why)) {
+                zsys_error ("kc_raft: member %llu: the new member list is refused: %s",
+                            (unsigned long long) self->id, why.text);
+            }
+            else {
+                memcpy (self->members, request->members, request->count * sizeof *request->members);
+                self->count = request->count;
+                s_reconcile (self);
+            }
+            free (request);
+        }
         else {
             free (request);
             if (self->raft_up) {
@@ -312,10 +418,10 @@ s_start (kc_raft_t *self, kc_why_t *why)
     self->raft_up = true;
     struct raft_configuration configuration;
     raft_configuration_init (&configuration);
-    for (size_t i = 0; i < self->count && rc == 0; i++) {
-        rc = raft_configuration_add (&configuration, self->members [i].id, self->members [i].address, RAFT_VOTER);
+    for (size_t i = 0; i < self->voter_count && rc == 0; i++) {
+        rc = raft_configuration_add (&configuration, self->voters [i].id, self->voters [i].address, RAFT_VOTER);
     }
-    if (rc == 0) {
+    if (rc == 0 && self->voter_count) {
         rc = raft_bootstrap (&self->raft, &configuration);
         rc = rc == RAFT_CANTBOOTSTRAP ? 0 : rc;     //  not a first start
     }
@@ -420,6 +526,12 @@ kc_raft_new (const kc_raft_config_t *config, kc_why_t *why)
     snprintf (self->address, sizeof self->address, "%s", me->address);
     memcpy (self->members, config->members, config->count * sizeof *config->members);
     self->count = config->count;
+    if (!config->join) {
+        const kc_raft_member_t *voters = config->voters ? config->voters : config->members;
+        self->voter_count = config->voters ? config->voter_count : config->count;
+        assert (self->voter_count <= KC_RAFT_MEMBERS_MAX);
+        memcpy (self->voters, voters, self->voter_count * sizeof *voters);
+    }
     self->election_ms = config->election_ms;
     self->heartbeat_ms = config->heartbeat_ms;
     self->cert = config->cert;          //  kc_raft_new returns after the start
@@ -527,6 +639,19 @@ kc_raft_applied (kc_raft_t *self, uint64_t index, bool ok)
         pthread_cond_broadcast (&self->changed);
     }
     pthread_mutex_unlock (&self->lock);
+}
+
+void
+kc_raft_set_members (kc_raft_t *self, const kc_raft_member_t *members, size_t count)
+{
+    assert (self && count <= KC_RAFT_MEMBERS_MAX);
+    s_request_t *request = calloc (1, sizeof *request);
+    assert (request);
+    request->engine = self;
+    request->kind = S_MEMBERS;
+    memcpy (request->members, members, count * sizeof *members);
+    request->count = count;
+    s_enqueue (self, request);
 }
 
 void

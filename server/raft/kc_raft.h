@@ -40,6 +40,9 @@ typedef struct {
     const kc_cert_t *cert;              //  its CURVE key pair
     const kc_raft_member_t *members;    //  every member, itself included
     size_t count;
+    const kc_raft_member_t *voters;     //  a first start's configuration (NULL: members)
+    size_t voter_count;
+    bool join;                          //  no first configuration: a leader adds this member
     unsigned election_ms;               //  0: libraft's 1000
     unsigned heartbeat_ms;              //  0: libraft's 100
 } kc_raft_config_t;
@@ -71,6 +74,13 @@ int
 //  cannot apply a committed entry must not go on).
 void
     kc_raft_applied (kc_raft_t *self, uint64_t index, bool ok);
+
+//  The members now (a membership change): the transport lets in their
+//  keys alone, and the leader, whichever member it is, brings libraft's
+//  configuration to them, one change at a time (added, made voters,
+//  removed).
+void
+    kc_raft_set_members (kc_raft_t *self, const kc_raft_member_t *members, size_t count);
 
 //  Asks for a STATUS event.
 void

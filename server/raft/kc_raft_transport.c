@@ -54,7 +54,8 @@ struct _s_bridge_t {
     bool pipe_open;
     bool reading_pipe;
     kc_zmtp_t *link;
-    const kc_raft_member_t *member;     //  the other member, once known
+    kc_raft_member_t member;            //  the other member, once known (a copy:
+    bool known;                         //  the member list may change meanwhile)
     struct raft_uv_connect *request;    //  outbound: libraft's, until answered
     bool closing;
 };
@@ -229,7 +230,7 @@ s_bridge_close (s_bridge_t *self, const char *reason)
     s_transport_t *transport = self->transport;
     if (reason && !transport->closing) {
         zsys_info ("raft transport: connection %s member %llu ended: %s", self->request ? "to" : "with",
-                   self->member ? (unsigned long long) self->member->id : 0ULL, reason);
+                   self->known ? (unsigned long long) self->member.id : 0ULL, reason);
     }
     if (self->request) {
         struct raft_uv_connect *request = self->request;
@@ -332,10 +333,14 @@ static void
 s_bridge_ready (s_bridge_t *self)
 {
     s_transport_t *transport = self->transport;
-    if (!self->member) {
+    if (!self->known) {
         const kc_curve_identity_t *identity = kc_curve_identity (kc_zmtp_codec (self->link));
-        self->member = identity ? s_member_by_key (transport, identity->key) : NULL;
-        if (!self->member) {
+        const kc_raft_member_t *member = identity ? s_member_by_key (transport, identity->key) : NULL;
+        if (member) {
+            self->member = *member;
+            self->known = true;
+        }
+        if (!self->known) {
             transport->refused++;
             s_bridge_close (self, "the peer is not a member");
             return;
@@ -366,7 +371,7 @@ s_bridge_ready (s_bridge_t *self)
         request->cb (request, (uv_stream_t *) theirs, 0);
     }
     else {
-        transport->accept_cb (transport->owner, self->member->id, self->member->address, (uv_stream_t *) theirs);
+        transport->accept_cb (transport->owner, self->member.id, self->member.address, (uv_stream_t *) theirs);
     }
 }
 
@@ -418,7 +423,10 @@ s_bridge_new (s_transport_t *transport, bool server, const kc_raft_member_t *mem
         return NULL;
     }
     self->transport = transport;
-    self->member = member;
+    if (member) {
+        self->member = *member;
+        self->known = true;
+    }
     kc_curve_t *codec = server
         ? kc_curve_new_server (transport->public_key, transport->secret_key)
         : kc_curve_new_client (transport->public_key, transport->secret_key, member->key);
@@ -608,6 +616,25 @@ kc_raft_transport_close (struct raft_uv_transport *t)
         free (self);
         t->impl = NULL;
     }
+}
+
+int
+kc_raft_transport_set_members (struct raft_uv_transport *t, const kc_raft_member_t *members, size_t count,
+                               kc_why_t *why)
+{
+    s_transport_t *self = t->impl;
+    if (count == 0 || count > KC_RAFT_MEMBERS_MAX) {
+        return kc_why (why, "a cluster has 1 to %d members, not %zu", KC_RAFT_MEMBERS_MAX, count);
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct sockaddr_storage address;
+        if (s_address (members [i].address, &address, why)) {
+            return -1;
+        }
+    }
+    memcpy (self->members, members, count * sizeof *members);
+    self->count = count;
+    return 0;
 }
 
 uint64_t

@@ -49,6 +49,13 @@ int
 void
     kc_raft_transport_close (struct raft_uv_transport *t);
 
+//  Replaces the member list (a membership change): connections already
+//  made stay; new ones are checked against the new list. In the loop's
+//  thread. 0, or -1 with a reason (nothing changed).
+int
+    kc_raft_transport_set_members (struct raft_uv_transport *t, const kc_raft_member_t *members, size_t count,
+                                   kc_why_t *why) KC_WUR;
+
 //  Connections refused so far: peers that were not members, failed
 //  handshakes, bad bytes (for logs and tests).
 uint64_t

@@ -24,7 +24,7 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kc  # noqa: E402
-from cluster import Members, stranger_refused  # noqa: E402
+from cluster import Members, free_base_ports, stranger_refused  # noqa: E402
 
 
 def keys(members, count, prefix):
@@ -40,6 +40,13 @@ def keys(members, count, prefix):
 
 
 KEYS = {}                                       # name -> Z85 public key
+
+
+def member_id(name):
+    """A member's Raft id, as keyclone-server derives it from its name
+    (docs/cluster.md 2): BLAKE2b-64 of the name, big-endian, halved."""
+    import hashlib
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") >> 1 or 1
 
 
 class Registrar(threading.Thread):
@@ -294,9 +301,11 @@ def test_members_verify_what_a_rogue_leader_sends():
     root = json.loads(kc.keyclone("verify", "--json", os.path.join(members.dir, "root"))[0])
     table = os.path.join(members.root_dir, "raft-members")
     with open(table, "w") as f:
-        for i, server in enumerate(root["servers"]):
-            f.write(f"{i + 1} 127.0.0.1:{members.ports[server['name']] + 3} {server['server_key']}\n")
-    rogue = subprocess.Popen([os.path.join(kc.TESTS, "raft_member"), "3", os.path.join(members.root_dir, "rogue"),
+        for server in root["servers"]:
+            f.write(f"{member_id(server['name'])} 127.0.0.1:{members.ports[server['name']] + 3} "
+                    f"{server['server_key']}\n")
+    rogue = subprocess.Popen([os.path.join(kc.TESTS, "raft_member"), str(member_id("c")),
+                              os.path.join(members.root_dir, "rogue"),
                               table, os.path.join(members.dir, "servers", "c", "server", "curve_secret"), "300"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
     kc._children.append(rogue)
@@ -345,7 +354,52 @@ def test_members_verify_what_a_rogue_leader_sends():
         members.stop(name)
 
 
+def test_a_member_added_and_one_removed():
+    """cluster add: a root change naming a fourth server, whose directory
+    the command makes; started, the member is added by the leader and
+    catches up. cluster remove of the first: the three left carry on, and
+    keep a majority when one of them dies."""
+    members = Members()
+    members.start_all()
+    agent = members.add_agent("node-0")
+    agent.wait_seq(1)
+    before = cold_syncs(members)
+    todo = keys(members, 4, "grow")
+    for name, path in todo[:2]:
+        members.cli("register", name, "--key", path)
+    port = next(p for p in free_base_ports(4) if p not in members.ports.values())
+    out, _ = members.cli("cluster", "add", f"d=tcp://127.0.0.1:{port}")
+    kc.check("server added: d" in out and "root v2 accepted" in out, f"cluster add said:\n{out}")
+    members.names.append("d")
+    members.ports["d"] = port
+    members.start("d")
+    seq, _ = members.wait_same()
+    view = json.loads(members.cli("cluster", "status", "--json")[0])
+    kc.check(view["members"] == 4 and view["answered"] == 4 and all(s["lag"] == 0 for s in view["servers"]),
+             f"cluster status with d: {view}")
+    kc.check(members.status("d")["cluster"]["state"] == "follower", f"d is {members.status('d')['cluster']}")
+    leader = members.leader()
+    print(f"  d added and caught up at seq {seq}; a removed while {leader} led")
+    out, _ = members.cli("cluster", "remove", "a")
+    kc.check("server removed: a" in out, f"cluster remove said:\n{out}")
+    members.names.remove("a")
+    members.stop("a")
+    members.cli("register", todo[2][0], "--key", todo[2][1])
+    #   b, c and d: b dies, c and d are a majority of three
+    members.stop("b", signal.SIGKILL)
+    members.cli("register", todo[3][0], "--key", todo[3][1])
+    view = json.loads(members.cli("cluster", "status", "--json", expect=None)[0])
+    kc.check([s["name"] for s in view["servers"]] == ["b", "c", "d"] and view["leader"] in ("c", "d"),
+             f"cluster status after the removal: {view}")
+    every_agent_has(members, [name for name, _ in todo])
+    no_cold_sync(members, before)
+    agent.stop()
+    for name in members.running():
+        kc.check(members.stop(name) == 0, f"member {name} did not stop cleanly")
+
+
 if __name__ == "__main__":
     kc.main([test_kill_the_leader_while_registering, test_a_partitioned_leader_acknowledges_nothing,
              test_rolling_restart_keeps_agents_fresh, test_a_wiped_member_catches_up_and_a_minority_refuses,
-             test_a_stranger_at_a_members_raft_port, test_members_verify_what_a_rogue_leader_sends])
+             test_a_stranger_at_a_members_raft_port, test_members_verify_what_a_rogue_leader_sends,
+             test_a_member_added_and_one_removed])
