@@ -1665,14 +1665,23 @@ static void s_propose_next (s_server_t *self);
 static void
 s_propose_flying (s_server_t *self)
 {
+    //  Decided again (a superseded proposal): those answered already (a
+    //  duplicate, a refusal) are done, whatever the new head would say
+    size_t kept = 0;
     for (size_t i = 0; i < self->flying_count; i++) {
         s_pending_t *p = &self->flying [i];
+        if (p->answered) {
+            s_pending_free (p);
+            continue;
+        }
         kc_batch_destroy (&p->batch);
         kc_root_destroy (&p->root);
         kc_grant_destroy (&p->grant);
         kc_grant_use_destroy (&p->use);
         p->status = NULL;
+        self->flying [kept++] = *p;
     }
+    self->flying_count = kept;
     uint64_t time_ms = kc_now_ms ();
     kc_group_t *group = calloc (1, sizeof *group);
     assert (group);

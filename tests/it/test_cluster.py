@@ -6,11 +6,12 @@ one by one: every registration the CLI reported is on every agent, and the
 agents never start again from seq 0; the leader stopped with SIGSTOP (a
 partition): registrations go on through the new leader, and what the old
 one is sent meanwhile is never acknowledged unless it is in everyone's log;
-a rolling restart with agents connected; a member whose directory was wiped
-catches up; a minority refuses submissions with a reason and still serves
-reads; a stranger at a member's Raft port is refused; a rogue leader (a
-stolen member key) gets a forged batch committed by Raft and stored by no
-member."""
+a rolling restart with agents connected; a member whose directory was
+wiped, or restored from an old backup, catches up; a minority refuses
+submissions with a reason and still serves reads; a stranger at a member's
+Raft port is refused; a rogue leader (a stolen member key) gets a forged
+batch committed by Raft and stored by no member; a member is added and
+another removed while the cluster runs."""
 import json
 import os
 import signal
@@ -244,7 +245,7 @@ def test_rolling_restart_keeps_agents_fresh():
         members.stop(name)
 
 
-def test_a_wiped_member_catches_up_and_a_minority_refuses():
+def test_a_wiped_or_restored_member_catches_up_and_a_minority_refuses():
     members = Members()
     leader = members.start_all()
     members.add_agent("node-0")
@@ -261,6 +262,20 @@ def test_a_wiped_member_catches_up_and_a_minority_refuses():
     members.start(follower)
     seq, chain = members.wait_same()
     kc.check(members.status(follower)["seq"] == seq == 5, f"the wiped member is at {members.status(follower)}")
+    #   Its data directory backed up, more accepted, the backup restored:
+    #   it catches up again, no repair
+    members.stop(follower)
+    kc.run(["cp", "-a", data, data + ".bak"])
+    members.start(follower)
+    backup_keys = keys(members, 2, "after-backup")
+    for name, path in backup_keys:
+        members.cli("register", name, "--key", path)
+    members.stop(follower)
+    kc.run(["rm", "-rf", data])
+    kc.run(["mv", data + ".bak", data])
+    members.start(follower)
+    seq, chain = members.wait_same()
+    kc.check(members.status(follower)["seq"] == seq == 7, f"the restored member is at {members.status(follower)}")
     #   2 of 3 gone: the one left refuses submissions, with a reason, and reads
     survivor = follower
     for name in members.names:
@@ -400,6 +415,7 @@ def test_a_member_added_and_one_removed():
 
 if __name__ == "__main__":
     kc.main([test_kill_the_leader_while_registering, test_a_partitioned_leader_acknowledges_nothing,
-             test_rolling_restart_keeps_agents_fresh, test_a_wiped_member_catches_up_and_a_minority_refuses,
+             test_rolling_restart_keeps_agents_fresh,
+             test_a_wiped_or_restored_member_catches_up_and_a_minority_refuses,
              test_a_stranger_at_a_members_raft_port, test_members_verify_what_a_rogue_leader_sends,
              test_a_member_added_and_one_removed])
