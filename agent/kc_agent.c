@@ -2248,7 +2248,7 @@ agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
     return s_reconnect_as_asked (self, changed);
 }
 
-//  Follows the next server of the root (a cluster's member) from the
+//  Follows another server of the root (a cluster's member) from the
 //  cache's sequence: the log is the same on every member, so nothing is
 //  fetched twice and nothing is applied twice.
 static int
@@ -2259,7 +2259,10 @@ s_next_member (agent_t *self, const char *why)
     for (size_t i = 0; i < count; i++) {
         at = kc_root_server (self->root, i) == current ? i : at;
     }
-    const kc_root_server_t *next = kc_root_server (self->root, (at + 1) % count);
+    //  Any other member, at random: the agents of a member that died spread
+    //  over the others instead of all moving to the same one
+    const kc_root_server_t *next = kc_root_server (self->root, (at + 1 + randombytes_uniform ((uint32_t) count - 1))
+                                                               % count);
     char text [KC_WHY_BYTES];
     snprintf (text, sizeof text, "moving from server %s to %s (%s)", current->name, next->name, why);
     snprintf (self->member, sizeof self->member, "%s", next->name);
