@@ -74,19 +74,6 @@ s_ask (const char *command, cli_online_t *online, const kc_root_t *root, s_membe
     free (text);
 }
 
-//  The Raft address of a server of the root: its submission endpoint's
-//  host with the next port (docs/cluster.md 1).
-static void
-s_raft_address (const kc_root_server_t *server, char *out, size_t size)
-{
-    const char *submit = server->endpoints [KC_ENDPOINT_SUBMIT], *colon = strrchr (submit, ':');
-    if (strncmp (submit, "tcp://", 6) || !colon || colon < submit + 6) {
-        snprintf (out, size, "?");
-        return;
-    }
-    snprintf (out, size, "%.*s:%ld", (int) (colon - submit - 6), submit + 6, strtol (colon + 1, NULL, 10) + 1);
-}
-
 //  cluster add NAME=tcp://HOST:PORT, cluster remove NAME: a root change
 //  naming one server more (its directory made in DIR/servers/NAME) or one
 //  fewer; the members' leader then changes Raft's configuration to match.
@@ -167,7 +154,9 @@ s_change_members (const char *command, int argc, char *argv [], bool add)
         //  The new member's directory first: it holds the only copy of its keys
         char cluster [2048] = "", address [300];
         for (size_t i = 0, used = 0; i < spec.server_count && used < sizeof cluster; i++) {
-            s_raft_address (&storage.servers [i], address, sizeof address);
+            if (kc_root_raft_address (storage.servers [i].endpoints [KC_ENDPOINT_SUBMIT], address, sizeof address)) {
+                snprintf (address, sizeof address, "?");
+            }
             used += (size_t) snprintf (cluster + used, sizeof cluster - used, "%s%s=%s", i ? "," : "",
                                        storage.servers [i].name, address);
         }

@@ -197,9 +197,9 @@ s_parse_members (const char *list, s_member_t members [MEMBERS_MAX])
         for (int i = 0; i < KC_ENDPOINTS; i++) {
             snprintf (member->server.endpoints [i], sizeof member->server.endpoints [i], "%.250s", endpoints [i]);
         }
-        const char *colon = strrchr (equals + 1, ':');
-        snprintf (member->raft, sizeof member->raft, "%.*s:%ld", (int) (colon - equals - 7), equals + 7,
-                  strtol (colon + 1, NULL, 10) + 3);
+        if (kc_root_raft_address (member->server.endpoints [KC_ENDPOINT_SUBMIT], member->raft, sizeof member->raft)) {
+            rc = cli_usage ("init", "--members: '%s' has no Raft port", item);
+        }
         member->curve = kc_cert_new ("keyclone-server");
         member->head = kc_signer_new ("head", "keyclone-head");
         memcpy (member->server.server_key, kc_cert_public_key (member->curve), KC_KEY_BYTES);

@@ -839,6 +839,20 @@ kc_root_server (const kc_root_t *self, size_t index)
     return index < self->server_count ? &self->servers [index] : NULL;
 }
 
+int
+kc_root_raft_address (const char *submit, char *out, size_t size)
+{
+    const char *colon = submit ? strrchr (submit, ':') : NULL;
+    char *end;
+    long port = colon ? strtol (colon + 1, &end, 10) : 0;
+    if (!submit || strncmp (submit, "tcp://", 6) || !colon || colon <= submit + 6 || *end || port < 1
+    ||  port > 65534) {
+        return -1;
+    }
+    snprintf (out, size, "%.*s:%ld", (int) (colon - submit - 6), submit + 6, port + 1);
+    return 0;
+}
+
 size_t
 kc_root_witness_count (const kc_root_t *self)
 {
@@ -1031,6 +1045,12 @@ kc_root_signature (const kc_root_t *self, size_t index)
 void
 kc_root_test (bool verbose)
 {
+    char raft [64];
+    assert (kc_root_raft_address ("tcp://10.0.0.1:5552", raft, sizeof raft) == 0 && KC_STREQ (raft, "10.0.0.1:5553"));
+    assert (kc_root_raft_address ("tcp://[::1]:7", raft, sizeof raft) == 0 && KC_STREQ (raft, "[::1]:8"));
+    assert (kc_root_raft_address ("ipc:///tmp/x.submit", raft, sizeof raft) == -1);
+    assert (kc_root_raft_address ("tcp://host:65535", raft, sizeof raft) == -1);
+    assert (kc_root_raft_address ("tcp://:5552", raft, sizeof raft) == -1);
     if (verbose) {
         printf (" * kc_root: ");
     }

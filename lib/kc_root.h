@@ -224,6 +224,12 @@ size_t
     kc_root_server_count (const kc_root_t *self);
 const kc_root_server_t *
     kc_root_server (const kc_root_t *self, size_t index);
+
+//  A cluster member's default Raft address (docs/cluster.md 1): the host of
+//  its submission endpoint (tcp://HOST:PORT) with PORT + 1. 0, or -1 for an
+//  endpoint that is not tcp://HOST:PORT.
+int
+    kc_root_raft_address (const char *submit, char *out, size_t size) KC_WUR;
 size_t
     kc_root_witness_count (const kc_root_t *self);
 const kc_witness_t *

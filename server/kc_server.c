@@ -2013,12 +2013,7 @@ s_member_address (s_server_t *self, const char *name, const char *submit, char *
             return 0;
         }
     }
-    const char *colon = submit ? strrchr (submit, ':') : NULL;
-    if (!submit || strncmp (submit, "tcp://", 6) || !colon || colon < submit + 6) {
-        return -1;
-    }
-    snprintf (address, size, "%.*s:%ld", (int) (colon - submit - 6), submit + 6, strtol (colon + 1, NULL, 10) + 1);
-    return 0;
+    return kc_root_raft_address (submit, address, size);
 }
 
 //  The members of root (its servers) as the engine knows them; a member

@@ -571,11 +571,11 @@ s_close (struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
     }
 }
 
-int
-kc_raft_transport_init (struct raft_uv_transport *t, uv_loop_t *loop, const kc_cert_t *cert,
-                        const kc_raft_member_t *members, size_t count, kc_why_t *why)
+//  A member list a transport can use: 1 to KC_RAFT_MEMBERS_MAX members,
+//  each address parsed. 0, or -1 with a reason.
+static int
+s_check_members (const kc_raft_member_t *members, size_t count, kc_why_t *why)
 {
-    assert (t && loop && cert && members);
     if (count == 0 || count > KC_RAFT_MEMBERS_MAX) {
         return kc_why (why, "a cluster has 1 to %d members, not %zu", KC_RAFT_MEMBERS_MAX, count);
     }
@@ -584,6 +584,17 @@ kc_raft_transport_init (struct raft_uv_transport *t, uv_loop_t *loop, const kc_c
         if (s_address (members [i].address, &address, why)) {
             return -1;
         }
+    }
+    return 0;
+}
+
+int
+kc_raft_transport_init (struct raft_uv_transport *t, uv_loop_t *loop, const kc_cert_t *cert,
+                        const kc_raft_member_t *members, size_t count, kc_why_t *why)
+{
+    assert (t && loop && cert && members);
+    if (s_check_members (members, count, why)) {
+        return -1;
     }
     s_transport_t *self = calloc (1, sizeof *self);
     uint8_t *secret = sodium_malloc (KC_KEY_BYTES);
@@ -623,14 +634,8 @@ kc_raft_transport_set_members (struct raft_uv_transport *t, const kc_raft_member
                                kc_why_t *why)
 {
     s_transport_t *self = t->impl;
-    if (count == 0 || count > KC_RAFT_MEMBERS_MAX) {
-        return kc_why (why, "a cluster has 1 to %d members, not %zu", KC_RAFT_MEMBERS_MAX, count);
-    }
-    for (size_t i = 0; i < count; i++) {
-        struct sockaddr_storage address;
-        if (s_address (members [i].address, &address, why)) {
-            return -1;
-        }
+    if (s_check_members (members, count, why)) {
+        return -1;
     }
     memcpy (self->members, members, count * sizeof *members);
     self->count = count;
