@@ -95,7 +95,7 @@ typedef struct {
     raft_id member_id;                      //  this member's
     char raft_state [16];                   //  as the engine last said: follower, leader...
     raft_id leader;                         //  0: none known
-    uint64_t term, raft_last, raft_applied, raft_refused;
+    uint64_t term, raft_last, raft_refused;     //  as the engine last said
     struct _s_pending_t *queue;             //  submissions for the next proposal (GROUP_MAX)
     size_t queued;
     struct _s_pending_t *flying;            //  the submissions of the proposal in flight
@@ -113,7 +113,6 @@ typedef struct {
     size_t listed_count;
     bool named;                             //  the root in force names this member
     bool removed;                           //  and then no longer did: it stops
-    int64_t leader_since;                   //  zclock_mono when this member became leader
 } s_server_t;
 
 static void s_cluster_root_changed (s_server_t *self);
@@ -1911,7 +1910,7 @@ s_raft_status (s_server_t *self, zmsg_t *msg)
     char *address = zmsg_popstr (msg);
     uint64_t term = s_frame_u64 (msg);
     self->raft_last = s_frame_u64 (msg);
-    self->raft_applied = s_frame_u64 (msg);
+    s_frame_u64 (msg);                      //  last applied: entry_index says it here
     self->raft_refused = s_frame_u64 (msg);
     bool was_leader = s_is_leader (self);
     if (state && (!KC_STREQ (state, self->raft_state) || leader != self->leader || term != self->term)) {
@@ -1923,9 +1922,6 @@ s_raft_status (s_server_t *self, zmsg_t *msg)
     snprintf (self->raft_state, sizeof self->raft_state, "%s", state ? state : "unavailable");
     self->leader = leader;
     self->term = term;
-    if (!was_leader && s_is_leader (self)) {
-        self->leader_since = zclock_mono ();
-    }
     if (was_leader && !s_is_leader (self) && self->queued) {
         //  Waiting submissions go to the new leader (clients follow)
         kc_why_t why;
