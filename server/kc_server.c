@@ -1954,7 +1954,7 @@ s_on_raft (zloop_t *loop, zsock_t *events, void *arg)
         self->entry_outcome = outcome;
         kc_raft_applied (self->raft, index, outcome != S_ENTRY_FATAL);
         zframe_destroy (&data);
-        if (self->removed) {
+        if (self->removed && !self->flying_tag) {
             zstr_free (&kind);
             zmsg_destroy (&msg);
             return -1;                      //  ends the loop: a clean shutdown
@@ -1977,6 +1977,12 @@ s_on_raft (zloop_t *loop, zsock_t *events, void *arg)
         }
         zstr_free (&address);
         zstr_free (&reason);
+        if (self->removed) {
+            //  Removed while leading: its submitters answered, it stops
+            zstr_free (&kind);
+            zmsg_destroy (&msg);
+            return -1;
+        }
     }
     else
     if (kind && KC_STREQ (kind, "STATUS")) {
