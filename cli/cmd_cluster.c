@@ -2,11 +2,13 @@
     cmd_cluster - keyclone cluster status: every member of a server cluster
     (the root's servers, docs/cluster.md) asked for its STATUS on its own:
     its role, the leader it follows and the term, its sequence and how far
-    behind the most advanced member it is.
+    behind the most advanced member it is; keyclone cluster add and remove:
+    the root changes that change the members.
     =========================================================================
 */
 #include "cli.h"
 
+#include <ctype.h>
 #include <getopt.h>
 
 #define MEMBER_TIMEOUT_MS   2000            //  per member, unless --timeout is lower
@@ -21,7 +23,8 @@ typedef struct {
 } s_member_t;
 
 //  A string field "name": "value" of a STATUS reply's JSON, into out (a
-//  name or a word: no escapes). false when missing.
+//  name or a word; what a server sent, so anything but a letter, a digit,
+//  '-', '_' or '.' becomes '?'). false when missing.
 static bool
 s_status_str (const char *json, const char *name, char *out, size_t size)
 {
@@ -34,6 +37,9 @@ s_status_str (const char *json, const char *name, char *out, size_t size)
     field += strlen (key);
     size_t length = strcspn (field, "\"\\");
     snprintf (out, size, "%.*s", (int) (length < size ? length : size - 1), field);
+    for (char *c = out; *c; c++) {
+        *c = isalnum ((unsigned char) *c) || *c == '-' || *c == '_' || *c == '.' ? *c : '?';
+    }
     return true;
 }
 
