@@ -416,7 +416,8 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
             break;
         }
         size_t named = self->member_count, length = strlen (KC_NOT_LEADER);
-        if (strncmp (why->text, KC_NOT_LEADER, length) == 0) {
+        bool not_leader = strncmp (why->text, KC_NOT_LEADER, length) == 0;
+        if (not_leader) {
             for (size_t i = 0; i < self->member_count; i++) {
                 named = KC_STREQ (self->members [i].name, why->text + length) ? i : named;
             }
@@ -434,9 +435,10 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
             s_use_member (self, named);     //  at once: the leader is known
         }
         else
-        if (strncmp (why->text, KC_NO_LEADER, strlen (KC_NO_LEADER)) == 0 || named < self->member_count
+        if (strncmp (why->text, KC_NO_LEADER, strlen (KC_NO_LEADER)) == 0 || not_leader
         ||  strncmp (why->text, "not acknowledged: ", 18) == 0) {
-            //  An election is on: wait for it here, or at the leader
+            //  An election is on (or the member names a leader this client
+            //  does not know: one just removed): wait for it here
             zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
             pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
         }

@@ -70,6 +70,8 @@ struct _kc_raft_t {
     struct raft_change change;          //  the membership change in flight,
     bool changing;                      //  libraft does one at a time
     struct raft_transfer transfer;      //  a leader no longer listed hands over
+    raft_id said_who;                   //  the last change s_reconcile logged, so a
+    int said_rc;                        //  change refused at every tick is said once
     int sent_state;                     //  in the last STATUS (s_status_changed)
     raft_id sent_leader;
     raft_term sent_term;
@@ -227,7 +229,10 @@ s_listed (const kc_raft_t *self, raft_id id)
 static void
 s_reconcile (kc_raft_t *self)
 {
-    if (!self->raft_up || self->changing || raft_state (&self->raft) != RAFT_LEADER) {
+    //  Only on what is known committed: a new leader that has not applied
+    //  it yet would take a member out that a root change already added
+    if (!self->raft_up || self->changing || raft_state (&self->raft) != RAFT_LEADER
+    ||  raft_last_applied (&self->raft) < self->raft.commit_index) {
         return;
     }
     const struct raft_configuration *configuration = &self->raft.configuration;
@@ -267,8 +272,12 @@ s_reconcile (kc_raft_t *self)
     }
     if (what) {
         self->changing = rc == 0;
-        zsys_info ("kc_raft: member %llu (leader): %s member %llu%s%s", (unsigned long long) self->id, what,
-                   (unsigned long long) who, rc ? ": " : "", rc ? raft_strerror (rc) : "");
+        if (rc == 0 || who != self->said_who || rc != self->said_rc) {
+            zsys_info ("kc_raft: member %llu (leader): %s member %llu%s%s", (unsigned long long) self->id, what,
+                       (unsigned long long) who, rc ? ": " : "", rc ? raft_strerror (rc) : "");
+        }
+        self->said_who = who;
+        self->said_rc = rc;
     }
 }
 
