@@ -73,8 +73,8 @@ kc_client_new (const kc_root_t *root, const char *endpoint, int timeout_ms)
     if (self->member_count > 1) {
         //  A member that does not answer is left for the next well before
         //  the whole timeout
-        self->wait_ms = timeout_ms / (int) self->member_count > 1000 ? timeout_ms / (int) self->member_count
-                                                                      : timeout_ms < 1000 ? timeout_ms : 1000;
+        int share = timeout_ms / (int) self->member_count, floor = timeout_ms < 1000 ? timeout_ms : 1000;
+        self->wait_ms = share > floor ? share : floor;
     }
     return self;
 }
@@ -387,6 +387,15 @@ s_use_member (kc_client_t *self, size_t index)
     self->key_index = 0;
 }
 
+//  Waits *pause_ms with up to as much again of jitter, then doubles it up
+//  to PAUSE_MAX_MS: clients trying again do not come back all at once.
+static void
+s_pause (int *pause_ms)
+{
+    zclock_sleep (*pause_ms + (int) randombytes_uniform ((uint32_t) *pause_ms));
+    *pause_ms = *pause_ms < PAUSE_MAX_MS ? *pause_ms * 2 : *pause_ms;
+}
+
 //  Sends a request and waits for a decoded reply. To a cluster (the root
 //  names several servers, docs/cluster.md 4), a request goes on to the next
 //  member when one cannot be reached or does not answer, and a submission
@@ -427,8 +436,7 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
         passed = unreachable ? passed + 1 : 0;
         if (unreachable && followed) {
             //  A member named a leader that is gone (it does not know yet)
-            zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
-            pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+            s_pause (&pause_ms);
         }
         followed = named < self->member_count && named != self->member_index;
         if (followed) {
@@ -439,14 +447,12 @@ s_call (kc_client_t *self, zmsg_t **request_p, zmsg_t **reply_p, kc_proto_msg_t 
         ||  strncmp (why->text, "not acknowledged: ", 18) == 0) {
             //  An election is on (or the member names a leader this client
             //  does not know: one just removed): wait for it here
-            zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
-            pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+            s_pause (&pause_ms);
         }
         else
         if (unreachable) {
             if (passed >= self->member_count) {
-                zclock_sleep (pause_ms + (int) randombytes_uniform ((uint32_t) pause_ms));
-                pause_ms = pause_ms < PAUSE_MAX_MS ? pause_ms * 2 : pause_ms;
+                s_pause (&pause_ms);
             }
             s_use_member (self, (self->member_index + 1) % self->member_count);
         }

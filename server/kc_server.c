@@ -1411,6 +1411,24 @@ s_enrolled (s_server_t *self, const s_pending_t *pending, size_t count)
     }
 }
 
+//  What s_decide decoded of a submission; then the submission itself.
+static void
+s_pending_forget (s_pending_t *p)
+{
+    kc_batch_destroy (&p->batch);
+    kc_root_destroy (&p->root);
+    kc_grant_destroy (&p->grant);
+    kc_grant_use_destroy (&p->use);
+}
+
+static void
+s_pending_free (s_pending_t *p)
+{
+    s_pending_forget (p);
+    zframe_destroy (&p->identity);
+    zmsg_destroy (&p->msg);
+}
+
 static bool s_is_leader (s_server_t *self);
 static void s_not_leader (s_server_t *self, kc_why_t *why);
 static void s_propose_next (s_server_t *self);
@@ -1557,12 +1575,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         }
         s_pump_all (self);
         for (size_t i = 0; i < count; i++) {
-            kc_batch_destroy (&pending [i].batch);
-            kc_root_destroy (&pending [i].root);
-            kc_grant_destroy (&pending [i].grant);
-            kc_grant_use_destroy (&pending [i].use);
-            zframe_destroy (&pending [i].identity);
-            zmsg_destroy (&pending [i].msg);
+            s_pending_free (&pending [i]);
         }
     }
     return 0;
@@ -1620,17 +1633,6 @@ s_not_leader (s_server_t *self, kc_why_t *why)
 }
 
 static void
-s_pending_free (s_pending_t *p)
-{
-    kc_batch_destroy (&p->batch);
-    kc_root_destroy (&p->root);
-    kc_grant_destroy (&p->grant);
-    kc_grant_use_destroy (&p->use);
-    zframe_destroy (&p->identity);
-    zmsg_destroy (&p->msg);
-}
-
-static void
 s_resume_submit (s_server_t *self)
 {
     if (self->submit_paused && self->queued < GROUP_MAX) {
@@ -1673,10 +1675,7 @@ s_propose_flying (s_server_t *self)
             s_pending_free (p);
             continue;
         }
-        kc_batch_destroy (&p->batch);
-        kc_root_destroy (&p->root);
-        kc_grant_destroy (&p->grant);
-        kc_grant_use_destroy (&p->use);
+        s_pending_forget (p);
         p->status = NULL;
         self->flying [kept++] = *p;
     }
@@ -1780,24 +1779,21 @@ s_apply_entry (s_server_t *self, uint64_t index, const uint8_t *data, size_t siz
     uint64_t seq = kc_store_seq (self->store);
     uint8_t chain [KC_HASH_BYTES];
     s_entry_outcome_t outcome;
-    if (seq >= last->seq) {
-        //  Stored before this start (the log is replayed), or another
-        //  entry took these sequences first
-        outcome = s_chain_at (self, last->seq, chain) == 0 && memcmp (chain, last->chain, KC_HASH_BYTES) == 0
-                ? S_ENTRY_ALREADY : S_ENTRY_SUPERSEDED;
-        if (outcome == S_ENTRY_SUPERSEDED) {
-            kc_why (&self->entry_why, "superseded: the log moved on from seq %llu before it was committed",
-                    (unsigned long long) group->base_seq);
-        }
+    if (seq >= last->seq && s_chain_at (self, last->seq, chain) == 0
+    &&  memcmp (chain, last->chain, KC_HASH_BYTES) == 0) {
+        outcome = S_ENTRY_ALREADY;          //  stored before this start: the log is replayed
     }
     else
-    if (seq != group->base_seq || memcmp (kc_store_chain (self->store), group->base_chain, KC_HASH_BYTES)) {
-        outcome = seq > group->base_seq ? S_ENTRY_SUPERSEDED : S_ENTRY_FATAL;
-        kc_why (&self->entry_why, outcome == S_ENTRY_SUPERSEDED
-                ? "superseded: the log moved on from seq %llu before it was committed"
-                : "this member's store is at seq %llu but the cluster's log goes on from seq %llu",
-                (unsigned long long) (outcome == S_ENTRY_SUPERSEDED ? group->base_seq : seq),
+    if (seq > group->base_seq) {
+        outcome = S_ENTRY_SUPERSEDED;       //  another entry took these sequences first
+        kc_why (&self->entry_why, "superseded: the log moved on from seq %llu before it was committed",
                 (unsigned long long) group->base_seq);
+    }
+    else
+    if (seq < group->base_seq || memcmp (kc_store_chain (self->store), group->base_chain, KC_HASH_BYTES)) {
+        outcome = S_ENTRY_FATAL;
+        kc_why (&self->entry_why, "this member's store is at seq %llu but the cluster's log goes on from seq %llu",
+                (unsigned long long) seq, (unsigned long long) group->base_seq);
     }
     else {
         s_pending_t *items = calloc (group->count, sizeof *items);
@@ -2159,16 +2155,16 @@ s_cluster_start (s_server_t *self, kc_why_t *why)
                                 .count = self->member_count, .voters = voters, .voter_count = (size_t) voter_count,
                                 .join = joining, .election_ms = (unsigned) self->config.election_ms,
                                 .heartbeat_ms = (unsigned) self->config.raft_heartbeat_ms };
-    self->raft = kc_raft_new (&config, why);
-    if (!self->raft) {
-        return -1;
-    }
     //  What makes an entry durable in a cluster is the Raft log, on a
     //  majority of members; the store is made from it, and a store that
     //  lost its last commits in a power cut gets them again when libraft
     //  replays the log at the start (entries stored are skipped). One fsync
     //  less on the way to every answer.
     if (kc_db_exec (kc_store_db (self->store), "PRAGMA synchronous = NORMAL", why)) {
+        return -1;
+    }
+    self->raft = kc_raft_new (&config, why);
+    if (!self->raft) {
         return -1;
     }
     snprintf (self->raft_state, sizeof self->raft_state, "follower");

@@ -46,7 +46,8 @@ static const char *s_help =
     "                      this server is the one with its CURVE key\n"
     "  --member NAME       this member's name while the root in force does not name it\n"
     "                      yet (joining a cluster: 'keyclone cluster add' writes it)\n"
-    "  --raft-dir DIR      the member's Raft log (default DIR/server/raft)\n"
+    "  --raft-dir DIR      the member's Raft log (default: 'raft' beside the store,\n"
+    "                      DIR/server/raft)\n"
     "  --election MS       Raft election timeout (default 500; heartbeat MS/10)\n"
     "  --version           print the version (and the libraries') and exit\n";
 
@@ -204,10 +205,6 @@ s_build (s_build_t *self, kc_server_config_t *config, s_paths_t *paths)
         config->election_ms = self->election;
     }
     config->raft_heartbeat_ms = config->election_ms / 10;
-    if (!config->raft_dir) {
-        s_path (paths->raft_dir, self->dir, "server/raft");
-        config->raft_dir = paths->raft_dir;
-    }
     return 0;
 }
 
