@@ -426,9 +426,34 @@ def test_a_member_added_and_one_removed():
         kc.check(members.stop(name) == 0, f"member {name} did not stop cleanly")
 
 
+def test_what_cannot_be_done_says_why():
+    """Membership changes and member starts that cannot be, each refused
+    with its reason, nothing submitted or started."""
+    members = Members()
+    members.start_all()
+    for args, reason in ((["cluster", "add", "b=tcp://127.0.0.1:9"], "already names a server 'b'"),
+                         (["cluster", "remove", "zz"], "names no server 'zz'"),
+                         (["cluster", "remove", "a"], "keeps 3 members or more"),
+                         (["cluster", "add", "e"], "is not NAME=tcp://HOST:PORT"),
+                         (["cluster", "bogus"], "unknown subcommand 'bogus'")):
+        out, err = members.cli(*args, expect=None)
+        kc.check(reason in err, f"keyclone {' '.join(args)}: {out} {err}")
+    kc.check(members.status("a")["root_version"] == 1, "a refused change reached the log")
+    members.stop("a")
+    server = os.path.join(kc.BIN, "keyclone-server")
+    for extra, reason in ((["--cluster", "nonsense"], "is not name=host:port"),
+                          (["--cluster", "a=not-an-address"], "'not-an-address' is not host:port")):
+        out, err = kc.run([server, "--dir", os.path.join(members.dir, "servers", "a")] + extra, expect=1)
+        kc.check(reason in out + err, f"keyclone-server {extra}: {out} {err}")
+    members.start("a")                  # its directory unharmed
+    kc.check(members.status("a")["seq"] == 0, "member a lost its state")
+    for name in members.running():
+        members.stop(name)
+
+
 if __name__ == "__main__":
     kc.main([test_kill_the_leader_while_registering, test_a_partitioned_leader_acknowledges_nothing,
              test_rolling_restart_keeps_agents_fresh,
              test_a_wiped_or_restored_member_catches_up_and_a_minority_refuses,
              test_a_stranger_at_a_members_raft_port, test_members_verify_what_a_rogue_leader_sends,
-             test_a_member_added_and_one_removed])
+             test_a_member_added_and_one_removed, test_what_cannot_be_done_says_why])
