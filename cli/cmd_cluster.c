@@ -147,7 +147,15 @@ s_change_members (const char *command, int argc, char *argv [], bool add)
         goto done;
     }
     if (add) {
-        kc_root_server_t *server = &storage.servers [spec.server_count++];
+        //  In its place: a root lists its servers in ascending name order
+        size_t place = 0;
+        while (place < spec.server_count && strcmp (storage.servers [place].name, name) < 0) {
+            place++;
+        }
+        memmove (&storage.servers [place + 1], &storage.servers [place],
+                 (spec.server_count - place) * sizeof storage.servers [0]);
+        spec.server_count++;
+        kc_root_server_t *server = &storage.servers [place];
         memset (server, 0, sizeof *server);
         snprintf (server->name, sizeof server->name, "%s", name);
         curve = kc_cert_new ("keyclone-server");
