@@ -552,6 +552,8 @@ s_root_changed (agent_t *self, uint64_t seq)
                kc_root_threshold_register (self->root), kc_root_threshold_revoke (self->root),
                kc_root_threshold_root (self->root), kc_time_format (kc_root_expires (self->root), when));
     self->root_warned = 0;
+    kc_witness_view_set_root (self->witnesses, self->root);
+    agent_witness_connect (self);
     agent_event (self, "root", NULL, NULL, seq);
 }
 
@@ -704,6 +706,7 @@ s_commit_group (agent_t *self, s_group_t *group)
         kc_root_destroy (&group->before);
         s_root_changed (self, group->root_seq);
     }
+    agent_witness_extend (self);
     //  Acknowledged with the next head (at most HEAD_AFTER_MS later on the
     //  server), not per commit: an ACK is a wake-up and a message for the
     //  agent and the server, twenty of them per registration on a fleet
@@ -784,9 +787,13 @@ s_measure_clock (agent_t *self, const kc_head_t *head, uint64_t now)
 //  END is signed after the heads published during the sync, on another
 //  socket) and is dropped without a word.
 static void
-s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
+s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, size_t cosig_count,
+           bool from_end)
 {
     kc_why_t why;
+    //  Cosignatures name what witnesses saw; each is checked on its own,
+    //  whatever becomes of the head it came with
+    agent_take_cosigs (self, cosigs, cosig_count);
     //  Do once what repeats: while a head was verified less than
     //  HEAD_REVERIFY_MS ago, a head that names exactly the (seq, chain) the
     //  cache already holds (from batches verified one by one) tells nothing
@@ -798,7 +805,9 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     &&  mono - self->last_fresh < HEAD_REVERIFY_MS && mono - self->last_fresh < self->config.stale_after_ms / 4
     &&  head->seq == kc_cache_seq (self->cache) && head->time >= self->last_head_time
     &&  memcmp (head->chain, kc_cache_chain (self->cache), KC_HASH_BYTES) == 0
-    &&  memcmp (head->directory, kc_root_directory (self->root), KC_HASH_BYTES) == 0) {
+    &&  memcmp (head->directory, kc_root_directory (self->root), KC_HASH_BYTES) == 0
+    &&  agent_witness_left (self) > 0) {
+        agent_cosign (self, head);
         return;
     }
     if (kc_head_verify_signature (head, kc_root_directory (self->root),
@@ -810,6 +819,16 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
             s_warn (self, "kc_agent: rejected head: %s", why.text);
         }
         return;                             //  an overlap head of a rotation: not for us
+    }
+    if (agent_refused (self, s_member (self, self->root)->head_key)) {
+        s_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
+                self->refused_server);
+        s_set_state (self, AGENT_STALE, "the server equivocated: refused");
+        if (s_can_move (self) && !self->halfway) {
+            self->halfway = true;
+            s_next_member (self, "it equivocated");
+        }
+        return;
     }
     uint64_t now = kc_now_ms ();
     s_measure_clock (self, head, now);
@@ -876,6 +895,13 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     }
     self->behind = false;
     if (sodium_memcmp (head->chain, kc_cache_chain (self->cache), KC_HASH_BYTES)) {
+        //  With a head of our own for this seq (the one that made us fresh
+        //  here) the two are a proof: kept, and the server refused
+        if (self->has_head && self->head.seq == head->seq
+        &&  agent_take_proof (self, &self->head, head, "on the update channel", &why) == 0) {
+            s_set_state (self, AGENT_STALE, "the server equivocated: refused");
+            return;
+        }
         s_warn (self, "kc_agent: %s", "server head names another history for this sequence "
                 "(equivocation); resyncing");
         s_set_state (self, AGENT_STALE, "server equivocated");
@@ -891,6 +917,19 @@ s_on_head (agent_t *self, const kc_head_t *head, bool from_end)
     self->last_fresh = zclock_mono ();
     s_want_ack (self);
     s_arm_stale (self);
+    agent_cosign (self, head);
+    //  With witnesses, a server's head is not enough: the threshold of
+    //  them must have cosigned what this copy holds within stale-after
+    if (agent_witness_left (self) == 0) {
+        char text [200];
+        agent_witness_shortfall (self, text, sizeof text);
+        self->witness_short = true;
+        if (self->state != AGENT_STALE) {
+            s_set_state (self, AGENT_STALE, text);
+        }
+        return;
+    }
+    self->witness_short = false;
     //  The head goes to the cache file (for readers that start later) when
     //  the sequence has moved on, at most once a second (under a stream of
     //  updates heads come every few ms: each write is a transaction), and
@@ -958,7 +997,7 @@ s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
                 open = false;
             }
             open = false;
-            s_on_head (self, &decoded.head, false);
+            s_on_head (self, &decoded.head, decoded.cosigs, decoded.cosig_count, false);
         }
         else {
             if (!open) {
@@ -1342,7 +1381,7 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 }
 
 static void
-s_finish_sync (agent_t *self, const kc_head_t *head)
+s_finish_sync (agent_t *self, const kc_proto_msg_t *end)
 {
     self->syncing = false;
     self->backoff = BACKOFF_MIN_MS;
@@ -1359,8 +1398,9 @@ s_finish_sync (agent_t *self, const kc_head_t *head)
                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records,
                (long long) self->last_sync_ms, self->cold ? " (a new cache file)" : "",
                (unsigned long long) kc_cache_key_count (self->cache));
-    if (head) {
-        s_on_head (self, head, true);
+    agent_witness_extend (self);
+    if (end) {
+        s_on_head (self, &end->head, end->cosigs, end->cosig_count, true);
     }
     s_take_next_key (self);
     //  Updates that arrived during the sync, a slice at a time
@@ -1417,7 +1457,7 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         else {
             int rc = s_on_end (self, &decoded, &why);
             if (rc >= 0) {
-                s_finish_sync (self, rc == 0 ? &decoded.head : NULL);
+                s_finish_sync (self, rc == 0 ? &decoded : NULL);
             }
             else {
                 s_fault (self, "a snapshot", &why);
@@ -1708,6 +1748,22 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     agent_t *self = arg;
     self->stale_timer = -1;
+    //  The witnesses' cosignatures ran out before the server's heads did
+    if (self->state == AGENT_FRESH && agent_witness_left (self) == 0) {
+        char text [200];
+        agent_witness_shortfall (self, text, sizeof text);
+        self->witness_short = true;
+        s_set_state (self, AGENT_STALE, text);
+        return 0;
+    }
+    int window = s_can_move (self) && !self->halfway ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    int64_t left = self->last_fresh + window - zclock_mono ();
+    if (self->state == AGENT_FRESH && left > 0) {
+        //  Woken for the witnesses, who cosigned again since: wait on
+        self->stale_timer = zloop_timer (loop, (size_t) (left < agent_witness_left (self) ? left
+                                         : agent_witness_left (self)) + 1, 1, s_on_stale, self);
+        return 0;
+    }
     if (self->state == AGENT_FRESH && s_can_move (self) && !self->halfway) {
         //  Half the window without a head from this member: the next one
         //  has the other half to make the node fresh again
@@ -1736,7 +1792,11 @@ s_arm_stale (agent_t *self)
         zloop_timer_end (self->loop, self->stale_timer);
     }
     self->halfway = false;
-    int wait = s_can_move (self) ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    int64_t wait = s_can_move (self) ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    int64_t witnessed = agent_witness_left (self);
+    if (witnessed > 0 && witnessed < wait) {
+        wait = witnessed;                   //  the witnesses' vouching ends first
+    }
     self->stale_timer = zloop_timer (self->loop, (size_t) wait + 1, 1, s_on_stale, self);
 }
 
@@ -2123,6 +2183,7 @@ s_open_cache (agent_t *self)
         self->head = head;
         self->has_head = true;
     }
+    agent_witness_extend (self);
     return 0;
 }
 
@@ -2309,16 +2370,18 @@ s_start (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
+    self->witnesses = kc_witness_view_new ();
     if (s_open_cache (self) || agent_service_bind (self)) {
         return -1;
     }
+    agent_load_proof (self);
     for (int i = 0; i < 2; i++) {
         snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s",
                   self->config.connect [i] ? self->config.connect [i]
                                            : s_member (self, self->root)->endpoints [i]);
         self->connect [i] = self->connect_text [i];
     }
-    if (s_connect_server (self)) {
+    if (s_connect_server (self) || agent_witness_start (self)) {
         return -1;
     }
     self->checker = zactor_new (s_checker_actor, (void *) self->config.cache_path);
@@ -2369,6 +2432,8 @@ kc_agent_run (const kc_agent_config_t *config)
     zsock_destroy (&self.updates);
     zsock_destroy (&self.local);
     zsock_destroy (&self.events);
+    agent_witness_stop (&self);
+    kc_witness_view_destroy (&self.witnesses);
     s_free_cold (&self);
     if (self.buffered) {
         s_free_buffered (&self);

@@ -107,6 +107,27 @@ typedef struct {
     int64_t last_fault;                     //  and repeated faults
     char last_fault_text [KC_WHY_BYTES];
 
+    //  Witnesses (docs/protocol.md 9)
+    kc_witness_view_t *witnesses;           //  cosignatures counted for this copy
+    uint64_t cosigs_counted, cosigs_refused;    //  cosignatures received
+    uint64_t cosigs_forked;                 //  naming another chain at a seq we hold
+    bool witness_short;                     //  stale because too few witnesses cosigned
+    //  Equivocation proofs: two heads, each signed by a server's head key,
+    //  for one seq with different chains; that head key is refused
+    kc_head_t proof [2];
+    size_t proofs;                          //  kept (the last one in proof)
+    uint8_t refused_head_key [KC_KEY_BYTES];
+    bool refusing;
+    char refused_server [KC_ROOT_OPERATOR_NAME_MAX + 1];
+    //  --witness: this agent cosigns the heads its copy ends at
+    kc_signer_t *witness;
+    zsock_t *cosign [KC_ROOT_SERVERS_MAX];  //  a DEALER to each server of the root
+    size_t cosign_count;
+    uint64_t cosigned, cosigned_seq;        //  how many sent; the highest seq cosigned,
+    uint8_t cosigned_chain [KC_HASH_BYTES]; //  with its chain: never cosign below or beside it
+    int64_t cosigned_at;                    //  zclock_mono of the last one
+    uint64_t cosign_refusals;               //  heads not cosigned (behind what we cosigned)
+
     //  Acknowledgements
     bool ack_pending;
     int64_t last_ack;
@@ -136,8 +157,40 @@ void
                  uint64_t seq);
 void
     agent_head_event (agent_t *self, const kc_head_t *head);
+//  A proof of equivocation (two heads), from the local service's PROOF:
+//  checked against the root in force, kept and its server refused when it
+//  holds. Returns 0, or -1 with a reason.
+int
+    agent_take_proof (agent_t *self, const kc_head_t *a, const kc_head_t *b, const char *source,
+                      kc_why_t *why);
 const char *
     agent_state_name (agent_state_t state);
+
+//  kc_agent_witness.c: witnesses and proofs of equivocation (docs/protocol.md 9)
+void
+    agent_witness_extend (agent_t *self);   //  the cache moved: remember (seq, chain)
+void
+    agent_take_cosigs (agent_t *self, const uint8_t *const *cosigs, size_t count);
+int64_t
+    agent_witness_left (agent_t *self);     //  ms the witnesses still vouch (INT64_MAX: none needed)
+void
+    agent_witness_shortfall (agent_t *self, char *text, size_t size);
+void
+    agent_load_proof (agent_t *self);       //  a proof kept by an earlier run
+bool
+    agent_refused (agent_t *self, const uint8_t head_key [static KC_KEY_BYTES]);
+int
+    agent_witness_start (agent_t *self);    //  --witness: load the key, connect
+void
+    agent_witness_connect (agent_t *self);  //  the root's servers changed
+void
+    agent_witness_stop (agent_t *self);
+void
+    agent_cosign (agent_t *self, const kc_head_t *head);   //  a head naming our copy came
+void
+    agent_witness_json (agent_t *self, FILE *out);      //  STATUS fields
+void
+    agent_witness_text (agent_t *self, FILE *human);    //  STATUS lines
 
 //  kc_agent_enrol.c: the enrolment of --enrol NAME, asked in its own thread;
 //  it sends "REGISTERED" seq or "REJECTED" reason, then waits for $TERM

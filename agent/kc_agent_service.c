@@ -249,6 +249,7 @@ s_status_text (agent_t *self, FILE *out)
     fprintf (out, "  applied %llu batches, rejected %llu, %llu syncs, %llu cache rebuilds\n",
              (unsigned long long) self->applied, (unsigned long long) self->rejected,
              (unsigned long long) self->resyncs, (unsigned long long) self->rebuilds);
+    agent_witness_text (self, out);
 }
 
 static void
@@ -308,6 +309,7 @@ s_status_json (agent_t *self, FILE *out)
         kc_json_field_u64 (out, false, "sync_ms", (uint64_t) (now - self->sync_started));
         kc_json_field_u64 (out, false, "sync_target", self->server_seq_hint);
     }
+    agent_witness_json (self, out);
     fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
 }
 
@@ -376,6 +378,26 @@ s_answer (agent_t *self, zmsg_t *request, char **text, bool *fatal, kc_why_t *wh
     if (zframe_streq (command, "STATUS") && !argument) {
         s_status_json (self, out);
         s_status_text (self, human);
+    }
+    else
+    if (zframe_streq (command, "PROOF") && argument) {
+        //  Two heads an application found in conflict (a peer's, in the
+        //  CurveZMQ handshake's metadata, and ours): checked here
+        kc_head_t a, b;
+        if (zframe_size (argument) != 2 * KC_HEAD_BYTES
+        ||  kc_head_decode (zframe_data (argument), KC_HEAD_BYTES, &a, why)
+        ||  kc_head_decode (zframe_data (argument) + KC_HEAD_BYTES, KC_HEAD_BYTES, &b, why)
+        ||  agent_take_proof (self, &a, &b, "reported by an application", why)) {
+            rc = kc_why_prefix (why, "PROOF");
+        }
+        else {
+            fprintf (out, "{");
+            kc_json_field_str (out, true, "refusing", self->refused_server);
+            kc_json_field_u64 (out, false, "seq", a.seq);
+            fprintf (out, "}");
+            fprintf (human, "server %s equivocated at seq %llu: refusing it\n", self->refused_server,
+                     (unsigned long long) a.seq);
+        }
     }
     else
     if (zframe_streq (command, "METRICS") && !argument) {

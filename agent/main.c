@@ -18,7 +18,7 @@ static const char *s_help =
     "                      [--stale-after MS] [--policy serve|fail-closed]\n"
     "                      [--check-interval MS] [--clock-skew MS]\n"
     "                      [--group GROUP] [--socket-mode MODE] [--log FILE] [--verbose]\n"
-    "                      [--enrol NAME [--tag TAG]...]\n"
+    "                      [--enrol NAME [--tag TAG]...] [--witness FILE]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
@@ -39,7 +39,9 @@ static const char *s_help =
     "  --key FILE             this node's CURVE key pair (from 'keyclone keygen'); with\n"
     "                         the server's read = members it must be registered\n"
     "  --server-snapshot EP   override the root's snapshot endpoint (and --server-updates)\n"
-    "  --stale-after MS       stale after MS ms without a valid head (default 5000)\n"
+    "  --stale-after MS       stale after MS ms without a valid head (default 5000);\n"
+    "                         when the root names a witness threshold, also stale\n"
+    "                         unless that many witnesses cosigned this copy within MS\n"
     "  --policy P             when stale: 'serve' (default) keeps answering from the\n"
     "                         cache; 'fail-closed' reports trusted keys as 'stale'\n"
     "  --check-interval MS    check the cache file's integrity every MS ms (default\n"
@@ -60,6 +62,12 @@ static const char *s_help =
     "                         runs meanwhile and syncs as soon as the request is approved\n"
     "                         (a rejection is logged with its reason). Harmless once\n"
     "                         the key is registered.\n"
+    "  --witness FILE         also be a witness of the directory (docs/protocol.md 9):\n"
+    "                         cosign, with this Ed25519 key (from 'keyclone keygen NAME\n"
+    "                         --witness'; the root names its public half), each head\n"
+    "                         that names exactly this node's verified copy of the log,\n"
+    "                         never a lower seq or another chain than one it cosigned,\n"
+    "                         and send it to every server of the root\n"
     "  --version              print the version (and the libraries') and exit\n"
     "\n"
     "The local service also answers ZAP requests (send \"ZAP\" then the request's\n"
@@ -68,7 +76,7 @@ static const char *s_help =
 
 typedef struct {
     char dir [PATH_MAX];
-    char root [PATH_MAX], key [PATH_MAX], cache [PATH_MAX];
+    char root [PATH_MAX], key [PATH_MAX], cache [PATH_MAX], witness [PATH_MAX];
     char local [PATH_MAX + 32], events [PATH_MAX + 32];
     char connect [2][512];
 } s_paths_t;
@@ -152,6 +160,9 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
     if ((value = zconfig_get (root, "agent/cache", NULL))) {
         s_path (paths->cache, sizeof paths->cache, paths->dir, value);
     }
+    if ((value = zconfig_get (root, "agent/witness", NULL))) {
+        s_path (paths->witness, sizeof paths->witness, paths->dir, value);
+    }
     if ((value = zconfig_get (root, "agent/local", NULL))) {
         snprintf (paths->local, sizeof paths->local, "%s", value);
     }
@@ -224,9 +235,9 @@ s_build (s_build_t *self, kc_agent_config_t *config, s_paths_t *paths)
                      config, paths)) {
         return 1;
     }
-    char *targets [] = { paths->root, paths->key, paths->cache };
-    const char letters [] = { 'r', 'k', 'C' };
-    for (int i = 0; i < 3; i++) {
+    char *targets [] = { paths->root, paths->key, paths->cache, paths->witness };
+    const char letters [] = { 'r', 'k', 'C', 'W' };
+    for (int i = 0; i < 4; i++) {
         if (options [(int) letters [i]]) {
             snprintf (targets [i], PATH_MAX, "%s", options [(int) letters [i]]);
         }
@@ -261,6 +272,7 @@ s_build (s_build_t *self, kc_agent_config_t *config, s_paths_t *paths)
     config->root_path = paths->root;
     config->key_path = paths->key;
     config->cache_path = paths->cache;
+    config->witness_path = *paths->witness ? paths->witness : NULL;
     config->local_endpoint = paths->local;
     config->events_endpoint = paths->events;
     return 0;
@@ -318,6 +330,7 @@ main (int argc, char *argv [])
         { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
         { "socket-mode", required_argument, NULL, 'm' }, { "log", required_argument, NULL, 'L' },
         { "enrol", required_argument, NULL, 'E' }, { "tag", required_argument, NULL, 't' },
+        { "witness", required_argument, NULL, 'W' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };

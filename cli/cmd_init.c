@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5550"
@@ -18,6 +19,8 @@ typedef struct {
     const char *names;
     const char *endpoint;
     const char *members;                //  --members NAME=tcp://HOST:PORT,...: a cluster
+    int witnesses;                      //  --witnesses N: keys w1..wN in DIR/witnesses
+    int witness_threshold;              //  --witness-threshold K; -1: a majority
     uint64_t lifetime;
     bool json;
 } s_init_t;
@@ -109,6 +112,8 @@ s_init_options (int argc, char *argv [], s_init_t *options)
         { "names", required_argument, NULL, 'N' },
         { "endpoint", required_argument, NULL, 'e' },
         { "members", required_argument, NULL, 'm' },
+        { "witnesses", required_argument, NULL, 'w' },
+        { "witness-threshold", required_argument, NULL, 'W' },
         { "expires", required_argument, NULL, 'x' },
         { "json", no_argument, NULL, 'j' },
         { NULL, 0, NULL, 0 }
@@ -118,6 +123,7 @@ s_init_options (int argc, char *argv [], s_init_t *options)
     options->operators = 1;
     options->endpoint = DEFAULT_ENDPOINT;
     options->lifetime = 365 * 86400;
+    options->witness_threshold = -1;
     cli_args (&argc, &argv, longs);
     while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
         int *slot = c == 'R' ? &options->threshold [0] : c == 'V' ? &options->threshold [1]
@@ -135,6 +141,19 @@ s_init_options (int argc, char *argv [], s_init_t *options)
             case 'e': options->endpoint = optarg; break;
             case 'm': options->members = optarg; break;
             case 'j': options->json = true; break;
+            case 'w':
+                options->witnesses = atoi (optarg);
+                if (options->witnesses < 1 || options->witnesses > KC_ROOT_WITNESSES_MAX) {
+                    return cli_usage ("init", "--witnesses must be 1..%d", KC_ROOT_WITNESSES_MAX);
+                }
+                break;
+            case 'W':
+                options->witness_threshold = atoi (optarg);
+                if (options->witness_threshold < 0 || options->witness_threshold > KC_ROOT_WITNESSES_MAX
+                ||  !isdigit ((unsigned char) *optarg)) {
+                    return cli_usage ("init", "invalid --witness-threshold '%s'", optarg);
+                }
+                break;
             case 'n':
                 options->operators = atoi (optarg);
                 if (options->operators < 1 || options->operators > CLI_OPERATORS_MAX) {
@@ -161,6 +180,13 @@ s_init_options (int argc, char *argv [], s_init_t *options)
             return cli_usage ("init", "a threshold of %d needs at least %d operators "
                               "(--operators)", options->threshold [i], options->threshold [i]);
         }
+    }
+    if (options->witness_threshold < 0) {
+        options->witness_threshold = options->witnesses / 2 + (options->witnesses > 0);
+    }
+    if (options->witness_threshold > options->witnesses) {
+        return cli_usage ("init", "a witness threshold of %d needs at least %d witnesses (--witnesses)",
+                          options->witness_threshold, options->witness_threshold);
     }
     options->dir = cli_dir (options->dir);
     return CLI_OK;
@@ -268,7 +294,15 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
             snprintf (operator_path, sizeof operator_path, "%s/operators/%s_secret", options->dir, names [i]);
             kc_json_cstr (stdout, operator_path);
         }
-        printf ("]");
+        printf ("], \"witnesses\": [");
+        for (size_t i = 0; i < kc_root_witness_count (root); i++) {
+            char witness_path [CLI_PATH_MAX + 64];
+            snprintf (witness_path, sizeof witness_path, "%s/witnesses/%s_secret", options->dir,
+                      kc_root_witness (root, i)->name);
+            printf ("%s", i ? ", " : "");
+            kc_json_cstr (stdout, witness_path);
+        }
+        printf ("], \"witness_threshold\": %u", kc_root_witness_threshold (root));
         for (int i = 0; i < KC_ENDPOINTS; i++) {
             static const char *labels [] = { "snapshot", "updates", "submit" };
             kc_json_field_str (stdout, false, labels [i], kc_root_endpoint (root, (kc_endpoint_t) i));
@@ -285,6 +319,14 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
             options->operators);
     for (int i = 0; i < options->operators; i++) {
         printf ("  operator key   %s/operators/%s_secret\n", options->dir, names [i]);
+    }
+    for (size_t i = 0; i < kc_root_witness_count (root); i++) {
+        printf ("  witness key    %s/witnesses/%s_secret%s\n", options->dir, kc_root_witness (root, i)->name,
+                i ? "" : " (heads need cosignatures:");
+        if (i == 0) {
+            printf ("                 %u of %zu witnesses within each agent's stale-after)\n",
+                    kc_root_witness_threshold (root), kc_root_witness_count (root));
+        }
     }
     if (options->members) {
         for (size_t i = 0; i < kc_root_server_count (root); i++) {
@@ -309,6 +351,10 @@ s_print_init (const s_init_t *options, const kc_root_t *root, char names [][KC_R
             "  - %s/%s stay%s on the server%s only.\n", options->dir, options->dir,
             options->dir, options->members ? "servers/NAME/" : "server/", options->members ? "s" : "",
             options->members ? " NAME (each member's host)" : "");
+    if (kc_root_witness_count (root)) {
+        printf ("  - each %s/witnesses/NAME_secret to its witness's host, where\n"
+                "    'keyclone-agent --witness FILE' runs (on machines other than the servers').\n", options->dir);
+    }
 }
 
 int
@@ -365,6 +411,14 @@ cmd_init (int argc, char *argv [])
         memcpy (operators [i].key, kc_signer_public_key (signers [i]), KC_KEY_BYTES);
         snprintf (operators [i].name, sizeof operators [i].name, "%s", names [i]);
     }
+    //  Witnesses: Ed25519 keys like operators', one per witness host
+    kc_signer_t *witness_signers [KC_ROOT_WITNESSES_MAX] = { NULL };
+    kc_witness_t witnesses [KC_ROOT_WITNESSES_MAX];
+    for (int i = 0; i < options.witnesses; i++) {
+        snprintf (witnesses [i].name, sizeof witnesses [i].name, "w%d", i + 1);
+        witness_signers [i] = kc_signer_new (witnesses [i].name, "keyclone-witness");
+        memcpy (witnesses [i].key, kc_signer_public_key (witness_signers [i]), KC_KEY_BYTES);
+    }
     uint64_t now = kc_now ();
     kc_root_spec_t spec = {
         .version = 1, .created = now, .expires = now + options.lifetime,
@@ -374,7 +428,9 @@ cmd_init (int argc, char *argv [])
         .threshold_root = (uint8_t) options.threshold [2],
         .head_key = kc_signer_public_key (head), .server_key = kc_cert_public_key (curve),
         .endpoints = { endpoints [0], endpoints [1], endpoints [2] },
-        .servers = member_count ? servers : NULL, .server_count = (size_t) member_count
+        .servers = member_count ? servers : NULL, .server_count = (size_t) member_count,
+        .witnesses = witnesses, .witness_count = (size_t) options.witnesses,
+        .witness_threshold = (uint8_t) options.witness_threshold
     };
     root = kc_root_new (&spec, &why);
     if (!root) {
@@ -386,6 +442,15 @@ cmd_init (int argc, char *argv [])
         char path [4200];
         snprintf (path, sizeof path, "%s/operators/%s", options.dir, names [i]);
         if (kc_signer_save (signers [i], path, &why)) {
+            cli_fail ("init", "%s", why.text);
+            goto cleanup;
+        }
+    }
+    for (int i = 0; i < options.witnesses; i++) {
+        char path [4200];
+        snprintf (path, sizeof path, "%s/witnesses/%s", options.dir, witnesses [i].name);
+        if (kc_file_mkdirs (cli_path (path_buffer, options.dir, "witnesses"), 0700, &why)
+        ||  kc_signer_save (witness_signers [i], path, &why)) {
             cli_fail ("init", "%s", why.text);
             goto cleanup;
         }
@@ -415,6 +480,9 @@ cleanup:
     for (int i = 0; i < options.operators; i++) {
         kc_signer_destroy (&signers [i]);
     }
+    for (int i = 0; i < options.witnesses; i++) {
+        kc_signer_destroy (&witness_signers [i]);
+    }
     kc_signer_destroy (&head);
     kc_cert_destroy (&curve);
     kc_root_destroy (&root);
@@ -433,10 +501,11 @@ cmd_keygen (int argc, char *argv [])
         { "force", no_argument, NULL, 'f' },
         { "json", no_argument, NULL, 'j' },
         { "operator", no_argument, NULL, 'o' },
+        { "witness", no_argument, NULL, 'w' },
         { NULL, 0, NULL, 0 }
     };
     const char *dir = ".";
-    bool force = false, json = false, operator = false;
+    bool force = false, json = false, operator = false, witness = false;
     int c;
     cli_args (&argc, &argv, longs);
     while ((c = cli_getopt (argc, argv, "", longs, NULL)) != -1) {
@@ -445,6 +514,7 @@ cmd_keygen (int argc, char *argv [])
             case 'f': force = true; break;
             case 'j': json = true; break;
             case 'o': operator = true; break;
+            case 'w': witness = true; break;
             default: return CLI_USAGE;
         }
     }
@@ -467,9 +537,13 @@ cmd_keygen (int argc, char *argv [])
     if (!force && (kc_file_exists (path) || kc_file_exists (secret))) {
         return cli_fail ("keygen", "'%s' already exists (use --force to replace it)", path);
     }
-    if (operator) {
-        //  An operator's Ed25519 signing key, for 'keyclone root add-operator'
-        kc_signer_t *signer = kc_signer_new (name, "keyclone-operator");
+    if (operator && witness) {
+        return cli_usage ("keygen", "--operator or --witness, not both");
+    }
+    if (operator || witness) {
+        //  An operator's Ed25519 signing key, for 'keyclone root
+        //  add-operator', or a witness's, for 'keyclone root add-witness'
+        kc_signer_t *signer = kc_signer_new (name, operator ? "keyclone-operator" : "keyclone-witness");
         int rc = kc_signer_save (signer, path, &why);
         char fp [KC_FINGERPRINT_CHARS + 1];
         if (rc) {
@@ -485,8 +559,9 @@ cmd_keygen (int argc, char *argv [])
             printf ("}\n");
         }
         else {
-            printf ("keyclone keygen: wrote operator key %s (%s) and %s_secret (mode 0600)\n", path,
-                    kc_fingerprint (kc_signer_public_key (signer), fp), path);
+            printf ("keyclone keygen: wrote %s key %s (%s) and %s_secret (mode 0600)\n",
+                    operator ? "operator" : "witness", path, kc_fingerprint (kc_signer_public_key (signer), fp),
+                    path);
         }
         kc_signer_destroy (&signer);
         return rc ? CLI_FAIL : CLI_OK;

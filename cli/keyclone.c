@@ -59,7 +59,8 @@ const cli_command_t cli_commands [] = {
     { "init", cmd_init, "create operator keys, server keys and the genesis root",
       "Usage: keyclone init [--dir DIR] [--operators N] [--threshold K]\n"
       "                     [--names NAME,...] [--endpoint tcp://HOST:PORT] [--expires DURATION]\n"
-      "                     [--members NAME=tcp://HOST:PORT,...]\n"
+      "                     [--members NAME=tcp://HOST:PORT,...] [--witnesses N]\n"
+      "                     [--witness-threshold K]\n"
       "\n"
       "Creates a new keyclone directory in DIR (default: $KEYCLONE_DIR or .):\n"
       "  DIR/root                      the signed genesis root: copy to every node\n"
@@ -78,6 +79,11 @@ const cli_command_t cli_commands [] = {
       "  --endpoint URL         base endpoint tcp://HOST:PORT: the snapshot channel uses\n"
       "                         PORT, updates PORT+1, submissions PORT+2\n"
       "                         (default tcp://127.0.0.1:5550)\n"
+      "  --witnesses N          N witness keys w1..wN in DIR/witnesses (max 16), named\n"
+      "                         in the root: agents are fresh only on heads cosigned\n"
+      "                         by the witness threshold of them (docs/protocol.md 9)\n"
+      "  --witness-threshold K  cosignatures an agent needs (default: a majority;\n"
+      "                         0 names witnesses without needing them)\n"
       "  --members NAME=tcp://HOST:PORT,...\n"
       "                         a cluster of 3 to 8 members instead of one server\n"
       "                         (docs/cluster.md): each gets its endpoints from its\n"
@@ -87,14 +93,16 @@ const cli_command_t cli_commands [] = {
       "  --expires DURATION     root lifetime, e.g. 365d, 2y (default 1y)\n"
       "  --json                 print the result as JSON\n" },
     { "keygen", cmd_keygen, "create a CURVE key pair (czmq certificate files)",
-      "Usage: keyclone keygen NAME [--operator] [--dir DIR] [--force] [--json]\n"
+      "Usage: keyclone keygen NAME [--operator|--witness] [--dir DIR] [--force] [--json]\n"
       "\n"
       "Writes DIR/NAME (public) and DIR/NAME_secret (mode 0600) in czmq's certificate\n"
       "format, so zcert_load and pyzmq's zmq.auth.load_certificate read them, and prints\n"
       "the public key in Z85. DIR defaults to the current directory. An existing\n"
       "key is never overwritten unless --force is given.\n"
       "With --operator: an operator's Ed25519 signing key instead (same file layout),\n"
-      "whose public file DIR/NAME is what 'keyclone root add-operator' takes.\n" },
+      "whose public file DIR/NAME is what 'keyclone root add-operator' takes.\n"
+      "With --witness: a witness's Ed25519 key (same layout), for 'keyclone root\n"
+      "add-witness' and 'keyclone-agent --witness DIR/NAME_secret'.\n" },
     { "sign", cmd_sign, "build and sign a batch of registrations and revocations offline",
       "Usage: keyclone sign [--register NAME=KEY[,OPTION...]]... [--revoke KEY[,OPTION...]]...\n"
       "                     [--from FILE] --out FILE [--operator NAME|PATH]... [--root FILE]\n"

@@ -42,5 +42,6 @@
 #include "kc_auth.h"
 #include "kc_metrics.h"
 #include "kc_group.h"
+#include "kc_cosig.h"
 
 #endif

@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "kc_proto.h"
+#include "kc_cosig.h"
 #include "kc_enrol.h"
 #include "kc_record.h"
 #include "kc_wire.h"
@@ -13,16 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+_Static_assert (KC_PROTO_COSIG_BYTES == KC_COSIG_BYTES, "a cosignature frame holds one cosignature");
+_Static_assert (KC_PROTO_COSIGS_MAX == KC_ROOT_WITNESSES_MAX, "a head carries one per witness");
+
 static const char *s_names [] = {
     NULL, "SYNC", "CREDIT", "ACK", "BATCHES", "END", "ERROR", "UPDATE", "HEAD",
     "SUBMIT", "OK", "QUERY", "RECORDS", "STATUS", "ROOTS", "LOG", "ENROL", "PENDING", "REJECT",
-    "ENROLMENT", "ROTATE", "METRICS"
+    "ENROLMENT", "ROTATE", "METRICS", "COSIGN"
 };
 
 const char *
 kc_proto_name (kc_msg_type_t type)
 {
-    return type >= KC_MSG_SYNC && type <= KC_MSG_METRICS ? s_names [type] : "?";
+    return type >= KC_MSG_SYNC && type <= KC_MSG_COSIGN ? s_names [type] : "?";
 }
 
 //  A message's frames as an array, so decoders index them.
@@ -186,6 +190,26 @@ s_decode_head (zframe_t *frame, kc_proto_msg_t *out, kc_why_t *why)
     return kc_head_decode (zframe_data (frame), zframe_size (frame), &out->head, why);
 }
 
+//  The cosignature frames from frames [first] on: each exactly
+//  KC_PROTO_COSIG_BYTES, at most KC_PROTO_COSIGS_MAX (the receiver decodes
+//  and verifies them, kc_cosig.h).
+static int
+s_cosigs (const s_frames_t *f, size_t first, kc_proto_msg_t *out, const char *command, kc_why_t *why)
+{
+    if (f->count - first > KC_PROTO_COSIGS_MAX) {
+        return kc_why (why, "%s carries %zu cosignatures (limit %d)", command, f->count - first,
+                       KC_PROTO_COSIGS_MAX);
+    }
+    for (size_t i = first; i < f->count; i++) {
+        if (zframe_size (f->frames [i]) != KC_PROTO_COSIG_BYTES) {
+            return kc_why (why, "%s cosignature %zu is %zu bytes, expected %d", command, i - first + 1,
+                           zframe_size (f->frames [i]), KC_PROTO_COSIG_BYTES);
+        }
+        out->cosigs [out->cosig_count++] = zframe_data (f->frames [i]);
+    }
+    return 0;
+}
+
 static int
 s_snapshot_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
 {
@@ -218,6 +242,14 @@ s_snapshot_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
         out->chain = zframe_data (f->frames [2]);
         return 0;
     }
+    else
+    if (s_is (command, "COSIGN")) {
+        out->type = KC_MSG_COSIGN;
+        if (s_expect (f, 2, "COSIGN", why)) {
+            return -1;
+        }
+        return s_cosigs (f, 1, out, "COSIGN", why);
+    }
     else {
         return -2;
     }
@@ -238,11 +270,11 @@ s_snapshot_agent (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     if (s_is (command, "END")) {
         out->type = KC_MSG_END;
-        if (s_expect (f, 4, "END", why) || s_u64 (f->frames [1], &out->batches)
+        if (f->count < 4 || s_u64 (f->frames [1], &out->batches)
         ||  s_u64 (f->frames [2], &out->records)) {
             return kc_why (why, "END is malformed");
         }
-        return s_decode_head (f->frames [3], out, why);
+        return s_decode_head (f->frames [3], out, why) || s_cosigs (f, 4, out, "END", why) ? -1 : 0;
     }
     return -2;
 }
@@ -257,10 +289,10 @@ s_updates (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     }
     if (s_is (command, "HEAD")) {
         out->type = KC_MSG_HEAD;
-        if (s_expect (f, 2, "HEAD", why)) {
-            return -1;
+        if (f->count < 2) {
+            return kc_why (why, "HEAD has no head");
         }
-        return s_decode_head (f->frames [1], out, why);
+        return s_decode_head (f->frames [1], out, why) || s_cosigs (f, 2, out, "HEAD", why) ? -1 : 0;
     }
     return -2;
 }
@@ -688,6 +720,21 @@ kc_proto_head (const kc_head_t *head)
     return msg;
 }
 
+void
+kc_proto_add_cosig (zmsg_t *msg, const uint8_t cosig [static KC_PROTO_COSIG_BYTES])
+{
+    zmsg_addmem (msg, cosig, KC_PROTO_COSIG_BYTES);
+}
+
+zmsg_t *
+kc_proto_cosign (const uint8_t cosig [static KC_PROTO_COSIG_BYTES])
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "COSIGN");
+    zmsg_addmem (msg, cosig, KC_PROTO_COSIG_BYTES);
+    return msg;
+}
+
 zmsg_t *
 kc_proto_error (const char *format, ...)
 {
@@ -1063,7 +1110,30 @@ kc_proto_test (bool verbose)
     memcpy (head.directory, directory, 32);
     msg = kc_proto_end (1, 10, &head);
     assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &out, &why) == 0);
-    assert (out.type == KC_MSG_END && out.records == 10 && out.head.seq == 3);
+    assert (out.type == KC_MSG_END && out.records == 10 && out.head.seq == 3 && out.cosig_count == 0);
+    zmsg_destroy (&msg);
+    //  Heads may carry up to 16 cosignatures of the right size, COSIGN one
+    uint8_t cosig [KC_PROTO_COSIG_BYTES] = { 0xc5 };
+    msg = kc_proto_head (&head);
+    for (int i = 0; i < KC_PROTO_COSIGS_MAX; i++) {
+        kc_proto_add_cosig (msg, cosig);
+    }
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == 0);
+    assert (out.type == KC_MSG_HEAD && out.cosig_count == KC_PROTO_COSIGS_MAX && out.cosigs [15][0] == 0xc5);
+    kc_proto_msg_reset (&out);
+    kc_proto_add_cosig (msg, cosig);
+    assert (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &out, &why) == -1 && strstr (why.text, "limit"));
+    zmsg_destroy (&msg);
+    msg = kc_proto_end (1, 10, &head);
+    zmsg_addmem (msg, cosig, KC_PROTO_COSIG_BYTES - 1);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &out, &why) == -1 && strstr (why.text, "cosignature 1"));
+    zmsg_destroy (&msg);
+    msg = kc_proto_cosign (cosig);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_COSIGN && out.cosig_count == 1 && strcmp (kc_proto_name (out.type), "COSIGN") == 0);
+    kc_proto_msg_reset (&out);
+    zmsg_addmem (msg, cosig, KC_PROTO_COSIG_BYTES);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
     zmsg_destroy (&msg);
     msg = zmsg_new ();
     zmsg_addstr (msg, "HEAD");

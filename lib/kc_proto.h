@@ -36,12 +36,14 @@
 #define KC_PROTO_ENTRY_HEADER_META 80               //  + u64 accepted + key[32] submitter
 #define KC_PROTO_AUTH_BYTES     104                 //  operator authorization (kc_access.h)
 #define KC_PROTO_PENDING_MAX    10000               //  enrolments in one PENDING reply
+#define KC_PROTO_COSIGS_MAX     16                  //  cosignatures after a HEAD or END
+#define KC_PROTO_COSIG_BYTES    181                 //  one cosignature (kc_cosig.h)
 
 //  Which side of which channel is decoding (what it may receive).
 typedef enum {
-    KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK
+    KC_CHANNEL_SNAPSHOT_SERVER,     //  server receives: SYNC, CREDIT, ACK, COSIGN
     KC_CHANNEL_SNAPSHOT_AGENT,      //  agent receives: BATCHES, END, ERROR
-    KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD
+    KC_CHANNEL_UPDATES,             //  agent receives: UPDATE, HEAD (both with cosignatures)
     KC_CHANNEL_SUBMIT_SERVER,       //  server receives: SUBMIT, QUERY, STATUS, ROOTS, LOG,
                                     //  ENROL, PENDING, REJECT, ROTATE, METRICS
     KC_CHANNEL_SUBMIT_CLIENT        //  client receives: OK, RECORDS, STATUS, ROOTS, LOG, ERROR,
@@ -52,7 +54,8 @@ typedef enum {
     KC_MSG_SYNC = 1, KC_MSG_CREDIT, KC_MSG_ACK, KC_MSG_BATCHES, KC_MSG_END,
     KC_MSG_ERROR, KC_MSG_UPDATE, KC_MSG_HEAD, KC_MSG_SUBMIT, KC_MSG_OK,
     KC_MSG_QUERY, KC_MSG_RECORDS, KC_MSG_STATUS, KC_MSG_ROOTS, KC_MSG_LOG,
-    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT, KC_MSG_ROTATE, KC_MSG_METRICS
+    KC_MSG_ENROL, KC_MSG_PENDING, KC_MSG_REJECT, KC_MSG_ENROLMENT, KC_MSG_ROTATE, KC_MSG_METRICS,
+    KC_MSG_COSIGN
 } kc_msg_type_t;
 
 //  One batch entry (BATCHES, UPDATE) or record entry (RECORDS).
@@ -73,6 +76,8 @@ typedef struct {
     const uint8_t *chain;                   //  ACK, OK
     uint64_t batches, records;              //  END
     kc_head_t head;                         //  END, HEAD
+    const uint8_t *cosigs [KC_PROTO_COSIGS_MAX];    //  END, HEAD: witness cosignatures (0..16),
+    size_t cosig_count;                     //  COSIGN: one; KC_PROTO_COSIG_BYTES each, not decoded
     const char *text;                       //  ERROR reason, OK status, STATUS json,
     size_t text_size;                       //  QUERY kind
     const char *rendering;                  //  STATUS reply: human-readable text
@@ -113,6 +118,13 @@ zmsg_t *
     kc_proto_end (uint64_t batches, uint64_t records, const kc_head_t *head);
 zmsg_t *
     kc_proto_head (const kc_head_t *head);
+//  Appends a witness cosignature (KC_PROTO_COSIG_BYTES) to a HEAD or END
+//  message (at most KC_PROTO_COSIGS_MAX).
+void
+    kc_proto_add_cosig (zmsg_t *msg, const uint8_t cosig [static KC_PROTO_COSIG_BYTES]);
+//  COSIGN: a witness gives the server its cosignature.
+zmsg_t *
+    kc_proto_cosign (const uint8_t cosig [static KC_PROTO_COSIG_BYTES]);
 zmsg_t *
     kc_proto_error (const char *format, ...) KC_PRINTF (1, 2);
 zmsg_t *

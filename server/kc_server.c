@@ -27,6 +27,7 @@
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
 #define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
+#define COSIG_SKEW_MS       (5 * 60 * 1000) //  a witness's clock may be this far ahead
 #define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
 #define ZAP_DOMAIN_UPDATES  "keyclone-updates"
@@ -113,9 +114,18 @@ typedef struct {
     size_t listed_count;
     bool named;                             //  the root in force names this member
     bool removed;                           //  and then no longer did: it stops
+    //  Witnesses (docs/protocol.md 9): the newest cosignature of each,
+    //  published with every head; memory only (witnesses cosign each head)
+    struct {
+        uint8_t bytes [KC_COSIG_BYTES];
+        kc_cosig_t cosig;
+        bool used;
+    } cosigs [KC_ROOT_WITNESSES_MAX];
+    uint64_t cosigs_taken, cosigs_refused;
 } s_server_t;
 
 static void s_cluster_root_changed (s_server_t *self);
+static void s_cosigs_keep_witnesses (s_server_t *self);
 
 //  How s_decide ends its transaction: a single server commits what it
 //  accepted; a cluster's leader only decides what to propose, and rolls
@@ -206,12 +216,24 @@ s_head (s_server_t *self, kc_head_t *head)
     kc_head_sign (head, self->head_signer);
 }
 
+//  Appends the newest cosignature of each witness of the root in force.
+static void
+s_add_cosigs (s_server_t *self, zmsg_t *msg)
+{
+    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
+        if (self->cosigs [i].used) {
+            kc_proto_add_cosig (msg, self->cosigs [i].bytes);
+        }
+    }
+}
+
 static void
 s_publish_head (s_server_t *self)
 {
     kc_head_t head;
     s_head (self, &head);
     zmsg_t *msg = kc_proto_head (&head);
+    s_add_cosigs (self, msg);
     zmsg_send (&msg, self->updates);
     self->head_sent = zclock_mono ();
     //  The overlap of a head key rotation: agents that have not applied the
@@ -606,6 +628,7 @@ s_pump (s_server_t *self, s_cursor_t *cursor)
             kc_head_t head;
             s_head (self, &head);
             zmsg_t *msg = kc_proto_end (cursor->batches, cursor->records, &head);
+            s_add_cosigs (self, msg);
             if (s_send_cursor (self, cursor, &msg) == 0 && self->config.verbose) {
                 zsys_info ("kc_server: sync for %.8s from %llu: %llu batches, %llu records, %lld ms",
                            cursor->agent, (unsigned long long) cursor->from,
@@ -753,6 +776,110 @@ s_on_ack (s_server_t *self, zframe_t *frame, kc_proto_msg_t *msg)
     agent->acked = zclock_time ();
 }
 
+//  --- Witness cosignatures (docs/protocol.md 9) ---------------------------------
+
+//  After a root change: forgets the cosignatures of witnesses it no longer names.
+static void
+s_cosigs_keep_witnesses (s_server_t *self)
+{
+    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
+        size_t index;
+        kc_why_t why;
+        if (self->cosigs [i].used
+        &&  kc_cosig_verify (&self->cosigs [i].cosig, kc_root_directory (self->root), self->root, &index,
+                             &why)) {
+            self->cosigs [i].used = false;
+        }
+    }
+}
+
+static int
+s_chain_at_fn (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, uint64_t accepted,
+               const uint8_t *submitter, void *arg)
+{
+    (void) seq, (void) data, (void) size, (void) accepted, (void) submitter;
+    memcpy (arg, chain, KC_HASH_BYTES);
+    return -1;
+}
+
+//  Checks that a verified cosignature names a (seq, chain) of this server's
+//  log, at a time not from the future. 0, or -1 with a reason.
+static int
+s_cosig_matches (s_server_t *self, const kc_cosig_t *cosig, const char *witness, kc_why_t *why)
+{
+    uint64_t now = kc_now_ms (), seq = kc_store_seq (self->store);
+    if (cosig->time > now + COSIG_SKEW_MS) {
+        return kc_why (why, "witness %s cosigned %llu ms in the future (its clock is ahead by more than "
+                       "%d s)", witness, (unsigned long long) (cosig->time - now), COSIG_SKEW_MS / 1000);
+    }
+    if (cosig->seq > seq) {
+        return kc_why (why, "witness %s cosigned seq %llu, beyond this server's log (seq %llu)", witness,
+                       (unsigned long long) cosig->seq, (unsigned long long) seq);
+    }
+    uint8_t chain [KC_HASH_BYTES];
+    if (cosig->seq == seq) {
+        memcpy (chain, kc_store_chain (self->store), KC_HASH_BYTES);
+    }
+    else
+    if (kc_store_read (self->store, cosig->seq - 1, 1, SIZE_MAX, s_chain_at_fn, chain, why) < 0) {
+        return -1;
+    }
+    if (cosig->seq == 0) {
+        kc_chain_genesis (kc_root_directory (self->root), chain);
+    }
+    if (sodium_memcmp (chain, cosig->chain, KC_HASH_BYTES)) {
+        return kc_why (why, "witness %s cosigned another chain at seq %llu than this server's log: it "
+                       "follows a different log (a fork)", witness, (unsigned long long) cosig->seq);
+    }
+    return 0;
+}
+
+//  COSIGN: a witness's cosignature, kept (the newest of each witness) and
+//  published with the next heads.
+static void
+s_on_cosign (s_server_t *self, const char *sender, kc_proto_msg_t *msg)
+{
+    kc_cosig_t cosig;
+    kc_why_t why;
+    size_t index;
+    if (kc_cosig_decode (msg->cosigs [0], KC_COSIG_BYTES, &cosig, &why)
+    ||  kc_cosig_verify (&cosig, kc_root_directory (self->root), self->root, &index, &why)
+    ||  s_cosig_matches (self, &cosig, kc_root_witness (self->root, index)->name, &why)) {
+        self->cosigs_refused++;
+        kc_ratelog (self->log, KC_LOG_WARNING, "cosignature refused", sender,
+                    "kc_server: cosignature from %s refused: %s", sender, why.text);
+        return;
+    }
+    size_t slot = KC_ROOT_WITNESSES_MAX;
+    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
+        if (self->cosigs [i].used && memcmp (self->cosigs [i].cosig.witness, cosig.witness, KC_KEY_BYTES) == 0) {
+            slot = i;
+            break;
+        }
+        if (!self->cosigs [i].used && slot == KC_ROOT_WITNESSES_MAX) {
+            slot = i;
+        }
+    }
+    assert (slot < KC_ROOT_WITNESSES_MAX);  //  one per witness of the root, at most 16
+    if (self->cosigs [slot].used && self->cosigs [slot].cosig.time >= cosig.time) {
+        return;                             //  not newer than the one we have
+    }
+    bool moved = !self->cosigs [slot].used || self->cosigs [slot].cosig.seq != cosig.seq;
+    if (!self->cosigs [slot].used) {
+        zsys_info ("kc_server: witness %s cosigned seq %llu", kc_root_witness (self->root, index)->name,
+                   (unsigned long long) cosig.seq);
+    }
+    self->cosigs [slot].cosig = cosig;
+    memcpy (self->cosigs [slot].bytes, msg->cosigs [0], KC_COSIG_BYTES);
+    self->cosigs [slot].used = true;
+    self->cosigs_taken++;
+    //  A witness caught up with a new seq: agents learn it soon, not at the
+    //  next heartbeat; a mere new time waits for the heartbeat
+    if (moved) {
+        s_publish_head_soon (self);
+    }
+}
+
 static int
 s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
 {
@@ -804,6 +931,11 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
                 }
                 s_pump_waiting (self);
             }
+        }
+        else
+        if (decoded.type == KC_MSG_COSIGN) {
+            s_sender_fp (zmsg_first (msg), fp);
+            s_on_cosign (self, fp, &decoded);
         }
         else {
             s_on_ack (self, zmsg_first (msg), &decoded);
@@ -1080,6 +1212,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
             }
         }
         s_rotate_head (self);
+        s_cosigs_keep_witnesses (self);
         if (s_rotate_curve (self)) {
             zsys_error ("kc_server: cannot serve after the key switch");
         }
@@ -2238,6 +2371,39 @@ s_metrics (s_server_t *self, FILE *out)
     }
 }
 
+//  STATUS: the root's witnesses, with what each cosigned last.
+static void
+s_status_witnesses (s_server_t *self, FILE *out, FILE *human)
+{
+    size_t count = kc_root_witness_count (self->root);
+    fprintf (out, ", \"witness_threshold\": %u, \"cosignatures\": %llu, \"cosignatures_refused\": %llu, "
+             "\"witnesses\": [", kc_root_witness_threshold (self->root), (unsigned long long) self->cosigs_taken,
+             (unsigned long long) self->cosigs_refused);
+    uint64_t now = kc_now_ms ();
+    for (size_t w = 0; w < count; w++) {
+        const kc_witness_t *witness = kc_root_witness (self->root, w);
+        const kc_cosig_t *cosig = NULL;
+        for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX && !cosig; i++) {
+            if (self->cosigs [i].used && memcmp (self->cosigs [i].cosig.witness, witness->key, KC_KEY_BYTES) == 0) {
+                cosig = &self->cosigs [i].cosig;
+            }
+        }
+        fprintf (out, "%s{", w ? ", " : "");
+        kc_json_field_str (out, true, "name", witness->name);
+        kc_json_field_u64 (out, false, "seq", cosig ? cosig->seq : 0);
+        kc_json_field_u64 (out, false, "age_ms", cosig && now > cosig->time ? now - cosig->time : 0);
+        fprintf (out, ", \"cosigned\": %s}", cosig ? "true" : "false");
+        if (cosig) {
+            fprintf (human, "  witness %-16s cosigned seq %llu %.1f s ago\n", witness->name,
+                     (unsigned long long) cosig->seq, (double) (now > cosig->time ? now - cosig->time : 0) / 1000.0);
+        }
+        else {
+            fprintf (human, "  witness %-16s no cosignature yet\n", witness->name);
+        }
+    }
+    fprintf (out, "]");
+}
+
 static void
 s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size)
 {
@@ -2283,6 +2449,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
              (unsigned long long) self->accepted, (unsigned long long) self->rejected,
              zhashx_size (self->cursors));
     fprintf (human, "  keyclone-server %s\n", kc_version ());
+
     int64_t now = zclock_time ();
     size_t behind = 0, ahead = 0;
     bool first = true;
@@ -2318,7 +2485,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
                  lag ? "behind" : agent->seq > seq ? "AHEAD" : "up to date", (double) (now - agent->acked) / 1000.0,
                  standing);
     }
-    fprintf (out, "]}");
+    fprintf (out, "]");
     fprintf (human, "  agents: %zu, %zu up to date, %zu behind", zhashx_size (self->agents),
              zhashx_size (self->agents) - behind - ahead, behind);
     if (ahead) {
@@ -2326,6 +2493,8 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
                  "backup?); run 'keyclone recover' on one of those nodes", ahead);
     }
     fprintf (human, "\n");
+    s_status_witnesses (self, out, human);
+    fprintf (out, "}");
     fclose (out);
     fclose (human);
 }

@@ -249,3 +249,14 @@ seed("group", "two-entries", group(41, [(None, batch), (b"\x01" * 32, vector("ro
 seed("group", "truncated", group(41, [(None, batch)])[:-3])
 seed("group", "seq-gap", group(41, [(None, b"x")]).replace(struct.pack(">Q", 42), struct.pack(">Q", 44), 1))
 seed("group", "empty", group(7, []))
+# --- witness cosignatures (issue 15) ---------------------------------------------
+COSIG = b"KCWS\x01" + b"\x07" * 32 + DIR + u64(1) + bytes(32) + u64(999000) + b"\x77" * 64
+os.makedirs(os.path.join(C, "cosig"), exist_ok=True)
+seed("cosig", "cosig", COSIG)
+seed("cosig", "cosig-bad-magic", b"KCWX" + COSIG[4:])
+seed("cosig", "cosig-short", COSIG[:180])
+seed("cosig", "cosig-format-2", COSIG[:4] + b"\x02" + COSIG[5:])
+seed("proto_snapshot_server", "cosign", frames(b"COSIGN", COSIG))
+seed("proto_snapshot_server", "cosign-short", frames(b"COSIGN", COSIG[:100]))
+seed("proto_updates", "head-cosigned", frames(b"HEAD", HEAD, COSIG, COSIG))
+seed("proto_snapshot_agent", "end-cosigned", frames(b"END", u64(1), u64(1), HEAD, COSIG))

@@ -8,6 +8,10 @@
     With KC_FORGE_CHAIN=SEQ:PREVIOUS-CHAIN-HEX in the environment it also
     prints the batch's chain hash at SEQ after that chain (hex), as a
     leader would put it in a cluster's entry (test_cluster's rogue leader).
+
+    Usage: kc_forge cosig KEY_FILE DIRECTORY-HEX SEQ CHAIN-HEX TIME-MS OUT
+    writes a witness cosignature (docs/protocol.md 9) signed with KEY_FILE,
+    whether or not that key is a witness, for whatever it is told.
     =========================================================================
 */
 #include "kc_all.h"
@@ -16,9 +20,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int
+s_cosig (char *argv [])
+{
+    kc_why_t why;
+    kc_signer_t *signer = kc_signer_load (argv [2], &why);
+    kc_cosig_t cosig = { .seq = strtoull (argv [4], NULL, 10), .time = strtoull (argv [6], NULL, 10) };
+    if (!signer || kc_unhex (argv [3], cosig.directory, KC_HASH_BYTES)
+    ||  kc_unhex (argv [5], cosig.chain, KC_HASH_BYTES)) {
+        fprintf (stderr, "kc_forge: %s\n", signer ? "bad hex" : why.text);
+        return 1;
+    }
+    kc_cosig_sign (&cosig, signer);
+    uint8_t bytes [KC_COSIG_BYTES];
+    kc_cosig_encode (&cosig, bytes);
+    kc_signer_destroy (&signer);
+    if (kc_file_write_atomic (argv [7], bytes, sizeof bytes, KC_FILE_MODE_PUBLIC, &why)) {
+        fprintf (stderr, "kc_forge: %s\n", why.text);
+        return 1;
+    }
+    return 0;
+}
+
 int
 main (int argc, char *argv [])
 {
+    if (argc == 8 && KC_STREQ (argv [1], "cosig")) {
+        return s_cosig (argv);
+    }
     if (argc < 6) {
         fprintf (stderr, "usage: kc_forge ROOT OUT NAME Z85KEY OPERATOR_KEY_FILE...\n");
         return 2;

@@ -36,6 +36,12 @@
     rollback scenario, an operator key (a stolen operator key can sign, but
     not make versions go backwards). Runs until SIGTERM.
 
+    Witness cosignatures, as the best a compromised server can do with them:
+    it appends to every HEAD and END the cosignatures in the file named by
+    $KC_ROGUE_COSIGS (181 bytes each, captured from the real server's heads
+    before, e.g., the revocation it now withholds) and the newest one each
+    witness sent it (COSIGN, each logged as "cosign from KEY for seq N").
+
     Usage: kc_rogue DIR SCENARIO [BATCH_FILE [SNAPSHOT_EP UPDATES_EP]]
     =========================================================================
 */
@@ -60,7 +66,44 @@ typedef struct {
     kc_batch_t *copy;                       //  replay-snapshot: the batch replayed
     uint64_t copies;                        //  and how many copies went out
     uint8_t copy_chain [KC_HASH_BYTES];
+    uint8_t cosigs [KC_PROTO_COSIGS_MAX][KC_COSIG_BYTES];   //  appended to heads
+    size_t cosig_count;
 } s_rogue_t;
+
+//  Appends the cosignatures held to a HEAD or END.
+static zmsg_t *
+s_cosigned (s_rogue_t *self, zmsg_t *msg)
+{
+    for (size_t i = 0; i < self->cosig_count; i++) {
+        kc_proto_add_cosig (msg, self->cosigs [i]);
+    }
+    return msg;
+}
+
+//  A witness's COSIGN: logged and kept (replacing that witness's last).
+static void
+s_take_cosign (s_rogue_t *self, const uint8_t *bytes)
+{
+    kc_cosig_t cosig;
+    kc_why_t why;
+    if (kc_cosig_decode (bytes, KC_COSIG_BYTES, &cosig, &why)) {
+        return;
+    }
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    printf ("kc_rogue: cosign from %s for seq %llu\n", kc_fingerprint (cosig.witness, fp),
+            (unsigned long long) cosig.seq);
+    fflush (stdout);
+    size_t slot = self->cosig_count;
+    for (size_t i = 0; i < self->cosig_count; i++) {
+        if (memcmp (self->cosigs [i] + 5, cosig.witness, KC_KEY_BYTES) == 0) {
+            slot = i;
+        }
+    }
+    if (slot < KC_PROTO_COSIGS_MAX) {
+        memcpy (self->cosigs [slot], bytes, KC_COSIG_BYTES);
+        self->cosig_count += slot == self->cosig_count;
+    }
+}
 
 #define COPIES_MAX  1000
 
@@ -250,7 +293,7 @@ s_send_copies (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, uint32_t 
         memcpy (head.directory, kc_root_directory (self->root), KC_HASH_BYTES);
         memcpy (head.chain, self->copy_chain, KC_HASH_BYTES);
         kc_head_sign (&head, self->head_signer);
-        zmsg_t *msg = kc_proto_end (self->copies, self->copies * kc_batch_count (self->copy), &head);
+        zmsg_t *msg = s_cosigned (self, kc_proto_end (self->copies, self->copies * kc_batch_count (self->copy), &head));
         zframe_t *copy = zframe_dup (identity);
         zmsg_prepend (msg, &copy);
         zmsg_send (&msg, snapshot);
@@ -294,7 +337,7 @@ s_late_end (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, uint64_t fro
     memcpy (head.directory, kc_root_directory (self->root), KC_HASH_BYTES);
     memcpy (head.chain, self->chain, KC_HASH_BYTES);
     kc_head_sign (&head, self->head_signer);
-    zmsg_t *end = kc_proto_end (fill.batches, fill.records, &head);
+    zmsg_t *end = s_cosigned (self, kc_proto_end (fill.batches, fill.records, &head));
     zframe_t *copy = zframe_dup (identity);
     zmsg_prepend (end, &copy);
     zmsg_send (&end, snapshot);
@@ -328,7 +371,7 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
     }
     kc_head_t head;
     s_head (self, &head);
-    reply = kc_proto_end (batches, records, &head);
+    reply = s_cosigned (self, kc_proto_end (batches, records, &head));
     zframe_t *copy = zframe_dup (identity);
     zmsg_prepend (reply, &copy);
     zmsg_send (&reply, snapshot);
@@ -361,6 +404,18 @@ main (int argc, char *argv [])
         fprintf (stderr, "kc_rogue: %s\n", why.text);
         return 1;
     }
+    const char *cosigs = getenv ("KC_ROGUE_COSIGS");
+    if (cosigs) {
+        size_t size;
+        uint8_t *data = kc_file_read (cosigs, sizeof self.cosigs, false, &size, &why);
+        if (!data || size % KC_COSIG_BYTES) {
+            fprintf (stderr, "kc_rogue: %s: not whole cosignatures\n", cosigs);
+            return 1;
+        }
+        memcpy (self.cosigs, data, size);
+        self.cosig_count = size / KC_COSIG_BYTES;
+        kc_file_free (&data, false);
+    }
     self.seq = kc_store_seq (self.store);
     memcpy (self.chain, kc_store_chain (self.store), KC_HASH_BYTES);
     if (s_prepare (&self)) {
@@ -391,7 +446,7 @@ main (int argc, char *argv [])
             }
             kc_head_t head;
             s_head (&self, &head);
-            zmsg_t *msg = kc_proto_head (&head);
+            zmsg_t *msg = s_cosigned (&self, kc_proto_head (&head));
             zmsg_send (&msg, updates);
             next_publish = zclock_mono () + 200;
         }
@@ -408,6 +463,10 @@ main (int argc, char *argv [])
             else
             if (decoded.type == KC_MSG_CREDIT && self.copy && self.copies) {
                 s_send_copies (&self, snapshot, identity, decoded.credit);
+            }
+            else
+            if (decoded.type == KC_MSG_COSIGN) {
+                s_take_cosign (&self, decoded.cosigs [0]);
             }
             kc_proto_msg_reset (&decoded);
         }

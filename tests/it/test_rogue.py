@@ -5,7 +5,9 @@ heads, a log shorter than the agent's, old heads replayed with the real head
 key, a forked head for the agent's own sequence, a snapshot replaying one
 batch a thousand times. The agent rejects each with the reason in its log,
 goes stale (never fresh) while the rogue serves, its cache is unchanged,
-and it recovers with the real server."""
+and it recovers with the real server. The forked head, with the agent's
+own head for that sequence, is a proof of equivocation: the agent refuses
+that server until an operator removes the proof (test_witness.py)."""
 import hashlib
 import os
 import signal
@@ -25,7 +27,7 @@ SCENARIOS = [
     ("bad-head", "head signature does not verify"),
     ("rolled-back", "behind this cache (seq"),
     ("old-heads", "older than one already accepted"),
-    ("forked-head", "another history for this sequence"),
+    ("forked-head", "EQUIVOCATED"),
 ]
 
 
@@ -74,6 +76,13 @@ def make_test(scenario, expected):
         finally:
             kc.stop(rogue)
         C.start_server()
+        if scenario == "forked-head":
+            # The server is refused for good; the operator, having dealt
+            # with it, removes the proof and restarts the agent
+            kc.check(agent.status()["equivocations"] == 1, agent.status())
+            agent.stop()
+            os.unlink(agent.cache + ".equivocation")
+            agent.start()
         C.wait_converged(timeout=60)
         kc.check(cache_digest(agent) == before, "the cache changed after recovery")
     test.__name__ = f"test_{scenario.replace('-', '_')}"

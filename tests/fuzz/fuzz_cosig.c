@@ -1,0 +1,55 @@
+/*  fuzz_cosig - the cosignature decoder, its verifier and the freshness
+    an agent draws from cosignatures (kc_witness_view).  */
+#include "kc_all.h"
+#include <sodium.h>
+
+static kc_root_t *s_root;
+static kc_witness_view_t *s_view;
+
+int
+LLVMFuzzerInitialize (int *argc, char ***argv)
+{
+    (void) argc;
+    (void) argv;
+    if (sodium_init () < 0) {
+        return 1;
+    }
+    //  A root naming one witness whose key is all 7s (as the seeds use)
+    uint8_t head_key [32] = { 1 }, server_key [32] = { 2 };
+    kc_operator_t operator = { .name = "op1" };
+    memset (operator.key, 3, 32);
+    kc_witness_t witness = { .name = "w1" };
+    memset (witness.key, 7, 32);
+    kc_root_spec_t spec = {
+        .version = 1, .created = 1000, .expires = 2000, .operators = &operator, .operator_count = 1,
+        .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 1,
+        .head_key = head_key, .server_key = server_key,
+        .endpoints = { "tcp://h:1", "tcp://h:2", "tcp://h:3" },
+        .witnesses = &witness, .witness_count = 1, .witness_threshold = 1
+    };
+    kc_why_t why;
+    s_root = kc_root_new (&spec, &why);
+    s_view = kc_witness_view_new ();
+    uint8_t chain [32] = { 0 };
+    kc_witness_view_extend (s_view, 1, chain);
+    return s_root == NULL;
+}
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+    kc_cosig_t cosig;
+    kc_why_t why;
+    if (kc_cosig_decode (data, size, &cosig, &why) == 0) {
+        uint8_t again [KC_COSIG_BYTES];
+        kc_cosig_encode (&cosig, again);
+        if (memcmp (again, data, KC_COSIG_BYTES)) {
+            abort ();                       //  one encoding per cosignature
+        }
+        size_t index;
+        (void) kc_cosig_verify (&cosig, cosig.directory, s_root, &index, &why);
+    }
+    (void) kc_witness_view_add (s_view, data, size, s_root, 1000000, 1000, &why);
+    (void) kc_witness_view_fresh_until (s_view, s_root, 5000);
+    return 0;
+}
