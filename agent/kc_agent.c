@@ -50,6 +50,12 @@ s_member (const agent_t *self, const kc_root_t *root)
     return kc_root_server (root, 0);
 }
 
+const kc_root_server_t *
+agent_member (const agent_t *self)
+{
+    return s_member (self, self->root);
+}
+
 //  Whether the agent may move between members: the root names several
 //  servers and no endpoint was configured.
 static bool
@@ -96,6 +102,14 @@ s_set_state (agent_t *self, agent_state_t state, const char *why)
     }
     if (state != AGENT_SYNCING) {
         agent_event (self, agent_state_name (state), NULL, NULL, kc_cache_seq (self->cache));
+    }
+}
+
+void
+agent_go_stale (agent_t *self, const char *why)
+{
+    if (self->state != AGENT_STALE) {
+        s_set_state (self, AGENT_STALE, why);
     }
 }
 
@@ -541,6 +555,17 @@ s_learn_server_key (const kc_root_t *root, void *arg)
 }
 
 //  Says that a root change is in force (logged once, and an event).
+//  The root in force's head keys, for applications that check their
+//  peers' heads in the handshake (kc_lookup_check_head).
+static void
+s_store_head_keys (agent_t *self)
+{
+    kc_why_t why;
+    if (kc_cache_set_head_keys (self->cache, self->root, &why)) {
+        zsys_error ("kc_agent: %s", why.text);
+    }
+}
+
 static void
 s_root_changed (agent_t *self, uint64_t seq)
 {
@@ -552,6 +577,7 @@ s_root_changed (agent_t *self, uint64_t seq)
                kc_root_threshold_register (self->root), kc_root_threshold_revoke (self->root),
                kc_root_threshold_root (self->root), kc_time_format (kc_root_expires (self->root), when));
     self->root_warned = 0;
+    s_store_head_keys (self);
     kc_witness_view_set_root (self->witnesses, self->root);
     agent_witness_connect (self);
     agent_event (self, "root", NULL, NULL, seq);
@@ -2184,6 +2210,7 @@ s_open_cache (agent_t *self)
         self->has_head = true;
     }
     agent_witness_extend (self);
+    s_store_head_keys (self);
     return 0;
 }
 

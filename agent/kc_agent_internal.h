@@ -197,6 +197,13 @@ void
 zactor_t *
     agent_enrol_new (agent_t *self);
 
+//  kc_agent.c: the agent goes stale (a proof of equivocation came); the
+//  server it follows in the root in force
+void
+    agent_go_stale (agent_t *self, const char *why);
+const kc_root_server_t *
+    agent_member (const agent_t *self);
+
 //  kc_agent.c: RECONNECT (connect again now when refused or the key changed)
 int
     agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms);

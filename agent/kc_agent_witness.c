@@ -73,6 +73,8 @@ agent_witness_shortfall (agent_t *self, char *text, size_t size)
 
 //  --- Equivocation proofs ---------------------------------------------------------
 
+
+
 static void
 s_proof_path (agent_t *self, char *path, size_t size)
 {
@@ -132,6 +134,9 @@ agent_take_proof (agent_t *self, const kc_head_t *a, const kc_head_t *b, const c
                     "chains (%s... and %s...); proof kept in %s; refusing that server", server->name, source,
                     (unsigned long long) a->seq, hex_a, hex_b, path);
         agent_event (self, "equivocation", NULL, server->name, a->seq);
+    }
+    if (agent_refused (self, agent_member (self)->head_key)) {
+        agent_go_stale (self, "the server equivocated: refused");
     }
     return 0;
 }

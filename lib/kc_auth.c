@@ -420,10 +420,31 @@ int
 kc_auth_curve_authorizer (const uint8_t client_key [KC_KEY_BYTES], const kc_meta_t *metadata,
                           void *arg, kc_curve_identity_t *identity)
 {
-    (void) metadata;
+    kc_lookup_t *lookup = arg;
     kc_lookup_entry_t entry;
-    if (kc_lookup_key ((kc_lookup_t *) arg, client_key, &entry) != KC_VERDICT_TRUSTED) {
+    if (kc_lookup_key (lookup, client_key, &entry) != KC_VERDICT_TRUSTED) {
         return KC_CURVE_DENY;
+    }
+    //  The client's head (docs/protocol.md 9.4): two chains at one seq,
+    //  both signed by a server of our root, prove the server showed us two
+    //  logs. Reported to our agent; denied under fail-closed
+    size_t head_size;
+    const uint8_t *head = metadata ? kc_meta_get (metadata, KC_CURVE_HEAD, &head_size) : NULL;
+    uint8_t proof [2 * KC_HEAD_BYTES];
+    kc_why_t why;
+    int conflict = head ? kc_lookup_check_head (lookup, head, head_size, proof, &why) : 0;
+    if (conflict) {
+        char fp [KC_FINGERPRINT_CHARS + 1];
+        zsys_warning ("kc_auth: peer %s: %s", kc_fingerprint (client_key, fp), why.text);
+    }
+    if (conflict > 0) {
+        kc_why_t reported;
+        if (kc_lookup_report (lookup, proof, &reported)) {
+            zsys_warning ("kc_auth: the proof of equivocation was not reported: %s", reported.text);
+        }
+        if (kc_lookup_fail_closed (lookup)) {
+            return KC_CURVE_DENY;
+        }
     }
     snprintf (identity->name, sizeof identity->name, "%s", entry.name);
     identity->tag_count = 0;

@@ -66,6 +66,8 @@ struct _kc_cache_t {
     uint8_t chain [KC_HASH_BYTES];
     bool has_head;
     kc_head_t head;
+    uint8_t head_keys [KC_ROOT_SERVERS_MAX * KC_KEY_BYTES];    //  as stored
+    size_t head_keys_size;
     bool in_group;
     uint64_t saved_seq, saved_keys, saved_revoked;
     uint64_t history_count, history_bytes;  //  what the history table holds
@@ -196,7 +198,7 @@ static int
 s_load_state (kc_cache_t *self, kc_why_t *why)
 {
     sqlite3_stmt *stmt = kc_db_prepare (self->db,
-        "SELECT directory, seq, chain, head, keys, revoked, changes_from FROM state WHERE id = 1", why);
+        "SELECT directory, seq, chain, head, keys, revoked, changes_from, head_keys FROM state WHERE id = 1", why);
     if (!stmt) {
         return -1;
     }
@@ -216,6 +218,11 @@ s_load_state (kc_cache_t *self, kc_why_t *why)
         self->keys = (uint64_t) sqlite3_column_int64 (stmt, 4);
         self->revoked = (uint64_t) sqlite3_column_int64 (stmt, 5);
         self->changes_from = (uint64_t) sqlite3_column_int64 (stmt, 6);
+        size_t keys_size = (size_t) sqlite3_column_bytes (stmt, 7);
+        if (keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
+            memcpy (self->head_keys, sqlite3_column_blob (stmt, 7), keys_size);
+            self->head_keys_size = keys_size;
+        }
         sqlite3_finalize (stmt);
         return 0;
     }
@@ -381,6 +388,33 @@ kc_cache_set_head (kc_cache_t *self, const kc_head_t *head, kc_why_t *why)
     }
     self->head = *head;
     self->has_head = true;
+    return 0;
+}
+
+int
+kc_cache_set_head_keys (kc_cache_t *self, const kc_root_t *root, kc_why_t *why)
+{
+    uint8_t keys [KC_ROOT_SERVERS_MAX * KC_KEY_BYTES];
+    size_t count = kc_root_server_count (root);
+    for (size_t i = 0; i < count; i++) {
+        memcpy (keys + i * KC_KEY_BYTES, kc_root_server (root, i)->head_key, KC_KEY_BYTES);
+    }
+    size_t size = count * KC_KEY_BYTES;
+    if (size == self->head_keys_size && memcmp (keys, self->head_keys, size) == 0) {
+        return 0;                           //  no disk write unless they changed
+    }
+    sqlite3_stmt *stmt = kc_db_prepare (self->db, "UPDATE state SET head_keys = ? WHERE id = 1", why);
+    if (!stmt) {
+        return -1;
+    }
+    sqlite3_bind_blob (stmt, 1, keys, (int) size, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_DONE) {
+        return s_fail (self, why, "store the head keys");
+    }
+    memcpy (self->head_keys, keys, size);
+    self->head_keys_size = size;
     return 0;
 }
 

@@ -75,6 +75,12 @@ int
 int
     kc_cache_set_head (kc_cache_t *self, const kc_head_t *head, kc_why_t *why) KC_WUR;
 
+//  Records the head keys of root's servers (the root in force) for readers
+//  that check a peer's head (kc_lookup_check_head); written only when they
+//  changed. 0 or -1.
+int
+    kc_cache_set_head_keys (kc_cache_t *self, const kc_root_t *root, kc_why_t *why) KC_WUR;
+
 //  Starts a group of applies.
 int
     kc_cache_begin (kc_cache_t *self, kc_why_t *why) KC_WUR;

@@ -14,6 +14,7 @@
 #include "kc_head.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ typedef struct {
     uint32_t head;                          //  first entry + 1, 0 when empty
 } s_name_t;
 
+struct _kc_lookup_t;
+static void s_maybe_refresh (struct _kc_lookup_t *self);
+
 struct _kc_lookup_t {
     char *path;
     sqlite3 *db;
@@ -42,6 +46,13 @@ struct _kc_lookup_t {
     int64_t data_version;
     uint64_t seq, changes_from, head_time;
     int64_t head_seen;                      //  monotonic ms when head_time last moved
+    uint8_t head [KC_HEAD_BYTES];           //  the agent's last stored head, if has_head
+    bool has_head;
+    uint8_t head_keys [KC_ROOT_SERVERS_MAX * KC_KEY_BYTES];    //  of the root in force's
+    size_t head_key_count;                  //  servers, as the agent stored them
+    uint64_t conflicts;                     //  peers' heads found in conflict with ours
+    bool fail_closed;                       //  kc_auth_curve_authorizer denies them
+    char *agent;                            //  the agent's local endpoint: PROOF goes there
     int refresh_ms;
     int64_t refreshed;                      //  monotonic ms of the last check
     s_entry_t *entries;
@@ -310,7 +321,7 @@ s_open (kc_lookup_t *self, kc_why_t *why)
     if (!self->db) {
         return -1;
     }
-    self->state = kc_db_prepare (self->db, "SELECT seq, changes_from, head FROM state", why);
+    self->state = kc_db_prepare (self->db, "SELECT seq, changes_from, head, head_keys FROM state", why);
     self->bucket = self->state ? kc_db_prepare (self->db, "SELECT data FROM key_buckets WHERE bucket = ?", why) : NULL;
     self->changes = self->bucket ? kc_db_prepare (self->db, "SELECT seq, key FROM changes WHERE seq > ? ORDER BY seq", why) : NULL;
     self->buckets = self->changes ? kc_db_prepare (self->db, "SELECT bucket, data FROM key_buckets", why) : NULL;
@@ -346,9 +357,17 @@ s_read_state (kc_lookup_t *self, uint64_t *seq, uint64_t *changes_from, kc_why_t
     *changes_from = (uint64_t) sqlite3_column_int64 (self->state, 1);
     kc_head_t head;
     kc_why_t ignored;
+    size_t keys_size = (size_t) sqlite3_column_bytes (self->state, 3);
+    if (keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
+        memcpy (self->head_keys, sqlite3_column_blob (self->state, 3), keys_size);
+        self->head_key_count = keys_size / KC_KEY_BYTES;
+    }
     if (sqlite3_column_bytes (self->state, 2) == KC_HEAD_BYTES
-    &&  kc_head_decode (sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES, &head, &ignored) == 0
-    &&  head.time != self->head_time) {
+    &&  kc_head_decode (sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES, &head, &ignored) == 0) {
+        memcpy (self->head, sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES);
+        self->has_head = true;
+    }
+    if (self->has_head && head.time != self->head_time) {
         int64_t now = kc_mono_ms ();
         if (self->head_time == 0) {
             //  First sight: date it by the server's clock against ours
@@ -479,6 +498,7 @@ kc_lookup_destroy (kc_lookup_t **self_p)
     if (self_p && *self_p) {
         kc_lookup_t *self = *self_p;
         s_close (self);
+        free (self->agent);
         free (self->entries);
         free (self->slots);
         free (self->names);
@@ -592,6 +612,122 @@ kc_lookup_name (kc_lookup_t *self, const char *name, bool all, kc_lookup_fn *fn,
         }
     }
     return given;
+}
+
+int
+kc_lookup_head (kc_lookup_t *self, uint8_t head [static KC_HEAD_BYTES])
+{
+    s_maybe_refresh (self);
+    if (!self->has_head) {
+        return -1;
+    }
+    memcpy (head, self->head, KC_HEAD_BYTES);
+    return 0;
+}
+
+int
+kc_lookup_check_head (kc_lookup_t *self, const uint8_t *peer, size_t size,
+                      uint8_t proof [static 2 * KC_HEAD_BYTES], kc_why_t *why)
+{
+    kc_head_t theirs, ours;
+    kc_why_t ignored;
+    s_maybe_refresh (self);
+    if (kc_head_decode (peer, size, &theirs, why)) {
+        return kc_why_prefix (why, "the peer's head");
+    }
+    if (!self->has_head || kc_head_decode (self->head, KC_HEAD_BYTES, &ours, &ignored)) {
+        return 0;                           //  nothing of ours to compare with yet
+    }
+    if (memcmp (theirs.directory, ours.directory, KC_HASH_BYTES)) {
+        return kc_why (why, "the peer's head is for another directory");
+    }
+    //  A peer ahead or behind is normal (agents move at their own pace);
+    //  only two chains for one seq tell that the server showed two logs
+    if (theirs.seq != ours.seq || memcmp (theirs.chain, ours.chain, KC_HASH_BYTES) == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < self->head_key_count; i++) {
+        if (kc_head_verify_signature (&theirs, ours.directory, self->head_keys + i * KC_KEY_BYTES,
+                                      &ignored) == 0) {
+            memcpy (proof, self->head, KC_HEAD_BYTES);
+            memcpy (proof + KC_HEAD_BYTES, peer, KC_HEAD_BYTES);
+            self->conflicts++;
+            char ours_hex [17], theirs_hex [17];
+            kc_why (why, "the peer's head names another chain at seq %llu (%s... against our %s...), signed by "
+                    "a server of our root: the server showed two logs (equivocation)",
+                    (unsigned long long) ours.seq, kc_hex (theirs.chain, 8, theirs_hex),
+                    kc_hex (ours.chain, 8, ours_hex));
+            return 1;
+        }
+    }
+    return kc_why (why, "the peer's head for seq %llu names another chain but is not signed by a server of "
+                   "our root (forged by the peer)", (unsigned long long) theirs.seq);
+}
+
+uint64_t
+kc_lookup_conflicts (const kc_lookup_t *self)
+{
+    return self->conflicts;
+}
+
+void
+kc_lookup_set_fail_closed (kc_lookup_t *self, bool fail_closed)
+{
+    self->fail_closed = fail_closed;
+}
+
+bool
+kc_lookup_fail_closed (const kc_lookup_t *self)
+{
+    return self->fail_closed;
+}
+
+void
+kc_lookup_set_agent (kc_lookup_t *self, const char *endpoint)
+{
+    free (self->agent);
+    self->agent = endpoint ? strdup (endpoint) : NULL;
+}
+
+int
+kc_lookup_report (kc_lookup_t *self, const uint8_t proof [static 2 * KC_HEAD_BYTES], kc_why_t *why)
+{
+    if (!self->agent) {
+        return kc_why (why, "no agent endpoint set (kc_lookup_set_agent)");
+    }
+    zsock_t *agent = zsock_new (ZMQ_DEALER);
+    assert (agent);
+    zsock_set_linger (agent, 0);
+    zsock_set_sndtimeo (agent, 1000);
+    zsock_set_rcvtimeo (agent, 2000);
+    int rc = -1;
+    if (zsock_connect (agent, "%s", self->agent)) {
+        kc_why (why, "invalid agent endpoint");
+    }
+    else
+    if (zsock_send (agent, "sb", "PROOF", proof, (size_t) 2 * KC_HEAD_BYTES)) {
+        kc_why (why, "the agent at %s does not answer", self->agent);
+    }
+    else {
+        zmsg_t *reply = zmsg_recv (agent);
+        char *status = reply ? zmsg_popstr (reply) : NULL;
+        if (!status) {
+            kc_why (why, "the agent at %s does not answer", self->agent);
+        }
+        else
+        if (strcmp (status, "OK")) {
+            char *reason = zmsg_popstr (reply);
+            kc_why (why, "the agent refused the proof: %s", reason ? reason : "?");
+            zstr_free (&reason);
+        }
+        else {
+            rc = 0;
+        }
+        zstr_free (&status);
+        zmsg_destroy (&reply);
+    }
+    zsock_destroy (&agent);
+    return rc;
 }
 
 int64_t
@@ -723,6 +859,52 @@ kc_lookup_test (bool verbose)
     assert (kc_lookup_head_age (lookup) < 2000);
     //  Nothing new: refresh reports no change
     assert (kc_lookup_refresh (lookup, &why) == 0);
+
+    //  A peer's head against ours (docs/protocol.md 9.4): the agent stored
+    //  the head keys of the root in force and a head signed with one
+    uint8_t head_seed [32] = { 9 }, forger_seed [32] = { 10 };
+    kc_signer_t *head_signer = kc_signer_new_from_seed (head_seed, "head", "keyclone-head");
+    kc_signer_t *forger = kc_signer_new_from_seed (forger_seed, "forger", "keyclone-head");
+    kc_root_spec_t keyed = spec;
+    keyed.head_key = kc_signer_public_key (head_signer);
+    kc_root_t *keyed_root = kc_root_new (&keyed, &why);
+    assert (keyed_root && kc_cache_set_head_keys (cache, keyed_root, &why) == 0);
+    assert (kc_cache_set_head_keys (cache, keyed_root, &why) == 0);     //  unchanged: no write
+    kc_head_t ours = head;
+    memcpy (ours.directory, kc_root_directory (root), 32);
+    memcpy (ours.chain, chain, 32);
+    kc_head_sign (&ours, head_signer);
+    assert (kc_cache_set_head (cache, &ours, &why) == 0);
+    uint8_t mine [KC_HEAD_BYTES], theirs [KC_HEAD_BYTES], proof [2 * KC_HEAD_BYTES];
+    assert (kc_lookup_head (lookup, mine) == 0);
+    kc_head_t other = ours;
+    assert (kc_lookup_check_head (lookup, mine, KC_HEAD_BYTES, proof, &why) == 0);     //  the same
+    other.chain [0] ^= 1;
+    kc_head_sign (&other, head_signer);
+    kc_head_encode (&other, theirs);
+    assert (kc_lookup_check_head (lookup, theirs, KC_HEAD_BYTES, proof, &why) == 1 && strstr (why.text, "equivocation"));
+    assert (memcmp (proof, mine, KC_HEAD_BYTES) == 0 && memcmp (proof + KC_HEAD_BYTES, theirs, KC_HEAD_BYTES) == 0);
+    assert (kc_lookup_conflicts (lookup) == 1);
+    assert (kc_lookup_report (lookup, proof, &why) == -1 && strstr (why.text, "no agent"));
+    kc_head_sign (&other, forger);          //  the peer's own forgery: no proof
+    kc_head_encode (&other, theirs);
+    assert (kc_lookup_check_head (lookup, theirs, KC_HEAD_BYTES, proof, &why) == -1 && strstr (why.text, "not signed"));
+    other.seq = 5;                          //  ahead of us: nothing to compare
+    kc_head_sign (&other, head_signer);
+    kc_head_encode (&other, theirs);
+    assert (kc_lookup_check_head (lookup, theirs, KC_HEAD_BYTES, proof, &why) == 0);
+    other.seq = 4;
+    other.directory [0] ^= 1;
+    kc_head_encode (&other, theirs);
+    assert (kc_lookup_check_head (lookup, theirs, KC_HEAD_BYTES, proof, &why) == -1 && strstr (why.text, "another directory"));
+    assert (kc_lookup_check_head (lookup, theirs, 100, proof, &why) == -1);
+    assert (kc_lookup_conflicts (lookup) == 1);
+    kc_lookup_set_fail_closed (lookup, true);
+    assert (kc_lookup_fail_closed (lookup));
+    kc_lookup_set_agent (lookup, "ipc:///nonexistent/agent.ipc");
+    kc_root_destroy (&keyed_root);
+    kc_signer_destroy (&head_signer);
+    kc_signer_destroy (&forger);
 
     //  Many new names force the name table to grow
     batches [4] = s_test_batch (root, signer, 100, 1, 1, KC_STATUS_ACTIVE, "x", 0);

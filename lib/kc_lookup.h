@@ -22,6 +22,7 @@
 
 #include "kc_util.h"
 #include "kc_record.h"
+#include "kc_head.h"
 
 #define KC_LOOKUP_REFRESH_MS    10          //  default refresh interval
 
@@ -83,6 +84,48 @@ int
 //  accepted; INT64_MAX if never.
 int64_t
     kc_lookup_head_age (kc_lookup_t *self);
+
+//  --- Heads in the handshake (docs/protocol.md 9.4) ------------------------
+//  Two peers that authenticate each other from keyclone each send the head
+//  their agent last accepted (KC_CURVE_HEAD in the CurveZMQ metadata) and
+//  check the other's: two chains for one seq, both signed by a server of
+//  the root, prove the server showed them two logs.
+
+//  The head the agent last stored (KC_HEAD_BYTES): 0, or -1 if none yet.
+int
+    kc_lookup_head (kc_lookup_t *self, uint8_t head [static KC_HEAD_BYTES]);
+
+//  Checks a peer's head against ours: 0 when they agree or cannot be
+//  compared (another seq, no head of ours yet), 1 on a conflict (why says
+//  it; proof receives our head then theirs, the proof of equivocation the
+//  agent takes with kc_lookup_report), -1 with a reason when the peer's
+//  head is malformed, for another directory, or names another chain
+//  without a valid signature (the peer lies; no proof against the server).
+int
+    kc_lookup_check_head (kc_lookup_t *self, const uint8_t *peer, size_t size,
+                          uint8_t proof [static 2 * KC_HEAD_BYTES], kc_why_t *why) KC_WUR;
+
+//  Conflicts found by kc_lookup_check_head since the handle opened.
+uint64_t
+    kc_lookup_conflicts (const kc_lookup_t *self);
+
+//  Whether kc_auth_curve_authorizer denies a peer whose head conflicts with
+//  ours (the agent's fail-closed policy; default: allowed, reported).
+void
+    kc_lookup_set_fail_closed (kc_lookup_t *self, bool fail_closed);
+bool
+    kc_lookup_fail_closed (const kc_lookup_t *self);
+
+//  The agent's local endpoint (ipc://DIR/agent.ipc), where
+//  kc_auth_curve_authorizer reports conflicts; NULL: not reported.
+void
+    kc_lookup_set_agent (kc_lookup_t *self, const char *endpoint);
+
+//  Gives a proof (kc_lookup_check_head) to the agent, which checks it with
+//  its root, keeps it and refuses that server. 0, or -1 with a reason.
+int
+    kc_lookup_report (kc_lookup_t *self, const uint8_t proof [static 2 * KC_HEAD_BYTES],
+                      kc_why_t *why) KC_WUR;
 
 //  The cache's sequence number and key count as this handle sees them.
 uint64_t

@@ -5,6 +5,10 @@
     one message and prints the reply ("reply: ...", exit 0) or the
     authentication failure ("denied", exit 3).
     codec mode (--codec): a NULL DEALER carrying a kc_curve client session.
+    With --cache DB (the agent's cache) it sends its agent's head in
+    INITIATE's metadata and checks the server's in READY's: a conflict (two
+    chains at one seq, both signed by a server of the root) is printed as
+    "conflict: ..." and refused (exit 5) (docs/protocol.md 9.4).
 
     With --watch it then keeps sending a message every 20 ms and prints
     "closed at MS" (wall clock, ms) when the connection (zap mode) or the
@@ -12,7 +16,7 @@
     still arrives after that as "late reply: ...".
 
     Usage: kc_zap_client --key SECRET --server-key Z85 --connect EP
-                         [--codec] [--message TEXT] [--watch SECONDS]
+                         [--codec [--cache DB]] [--message TEXT] [--watch SECONDS]
     =========================================================================
 */
 #include "kc_all.h"
@@ -139,7 +143,7 @@ s_codec_exchange (zsock_t *dealer, kc_curve_t *codec, const char *text, int time
 
 static int
 s_codec (kc_cert_t *cert, const uint8_t *server_key, const char *endpoint, const char *text,
-         int watch)
+         int watch, kc_lookup_t *lookup)
 {
     zsock_t *dealer = zsock_new (ZMQ_DEALER);
     zsock_set_linger (dealer, 0);
@@ -147,6 +151,11 @@ s_codec (kc_cert_t *cert, const uint8_t *server_key, const char *endpoint, const
     kc_curve_t *codec = kc_curve_new_client (kc_cert_public_key (cert), kc_cert_secret_key (cert),
                                              server_key);
     kc_why_t why;
+    uint8_t head [KC_HEAD_BYTES];
+    if (lookup && kc_lookup_head (lookup, head) == 0
+    &&  kc_curve_set_metadata (codec, KC_CURVE_HEAD, head, KC_HEAD_BYTES, &why)) {
+        printf ("cannot send our head: %s\n", why.text);
+    }
     const uint8_t *out;
     size_t out_size;
     zframe_t *in = NULL;
@@ -172,10 +181,24 @@ s_codec (kc_cert_t *cert, const uint8_t *server_key, const char *endpoint, const
         in = zframe_recv (dealer);
     }
     zframe_destroy (&in);
-    if (rc) {
+    size_t size;
+    const uint8_t *theirs = rc == 0 && lookup
+                          ? kc_meta_get (kc_curve_peer_metadata (codec), KC_CURVE_HEAD, &size) : NULL;
+    uint8_t proof [2 * KC_HEAD_BYTES];
+    int conflict = theirs ? kc_lookup_check_head (lookup, theirs, size, proof, &why) : 0;
+    if (conflict > 0) {
+        printf ("conflict: %s\n", why.text);
+        rc = 5;
+    }
+    else
+    if (conflict < 0) {
+        printf ("bad peer head: %s\n", why.text);
+    }
+    if (rc == 3) {
         printf ("denied: %s\n", why.text);
     }
-    else {
+    else
+    if (rc == 0) {
         printf ("reply: ");
         rc = s_codec_exchange (dealer, codec, text, 3000) ? 4 : 0;
     }
@@ -201,9 +224,9 @@ main (int argc, char *argv [])
         { "key", required_argument, NULL, 'k' }, { "server-key", required_argument, NULL, 's' },
         { "connect", required_argument, NULL, 'c' }, { "codec", no_argument, NULL, 'x' },
         { "message", required_argument, NULL, 'm' }, { "watch", required_argument, NULL, 'w' },
-        { NULL, 0, NULL, 0 }
+        { "cache", required_argument, NULL, 'C' }, { NULL, 0, NULL, 0 }
     };
-    const char *key_path = NULL, *server_z85 = NULL, *endpoint = NULL, *text = "hello";
+    const char *key_path = NULL, *server_z85 = NULL, *endpoint = NULL, *text = "hello", *cache = NULL;
     bool codec = false;
     int watch = 0, c;
     while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
@@ -214,6 +237,7 @@ main (int argc, char *argv [])
             case 'x': codec = true; break;
             case 'm': text = optarg; break;
             case 'w': watch = atoi (optarg); break;
+            case 'C': cache = optarg; break;
             default: return 2;
         }
     }
@@ -229,8 +253,15 @@ main (int argc, char *argv [])
         fprintf (stderr, "kc_zap_client: %s\n", why.text);
         return 1;
     }
-    int rc = codec ? s_codec (cert, server_key, endpoint, text, watch)
+    kc_lookup_t *lookup = cache ? kc_lookup_new (cache, &why) : NULL;
+    if (cache && !lookup) {
+        fprintf (stderr, "kc_zap_client: %s\n", why.text);
+        kc_cert_destroy (&cert);
+        return 1;
+    }
+    int rc = codec ? s_codec (cert, server_key, endpoint, text, watch, lookup)
                    : s_zap (cert, server_key, endpoint, text, watch);
+    kc_lookup_destroy (&lookup);
     kc_cert_destroy (&cert);
     return rc;
 }

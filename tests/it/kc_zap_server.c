@@ -9,7 +9,10 @@
     codec mode (--codec): a NULL-security ROUTER carrying kc_curve sessions
     (RFC 26 in the messages); clients are authorised with
     kc_auth_curve_authorizer, and every session is revalidated when the
-    agent publishes an event, so a revoked key's session is dropped.
+    agent publishes an event, so a revoked key's session is dropped. Each
+    side sends its agent's head in the handshake's metadata: a client whose
+    head conflicts with ours is reported to the agent at --agent EP and,
+    with --fail-closed, denied (docs/protocol.md 9.4).
 
     malformed mode (--malformed): sends malformed ZAP requests to its own
     handler, prints each reply's status and text, and exits 0 if every one
@@ -25,6 +28,7 @@
     Usage: kc_zap_server --cert SECRET --cache DB [--events EP] --bind EP
              [--type ROUTER|REP] [--domain D] [--require TAGS] [--fail-closed]
              [--stale-after MS] [--codec] [--malformed] [--control EP]
+             [--agent EP]
     =========================================================================
 */
 #include "kc_all.h"
@@ -33,7 +37,7 @@
 #include <sodium.h>
 
 typedef struct {
-    const char *cert, *cache, *events, *bind, *type, *domain, *require, *control;
+    const char *cert, *cache, *events, *bind, *type, *domain, *require, *control, *agent;
     bool fail_closed, codec, malformed;
     int stale_after;
 } s_options_t;
@@ -133,6 +137,11 @@ s_codec_message (zsock_t *router, zhashx_t *sessions, kc_cert_t *cert, kc_lookup
         session = calloc (1, sizeof *session);
         session->codec = kc_curve_new_server (kc_cert_public_key (cert), kc_cert_secret_key (cert));
         kc_curve_set_authorizer (session->codec, kc_auth_curve_authorizer, lookup);
+        uint8_t head [KC_HEAD_BYTES];
+        if (kc_lookup_head (lookup, head) == 0
+        &&  kc_curve_set_metadata (session->codec, KC_CURVE_HEAD, head, KC_HEAD_BYTES, &why)) {
+            printf ("cannot send our head: %s\n", why.text);
+        }
         zhashx_update (sessions, id, session);
     }
     if (body && session) {
@@ -207,6 +216,8 @@ s_codec (const s_options_t *o, kc_cert_t *cert)
         fprintf (stderr, "kc_zap_server: %s\n", why.text);
         return 1;
     }
+    kc_lookup_set_fail_closed (lookup, o->fail_closed);
+    kc_lookup_set_agent (lookup, o->agent);
     zsock_t *router = zsock_new (ZMQ_ROUTER);
     zsock_t *events = o->events ? zsock_new_sub (o->events, "") : NULL;
     if (zsock_bind (router, "%s", o->bind) < 0) {
@@ -225,7 +236,7 @@ s_codec (const s_options_t *o, kc_cert_t *cert)
             zmsg_destroy (&msg);
         }
         else {
-            if (which == events) {
+            if (events && which == events) {
                 zmsg_t *event = zmsg_recv (events);
                 zmsg_destroy (&event);
             }
@@ -250,7 +261,7 @@ main (int argc, char *argv [])
         { "require", required_argument, NULL, 'r' }, { "fail-closed", no_argument, NULL, 'f' },
         { "stale-after", required_argument, NULL, 's' }, { "codec", no_argument, NULL, 'x' },
         { "malformed", no_argument, NULL, 'm' }, { "control", required_argument, NULL, 'k' },
-        { NULL, 0, NULL, 0 }
+        { "agent", required_argument, NULL, 'a' }, { NULL, 0, NULL, 0 }
     };
     s_options_t o = { .type = "ROUTER", .domain = "keyclone", .stale_after = 5000 };
     int c;
@@ -268,6 +279,7 @@ main (int argc, char *argv [])
             case 'x': o.codec = true; break;
             case 'm': o.malformed = true; break;
             case 'k': o.control = optarg; break;
+            case 'a': o.agent = optarg; break;
             default: return 2;
         }
     }

@@ -362,7 +362,90 @@ def test_a_proof_from_an_application():
     kc.check(head is None, "hidden kept no proof before")
 
 
+def test_heads_in_the_handshake():
+    """Without witnesses (another directory), a split view makes both
+    agents fresh at one seq with two chains. Two kc_curve peers, each
+    reading its own agent's cache, send their heads in the handshake's
+    metadata: the server side finds the conflict, reports the proof to its
+    agent (which keeps it and refuses the server) and, fail-closed, denies;
+    the client side finds it in READY and refuses too."""
+    D = Cluster(server_options=["--heartbeat", "200"])
+    D.start_server()
+    a = D.add_agent(name="peer-a", options=["--stale-after", "2000"])
+    b = D.add_agent(name="peer-b", options=["--stale-after", "2000"])
+    D.wait_converged()
+    seq = D.server_status()["seq"]
+    batches = []
+    for n in range(2):
+        path = os.path.join(D.root_dir, f"split-{n}.kcb")
+        D.cli("sign", "--register", f"split-{n}={zmq.curve_keypair()[0].decode()}", "--out", path)
+        batches.append(path)
+    D.stop_server()
+    rogues = []
+    for agent, batch in zip((a, b), batches):
+        base = free_base_port()
+        endpoints = [f"tcp://127.0.0.1:{base}", f"tcp://127.0.0.1:{base + 1}"]
+        log = os.path.join(D.root_dir, f"rogue-{agent.name}.log")
+        rogues.append(kc.spawn([os.path.join(kc.TESTS, "kc_rogue"), D.dir, "extend", batch, *endpoints], log=log))
+        agent.stop()
+        agent.options = ["--stale-after", "2000", "--server-snapshot", endpoints[0], "--server-updates", endpoints[1]]
+        agent.start()
+    try:
+        for agent in (a, b):
+            kc.wait_for(lambda: agent.status()["seq"] == seq + 1 and agent.status()["state"] == "fresh", 10,
+                        what=f"{agent.name} fresh on its rogue's history")
+        kc.check(a.status()["chain"] != b.status()["chain"], "the two agents hold one history")
+        # The head goes to the cache at most once a second after a new seq
+        for agent in (a, b):
+            kc.wait_for(lambda: head_seq(agent.cache) == seq + 1, 10, what=f"{agent.name}'s head stored")
+        port = kc.free_port()
+        endpoint = f"tcp://127.0.0.1:{port}"
+        app_log = os.path.join(D.root_dir, "app-a.log")
+        app = kc.spawn([os.path.join(kc.TESTS, "kc_zap_server"), "--codec", "--cert", os.path.join(a.dir, "node_secret"),
+                        "--cache", a.cache, "--bind", endpoint, "--agent", a.endpoint, "--fail-closed"], log=app_log)
+        kc.wait_for(lambda: "ready" in open(app_log).read(), 10, what="the application to serve")
+        a_key = kc.run(["/usr/bin/python3", "-c", "import zmq.auth,sys; print(zmq.auth.load_certificate(sys.argv[1])[0].decode())",
+                        os.path.join(a.dir, "node")])[0].strip()
+        out, _ = kc.run([os.path.join(kc.TESTS, "kc_zap_client"), "--codec", "--key", os.path.join(b.dir, "node_secret"),
+                         "--server-key", a_key, "--connect", endpoint, "--cache", b.cache], expect=3)
+        kc.check("denied" in out, out)
+        kc.wait_for(lambda: "another chain at seq" in open(app_log).read(), 5, what="the application to say why")
+        st = a.status()
+        kc.check(st["equivocations"] == 1 and st["equivocation"]["seq"] == seq + 1 and st["state"] == "stale", st)
+        kc.check("reported by an application" in a.log_text(), "the agent says where the proof came from")
+        kc.stop(app)
+        # Without fail-closed the server side lets the client in, and the
+        # client, which checks the server's head in READY, refuses itself
+        app = kc.spawn([os.path.join(kc.TESTS, "kc_zap_server"), "--codec", "--cert", os.path.join(a.dir, "node_secret"),
+                        "--cache", a.cache, "--bind", endpoint], log=app_log)
+        kc.wait_for(lambda: open(app_log).read().count("ready") == 2, 10, what="the application to serve again")
+        out, _ = kc.run([os.path.join(kc.TESTS, "kc_zap_client"), "--codec", "--key", os.path.join(b.dir, "node_secret"),
+                         "--server-key", a_key, "--connect", endpoint, "--cache", b.cache], expect=5)
+        kc.check("conflict: the peer's head names another chain" in out, out)
+        # A client with no cache sends no head: nothing to compare, let in
+        out, _ = kc.run([os.path.join(kc.TESTS, "kc_zap_client"), "--codec", "--key", os.path.join(b.dir, "node_secret"),
+                         "--server-key", a_key, "--connect", endpoint])
+        kc.check("reply: echo:hello|peer-b" in out, out)
+        kc.stop(app)
+    finally:
+        for proc in rogues:
+            kc.stop(proc)
+        for agent in (a, b):
+            agent.stop()
+
+
+def head_seq(cache):
+    import sqlite3
+    db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT head FROM state").fetchone()
+    finally:
+        db.close()
+    return int.from_bytes(row[0][37:45], "big") if row and row[0] else -1
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_one_witness_down_stays_fresh, test_two_witnesses_down_go_stale,
              test_withholding_a_revocation, test_a_split_view, test_split_agents_come_back,
-             test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_proof_from_an_application])
+             test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_proof_from_an_application,
+             test_heads_in_the_handshake])
