@@ -2397,6 +2397,13 @@ s_start (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
+    //  An endpoint given that is a member's of the root: follow that member
+    //  (its keys), held there (the pinned root's endpoints)
+    for (size_t i = 0; self->config.connect [0] && i < kc_root_server_count (self->root); i++) {
+        if (KC_STREQ (kc_root_server (self->root, i)->endpoints [0], self->config.connect [0])) {
+            snprintf (self->member, sizeof self->member, "%s", kc_root_server (self->root, i)->name);
+        }
+    }
     self->witnesses = kc_witness_view_new ();
     if (s_open_cache (self) || agent_service_bind (self)) {
         return -1;

@@ -12,6 +12,8 @@
 #define COSIGN_EVERY_MS     25              //  a witness cosigns a head with the same seq
                                             //  at most this often (new seqs at once)
 #define PROOF_SUFFIX        ".equivocation" //  the cache path + this: the proof kept
+#define COSIGN_BACKOFF_MIN_MS   2000        //  a server refused the witness's key: a new
+#define COSIGN_BACKOFF_MAX_MS   60000       //  socket after this, doubling to this
 
 //  --- Freshness from cosignatures -----------------------------------------------
 
@@ -179,16 +181,58 @@ agent_refused (agent_t *self, const uint8_t head_key [static KC_KEY_BYTES])
 //  --- The agent as a witness (--witness) -------------------------------------------
 
 static void
+s_close_one (agent_t *self, size_t i)
+{
+    if (self->cosign [i]) {
+        zmq_socket_monitor (zsock_resolve (self->cosign [i]), NULL, 0);
+        zsock_destroy (&self->cosign [i]);
+    }
+    zsock_destroy (&self->cosign_monitor [i]);
+}
+
+static void
 s_close_cosign (agent_t *self)
 {
     for (size_t i = 0; i < self->cosign_count; i++) {
-        zsock_destroy (&self->cosign [i]);
+        s_close_one (self, i);
     }
     self->cosign_count = 0;
 }
 
-//  A DEALER to the snapshot endpoint of every server of the root in force:
-//  a cluster's members each publish the cosignatures they were given.
+//  A DEALER to server i of the root in force, with a monitor of its
+//  handshakes: a server that refused this witness's key (not registered
+//  there yet: libzmq never tries again after a refusal) gets a new socket
+//  later, with back-off (s_check_cosign).
+static void
+s_open_one (agent_t *self, size_t i)
+{
+    const kc_root_server_t *server = kc_root_server (self->root, i);
+    const char *endpoint = self->config.connect [0] && kc_root_server_count (self->root) == 1
+                         ? self->config.connect [0] : server->endpoints [0];
+    zsock_t *socket = zsock_new (ZMQ_DEALER);
+    assert (socket);
+    kc_why_t why = { "invalid endpoint" };
+    zsock_set_linger (socket, 0);
+    zsock_set_sndtimeo (socket, 0);         //  never block: a cosignature not sent is replaced
+    zsock_set_sndhwm (socket, 4);           //  by the next one
+    char monitor [64];
+    snprintf (monitor, sizeof monitor, "inproc://kc-cosign-%p-%zu", (void *) self, i);
+    if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert),
+                                 server->server_key, &why)
+    ||  zmq_socket_monitor (zsock_resolve (socket), monitor, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+    ||  !(self->cosign_monitor [i] = zsock_new (ZMQ_PAIR))
+    ||  zsock_connect (self->cosign_monitor [i], "%s", monitor)
+    ||  zsock_connect (socket, "%s", endpoint)) {
+        zsys_error ("kc_agent: witness: cannot connect to server %s: %s", server->name, why.text);
+        self->cosign [i] = socket;
+        s_close_one (self, i);
+        return;
+    }
+    zsock_set_rcvtimeo (self->cosign_monitor [i], 0);
+    self->cosign [i] = socket;
+}
+
 void
 agent_witness_connect (agent_t *self)
 {
@@ -196,24 +240,45 @@ agent_witness_connect (agent_t *self)
         return;
     }
     s_close_cosign (self);
-    for (size_t i = 0; i < kc_root_server_count (self->root); i++) {
-        const kc_root_server_t *server = kc_root_server (self->root, i);
-        const char *endpoint = self->config.connect [0] && kc_root_server_count (self->root) == 1
-                             ? self->config.connect [0] : server->endpoints [0];
-        zsock_t *socket = zsock_new (ZMQ_DEALER);
-        assert (socket);
-        kc_why_t why;
-        zsock_set_linger (socket, 0);
-        zsock_set_sndtimeo (socket, 0);     //  never block: a cosignature not sent is replaced
-        zsock_set_sndhwm (socket, 4);       //  by the next one
-        if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert),
-                                     server->server_key, &why)
-        ||  zsock_connect (socket, "%s", endpoint)) {
-            zsys_error ("kc_agent: witness: cannot connect to server %s: %s", server->name, why.text);
-            zsock_destroy (&socket);
-            continue;
+    self->cosign_count = kc_root_server_count (self->root);
+    for (size_t i = 0; i < self->cosign_count; i++) {
+        self->cosign_backoff [i] = COSIGN_BACKOFF_MIN_MS;
+        self->cosign_retry [i] = 0;
+        s_open_one (self, i);
+    }
+}
+
+//  Reads the handshake events of each cosign socket: a refusal closes it
+//  and schedules another with back-off; a success resets the back-off.
+static void
+s_check_cosign (agent_t *self)
+{
+    int64_t now = zclock_mono ();
+    for (size_t i = 0; i < self->cosign_count; i++) {
+        zmsg_t *event;
+        while (self->cosign_monitor [i] && (event = zmsg_recv (self->cosign_monitor [i]))) {
+            zframe_t *first = zmsg_first (event);
+            uint16_t type = 0;              //  libzmq writes it in host order
+            if (first && zframe_size (first) == 6) {
+                memcpy (&type, zframe_data (first), sizeof type);
+            }
+            zmsg_destroy (&event);
+            if (type == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+                self->cosign_backoff [i] = COSIGN_BACKOFF_MIN_MS;
+            }
+            else {
+                kc_ratelog (self->log, KC_LOG_WARNING, "witness refused", kc_root_server (self->root, i)->name,
+                            "kc_agent: witness: server %s refused this node's key; trying again in %lld s",
+                            kc_root_server (self->root, i)->name, (long long) self->cosign_backoff [i] / 1000);
+                s_close_one (self, i);
+                self->cosign_retry [i] = now + self->cosign_backoff [i];
+                self->cosign_backoff [i] = self->cosign_backoff [i] * 2 > COSIGN_BACKOFF_MAX_MS
+                                         ? COSIGN_BACKOFF_MAX_MS : self->cosign_backoff [i] * 2;
+            }
         }
-        self->cosign [self->cosign_count++] = socket;
+        if (!self->cosign [i] && now >= self->cosign_retry [i]) {
+            s_open_one (self, i);
+        }
     }
 }
 
@@ -288,9 +353,10 @@ agent_cosign (agent_t *self, const kc_head_t *head)
     kc_cosig_sign (&cosig, self->witness);
     uint8_t bytes [KC_COSIG_BYTES];
     kc_cosig_encode (&cosig, bytes);
+    s_check_cosign (self);
     for (size_t i = 0; i < self->cosign_count; i++) {
         zmsg_t *msg = kc_proto_cosign (bytes);
-        if (zmsg_send (&msg, self->cosign [i])) {
+        if (!self->cosign [i] || zmsg_send (&msg, self->cosign [i])) {
             zmsg_destroy (&msg);            //  that server is not connected now
         }
     }

@@ -7,7 +7,9 @@
         root renew           a successor with a later expiry
         root add-operator    ... with one more operator
         root remove-operator ... with one fewer
-        root set-threshold   ... with other thresholds
+        root add-witness     ... with one more witness (docs/protocol.md 9)
+        root remove-witness  ... with one fewer
+        root set-threshold   ... with other thresholds (witness=K among them)
         root rotate-head-key ... naming a new head key for this server (run
                              on the server's host: the key is staged there)
         root rotate-server-key ... naming a new CURVE key for this server
@@ -403,10 +405,18 @@ s_thresholds (const char *text, kc_root_spec_t *spec)
         char *equals = strchr (part, '=');
         char *end = NULL;
         long value = equals ? strtol (equals + 1, &end, 10) : 0;
-        if (!equals || !end || *end || equals [1] == 0 || value < 1 || value > KC_ROOT_OPERATORS_MAX) {
+        if (!equals || !end || *end || equals [1] == 0 || value < 0 || value > KC_ROOT_OPERATORS_MAX) {
             return -1;
         }
         *equals = 0;
+        if (KC_STREQ (part, "witness") && value <= KC_ROOT_WITNESSES_MAX) {
+            spec->witness_threshold = (uint8_t) value;
+        }
+        else
+        if (value < 1) {
+            return -1;
+        }
+        else
         if (KC_STREQ (part, "register")) {
             spec->threshold_register = (uint8_t) value;
         }
@@ -527,6 +537,39 @@ s_rotate_head_key (const char *command, const s_options_t *o, s_change_t *change
     return 0;
 }
 
+//  add-operator, add-witness: NAME with the Ed25519 public key in --key,
+//  appended to list (the root sorts it). Returns 0, or a CLI code.
+static int
+s_add_key (const char *command, const s_options_t *o, const char *argument, const char *what,
+           kc_operator_t *list, size_t *count, size_t max)
+{
+    kc_why_t why;
+    if (!o->key_path) {
+        return cli_usage (command, "expected --key FILE (a%s %s's public key file, from 'keyclone keygen NAME "
+                          "--%s')", *what == 'o' ? "n" : "", what, what);
+    }
+    if (!kc_record_name_valid (argument, strlen (argument)) || strlen (argument) > KC_ROOT_OPERATOR_NAME_MAX) {
+        return cli_usage (command, "invalid %s name '%s'", what, argument);
+    }
+    if (*count == max) {
+        return cli_fail (command, "a root holds at most %zu %ss", max, what);
+    }
+    kc_operator_t *added = &list [*count];
+    char name [KC_KEY_NAME_MAX + 1];
+    if (kc_signer_load_public (o->key_path, added->key, name, &why)) {
+        return cli_fail (command, "%s", why.text);
+    }
+    for (size_t i = 0; i < *count; i++) {
+        if (KC_STREQ (list [i].name, argument) || memcmp (list [i].key, added->key, KC_KEY_BYTES) == 0) {
+            return cli_fail (command, "'%s' (or its key) is already a%s %s", argument, *what == 'o' ? "n" : "",
+                             what);
+        }
+    }
+    snprintf (added->name, sizeof added->name, "%s", argument);
+    (*count)++;
+    return 0;
+}
+
 //  Applies a change to the successor spec. Returns 0, or a CLI code.
 static int
 s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int first,
@@ -569,48 +612,36 @@ s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int 
     const char *argument = argv [first];
     if (KC_STREQ (command, "root set-threshold")) {
         if (s_thresholds (argument, spec)) {
-            return cli_usage (command, "expected register=K,revoke=K,root=K (any of them, K >= 1), "
-                              "not '%s'", argument);
+            return cli_usage (command, "expected register=K,revoke=K,root=K,witness=K (any of them, K >= 1; "
+                              "witness=0 needs no cosignature), not '%s'", argument);
         }
         return 0;
     }
-    size_t count = spec->operator_count;
-    if (KC_STREQ (command, "root add-operator")) {
-        if (!o->key_path) {
-            return cli_usage (command, "expected --key FILE (an operator's public key file, from "
-                              "'keyclone keygen NAME --operator')");
-        }
-        if (!kc_record_name_valid (argument, strlen (argument)) || strlen (argument) > KC_ROOT_OPERATOR_NAME_MAX) {
-            return cli_usage (command, "invalid operator name '%s'", argument);
-        }
-        kc_operator_t *added = &change->storage.operators [count];
-        char name [KC_KEY_NAME_MAX + 1];
-        if (count == KC_ROOT_OPERATORS_MAX) {
-            return cli_fail (command, "a root holds at most %d operators", KC_ROOT_OPERATORS_MAX);
-        }
-        if (kc_signer_load_public (o->key_path, added->key, name, &why)) {
-            return cli_fail (command, "%s", why.text);
-        }
-        for (size_t i = 0; i < count; i++) {
-            if (KC_STREQ (change->storage.operators [i].name, argument)
-            ||  memcmp (change->storage.operators [i].key, added->key, KC_KEY_BYTES) == 0) {
-                return cli_fail (command, "'%s' (or its key) is already an operator", argument);
-            }
-        }
-        snprintf (added->name, sizeof added->name, "%s", argument);
-        spec->operator_count = count + 1;
-        return 0;
+    bool witness = strstr (command, "witness") != NULL;
+    kc_operator_t *list = witness ? change->storage.witnesses : change->storage.operators;
+    size_t *count = witness ? &spec->witness_count : &spec->operator_count;
+    const char *what = witness ? "witness" : "operator";
+    if (KC_STREQ (command, "root add-operator") || KC_STREQ (command, "root add-witness")) {
+        return s_add_key (command, o, argument, what, list, count,
+                          witness ? KC_ROOT_WITNESSES_MAX : KC_ROOT_OPERATORS_MAX);
     }
     if (o->key_path) {
-        return cli_usage (command, "--key is for 'root add-operator'");
+        return cli_usage (command, "--key is for 'root add-operator' and 'root add-witness'");
     }
-    //  remove-operator
-    for (size_t i = 0; i < count; i++) {
-        if (KC_STREQ (change->storage.operators [i].name, argument)) {
-            memmove (&change->storage.operators [i], &change->storage.operators [i + 1],
-                     (count - i - 1) * sizeof (kc_operator_t));
-            spec->operator_count = count - 1;
-            int n = (int) spec->operator_count;
+    //  remove-operator, remove-witness
+    for (size_t i = 0; i < *count; i++) {
+        if (KC_STREQ (list [i].name, argument)) {
+            memmove (&list [i], &list [i + 1], (*count - i - 1) * sizeof (kc_operator_t));
+            (*count)--;
+            int n = (int) *count;
+            if (witness && spec->witness_threshold > n) {
+                return cli_fail (command, "without '%s' only %d witness%s remain, fewer than the witness "
+                                 "threshold %d: lower it in the same change with 'keyclone root set-threshold "
+                                 "witness=K' first", argument, n, n == 1 ? "" : "es", spec->witness_threshold);
+            }
+            if (witness) {
+                return 0;
+            }
             if (n == 0) {
                 return cli_fail (command, "'%s' is the only operator: a root needs one", argument);
             }
@@ -623,7 +654,7 @@ s_edit (const char *command, const s_options_t *o, int argc, char *argv [], int 
             return 0;
         }
     }
-    return cli_fail (command, "no operator named '%s' in root v%llu", argument,
+    return cli_fail (command, "no %s named '%s' in root v%llu", what, argument,
                      (unsigned long long) kc_root_version (current));
 }
 
@@ -774,6 +805,7 @@ cmd_root (int argc, char *argv [])
         return s_show (argc - 1, argv + 1);
     }
     if (KC_STREQ (sub, "renew") || KC_STREQ (sub, "add-operator") || KC_STREQ (sub, "remove-operator")
+    ||  KC_STREQ (sub, "add-witness") || KC_STREQ (sub, "remove-witness")
     ||  KC_STREQ (sub, "set-threshold") || KC_STREQ (sub, "rotate-head-key")
     ||  KC_STREQ (sub, "rotate-server-key")) {
         return s_change (command, argc - 1, argv + 1);

@@ -224,13 +224,13 @@ class Members(Directory):
     directory with a member directory each (servers/NAME); one
     keyclone-server process per member; agents as in Cluster."""
 
-    def __init__(self, names=("a", "b", "c"), server_options=()):
+    def __init__(self, names=("a", "b", "c"), server_options=(), init_options=()):
         self.root_dir = kc.tempdir("kc-members-")
         self.dir = os.path.join(self.root_dir, "dir")
         self.names = list(names)
         self.ports = dict(zip(self.names, free_base_ports(len(self.names))))
         members = ",".join(f"{n}=tcp://127.0.0.1:{p}" for n, p in self.ports.items())
-        kc.keyclone("init", "--dir", self.dir, "--members", members)
+        kc.keyclone("init", "--dir", self.dir, "--members", members, *init_options)
         self.server_options = list(server_options)
         self.procs = {}
         self.agents = []

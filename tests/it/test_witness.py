@@ -20,12 +20,13 @@ latest cosignatures from before what it hides).
 """
 import json
 import os
+import signal
 import time
 
 import zmq
 
 import kc
-from cluster import Cluster, free_base_port
+from cluster import Cluster, Members, free_base_port
 
 STALE = "1000"
 C = Cluster(server_options=["--heartbeat", "200"], init_options=["--witnesses", "3"])
@@ -346,20 +347,63 @@ def test_a_fork_is_a_proof():
     all_fresh(C.agents)
 
 
-def test_a_proof_from_an_application():
-    """PROOF on the local service: two heads an application found in
-    conflict (a peer's, from the handshake); one that is no proof (the same
-    chain, another seq, a forged signature) is refused with the reason."""
+def test_a_bad_proof_is_refused():
+    """PROOF on the local service takes two heads an application found in
+    conflict (test_heads_in_the_handshake); what is no proof (not heads,
+    the same head twice, one signed by no server of the root) is refused
+    with the reason, and changes nothing."""
     st = hidden.status()
-    head = bytes.fromhex(st["equivocation"]["head_a"]) if st.get("equivocation") else None
-    for name, argument, reason in (("zeros", b"\x00" * 314, "bad magic"), ("short", b"KCHD", "PROOF")):
+    head = bytes.fromhex(seen.status()["equivocation"]["head_a"]) if seen.status().get("equivocation") else None
+    db_head = head_bytes(seen.cache)
+    forged = bytearray(db_head)
+    forged[50] ^= 1                         # another chain, the signature now wrong
+    for name, argument, reason in (("zeros", b"\x00" * 314, "bad magic"), ("short", b"KCHD", "PROOF"),
+                                   ("the same head twice", db_head + db_head, "the same chain"),
+                                   ("a forged head", db_head + bytes(forged), "not both signed")):
         try:
             hidden.request("PROOF", argument)
             raise AssertionError(f"PROOF of {name} accepted")
         except RuntimeError as e:
             kc.check(reason in str(e), f"{name}: {e}")
     kc.check(hidden.status()["equivocations"] == st["equivocations"], "a non-proof changed nothing")
-    kc.check(head is None, "hidden kept no proof before")
+    kc.check(hidden.status()["state"] == "fresh", hidden.status())
+    kc.check(head is None, "seen kept no proof since the operator removed it")
+
+
+def test_witnesses_change_with_the_root():
+    """Witnesses are named by root changes like operators: w4 added (its
+    cosignatures refused until then), the threshold raised to 3, w1
+    removed (its cosignatures no longer count anywhere); with w2 then down,
+    2 of {w2, w3, w4} is below 3 and agents go stale; the threshold set
+    back to 2 makes them fresh. What cannot be done says why."""
+    kc.keyclone("keygen", "w4", "--witness", "--dir", KEYS)
+    w4 = C.add_agent(name="witness-4", options=["--witness", os.path.join(KEYS, "w4_secret"), "--stale-after", STALE])
+    kc.wait_for(lambda: "is not a witness of root" in w4.log_text(), 10, what="w4 to say it is not a witness yet")
+    kc.wait_for(lambda: "not a witness" in C.server_log_text(), 10, what="the server to refuse w4's cosignature")
+    C.cli("root", "add-witness", "w4", "--key", os.path.join(KEYS, "w4"))
+    C.cli("root", "set-threshold", "witness=3")
+    out, err = C.cli("root", "remove-witness", "nobody", expect=1)
+    kc.check("no witness named 'nobody'" in out + err, out + err)
+    out, err = C.cli("root", "set-threshold", "witness=5", expect=1)
+    kc.check("above the 4 witnesses" in out + err, out + err)
+    C.cli("root", "remove-witness", "w1")
+    C.wait_converged()
+    all_fresh([hidden, seen])
+    status = C.server_status()
+    names = sorted(w["name"] for w in status["witnesses"])
+    kc.check(names == ["w2", "w3", "w4"] and status["witness_threshold"] == 3, status)
+    kc.wait_for(lambda: all(w["cosigned"] for w in C.server_status()["witnesses"]), 10,
+                what="w2, w3 and w4 cosigning")
+    kc.check(len(seen.status()["witnesses"]) == 3, seen.status())
+    witnesses[1].stop()                     # w2: 2 of 3 needed are left
+    try:
+        kc.wait_for(lambda: seen.status()["state"] == "stale", 10, what="stale below the new threshold")
+        kc.check(seen.status()["witness_short"], seen.status())
+        C.cli("root", "set-threshold", "witness=2")
+        C.wait_converged(agents=[hidden, seen])
+        all_fresh([hidden, seen])
+    finally:
+        witnesses[1].start()
 
 
 def test_heads_in_the_handshake():
@@ -434,6 +478,47 @@ def test_heads_in_the_handshake():
             agent.stop()
 
 
+def test_every_member_publishes_the_cosignatures():
+    """A cluster: the witnesses follow one member and give their
+    cosignatures to every member, so an agent held to another member is
+    fresh; with the member the witnesses followed killed, they move to
+    another and the agent stays fresh."""
+    M = Members(server_options=["--heartbeat", "200"], init_options=["--witnesses", "2"])
+    M.start_all()
+    ws = [M.add_agent(name=f"mw{i}", options=["--witness", os.path.join(M.dir, "witnesses", f"w{i}_secret"),
+                                                "--stale-after", "2000"]) for i in (1, 2)]
+    c = M.ports["c"]
+    agent = M.add_agent(name="at-c", options=["--stale-after", "2000", "--server-snapshot", f"tcp://127.0.0.1:{c}",
+                                              "--server-updates", f"tcp://127.0.0.1:{c + 1}"])
+    try:
+        kc.wait_for(lambda: agent.status()["state"] == "fresh", 20, what="the agent at c fresh")
+        st = M.status("c")
+        kc.check(st["witness_threshold"] == 2 and all(w["cosigned"] for w in st["witnesses"]), st)
+        followed = ws[0].status()["member"]
+        kc.check(followed != "c", f"the witnesses follow {followed}")
+        M.stop(followed, signal.SIGKILL)
+        kc.wait_for(lambda: all(w.status()["member"] != followed for w in ws), 20,
+                    what="the witnesses to move to another member")
+        M.cli("register", "after-kill", "--key", zmq.curve_keypair()[0].decode())
+        seq = M.status("c")["seq"]
+        kc.wait_for(lambda: agent.status()["seq"] == seq and agent.status()["state"] == "fresh", 20,
+                    what="the agent at c fresh at the new seq")
+    finally:
+        for a in M.agents:
+            a.stop()
+        for name in list(M.procs):
+            M.stop(name)
+
+
+def head_bytes(cache):
+    import sqlite3
+    db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+    try:
+        return bytes(db.execute("SELECT head FROM state").fetchone()[0])
+    finally:
+        db.close()
+
+
 def head_seq(cache):
     import sqlite3
     db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
@@ -447,5 +532,6 @@ def head_seq(cache):
 if __name__ == "__main__":
     kc.main([test_setup, test_one_witness_down_stays_fresh, test_two_witnesses_down_go_stale,
              test_withholding_a_revocation, test_a_split_view, test_split_agents_come_back,
-             test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_proof_from_an_application,
-             test_heads_in_the_handshake])
+             test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_bad_proof_is_refused,
+             test_witnesses_change_with_the_root, test_heads_in_the_handshake,
+             test_every_member_publishes_the_cosignatures])
