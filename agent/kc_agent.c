@@ -1521,6 +1521,7 @@ static void
 s_rebuild (agent_t *self, const char *why)
 {
     zsys_error ("kc_agent: cache damaged (%s); rebuilding it from the server", why);
+    agent_witness_keep_floor (self);
     kc_cache_destroy (&self->cache);
     s_move_aside (self->config.cache_path);
     bool corrupt;
@@ -1532,6 +1533,7 @@ s_rebuild (agent_t *self, const char *why)
         return;
     }
     s_share_cache (self);
+    s_store_head_keys (self);
     self->rebuilds++;
     self->has_head = false;
     self->state = AGENT_SYNCING;

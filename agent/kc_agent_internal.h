@@ -189,6 +189,8 @@ void
 void
     agent_witness_stop (agent_t *self);
 void
+    agent_witness_keep_floor (agent_t *self);   //  the copy is about to be rebuilt
+void
     agent_cosign (agent_t *self, const kc_head_t *head);   //  a head naming our copy came
 void
     agent_witness_json (agent_t *self, FILE *out);      //  STATUS fields

@@ -12,6 +12,8 @@
 #define COSIGN_EVERY_MS     25              //  a witness cosigns a head with the same seq
                                             //  at most this often (new seqs at once)
 #define PROOF_SUFFIX        ".equivocation" //  the cache path + this: the proof kept
+#define FLOOR_SUFFIX        ".witness-floor"    //  the cache path + this: the highest
+                                            //  (seq, chain) cosigned, kept over a rebuild
 #define COSIGN_BACKOFF_MIN_MS   2000        //  a server refused the witness's key: a new
 #define COSIGN_BACKOFF_MAX_MS   60000       //  socket after this, doubling to this
 
@@ -309,16 +311,47 @@ agent_witness_start (agent_t *self)
                       "cosignatures until a root names it", fp, (unsigned long long) kc_root_version (self->root));
     }
     //  What this witness holds is the floor of what it will ever cosign:
-    //  never a lower seq, never another chain at this one
+    //  never a lower seq, never another chain at this one; the floor kept
+    //  when the copy was last rebuilt or the witness stopped may be higher
     self->cosigned_seq = kc_cache_seq (self->cache);
     memcpy (self->cosigned_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
+    char path [4096];
+    snprintf (path, sizeof path, "%s%s", self->config.cache_path, FLOOR_SUFFIX);
+    size_t size;
+    uint8_t *floor = kc_file_exists (path) ? kc_file_read (path, 40, false, &size, &why) : NULL;
+    if (floor && size == 8 + KC_HASH_BYTES && kc_get_u64 (floor) > self->cosigned_seq) {
+        self->cosigned_seq = kc_get_u64 (floor);
+        memcpy (self->cosigned_chain, floor + 8, KC_HASH_BYTES);
+        zsys_info ("kc_agent: witness: this copy is at seq %llu, below seq %llu cosigned before: cosigning "
+                   "again once past it", (unsigned long long) kc_cache_seq (self->cache),
+                   (unsigned long long) self->cosigned_seq);
+    }
+    kc_file_free (&floor, false);
     agent_witness_connect (self);
     return 0;
 }
 
 void
+agent_witness_keep_floor (agent_t *self)
+{
+    if (!self->witness) {
+        return;
+    }
+    uint8_t floor [8 + KC_HASH_BYTES];
+    kc_put_u64 (floor, self->cosigned_seq);
+    memcpy (floor + 8, self->cosigned_chain, KC_HASH_BYTES);
+    char path [4096];
+    snprintf (path, sizeof path, "%s%s", self->config.cache_path, FLOOR_SUFFIX);
+    kc_why_t why;
+    if (kc_file_write_atomic (path, floor, sizeof floor, KC_FILE_MODE_PUBLIC, &why)) {
+        zsys_error ("kc_agent: witness: cannot keep what it cosigned: %s", why.text);
+    }
+}
+
+void
 agent_witness_stop (agent_t *self)
 {
+    agent_witness_keep_floor (self);
     s_close_cosign (self);
     kc_signer_destroy (&self->witness);
 }

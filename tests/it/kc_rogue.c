@@ -360,6 +360,21 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
     }
     zmsg_t *reply;
     uint64_t batches = 0, records = 0;
+    //  withhold: a sync from below its seq gets the real log up to there
+    //  (without what it withholds)
+    if (KC_STREQ (self->scenario, "withhold") && sync->seq < self->seq) {
+        s_fill_t fill = { kc_proto_entries ("BATCHES"), 0, 0 };
+        kc_why_t why;
+        size_t count = self->seq - sync->seq < KC_PROTO_BATCHES_MAX ? self->seq - sync->seq : KC_PROTO_BATCHES_MAX;
+        if (kc_store_read (self->store, sync->seq, count, 16 << 20, s_fill, &fill, &why) > 0) {
+            zframe_t *copy = zframe_dup (identity);
+            zmsg_prepend (fill.msg, &copy);
+            zmsg_send (&fill.msg, snapshot);
+            batches = fill.batches;
+            records = fill.records;
+        }
+        zmsg_destroy (&fill.msg);
+    }
     if ((self->bad || self->bad_use) && sync->seq == self->seq) {
         reply = kc_proto_entries ("BATCHES");
         s_add_bad (self, reply);

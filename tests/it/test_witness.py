@@ -198,6 +198,38 @@ def test_withholding_a_revocation():
     kc.check(hidden.request("NAME", "victim")["keys"][0]["status"] == "revoked", "caught up with the revocation")
 
 
+def test_a_rebuilt_witness_never_cosigns_below_what_it_cosigned():
+    """A witness whose copy is lost (its cache deleted while stopped)
+    starts again from what a rogue shows it: the log without its last
+    entry, with fresh heads. Its copy then ends where the heads say, but
+    it cosigned the longer log before: it refuses, says so, and sends
+    nothing."""
+    witness = witnesses[2]
+    C.wait_converged()
+    seq = C.server_status()["seq"]
+    witness.stop()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(witness.cache + suffix):
+            os.unlink(witness.cache + suffix)
+    C.stop_server()
+    proc, log = rogue("withhold", name="withhold-floor")
+    try:
+        witness.start()
+        kc.wait_for(lambda: witness.status()["seq"] == seq - 1, 10, what="the new copy at the rogue's seq")
+        kc.wait_for(lambda: witness.status()["witness"]["refusals"] > 0, 10, what="the witness to refuse")
+        st = witness.status()
+        kc.check(st["witness"]["cosigned_seq"] == seq and st["witness"]["cosigned"] == 0, st)
+        kc.check(f"not cosigning seq {seq - 1}: this witness cosigned seq {seq} before" in witness.log_text(),
+                 witness.log_text()[-2000:])
+        kc.check("cosign from" not in open(log).read(), "the witness cosigned the shorter log")
+    finally:
+        kc.stop(proc)
+        C.start_server()
+    C.wait_converged()
+    all_fresh(C.agents)
+    kc.wait_for(lambda: witness.status()["witness"]["cosigned"] > 0, 10, what="the witness cosigning again")
+
+
 def test_a_split_view():
     """T6: two rogues show two agents two different next batches (both
     operator-signed, correctly chained) at the same seq, replaying the
@@ -531,7 +563,8 @@ def head_seq(cache):
 
 if __name__ == "__main__":
     kc.main([test_setup, test_one_witness_down_stays_fresh, test_two_witnesses_down_go_stale,
-             test_withholding_a_revocation, test_a_split_view, test_split_agents_come_back,
+             test_withholding_a_revocation, test_a_rebuilt_witness_never_cosigns_below_what_it_cosigned,
+             test_a_split_view, test_split_agents_come_back,
              test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_bad_proof_is_refused,
              test_witnesses_change_with_the_root, test_heads_in_the_handshake,
              test_every_member_publishes_the_cosignatures])
