@@ -68,6 +68,10 @@ agent_event (agent_t *self, const char *event, const uint8_t *key, const char *n
         kc_json_field_str (out, false, "fingerprint", kc_fingerprint (key, fp));
         kc_json_field_str (out, false, "name", name ? name : "");
     }
+    else
+    if (name) {
+        kc_json_field_str (out, false, "name", name);   //  equivocation: the server
+    }
     kc_json_field_u64 (out, false, "seq", seq);
     fprintf (out, "}");
     fclose (out);

@@ -719,6 +719,26 @@ def scenario_cluster(world):
     t.expect("keyclone cluster status", r"^cluster of 3 members: leader [bcd]", r"^\s+d\s+(leader|follower)")
 
 
+def scenario_witness(world):
+    """docs/witness.md: a directory with three witnesses, the witnesses
+    (agents with --witness), a node fresh on their cosignatures, the server
+    showing them, and the witnesses changed by root changes."""
+    shell = Shell(world)
+    shell.run("witness/init")
+    t = shell.run("witness/start")
+    t.expect("keyclone register witness-", r"registered witness-w1")
+    t = shell.run("witness/node")
+    t.expect("keyclone status --agent", r"^agent: fresh", r"witnesses: 3 of 3 cosigned within 5000 ms, 2 needed")
+    t.expect("keyclone status --server", r"witness w1\s+cosigned seq 4", r"witness w3\s+cosigned seq 4")
+    t = shell.run("witness/change")
+    t.expect("keyclone root add-witness", r"witnesses: 3, threshold 2 -> 4, threshold 2")
+    t.expect("keyclone root set-threshold", r"threshold 2 -> 4, threshold 3")
+    t.expect("keyclone root remove-witness", r"-> 3, threshold 3")
+    t.expect("keyclone root set-threshold", r"-> 3, threshold 2", n=1)
+    t = shell.run("glue", text="keyclone status --agent ipc://$PWD/wdir/node/agent.ipc\n", label="witness/after")
+    t.expect("keyclone status --agent", r"^agent: fresh", r"witnesses: 3 of 3 cosigned within 5000 ms, 2 needed")
+
+
 def scenario_admin(world):
     """docs/operator.md, agent.md and zap.md: a directory with three
     operators, the server, a node with its agent, applications on it."""
@@ -999,6 +1019,7 @@ SCENARIOS = {
     "readme-cluster": scenario_readme_cluster,
     "readme-raft": scenario_readme_raft,
     "cluster": scenario_cluster,
+    "witness": scenario_witness,
     "admin": scenario_admin,
     "library": scenario_library,
 }

@@ -355,7 +355,7 @@ def test_a_fork_is_a_proof():
         while time.monotonic() < deadline and not found:
             if events.poll(500):
                 frames = events.recv_multipart()
-                found = b"equivocation" in frames[0]
+                found = frames[0] == b"equivocation" and json.loads(frames[1])["name"] == "server"
         kc.check(found, "no equivocation event")
         kc.check("EQUIVOCATION" in status_text(seen), "status text says it")
     finally:
