@@ -450,7 +450,7 @@ const cli_command_t cli_commands [] = {
       "The others build the successor of that root (version + 1) with one change: a\n"
       "later expiry (renew: DURATION from now, default 1y), one more operator (its\n"
       "public key file from 'keyclone keygen NAME --operator'), one fewer, one more\n"
-      "witness (from 'keyclone keygen NAME --witness') or one fewer, or other\n"
+      "witness (a witness key made by 'keyclone keygen') or one fewer, or other\n"
       "thresholds (any of the four; witness=K: agents are fresh only on heads that K\n"
       "witnesses cosigned, 0 for none). They print what changes, sign it with the\n"
       "--operator keys, and submit it when a root-change threshold of the old\n"

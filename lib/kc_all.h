@@ -42,6 +42,7 @@
 #include "kc_auth.h"
 #include "kc_metrics.h"
 #include "kc_group.h"
+#include "kc_publish.h"
 #include "kc_cosig.h"
 
 #endif

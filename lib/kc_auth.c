@@ -430,7 +430,7 @@ kc_auth_curve_authorizer (const uint8_t client_key [KC_KEY_BYTES], const kc_meta
     //  logs. Reported to our agent; denied under fail-closed
     size_t head_size;
     const uint8_t *head = metadata ? kc_meta_get (metadata, KC_CURVE_HEAD, &head_size) : NULL;
-    uint8_t proof [2 * KC_HEAD_BYTES];
+    uint8_t proof [2 * KC_LOOKUP_HEAD_BYTES];
     kc_why_t why;
     int conflict = head ? kc_lookup_check_head (lookup, head, head_size, proof, &why) : 0;
     if (conflict) {

@@ -34,6 +34,8 @@ typedef struct {
     uint32_t head;                          //  first entry + 1, 0 when empty
 } s_name_t;
 
+_Static_assert (KC_LOOKUP_HEAD_BYTES == KC_HEAD_BYTES, "the public header's head size");
+
 struct _kc_lookup_t;
 static void s_maybe_refresh (struct _kc_lookup_t *self);
 

@@ -22,9 +22,9 @@
 
 #include "kc_util.h"
 #include "kc_record.h"
-#include "kc_head.h"
 
 #define KC_LOOKUP_REFRESH_MS    10          //  default refresh interval
+#define KC_LOOKUP_HEAD_BYTES    157         //  a signed head (docs/protocol.md 2.2)
 
 typedef enum {
     KC_VERDICT_UNKNOWN = 0,
@@ -91,9 +91,9 @@ int64_t
 //  check the other's: two chains for one seq, both signed by a server of
 //  the root, prove the server showed them two logs.
 
-//  The head the agent last stored (KC_HEAD_BYTES): 0, or -1 if none yet.
+//  The head the agent last stored (KC_LOOKUP_HEAD_BYTES): 0, or -1 if none yet.
 int
-    kc_lookup_head (kc_lookup_t *self, uint8_t head [static KC_HEAD_BYTES]);
+    kc_lookup_head (kc_lookup_t *self, uint8_t head [static KC_LOOKUP_HEAD_BYTES]);
 
 //  Checks a peer's head against ours: 0 when they agree or cannot be
 //  compared (another seq, no head of ours yet), 1 on a conflict (why says
@@ -103,7 +103,7 @@ int
 //  without a valid signature (the peer lies; no proof against the server).
 int
     kc_lookup_check_head (kc_lookup_t *self, const uint8_t *peer, size_t size,
-                          uint8_t proof [static 2 * KC_HEAD_BYTES], kc_why_t *why) KC_WUR;
+                          uint8_t proof [static 2 * KC_LOOKUP_HEAD_BYTES], kc_why_t *why) KC_WUR;
 
 //  Conflicts found by kc_lookup_check_head since the handle opened.
 uint64_t
@@ -124,7 +124,7 @@ void
 //  Gives a proof (kc_lookup_check_head) to the agent, which checks it with
 //  its root, keeps it and refuses that server. 0, or -1 with a reason.
 int
-    kc_lookup_report (kc_lookup_t *self, const uint8_t proof [static 2 * KC_HEAD_BYTES],
+    kc_lookup_report (kc_lookup_t *self, const uint8_t proof [static 2 * KC_LOOKUP_HEAD_BYTES],
                       kc_why_t *why) KC_WUR;
 
 //  The cache's sequence number and key count as this handle sees them.

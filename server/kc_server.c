@@ -12,11 +12,6 @@
 #include <sodium.h>
 
 #define GROUP_MAX           256             //  submissions per group commit
-#define SNAPSHOT_BYTES      (1024 * 1024)   //  aim of one BATCHES message
-#define CURSOR_BYTES_MAX    (8 * SNAPSHOT_BYTES)    //  in flight to one agent
-#define SEND_BUDGET         (64 * 1024 * 1024)  //  in flight to all syncing agents
-#define STORM_SYNCS         20              //  report syncs from this many at once
-#define UPDATE_BYTES        (4 * 1024 * 1024)
 #define LOG_BYTES           (4 * 1024 * 1024)   //  entries in one LOG reply
 #define HEAD_OVERLAP_MS     (10 * 60 * 1000)    //  heads under the previous key after a rotation
 #define CURVE_OVERLAP_MS    (24 * 3600 * 1000LL)    //  old CURVE key served after a rotation,
@@ -26,34 +21,10 @@
 #define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
 #define LOG_PER_PEER        3               //  per LOG_PERIOD_MS, then one summary
 #define LOG_PER_KIND        20
-#define HEAD_AFTER_MS       25              //  heads after UPDATEs: at most one per 25 ms
-#define COSIG_SKEW_MS       (5 * 60 * 1000) //  a witness's clock may be this far ahead
 #define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define ZAP_DOMAIN_SNAPSHOT "keyclone-snapshot"
 #define ZAP_DOMAIN_UPDATES  "keyclone-updates"
 #define ZAP_DOMAIN_SUBMIT   "keyclone-submit"
-
-typedef struct {
-    zframe_t *identity;                     //  ROUTER routing id
-    char agent [KC_Z85_KEY_CHARS + 1];      //  the agent's CURVE key (User-Id)
-    uint64_t from, next;                    //  sync start, last seq sent
-    uint32_t credit;
-    uint64_t batches, records;
-    int64_t started, touched;               //  zclock_mono
-    size_t sizes [KC_PROTO_CREDIT_MAX];     //  bytes of the messages in flight, oldest
-    size_t oldest, flying;                  //  first, and how many
-    size_t inflight;                        //  their sum
-    size_t *total;                          //  the server's sum over all cursors
-    bool waiting;                           //  held back by the send budget
-} s_cursor_t;
-
-typedef struct {
-    uint8_t key [KC_KEY_BYTES];
-    uint64_t seq;
-    uint8_t chain [KC_HASH_BYTES];
-    int64_t acked;                          //  zclock_time of the last ACK
-    bool dirty;                             //  seq or chain not yet in the store
-} s_agent_t;
 
 typedef struct {
     kc_server_config_t config;
@@ -65,21 +36,14 @@ typedef struct {
     kc_pending_t *pending;                  //  enrolment requests (kc_pending.h)
     zsock_t *zap, *snapshot, *updates, *submit;
     zloop_t *loop;
-    zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
-    zhashx_t *agents;                       //  Z85 key -> s_agent_t
+    kc_publish_t *publish;                  //  serves the log on snapshot and updates
     kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
-    size_t inflight;                        //  snapshot bytes sent, not yet credited back
-    bool trim_due;                          //  syncs ran: give their buffers back when idle
-    uint64_t syncs_started;                 //  since the last storm report
-    int64_t storm_reported;                 //  zclock_mono
     uint64_t accepted, rejected;
     uint64_t rejected_by [KC_REASONS];      //  rejected, by class of reason (kc_metrics.h)
     uint64_t zap_allowed, zap_denied;       //  handshakes, as the ZAP handler answered
     bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t root_warned;                    //  zclock_mono of the last expiry warning
     bool root_expired;                      //  and whether it said "expired"
-    int64_t head_sent;                      //  zclock_mono of the last HEAD
-    int head_timer;                         //  a coalesced HEAD is due, or -1
     kc_signer_t *head_previous;             //  after a head key rotation, for the overlap:
     int64_t head_previous_until;            //  heads signed with it too, until then (mono)
     const char *endpoints [KC_ENDPOINTS];   //  bound (into endpoint_text: roots change)
@@ -114,18 +78,9 @@ typedef struct {
     size_t listed_count;
     bool named;                             //  the root in force names this member
     bool removed;                           //  and then no longer did: it stops
-    //  Witnesses (docs/protocol.md 9): the newest cosignature of each,
-    //  published with every head; memory only (witnesses cosign each head)
-    struct {
-        uint8_t bytes [KC_COSIG_BYTES];
-        kc_cosig_t cosig;
-        bool used;
-    } cosigs [KC_ROOT_WITNESSES_MAX];
-    uint64_t cosigs_taken, cosigs_refused;
 } s_server_t;
 
 static void s_cluster_root_changed (s_server_t *self);
-static void s_cosigs_keep_witnesses (s_server_t *self);
 
 //  How s_decide ends its transaction: a single server commits what it
 //  accepted; a cluster's leader only decides what to propose, and rolls
@@ -216,39 +171,31 @@ s_head (s_server_t *self, kc_head_t *head)
     kc_head_sign (head, self->head_signer);
 }
 
-//  Appends the newest cosignature of each witness of the root in force.
-static void
-s_add_cosigs (s_server_t *self, zmsg_t *msg)
+//  The heads to publish now (kc_publish_heads_fn): one for the store's
+//  log; during the overlap of a head key rotation, the same signed with the
+//  previous key too, for agents that have not applied the root change yet
+//  (and notice they are behind); the others ignore it.
+static size_t
+s_heads (void *arg, kc_head_t heads [2])
 {
-    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
-        if (self->cosigs [i].used) {
-            kc_proto_add_cosig (msg, self->cosigs [i].bytes);
-        }
+    s_server_t *self = arg;
+    s_head (self, &heads [0]);
+    if (self->head_previous && zclock_mono () < self->head_previous_until) {
+        heads [1] = heads [0];
+        kc_head_sign (&heads [1], self->head_previous);
+        return 2;
     }
-}
-
-static void
-s_publish_head (s_server_t *self)
-{
-    kc_head_t head;
-    s_head (self, &head);
-    zmsg_t *msg = kc_proto_head (&head);
-    s_add_cosigs (self, msg);
-    zmsg_send (&msg, self->updates);
-    self->head_sent = zclock_mono ();
-    //  The overlap of a head key rotation: agents that have not applied the
-    //  root change yet still verify heads with the previous key, so they get
-    //  one too (and notice they are behind); the others ignore it
-    if (self->head_previous && self->head_sent < self->head_previous_until) {
-        kc_head_sign (&head, self->head_previous);
-        msg = kc_proto_head (&head);
-        zmsg_send (&msg, self->updates);
-    }
-    else
     if (self->head_previous) {
         kc_signer_destroy (&self->head_previous);
         zsys_info ("kc_server: head key rotation overlap ended");
     }
+    return 1;
+}
+
+static const kc_root_t *
+s_root_in_force (void *arg)
+{
+    return ((s_server_t *) arg)->root;
 }
 
 //  "DIR/server/curve" -> "DIR/server/curve-next" + suffix: where `keyclone
@@ -361,35 +308,6 @@ s_rotate_head (s_server_t *self)
                kc_fingerprint (wanted, fp), HEAD_OVERLAP_MS / 1000);
 }
 
-static int
-s_on_head_due (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    s_server_t *self = arg;
-    self->head_timer = -1;
-    s_publish_head (self);
-    return 0;
-}
-
-//  After an UPDATE, agents want a head soon (to notice a dropped tail) but
-//  verifying one per UPDATE costs them a quarter of their time under load:
-//  send it now if none went out for HEAD_AFTER_MS, else once that has passed.
-static void
-s_publish_head_soon (s_server_t *self)
-{
-    if (self->head_timer != -1) {
-        return;
-    }
-    int64_t wait = self->head_sent + HEAD_AFTER_MS - zclock_mono ();
-    if (wait <= 0) {
-        s_publish_head (self);
-    }
-    else {
-        self->head_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_head_due, self);
-    }
-}
-
 //  --- ZAP --------------------------------------------------------------------
 
 //  Sends a ZAP reply; takes the request id frame.
@@ -407,34 +325,10 @@ s_zap_reply (zsock_t *zap, zframe_t **request_id_p, const char *status, const ch
     zmsg_send (&reply, zap);
 }
 
-//  Decides a reader's access: with read = members, its key must be active
-//  and in force in the store. Returns NULL to allow, else the reason.
 static const char *
 s_reader_denied (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
 {
-    if (self->config.read_any) {
-        return NULL;
-    }
-    kc_store_key_t info;
-    kc_why_t why;
-    if (kc_store_key (self->store, key, &info, &why)) {
-        zsys_error ("kc_server: %s", why.text);
-        return "server store error";
-    }
-    uint64_t now = kc_now ();
-    if (info.status == 0) {
-        return "key is not registered in this directory";
-    }
-    if (info.status == KC_STATUS_REVOKED) {
-        return "key is revoked";
-    }
-    if (info.not_after && now >= info.not_after) {
-        return "key has expired";
-    }
-    if (now < info.not_before) {
-        return "key is not valid yet";
-    }
-    return NULL;
+    return kc_publish_reader_denied (self->publish, key);
 }
 
 static void
@@ -478,21 +372,7 @@ s_close_refused_readers (s_server_t *self)
         return;
     }
     kc_track_sweep (self->track);
-    zlistx_t *refused = zlistx_new ();
-    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
-         cursor = zhashx_next (self->cursors)) {
-        uint8_t key [KC_KEY_BYTES];
-        if (kc_z85_decode (cursor->agent, key, KC_KEY_BYTES) == 0 && s_reader_denied (self, key)) {
-            zlistx_add_end (refused, (void *) zhashx_cursor (self->cursors));
-        }
-    }
-    for (const char *id = zlistx_first (refused); id; id = zlistx_next (refused)) {
-        s_cursor_t *cursor = zhashx_lookup (self->cursors, id);
-        zsys_info ("kc_server: sync for %.8s ended: the reader's key is no longer a member",
-                   cursor->agent);
-        zhashx_delete (self->cursors, id);
-    }
-    zlistx_destroy (&refused);
+    kc_publish_end_refused (self->publish);
 }
 
 static int
@@ -563,388 +443,6 @@ s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
     zstr_free (&domain);
     zstr_free (&mechanism);
     zmsg_destroy (&request);
-    return 0;
-}
-
-//  --- Snapshot channel ----------------------------------------------------
-
-static void
-s_free_item (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
-
-static void
-s_cursor_destroy (void **item)
-{
-    s_cursor_t *cursor = *item;
-    if (cursor) {
-        *cursor->total -= cursor->inflight;
-        zframe_destroy (&cursor->identity);
-        free (cursor);
-        *item = NULL;
-    }
-}
-
-typedef struct {
-    zmsg_t *msg;
-    s_cursor_t *cursor;
-} s_fill_t;
-
-static int
-s_add_batch (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, uint64_t accepted,
-             const uint8_t *submitter, void *arg)
-{
-    s_fill_t *fill = arg;
-    kc_proto_add_entry_meta (fill->msg, seq, chain, accepted, submitter, data, size);
-    fill->cursor->next = seq;
-    fill->cursor->batches++;
-    fill->cursor->records += kc_batch_peek_count (data, size);
-    return 0;
-}
-
-//  Sends one message to a cursor's agent without blocking; returns 0, or -1
-//  if the agent is gone or its queue is full.
-static int
-s_send_cursor (s_server_t *self, s_cursor_t *cursor, zmsg_t **msg_p)
-{
-    zframe_t *identity = zframe_dup (cursor->identity);
-    zmsg_prepend (*msg_p, &identity);
-    if (zmsg_send (msg_p, self->snapshot)) {
-        zmsg_destroy (msg_p);
-        return -1;
-    }
-    return 0;
-}
-
-//  Sends what a cursor's credit allows; ends the sync when caught up.
-//  Returns false if the cursor is finished or abandoned (remove it).
-static bool
-s_pump (s_server_t *self, s_cursor_t *cursor)
-{
-    while (cursor->credit > 0) {
-        if (cursor->next >= kc_store_seq (self->store)) {
-            kc_head_t head;
-            s_head (self, &head);
-            zmsg_t *msg = kc_proto_end (cursor->batches, cursor->records, &head);
-            s_add_cosigs (self, msg);
-            if (s_send_cursor (self, cursor, &msg) == 0 && self->config.verbose) {
-                zsys_info ("kc_server: sync for %.8s from %llu: %llu batches, %llu records, %lld ms",
-                           cursor->agent, (unsigned long long) cursor->from,
-                           (unsigned long long) cursor->batches,
-                           (unsigned long long) cursor->records,
-                           (long long) (zclock_mono () - cursor->started));
-            }
-            return false;
-        }
-        //  Memory stays bounded however many agents sync at once: a few
-        //  messages in flight to each, a budget for all (credit counted in
-        //  bytes; the agent's credit in messages is only the upper bound)
-        if (cursor->inflight >= CURSOR_BYTES_MAX || self->inflight >= SEND_BUDGET) {
-            cursor->waiting = true;
-            return true;
-        }
-        cursor->waiting = false;
-        s_fill_t fill = { kc_proto_entries ("BATCHES"), cursor };
-        kc_why_t why;
-        if (kc_store_read (self->store, cursor->next, KC_PROTO_BATCHES_MAX, SNAPSHOT_BYTES,
-                           s_add_batch, &fill, &why) <= 0) {
-            zsys_error ("kc_server: sync for %.8s: %s", cursor->agent, why.text);
-            zmsg_destroy (&fill.msg);
-            return false;
-        }
-        size_t size = zmsg_content_size (fill.msg);
-        if (s_send_cursor (self, cursor, &fill.msg)) {
-            zsys_warning ("kc_server: sync for %.8s abandoned: agent gone", cursor->agent);
-            return false;
-        }
-        cursor->credit--;
-        self->trim_due = true;
-        cursor->sizes [(cursor->oldest + cursor->flying++) % KC_PROTO_CREDIT_MAX] = size;
-        cursor->inflight += size;
-        self->inflight += size;
-    }
-    return true;
-}
-
-//  Gives the budget that credits freed to the syncs that waited for it.
-static void
-s_pump_waiting (s_server_t *self)
-{
-    if (self->inflight >= SEND_BUDGET) {
-        return;
-    }
-    zlistx_t *finished = zlistx_new ();
-    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor && self->inflight < SEND_BUDGET;
-         cursor = zhashx_next (self->cursors)) {
-        if (cursor->waiting && !s_pump (self, cursor)) {
-            zlistx_add_end (finished, (void *) zhashx_cursor (self->cursors));
-        }
-    }
-    for (const char *key = zlistx_first (finished); key; key = zlistx_next (finished)) {
-        zhashx_delete (self->cursors, key);
-    }
-    zlistx_destroy (&finished);
-}
-
-static void
-s_pump_all (s_server_t *self)
-{
-    zlistx_t *finished = zlistx_new ();
-    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
-         cursor = zhashx_next (self->cursors)) {
-        if (!s_pump (self, cursor)) {
-            zlistx_add_end (finished, (void *) zhashx_cursor (self->cursors));
-        }
-    }
-    for (const char *key = zlistx_first (finished); key; key = zlistx_next (finished)) {
-        zhashx_delete (self->cursors, key);
-    }
-    zlistx_destroy (&finished);
-}
-
-static void
-s_on_sync (s_server_t *self, zframe_t **identity_p, const char *id, kc_proto_msg_t *msg,
-           const char *agent)
-{
-    if (memcmp (msg->directory, kc_root_directory (self->root), KC_HASH_BYTES)) {
-        zmsg_t *error = kc_proto_error ("SYNC for another directory");
-        s_send_cursor (self, &(s_cursor_t) { .identity = *identity_p }, &error);
-        return;
-    }
-    if (msg->seq > kc_store_seq (self->store)) {
-        zmsg_t *error = kc_proto_error ("SYNC from %llu is ahead of the server's log (%llu)",
-                                        (unsigned long long) msg->seq,
-                                        (unsigned long long) kc_store_seq (self->store));
-        s_send_cursor (self, &(s_cursor_t) { .identity = *identity_p }, &error);
-        kc_ratelog (self->log, KC_LOG_WARNING, "sync ahead of the log", agent,
-                    "kc_server: %.8s asked to sync from %llu, ahead of the log (%llu)", agent,
-                    (unsigned long long) msg->seq, (unsigned long long) kc_store_seq (self->store));
-        return;
-    }
-    s_cursor_t *cursor = calloc (1, sizeof *cursor);
-    assert (cursor);
-    cursor->identity = *identity_p;
-    *identity_p = NULL;
-    snprintf (cursor->agent, sizeof cursor->agent, "%s", agent);
-    cursor->from = cursor->next = msg->seq;
-    cursor->credit = msg->credit;
-    cursor->total = &self->inflight;
-    self->syncs_started++;
-    cursor->started = cursor->touched = zclock_mono ();
-    zhashx_update (self->cursors, id, cursor);      //  replaces an older sync
-    if (!s_pump (self, cursor)) {
-        zhashx_delete (self->cursors, id);
-    }
-}
-
-static void
-s_on_ack (s_server_t *self, zframe_t *frame, kc_proto_msg_t *msg)
-{
-    uint8_t key [KC_KEY_BYTES];
-    char z85 [KC_Z85_KEY_CHARS + 1];
-    if (s_sender (frame, key)) {
-        return;
-    }
-    kc_z85_encode (key, KC_KEY_BYTES, z85);
-    s_agent_t *agent = zhashx_lookup (self->agents, z85);
-    if (!agent) {
-        agent = calloc (1, sizeof *agent);
-        assert (agent);
-        memcpy (agent->key, key, KC_KEY_BYTES);
-        zhashx_update (self->agents, z85, agent);
-        char fp [KC_FINGERPRINT_CHARS + 1];
-        zsys_info ("kc_server: agent %s acknowledged seq %llu", s_fp (key, fp),
-                   (unsigned long long) msg->seq);
-    }
-    //  An agent ahead of the log: this store lost entries it holds (a
-    //  restore from an older backup); said without --verbose
-    uint64_t seq = kc_store_seq (self->store);
-    if (msg->seq > seq && (msg->seq != agent->seq || agent->acked == 0)) {
-        char fp [KC_FINGERPRINT_CHARS + 1];
-        kc_ratelog (self->log, KC_LOG_WARNING, "agent ahead of the log", s_fp (key, fp),
-                    "kc_server: agent %s holds seq %llu, beyond this server's log (seq %llu): this store lost "
-                    "entries (restored from an older backup?); 'keyclone recover' on that node gives them back",
-                    fp, (unsigned long long) msg->seq, (unsigned long long) seq);
-    }
-    //  Persisted (on the next heartbeat) when where it stands changes
-    agent->dirty |= agent->seq != msg->seq || memcmp (agent->chain, msg->chain, KC_HASH_BYTES)
-                 || agent->acked == 0;
-    agent->seq = msg->seq;
-    memcpy (agent->chain, msg->chain, KC_HASH_BYTES);
-    agent->acked = zclock_time ();
-}
-
-//  --- Witness cosignatures (docs/protocol.md 9) ---------------------------------
-
-//  After a root change: forgets the cosignatures of witnesses it no longer names.
-static void
-s_cosigs_keep_witnesses (s_server_t *self)
-{
-    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
-        size_t index;
-        kc_why_t why;
-        if (self->cosigs [i].used
-        &&  kc_cosig_verify (&self->cosigs [i].cosig, kc_root_directory (self->root), self->root, &index,
-                             &why)) {
-            self->cosigs [i].used = false;
-        }
-    }
-}
-
-static int
-s_chain_at_fn (uint64_t seq, const uint8_t *chain, const uint8_t *data, size_t size, uint64_t accepted,
-               const uint8_t *submitter, void *arg)
-{
-    (void) seq, (void) data, (void) size, (void) accepted, (void) submitter;
-    memcpy (arg, chain, KC_HASH_BYTES);
-    return -1;
-}
-
-//  Checks that a verified cosignature names a (seq, chain) of this server's
-//  log, at a time not from the future. 0, or -1 with a reason.
-static int
-s_cosig_matches (s_server_t *self, const kc_cosig_t *cosig, const char *witness, kc_why_t *why)
-{
-    uint64_t now = kc_now_ms (), seq = kc_store_seq (self->store);
-    if (cosig->time > now + COSIG_SKEW_MS) {
-        return kc_why (why, "witness %s cosigned %llu ms in the future (its clock is ahead by more than "
-                       "%d s)", witness, (unsigned long long) (cosig->time - now), COSIG_SKEW_MS / 1000);
-    }
-    if (cosig->seq > seq) {
-        return kc_why (why, "witness %s cosigned seq %llu, beyond this server's log (seq %llu)", witness,
-                       (unsigned long long) cosig->seq, (unsigned long long) seq);
-    }
-    uint8_t chain [KC_HASH_BYTES];
-    if (cosig->seq == seq) {
-        memcpy (chain, kc_store_chain (self->store), KC_HASH_BYTES);
-    }
-    else
-    if (kc_store_read (self->store, cosig->seq - 1, 1, SIZE_MAX, s_chain_at_fn, chain, why) < 0) {
-        return -1;
-    }
-    if (cosig->seq == 0) {
-        kc_chain_genesis (kc_root_directory (self->root), chain);
-    }
-    if (sodium_memcmp (chain, cosig->chain, KC_HASH_BYTES)) {
-        return kc_why (why, "witness %s cosigned another chain at seq %llu than this server's log: it "
-                       "follows a different log (a fork)", witness, (unsigned long long) cosig->seq);
-    }
-    return 0;
-}
-
-//  COSIGN: a witness's cosignature, kept (the newest of each witness) and
-//  published with the next heads.
-static void
-s_on_cosign (s_server_t *self, const char *sender, kc_proto_msg_t *msg)
-{
-    kc_cosig_t cosig;
-    kc_why_t why;
-    size_t index;
-    if (kc_cosig_decode (msg->cosigs [0], KC_COSIG_BYTES, &cosig, &why)
-    ||  kc_cosig_verify (&cosig, kc_root_directory (self->root), self->root, &index, &why)
-    ||  s_cosig_matches (self, &cosig, kc_root_witness (self->root, index)->name, &why)) {
-        self->cosigs_refused++;
-        kc_ratelog (self->log, KC_LOG_WARNING, "cosignature refused", sender,
-                    "kc_server: cosignature from %s refused: %s", sender, why.text);
-        return;
-    }
-    size_t slot = KC_ROOT_WITNESSES_MAX;
-    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
-        if (self->cosigs [i].used && memcmp (self->cosigs [i].cosig.witness, cosig.witness, KC_KEY_BYTES) == 0) {
-            slot = i;
-            break;
-        }
-        if (!self->cosigs [i].used && slot == KC_ROOT_WITNESSES_MAX) {
-            slot = i;
-        }
-    }
-    assert (slot < KC_ROOT_WITNESSES_MAX);  //  one per witness of the root, at most 16
-    if (self->cosigs [slot].used && self->cosigs [slot].cosig.time >= cosig.time) {
-        return;                             //  not newer than the one we have
-    }
-    bool moved = !self->cosigs [slot].used || self->cosigs [slot].cosig.seq != cosig.seq;
-    if (!self->cosigs [slot].used) {
-        zsys_info ("kc_server: witness %s cosigned seq %llu", kc_root_witness (self->root, index)->name,
-                   (unsigned long long) cosig.seq);
-    }
-    self->cosigs [slot].cosig = cosig;
-    memcpy (self->cosigs [slot].bytes, msg->cosigs [0], KC_COSIG_BYTES);
-    self->cosigs [slot].used = true;
-    self->cosigs_taken++;
-    //  A witness caught up with a new seq: agents learn it soon, not at the
-    //  next heartbeat; a mere new time waits for the heartbeat
-    if (moved) {
-        s_publish_head_soon (self);
-    }
-}
-
-static int
-s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
-{
-    (void) loop;
-    s_server_t *self = arg;
-    for (int i = 0; i < 64 && (zsock_events (socket) & ZMQ_POLLIN); i++) {
-        zmsg_t *msg = zmsg_recv (socket);
-        if (!msg) {
-            break;
-        }
-        zframe_t *identity = zmsg_pop (msg);
-        char fp [KC_FINGERPRINT_CHARS + 1], agent [KC_Z85_KEY_CHARS + 1] = "unknown";
-        uint8_t key [KC_KEY_BYTES];
-        if (s_sender (zmsg_first (msg), key) == 0) {
-            kc_z85_encode (key, KC_KEY_BYTES, agent);
-        }
-        kc_proto_msg_t decoded;
-        kc_why_t why;
-        char *id = identity ? zframe_strhex (identity) : NULL;
-        if (!id || kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why)) {
-            s_sender_fp (zmsg_first (msg), fp);
-            kc_ratelog (self->log, KC_LOG_WARNING, "malformed snapshot message", fp,
-                        "kc_server: malformed message on snapshot from %s: %s", fp,
-                          id ? why.text : "no routing id");
-        }
-        else
-        if (decoded.type == KC_MSG_SYNC) {
-            s_on_sync (self, &identity, id, &decoded, agent);
-        }
-        else
-        if (decoded.type == KC_MSG_CREDIT) {
-            s_cursor_t *cursor = zhashx_lookup (self->cursors, id);
-            if (cursor) {
-                //  Each credit says the agent applied the oldest message in flight
-                for (uint32_t c = 0; c < decoded.credit && cursor->flying; c++) {
-                    size_t size = cursor->sizes [cursor->oldest];
-                    cursor->oldest = (cursor->oldest + 1) % KC_PROTO_CREDIT_MAX;
-                    cursor->flying--;
-                    cursor->inflight -= size;
-                    self->inflight -= size;
-                }
-                cursor->credit += decoded.credit;
-                if (cursor->credit > KC_PROTO_CREDIT_MAX) {
-                    cursor->credit = KC_PROTO_CREDIT_MAX;
-                }
-                cursor->touched = zclock_mono ();
-                if (!s_pump (self, cursor)) {
-                    zhashx_delete (self->cursors, id);
-                }
-                s_pump_waiting (self);
-            }
-        }
-        else
-        if (decoded.type == KC_MSG_COSIGN) {
-            s_sender_fp (zmsg_first (msg), fp);
-            s_on_cosign (self, fp, &decoded);
-        }
-        else {
-            s_on_ack (self, zmsg_first (msg), &decoded);
-        }
-        kc_proto_msg_reset (&decoded);
-        zstr_free (&id);
-        zframe_destroy (&identity);
-        zmsg_destroy (&msg);
-    }
     return 0;
 }
 
@@ -1212,7 +710,7 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
             }
         }
         s_rotate_head (self);
-        s_cosigs_keep_witnesses (self);
+        kc_publish_root_changed (self->publish);
         if (s_rotate_curve (self)) {
             zsys_error ("kc_server: cannot serve after the key switch");
         }
@@ -1248,8 +746,8 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
         }
         size_t size;
         const uint8_t *data = s_entry_data (p, &size);
-        if (update && (entries == KC_PROTO_BATCHES_MAX || bytes + size > UPDATE_BYTES)) {
-            zmsg_send (&update, self->updates);
+        if (update && (entries == KC_PROTO_BATCHES_MAX || bytes + size > KC_PUBLISH_UPDATE_BYTES)) {
+            kc_publish_update (self->publish, &update);
             entries = bytes = 0;
         }
         if (!update) {
@@ -1261,8 +759,7 @@ s_publish (s_server_t *self, s_pending_t *pending, size_t count)
         bytes += size;
     }
     if (update) {
-        zmsg_send (&update, self->updates);
-        s_publish_head_soon (self);
+        kc_publish_update (self->publish, &update);
     }
 }
 
@@ -1706,7 +1203,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
             s_close_refused_readers (self);
             self->revoked_in_group = false;
         }
-        s_pump_all (self);
+        kc_publish_grown (self->publish);
         for (size_t i = 0; i < count; i++) {
             s_pending_free (&pending [i]);
         }
@@ -1956,7 +1453,7 @@ s_apply_entry (s_server_t *self, uint64_t index, const uint8_t *data, size_t siz
                 s_close_refused_readers (self);
                 self->revoked_in_group = false;
             }
-            s_pump_all (self);
+            kc_publish_grown (self->publish);
         }
         else {
             outcome = S_ENTRY_REFUSED;
@@ -2320,7 +1817,7 @@ static void
 s_metrics (s_server_t *self, FILE *out)
 {
     kc_metrics_t m = { .out = out };
-    char labels [200], hex [65], fp [KC_FINGERPRINT_CHARS + 1];
+    char labels [200], hex [65];
     uint64_t seq = kc_store_seq (self->store);
     snprintf (labels, sizeof labels, "version=\"%s\",directory=\"%.16s\"", kc_version (),
               kc_hex (kc_root_directory (self->root), 32, hex));
@@ -2349,66 +1846,18 @@ s_metrics (s_server_t *self, FILE *out)
                    "Readers' connections closed because their key was revoked or expired.", "",
                    (double) track.closed);
     }
-    kc_metric (&m, "keyclone_server_syncs", "gauge", "Syncs running.", "", (double) zhashx_size (self->cursors));
-    kc_metric (&m, "keyclone_server_sync_bytes_inflight", "gauge", "Snapshot bytes sent and not yet credited.", "",
-               (double) self->inflight);
     kc_metric (&m, "keyclone_server_enrolments_pending", "gauge", "Enrolment requests kept (pending or rejected).",
                "", (double) kc_pending_count (self->pending));
     kc_metric (&m, "keyclone_server_enrolments_refused_total", "counter", "Enrolment requests refused.", "",
                (double) kc_pending_refused (self->pending));
-    kc_metric (&m, "keyclone_server_agents", "gauge", "Agents that ever acknowledged.", "",
-               (double) zhashx_size (self->agents));
-    int64_t now = zclock_time ();
-    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
-        snprintf (labels, sizeof labels, "agent=\"%s\"", s_fp (agent->key, fp));
-        kc_metric (&m, "keyclone_server_agent_lag", "gauge", "Log entries an agent has not acknowledged.", labels,
-                   (double) (seq > agent->seq ? seq - agent->seq : 0));
-    }
-    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
-        snprintf (labels, sizeof labels, "agent=\"%s\"", s_fp (agent->key, fp));
-        kc_metric (&m, "keyclone_server_agent_ack_age_seconds", "gauge", "Seconds since an agent's last acknowledgement.",
-                   labels, (double) (now - agent->acked) / 1000.0);
-    }
-}
-
-//  STATUS: the root's witnesses, with what each cosigned last.
-static void
-s_status_witnesses (s_server_t *self, FILE *out, FILE *human)
-{
-    size_t count = kc_root_witness_count (self->root);
-    fprintf (out, ", \"witness_threshold\": %u, \"cosignatures\": %llu, \"cosignatures_refused\": %llu, "
-             "\"witnesses\": [", kc_root_witness_threshold (self->root), (unsigned long long) self->cosigs_taken,
-             (unsigned long long) self->cosigs_refused);
-    uint64_t now = kc_now_ms ();
-    for (size_t w = 0; w < count; w++) {
-        const kc_witness_t *witness = kc_root_witness (self->root, w);
-        const kc_cosig_t *cosig = NULL;
-        for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX && !cosig; i++) {
-            if (self->cosigs [i].used && memcmp (self->cosigs [i].cosig.witness, witness->key, KC_KEY_BYTES) == 0) {
-                cosig = &self->cosigs [i].cosig;
-            }
-        }
-        fprintf (out, "%s{", w ? ", " : "");
-        kc_json_field_str (out, true, "name", witness->name);
-        kc_json_field_u64 (out, false, "seq", cosig ? cosig->seq : 0);
-        kc_json_field_u64 (out, false, "age_ms", cosig && now > cosig->time ? now - cosig->time : 0);
-        fprintf (out, ", \"cosigned\": %s}", cosig ? "true" : "false");
-        if (cosig) {
-            fprintf (human, "  witness %-16s cosigned seq %llu %.1f s ago\n", witness->name,
-                     (unsigned long long) cosig->seq, (double) (now > cosig->time ? now - cosig->time : 0) / 1000.0);
-        }
-        else {
-            fprintf (human, "  witness %-16s no cosignature yet\n", witness->name);
-        }
-    }
-    fprintf (out, "]");
+    kc_publish_metrics (self->publish, &m, "keyclone_server");
 }
 
 static void
 s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text_size)
 {
     FILE *out = open_memstream (json, size), *human = open_memstream (text, text_size);
-    char hex [65], z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1], when [32];
+    char hex [65], when [32];
     uint64_t seq = kc_store_seq (self->store);
     fprintf (out, "{");
     kc_json_field_str (out, true, "role", "server");
@@ -2422,7 +1871,7 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
     kc_json_field_u64 (out, false, "root_expires", kc_root_expires (self->root));
     kc_json_field_u64 (out, false, "accepted", self->accepted);
     kc_json_field_u64 (out, false, "rejected", self->rejected);
-    kc_json_field_u64 (out, false, "syncs", zhashx_size (self->cursors));
+    kc_json_field_u64 (out, false, "syncs", kc_publish_syncs (self->publish));
     if (self->raft) {
         const char *leader = s_member_name (self, self->leader);
         fprintf (out, ", \"cluster\": {");
@@ -2439,7 +1888,6 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
                  self->member_count, self->raft_state, (unsigned long long) self->term, leader ? leader : "none");
         kc_raft_ask_status (self->raft);    //  fresh figures for the next STATUS
     }
-    fprintf (out, ", \"agents\": [");
     fprintf (human, "server: seq %llu, %llu keys (%llu revoked), root v%llu expires %s\n"
              "  chain %.16s..., accepted %llu batches, rejected %llu, %zu syncs running\n",
              (unsigned long long) seq, (unsigned long long) kc_store_key_count (self->store),
@@ -2447,102 +1895,16 @@ s_status (s_server_t *self, char **json, size_t *size, char **text, size_t *text
              (unsigned long long) kc_root_version (self->root),
              kc_time_format (kc_root_expires (self->root), when), hex,
              (unsigned long long) self->accepted, (unsigned long long) self->rejected,
-             zhashx_size (self->cursors));
+             kc_publish_syncs (self->publish));
     fprintf (human, "  keyclone-server %s\n", kc_version ());
-
-    int64_t now = zclock_time ();
-    size_t behind = 0, ahead = 0;
-    bool first = true;
-    for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
-        kc_store_key_t info;
-        kc_why_t why;
-        if (kc_store_key (self->store, agent->key, &info, &why)) {
-            info.name [0] = 0;
-        }
-        uint64_t lag = seq > agent->seq ? seq - agent->seq : 0;
-        behind += lag > 0;
-        ahead += agent->seq > seq;
-        fprintf (out, "%s{", first ? "" : ", ");
-        first = false;
-        kc_json_field_str (out, true, "key", kc_z85_encode (agent->key, 32, z85));
-        kc_json_field_str (out, false, "fingerprint", s_fp (agent->key, fp));
-        kc_json_field_str (out, false, "name", info.name);
-        kc_json_field_u64 (out, false, "seq", agent->seq);
-        kc_json_field_u64 (out, false, "ack_age_ms", (uint64_t) (now - agent->acked));
-        kc_json_field_u64 (out, false, "behind", lag);
-        kc_json_field_u64 (out, false, "ahead", agent->seq > seq ? agent->seq - seq : 0);
-        kc_json_field_str (out, false, "key_status", info.status == KC_STATUS_REVOKED ? "revoked"
-                           : info.status == 0 ? "unknown"
-                           : info.not_after && kc_now () >= info.not_after ? "expired" : "active");
-        fprintf (out, "}");
-        //  Every agent that ever acknowledged stays listed; one whose key
-        //  was revoked (or has expired) is marked, not dropped
-        const char *standing = info.status == KC_STATUS_REVOKED ? "  (key revoked)"
-                             : info.status == 0 ? "  (key unknown)"
-                             : info.not_after && kc_now () >= info.not_after ? "  (key expired)" : "";
-        fprintf (human, "    %-20s %s  seq %-10llu %-14s acked %.1f s ago%s\n",
-                 *info.name ? info.name : "-", fp, (unsigned long long) agent->seq,
-                 lag ? "behind" : agent->seq > seq ? "AHEAD" : "up to date", (double) (now - agent->acked) / 1000.0,
-                 standing);
-    }
-    fprintf (out, "]");
-    fprintf (human, "  agents: %zu, %zu up to date, %zu behind", zhashx_size (self->agents),
-             zhashx_size (self->agents) - behind - ahead, behind);
-    if (ahead) {
-        fprintf (human, ", %zu AHEAD of this server: its store lost entries they hold (restored from an older "
-                 "backup?); run 'keyclone recover' on one of those nodes", ahead);
-    }
-    fprintf (human, "\n");
-    s_status_witnesses (self, out, human);
+    kc_publish_status_agents (self->publish, out, human);
+    kc_publish_status_witnesses (self->publish, out, human);
     fprintf (out, "}");
     fclose (out);
     fclose (human);
 }
 
 //  --- Timers and start-up ---------------------------------------------------
-
-//  Writes the acknowledgements that changed since the last call to the
-//  store, so status --server remembers every agent across a restart.
-static void
-s_save_acks (s_server_t *self)
-{
-    size_t count = 0, capacity = zhashx_size (self->agents);
-    kc_store_ack_t *acks = capacity ? malloc (capacity * sizeof *acks) : NULL;
-    for (s_agent_t *agent = zhashx_first (self->agents); agent && acks; agent = zhashx_next (self->agents)) {
-        if (agent->dirty) {
-            kc_store_ack_t *ack = &acks [count++];
-            memcpy (ack->key, agent->key, KC_KEY_BYTES);
-            ack->seq = agent->seq;
-            memcpy (ack->chain, agent->chain, KC_HASH_BYTES);
-            ack->acked = (uint64_t) agent->acked;
-        }
-    }
-    kc_why_t why;
-    if (count && kc_store_save_acks (self->store, acks, count, &why)) {
-        zsys_error ("kc_server: %s", why.text);
-    }
-    else {
-        for (s_agent_t *agent = zhashx_first (self->agents); agent; agent = zhashx_next (self->agents)) {
-            agent->dirty = false;
-        }
-    }
-    free (acks);
-}
-
-static int
-s_load_ack (const kc_store_ack_t *ack, void *arg)
-{
-    s_server_t *self = arg;
-    s_agent_t *agent = calloc (1, sizeof *agent);
-    assert (agent);
-    memcpy (agent->key, ack->key, KC_KEY_BYTES);
-    agent->seq = ack->seq;
-    memcpy (agent->chain, ack->chain, KC_HASH_BYTES);
-    agent->acked = (int64_t) ack->acked;
-    char z85 [KC_Z85_KEY_CHARS + 1];
-    zhashx_update (self->agents, kc_z85_encode (ack->key, KC_KEY_BYTES, z85), agent);
-    return 0;
-}
 
 //  From 30 days before the root expires, says so once a day: after that,
 //  every batch is refused and agents go stale.
@@ -2656,7 +2018,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         s_reload_wanted = 0;
         s_reload (self);
     }
-    s_publish_head (self);
+    kc_publish_head (self->publish);
     //  Expiry needs no event: readers whose key expired are closed here
     s_close_refused_readers (self);
     kc_ratelog_flush (self->log);
@@ -2665,50 +2027,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         zsys_info ("kc_server: %zu enrolment request%s expired unanswered", expired, expired == 1 ? "" : "s");
     }
     s_root_warning (self);
-    s_save_acks (self);
-    //  Abandon syncs whose agent stopped granting credit
-    int64_t now = zclock_mono ();
-    zlistx_t *stale = zlistx_new ();
-    size_t waiting = 0;
-    for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor;
-         cursor = zhashx_next (self->cursors)) {
-        if (cursor->waiting) {
-            cursor->touched = now;          //  it waits for us, not for its agent
-            waiting++;
-        }
-        if (now - cursor->touched > self->config.sync_idle_ms) {
-            zlistx_add_end (stale, (void *) zhashx_cursor (self->cursors));
-            zsys_warning ("kc_server: sync for %.8s abandoned: no credit for %d ms",
-                          cursor->agent, self->config.sync_idle_ms);
-        }
-    }
-    for (const char *key = zlistx_first (stale); key; key = zlistx_next (stale)) {
-        zhashx_delete (self->cursors, key);
-    }
-    zlistx_destroy (&stale);
-    //  The last sync ended: the buffers its messages used go back to the
-    //  system (malloc keeps them while syncs run, kc_malloc_tune)
-    if (self->trim_due && zhashx_size (self->cursors) == 0) {
-        malloc_trim (0);
-        self->trim_due = false;
-    }
-    //  Many agents syncing at once (a restart, a network blip): say so
-    //  without --verbose, every 10 s while it lasts
-    if (now - self->storm_reported >= LOG_PERIOD_MS
-    &&  (zhashx_size (self->cursors) >= STORM_SYNCS || self->syncs_started >= STORM_SYNCS)) {
-        zsys_info ("kc_server: %zu agents syncing (%llu syncs started in the last %lld s), "
-                   "%.1f MiB in flight of a %d MiB budget, %zu waiting for it",
-                   zhashx_size (self->cursors), (unsigned long long) self->syncs_started,
-                   (long long) ((now - self->storm_reported) / 1000),
-                   (double) self->inflight / (1024 * 1024), SEND_BUDGET / (1024 * 1024), waiting);
-        self->storm_reported = now;
-        self->syncs_started = 0;
-    }
-    else
-    if (now - self->storm_reported >= LOG_PERIOD_MS) {
-        self->storm_reported = now;
-        self->syncs_started = 0;
-    }
+    kc_publish_tick (self->publish);
     return 0;
 }
 
@@ -2771,8 +2090,9 @@ s_open_sockets (s_server_t *self, int attempts)
     if (!self->snapshot || !self->updates || !self->submit) {
         return -1;
     }
+    kc_publish_set_sockets (self->publish, self->snapshot, self->updates);
     if (self->loop) {
-        zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
+        zloop_reader (self->loop, self->snapshot, kc_publish_on_snapshot, self->publish);
         zloop_reader (self->loop, self->submit, s_on_submit, self);
     }
     return 0;
@@ -2790,6 +2110,9 @@ s_close_sockets (s_server_t *self)
             kc_track_uninstall (*sockets [i]);
             zsock_destroy (sockets [i]);
         }
+    }
+    if (self->publish) {
+        kc_publish_set_sockets (self->publish, NULL, NULL);
     }
 }
 
@@ -2822,10 +2145,9 @@ s_switch_curve (s_server_t *self)
         zsys_info ("kc_server: CURVE key rotation: serving with the new key %s", fp);
         return 0;
     }
-    size_t syncs = zhashx_size (self->cursors);
+    size_t syncs = kc_publish_syncs (self->publish);
     zsock_set_linger (self->updates, 500);      //  what was published still goes out
     s_close_sockets (self);
-    zhashx_purge (self->cursors);
     if (s_open_sockets (self, REBIND_ATTEMPTS)) {
         zsys_error ("kc_server: CURVE key rotation: cannot bind the sockets again with the new key; "
                     "stopping (a restart serves with it)");
@@ -3000,8 +2322,7 @@ s_destroy (s_server_t *self)
     s_close_sockets (self);
     kc_track_destroy (&self->track);
     zsock_destroy (&self->zap);
-    zhashx_destroy (&self->cursors);
-    zhashx_destroy (&self->agents);
+    kc_publish_destroy (&self->publish);    //  saves the acknowledgements
     kc_ratelog_destroy (&self->log);
     kc_pending_destroy (&self->pending);
     kc_store_destroy (&self->store);
@@ -3015,22 +2336,20 @@ s_destroy (s_server_t *self)
 int
 kc_server_run (const kc_server_config_t *config)
 {
-    s_server_t self = { .config = *config, .head_timer = -1, .switch_timer = -1 };
+    s_server_t self = { .config = *config, .switch_timer = -1 };
     kc_why_t why;
     int rc = 1;
-    self.cursors = zhashx_new ();
-    zhashx_set_destructor (self.cursors, s_cursor_destroy);
-    self.agents = zhashx_new ();
-    zhashx_set_destructor (self.agents, s_free_item);
     self.log = kc_ratelog_new ("kc_server", LOG_PERIOD_MS, LOG_PER_PEER, LOG_PER_KIND);
     if (s_load (&self, &why)) {
         zsys_error ("kc_server: %s", why.text);
         goto cleanup;
     }
-    if (kc_store_load_acks (self.store, s_load_ack, &self, &why) < 0) {
-        zsys_error ("kc_server: %s", why.text);
-        goto cleanup;
-    }
+    kc_publish_config_t serving = {
+        .name = "kc_server", .store = self.store, .root = s_root_in_force, .heads = s_heads, .arg = &self,
+        .log = self.log, .read_any = config->read_any, .sync_idle_ms = config->sync_idle_ms,
+        .verbose = config->verbose
+    };
+    self.publish = kc_publish_new (&serving);
     //  With read = members, readers' connections are matched to their keys
     //  so the server can close them when the key is revoked or expires
     if (!config->read_any) {
@@ -3055,6 +2374,7 @@ kc_server_run (const kc_server_config_t *config)
         endpoints [i] = self.endpoint_text [i];
     }
     self.loop = zloop_new ();
+    kc_publish_set_loop (self.publish, self.loop);
     if (self.track) {
         kc_track_set_loop (self.track, self.loop);
     }
@@ -3078,7 +2398,6 @@ kc_server_run (const kc_server_config_t *config)
                (unsigned long long) kc_store_key_count (self.store),
                endpoints [0], endpoints [1], endpoints [2], config->read_any ? "any" : "members");
     zloop_start (self.loop);
-    s_save_acks (&self);
     zsys_info ("kc_server: shutting down at seq %llu", (unsigned long long) kc_store_seq (self.store));
     rc = 0;
 cleanup:

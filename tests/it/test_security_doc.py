@@ -2,7 +2,7 @@
 """docs/security.md stays true: a row for each threat T1-T20, every test it
 names exists (tests/it/FILE.py::TEST, or a rogue scenario of test_rogue.py,
 or a module selftest), and the tests it marks expected-to-fail carry the
-kc.expected_failure mark (and the others do not)."""
+kc.expected_failure mark (and the others do not; since issue 15 none is)."""
 import os
 import re
 
@@ -40,7 +40,6 @@ def test_every_named_test_exists():
 def test_expected_failures_are_marked():
     text = open(DOC).read()
     marked = set(re.findall(r"`(test_\w+\.py)::(test_\w+)` \(expected-to-fail\)", text))
-    kc.check(marked, "no expected-to-fail test named")
     for file in sorted(os.listdir(TESTS)):
         if not file.startswith("test_") or not file.endswith(".py"):
             continue

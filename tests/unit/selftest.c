@@ -51,6 +51,7 @@ static const struct {
     { "kc_zmtp", kc_zmtp_test },
     { "kc_group", kc_group_test },
     { "kc_cosig", kc_cosig_test },
+    { "kc_publish", kc_publish_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
     { "properties", kc_properties_test },
