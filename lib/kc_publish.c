@@ -62,7 +62,7 @@ struct _kc_publish_t {
         kc_cosig_t cosig;
         bool used;
     } cosigs [KC_ROOT_WITNESSES_MAX];       //  the newest of each witness, published with heads
-    uint64_t cosigs_taken, cosigs_refused;
+    uint64_t cosigs_taken, cosigs_refused, cosigs_ahead;
 };
 
 static const kc_root_t *
@@ -323,8 +323,11 @@ s_cosig_matches (kc_publish_t *self, const kc_cosig_t *cosig, const char *witnes
                        "%d s)", witness, (unsigned long long) (cosig->time - now), KC_PUBLISH_COSIG_SKEW_MS / 1000);
     }
     if (cosig->seq > seq) {
-        return kc_why (why, "witness %s cosigned seq %llu, beyond this server's log (seq %llu)", witness,
-                       (unsigned long long) cosig->seq, (unsigned long long) seq);
+        //  A cluster member a little behind the one the witness follows:
+        //  not kept (nothing to check it against yet), not an offence
+        kc_why (why, "witness %s cosigned seq %llu, beyond this server's log (seq %llu)", witness,
+                (unsigned long long) cosig->seq, (unsigned long long) seq);
+        return 1;
     }
     uint8_t chain [KC_HASH_BYTES];
     if (cosig->seq == seq) {
@@ -352,10 +355,15 @@ kc_publish_take_cosig (kc_publish_t *self, const uint8_t bytes [KC_COSIG_BYTES],
     kc_cosig_t cosig;
     size_t index;
     if (kc_cosig_decode (bytes, KC_COSIG_BYTES, &cosig, why)
-    ||  kc_cosig_verify (&cosig, kc_root_directory (root), root, &index, why)
-    ||  s_cosig_matches (self, &cosig, kc_root_witness (root, index)->name, why)) {
+    ||  kc_cosig_verify (&cosig, kc_root_directory (root), root, &index, why)) {
         self->cosigs_refused++;
         return -1;
+    }
+    int matches = s_cosig_matches (self, &cosig, kc_root_witness (root, index)->name, why);
+    if (matches) {
+        self->cosigs_refused += matches < 0;
+        self->cosigs_ahead += matches > 0;
+        return matches;
     }
     size_t slot = KC_ROOT_WITNESSES_MAX;
     for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
@@ -642,7 +650,7 @@ kc_publish_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         else
         if (decoded.type == KC_MSG_COSIGN) {
             s_sender_fp (zmsg_first (msg), fp);
-            if (kc_publish_take_cosig (self, decoded.cosigs [0], &why)) {
+            if (kc_publish_take_cosig (self, decoded.cosigs [0], &why) < 0) {
                 kc_ratelog (self->config.log, KC_LOG_WARNING, "cosignature refused", fp,
                             "%s: cosignature from %s refused: %s", self->config.name, fp, why.text);
             }
@@ -844,8 +852,9 @@ kc_publish_status_witnesses (kc_publish_t *self, FILE *out, FILE *human)
     const kc_root_t *root = s_root (self);
     size_t count = kc_root_witness_count (root);
     fprintf (out, ", \"witness_threshold\": %u, \"cosignatures\": %llu, \"cosignatures_refused\": %llu, "
-             "\"witnesses\": [", kc_root_witness_threshold (root), (unsigned long long) self->cosigs_taken,
-             (unsigned long long) self->cosigs_refused);
+             "\"cosignatures_ahead\": %llu, \"witnesses\": [", kc_root_witness_threshold (root),
+             (unsigned long long) self->cosigs_taken, (unsigned long long) self->cosigs_refused,
+             (unsigned long long) self->cosigs_ahead);
     uint64_t now = kc_now_ms ();
     for (size_t w = 0; w < count; w++) {
         const kc_witness_t *witness = kc_root_witness (root, w);

@@ -116,8 +116,9 @@ void
 
 //  Takes a cosignature (as COSIGN does, also for a mirror relaying its
 //  upstream's): checked against the root in force and the store, kept if
-//  it is the witness's newest. Returns 0 (kept, or not newer), or -1 with a
-//  reason (refused, counted).
+//  it is the witness's newest. Returns 0 (kept, or not newer), 1 with a
+//  reason when it names a seq beyond the store (not kept: a cluster member
+//  or mirror a little behind), or -1 with a reason (refused, counted).
 int
     kc_publish_take_cosig (kc_publish_t *self, const uint8_t cosig [KC_COSIG_BYTES], kc_why_t *why);
 
