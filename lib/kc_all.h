@@ -43,6 +43,7 @@
 #include "kc_metrics.h"
 #include "kc_group.h"
 #include "kc_publish.h"
+#include "kc_keep.h"
 #include "kc_cosig.h"
 
 #endif

@@ -568,22 +568,6 @@ s_serves (s_server_t *self, const kc_root_t *root, kc_why_t *why)
 static int
     s_rotate_curve (s_server_t *self);
 
-//  A root change: verified against the root in force in the group (which
-//  it then replaces there), and appended. 0 or -1 with p->why.
-static int
-s_decide_root (s_server_t *self, s_pending_t *p, kc_root_t **group_root, uint64_t now, s_decide_mode_t mode)
-{
-    //  A single server refuses a root that would not name it; a cluster's
-    //  members do not ask (a member removed by it leaves the cluster)
-    if (kc_root_verify_successor (*group_root, p->root, now, &p->why)
-    ||  (mode == S_COMMIT && s_serves (self, p->root, &p->why))
-    ||  kc_store_append_root (self->store, p->root, &p->seq, p->chain, &p->why)) {
-        return -1;
-    }
-    *group_root = p->root;
-    return 0;
-}
-
 //  Decides every pending submission inside one store transaction. Batches
 //  after a root change in the same group are verified with the new root.
 //  Returns how many were accepted (and, in S_APPLY, stored: all or none).
@@ -598,43 +582,26 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
         return 0;
     }
     size_t accepted = 0;
-    kc_root_t *group_root = self->root;
+    const kc_root_t *group_root = self->root;
     for (size_t i = 0; i < count; i++) {
         s_pending_t *p = &pending [i];
-        const uint8_t *digest;
-        if (kc_root_is_root (p->data, p->size)) {
-            p->root = kc_root_decode (p->data, p->size, &p->why);
-            digest = p->root ? kc_root_digest (p->root) : NULL;
-        }
-        else
-        if (kc_grant_is_grant (p->data, p->size)) {
-            p->grant = kc_grant_decode (p->data, p->size, &p->why);
-            digest = p->grant ? p->grant->digest : NULL;
-        }
-        else
-        if (kc_grant_is_use (p->data, p->size)) {
-            p->use = kc_grant_use_decode (p->data, p->size, &p->why);
-            digest = p->use ? p->use->digest : NULL;
-        }
-        else {
-            p->batch = kc_batch_decode (p->data, p->size, &p->why);
-            digest = p->batch ? kc_batch_digest (p->batch) : NULL;
-        }
-        if (!digest) {
+        kc_keep_entry_t entry = { .data = p->data, .size = p->size };
+        if (kc_keep_decode (&entry, &p->why)) {
             continue;
         }
+        p->batch = entry.batch;             //  the submission owns what was decoded
+        p->root = entry.root;
+        p->grant = entry.grant;
+        p->use = entry.use;
         kc_store_set_submitter (self->store, p->has_submitter ? p->submitter : NULL);
-        int found = kc_store_find_digest (self->store, digest, &p->seq, p->chain, &p->why);
+        int found = kc_store_find_digest (self->store, entry.digest, &p->seq, p->chain, &p->why);
         if (found == 1) {
             p->status = "duplicate";
         }
         else
-        if (found == 0 && p->root) {
-            if (s_decide_root (self, p, &group_root, now, mode) == 0) {
-                p->status = "accepted";
-                p->accepted = kc_store_accepted (self->store);
-                accepted++;
-            }
+        if (found == 0 && p->root && mode == S_COMMIT && s_serves (self, p->root, &p->why)) {
+            //  A single server refuses a root that would not name it; a
+            //  cluster's members do not ask (a member removed by it leaves)
         }
         else
         if (found == 0 && p->use && p->use->rotation
@@ -644,28 +611,13 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
             kc_why (&p->why, "refused: a rotation by grant comes from the key it replaces");
         }
         else
-        if (found == 0 && (p->grant || p->use)) {
-            if (p->grant ? kc_grant_verify (p->grant, group_root, &p->why) == 0
-                           && kc_store_check_grant (self->store, p->grant, &p->why) == 0
-                           && kc_store_append_grant (self->store, p->grant, &p->seq, p->chain, &p->why) == 0
-                         : kc_store_check_use (self->store, p->use, now, &p->why) == 0
-                           && kc_store_append_use (self->store, p->use, &p->seq, p->chain, &p->why) == 0) {
-                p->status = "accepted";
-                p->accepted = kc_store_accepted (self->store);
-                accepted++;
-            }
-        }
-        else
-        if (found == 0
-        &&  kc_batch_verify (p->batch, group_root, now, &p->why) == 0
-        &&  kc_store_check (self->store, p->batch, now, &p->why) == 0
-        &&  kc_store_append (self->store, p->batch, &p->seq, p->chain, &p->why) == 0) {
+        if (found == 0 && kc_keep_append (self->store, &entry, &group_root, now, &p->why) == 0) {
+            p->seq = entry.seq;
+            memcpy (p->chain, entry.chain, KC_HASH_BYTES);
             p->status = "accepted";
             p->accepted = kc_store_accepted (self->store);
+            self->revoked_in_group |= entry.revokes;
             accepted++;
-            for (size_t r = 0; r < kc_batch_count (p->batch); r++) {
-                self->revoked_in_group |= kc_batch_record (p->batch, r)->status == KC_STATUS_REVOKED;
-            }
         }
     }
     if (mode == S_APPLY) {
@@ -703,10 +655,10 @@ s_decide (s_server_t *self, s_pending_t *pending, size_t count, uint64_t now, s_
     if (group_root != self->root) {
         //  From the change's seq on, everything is verified with the new root
         for (size_t i = 0; i < count; i++) {
-            if (pending [i].root == group_root) {
+            if (pending [i].root && pending [i].root == group_root) {
                 kc_root_destroy (&self->root);
-                self->root = group_root;
-                pending [i].root = kc_root_dup (group_root);
+                self->root = pending [i].root;
+                pending [i].root = kc_root_dup (self->root);
             }
         }
         s_rotate_head (self);

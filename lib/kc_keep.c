@@ -1,0 +1,78 @@
+/*  =========================================================================
+    kc_keep - decides a log entry against a store.
+    =========================================================================
+*/
+#include "kc_keep.h"
+
+#include <string.h>
+
+int
+kc_keep_decode (kc_keep_entry_t *entry, kc_why_t *why)
+{
+    if (kc_root_is_root (entry->data, entry->size)) {
+        entry->root = kc_root_decode (entry->data, entry->size, why);
+        entry->digest = entry->root ? kc_root_digest (entry->root) : NULL;
+    }
+    else
+    if (kc_grant_is_grant (entry->data, entry->size)) {
+        entry->grant = kc_grant_decode (entry->data, entry->size, why);
+        entry->digest = entry->grant ? entry->grant->digest : NULL;
+    }
+    else
+    if (kc_grant_is_use (entry->data, entry->size)) {
+        entry->use = kc_grant_use_decode (entry->data, entry->size, why);
+        entry->digest = entry->use ? entry->use->digest : NULL;
+    }
+    else {
+        entry->batch = kc_batch_decode (entry->data, entry->size, why);
+        entry->digest = entry->batch ? kc_batch_digest (entry->batch) : NULL;
+    }
+    return entry->digest ? 0 : -1;
+}
+
+int
+kc_keep_append (kc_store_t *store, kc_keep_entry_t *entry, const kc_root_t **root, uint64_t now,
+                kc_why_t *why)
+{
+    if (entry->root) {
+        if (kc_root_verify_successor (*root, entry->root, now, why)
+        ||  kc_store_append_root (store, entry->root, &entry->seq, entry->chain, why)) {
+            return -1;
+        }
+        *root = entry->root;
+        return 0;
+    }
+    if (entry->grant) {
+        return kc_grant_verify (entry->grant, *root, why) == 0
+            && kc_store_check_grant (store, entry->grant, why) == 0
+            && kc_store_append_grant (store, entry->grant, &entry->seq, entry->chain, why) == 0 ? 0 : -1;
+    }
+    if (entry->use) {
+        return kc_store_check_use (store, entry->use, now, why) == 0
+            && kc_store_append_use (store, entry->use, &entry->seq, entry->chain, why) == 0 ? 0 : -1;
+    }
+    if (!entry->batch) {
+        return kc_why (why, "nothing decoded to append");
+    }
+    if (kc_batch_verify (entry->batch, *root, now, why)
+    ||  kc_store_check (store, entry->batch, now, why)
+    ||  kc_store_append (store, entry->batch, &entry->seq, entry->chain, why)) {
+        return -1;
+    }
+    for (size_t r = 0; r < kc_batch_count (entry->batch); r++) {
+        entry->revokes |= kc_batch_record (entry->batch, r)->status == KC_STATUS_REVOKED;
+    }
+    return 0;
+}
+
+void
+kc_keep_entry_reset (kc_keep_entry_t *entry)
+{
+    kc_batch_destroy (&entry->batch);
+    kc_root_destroy (&entry->root);
+    kc_grant_destroy (&entry->grant);
+    kc_grant_use_destroy (&entry->use);
+    entry->digest = NULL;
+    entry->seq = 0;
+    entry->revokes = false;
+}

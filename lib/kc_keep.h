@@ -1,0 +1,60 @@
+/*  =========================================================================
+    kc_keep - the log keeper: decides one log entry (a batch, a root
+    change, a grant or a grant use, told apart by their first four bytes)
+    against a kc_store and appends it: the rules of docs/protocol.md 2.3
+    and 7 that a server applies to a submission, a cluster member to a
+    committed entry, and a mirror to what its upstream sends. One job, used
+    by keyclone-server and keyclone-mirror.
+
+        kc_store_begin (store, &why);
+        kc_keep_entry_t entry = { .data = data, .size = size };
+        if (kc_keep_decode (&entry, &why) == 0
+        &&  kc_keep_append (store, &entry, &root, now, &why) == 0) ...
+        kc_store_commit (store, &why);
+        kc_keep_entry_reset (&entry);       //  once root (if it moved) is no longer used
+
+    It checks what anyone can check from the log alone; a daemon adds its
+    own rules (a server refuses a root that does not name it).
+    =========================================================================
+*/
+#ifndef KC_KEEP_H_INCLUDED
+#define KC_KEEP_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_batch.h"
+#include "kc_grant.h"
+#include "kc_root.h"
+#include "kc_store.h"
+
+typedef struct {
+    const uint8_t *data;                    //  in: the entry as the log holds it
+    size_t size;
+    kc_batch_t *batch;                      //  out (kc_keep_decode): exactly one of these
+    kc_root_t *root;
+    kc_grant_t *grant;
+    kc_grant_use_t *use;
+    const uint8_t *digest;                  //  its digest (duplicates are found by it)
+    uint64_t seq;                           //  out (kc_keep_append): where it was stored,
+    uint8_t chain [KC_HASH_BYTES];          //  and the chain after it
+    bool revokes;                           //  a batch revoking a key
+} kc_keep_entry_t;
+
+//  Decodes entry->data by its kind. Pure. 0, or -1 with a reason.
+int
+    kc_keep_decode (kc_keep_entry_t *entry, kc_why_t *why) KC_WUR;
+
+//  Checks a decoded entry against the store inside an open group at time
+//  now (seconds), with *root the root in force (a root change is checked as
+//  its successor, and *root then points at entry->root: keep the entry
+//  until the group is done with it), and appends it: 0 with entry->seq and
+//  entry->chain, or -1 with a reason (the caller rolls the group back, or
+//  goes on without it).
+int
+    kc_keep_append (kc_store_t *store, kc_keep_entry_t *entry, const kc_root_t **root, uint64_t now,
+                    kc_why_t *why) KC_WUR;
+
+//  Frees what kc_keep_decode made and clears the outputs.
+void
+    kc_keep_entry_reset (kc_keep_entry_t *entry);
+
+#endif
