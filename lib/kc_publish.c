@@ -7,6 +7,7 @@
 #include "kc_batch.h"
 #include "kc_json.h"
 #include "kc_z85.h"
+#include "kc_sock.h"
 
 #include <assert.h>
 #include <malloc.h>
@@ -47,6 +48,8 @@ struct _kc_publish_t {
     kc_publish_config_t config;
     zsock_t *snapshot, *updates;            //  not owned
     zloop_t *loop;
+    kc_track_t *track;                      //  readers' connections and their keys
+    uint64_t zap_allowed, zap_denied;       //  handshakes, as the ZAP handler answered
     zhashx_t *cursors;                      //  routing id hex -> s_cursor_t
     zhashx_t *agents;                       //  Z85 key -> s_agent_t
     size_t inflight;                        //  snapshot bytes sent, not yet credited back
@@ -126,6 +129,8 @@ s_load_ack (const kc_store_ack_t *ack, void *arg)
     return 0;
 }
 
+static bool s_keep_reader (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_size);
+
 kc_publish_t *
 kc_publish_new (const kc_publish_config_t *config)
 {
@@ -141,7 +146,18 @@ kc_publish_new (const kc_publish_config_t *config)
     if (kc_store_load_acks (config->store, s_load_ack, self, &why) < 0) {
         zsys_warning ("%s: %s", config->name, why.text);
     }
+    //  With read = members, readers' connections are matched to their keys
+    //  so that they are closed when the key is revoked or expires
+    if (!config->read_any) {
+        self->track = kc_track_new (s_keep_reader, self);
+    }
     return self;
+}
+
+kc_track_t *
+kc_publish_track (kc_publish_t *self)
+{
+    return self->track;
 }
 
 static void s_save_acks (kc_publish_t *self);
@@ -157,6 +173,7 @@ kc_publish_destroy (kc_publish_t **self_p)
         }
         zhashx_destroy (&self->cursors);
         zhashx_destroy (&self->agents);
+        kc_track_destroy (&self->track);
         free (self);
         *self_p = NULL;
     }
@@ -173,6 +190,9 @@ void
 kc_publish_set_loop (kc_publish_t *self, zloop_t *loop)
 {
     self->loop = loop;
+    if (self->track) {
+        kc_track_set_loop (self->track, loop);
+    }
 }
 
 void
@@ -696,9 +716,119 @@ kc_publish_reader_denied (kc_publish_t *self, const uint8_t key [KC_KEY_BYTES])
     return NULL;
 }
 
+//  kc_track asks whether a reader's open connection may stay: with read =
+//  members, only while its key is registered, unrevoked and in force.
+static bool
+s_keep_reader (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_size)
+{
+    kc_publish_t *self = arg;
+    const char *denied = kc_publish_reader_denied (self, key);
+    if (!denied) {
+        return true;
+    }
+    kc_store_key_t info;
+    kc_why_t why;
+    char fp [KC_FINGERPRINT_CHARS + 1];
+    if (kc_store_key (self->config.store, key, &info, &why)) {
+        info.name [0] = 0;
+    }
+    snprintf (label, label_size, "reader %s (%s): %s", *info.name ? info.name : "key",
+              kc_fingerprint (key, fp), denied);
+    return false;
+}
+
+//  Sends a ZAP reply; takes the request id frame.
+static void
+s_zap_reply (zsock_t *zap, zframe_t **request_id_p, const char *status, const char *text,
+             const char *user)
+{
+    zmsg_t *reply = zmsg_new ();
+    zmsg_addstr (reply, "1.0");
+    zmsg_append (reply, request_id_p);
+    zmsg_addstr (reply, status);
+    zmsg_addstr (reply, text);
+    zmsg_addstr (reply, user);
+    zmsg_addmem (reply, NULL, 0);
+    zmsg_send (&reply, zap);
+}
+
+int
+kc_publish_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
+{
+    (void) loop;
+    kc_publish_t *self = arg;
+    zmsg_t *request = zmsg_recv (zap);
+    if (!request) {
+        return 0;
+    }
+    zframe_t *version = zmsg_pop (request), *request_id = zmsg_pop (request);
+    char *domain = zmsg_popstr (request);
+    zframe_t *address = zmsg_pop (request), *identity = zmsg_pop (request);
+    char *mechanism = zmsg_popstr (request);
+    zframe_t *credential = zmsg_pop (request);
+    if (!request_id) {
+        request_id = zframe_new ("", 0);
+    }
+    char z85 [KC_Z85_KEY_CHARS + 1] = "", fp [KC_FINGERPRINT_CHARS + 1] = "????????";
+    if (!version || !zframe_streq (version, "1.0")) {
+        s_zap_reply (zap, &request_id, "500", "unsupported ZAP version", "");
+    }
+    else
+    if (!domain || !mechanism || !KC_STREQ (mechanism, "CURVE") || !credential
+    ||  zframe_size (credential) != KC_KEY_BYTES || zmsg_size (request)) {
+        s_zap_reply (zap, &request_id, "400", "CURVE with one 32-byte key required", "");
+    }
+    else {
+        const uint8_t *key = zframe_data (credential);
+        kc_z85_encode (key, KC_KEY_BYTES, z85);
+        kc_fingerprint (key, fp);
+        bool reader = KC_STREQ (domain, KC_PUBLISH_DOMAIN_SNAPSHOT) || KC_STREQ (domain, KC_PUBLISH_DOMAIN_UPDATES);
+        const char *denied = reader ? kc_publish_reader_denied (self, key)
+                           : self->config.domain ? self->config.domain (self->config.arg, domain, key)
+                           : "unknown ZAP domain";
+        bool tracked = !denied && self->track && reader;
+        kc_track_ticket_t ticket;
+        if (tracked) {
+            char ip [KC_SOCK_ADDRESS_MAX];
+            size_t size = address ? zframe_size (address) : 0;
+            snprintf (ip, sizeof ip, "%.*s", (int) (size < sizeof ip ? size : 0),
+                      address ? (const char *) zframe_data (address) : "");
+            kc_track_allowing (self->track, ip, key, &ticket);
+        }
+        self->zap_allowed += !denied;
+        self->zap_denied += denied != NULL;
+        if (denied) {
+            char kind [64];
+            snprintf (kind, sizeof kind, "denied on %s", domain);
+            kc_ratelog (self->config.log, KC_LOG_WARNING, kind, fp, "%s: denied %s on %s: %s", self->config.name,
+                        fp, domain, denied);
+            s_zap_reply (zap, &request_id, "400", denied, "");
+        }
+        else {
+            s_zap_reply (zap, &request_id, "200", "OK", z85);
+        }
+        if (tracked) {
+            kc_track_allowed (self->track, &ticket);
+        }
+    }
+    zframe_destroy (&version);
+    zframe_destroy (&request_id);
+    zframe_destroy (&address);
+    zframe_destroy (&identity);
+    zframe_destroy (&credential);
+    zstr_free (&domain);
+    zstr_free (&mechanism);
+    zmsg_destroy (&request);
+    return 0;
+}
+
 void
 kc_publish_end_refused (kc_publish_t *self)
 {
+    if (!self->track) {
+        return;
+    }
+    kc_track_sweep (self->track);
     zlistx_t *refused = zlistx_new ();
     for (s_cursor_t *cursor = zhashx_first (self->cursors); cursor; cursor = zhashx_next (self->cursors)) {
         uint8_t key [KC_KEY_BYTES];
@@ -886,6 +1016,18 @@ kc_publish_metrics (kc_publish_t *self, kc_metrics_t *m, const char *prefix)
 {
     char name [96], labels [64], fp [KC_FINGERPRINT_CHARS + 1];
     uint64_t seq = kc_store_seq (self->config.store);
+    snprintf (name, sizeof name, "%s_handshakes_total", prefix);
+    kc_metric (m, name, "counter", "CURVE handshakes the ZAP handler answered.", "result=\"allowed\"",
+               (double) self->zap_allowed);
+    kc_metric (m, name, "counter", "CURVE handshakes the ZAP handler answered.", "result=\"denied\"",
+               (double) self->zap_denied);
+    if (self->track) {
+        kc_track_stats_t track = { 0 };
+        kc_track_stats (self->track, &track);
+        snprintf (name, sizeof name, "%s_connections_closed_total", prefix);
+        kc_metric (m, name, "counter", "Readers' connections closed because their key was revoked or expired.",
+                   "", (double) track.closed);
+    }
     snprintf (name, sizeof name, "%s_syncs", prefix);
     kc_metric (m, name, "gauge", "Syncs running.", "", (double) zhashx_size (self->cursors));
     snprintf (name, sizeof name, "%s_sync_bytes_inflight", prefix);

@@ -32,6 +32,7 @@
 #include "kc_store.h"
 #include "kc_proto.h"
 #include "kc_metrics.h"
+#include "kc_track.h"
 #include <czmq.h>
 
 #define KC_PUBLISH_SNAPSHOT_BYTES   (1024 * 1024)   //  aim of one BATCHES message
@@ -53,12 +54,21 @@ typedef const kc_root_t *(kc_publish_root_fn) (void *arg);
 typedef void (kc_publish_ack_fn) (void *arg, const uint8_t key [KC_KEY_BYTES], uint64_t seq,
                                   const uint8_t chain [KC_HASH_BYTES]);
 
+//  ZAP for a domain other than the readers' (KC_PUBLISH_DOMAIN_SNAPSHOT,
+//  _UPDATES): NULL to allow the key, else the reason. NULL function: every
+//  other domain is refused.
+typedef const char *(kc_publish_domain_fn) (void *arg, const char *domain, const uint8_t key [KC_KEY_BYTES]);
+
+#define KC_PUBLISH_DOMAIN_SNAPSHOT  "keyclone-snapshot"
+#define KC_PUBLISH_DOMAIN_UPDATES   "keyclone-updates"
+
 typedef struct {
     const char *name;                       //  for logs: "kc_server", "kc_mirror"
     kc_store_t *store;                      //  the log served (not owned)
     kc_publish_root_fn *root;
     kc_publish_heads_fn *heads;             //  NULL: relayed heads (kc_publish_relay)
     kc_publish_ack_fn *ack;
+    kc_publish_domain_fn *domain;
     void *arg;
     kc_ratelog_t *log;                      //  refusals, bounded (not owned)
     bool read_any;                          //  read = any (default: members)
@@ -78,9 +88,22 @@ void
 void
     kc_publish_set_sockets (kc_publish_t *self, zsock_t *snapshot, zsock_t *updates);
 
-//  The loop that runs the delayed heads (own heads only).
+//  The loop that runs the delayed heads (own heads only) and the readers'
+//  connection tracking.
 void
     kc_publish_set_loop (kc_publish_t *self, zloop_t *loop);
+
+//  The readers' connections, matched to their keys so that a reader whose
+//  key is revoked or expires is closed (kc_track.h): NULL with read = any.
+//  The daemon installs it on its snapshot and update sockets.
+kc_track_t *
+    kc_publish_track (kc_publish_t *self);
+
+//  A zloop reader for the ZAP handler's socket (bound by the daemon to
+//  inproc://zeromq.zap.01): readers by the read policy, other domains by
+//  the domain callback (arg: the publisher).
+int
+    kc_publish_on_zap (zloop_t *loop, zsock_t *zap, void *arg);
 
 //  Changes read = any (a reload).
 void
@@ -137,7 +160,8 @@ void
 const char *
     kc_publish_reader_denied (kc_publish_t *self, const uint8_t key [KC_KEY_BYTES]);
 
-//  Ends the syncs of readers the read policy now refuses (revoked, expired).
+//  Closes the connections and ends the syncs of readers the read policy now
+//  refuses (revoked, expired): they must not read what follows.
 void
     kc_publish_end_refused (kc_publish_t *self);
 

@@ -28,7 +28,6 @@
 
 typedef struct {
     kc_server_config_t config;
-    kc_track_t *track;                      //  readers' connections and their keys
     kc_root_t *root;
     kc_cert_t *cert;
     kc_signer_t *head_signer;
@@ -40,7 +39,6 @@ typedef struct {
     kc_ratelog_t *log;                      //  refusals, bounded (kc_ratelog.h)
     uint64_t accepted, rejected;
     uint64_t rejected_by [KC_REASONS];      //  rejected, by class of reason (kc_metrics.h)
-    uint64_t zap_allowed, zap_denied;       //  handshakes, as the ZAP handler answered
     bool revoked_in_group;                  //  the last group commit revoked a key
     int64_t root_warned;                    //  zclock_mono of the last expiry warning
     bool root_expired;                      //  and whether it said "expired"
@@ -308,142 +306,22 @@ s_rotate_head (s_server_t *self)
                kc_fingerprint (wanted, fp), HEAD_OVERLAP_MS / 1000);
 }
 
-//  --- ZAP --------------------------------------------------------------------
+//  --- ZAP (kc_publish answers it: the read policy; submissions here) ---------
 
-//  Sends a ZAP reply; takes the request id frame.
-static void
-s_zap_reply (zsock_t *zap, zframe_t **request_id_p, const char *status, const char *text,
-             const char *user)
+//  ZAP for the submission channel: any key may submit (what it submits is
+//  judged by its signatures), read requests are judged per request.
+static const char *
+s_other_domain (void *arg, const char *domain, const uint8_t key [KC_KEY_BYTES])
 {
-    zmsg_t *reply = zmsg_new ();
-    zmsg_addstr (reply, "1.0");
-    zmsg_append (reply, request_id_p);
-    zmsg_addstr (reply, status);
-    zmsg_addstr (reply, text);
-    zmsg_addstr (reply, user);
-    zmsg_addmem (reply, NULL, 0);
-    zmsg_send (&reply, zap);
+    (void) arg;
+    (void) key;
+    return KC_STREQ (domain, ZAP_DOMAIN_SUBMIT) ? NULL : "unknown ZAP domain";
 }
 
 static const char *
 s_reader_denied (s_server_t *self, const uint8_t key [static KC_KEY_BYTES])
 {
     return kc_publish_reader_denied (self->publish, key);
-}
-
-static void
-s_log_denial (s_server_t *self, const char *fp, const char *domain, const char *reason)
-{
-    char kind [64];
-    snprintf (kind, sizeof kind, "denied on %s", domain);
-    kc_ratelog (self->log, KC_LOG_WARNING, kind, fp, "kc_server: denied %s on %s: %s", fp, domain,
-                reason);
-}
-
-//  --- Readers' connections ------------------------------------------------------
-
-//  kc_track asks whether a reader's open connection may stay: with read =
-//  members, only while its key is registered, unrevoked and in force.
-static bool
-s_keep_reader (const uint8_t key [KC_KEY_BYTES], void *arg, char *label, size_t label_size)
-{
-    s_server_t *self = arg;
-    const char *denied = s_reader_denied (self, key);
-    if (!denied) {
-        return true;
-    }
-    kc_store_key_t info;
-    kc_why_t why;
-    char fp [KC_FINGERPRINT_CHARS + 1];
-    if (kc_store_key (self->store, key, &info, &why)) {
-        info.name [0] = 0;
-    }
-    snprintf (label, label_size, "reader %s (%s): %s", *info.name ? info.name : "key",
-              s_fp (key, fp), denied);
-    return false;
-}
-
-//  Closes the connections and ends the syncs of readers whose key is no
-//  longer a member (revoked, or expired): they must not read what follows.
-static void
-s_close_refused_readers (s_server_t *self)
-{
-    if (!self->track) {
-        return;
-    }
-    kc_track_sweep (self->track);
-    kc_publish_end_refused (self->publish);
-}
-
-static int
-s_on_zap (zloop_t *loop, zsock_t *zap, void *arg)
-{
-    (void) loop;
-    s_server_t *self = arg;
-    zmsg_t *request = zmsg_recv (zap);
-    if (!request) {
-        return 0;
-    }
-    zframe_t *version = zmsg_pop (request), *request_id = zmsg_pop (request);
-    char *domain = zmsg_popstr (request);
-    zframe_t *address = zmsg_pop (request), *identity = zmsg_pop (request);
-    char *mechanism = zmsg_popstr (request);
-    zframe_t *credential = zmsg_pop (request);
-    if (!request_id) {
-        request_id = zframe_new ("", 0);
-    }
-    char z85 [KC_Z85_KEY_CHARS + 1] = "", fp [KC_FINGERPRINT_CHARS + 1] = "????????";
-    if (!version || !zframe_streq (version, "1.0")) {
-        s_zap_reply (zap, &request_id, "500", "unsupported ZAP version", "");
-    }
-    else
-    if (!domain || !mechanism || !KC_STREQ (mechanism, "CURVE") || !credential
-    ||  zframe_size (credential) != KC_KEY_BYTES || zmsg_size (request)) {
-        s_zap_reply (zap, &request_id, "400", "CURVE with one 32-byte key required", "");
-    }
-    else {
-        const uint8_t *key = zframe_data (credential);
-        kc_z85_encode (key, KC_KEY_BYTES, z85);
-        s_fp (key, fp);
-        const char *denied = NULL;
-        if (KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT) || KC_STREQ (domain, ZAP_DOMAIN_UPDATES)) {
-            denied = s_reader_denied (self, key);
-        }
-        else
-        if (!KC_STREQ (domain, ZAP_DOMAIN_SUBMIT)) {
-            denied = "unknown ZAP domain";
-        }
-        bool tracked = !denied && self->track && !KC_STREQ (domain, ZAP_DOMAIN_SUBMIT);
-        kc_track_ticket_t ticket;
-        if (tracked) {
-            char ip [KC_SOCK_ADDRESS_MAX];
-            size_t size = address ? zframe_size (address) : 0;
-            snprintf (ip, sizeof ip, "%.*s", (int) (size < sizeof ip ? size : 0),
-                      address ? (const char *) zframe_data (address) : "");
-            kc_track_allowing (self->track, ip, key, &ticket);
-        }
-        self->zap_allowed += !denied;
-        self->zap_denied += denied != NULL;
-        if (denied) {
-            s_log_denial (self, fp, domain, denied);
-            s_zap_reply (zap, &request_id, "400", denied, "");
-        }
-        else {
-            s_zap_reply (zap, &request_id, "200", "OK", z85);
-        }
-        if (tracked) {
-            kc_track_allowed (self->track, &ticket);
-        }
-    }
-    zframe_destroy (&version);
-    zframe_destroy (&request_id);
-    zframe_destroy (&address);
-    zframe_destroy (&identity);
-    zframe_destroy (&credential);
-    zstr_free (&domain);
-    zstr_free (&mechanism);
-    zmsg_destroy (&request);
-    return 0;
 }
 
 //  --- Submission channel ---------------------------------------------------
@@ -1152,7 +1030,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         if (self->revoked_in_group) {
             //  Before anything later is published: a revoked reader must
             //  not read it
-            s_close_refused_readers (self);
+            kc_publish_end_refused (self->publish);
             self->revoked_in_group = false;
         }
         kc_publish_grown (self->publish);
@@ -1402,7 +1280,7 @@ s_apply_entry (s_server_t *self, uint64_t index, const uint8_t *data, size_t siz
             s_enrolled (self, items, group->count);
             s_publish (self, items, group->count);
             if (self->revoked_in_group) {
-                s_close_refused_readers (self);
+                kc_publish_end_refused (self->publish);
                 self->revoked_in_group = false;
             }
             kc_publish_grown (self->publish);
@@ -1787,17 +1665,6 @@ s_metrics (s_server_t *self, FILE *out)
         kc_metric (&m, "keyclone_server_rejected_total", "counter", "Submissions refused, by class of reason.",
                    labels, (double) self->rejected_by [r]);
     }
-    kc_metric (&m, "keyclone_server_handshakes_total", "counter", "CURVE handshakes the ZAP handler answered.",
-               "result=\"allowed\"", (double) self->zap_allowed);
-    kc_metric (&m, "keyclone_server_handshakes_total", "counter", "CURVE handshakes the ZAP handler answered.",
-               "result=\"denied\"", (double) self->zap_denied);
-    kc_track_stats_t track = { 0 };
-    if (self->track) {
-        kc_track_stats (self->track, &track);
-        kc_metric (&m, "keyclone_server_connections_closed_total", "counter",
-                   "Readers' connections closed because their key was revoked or expired.", "",
-                   (double) track.closed);
-    }
     kc_metric (&m, "keyclone_server_enrolments_pending", "gauge", "Enrolment requests kept (pending or rejected).",
                "", (double) kc_pending_count (self->pending));
     kc_metric (&m, "keyclone_server_enrolments_refused_total", "counter", "Enrolment requests refused.", "",
@@ -1972,7 +1839,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     }
     kc_publish_head (self->publish);
     //  Expiry needs no event: readers whose key expired are closed here
-    s_close_refused_readers (self);
+    kc_publish_end_refused (self->publish);
     kc_ratelog_flush (self->log);
     size_t expired = kc_pending_expire (self->pending, kc_now_ms ());
     if (expired) {
@@ -1992,14 +1859,15 @@ s_socket (s_server_t *self, int type, const char *domain, const char *endpoint, 
     //  Security options through libzmq, read back (kc_sockopt.h)
     kc_why_t why;
     char monitor [KC_TRACK_ENDPOINT_MAX];
-    bool tracked = self->track && !KC_STREQ (domain, ZAP_DOMAIN_SUBMIT);
+    kc_track_t *track = kc_publish_track (self->publish);
+    bool tracked = track && !KC_STREQ (domain, ZAP_DOMAIN_SUBMIT);
     if (kc_sockopt_curve_server (socket, kc_cert_public_key (self->cert),
                                  kc_cert_secret_key (self->cert), &why)
     ||  kc_sockopt_zap (socket, domain, &why)
     ||  kc_sockopt_maxmsgsize (socket, type == ZMQ_ROUTER && KC_STREQ (domain, ZAP_DOMAIN_SNAPSHOT)
                                        ? 4096 : KC_BATCH_BYTES_MAX + 4096, &why)
     ||  (tracked && (kc_track_install (socket, monitor, &why)
-                 ||  kc_track_watch (self->track, monitor, &why)))) {
+                 ||  kc_track_watch (track, monitor, &why)))) {
         zsys_error ("kc_server: %s socket: %s", domain, why.text);
         zsock_destroy (&socket);
         return NULL;
@@ -2272,7 +2140,6 @@ s_destroy (s_server_t *self)
     free (self->flying);
     zloop_destroy (&self->loop);
     s_close_sockets (self);
-    kc_track_destroy (&self->track);
     zsock_destroy (&self->zap);
     kc_publish_destroy (&self->publish);    //  saves the acknowledgements
     kc_ratelog_destroy (&self->log);
@@ -2297,16 +2164,12 @@ kc_server_run (const kc_server_config_t *config)
         goto cleanup;
     }
     kc_publish_config_t serving = {
-        .name = "kc_server", .store = self.store, .root = s_root_in_force, .heads = s_heads, .arg = &self,
+        .name = "kc_server", .store = self.store, .root = s_root_in_force, .heads = s_heads,
+        .domain = s_other_domain, .arg = &self,
         .log = self.log, .read_any = config->read_any, .sync_idle_ms = config->sync_idle_ms,
         .verbose = config->verbose
     };
     self.publish = kc_publish_new (&serving);
-    //  With read = members, readers' connections are matched to their keys
-    //  so the server can close them when the key is revoked or expires
-    if (!config->read_any) {
-        self.track = kc_track_new (s_keep_reader, &self);
-    }
     //  The ZAP handler first: a CURVE socket must never run without it
     self.zap = zsock_new (ZMQ_REP);
     if (zsock_bind (self.zap, "inproc://zeromq.zap.01")) {
@@ -2327,9 +2190,6 @@ kc_server_run (const kc_server_config_t *config)
     }
     self.loop = zloop_new ();
     kc_publish_set_loop (self.publish, self.loop);
-    if (self.track) {
-        kc_track_set_loop (self.track, self.loop);
-    }
     if (s_open_sockets (&self, 1)) {
         goto cleanup;
     }
@@ -2340,7 +2200,7 @@ kc_server_run (const kc_server_config_t *config)
         }
         zloop_reader (self.loop, kc_raft_events (self.raft), s_on_raft, &self);
     }
-    zloop_reader (self.loop, self.zap, s_on_zap, &self);
+    zloop_reader (self.loop, self.zap, kc_publish_on_zap, self.publish);
     self.heartbeat_timer = zloop_timer (self.loop, (size_t) config->heartbeat_ms, 0, s_on_heartbeat, &self);
     s_arm_switch (&self);
     char hex [65];
