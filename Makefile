@@ -119,6 +119,7 @@ RAFT_USERS  := $(RAFT_SRC:%.c=$(B)/obj/%.o) $(SERVER_SRC:%.c=$(B)/obj/%.o) $(B)/
 $(RAFT_USERS): KC_CFLAGS += -Iserver/raft $(RAFT_CFLAGS)
 $(RAFT_USERS): | check-deps
 AGENT_SRC   := $(sort $(wildcard agent/*.c))
+MIRROR_SRC  := $(sort $(wildcard mirror/*.c))
 SCHEMA_SQL  := $(sort $(wildcard schema/*/*.sql))
 SCHEMA_KINDS := $(sort $(notdir $(patsubst %/,%,$(dir $(SCHEMA_SQL)))))
 TEST_SRC    := $(sort $(wildcard tests/unit/*.c))
@@ -132,7 +133,8 @@ STATIC_LIB  := $(B)/lib/libkeyclone.a
 SHARED_LIB  := $(B)/lib/libkeyclone.so.$(VERSION)
 BINARIES    := $(B)/bin/keyclone \
                $(if $(SERVER_SRC),$(B)/bin/keyclone-server) \
-               $(if $(AGENT_SRC),$(B)/bin/keyclone-agent)
+               $(if $(AGENT_SRC),$(B)/bin/keyclone-agent) \
+               $(if $(MIRROR_SRC),$(B)/bin/keyclone-mirror)
 TEST_BINS   := $(B)/bin/kc_selftest $(B)/asan/kc_selftest \
                $(FUZZ_NAMES:%=$(B)/replay/replay_%) \
                $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) \
@@ -185,6 +187,11 @@ $(B)/bin/keyclone-server: $(SERVER_SRC:%.c=$(B)/obj/%.o) $(RAFT_SRC:%.c=$(B)/obj
 	$(Q)$(LINK) $(RAFT_LIBS)
 
 $(B)/bin/keyclone-agent: $(AGENT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(SAY) LD $@
+	$(Q)$(LINK)
+
+$(B)/bin/keyclone-mirror: $(MIRROR_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
 	$(Q)$(LINK)

@@ -56,12 +56,87 @@ agent_member (const agent_t *self)
     return s_member (self, self->root);
 }
 
+//  Follows mirror self->mirror: its endpoints and its key, the only one.
+static void
+s_use_mirror (agent_t *self)
+{
+    const kc_follow_upstream_t *mirror = &self->mirrors [self->mirror];
+    snprintf (self->connect_text [0], sizeof self->connect_text [0], "%s", mirror->snapshot);
+    snprintf (self->connect_text [1], sizeof self->connect_text [1], "%s", mirror->updates);
+    memcpy (self->server_keys [0], mirror->server_key, KC_KEY_BYTES);
+    self->key_count = 1;
+    self->key_index = 0;
+    snprintf (self->member, sizeof self->member, "%s", mirror->name);
+}
+
+//  --mirror "tcp://HOST:PORT=KEY,...": snapshot PORT, updates PORT+1, the
+//  mirror's CURVE key. 0, or -1 having said why.
+static int
+s_parse_mirrors (agent_t *self)
+{
+    char list [4096];
+    snprintf (list, sizeof list, "%s", self->config.mirrors ? self->config.mirrors : "");
+    char *state = NULL;
+    for (char *item = strtok_r (list, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
+        kc_follow_upstream_t *mirror = &self->mirrors [self->mirror_count];
+        //  The key is the last 40 characters (Z85 has '=' among its digits)
+        size_t length = strlen (item);
+        const char *equals = length > KC_Z85_KEY_CHARS && item [length - KC_Z85_KEY_CHARS - 1] == '='
+                           ? item + length - KC_Z85_KEY_CHARS - 1 : NULL;
+        const char *colon = equals ? memrchr (item, ':', (size_t) (equals - item)) : NULL;
+        char *end = NULL;
+        long port = colon ? strtol (colon + 1, &end, 10) : 0;
+        kc_why_t why;
+        if (self->mirror_count == AGENT_MIRRORS_MAX || !equals || !colon || end != equals || port < 1 || port > 65534
+        ||  kc_z85_key (equals + 1, mirror->server_key, &why)) {
+            zsys_error ("kc_agent: --mirror '%.100s' is not tcp://HOST:PORT=KEY (at most %d)", item, AGENT_MIRRORS_MAX);
+            return -1;
+        }
+        snprintf (mirror->name, sizeof mirror->name, "%.*s", (int) (equals - item), item);
+        snprintf (mirror->snapshot, sizeof mirror->snapshot, "%.*s", (int) (equals - item), item);
+        snprintf (mirror->updates, sizeof mirror->updates, "%.*s:%ld", (int) (colon - item), item, port + 1);
+        self->mirror_count++;
+    }
+    if (self->mirror_count) {
+        //  The agents of a site spread over its mirrors
+        self->mirror = randombytes_uniform ((uint32_t) self->mirror_count);
+    }
+    return 0;
+}
+
 //  Whether the agent may move between members: the root names several
 //  servers and no endpoint was configured.
 static bool
 s_can_move (const agent_t *self)
 {
+    if (self->mirror_count) {
+        return self->mirror_count > 1;
+    }
     return kc_root_server_count (self->root) > 1 && !self->config.connect [0] && !self->config.connect [1];
+}
+
+//  The server whose head key signed head: the one followed; behind a mirror
+//  (which relays its upstream's heads), any server of the root in force,
+//  the last one that did first. NULL if none.
+static const kc_root_server_t *
+s_head_signer (agent_t *self, const kc_head_t *head)
+{
+    kc_why_t why;
+    const kc_root_server_t *member = s_member (self, self->root);
+    if (!self->mirror_count) {
+        return kc_head_verify_signature (head, kc_root_directory (self->root), member->head_key, &why) ? NULL
+                                                                                                          : member;
+    }
+    size_t count = kc_root_server_count (self->root);
+    for (size_t n = 0; n < count; n++) {
+        size_t i = (self->head_signer + n) % count;
+        if (kc_head_verify_signature (head, kc_root_directory (self->root), kc_root_server (self->root, i)->head_key,
+                                      &why) == 0) {
+            self->head_signer = i;
+            return kc_root_server (self->root, i);
+        }
+    }
+    return NULL;
 }
 
 void
@@ -531,6 +606,9 @@ static void
 s_learn_server_key (const kc_root_t *root, void *arg)
 {
     agent_t *self = arg;
+    if (self->mirror_count) {
+        return;                             //  the mirror's key comes from --mirror
+    }
     const uint8_t *key = s_member (self, root)->server_key;
     if (self->key_count && memcmp (self->server_keys [0], key, KC_KEY_BYTES) == 0) {
         return;
@@ -836,8 +914,12 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         agent_cosign (self, head);
         return;
     }
-    if (kc_head_verify_signature (head, kc_root_directory (self->root),
-                                  s_member (self, self->root)->head_key, &why)) {
+    const kc_root_server_t *signer = s_head_signer (self, head);
+    if (!signer) {
+        if (kc_head_verify_signature (head, kc_root_directory (self->root), s_member (self, self->root)->head_key,
+                                      &why) == 0) {
+            kc_why (&why, "head signature does not verify with a head key of the root");
+        }
         kc_why_t ignored;
         if (!(self->has_previous_head_key
         &&    kc_head_verify_signature (head, kc_root_directory (self->root), self->previous_head_key,
@@ -846,7 +928,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         }
         return;                             //  an overlap head of a rotation: not for us
     }
-    if (agent_refused (self, s_member (self, self->root)->head_key)) {
+    if (agent_refused (self, signer->head_key)) {
         s_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
                 self->refused_server);
         s_set_state (self, AGENT_STALE, "the server equivocated: refused");
@@ -2344,6 +2426,18 @@ agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
 static int
 s_next_member (agent_t *self, const char *why)
 {
+    if (self->mirror_count) {
+        //  Another mirror, at random, as among a cluster's members
+        size_t from = self->mirror;
+        self->mirror = (from + 1 + randombytes_uniform ((uint32_t) self->mirror_count - 1)) % self->mirror_count;
+        s_use_mirror (self);
+        char text [KC_WHY_BYTES];
+        snprintf (text, sizeof text, "moving from mirror %s to %s (%s)", self->mirrors [from].name,
+                  self->mirrors [self->mirror].name, why);
+        self->behind = false;
+        self->member_moves++;
+        return s_reconnect (self, text);
+    }
     size_t count = kc_root_server_count (self->root), at = 0;
     const kc_root_server_t *current = s_member (self, self->root);
     for (size_t i = 0; i < count; i++) {
@@ -2399,6 +2493,10 @@ s_start (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
+        //  --mirror: mirrors followed instead of the root's servers
+    if (s_parse_mirrors (self)) {
+        return -1;
+    }
     //  An endpoint given that is a member's of the root: follow that member
     //  (its keys), held there (the pinned root's endpoints)
     for (size_t i = 0; self->config.connect [0] && i < kc_root_server_count (self->root); i++) {
@@ -2416,6 +2514,9 @@ s_start (agent_t *self)
                   self->config.connect [i] ? self->config.connect [i]
                                            : s_member (self, self->root)->endpoints [i]);
         self->connect [i] = self->connect_text [i];
+    }
+    if (self->mirror_count) {
+        s_use_mirror (self);
     }
     if (s_connect_server (self) || agent_witness_start (self)) {
         return -1;

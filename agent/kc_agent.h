@@ -30,6 +30,8 @@ typedef struct _kc_agent_config_t {
     const char *enrol_name;                 //  --enrol: ask to join under this name; NULL: no
     const char *const *enrol_tags;          //  with these tags (--tag)
     size_t enrol_tag_count;
+    const char *mirrors;                    //  --mirror: "tcp://HOST:PORT=KEY,..." followed
+                                            //  instead of the root's servers (docs/mirror.md)
     const char *witness_path;               //  --witness: cosign heads with this Ed25519 key
                                             //  (one of the root's witnesses); NULL: no
     //  On SIGHUP (kc_agent_reload_wanted): builds the configuration again

@@ -9,6 +9,7 @@
 #include "kc_agent.h"
 
 #define AGENT_SERVER_KEYS   8               //  server keys remembered (key rotations)
+#define AGENT_MIRRORS_MAX   16              //  --mirror entries
 
 //  The newest entries of a cold sync (a ring), whose bytes live in the
 //  sync's arena until END: the node's audit history after a rebuild.
@@ -64,6 +65,9 @@ typedef struct {
     char connect_text [2][KC_ROOT_ENDPOINT_MAX + 1];   //  the root in force may change)
     char member [KC_ROOT_OPERATOR_NAME_MAX + 1];   //  the root's server followed (by name;
                                             //  "": the first), one of a cluster's members
+    kc_follow_upstream_t mirrors [AGENT_MIRRORS_MAX];   //  --mirror: followed instead of
+    size_t mirror_count, mirror;            //  the root's servers; the one in use
+    size_t head_signer;                     //  the server whose head key verified the last head
     bool halfway;                           //  half the staleness window passed without a head:
                                             //  moved to another member (agent_next_member)
     uint64_t member_moves;                  //  since the start

@@ -19,6 +19,7 @@ static const char *s_help =
     "                      [--check-interval MS] [--clock-skew MS]\n"
     "                      [--group GROUP] [--socket-mode MODE] [--log FILE] [--verbose]\n"
     "                      [--enrol NAME [--tag TAG]...] [--witness FILE]\n"
+    "                      [--mirror tcp://HOST:PORT=KEY,...]\n"
     "\n"
     "Keeps a verified copy of the keyclone directory in a local sqlite cache and\n"
     "serves it to this node: lookups, status and an event stream on ipc endpoints.\n"
@@ -62,6 +63,12 @@ static const char *s_help =
     "                         runs meanwhile and syncs as soon as the request is approved\n"
     "                         (a rejection is logged with its reason). Harmless once\n"
     "                         the key is registered.\n"
+    "  --mirror LIST          follow mirrors (docs/mirror.md) instead of the root's\n"
+    "                         servers: comma-separated tcp://HOST:PORT=KEY, each a\n"
+    "                         keyclone-mirror's snapshot port (updates PORT+1) and\n"
+    "                         CURVE key (Z85); the agent picks one at random and moves\n"
+    "                         to another when it gives no fresh head. What a mirror\n"
+    "                         relays is checked as a server's is\n"
     "  --witness FILE         also be a witness of the directory (docs/protocol.md 9):\n"
     "                         cosign, with this Ed25519 key (from 'keyclone keygen NAME\n"
     "                         --witness'; the root names its public half), each head\n"
@@ -76,7 +83,7 @@ static const char *s_help =
 
 typedef struct {
     char dir [PATH_MAX];
-    char root [PATH_MAX], key [PATH_MAX], cache [PATH_MAX], witness [PATH_MAX];
+    char root [PATH_MAX], key [PATH_MAX], cache [PATH_MAX], witness [PATH_MAX], mirrors [4096];
     char local [PATH_MAX + 32], events [PATH_MAX + 32];
     char connect [2][512];
 } s_paths_t;
@@ -159,6 +166,9 @@ s_configure (const char *file, bool must_exist, kc_agent_config_t *config, s_pat
     }
     if ((value = zconfig_get (root, "agent/cache", NULL))) {
         s_path (paths->cache, sizeof paths->cache, paths->dir, value);
+    }
+    if ((value = zconfig_get (root, "agent/mirrors", NULL))) {
+        snprintf (paths->mirrors, sizeof paths->mirrors, "%s", value);
     }
     if ((value = zconfig_get (root, "agent/witness", NULL))) {
         s_path (paths->witness, sizeof paths->witness, paths->dir, value);
@@ -245,6 +255,9 @@ s_build (s_build_t *self, kc_agent_config_t *config, s_paths_t *paths)
     if (options ['l']) {
         snprintf (paths->local, sizeof paths->local, "%s", options ['l']);
     }
+    if (options ['M']) {
+        snprintf (paths->mirrors, sizeof paths->mirrors, "%s", options ['M']);
+    }
     if (options ['e']) {
         snprintf (paths->events, sizeof paths->events, "%s", options ['e']);
     }
@@ -273,6 +286,7 @@ s_build (s_build_t *self, kc_agent_config_t *config, s_paths_t *paths)
     config->key_path = paths->key;
     config->cache_path = paths->cache;
     config->witness_path = *paths->witness ? paths->witness : NULL;
+    config->mirrors = *paths->mirrors ? paths->mirrors : NULL;
     config->local_endpoint = paths->local;
     config->events_endpoint = paths->events;
     return 0;
@@ -330,7 +344,7 @@ main (int argc, char *argv [])
         { "clock-skew", required_argument, NULL, 'w' }, { "group", required_argument, NULL, 'g' },
         { "socket-mode", required_argument, NULL, 'm' }, { "log", required_argument, NULL, 'L' },
         { "enrol", required_argument, NULL, 'E' }, { "tag", required_argument, NULL, 't' },
-        { "witness", required_argument, NULL, 'W' },
+        { "witness", required_argument, NULL, 'W' }, { "mirror", required_argument, NULL, 'M' },
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };

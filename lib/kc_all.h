@@ -44,6 +44,7 @@
 #include "kc_group.h"
 #include "kc_publish.h"
 #include "kc_keep.h"
+#include "kc_follow.h"
 #include "kc_cosig.h"
 
 #endif

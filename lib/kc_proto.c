@@ -235,11 +235,16 @@ s_snapshot_server (const s_frames_t *f, kc_proto_msg_t *out, kc_why_t *why)
     else
     if (s_is (command, "ACK")) {
         out->type = KC_MSG_ACK;
-        if (s_expect (f, 3, "ACK", why) || s_u64 (f->frames [1], &out->seq)
-        ||  zframe_size (f->frames [2]) != KC_HASH_BYTES) {
+        if ((f->count != 3 && f->count != 4) || s_u64 (f->frames [1], &out->seq)
+        ||  zframe_size (f->frames [2]) != KC_HASH_BYTES
+        ||  (f->count == 4 && zframe_size (f->frames [3]) != KC_KEY_BYTES)) {
             return kc_why (why, "ACK is malformed");
         }
         out->chain = zframe_data (f->frames [2]);
+        if (f->count == 4) {
+            out->argument = zframe_data (f->frames [3]);    //  relayed by a mirror for this agent
+            out->argument_size = KC_KEY_BYTES;
+        }
         return 0;
     }
     else
@@ -697,6 +702,14 @@ kc_proto_ack (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES])
 }
 
 zmsg_t *
+kc_proto_ack_for (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES], const uint8_t key [static KC_KEY_BYTES])
+{
+    zmsg_t *msg = kc_proto_ack (seq, chain);
+    zmsg_addmem (msg, key, KC_KEY_BYTES);
+    return msg;
+}
+
+zmsg_t *
 kc_proto_end (uint64_t batches, uint64_t records, const kc_head_t *head)
 {
     uint8_t bytes [KC_HEAD_BYTES];
@@ -1127,6 +1140,14 @@ kc_proto_test (bool verbose)
     msg = kc_proto_end (1, 10, &head);
     zmsg_addmem (msg, cosig, KC_PROTO_COSIG_BYTES - 1);
     assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &out, &why) == -1 && strstr (why.text, "cosignature 1"));
+    zmsg_destroy (&msg);
+    uint8_t agent_key [KC_KEY_BYTES] = { 0xa9 };
+    msg = kc_proto_ack_for (12, directory, agent_key);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == 0);
+    assert (out.type == KC_MSG_ACK && out.seq == 12 && out.argument_size == 32 && out.argument [0] == 0xa9);
+    kc_proto_msg_reset (&out);
+    zmsg_addmem (msg, agent_key, 1);
+    assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == -1);
     zmsg_destroy (&msg);
     msg = kc_proto_cosign (cosig);
     assert (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &out, &why) == 0);

@@ -82,7 +82,8 @@ typedef struct {
     size_t text_size;                       //  QUERY kind
     const char *rendering;                  //  STATUS reply: human-readable text
     size_t rendering_size;
-    const uint8_t *argument;                //  QUERY argument, RECORDS next cursor
+    const uint8_t *argument;                //  QUERY argument, RECORDS next cursor, ACK's
+                                            //  relayed agent key
     size_t argument_size;
     bool auth;                              //  QUERY, STATUS, LOG: authorization frame last
     const uint8_t *batch;                   //  SUBMIT
@@ -114,6 +115,10 @@ zmsg_t *
     kc_proto_credit (uint32_t credit);
 zmsg_t *
     kc_proto_ack (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES]);
+//  ACK relayed by a mirror for the agent with key (docs/protocol.md 9.6).
+zmsg_t *
+    kc_proto_ack_for (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
+                      const uint8_t key [static KC_KEY_BYTES]);
 zmsg_t *
     kc_proto_end (uint64_t batches, uint64_t records, const kc_head_t *head);
 zmsg_t *

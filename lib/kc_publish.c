@@ -604,6 +604,11 @@ s_on_ack (kc_publish_t *self, zframe_t *frame, kc_proto_msg_t *msg)
     if (s_sender (frame, key)) {
         return;
     }
+    //  A mirror relays its agents' acknowledgements (the mirror's word:
+    //  status only, docs/protocol.md 9.6)
+    if (msg->argument_size == KC_KEY_BYTES) {
+        memcpy (key, msg->argument, KC_KEY_BYTES);
+    }
     kc_z85_encode (key, KC_KEY_BYTES, z85);
     s_agent_t *agent = zhashx_lookup (self->agents, z85);
     if (!agent) {

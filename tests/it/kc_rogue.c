@@ -42,6 +42,9 @@
     before, e.g., the revocation it now withholds) and the newest one each
     witness sent it (COSIGN, each logged as "cosign from KEY for seq N").
 
+    As a rogue mirror: $KC_ROGUE_CURVE names the CURVE key (secret file) to
+    serve with, $KC_ROGUE_SNAPSHOT and $KC_ROGUE_UPDATES the endpoints.
+
     Usage: kc_rogue DIR SCENARIO [BATCH_FILE [SNAPSHOT_EP UPDATES_EP]]
     =========================================================================
 */
@@ -360,9 +363,9 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
     }
     zmsg_t *reply;
     uint64_t batches = 0, records = 0;
-    //  withhold: a sync from below its seq gets the real log up to there
-    //  (without what it withholds)
-    if (KC_STREQ (self->scenario, "withhold") && sync->seq < self->seq) {
+    //  A sync from below its seq gets the real log up to there (without
+    //  what it withholds), then what the scenario serves
+    if (sync->seq < self->seq) {
         s_fill_t fill = { kc_proto_entries ("BATCHES"), 0, 0 };
         kc_why_t why;
         size_t count = self->seq - sync->seq < KC_PROTO_BATCHES_MAX ? self->seq - sync->seq : KC_PROTO_BATCHES_MAX;
@@ -375,14 +378,14 @@ s_on_sync (s_rogue_t *self, zsock_t *snapshot, zframe_t *identity, kc_proto_msg_
         }
         zmsg_destroy (&fill.msg);
     }
-    if ((self->bad || self->bad_use) && sync->seq == self->seq) {
+    if ((self->bad || self->bad_use) && sync->seq + batches == self->seq) {
         reply = kc_proto_entries ("BATCHES");
         s_add_bad (self, reply);
         zframe_t *copy = zframe_dup (identity);
         zmsg_prepend (reply, &copy);
         zmsg_send (&reply, snapshot);
-        batches = 1;
-        records = self->bad ? kc_batch_count (self->bad) : 0;
+        batches++;
+        records += self->bad ? kc_batch_count (self->bad) : 0;
     }
     kc_head_t head;
     s_head (self, &head);
@@ -406,8 +409,10 @@ main (int argc, char *argv [])
     snprintf (path, sizeof path, "%s/root", argv [1]);
     self.root = kc_root_load (path, &why);
     snprintf (path, sizeof path, "%s/server/curve", argv [1]);
+    //  A rogue mirror serves with a key of its own (agents pin it in --mirror)
+    const char *curve = getenv ("KC_ROGUE_CURVE");
     kc_cert_t *cert = KC_STREQ (self.scenario, "wrong-key") ? kc_cert_new ("rogue")
-                                                           : kc_cert_load_secret (path, &why);
+                                                           : kc_cert_load_secret (curve ? curve : path, &why);
     snprintf (path, sizeof path, "%s/server/head", argv [1]);
     self.head_signer = kc_signer_load (path, &why);
     snprintf (path, sizeof path, "%s/operators/op1", argv [1]);
@@ -442,7 +447,9 @@ main (int argc, char *argv [])
     for (int i = 0; i < 2; i++) {
         zsock_set_curve_server (sockets [i], 1);
         kc_cert_apply (cert, sockets [i]);
-        const char *endpoint = argc == 6 ? argv [4 + i] : kc_root_endpoint (self.root, (kc_endpoint_t) i);
+        const char *bind = getenv (i ? "KC_ROGUE_UPDATES" : "KC_ROGUE_SNAPSHOT");
+        const char *endpoint = argc == 6 ? argv [4 + i] : bind ? bind
+                             : kc_root_endpoint (self.root, (kc_endpoint_t) i);
         if (zsock_bind (sockets [i], "%s", endpoint) < 0) {
             fprintf (stderr, "kc_rogue: cannot bind\n");
             return 1;

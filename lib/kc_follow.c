@@ -1,0 +1,467 @@
+/*  =========================================================================
+    kc_follow - keeping a copy of the log up with an upstream.
+    =========================================================================
+*/
+#include "kc_follow.h"
+#include "kc_sockopt.h"
+
+#include <assert.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DRAIN_MAX           64              //  messages handled per wake-up and socket
+
+struct _kc_follow_t {
+    kc_follow_config_t config;
+    zloop_t *loop;
+    kc_follow_upstream_t upstream;
+    bool connected;
+    zsock_t *snapshot, *updates;
+    //  The sync in progress
+    bool syncing;
+    uint64_t sync_batches, sync_records;
+    int sync_timer;                         //  one-shot: no progress for SYNC_TIMEOUT_MS, or -1
+    zlistx_t *buffered;                     //  UPDATE and HEAD messages held during a sync
+    size_t buffered_bytes;
+    bool overflowed;                        //  the buffer was dropped: sync again after END
+    //  Faults
+    int retry_timer;                        //  one-shot: sync again after a back-off, or -1
+    int64_t backoff;
+    uint64_t syncs, faults;
+};
+
+static void s_arm_sync_timer (kc_follow_t *self);
+
+static void
+s_free_buffered (kc_follow_t *self)
+{
+    for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
+        zmsg_destroy (&msg);
+    }
+    zlistx_purge (self->buffered);
+    self->buffered_bytes = 0;
+}
+
+static void
+s_end_timer (kc_follow_t *self, int *timer)
+{
+    if (*timer != -1) {
+        zloop_timer_end (self->loop, *timer);
+        *timer = -1;
+    }
+}
+
+kc_follow_t *
+kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
+{
+    kc_follow_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->config = *config;
+    if (self->config.credit == 0 || self->config.credit > KC_PROTO_CREDIT_MAX) {
+        self->config.credit = 8;
+    }
+    self->loop = loop;
+    self->sync_timer = self->retry_timer = -1;
+    self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
+    self->buffered = zlistx_new ();
+    return self;
+}
+
+static void
+s_close (kc_follow_t *self)
+{
+    if (self->snapshot) {
+        zloop_reader_end (self->loop, self->snapshot);
+        zsock_destroy (&self->snapshot);
+    }
+    if (self->updates) {
+        zloop_reader_end (self->loop, self->updates);
+        zsock_destroy (&self->updates);
+    }
+    self->connected = false;
+}
+
+void
+kc_follow_destroy (kc_follow_t **self_p)
+{
+    kc_follow_t *self = *self_p;
+    if (self) {
+        s_end_timer (self, &self->sync_timer);
+        s_end_timer (self, &self->retry_timer);
+        s_close (self);
+        s_free_buffered (self);
+        zlistx_destroy (&self->buffered);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+bool
+kc_follow_syncing (const kc_follow_t *self)
+{
+    return self->syncing;
+}
+
+const kc_follow_upstream_t *
+kc_follow_upstream (const kc_follow_t *self)
+{
+    return self->connected ? &self->upstream : NULL;
+}
+
+uint64_t
+kc_follow_syncs (const kc_follow_t *self)
+{
+    return self->syncs;
+}
+
+uint64_t
+kc_follow_faults (const kc_follow_t *self)
+{
+    return self->faults;
+}
+
+int
+kc_follow_send (kc_follow_t *self, zmsg_t **msg_p)
+{
+    if (!self->snapshot || zmsg_send (msg_p, self->snapshot)) {
+        zmsg_destroy (msg_p);
+        return -1;
+    }
+    return 0;
+}
+
+//  --- Syncs and faults ---------------------------------------------------------------
+
+void
+kc_follow_sync (kc_follow_t *self, const char *why)
+{
+    if (!self->connected) {
+        return;
+    }
+    s_end_timer (self, &self->retry_timer);
+    s_free_buffered (self);
+    self->overflowed = false;
+    self->syncing = true;
+    self->sync_batches = self->sync_records = 0;
+    self->syncs++;
+    uint64_t from = self->config.seq (self->config.arg);
+    if (why) {
+        zsys_info ("%s: %s; syncing from seq %llu with %s", self->config.name, why, (unsigned long long) from,
+                   self->upstream.name);
+    }
+    zmsg_t *msg = kc_proto_sync (self->config.directory, from, self->config.credit);
+    kc_follow_send (self, &msg);
+    s_arm_sync_timer (self);
+}
+
+static int
+s_on_retry (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    kc_follow_t *self = arg;
+    self->retry_timer = -1;
+    kc_follow_sync (self, "retrying");
+    return 0;
+}
+
+void
+kc_follow_fault (kc_follow_t *self, const char *what, const kc_why_t *why)
+{
+    self->faults++;
+    self->syncing = false;
+    s_end_timer (self, &self->sync_timer);
+    s_free_buffered (self);
+    if (self->retry_timer != -1) {
+        return;                             //  backing off already: the wait does not stretch
+    }
+    //  Jitter: the followers of one upstream that faulted together do not
+    //  come back together
+    int64_t wait = self->backoff + (int64_t) randombytes_uniform ((uint32_t) self->backoff / 2 + 1);
+    kc_ratelog (self->config.log, KC_LOG_ERROR, what, self->upstream.name,
+                "%s: rejected %s from %s: %s; copy kept at seq %llu, syncing again in %.1f s", self->config.name,
+                what, self->upstream.name, why->text, (unsigned long long) self->config.seq (self->config.arg),
+                (double) wait / 1000.0);
+    self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
+    self->backoff = self->backoff * 2 > KC_FOLLOW_BACKOFF_MAX_MS ? KC_FOLLOW_BACKOFF_MAX_MS : self->backoff * 2;
+}
+
+static int
+s_on_sync_timeout (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    kc_follow_t *self = arg;
+    self->sync_timer = -1;
+    if (self->syncing) {
+        kc_follow_sync (self, "the sync made no progress");
+    }
+    return 0;
+}
+
+static void
+s_arm_sync_timer (kc_follow_t *self)
+{
+    s_end_timer (self, &self->sync_timer);
+    self->sync_timer = zloop_timer (self->loop, KC_FOLLOW_SYNC_TIMEOUT_MS, 1, s_on_sync_timeout, self);
+}
+
+//  --- The update channel ---------------------------------------------------------------
+
+//  One update-channel message outside a sync.
+static void
+s_on_update (kc_follow_t *self, zmsg_t *msg)
+{
+    kc_proto_msg_t decoded;
+    kc_why_t why;
+    if (kc_proto_decode (msg, KC_CHANNEL_UPDATES, &decoded, &why)) {
+        kc_ratelog (self->config.log, KC_LOG_WARNING, "malformed update", self->upstream.name,
+                    "%s: malformed message on the update channel of %s: %s", self->config.name,
+                    self->upstream.name, why.text);
+        return;
+    }
+    uint64_t seq = self->config.seq (self->config.arg);
+    if (decoded.type == KC_MSG_HEAD) {
+        if (decoded.head.seq > seq && !self->syncing && self->retry_timer == -1) {
+            char text [120];
+            snprintf (text, sizeof text, "missed updates (head at %llu, copy at %llu)",
+                      (unsigned long long) decoded.head.seq, (unsigned long long) seq);
+            kc_follow_sync (self, text);
+        }
+        self->config.head (self->config.arg, &decoded, false);
+    }
+    else
+    if (decoded.entries [decoded.entry_count - 1].seq > seq) {
+        if (decoded.entries [0].seq > seq + 1) {
+            if (self->retry_timer == -1) {
+                char text [120];
+                snprintf (text, sizeof text, "gap in updates (expected %llu, got %llu)",
+                          (unsigned long long) seq + 1, (unsigned long long) decoded.entries [0].seq);
+                kc_follow_sync (self, text);
+            }
+        }
+        else
+        if (self->config.entries (self->config.arg, &decoded, &why)) {
+            kc_follow_fault (self, "an update", &why);
+        }
+    }
+    kc_proto_msg_reset (&decoded);
+}
+
+static int
+s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    kc_follow_t *self = arg;
+    if (socket != self->updates) {
+        return 0;                           //  a socket closed in this pass
+    }
+    for (int n = 0; n < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        if (self->syncing) {
+            //  Held until END: bounded, else dropped and a sync follows
+            size_t size = zmsg_content_size (msg);
+            if (self->overflowed || self->buffered_bytes + size > KC_FOLLOW_BUFFER_BYTES_MAX) {
+                s_free_buffered (self);
+                self->overflowed = true;
+                zmsg_destroy (&msg);
+            }
+            else {
+                zlistx_add_end (self->buffered, msg);
+                self->buffered_bytes += size;
+            }
+            continue;
+        }
+        s_on_update (self, msg);
+        zmsg_destroy (&msg);
+    }
+    return 0;
+}
+
+//  --- The snapshot channel --------------------------------------------------------------
+
+static void
+s_end (kc_follow_t *self, kc_proto_msg_t *end)
+{
+    kc_why_t why;
+    uint64_t seq = self->config.seq (self->config.arg);
+    if (end->batches != self->sync_batches || end->records != self->sync_records) {
+        kc_why (&why, "END counts %llu batches and %llu records, %llu and %llu came",
+                (unsigned long long) end->batches, (unsigned long long) end->records,
+                (unsigned long long) self->sync_batches, (unsigned long long) self->sync_records);
+        kc_follow_fault (self, "a sync", &why);
+        return;
+    }
+    if (end->head.seq != seq || sodium_memcmp (end->head.chain, self->config.chain (self->config.arg),
+                                                KC_HASH_BYTES)) {
+        kc_why (&why, "END's head (seq %llu) does not name the copy the sync made (seq %llu)",
+                (unsigned long long) end->head.seq, (unsigned long long) seq);
+        kc_follow_fault (self, "a sync", &why);
+        return;
+    }
+    self->syncing = false;
+    self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
+    s_end_timer (self, &self->sync_timer);
+    self->config.head (self->config.arg, end, true);
+    //  What came on the update channel meanwhile, in order
+    bool overflowed = self->overflowed;
+    zlistx_t *held = self->buffered;
+    self->buffered = zlistx_new ();
+    self->buffered_bytes = 0;
+    for (zmsg_t *msg = zlistx_first (held); msg; msg = zlistx_next (held)) {
+        if (!self->syncing && self->retry_timer == -1) {
+            s_on_update (self, msg);
+        }
+        zmsg_destroy (&msg);
+    }
+    zlistx_destroy (&held);
+    if (overflowed && !self->syncing && self->retry_timer == -1) {
+        kc_follow_sync (self, "updates overflowed during the sync");
+    }
+}
+
+static int
+s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
+{
+    (void) loop;
+    kc_follow_t *self = arg;
+    if (socket != self->snapshot) {
+        return 0;
+    }
+    for (int n = 0; n < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+        zmsg_t *msg = zmsg_recv (socket);
+        if (!msg) {
+            break;
+        }
+        kc_proto_msg_t decoded;
+        kc_why_t why;
+        if (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &decoded, &why)) {
+            kc_follow_fault (self, "a snapshot message", &why);
+        }
+        else
+        if (!self->syncing) {
+            //  Late: what a sync given up sends after it
+        }
+        else
+        if (decoded.type == KC_MSG_ERROR) {
+            kc_why (&why, "the upstream says: %.*s", (int) decoded.text_size, decoded.text);
+            kc_follow_fault (self, "a sync", &why);
+        }
+        else
+        if (decoded.type == KC_MSG_BATCHES) {
+            uint64_t seq = self->config.seq (self->config.arg);
+            if (decoded.entries [0].seq != seq + 1) {
+                kc_why (&why, "BATCHES from seq %llu, the copy is at %llu", (unsigned long long) decoded.entries [0].seq,
+                        (unsigned long long) seq);
+                kc_follow_fault (self, "a sync", &why);
+            }
+            else
+            if (self->config.entries (self->config.arg, &decoded, &why)) {
+                kc_follow_fault (self, "a sync", &why);
+            }
+            else {
+                self->sync_batches += decoded.entry_count;
+                for (size_t i = 0; i < decoded.entry_count; i++) {
+                    self->sync_records += kc_batch_peek_count (decoded.entries [i].data, decoded.entries [i].size);
+                }
+                zmsg_t *credit = kc_proto_credit (1);
+                kc_follow_send (self, &credit);
+                s_arm_sync_timer (self);
+            }
+        }
+        else
+        if (decoded.type == KC_MSG_END) {
+            s_end (self, &decoded);
+        }
+        kc_proto_msg_reset (&decoded);
+        zmsg_destroy (&msg);
+    }
+    return 0;
+}
+
+//  --- Connecting --------------------------------------------------------------------------
+
+static zsock_t *
+s_socket (kc_follow_t *self, int type, const char *endpoint, kc_why_t *why)
+{
+    zsock_t *socket = zsock_new (type);
+    assert (socket);
+    zsock_set_linger (socket, 0);
+    if (kc_sockopt_curve_client (socket, self->config.public_key, self->config.secret_key,
+                                 self->upstream.server_key, why)
+    ||  kc_sockopt_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX, why)) {
+        zsock_destroy (&socket);
+        return NULL;
+    }
+    zsock_set_rcvhwm (socket, 100000);
+    zsock_set_sndtimeo (socket, 0);         //  never block on an upstream that is not there
+    if (type == ZMQ_SUB) {
+        zsock_set_subscribe (socket, "UPDATE");
+        zsock_set_subscribe (socket, "HEAD");
+    }
+    if (zsock_connect (socket, "%s", endpoint)) {
+        kc_why (why, "invalid endpoint '%.200s'", endpoint);
+        zsock_destroy (&socket);
+    }
+    return socket;
+}
+
+int
+kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_why_t *why)
+{
+    s_close (self);
+    s_end_timer (self, &self->sync_timer);
+    s_end_timer (self, &self->retry_timer);
+    self->syncing = false;
+    s_free_buffered (self);
+    self->upstream = *upstream;
+    self->updates = s_socket (self, ZMQ_SUB, upstream->updates, why);
+    self->snapshot = self->updates ? s_socket (self, ZMQ_DEALER, upstream->snapshot, why) : NULL;
+    if (!self->snapshot) {
+        s_close (self);
+        return -1;
+    }
+    zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
+    zloop_reader (self->loop, self->updates, s_on_updates, self);
+    self->connected = true;
+    self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
+    kc_follow_sync (self, NULL);
+    return 0;
+}
+
+//  --- Self test ---------------------------------------------------------------------------
+
+void
+kc_follow_test (bool verbose)
+{
+    if (verbose) {
+        printf (" * kc_follow: ");
+    }
+    //  Its behaviour is tested end to end (keyclone-mirror follows through
+    //  it in test_mirror); here, the life cycle and a refused endpoint
+    zloop_t *loop = zloop_new ();
+    uint8_t directory [32] = { 1 }, public_key [32], secret_key [32];
+    crypto_box_keypair (public_key, secret_key);
+    kc_follow_config_t config = { .name = "test", .public_key = public_key, .secret_key = secret_key,
+                                  .directory = directory };
+    kc_follow_t *follow = kc_follow_new (&config, loop);
+    assert (follow && !kc_follow_syncing (follow) && !kc_follow_upstream (follow));
+    kc_follow_upstream_t upstream = { .name = "nowhere", .snapshot = "bogus://x", .updates = "bogus://y" };
+    memcpy (upstream.server_key, public_key, 32);
+    kc_why_t why;
+    assert (kc_follow_connect (follow, &upstream, &why) == -1 && strstr (why.text, "invalid endpoint"));
+    zmsg_t *msg = zmsg_new ();
+    assert (kc_follow_send (follow, &msg) == -1 && msg == NULL);
+    kc_follow_destroy (&follow);
+    kc_follow_destroy (&follow);
+    zloop_destroy (&loop);
+    sodium_memzero (secret_key, sizeof secret_key);
+    if (verbose) {
+        printf ("OK\n");
+    }
+}

@@ -1,0 +1,116 @@
+/*  =========================================================================
+    kc_follow - the following half of the distribution protocol (KCP/1,
+    docs/protocol.md sections 4 and 5): a copy of the log kept up with an
+    upstream that serves it (a server, a cluster member, a mirror). It
+    connects a DEALER to the upstream's snapshot channel and a SUB to its
+    update channel (CURVE), syncs from the copy's sequence with credit,
+    checks END's counts and that its head names the copy's (seq, chain),
+    applies UPDATEs in order, resyncs on a gap or a head ahead of the copy,
+    buffers what the update channel brings during a sync, and backs off
+    (with jitter) after a fault. The consumer verifies and applies entries
+    and judges heads; the follower only moves them, in order.
+
+        kc_follow_t *follow = kc_follow_new (&config, loop);
+        kc_follow_connect (follow, &upstream);    //  and a sync from the copy's seq
+        ...
+        kc_follow_destroy (&follow);
+
+    Used by keyclone-mirror and keyclone-witness's copy of the log.
+    =========================================================================
+*/
+#ifndef KC_FOLLOW_H_INCLUDED
+#define KC_FOLLOW_H_INCLUDED
+
+#include "kc_util.h"
+#include "kc_proto.h"
+#include "kc_ratelog.h"
+#include <czmq.h>
+
+#define KC_FOLLOW_SYNC_TIMEOUT_MS   10000   //  a sync without progress starts again
+#define KC_FOLLOW_BACKOFF_MIN_MS    1000    //  after a fault, before syncing again,
+#define KC_FOLLOW_BACKOFF_MAX_MS    30000   //  doubling to this (plus up to a half of jitter)
+#define KC_FOLLOW_BUFFER_BYTES_MAX  (64 * 1024 * 1024)  //  update messages held during a sync
+
+typedef struct _kc_follow_t kc_follow_t;
+
+//  The consumer's copy: where it ends.
+typedef uint64_t (kc_follow_seq_fn) (void *arg);
+typedef const uint8_t *(kc_follow_chain_fn) (void *arg);
+
+//  Verifies and applies the entries of msg (BATCHES of a sync, or an
+//  UPDATE) that come after the copy's seq, in order, all or nothing: 0, or
+//  -1 with a reason (a fault: the follower backs off and syncs again).
+typedef int (kc_follow_entries_fn) (void *arg, const kc_proto_msg_t *msg, kc_why_t *why);
+
+//  A head came (msg: HEAD with its cosignatures, or the END of a sync that
+//  brought the copy to the head's seq). The consumer checks its signature
+//  and decides what it means.
+typedef void (kc_follow_head_fn) (void *arg, const kc_proto_msg_t *msg, bool from_end);
+
+typedef struct {
+    const char *name;                       //  for logs: "kc_mirror", "kc_witness"
+    const uint8_t *public_key;              //  our CURVE key pair (kept by the caller)
+    const uint8_t *secret_key;
+    const uint8_t *directory;               //  the directory's id (32 bytes, kept by the caller)
+    uint32_t credit;                        //  SYNC window, 1..KC_PROTO_CREDIT_MAX (0: 8)
+    kc_follow_seq_fn *seq;
+    kc_follow_chain_fn *chain;
+    kc_follow_entries_fn *entries;
+    kc_follow_head_fn *head;
+    void *arg;
+    kc_ratelog_t *log;                      //  faults, bounded (kept by the caller)
+} kc_follow_config_t;
+
+//  Where to follow from: the upstream's snapshot and update endpoints and
+//  its CURVE key.
+typedef struct {
+    char name [128];                        //  for logs
+    char snapshot [256], updates [256];
+    uint8_t server_key [32];
+} kc_follow_upstream_t;
+
+kc_follow_t *
+    kc_follow_new (const kc_follow_config_t *config, zloop_t *loop);
+
+//  Closes the sockets and cancels the timers. Nulls *self_p.
+void
+    kc_follow_destroy (kc_follow_t **self_p);
+
+//  (Re)connects to upstream and syncs from the copy's seq. 0, or -1 with a
+//  reason (bad endpoint, bad key).
+int
+    kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_why_t *why) KC_WUR;
+
+//  Syncs again from the copy's seq now (why: logged; NULL says nothing).
+void
+    kc_follow_sync (kc_follow_t *self, const char *why);
+
+//  The consumer found the upstream wrong (what: "a head", why): it is
+//  logged, and the follower backs off and syncs again.
+void
+    kc_follow_fault (kc_follow_t *self, const char *what, const kc_why_t *why);
+
+//  Sends a message on the snapshot channel (ACK, COSIGN) without blocking;
+//  takes it. 0, or -1 when it cannot go now (dropped).
+int
+    kc_follow_send (kc_follow_t *self, zmsg_t **msg_p);
+
+//  True while a sync runs.
+bool
+    kc_follow_syncing (const kc_follow_t *self);
+
+//  The upstream followed now (NULL before kc_follow_connect).
+const kc_follow_upstream_t *
+    kc_follow_upstream (const kc_follow_t *self);
+
+//  Counters: syncs started, faults.
+uint64_t
+    kc_follow_syncs (const kc_follow_t *self);
+uint64_t
+    kc_follow_faults (const kc_follow_t *self);
+
+//  Self test of this module.
+void
+    kc_follow_test (bool verbose);
+
+#endif

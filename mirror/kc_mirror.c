@@ -1,0 +1,492 @@
+/*  =========================================================================
+    kc_mirror - follows an upstream into its own store and serves it.
+    =========================================================================
+*/
+#include "kc_mirror.h"
+
+#include <signal.h>
+#include <sodium.h>
+
+#define LOG_PERIOD_MS       10000           //  refusals: a few lines per peer and kind
+#define LOG_PER_PEER        3
+#define LOG_PER_KIND        20
+#define TICK_MS             1000            //  housekeeping (acknowledgements, idle syncs)
+#define ACK_EVERY_MS        1000            //  the mirror's own ACK upstream, at most this often
+
+typedef struct {
+    kc_mirror_config_t config;
+    kc_root_t *root;                        //  in force at the store's seq
+    kc_cert_t *cert;
+    kc_store_t *store;
+    kc_publish_t *publish;
+    kc_follow_t *follow;
+    zsock_t *zap, *snapshot, *updates;
+    zloop_t *loop;
+    kc_ratelog_t *log;
+    char upstream_text [KC_MIRROR_UPSTREAMS_MAX][300];
+    size_t upstream_count, current;
+    int stale_timer;                        //  one-shot: no head to relay for stale-after
+    int64_t last_ack;                       //  zclock_mono of the mirror's own last ACK
+    uint64_t relayed, moves, applied;
+    bool said_stale;                        //  said so since the last head relayed
+} s_mirror_t;
+
+static volatile sig_atomic_t s_reopen_wanted;
+
+void
+kc_mirror_reopen_wanted (void)
+{
+    s_reopen_wanted = 1;
+}
+
+void
+kc_mirror_config_defaults (kc_mirror_config_t *config)
+{
+    memset (config, 0, sizeof *config);
+    config->stale_after_ms = 5000;
+    config->sync_idle_ms = 30000;
+}
+
+int
+kc_mirror_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream, kc_why_t *why)
+{
+    memset (upstream, 0, sizeof *upstream);
+    //  The key is the last 40 characters (Z85 has '=' among its digits)
+    size_t length = strlen (text);
+    const char *equals = length > KC_Z85_KEY_CHARS && text [length - KC_Z85_KEY_CHARS - 1] == '='
+                       ? text + length - KC_Z85_KEY_CHARS - 1 : NULL;
+    if (strncmp (text, "tcp://", 6) == 0 || strncmp (text, "ipc://", 6) == 0) {
+        //  A mirror: its base endpoint and its CURVE key
+        const char *colon = equals ? memrchr (text, ':', (size_t) (equals - text)) : NULL;
+        char *end = NULL;
+        long port = colon ? strtol (colon + 1, &end, 10) : 0;
+        if (!equals || !colon || end != equals || port < 1 || port > 65534
+        ||  kc_z85_key (equals + 1, upstream->server_key, why)) {
+            return kc_why (why, "upstream '%.100s' is not NAME or tcp://HOST:PORT=KEY (the mirror's CURVE key, Z85)",
+                           text);
+        }
+        snprintf (upstream->name, sizeof upstream->name, "%.*s", (int) (equals - text), text);
+        snprintf (upstream->snapshot, sizeof upstream->snapshot, "%.*s", (int) (equals - text), text);
+        snprintf (upstream->updates, sizeof upstream->updates, "%.*s:%ld", (int) (colon - text), text, port + 1);
+        return 0;
+    }
+    for (size_t i = 0; i < kc_root_server_count (root); i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        if (KC_STREQ (server->name, text)) {
+            snprintf (upstream->name, sizeof upstream->name, "%s", server->name);
+            snprintf (upstream->snapshot, sizeof upstream->snapshot, "%s", server->endpoints [0]);
+            snprintf (upstream->updates, sizeof upstream->updates, "%s", server->endpoints [1]);
+            memcpy (upstream->server_key, server->server_key, KC_KEY_BYTES);
+            return 0;
+        }
+    }
+    return kc_why (why, "upstream '%.100s' is no server of root v%llu", text,
+                   (unsigned long long) kc_root_version (root));
+}
+
+//  --- Following ---------------------------------------------------------------------
+
+static uint64_t
+s_seq (void *arg)
+{
+    return kc_store_seq (((s_mirror_t *) arg)->store);
+}
+
+static const uint8_t *
+s_chain (void *arg)
+{
+    return kc_store_chain (((s_mirror_t *) arg)->store);
+}
+
+static const kc_root_t *
+s_root (void *arg)
+{
+    return ((s_mirror_t *) arg)->root;
+}
+
+static void s_connect (s_mirror_t *self, const char *why);
+
+//  The upstreams again from the root in force (a root change may name other
+//  endpoints or keys): connect again if the one followed changed.
+static void
+s_root_changed (s_mirror_t *self)
+{
+    zsys_info ("kc_mirror: root v%llu in force from seq %llu", (unsigned long long) kc_root_version (self->root),
+               (unsigned long long) kc_store_seq (self->store));
+    kc_publish_root_changed (self->publish);
+    const kc_follow_upstream_t *now = kc_follow_upstream (self->follow);
+    kc_follow_upstream_t again;
+    kc_why_t why;
+    if (now && kc_mirror_upstream (self->upstream_text [self->current], self->root, &again, &why) == 0
+    &&  (memcmp (again.server_key, now->server_key, KC_KEY_BYTES) || strcmp (again.snapshot, now->snapshot))) {
+        s_connect (self, "the root in force moved the upstream");
+    }
+}
+
+//  Verifies and stores the entries of a BATCHES or UPDATE after the store's
+//  seq, all or nothing, at the upstream's seq with its chain, accepted time
+//  and submitter; then publishes them downstream.
+static int
+s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    s_mirror_t *self = arg;
+    kc_keep_entry_t entries [KC_PROTO_BATCHES_MAX];
+    size_t count = 0;
+    const kc_root_t *root = self->root;
+    bool revoked = false;
+    if (kc_store_begin (self->store, why)) {
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < msg->entry_count && rc == 0; i++) {
+        const kc_entry_t *in = &msg->entries [i];
+        if (in->seq <= kc_store_seq (self->store)) {
+            continue;                       //  already held
+        }
+        kc_keep_entry_t *entry = &entries [count++];
+        memset (entry, 0, sizeof *entry);
+        entry->data = in->data;
+        entry->size = in->size;
+        kc_store_set_time (self->store, in->accepted);
+        kc_store_set_submitter (self->store, in->submitter);
+        uint64_t now = in->accepted ? in->accepted / 1000 : kc_now ();
+        if (in->seq != kc_store_seq (self->store) + 1) {
+            rc = kc_why (why, "entry %llu does not follow %llu", (unsigned long long) in->seq,
+                         (unsigned long long) kc_store_seq (self->store));
+        }
+        else
+        if (kc_keep_decode (entry, why) || kc_keep_append (self->store, entry, &root, now, why)) {
+            rc = kc_why_prefix (why, "entry %llu", (unsigned long long) in->seq);
+        }
+        else
+        if (sodium_memcmp (entry->chain, in->chain, KC_HASH_BYTES)) {
+            rc = kc_why (why, "entry %llu: chain hash does not match its predecessor (broken chain)",
+                         (unsigned long long) in->seq);
+        }
+        revoked |= entry->revokes;
+    }
+    kc_store_set_time (self->store, 0);
+    kc_store_set_submitter (self->store, NULL);
+    if (rc || count == 0) {
+        kc_store_rollback (self->store);
+    }
+    else
+    if (kc_store_commit (self->store, why)) {
+        rc = -1;
+    }
+    if (rc == 0 && count) {
+        self->applied += count;
+        //  A root change among them is in force from its seq on
+        if (root != self->root) {
+            kc_root_t *next = kc_root_dup (root);
+            kc_root_destroy (&self->root);
+            self->root = next;
+            s_root_changed (self);
+        }
+        //  Downstream: a revoked reader must not read what follows
+        if (revoked) {
+            kc_publish_end_refused (self->publish);
+        }
+        zmsg_t *update = kc_proto_entries ("UPDATE");
+        for (size_t i = 0; i < msg->entry_count; i++) {
+            const kc_entry_t *in = &msg->entries [i];
+            if (in->seq > kc_store_seq (self->store) - count) {
+                kc_proto_add_entry_meta (update, in->seq, in->chain, in->accepted, in->submitter, in->data, in->size);
+            }
+        }
+        kc_publish_update (self->publish, &update);
+        kc_publish_grown (self->publish);
+    }
+    for (size_t i = 0; i < count; i++) {
+        kc_keep_entry_reset (&entries [i]);
+    }
+    return rc;
+}
+
+static int
+s_on_stale (zloop_t *loop, int timer_id, void *arg);
+
+static void
+s_arm_stale (s_mirror_t *self)
+{
+    if (self->stale_timer != -1) {
+        zloop_timer_end (self->loop, self->stale_timer);
+    }
+    self->stale_timer = zloop_timer (self->loop, (size_t) self->config.stale_after_ms, 1, s_on_stale, self);
+}
+
+//  A head from upstream: signed by a server of the root in force, for this
+//  directory. One that names the store's (seq, chain) is relayed
+//  downstream with the cosignatures it came with; one for the same seq with
+//  another chain is an equivocation: the upstream is left.
+static void
+s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
+{
+    (void) from_end;
+    s_mirror_t *self = arg;
+    const kc_head_t *head = &msg->head;
+    kc_why_t why;
+    bool signed_by_server = false;
+    for (size_t i = 0; i < kc_root_server_count (self->root) && !signed_by_server; i++) {
+        signed_by_server = kc_head_verify_signature (head, kc_root_directory (self->root),
+                                                     kc_root_server (self->root, i)->head_key, &why) == 0;
+    }
+    if (!signed_by_server) {
+        kc_ratelog (self->log, KC_LOG_WARNING, "head refused", kc_follow_upstream (self->follow)->name,
+                    "kc_mirror: head from %s refused: not signed by a server of root v%llu",
+                    kc_follow_upstream (self->follow)->name, (unsigned long long) kc_root_version (self->root));
+        return;
+    }
+    uint64_t seq = kc_store_seq (self->store);
+    if (head->seq != seq) {
+        return;                             //  ahead: the follower syncs; behind: not news
+    }
+    if (sodium_memcmp (head->chain, kc_store_chain (self->store), KC_HASH_BYTES)) {
+        kc_why (&why, "its head names another chain at seq %llu than the log it sent (equivocation)",
+                (unsigned long long) seq);
+        kc_follow_fault (self->follow, "a head", &why);
+        s_connect (self, "the upstream equivocated");
+        return;
+    }
+    for (size_t i = 0; i < msg->cosig_count; i++) {
+        kc_why_t ignored;
+        (void) kc_publish_take_cosig (self->publish, msg->cosigs [i], &ignored);
+    }
+    kc_publish_relay (self->publish, head);
+    self->relayed++;
+    if (self->said_stale) {
+        zsys_info ("kc_mirror: relaying heads from %s again", kc_follow_upstream (self->follow)->name);
+        self->said_stale = false;
+    }
+    s_arm_stale (self);
+    //  The mirror's own place, upstream, now and then
+    int64_t now = zclock_mono ();
+    if (now - self->last_ack >= ACK_EVERY_MS) {
+        zmsg_t *ack = kc_proto_ack (seq, kc_store_chain (self->store));
+        kc_follow_send (self->follow, &ack);
+        self->last_ack = now;
+    }
+}
+
+//  An agent's acknowledgement, passed upstream for 'status --server'.
+static void
+s_ack (void *arg, const uint8_t key [KC_KEY_BYTES], uint64_t seq, const uint8_t chain [KC_HASH_BYTES])
+{
+    s_mirror_t *self = arg;
+    zmsg_t *ack = kc_proto_ack_for (seq, chain, key);
+    kc_follow_send (self->follow, &ack);
+}
+
+//  Follows the next upstream of the list (the first at start).
+static void
+s_connect (s_mirror_t *self, const char *why)
+{
+    if (why) {
+        self->current = (self->current + 1) % self->upstream_count;
+        self->moves++;
+    }
+    for (size_t tried = 0; tried < self->upstream_count; tried++) {
+        kc_follow_upstream_t upstream;
+        kc_why_t reason;
+        const char *text = self->upstream_text [self->current];
+        if (kc_mirror_upstream (text, self->root, &upstream, &reason) == 0
+        &&  kc_follow_connect (self->follow, &upstream, &reason) == 0) {
+            if (why) {
+                zsys_info ("kc_mirror: %s; following %s now", why, upstream.name);
+            }
+            s_arm_stale (self);
+            return;
+        }
+        zsys_error ("kc_mirror: %s", reason.text);
+        self->current = (self->current + 1) % self->upstream_count;
+    }
+}
+
+static int
+s_on_stale (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_mirror_t *self = arg;
+    self->stale_timer = -1;
+    char text [200];
+    snprintf (text, sizeof text, "no head to relay from %s for %d ms", kc_follow_upstream (self->follow)
+              ? kc_follow_upstream (self->follow)->name : "the upstream", self->config.stale_after_ms);
+    if (self->upstream_count > 1) {
+        s_connect (self, text);
+    }
+    else {
+        if (!self->said_stale) {
+            zsys_warning ("kc_mirror: %s; its agents go stale", text);
+            self->said_stale = true;
+        }
+        s_arm_stale (self);
+    }
+    return 0;
+}
+
+//  --- Serving -----------------------------------------------------------------------
+
+static zsock_t *
+s_socket (s_mirror_t *self, int type, const char *domain, const char *endpoint)
+{
+    zsock_t *socket = zsock_new (type);
+    assert (socket);
+    zsock_set_linger (socket, 0);
+    kc_why_t why;
+    char monitor [KC_TRACK_ENDPOINT_MAX];
+    kc_track_t *track = kc_publish_track (self->publish);
+    if (kc_sockopt_curve_server (socket, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert), &why)
+    ||  kc_sockopt_zap (socket, domain, &why)
+    ||  kc_sockopt_maxmsgsize (socket, 4096, &why)
+    ||  (track && (kc_track_install (socket, monitor, &why) || kc_track_watch (track, monitor, &why)))) {
+        zsys_error ("kc_mirror: %s socket: %s", domain, why.text);
+        zsock_destroy (&socket);
+        return NULL;
+    }
+    if (type == ZMQ_ROUTER) {
+        zsock_set_router_mandatory (socket, 1);
+        zsock_set_sndtimeo (socket, 0);
+    }
+    if (zsock_bind (socket, "%s", endpoint) < 0) {
+        zsys_error ("kc_mirror: cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        if (track) {
+            kc_track_uninstall (socket);
+        }
+        zsock_destroy (&socket);
+    }
+    return socket;
+}
+
+static void
+s_status (s_mirror_t *self, FILE *human)
+{
+    const kc_follow_upstream_t *upstream = kc_follow_upstream (self->follow);
+    fprintf (human, "mirror: seq %llu, %llu keys, following %s; %llu entries applied, %llu heads relayed, "
+             "%llu upstream moves, %zu syncs served\n", (unsigned long long) kc_store_seq (self->store),
+             (unsigned long long) kc_store_key_count (self->store), upstream ? upstream->name : "nothing",
+             (unsigned long long) self->applied, (unsigned long long) self->relayed,
+             (unsigned long long) self->moves, kc_publish_syncs (self->publish));
+}
+
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    s_mirror_t *self = arg;
+    if (s_reopen_wanted) {
+        s_reopen_wanted = 0;
+        kc_log_reopen_logged ("kc_mirror");
+    }
+    kc_publish_tick (self->publish);
+    kc_publish_end_refused (self->publish);     //  expiry needs no event
+    kc_ratelog_flush (self->log);
+    return 0;
+}
+
+static int
+s_load (s_mirror_t *self, kc_why_t *why)
+{
+    kc_root_t *pinned = kc_root_load (self->config.root_path, why);
+    if (!pinned || kc_root_verify (pinned, kc_root_created (pinned), why)) {
+        kc_root_destroy (&pinned);
+        return -1;
+    }
+    self->cert = kc_cert_load_secret (self->config.key_path, why);
+    self->store = self->cert ? kc_store_open (self->config.store_path, pinned, why) : NULL;
+    self->root = self->store ? kc_store_current_root (self->store, pinned, why) : NULL;
+    kc_root_destroy (&pinned);
+    if (!self->root) {
+        return -1;
+    }
+    //  The upstreams, checked now: a typo is said at start
+    char list [sizeof self->upstream_text];
+    snprintf (list, sizeof list, "%s", self->config.upstreams ? self->config.upstreams : "");
+    char *state = NULL;
+    for (char *item = strtok_r (list, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
+        kc_follow_upstream_t upstream;
+        if (self->upstream_count == KC_MIRROR_UPSTREAMS_MAX) {
+            return kc_why (why, "at most %d upstreams", KC_MIRROR_UPSTREAMS_MAX);
+        }
+        if (kc_mirror_upstream (item, self->root, &upstream, why)) {
+            return -1;
+        }
+        snprintf (self->upstream_text [self->upstream_count++], sizeof self->upstream_text [0], "%s", item);
+    }
+    if (self->upstream_count == 0) {
+        return kc_why (why, "no upstream (--upstream NAME or tcp://HOST:PORT=KEY)");
+    }
+    return 0;
+}
+
+int
+kc_mirror_run (const kc_mirror_config_t *config)
+{
+    s_mirror_t self = { .config = *config, .stale_timer = -1 };
+    kc_why_t why;
+    int rc = 1;
+    self.log = kc_ratelog_new ("kc_mirror", LOG_PERIOD_MS, LOG_PER_PEER, LOG_PER_KIND);
+    if (s_load (&self, &why)) {
+        zsys_error ("kc_mirror: %s", why.text);
+        goto cleanup;
+    }
+    kc_publish_config_t serving = {
+        .name = "kc_mirror", .store = self.store, .root = s_root, .ack = s_ack, .arg = &self, .log = self.log,
+        .read_any = config->read_any, .sync_idle_ms = config->sync_idle_ms, .verbose = config->verbose
+    };
+    self.publish = kc_publish_new (&serving);
+    //  The ZAP handler first: a CURVE socket must never run without it
+    self.zap = zsock_new (ZMQ_REP);
+    if (zsock_bind (self.zap, "inproc://zeromq.zap.01")) {
+        zsys_error ("kc_mirror: cannot bind the ZAP handler");
+        goto cleanup;
+    }
+    self.loop = zloop_new ();
+    kc_publish_set_loop (self.publish, self.loop);
+    self.snapshot = s_socket (&self, ZMQ_ROUTER, KC_PUBLISH_DOMAIN_SNAPSHOT, config->bind [0]);
+    self.updates = self.snapshot ? s_socket (&self, ZMQ_PUB, KC_PUBLISH_DOMAIN_UPDATES, config->bind [1]) : NULL;
+    if (!self.updates) {
+        goto cleanup;
+    }
+    kc_publish_set_sockets (self.publish, self.snapshot, self.updates);
+    zloop_reader (self.loop, self.zap, kc_publish_on_zap, self.publish);
+    zloop_reader (self.loop, self.snapshot, kc_publish_on_snapshot, self.publish);
+    kc_follow_config_t following = {
+        .name = "kc_mirror", .public_key = kc_cert_public_key (self.cert), .secret_key = kc_cert_secret_key (self.cert),
+        .directory = kc_root_directory (self.root), .credit = 16, .seq = s_seq, .chain = s_chain,
+        .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
+    };
+    self.follow = kc_follow_new (&following, self.loop);
+    s_connect (&self, NULL);
+    zloop_timer (self.loop, TICK_MS, 0, s_on_tick, &self);
+    char hex [65], fp [KC_FINGERPRINT_CHARS + 1];
+    zsys_info ("kc_mirror: directory %.16s... seq %llu, %llu keys; serving snapshot %s, updates %s with key %s; "
+               "read = %s; upstreams %s", kc_hex (kc_root_directory (self.root), 32, hex),
+               (unsigned long long) kc_store_seq (self.store), (unsigned long long) kc_store_key_count (self.store),
+               config->bind [0], config->bind [1], kc_fingerprint (kc_cert_public_key (self.cert), fp),
+               config->read_any ? "any" : "members", config->upstreams);
+    zloop_start (self.loop);
+    FILE *out = stdout;
+    s_status (&self, out);
+    zsys_info ("kc_mirror: shutting down at seq %llu", (unsigned long long) kc_store_seq (self.store));
+    rc = 0;
+cleanup:
+    kc_follow_destroy (&self.follow);
+    zloop_destroy (&self.loop);
+    if (self.snapshot && kc_publish_track (self.publish)) {
+        kc_track_uninstall (self.snapshot);
+    }
+    if (self.updates && kc_publish_track (self.publish)) {
+        kc_track_uninstall (self.updates);
+    }
+    zsock_destroy (&self.snapshot);
+    zsock_destroy (&self.updates);
+    zsock_destroy (&self.zap);
+    kc_publish_destroy (&self.publish);
+    kc_ratelog_destroy (&self.log);
+    kc_store_destroy (&self.store);
+    kc_cert_destroy (&self.cert);
+    kc_root_destroy (&self.root);
+    return rc;
+}
