@@ -124,16 +124,7 @@ typedef struct {
     bool refusing;
     char refused_server [KC_ROOT_OPERATOR_NAME_MAX + 1];
     //  --witness: this agent cosigns the heads its copy ends at
-    kc_signer_t *witness;
-    zsock_t *cosign [KC_ROOT_SERVERS_MAX];  //  a DEALER to each server of the root (NULL:
-    zsock_t *cosign_monitor [KC_ROOT_SERVERS_MAX];  //  refused, again at cosign_retry),
-    int64_t cosign_retry [KC_ROOT_SERVERS_MAX];     //  the handshake events of each
-    int64_t cosign_backoff [KC_ROOT_SERVERS_MAX];
-    size_t cosign_count;
-    uint64_t cosigned, cosigned_seq;        //  how many sent; the highest seq cosigned,
-    uint8_t cosigned_chain [KC_HASH_BYTES]; //  with its chain: never cosign below or beside it
-    int64_t cosigned_at;                    //  zclock_mono of the last one
-    uint64_t cosign_refusals;               //  heads not cosigned (behind what we cosigned)
+    kc_cosigner_t *witness;
 
     //  Acknowledgements
     bool ack_pending;

@@ -9,13 +9,10 @@
 
 #include <sodium.h>
 
-#define COSIGN_EVERY_MS     25              //  a witness cosigns a head with the same seq
-                                            //  at most this often (new seqs at once)
 #define PROOF_SUFFIX        ".equivocation" //  the cache path + this: the proof kept
 #define FLOOR_SUFFIX        ".witness-floor"    //  the cache path + this: the highest
                                             //  (seq, chain) cosigned, kept over a rebuild
-#define COSIGN_BACKOFF_MIN_MS   2000        //  a server refused the witness's key: a new
-#define COSIGN_BACKOFF_MAX_MS   60000       //  socket after this, doubling to this
+
 
 //  --- Freshness from cosignatures -----------------------------------------------
 
@@ -180,109 +177,7 @@ agent_refused (agent_t *self, const uint8_t head_key [static KC_KEY_BYTES])
     return self->refusing && memcmp (self->refused_head_key, head_key, KC_KEY_BYTES) == 0;
 }
 
-//  --- The agent as a witness (--witness) -------------------------------------------
-
-static void
-s_close_one (agent_t *self, size_t i)
-{
-    if (self->cosign [i]) {
-        zmq_socket_monitor (zsock_resolve (self->cosign [i]), NULL, 0);
-        zsock_destroy (&self->cosign [i]);
-    }
-    zsock_destroy (&self->cosign_monitor [i]);
-}
-
-static void
-s_close_cosign (agent_t *self)
-{
-    for (size_t i = 0; i < self->cosign_count; i++) {
-        s_close_one (self, i);
-    }
-    self->cosign_count = 0;
-}
-
-//  A DEALER to server i of the root in force, with a monitor of its
-//  handshakes: a server that refused this witness's key (not registered
-//  there yet: libzmq never tries again after a refusal) gets a new socket
-//  later, with back-off (s_check_cosign).
-static void
-s_open_one (agent_t *self, size_t i)
-{
-    const kc_root_server_t *server = kc_root_server (self->root, i);
-    const char *endpoint = self->config.connect [0] && kc_root_server_count (self->root) == 1
-                         ? self->config.connect [0] : server->endpoints [0];
-    zsock_t *socket = zsock_new (ZMQ_DEALER);
-    assert (socket);
-    kc_why_t why = { "invalid endpoint" };
-    zsock_set_linger (socket, 0);
-    zsock_set_sndtimeo (socket, 0);         //  never block: a cosignature not sent is replaced
-    zsock_set_sndhwm (socket, 4);           //  by the next one
-    char monitor [64];
-    snprintf (monitor, sizeof monitor, "inproc://kc-cosign-%p-%zu", (void *) self, i);
-    if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert),
-                                 server->server_key, &why)
-    ||  zmq_socket_monitor (zsock_resolve (socket), monitor, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                            | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-    ||  !(self->cosign_monitor [i] = zsock_new (ZMQ_PAIR))
-    ||  zsock_connect (self->cosign_monitor [i], "%s", monitor)
-    ||  zsock_connect (socket, "%s", endpoint)) {
-        zsys_error ("kc_agent: witness: cannot connect to server %s: %s", server->name, why.text);
-        self->cosign [i] = socket;
-        s_close_one (self, i);
-        return;
-    }
-    zsock_set_rcvtimeo (self->cosign_monitor [i], 0);
-    self->cosign [i] = socket;
-}
-
-void
-agent_witness_connect (agent_t *self)
-{
-    if (!self->witness) {
-        return;
-    }
-    s_close_cosign (self);
-    self->cosign_count = kc_root_server_count (self->root);
-    for (size_t i = 0; i < self->cosign_count; i++) {
-        self->cosign_backoff [i] = COSIGN_BACKOFF_MIN_MS;
-        self->cosign_retry [i] = 0;
-        s_open_one (self, i);
-    }
-}
-
-//  Reads the handshake events of each cosign socket: a refusal closes it
-//  and schedules another with back-off; a success resets the back-off.
-static void
-s_check_cosign (agent_t *self)
-{
-    int64_t now = zclock_mono ();
-    for (size_t i = 0; i < self->cosign_count; i++) {
-        zmsg_t *event;
-        while (self->cosign_monitor [i] && (event = zmsg_recv (self->cosign_monitor [i]))) {
-            zframe_t *first = zmsg_first (event);
-            uint16_t type = 0;              //  libzmq writes it in host order
-            if (first && zframe_size (first) == 6) {
-                memcpy (&type, zframe_data (first), sizeof type);
-            }
-            zmsg_destroy (&event);
-            if (type == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
-                self->cosign_backoff [i] = COSIGN_BACKOFF_MIN_MS;
-            }
-            else {
-                kc_ratelog (self->log, KC_LOG_WARNING, "witness refused", kc_root_server (self->root, i)->name,
-                            "kc_agent: witness: server %s refused this node's key; trying again in %lld s",
-                            kc_root_server (self->root, i)->name, (long long) self->cosign_backoff [i] / 1000);
-                s_close_one (self, i);
-                self->cosign_retry [i] = now + self->cosign_backoff [i];
-                self->cosign_backoff [i] = self->cosign_backoff [i] * 2 > COSIGN_BACKOFF_MAX_MS
-                                         ? COSIGN_BACKOFF_MAX_MS : self->cosign_backoff [i] * 2;
-            }
-        }
-        if (!self->cosign [i] && now >= self->cosign_retry [i]) {
-            s_open_one (self, i);
-        }
-    }
-}
+//  --- The agent as a witness (--witness): lib/kc_cosigner ---------------------------
 
 int
 agent_witness_start (agent_t *self)
@@ -291,112 +186,48 @@ agent_witness_start (agent_t *self)
         return 0;
     }
     kc_why_t why;
-    self->witness = kc_signer_load (self->config.witness_path, &why);
+    char floor [4096];
+    snprintf (floor, sizeof floor, "%s%s", self->config.cache_path, FLOOR_SUFFIX);
+    self->witness = kc_cosigner_new ("kc_agent", self->config.witness_path, floor, self->log, &why);
     if (!self->witness) {
         zsys_error ("kc_agent: --witness: %s", why.text);
         return -1;
     }
-    bool listed = false;
-    for (size_t i = 0; i < kc_root_witness_count (self->root); i++) {
-        listed |= memcmp (kc_root_witness (self->root, i)->key, kc_signer_public_key (self->witness),
-                          KC_KEY_BYTES) == 0;
-    }
-    char fp [KC_FINGERPRINT_CHARS + 1];
-    kc_fingerprint (kc_signer_public_key (self->witness), fp);
-    if (listed) {
-        zsys_info ("kc_agent: witness %s: cosigning the heads this copy of the log ends at", fp);
-    }
-    else {
-        zsys_warning ("kc_agent: witness key %s is not a witness of root v%llu: servers and agents refuse its "
-                      "cosignatures until a root names it", fp, (unsigned long long) kc_root_version (self->root));
-    }
-    //  What this witness holds is the floor of what it will ever cosign:
-    //  never a lower seq, never another chain at this one; the floor kept
-    //  when the copy was last rebuilt or the witness stopped may be higher
-    self->cosigned_seq = kc_cache_seq (self->cache);
-    memcpy (self->cosigned_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
-    char path [4096];
-    snprintf (path, sizeof path, "%s%s", self->config.cache_path, FLOOR_SUFFIX);
-    size_t size;
-    uint8_t *floor = kc_file_exists (path) ? kc_file_read (path, 40, false, &size, &why) : NULL;
-    if (floor && size == 8 + KC_HASH_BYTES && kc_get_u64 (floor) > self->cosigned_seq) {
-        self->cosigned_seq = kc_get_u64 (floor);
-        memcpy (self->cosigned_chain, floor + 8, KC_HASH_BYTES);
-        zsys_info ("kc_agent: witness: this copy is at seq %llu, below seq %llu cosigned before: cosigning "
-                   "again once past it", (unsigned long long) kc_cache_seq (self->cache),
-                   (unsigned long long) self->cosigned_seq);
-    }
-    kc_file_free (&floor, false);
+    //  What this witness holds is the floor of what it will ever cosign
+    kc_cosigner_set_copy (self->witness, kc_cache_seq (self->cache), kc_cache_chain (self->cache));
     agent_witness_connect (self);
     return 0;
 }
 
 void
+agent_witness_connect (agent_t *self)
+{
+    if (self->witness) {
+        kc_cosigner_connect (self->witness, self->root, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert),
+                            self->config.connect [0]);
+    }
+}
+
+void
 agent_witness_keep_floor (agent_t *self)
 {
-    if (!self->witness) {
-        return;
-    }
-    uint8_t floor [8 + KC_HASH_BYTES];
-    kc_put_u64 (floor, self->cosigned_seq);
-    memcpy (floor + 8, self->cosigned_chain, KC_HASH_BYTES);
-    char path [4096];
-    snprintf (path, sizeof path, "%s%s", self->config.cache_path, FLOOR_SUFFIX);
-    kc_why_t why;
-    if (kc_file_write_atomic (path, floor, sizeof floor, KC_FILE_MODE_PUBLIC, &why)) {
-        zsys_error ("kc_agent: witness: cannot keep what it cosigned: %s", why.text);
+    if (self->witness) {
+        kc_cosigner_keep_floor (self->witness);
     }
 }
 
 void
 agent_witness_stop (agent_t *self)
 {
-    agent_witness_keep_floor (self);
-    s_close_cosign (self);
-    kc_signer_destroy (&self->witness);
+    kc_cosigner_destroy (&self->witness);
 }
 
 void
 agent_cosign (agent_t *self, const kc_head_t *head)
 {
-    if (!self->witness) {
-        return;
+    if (self->witness) {
+        kc_cosigner_cosign (self->witness, head->directory, kc_cache_seq (self->cache), kc_cache_chain (self->cache));
     }
-    uint64_t seq = kc_cache_seq (self->cache);
-    const uint8_t *chain = kc_cache_chain (self->cache);
-    //  The head names exactly our verified copy (the caller checked); the
-    //  copy never goes back, except through a rebuild from scratch, which
-    //  must catch up with what was cosigned before it cosigns again
-    if (seq < self->cosigned_seq
-    ||  (seq == self->cosigned_seq && sodium_memcmp (chain, self->cosigned_chain, KC_HASH_BYTES))) {
-        self->cosign_refusals++;
-        kc_ratelog (self->log, KC_LOG_WARNING, "witness not cosigning", "server",
-                    "kc_agent: witness: not cosigning seq %llu: this witness cosigned seq %llu%s before",
-                    (unsigned long long) seq, (unsigned long long) self->cosigned_seq,
-                    seq == self->cosigned_seq ? " with another chain" : "");
-        return;
-    }
-    int64_t mono = zclock_mono ();
-    if (seq == self->cosigned_seq && self->cosigned && mono - self->cosigned_at < COSIGN_EVERY_MS) {
-        return;
-    }
-    kc_cosig_t cosig = { .seq = seq, .time = kc_now_ms () };
-    memcpy (cosig.directory, head->directory, KC_HASH_BYTES);
-    memcpy (cosig.chain, chain, KC_HASH_BYTES);
-    kc_cosig_sign (&cosig, self->witness);
-    uint8_t bytes [KC_COSIG_BYTES];
-    kc_cosig_encode (&cosig, bytes);
-    s_check_cosign (self);
-    for (size_t i = 0; i < self->cosign_count; i++) {
-        zmsg_t *msg = kc_proto_cosign (bytes);
-        if (!self->cosign [i] || zmsg_send (&msg, self->cosign [i])) {
-            zmsg_destroy (&msg);            //  that server is not connected now
-        }
-    }
-    self->cosigned++;
-    self->cosigned_seq = seq;
-    memcpy (self->cosigned_chain, chain, KC_HASH_BYTES);
-    self->cosigned_at = mono;
 }
 
 //  --- Status ------------------------------------------------------------------------
@@ -444,10 +275,10 @@ agent_witness_json (agent_t *self, FILE *out)
     }
     if (self->witness) {
         fprintf (out, ", \"witness\": {");
-        kc_json_field_str (out, true, "key", kc_fingerprint (kc_signer_public_key (self->witness), fp));
-        kc_json_field_u64 (out, false, "cosigned", self->cosigned);
-        kc_json_field_u64 (out, false, "cosigned_seq", self->cosigned_seq);
-        kc_json_field_u64 (out, false, "refusals", self->cosign_refusals);
+        kc_json_field_str (out, true, "key", kc_fingerprint (kc_cosigner_key (self->witness), fp));
+        kc_json_field_u64 (out, false, "cosigned", kc_cosigner_cosigned (self->witness));
+        kc_json_field_u64 (out, false, "cosigned_seq", kc_cosigner_floor (self->witness));
+        kc_json_field_u64 (out, false, "refusals", kc_cosigner_refusals (self->witness));
         fprintf (out, "}");
     }
 }
@@ -471,7 +302,9 @@ agent_witness_text (agent_t *self, FILE *human)
     }
     if (self->witness) {
         fprintf (human, "  witness %s: %llu cosignatures sent, up to seq %llu; %llu heads not cosigned\n",
-                 kc_fingerprint (kc_signer_public_key (self->witness), fp), (unsigned long long) self->cosigned,
-                 (unsigned long long) self->cosigned_seq, (unsigned long long) self->cosign_refusals);
+                 kc_fingerprint (kc_cosigner_key (self->witness), fp),
+                 (unsigned long long) kc_cosigner_cosigned (self->witness),
+                 (unsigned long long) kc_cosigner_floor (self->witness),
+                 (unsigned long long) kc_cosigner_refusals (self->witness));
     }
 }

@@ -45,6 +45,7 @@
 #include "kc_publish.h"
 #include "kc_keep.h"
 #include "kc_follow.h"
+#include "kc_cosigner.h"
 #include "kc_cosig.h"
 
 #endif

@@ -4,6 +4,7 @@
 */
 #include "kc_follow.h"
 #include "kc_sockopt.h"
+#include "kc_z85.h"
 
 #include <assert.h>
 #include <sodium.h>
@@ -30,6 +31,14 @@ struct _kc_follow_t {
     int retry_timer;                        //  one-shot: sync again after a back-off, or -1
     int64_t backoff;
     uint64_t syncs, faults;
+    //  The upstreams (kc_follow_set_upstreams)
+    char texts [KC_FOLLOW_UPSTREAMS_MAX][300];
+    size_t count, current;
+    const kc_root_t *root;                  //  the consumer's root in force (borrowed)
+    int stale_after_ms;
+    int stale_timer;                        //  one-shot: no news for stale_after_ms, or -1
+    bool said_stale;
+    uint64_t moves;
 };
 
 static void s_arm_sync_timer (kc_follow_t *self);
@@ -63,7 +72,7 @@ kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
         self->config.credit = 8;
     }
     self->loop = loop;
-    self->sync_timer = self->retry_timer = -1;
+    self->sync_timer = self->retry_timer = self->stale_timer = -1;
     self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
     self->buffered = zlistx_new ();
     return self;
@@ -90,6 +99,7 @@ kc_follow_destroy (kc_follow_t **self_p)
     if (self) {
         s_end_timer (self, &self->sync_timer);
         s_end_timer (self, &self->retry_timer);
+        s_end_timer (self, &self->stale_timer);
         s_close (self);
         s_free_buffered (self);
         zlistx_destroy (&self->buffered);
@@ -432,6 +442,167 @@ kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_w
     self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
     kc_follow_sync (self, NULL);
     return 0;
+}
+
+//  --- Upstreams -----------------------------------------------------------------------------
+
+int
+kc_follow_parse_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream, kc_why_t *why)
+{
+    memset (upstream, 0, sizeof *upstream);
+    if (strncmp (text, "tcp://", 6) == 0 || strncmp (text, "ipc://", 6) == 0) {
+        //  A mirror: its base endpoint and its CURVE key (the last 40
+        //  characters: Z85 has '=' among its digits)
+        size_t length = strlen (text);
+        const char *equals = length > KC_Z85_KEY_CHARS && text [length - KC_Z85_KEY_CHARS - 1] == '='
+                           ? text + length - KC_Z85_KEY_CHARS - 1 : NULL;
+        const char *colon = equals ? memrchr (text, ':', (size_t) (equals - text)) : NULL;
+        char *end = NULL;
+        long port = colon ? strtol (colon + 1, &end, 10) : 0;
+        if (!equals || !colon || end != equals || port < 1 || port > 65534
+        ||  kc_z85_key (equals + 1, upstream->server_key, why)) {
+            return kc_why (why, "upstream '%.100s' is not NAME or tcp://HOST:PORT=KEY (a mirror's CURVE key, Z85)",
+                           text);
+        }
+        snprintf (upstream->name, sizeof upstream->name, "%.*s", (int) (equals - text), text);
+        snprintf (upstream->snapshot, sizeof upstream->snapshot, "%.*s", (int) (equals - text), text);
+        snprintf (upstream->updates, sizeof upstream->updates, "%.*s:%ld", (int) (colon - text), text, port + 1);
+        return 0;
+    }
+    for (size_t i = 0; i < kc_root_server_count (root); i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        if (KC_STREQ (server->name, text)) {
+            snprintf (upstream->name, sizeof upstream->name, "%s", server->name);
+            snprintf (upstream->snapshot, sizeof upstream->snapshot, "%s", server->endpoints [0]);
+            snprintf (upstream->updates, sizeof upstream->updates, "%s", server->endpoints [1]);
+            memcpy (upstream->server_key, server->server_key, KC_KEY_BYTES);
+            return 0;
+        }
+    }
+    return kc_why (why, "upstream '%.100s' is no server of root v%llu", text,
+                   (unsigned long long) kc_root_version (root));
+}
+
+static int
+s_on_stale (zloop_t *loop, int timer_id, void *arg);
+
+static void
+s_arm_stale (kc_follow_t *self)
+{
+    s_end_timer (self, &self->stale_timer);
+    if (self->stale_after_ms > 0) {
+        self->stale_timer = zloop_timer (self->loop, (size_t) self->stale_after_ms, 1, s_on_stale, self);
+    }
+}
+
+void
+kc_follow_fresh (kc_follow_t *self)
+{
+    if (self->said_stale) {
+        zsys_info ("%s: news from %s again", self->config.name, self->upstream.name);
+        self->said_stale = false;
+    }
+    s_arm_stale (self);
+}
+
+//  Connects to the upstream at self->current, or the next that works.
+static void
+s_connect_current (kc_follow_t *self, const char *why)
+{
+    for (size_t tried = 0; tried < self->count; tried++) {
+        kc_follow_upstream_t upstream;
+        kc_why_t reason;
+        if (kc_follow_parse_upstream (self->texts [self->current], self->root, &upstream, &reason) == 0
+        &&  kc_follow_connect (self, &upstream, &reason) == 0) {
+            if (why) {
+                zsys_info ("%s: %s; following %s now", self->config.name, why, upstream.name);
+            }
+            s_arm_stale (self);
+            return;
+        }
+        zsys_error ("%s: %s", self->config.name, reason.text);
+        self->current = (self->current + 1) % self->count;
+    }
+}
+
+void
+kc_follow_next (kc_follow_t *self, const char *why)
+{
+    if (self->count == 0) {
+        return;
+    }
+    self->current = (self->current + 1) % self->count;
+    self->moves++;
+    s_connect_current (self, why);
+}
+
+static int
+s_on_stale (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    kc_follow_t *self = arg;
+    self->stale_timer = -1;
+    char text [200];
+    snprintf (text, sizeof text, "no news from %s for %d ms", self->upstream.name, self->stale_after_ms);
+    if (self->count > 1) {
+        kc_follow_next (self, text);
+    }
+    else {
+        if (!self->said_stale) {
+            zsys_warning ("%s: %s", self->config.name, text);
+            self->said_stale = true;
+        }
+        s_arm_stale (self);
+    }
+    return 0;
+}
+
+int
+kc_follow_set_upstreams (kc_follow_t *self, const char *list, const kc_root_t *root, int stale_after_ms,
+                         kc_why_t *why)
+{
+    char copy [sizeof self->texts];
+    snprintf (copy, sizeof copy, "%s", list ? list : "");
+    self->count = 0;
+    self->root = root;
+    char *state = NULL;
+    for (char *item = strtok_r (copy, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
+        kc_follow_upstream_t upstream;
+        if (self->count == KC_FOLLOW_UPSTREAMS_MAX) {
+            return kc_why (why, "at most %d upstreams", KC_FOLLOW_UPSTREAMS_MAX);
+        }
+        if (kc_follow_parse_upstream (item, root, &upstream, why)) {
+            return -1;
+        }
+        snprintf (self->texts [self->count++], sizeof self->texts [0], "%s", item);
+    }
+    if (self->count == 0) {
+        return kc_why (why, "no upstream (NAME or tcp://HOST:PORT=KEY)");
+    }
+    self->stale_after_ms = stale_after_ms;
+    self->current = 0;
+    s_connect_current (self, NULL);
+    return 0;
+}
+
+void
+kc_follow_root_changed (kc_follow_t *self, const kc_root_t *root)
+{
+    self->root = root;
+    kc_follow_upstream_t again;
+    kc_why_t why;
+    if (self->connected && self->count
+    &&  kc_follow_parse_upstream (self->texts [self->current], root, &again, &why) == 0
+    &&  (memcmp (again.server_key, self->upstream.server_key, KC_KEY_BYTES) || strcmp (again.snapshot, self->upstream.snapshot))) {
+        s_connect_current (self, "the root in force moved the upstream");
+    }
+}
+
+uint64_t
+kc_follow_moves (const kc_follow_t *self)
+{
+    return self->moves;
 }
 
 //  --- Self test ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "kc_util.h"
 #include "kc_proto.h"
 #include "kc_ratelog.h"
+#include "kc_root.h"
 #include <czmq.h>
 
 #define KC_FOLLOW_SYNC_TIMEOUT_MS   10000   //  a sync without progress starts again
@@ -69,8 +70,40 @@ typedef struct {
     uint8_t server_key [32];
 } kc_follow_upstream_t;
 
+#define KC_FOLLOW_UPSTREAMS_MAX     16
+
 kc_follow_t *
     kc_follow_new (const kc_follow_config_t *config, zloop_t *loop);
+
+//  Parses one upstream: NAME (a server of root: its snapshot and update
+//  endpoints and CURVE key) or tcp://HOST:PORT=KEY (a mirror: snapshot PORT,
+//  updates PORT+1, its CURVE key in Z85; the key is the last 40
+//  characters). 0, or -1 with a reason.
+int
+    kc_follow_parse_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream,
+                              kc_why_t *why) KC_WUR;
+
+//  Upstreams in order of preference, comma-separated (each as
+//  kc_follow_parse_upstream takes it), checked against root; the follower
+//  connects to the first that works and moves to the next when the
+//  consumer has had no news (kc_follow_fresh) for stale_after_ms. 0, or -1
+//  with a reason (an upstream is not valid, or none).
+int
+    kc_follow_set_upstreams (kc_follow_t *self, const char *list, const kc_root_t *root, int stale_after_ms,
+                             kc_why_t *why) KC_WUR;
+
+//  The consumer got a head that names its copy: no move for stale_after_ms.
+void
+    kc_follow_fresh (kc_follow_t *self);
+
+//  Moves to the next upstream of the list now (why: logged).
+void
+    kc_follow_next (kc_follow_t *self, const char *why);
+
+//  The root in force changed: the upstreams named by it are read again,
+//  and the follower connects again if the one followed moved.
+void
+    kc_follow_root_changed (kc_follow_t *self, const kc_root_t *root);
 
 //  Closes the sockets and cancels the timers. Nulls *self_p.
 void
@@ -103,9 +136,11 @@ bool
 const kc_follow_upstream_t *
     kc_follow_upstream (const kc_follow_t *self);
 
-//  Counters: syncs started, faults.
+//  Counters: syncs started, faults, moves between upstreams.
 uint64_t
     kc_follow_syncs (const kc_follow_t *self);
+uint64_t
+    kc_follow_moves (const kc_follow_t *self);
 uint64_t
     kc_follow_faults (const kc_follow_t *self);
 

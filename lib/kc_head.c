@@ -152,6 +152,19 @@ kc_head_verify_signature (const kc_head_t *head, const uint8_t directory [static
     return 0;
 }
 
+const kc_root_server_t *
+kc_head_signer (const kc_head_t *head, const kc_root_t *root)
+{
+    kc_why_t why;
+    for (size_t i = 0; i < kc_root_server_count (root); i++) {
+        const kc_root_server_t *server = kc_root_server (root, i);
+        if (kc_head_verify_signature (head, kc_root_directory (root), server->head_key, &why) == 0) {
+            return server;
+        }
+    }
+    return NULL;
+}
+
 int
 kc_head_check_time (const kc_head_t *head, uint64_t now_ms, uint64_t skew_ms, kc_why_t *why)
 {

@@ -72,6 +72,11 @@ int
     kc_head_verify_signature (const kc_head_t *head, const uint8_t directory [static KC_HASH_BYTES],
                               const uint8_t head_key [static KC_KEY_BYTES], kc_why_t *why) KC_WUR;
 
+//  The server of root whose head key signed head (for root's directory),
+//  or NULL: what a mirror relays may come from any server of the root.
+const kc_root_server_t *
+    kc_head_signer (const kc_head_t *head, const kc_root_t *root);
+
 //  Checks a head's times against a clock that may differ from the signer's
 //  by up to skew_ms: refused when its time is more than skew_ms after
 //  now_ms (from the future) or when now_ms is skew_ms or more past its

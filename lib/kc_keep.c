@@ -4,6 +4,7 @@
 */
 #include "kc_keep.h"
 
+#include <sodium.h>
 #include <string.h>
 
 int
@@ -75,4 +76,63 @@ kc_keep_entry_reset (kc_keep_entry_t *entry)
     entry->digest = NULL;
     entry->seq = 0;
     entry->revokes = false;
+}
+
+int
+kc_keep_follow (kc_store_t *store, const kc_proto_msg_t *msg, kc_root_t **root, bool *revoked, kc_why_t *why)
+{
+    kc_keep_entry_t entries [KC_PROTO_BATCHES_MAX];
+    size_t count = 0;
+    const kc_root_t *in_force = *root;
+    *revoked = false;
+    if (kc_store_begin (store, why)) {
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < msg->entry_count && rc == 0; i++) {
+        const kc_entry_t *in = &msg->entries [i];
+        if (in->seq <= kc_store_seq (store)) {
+            continue;                       //  already held
+        }
+        kc_keep_entry_t *entry = &entries [count++];
+        memset (entry, 0, sizeof *entry);
+        entry->data = in->data;
+        entry->size = in->size;
+        kc_store_set_time (store, in->accepted);
+        kc_store_set_submitter (store, in->submitter);
+        //  As of when the upstream accepted it: the log is replayed as written
+        uint64_t now = in->accepted ? in->accepted / 1000 : kc_now ();
+        if (in->seq != kc_store_seq (store) + 1) {
+            rc = kc_why (why, "entry %llu does not follow %llu", (unsigned long long) in->seq,
+                         (unsigned long long) kc_store_seq (store));
+        }
+        else
+        if (kc_keep_decode (entry, why) || kc_keep_append (store, entry, &in_force, now, why)) {
+            rc = kc_why_prefix (why, "entry %llu", (unsigned long long) in->seq);
+        }
+        else
+        if (sodium_memcmp (entry->chain, in->chain, KC_HASH_BYTES)) {
+            rc = kc_why (why, "entry %llu: chain hash does not match its predecessor (broken chain)",
+                         (unsigned long long) in->seq);
+        }
+        *revoked |= entry->revokes;
+    }
+    kc_store_set_time (store, 0);
+    kc_store_set_submitter (store, NULL);
+    if (rc || count == 0) {
+        kc_store_rollback (store);
+    }
+    else
+    if (kc_store_commit (store, why)) {
+        rc = -1;
+    }
+    if (rc == 0 && in_force != *root) {
+        kc_root_t *next = kc_root_dup (in_force);
+        kc_root_destroy (root);
+        *root = next;
+    }
+    for (size_t i = 0; i < count; i++) {
+        kc_keep_entry_reset (&entries [i]);
+    }
+    return rc ? -1 : (int) count;
 }

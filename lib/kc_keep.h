@@ -25,6 +25,7 @@
 #include "kc_grant.h"
 #include "kc_root.h"
 #include "kc_store.h"
+#include "kc_proto.h"
 
 typedef struct {
     const uint8_t *data;                    //  in: the entry as the log holds it
@@ -51,6 +52,17 @@ int
 //  goes on without it).
 int
     kc_keep_append (kc_store_t *store, kc_keep_entry_t *entry, const kc_root_t **root, uint64_t now,
+                    kc_why_t *why) KC_WUR;
+
+//  A follower's group (a BATCHES or UPDATE message from an upstream): the
+//  entries after the store's seq, verified and stored all or nothing, each
+//  at its seq and with its chain, accepted time and submitter as the
+//  upstream sent them (the chain must come out the same). A root change
+//  among them replaces *root (the root in force) once committed. Returns
+//  how many were stored, or -1 with a reason (nothing stored); *revoked
+//  says whether a stored batch revoked a key.
+int
+    kc_keep_follow (kc_store_t *store, const kc_proto_msg_t *msg, kc_root_t **root, bool *revoked,
                     kc_why_t *why) KC_WUR;
 
 //  Frees what kc_keep_decode made and clears the outputs.

@@ -23,12 +23,8 @@ typedef struct {
     zsock_t *zap, *snapshot, *updates;
     zloop_t *loop;
     kc_ratelog_t *log;
-    char upstream_text [KC_MIRROR_UPSTREAMS_MAX][300];
-    size_t upstream_count, current;
-    int stale_timer;                        //  one-shot: no head to relay for stale-after
     int64_t last_ack;                       //  zclock_mono of the mirror's own last ACK
-    uint64_t relayed, moves, applied;
-    bool said_stale;                        //  said so since the last head relayed
+    uint64_t relayed, applied;
 } s_mirror_t;
 
 static volatile sig_atomic_t s_reopen_wanted;
@@ -45,43 +41,6 @@ kc_mirror_config_defaults (kc_mirror_config_t *config)
     memset (config, 0, sizeof *config);
     config->stale_after_ms = 5000;
     config->sync_idle_ms = 30000;
-}
-
-int
-kc_mirror_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream, kc_why_t *why)
-{
-    memset (upstream, 0, sizeof *upstream);
-    //  The key is the last 40 characters (Z85 has '=' among its digits)
-    size_t length = strlen (text);
-    const char *equals = length > KC_Z85_KEY_CHARS && text [length - KC_Z85_KEY_CHARS - 1] == '='
-                       ? text + length - KC_Z85_KEY_CHARS - 1 : NULL;
-    if (strncmp (text, "tcp://", 6) == 0 || strncmp (text, "ipc://", 6) == 0) {
-        //  A mirror: its base endpoint and its CURVE key
-        const char *colon = equals ? memrchr (text, ':', (size_t) (equals - text)) : NULL;
-        char *end = NULL;
-        long port = colon ? strtol (colon + 1, &end, 10) : 0;
-        if (!equals || !colon || end != equals || port < 1 || port > 65534
-        ||  kc_z85_key (equals + 1, upstream->server_key, why)) {
-            return kc_why (why, "upstream '%.100s' is not NAME or tcp://HOST:PORT=KEY (the mirror's CURVE key, Z85)",
-                           text);
-        }
-        snprintf (upstream->name, sizeof upstream->name, "%.*s", (int) (equals - text), text);
-        snprintf (upstream->snapshot, sizeof upstream->snapshot, "%.*s", (int) (equals - text), text);
-        snprintf (upstream->updates, sizeof upstream->updates, "%.*s:%ld", (int) (colon - text), text, port + 1);
-        return 0;
-    }
-    for (size_t i = 0; i < kc_root_server_count (root); i++) {
-        const kc_root_server_t *server = kc_root_server (root, i);
-        if (KC_STREQ (server->name, text)) {
-            snprintf (upstream->name, sizeof upstream->name, "%s", server->name);
-            snprintf (upstream->snapshot, sizeof upstream->snapshot, "%s", server->endpoints [0]);
-            snprintf (upstream->updates, sizeof upstream->updates, "%s", server->endpoints [1]);
-            memcpy (upstream->server_key, server->server_key, KC_KEY_BYTES);
-            return 0;
-        }
-    }
-    return kc_why (why, "upstream '%.100s' is no server of root v%llu", text,
-                   (unsigned long long) kc_root_version (root));
 }
 
 //  --- Following ---------------------------------------------------------------------
@@ -104,115 +63,47 @@ s_root (void *arg)
     return ((s_mirror_t *) arg)->root;
 }
 
-static void s_connect (s_mirror_t *self, const char *why);
-
-//  The upstreams again from the root in force (a root change may name other
-//  endpoints or keys): connect again if the one followed changed.
+//  A root change in force: its witnesses, and the upstreams it names.
 static void
 s_root_changed (s_mirror_t *self)
 {
     zsys_info ("kc_mirror: root v%llu in force from seq %llu", (unsigned long long) kc_root_version (self->root),
                (unsigned long long) kc_store_seq (self->store));
     kc_publish_root_changed (self->publish);
-    const kc_follow_upstream_t *now = kc_follow_upstream (self->follow);
-    kc_follow_upstream_t again;
-    kc_why_t why;
-    if (now && kc_mirror_upstream (self->upstream_text [self->current], self->root, &again, &why) == 0
-    &&  (memcmp (again.server_key, now->server_key, KC_KEY_BYTES) || strcmp (again.snapshot, now->snapshot))) {
-        s_connect (self, "the root in force moved the upstream");
-    }
+    kc_follow_root_changed (self->follow, self->root);
 }
 
 //  Verifies and stores the entries of a BATCHES or UPDATE after the store's
-//  seq, all or nothing, at the upstream's seq with its chain, accepted time
-//  and submitter; then publishes them downstream.
+//  seq (kc_keep_follow); then publishes them downstream.
 static int
 s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
 {
     s_mirror_t *self = arg;
-    kc_keep_entry_t entries [KC_PROTO_BATCHES_MAX];
-    size_t count = 0;
-    const kc_root_t *root = self->root;
-    bool revoked = false;
-    if (kc_store_begin (self->store, why)) {
-        return -1;
+    kc_root_t *before = self->root;
+    bool revoked;
+    int count = kc_keep_follow (self->store, msg, &self->root, &revoked, why);
+    if (count <= 0) {
+        return count;
     }
-    int rc = 0;
-    for (size_t i = 0; i < msg->entry_count && rc == 0; i++) {
+    self->applied += (uint64_t) count;
+    if (self->root != before) {
+        s_root_changed (self);              //  in force from its seq on
+    }
+    //  Downstream: a revoked reader must not read what follows
+    if (revoked) {
+        kc_publish_end_refused (self->publish);
+    }
+    zmsg_t *update = kc_proto_entries ("UPDATE");
+    uint64_t first = kc_store_seq (self->store) - (uint64_t) count;
+    for (size_t i = 0; i < msg->entry_count; i++) {
         const kc_entry_t *in = &msg->entries [i];
-        if (in->seq <= kc_store_seq (self->store)) {
-            continue;                       //  already held
+        if (in->seq > first) {
+            kc_proto_add_entry_meta (update, in->seq, in->chain, in->accepted, in->submitter, in->data, in->size);
         }
-        kc_keep_entry_t *entry = &entries [count++];
-        memset (entry, 0, sizeof *entry);
-        entry->data = in->data;
-        entry->size = in->size;
-        kc_store_set_time (self->store, in->accepted);
-        kc_store_set_submitter (self->store, in->submitter);
-        uint64_t now = in->accepted ? in->accepted / 1000 : kc_now ();
-        if (in->seq != kc_store_seq (self->store) + 1) {
-            rc = kc_why (why, "entry %llu does not follow %llu", (unsigned long long) in->seq,
-                         (unsigned long long) kc_store_seq (self->store));
-        }
-        else
-        if (kc_keep_decode (entry, why) || kc_keep_append (self->store, entry, &root, now, why)) {
-            rc = kc_why_prefix (why, "entry %llu", (unsigned long long) in->seq);
-        }
-        else
-        if (sodium_memcmp (entry->chain, in->chain, KC_HASH_BYTES)) {
-            rc = kc_why (why, "entry %llu: chain hash does not match its predecessor (broken chain)",
-                         (unsigned long long) in->seq);
-        }
-        revoked |= entry->revokes;
     }
-    kc_store_set_time (self->store, 0);
-    kc_store_set_submitter (self->store, NULL);
-    if (rc || count == 0) {
-        kc_store_rollback (self->store);
-    }
-    else
-    if (kc_store_commit (self->store, why)) {
-        rc = -1;
-    }
-    if (rc == 0 && count) {
-        self->applied += count;
-        //  A root change among them is in force from its seq on
-        if (root != self->root) {
-            kc_root_t *next = kc_root_dup (root);
-            kc_root_destroy (&self->root);
-            self->root = next;
-            s_root_changed (self);
-        }
-        //  Downstream: a revoked reader must not read what follows
-        if (revoked) {
-            kc_publish_end_refused (self->publish);
-        }
-        zmsg_t *update = kc_proto_entries ("UPDATE");
-        for (size_t i = 0; i < msg->entry_count; i++) {
-            const kc_entry_t *in = &msg->entries [i];
-            if (in->seq > kc_store_seq (self->store) - count) {
-                kc_proto_add_entry_meta (update, in->seq, in->chain, in->accepted, in->submitter, in->data, in->size);
-            }
-        }
-        kc_publish_update (self->publish, &update);
-        kc_publish_grown (self->publish);
-    }
-    for (size_t i = 0; i < count; i++) {
-        kc_keep_entry_reset (&entries [i]);
-    }
-    return rc;
-}
-
-static int
-s_on_stale (zloop_t *loop, int timer_id, void *arg);
-
-static void
-s_arm_stale (s_mirror_t *self)
-{
-    if (self->stale_timer != -1) {
-        zloop_timer_end (self->loop, self->stale_timer);
-    }
-    self->stale_timer = zloop_timer (self->loop, (size_t) self->config.stale_after_ms, 1, s_on_stale, self);
+    kc_publish_update (self->publish, &update);
+    kc_publish_grown (self->publish);
+    return 0;
 }
 
 //  A head from upstream: signed by a server of the root in force, for this
@@ -226,12 +117,7 @@ s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
     s_mirror_t *self = arg;
     const kc_head_t *head = &msg->head;
     kc_why_t why;
-    bool signed_by_server = false;
-    for (size_t i = 0; i < kc_root_server_count (self->root) && !signed_by_server; i++) {
-        signed_by_server = kc_head_verify_signature (head, kc_root_directory (self->root),
-                                                     kc_root_server (self->root, i)->head_key, &why) == 0;
-    }
-    if (!signed_by_server) {
+    if (!kc_head_signer (head, self->root)) {
         kc_ratelog (self->log, KC_LOG_WARNING, "head refused", kc_follow_upstream (self->follow)->name,
                     "kc_mirror: head from %s refused: not signed by a server of root v%llu",
                     kc_follow_upstream (self->follow)->name, (unsigned long long) kc_root_version (self->root));
@@ -245,7 +131,7 @@ s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
         kc_why (&why, "its head names another chain at seq %llu than the log it sent (equivocation)",
                 (unsigned long long) seq);
         kc_follow_fault (self->follow, "a head", &why);
-        s_connect (self, "the upstream equivocated");
+        kc_follow_next (self->follow, "the upstream equivocated");
         return;
     }
     for (size_t i = 0; i < msg->cosig_count; i++) {
@@ -254,11 +140,7 @@ s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
     }
     kc_publish_relay (self->publish, head);
     self->relayed++;
-    if (self->said_stale) {
-        zsys_info ("kc_mirror: relaying heads from %s again", kc_follow_upstream (self->follow)->name);
-        self->said_stale = false;
-    }
-    s_arm_stale (self);
+    kc_follow_fresh (self->follow);
     //  The mirror's own place, upstream, now and then
     int64_t now = zclock_mono ();
     if (now - self->last_ack >= ACK_EVERY_MS) {
@@ -275,54 +157,6 @@ s_ack (void *arg, const uint8_t key [KC_KEY_BYTES], uint64_t seq, const uint8_t 
     s_mirror_t *self = arg;
     zmsg_t *ack = kc_proto_ack_for (seq, chain, key);
     kc_follow_send (self->follow, &ack);
-}
-
-//  Follows the next upstream of the list (the first at start).
-static void
-s_connect (s_mirror_t *self, const char *why)
-{
-    if (why) {
-        self->current = (self->current + 1) % self->upstream_count;
-        self->moves++;
-    }
-    for (size_t tried = 0; tried < self->upstream_count; tried++) {
-        kc_follow_upstream_t upstream;
-        kc_why_t reason;
-        const char *text = self->upstream_text [self->current];
-        if (kc_mirror_upstream (text, self->root, &upstream, &reason) == 0
-        &&  kc_follow_connect (self->follow, &upstream, &reason) == 0) {
-            if (why) {
-                zsys_info ("kc_mirror: %s; following %s now", why, upstream.name);
-            }
-            s_arm_stale (self);
-            return;
-        }
-        zsys_error ("kc_mirror: %s", reason.text);
-        self->current = (self->current + 1) % self->upstream_count;
-    }
-}
-
-static int
-s_on_stale (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    s_mirror_t *self = arg;
-    self->stale_timer = -1;
-    char text [200];
-    snprintf (text, sizeof text, "no head to relay from %s for %d ms", kc_follow_upstream (self->follow)
-              ? kc_follow_upstream (self->follow)->name : "the upstream", self->config.stale_after_ms);
-    if (self->upstream_count > 1) {
-        s_connect (self, text);
-    }
-    else {
-        if (!self->said_stale) {
-            zsys_warning ("kc_mirror: %s; its agents go stale", text);
-            self->said_stale = true;
-        }
-        s_arm_stale (self);
-    }
-    return 0;
 }
 
 //  --- Serving -----------------------------------------------------------------------
@@ -366,7 +200,7 @@ s_status (s_mirror_t *self, FILE *human)
              "%llu upstream moves, %zu syncs served\n", (unsigned long long) kc_store_seq (self->store),
              (unsigned long long) kc_store_key_count (self->store), upstream ? upstream->name : "nothing",
              (unsigned long long) self->applied, (unsigned long long) self->relayed,
-             (unsigned long long) self->moves, kc_publish_syncs (self->publish));
+             (unsigned long long) kc_follow_moves (self->follow), kc_publish_syncs (self->publish));
 }
 
 static int
@@ -400,30 +234,13 @@ s_load (s_mirror_t *self, kc_why_t *why)
     if (!self->root) {
         return -1;
     }
-    //  The upstreams, checked now: a typo is said at start
-    char list [sizeof self->upstream_text];
-    snprintf (list, sizeof list, "%s", self->config.upstreams ? self->config.upstreams : "");
-    char *state = NULL;
-    for (char *item = strtok_r (list, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
-        kc_follow_upstream_t upstream;
-        if (self->upstream_count == KC_MIRROR_UPSTREAMS_MAX) {
-            return kc_why (why, "at most %d upstreams", KC_MIRROR_UPSTREAMS_MAX);
-        }
-        if (kc_mirror_upstream (item, self->root, &upstream, why)) {
-            return -1;
-        }
-        snprintf (self->upstream_text [self->upstream_count++], sizeof self->upstream_text [0], "%s", item);
-    }
-    if (self->upstream_count == 0) {
-        return kc_why (why, "no upstream (--upstream NAME or tcp://HOST:PORT=KEY)");
-    }
     return 0;
 }
 
 int
 kc_mirror_run (const kc_mirror_config_t *config)
 {
-    s_mirror_t self = { .config = *config, .stale_timer = -1 };
+    s_mirror_t self = { .config = *config };
     kc_why_t why;
     int rc = 1;
     self.log = kc_ratelog_new ("kc_mirror", LOG_PERIOD_MS, LOG_PER_PEER, LOG_PER_KIND);
@@ -458,7 +275,10 @@ kc_mirror_run (const kc_mirror_config_t *config)
         .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
     };
     self.follow = kc_follow_new (&following, self.loop);
-    s_connect (&self, NULL);
+    if (kc_follow_set_upstreams (self.follow, config->upstreams, self.root, config->stale_after_ms, &why)) {
+        zsys_error ("kc_mirror: %s", why.text);
+        goto cleanup;
+    }
     zloop_timer (self.loop, TICK_MS, 0, s_on_tick, &self);
     char hex [65], fp [KC_FINGERPRINT_CHARS + 1];
     zsys_info ("kc_mirror: directory %.16s... seq %llu, %llu keys; serving snapshot %s, updates %s with key %s; "

@@ -16,8 +16,6 @@
 
 #include "kc_all.h"
 
-#define KC_MIRROR_UPSTREAMS_MAX     16
-
 typedef struct {
     const char *root_path;                  //  the pinned root
     const char *key_path;                   //  the mirror's CURVE key pair (secret file)
@@ -35,12 +33,6 @@ typedef struct {
 //  Fills config with the defaults.
 void
     kc_mirror_config_defaults (kc_mirror_config_t *config);
-
-//  Parses one upstream ("NAME" of a server of root, or tcp://HOST:PORT=Z85KEY:
-//  snapshot PORT, updates PORT+1). 0, or -1 with a reason.
-int
-    kc_mirror_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream,
-                        kc_why_t *why) KC_WUR;
 
 //  Asks the running mirror to open its log file again (async-signal-safe:
 //  call it from a SIGHUP handler); it does within a second.

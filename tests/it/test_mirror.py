@@ -148,7 +148,7 @@ def test_a_dead_mirror():
     mirrors["m1"].stop(signal.SIGKILL)
     C.cli("register", "during", "--key", zmq.curve_keypair()[0].decode())
     kc.wait_for(lambda: agents["a1"].status()["state"] == "stale", 10, what="a1 stale without its mirror")
-    kc.wait_for(lambda: "no head to relay from" in mirrors["m2"].log_text()[size:], 10, what="m2 to say it is cut off")
+    kc.wait_for(lambda: "no news from" in mirrors["m2"].log_text()[size:], 10, what="m2 to say it is cut off")
     mirrors["m1"].start()
     seq = C.server_status()["seq"]
     for agent in agents.values():

@@ -529,30 +529,34 @@ def test_heads_in_the_handshake():
 
 
 def test_every_member_publishes_the_cosignatures():
-    """A cluster: the witnesses follow one member and give their
-    cosignatures to every member, so an agent held to another member is
-    fresh; with the member the witnesses followed killed, they move to
-    another and the agent stays fresh."""
+    """A cluster: the witnesses give their cosignatures to every member, so
+    an agent held to a member neither witness follows is fresh; with a
+    member a witness followed killed, it moves to another and the agent
+    stays fresh."""
     M = Members(server_options=["--heartbeat", "200"], init_options=["--witnesses", "2"])
     M.start_all()
     ws = [M.add_agent(name=f"mw{i}", options=["--witness", os.path.join(M.dir, "witnesses", f"w{i}_secret"),
                                                 "--stale-after", "2000"]) for i in (1, 2)]
-    c = M.ports["c"]
-    agent = M.add_agent(name="at-c", options=["--stale-after", "2000", "--server-snapshot", f"tcp://127.0.0.1:{c}",
-                                              "--server-updates", f"tcp://127.0.0.1:{c + 1}"])
+    kc.wait_for(lambda: all(w.status()["state"] == "fresh" for w in ws), 20, what="the witnesses fresh")
+    # The agent is held to a member neither witness follows
+    followed = {w.status()["member"] for w in ws}
+    free = next(n for n in M.names if n not in followed)
+    port = M.ports[free]
+    agent = M.add_agent(name="held", options=["--stale-after", "2000", "--server-snapshot", f"tcp://127.0.0.1:{port}",
+                                              "--server-updates", f"tcp://127.0.0.1:{port + 1}"])
     try:
-        kc.wait_for(lambda: agent.status()["state"] == "fresh", 20, what="the agent at c fresh")
-        st = M.status("c")
+        kc.wait_for(lambda: agent.status()["state"] == "fresh", 20, what=f"the agent at {free} fresh")
+        kc.check(agent.status()["member"] == free, agent.status())
+        st = M.status(free)
         kc.check(st["witness_threshold"] == 2 and all(w["cosigned"] for w in st["witnesses"]), st)
         followed = ws[0].status()["member"]
-        kc.check(followed != "c", f"the witnesses follow {followed}")
         M.stop(followed, signal.SIGKILL)
         kc.wait_for(lambda: all(w.status()["member"] != followed for w in ws), 20,
                     what="the witnesses to move to another member")
         M.cli("register", "after-kill", "--key", zmq.curve_keypair()[0].decode())
-        seq = M.status("c")["seq"]
+        seq = M.status(free)["seq"]
         kc.wait_for(lambda: agent.status()["seq"] == seq and agent.status()["state"] == "fresh", 20,
-                    what="the agent at c fresh at the new seq")
+                    what=f"the agent at {free} fresh at the new seq")
     finally:
         for a in M.agents:
             a.stop()

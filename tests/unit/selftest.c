@@ -53,6 +53,7 @@ static const struct {
     { "kc_cosig", kc_cosig_test },
     { "kc_publish", kc_publish_test },
     { "kc_follow", kc_follow_test },
+    { "kc_cosigner", kc_cosigner_test },
     { "vectors", kc_vectors_test },
     { "limits", kc_limits_test },
     { "properties", kc_properties_test },
