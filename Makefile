@@ -120,6 +120,7 @@ $(RAFT_USERS): KC_CFLAGS += -Iserver/raft $(RAFT_CFLAGS)
 $(RAFT_USERS): | check-deps
 AGENT_SRC   := $(sort $(wildcard agent/*.c))
 MIRROR_SRC  := $(sort $(wildcard mirror/*.c))
+WITNESS_SRC := $(sort $(wildcard witness/*.c))
 SCHEMA_SQL  := $(sort $(wildcard schema/*/*.sql))
 SCHEMA_KINDS := $(sort $(notdir $(patsubst %/,%,$(dir $(SCHEMA_SQL)))))
 TEST_SRC    := $(sort $(wildcard tests/unit/*.c))
@@ -134,7 +135,8 @@ SHARED_LIB  := $(B)/lib/libkeyclone.so.$(VERSION)
 BINARIES    := $(B)/bin/keyclone \
                $(if $(SERVER_SRC),$(B)/bin/keyclone-server) \
                $(if $(AGENT_SRC),$(B)/bin/keyclone-agent) \
-               $(if $(MIRROR_SRC),$(B)/bin/keyclone-mirror)
+               $(if $(MIRROR_SRC),$(B)/bin/keyclone-mirror) \
+               $(if $(WITNESS_SRC),$(B)/bin/keyclone-witness)
 TEST_BINS   := $(B)/bin/kc_selftest $(B)/asan/kc_selftest \
                $(FUZZ_NAMES:%=$(B)/replay/replay_%) \
                $(IT_C_SRC:tests/it/%.c=$(B)/tests/%) \
@@ -192,6 +194,11 @@ $(B)/bin/keyclone-agent: $(AGENT_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	$(Q)$(LINK)
 
 $(B)/bin/keyclone-mirror: $(MIRROR_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
+	@mkdir -p $(@D)
+	$(SAY) LD $@
+	$(Q)$(LINK)
+
+$(B)/bin/keyclone-witness: $(WITNESS_SRC:%.c=$(B)/obj/%.o) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(SAY) LD $@
 	$(Q)$(LINK)

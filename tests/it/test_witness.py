@@ -20,6 +20,7 @@ latest cosignatures from before what it hides).
 """
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -456,6 +457,46 @@ def test_witnesses_change_with_the_root():
         witnesses[1].start()
 
 
+def test_the_witness_daemon():
+    """keyclone-witness (a copy in a store of its own, no agent) stands in
+    for witness-3: with witness-1 down too, agents are fresh on w2 and the
+    daemon's cosignatures; shown a shorter log by a rogue server, the
+    daemon says so and cosigns nothing of it."""
+    d = os.path.join(T, "witnessd")
+    os.makedirs(d)
+    shutil.copy(os.path.join(C.dir, "root"), os.path.join(d, "root"))
+    key = kc.keyclone("keygen", "curve", "--dir", os.path.join(d, "witness"))[0].strip()
+    C.cli("register", "witness-daemon", "--key", key)
+    log = os.path.join(d, "witness.log")
+    daemon = kc.spawn([os.path.join(kc.BIN, "keyclone-witness"), "--dir", d, "--upstream", "server",
+                       "--witness", os.path.join(WITNESS_KEYS, "w3_secret"), "--stale-after", "2000"], log=log)
+    witnesses[0].stop()
+    witnesses[2].stop()
+    try:
+        C.cli("register", "seen-by-the-daemon", "--key", zmq.curve_keypair()[0].decode())
+        seq = C.server_status()["seq"]
+        C.wait_converged(agents=[hidden, seen, witnesses[1]])
+        all_fresh([hidden, seen], seq)
+        kc.wait_for(lambda: any(w["name"] == "w3" and w["seq"] == seq for w in C.server_status()["witnesses"]), 10,
+                    what="the daemon's cosignature at the server")
+        C.stop_server()
+        proc, rogue_log = rogue("withhold", name="withhold-daemon")
+        try:
+            kc.wait_for(lambda: f"log ends at seq {seq - 1}, behind this copy (seq {seq}): not cosigned"
+                        in open(log).read(), 10, what="the daemon to refuse the shorter log")
+            kc.check("cosign from" not in open(rogue_log).read(), "a witness cosigned the shorter log")
+        finally:
+            kc.stop(proc)
+            C.start_server()
+    finally:
+        kc.stop(daemon)
+        witnesses[0].start()
+        witnesses[2].start()
+    kc.check("cosignatures sent" in open(log).read(), "the daemon says what it did at the end")
+    C.wait_converged()
+    all_fresh(C.agents)
+
+
 def test_heads_in_the_handshake():
     """Without witnesses (another directory), a split view makes both
     agents fresh at one seq with two chains. Two kc_curve peers, each
@@ -588,5 +629,5 @@ if __name__ == "__main__":
              test_withholding_a_revocation, test_a_rebuilt_witness_never_cosigns_below_what_it_cosigned,
              test_a_split_view, test_split_agents_come_back,
              test_server_refuses_bad_cosignatures, test_a_fork_is_a_proof, test_a_bad_proof_is_refused,
-             test_witnesses_change_with_the_root, test_heads_in_the_handshake,
+             test_witnesses_change_with_the_root, test_the_witness_daemon, test_heads_in_the_handshake,
              test_every_member_publishes_the_cosignatures])
