@@ -461,7 +461,8 @@ install: all $(B)/man/keyclone.1
 	    "Cflags: -I\$${includedir}/keyclone$(if $(SAN_PC_CFLAGS), $(SAN_PC_CFLAGS))" \
 	    > $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
 	install -m 0644 $(B)/man/keyclone.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 $(B)/man/keyclone-server.8 $(B)/man/keyclone-agent.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(B)/man/keyclone-server.8 $(B)/man/keyclone-agent.8 $(B)/man/keyclone-mirror.8 \
+	    $(B)/man/keyclone-witness.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 packaging/config/server.cfg packaging/config/agent.cfg $(DESTDIR)$(DOCDIR)/examples/
 	install -m 0644 packaging/keyclone.bash-completion $(DESTDIR)$(COMPLETIONDIR)/keyclone
 	for unit in $(UNITS); do \
@@ -485,7 +486,8 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libkeyclone.* $(DESTDIR)$(LIBDIR)/pkgconfig/keyclone.pc
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/keyclone $(DESTDIR)$(DOCDIR)
 	rm -f $(DESTDIR)$(MANDIR)/man1/keyclone.1 $(DESTDIR)$(MANDIR)/man8/keyclone-server.8 \
-	    $(DESTDIR)$(MANDIR)/man8/keyclone-agent.8 $(DESTDIR)$(COMPLETIONDIR)/keyclone
+	    $(DESTDIR)$(MANDIR)/man8/keyclone-agent.8 $(DESTDIR)$(MANDIR)/man8/keyclone-mirror.8 \
+	    $(DESTDIR)$(MANDIR)/man8/keyclone-witness.8 $(DESTDIR)$(COMPLETIONDIR)/keyclone
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ldconfig; fi
 

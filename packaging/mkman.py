@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Writes the manual pages keyclone(1), keyclone-server(8) and
-keyclone-agent(8) from the programs' own --help texts, so the pages say
+"""Writes the manual pages keyclone(1), keyclone-server(8),
+keyclone-agent(8), keyclone-mirror(8) and keyclone-witness(8) from the programs' own --help texts, so the pages say
 exactly what the programs do. Usage: mkman.py BINDIR OUTDIR VERSION"""
 import os
 import re
@@ -46,7 +46,9 @@ for command, _ in commands:
 page("keyclone", 1, "distribute operator-signed ZeroMQ CURVE keys to every node", body,
      [("keyclone-server", 8), ("keyclone-agent", 8)])
 for daemon, summary in (("keyclone-server", "the keyclone clone server"),
-                        ("keyclone-agent", "the keyclone agent: a node's verified copy of the trusted keys")):
+                        ("keyclone-agent", "the keyclone agent: a node's verified copy of the trusted keys"),
+                        ("keyclone-mirror", "an untrusted relay of a keyclone directory's log"),
+                        ("keyclone-witness", "a witness that cosigns a keyclone directory's log")):
     text = help_of(daemon)
     page(daemon, 8, summary, f".SH SYNOPSIS\n.B {daemon}\n[\\fIOPTIONS\\fR]\n.SH DESCRIPTION\n" + roff(text),
          [("keyclone", 1), ("keyclone-agent" if daemon == "keyclone-server" else "keyclone-server", 8),

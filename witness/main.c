@@ -31,7 +31,7 @@ static const char *s_help =
     "                      separated: NAME (a server of the root) or\n"
     "                      tcp://HOST:PORT=KEY (a mirror); it moves to the next when\n"
     "                      one gives no news for --stale-after\n"
-    "  --witness FILE      the witness key (from 'keyclone init --witnesses' or\n"
+    "  --witness FILE      the witness key (made by 'keyclone init' with witnesses, or\n"
     "                      'keyclone keygen NAME' as a witness key)\n"
     "  --dir DIR           state directory (default .): DIR/root the pinned root,\n"
     "                      DIR/witness/curve_secret the CURVE key it reads the log\n"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Every option a command accepts is in its --help, and every option its
---help names is accepted: each `keyclone` subcommand, keyclone-server and
-keyclone-agent.
+--help names is accepted: each `keyclone` subcommand, keyclone-server,
+keyclone-agent, keyclone-mirror and keyclone-witness.
 
 The candidate options come from the source (every `{ "name", ..._argument`
 entry of a getopt_long table in cli/, server/ and agent/); whether a command
@@ -63,7 +63,8 @@ def commands():
     out, _ = kc.run([kc.KEYCLONE, "--help"])
     names = re.findall(r"^  ([a-z]+)\s{2,}\S", out, re.M)
     kc.check(len(names) >= 12, f"keyclone --help lists only {names}")
-    return [f"keyclone {name}" for name in names] + ["keyclone-server", "keyclone-agent"]
+    return [f"keyclone {name}" for name in names] + ["keyclone-server", "keyclone-agent", "keyclone-mirror",
+                                                     "keyclone-witness"]
 
 
 def check_command(command, candidates):
@@ -89,7 +90,9 @@ def check_command(command, candidates):
 def test_every_option_is_in_help():
     cli = table_options(glob.glob(os.path.join(kc.ROOT, "cli", "*.c")))
     daemons = {"keyclone-server": table_options([os.path.join(kc.ROOT, "server", "main.c")]),
-               "keyclone-agent": table_options([os.path.join(kc.ROOT, "agent", "main.c")])}
+               "keyclone-agent": table_options([os.path.join(kc.ROOT, "agent", "main.c")]),
+               "keyclone-mirror": table_options([os.path.join(kc.ROOT, "mirror", "main.c")]),
+               "keyclone-witness": table_options([os.path.join(kc.ROOT, "witness", "main.c")])}
     counts = {}
     for command in commands():
         counts[command] = check_command(command, daemons.get(command, cli))
@@ -105,7 +108,7 @@ def test_the_probe_tells_accepted_from_refused():
 def test_every_program_has_a_version():
     """--version on every binary, and the version in both STATUS replies."""
     versions = set()
-    for program in ("keyclone", "keyclone-server", "keyclone-agent"):
+    for program in ("keyclone", "keyclone-server", "keyclone-agent", "keyclone-mirror", "keyclone-witness"):
         out, _ = kc.run([os.path.join(kc.BIN, program), "--version"])
         match = re.fullmatch(rf"{program} (\d+\.\d+\.\d+) \(libzmq \d+\.\d+\.\d+, czmq \d+\.\d+\.\d+, "
                              r"libsodium [\d.]+, sqlite [\d.]+\)\n", out)
