@@ -115,7 +115,7 @@ zmsg_t *
     kc_proto_credit (uint32_t credit);
 zmsg_t *
     kc_proto_ack (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES]);
-//  ACK relayed by a mirror for the agent with key (docs/protocol.md 9.6).
+//  ACK relayed by a mirror for the agent with key (docs/protocol.md 10).
 zmsg_t *
     kc_proto_ack_for (uint64_t seq, const uint8_t chain [static KC_HASH_BYTES],
                       const uint8_t key [static KC_KEY_BYTES]);

@@ -605,7 +605,7 @@ s_on_ack (kc_publish_t *self, zframe_t *frame, kc_proto_msg_t *msg)
         return;
     }
     //  A mirror relays its agents' acknowledgements (the mirror's word:
-    //  status only, docs/protocol.md 9.6)
+    //  status only, docs/protocol.md 10)
     if (msg->argument_size == KC_KEY_BYTES) {
         memcpy (key, msg->argument, KC_KEY_BYTES);
     }

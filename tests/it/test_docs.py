@@ -727,9 +727,10 @@ def scenario_witness(world):
     shell.run("witness/init")
     t = shell.run("witness/start")
     t.expect("keyclone register witness-", r"registered witness-w1")
+    shell.run("witness/daemon")
     t = shell.run("witness/node")
     t.expect("keyclone status --agent", r"^agent: fresh", r"witnesses: 3 of 3 cosigned within 5000 ms, 2 needed")
-    t.expect("keyclone status --server", r"witness w1\s+cosigned seq 4", r"witness w3\s+cosigned seq 4")
+    t.expect("keyclone status --server", r"witness w1\s+cosigned seq 5", r"witness w3\s+cosigned seq 5")
     t = shell.run("witness/change")
     t.expect("keyclone root add-witness", r"witnesses: 3, threshold 2 -> 4, threshold 2")
     t.expect("keyclone root set-threshold", r"threshold 2 -> 4, threshold 3")
@@ -737,6 +738,20 @@ def scenario_witness(world):
     t.expect("keyclone root set-threshold", r"-> 3, threshold 2", n=1)
     t = shell.run("glue", text="keyclone status --agent ipc://$PWD/wdir/node/agent.ipc\n", label="witness/after")
     t.expect("keyclone status --agent", r"^agent: fresh", r"witnesses: 3 of 3 cosigned within 5000 ms, 2 needed")
+
+
+def scenario_mirror(world):
+    """docs/mirror.md: a server, a mirror, an agent behind it, and a second
+    mirror following the first."""
+    shell = Shell(world)
+    shell.run("mirror/setup")
+    world.rules.append((r"keyclone-agent --dir node", world.wait_listening(7601)))
+    t = shell.run("mirror/node")
+    t.expect("keyclone lookup web-1", r"trusted")
+    t.expect("keyclone status --server", r"node-1 .*up to date", r"mirror-1 .*up to date")
+    world.rules.append((r"keyclone status --server", world.wait_listening(7701)))
+    t = shell.run("mirror/tree")
+    t.expect("keyclone status --server", r"mirror-2 .*up to date")
 
 
 def scenario_admin(world):
@@ -1020,6 +1035,7 @@ SCENARIOS = {
     "readme-raft": scenario_readme_raft,
     "cluster": scenario_cluster,
     "witness": scenario_witness,
+    "mirror": scenario_mirror,
     "admin": scenario_admin,
     "library": scenario_library,
 }
