@@ -334,7 +334,7 @@ kc_cosig_test (bool verbose)
     kc_signer_t *witnesses [4];
     kc_witness_t listed [3];
     for (int i = 0; i < 4; i++) {
-        char name [8];
+        char name [16];
         snprintf (name, sizeof name, "w%d", i);
         witnesses [i] = kc_signer_new (name, "keyclone-witness");
         if (i < 3) {
