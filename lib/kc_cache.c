@@ -219,7 +219,7 @@ s_load_state (kc_cache_t *self, kc_why_t *why)
         self->revoked = (uint64_t) sqlite3_column_int64 (stmt, 5);
         self->changes_from = (uint64_t) sqlite3_column_int64 (stmt, 6);
         size_t keys_size = (size_t) sqlite3_column_bytes (stmt, 7);
-        if (keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
+        if (keys_size && keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
             memcpy (self->head_keys, sqlite3_column_blob (stmt, 7), keys_size);
             self->head_keys_size = keys_size;
         }

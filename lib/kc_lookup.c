@@ -360,7 +360,7 @@ s_read_state (kc_lookup_t *self, uint64_t *seq, uint64_t *changes_from, kc_why_t
     kc_head_t head;
     kc_why_t ignored;
     size_t keys_size = (size_t) sqlite3_column_bytes (self->state, 3);
-    if (keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
+    if (keys_size && keys_size <= sizeof self->head_keys && keys_size % KC_KEY_BYTES == 0) {
         memcpy (self->head_keys, sqlite3_column_blob (self->state, 3), keys_size);
         self->head_key_count = keys_size / KC_KEY_BYTES;
     }

@@ -257,7 +257,43 @@ def test_rogue_mirrors():
         agent.stop()
 
 
+def test_a_mirror_of_a_cluster():
+    """A mirror that follows a cluster's members by name (a, b, c) moves
+    to another member when the one it follows is killed, and its agent
+    stays up to date: registrations made through the new leader arrive."""
+    from cluster import Members
+    M = Members(server_options=["--heartbeat", "200"])
+    M.start_all()
+    d = os.path.join(M.root_dir, "mirror")
+    os.makedirs(d)
+    shutil.copy(os.path.join(M.dir, "root"), os.path.join(d, "root"))
+    key = kc.keyclone("keygen", "curve", "--dir", os.path.join(d, "mirror"))[0].strip()
+    M.cli("register", "cluster-mirror", "--key", key)
+    port = free_base_port()
+    log = os.path.join(d, "mirror.log")
+    mirror = kc.spawn([os.path.join(kc.BIN, "keyclone-mirror"), "--dir", d, "--upstream", "a,b,c",
+                       "--bind", f"tcp://127.0.0.1:{port}", "--stale-after", "1000"], log=log)
+    agent = M.add_agent(name="behind", options=["--stale-after", "2000", "--mirror", f"tcp://127.0.0.1:{port}={key}"])
+    try:
+        seq = M.status("b")["seq"]
+        fresh_at(agent, seq)
+        kc.check("following" not in open(log).read(), "the mirror moved before anything failed")
+        M.stop("a", signal.SIGKILL)
+        kc.wait_for(lambda: "following b now" in open(log).read() or "following c now" in open(log).read(), 20,
+                    what="the mirror to follow another member")
+        M.cli("register", "after-a", "--key", zmq.curve_keypair()[0].decode())
+        seq = max(M.status(n)["seq"] for n in ("b", "c"))
+        fresh_at(agent, seq, timeout=30)
+        kc.check(agent.request("NAME", "after-a")["keys"][0]["status"] == "trusted", "the registration arrived")
+    finally:
+        kc.stop(mirror)
+        for a in M.agents:
+            a.stop()
+        for name in list(M.procs):
+            M.stop(name)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_updates_reach_agents_through_mirrors, test_the_read_policy_at_the_mirror,
              test_a_dead_mirror, test_failover_between_mirrors, test_a_mirror_refuses_a_rogue_upstream,
-             test_rogue_mirrors])
+             test_rogue_mirrors, test_a_mirror_of_a_cluster])
