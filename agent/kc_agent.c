@@ -79,22 +79,12 @@ s_parse_mirrors (agent_t *self)
     char *state = NULL;
     for (char *item = strtok_r (list, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
         kc_follow_upstream_t *mirror = &self->mirrors [self->mirror_count];
-        //  The key is the last 40 characters (Z85 has '=' among its digits)
-        size_t length = strlen (item);
-        const char *equals = length > KC_Z85_KEY_CHARS && item [length - KC_Z85_KEY_CHARS - 1] == '='
-                           ? item + length - KC_Z85_KEY_CHARS - 1 : NULL;
-        const char *colon = equals ? memrchr (item, ':', (size_t) (equals - item)) : NULL;
-        char *end = NULL;
-        long port = colon ? strtol (colon + 1, &end, 10) : 0;
         kc_why_t why;
-        if (self->mirror_count == AGENT_MIRRORS_MAX || !equals || !colon || end != equals || port < 1 || port > 65534
-        ||  kc_z85_key (equals + 1, mirror->server_key, &why)) {
+        if (self->mirror_count == AGENT_MIRRORS_MAX || strncmp (item, "tcp://", 6)
+        ||  kc_follow_parse_upstream (item, self->root, mirror, &why)) {
             zsys_error ("kc_agent: --mirror '%.100s' is not tcp://HOST:PORT=KEY (at most %d)", item, AGENT_MIRRORS_MAX);
             return -1;
         }
-        snprintf (mirror->name, sizeof mirror->name, "%.*s", (int) (equals - item), item);
-        snprintf (mirror->snapshot, sizeof mirror->snapshot, "%.*s", (int) (equals - item), item);
-        snprintf (mirror->updates, sizeof mirror->updates, "%.*s:%ld", (int) (colon - item), item, port + 1);
         self->mirror_count++;
     }
     if (self->mirror_count) {

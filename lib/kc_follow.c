@@ -550,10 +550,13 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
     }
     else {
         if (!self->said_stale) {
-            zsys_warning ("%s: %s", self->config.name, text);
+            zsys_warning ("%s: %s; connecting to it again every %d ms", self->config.name, text,
+                          self->stale_after_ms);
             self->said_stale = true;
         }
-        s_arm_stale (self);
+        //  New sockets: libzmq does not try again after a refusal (a key
+        //  registered meanwhile), nor after every kind of failure
+        s_connect_current (self, NULL);
     }
     return 0;
 }

@@ -66,6 +66,24 @@ kc_keep_append (kc_store_t *store, kc_keep_entry_t *entry, const kc_root_t **roo
     return 0;
 }
 
+int
+kc_keep_open (const char *root_path, const char *store_path, kc_store_t **store, kc_root_t **root, kc_why_t *why)
+{
+    kc_root_t *pinned = kc_root_load (root_path, why);
+    if (!pinned || kc_root_verify (pinned, kc_root_created (pinned), why)) {
+        kc_root_destroy (&pinned);
+        return -1;
+    }
+    *store = kc_store_open (store_path, pinned, why);
+    *root = *store ? kc_store_current_root (*store, pinned, why) : NULL;
+    kc_root_destroy (&pinned);
+    if (!*root) {
+        kc_store_destroy (store);
+        return -1;
+    }
+    return 0;
+}
+
 void
 kc_keep_entry_reset (kc_keep_entry_t *entry)
 {

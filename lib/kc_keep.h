@@ -65,6 +65,15 @@ int
     kc_keep_follow (kc_store_t *store, const kc_proto_msg_t *msg, kc_root_t **root, bool *revoked,
                     kc_why_t *why) KC_WUR;
 
+//  Opens a copy of the log: the pinned root at root_path (checked as of its
+//  own creation: it may have expired since and been renewed in the log),
+//  the store at store_path for its directory (created if missing), and the
+//  root in force after the whole log, followed from the pinned root.
+//  0 with *store and *root (the caller destroys them), or -1 with a reason.
+int
+    kc_keep_open (const char *root_path, const char *store_path, kc_store_t **store, kc_root_t **root,
+                  kc_why_t *why) KC_WUR;
+
 //  Frees what kc_keep_decode made and clears the outputs.
 void
     kc_keep_entry_reset (kc_keep_entry_t *entry);

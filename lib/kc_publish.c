@@ -74,10 +74,8 @@ s_root (kc_publish_t *self)
     return self->config.root (self->config.arg);
 }
 
-//  The sender's CURVE key from the message's User-Id (the daemon's ZAP
-//  handler sets it to the Z85 key). Returns 0 and the key, or -1.
-static int
-s_sender (zframe_t *frame, uint8_t key [static KC_KEY_BYTES])
+int
+kc_publish_sender (zframe_t *frame, uint8_t key [KC_KEY_BYTES])
 {
     const char *user = frame ? zframe_meta (frame, "User-Id") : NULL;
     return user && kc_z85_decode (user, key, KC_KEY_BYTES) == 0 ? 0 : -1;
@@ -87,7 +85,7 @@ static void
 s_sender_fp (zframe_t *frame, char text [static KC_FINGERPRINT_CHARS + 1])
 {
     uint8_t key [KC_KEY_BYTES];
-    if (s_sender (frame, key) == 0) {
+    if (kc_publish_sender (frame, key) == 0) {
         kc_fingerprint (key, text);
     }
     else {
@@ -601,7 +599,7 @@ s_on_ack (kc_publish_t *self, zframe_t *frame, kc_proto_msg_t *msg)
 {
     uint8_t key [KC_KEY_BYTES];
     char z85 [KC_Z85_KEY_CHARS + 1], fp [KC_FINGERPRINT_CHARS + 1];
-    if (s_sender (frame, key)) {
+    if (kc_publish_sender (frame, key)) {
         return;
     }
     //  A mirror relays its agents' acknowledgements (the mirror's word:
@@ -652,7 +650,7 @@ kc_publish_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         zframe_t *identity = zmsg_pop (msg);
         char fp [KC_FINGERPRINT_CHARS + 1], agent [KC_Z85_KEY_CHARS + 1] = "unknown";
         uint8_t key [KC_KEY_BYTES];
-        if (s_sender (zmsg_first (msg), key) == 0) {
+        if (kc_publish_sender (zmsg_first (msg), key) == 0) {
             kc_z85_encode (key, KC_KEY_BYTES, agent);
         }
         kc_proto_msg_t decoded;

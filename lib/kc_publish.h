@@ -165,6 +165,11 @@ const char *
 void
     kc_publish_end_refused (kc_publish_t *self);
 
+//  The CURVE key of a message's sender, from the User-Id the ZAP handler
+//  (kc_publish_on_zap) gave its connection: 0 and the key, or -1.
+int
+    kc_publish_sender (zframe_t *frame, uint8_t key [KC_KEY_BYTES]);
+
 //  Syncs running now.
 size_t
     kc_publish_syncs (const kc_publish_t *self);

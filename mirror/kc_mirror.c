@@ -222,16 +222,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
 static int
 s_load (s_mirror_t *self, kc_why_t *why)
 {
-    kc_root_t *pinned = kc_root_load (self->config.root_path, why);
-    if (!pinned || kc_root_verify (pinned, kc_root_created (pinned), why)) {
-        kc_root_destroy (&pinned);
-        return -1;
-    }
     self->cert = kc_cert_load_secret (self->config.key_path, why);
-    self->store = self->cert ? kc_store_open (self->config.store_path, pinned, why) : NULL;
-    self->root = self->store ? kc_store_current_root (self->store, pinned, why) : NULL;
-    kc_root_destroy (&pinned);
-    if (!self->root) {
+    if (!self->cert || kc_keep_open (self->config.root_path, self->config.store_path, &self->store, &self->root, why)) {
         return -1;
     }
     return 0;

@@ -5,7 +5,7 @@
 */
 #include "kc_mirror.h"
 
-#include <getopt.h>
+#include "kc_daemon.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -49,12 +49,6 @@ static const char *s_help =
     "  --verbose           also log every sync served\n"
     "  --version           print the version (and the libraries') and exit\n";
 
-static void
-s_path (char *out, size_t size, const char *dir, const char *value)
-{
-    snprintf (out, size, "%s%s%s", value [0] == '/' ? "" : dir, value [0] == '/' ? "" : "/", value);
-}
-
 int
 main (int argc, char *argv [])
 {
@@ -67,26 +61,9 @@ main (int argc, char *argv [])
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
-    int c;
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if (c == 'H') {
-            fputs (s_help, stdout);
-            return 0;
-        }
-        if (c == 'V') {
-            char text [KC_VERSION_TEXT_MAX];
-            puts (kc_version_text ("keyclone-mirror", text, sizeof text));
-            return 0;
-        }
-        if (c == '?' || c < 0 || c >= 128) {
-            fprintf (stderr, "Try 'keyclone-mirror --help'.\n");
-            return 2;
-        }
-        options [c] = optarg ? optarg : "";
-    }
-    if (optind < argc) {
-        fprintf (stderr, "keyclone-mirror: unexpected argument '%s'\nTry 'keyclone-mirror --help'.\n", argv [optind]);
-        return 2;
+    int parsed = kc_daemon_options ("keyclone-mirror", s_help, argc, argv, longs, options);
+    if (parsed) {
+        return parsed == 1 ? 0 : 2;
     }
     kc_mirror_config_t config;
     kc_mirror_config_defaults (&config);
@@ -107,23 +84,17 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-mirror: --read must be 'members' or 'any'\n");
         return 2;
     }
-    if (options ['S']) {
-        char *stale_end = NULL;
-        long stale = strtol (options ['S'], &stale_end, 10);
-        if (*stale_end || stale < 100 || stale > 86400000) {
-            fprintf (stderr, "keyclone-mirror: --stale-after must be 100..86400000 ms\n");
-            return 2;
-        }
-        config.stale_after_ms = (int) stale;
+    if (kc_daemon_ms ("keyclone-mirror", "stale-after", options ['S'], 100, 86400000, &config.stale_after_ms)) {
+        return 2;
     }
     static char dir [PATH_MAX], root [PATH_MAX + 16], key [PATH_MAX + 32], store [PATH_MAX + 32], mirror [PATH_MAX + 16];
     if (!realpath (options ['d'] ? options ['d'] : ".", dir)) {
         fprintf (stderr, "keyclone-mirror: no such directory '%s'\n", options ['d'] ? options ['d'] : ".");
         return 1;
     }
-    s_path (root, sizeof root, dir, options ['r'] ? options ['r'] : "root");
-    s_path (key, sizeof key, dir, options ['k'] ? options ['k'] : "mirror/curve_secret");
-    s_path (store, sizeof store, dir, options ['s'] ? options ['s'] : "mirror/store.db");
+    kc_daemon_path (root, sizeof root, dir, options ['r'] ? options ['r'] : "root");
+    kc_daemon_path (key, sizeof key, dir, options ['k'] ? options ['k'] : "mirror/curve_secret");
+    kc_daemon_path (store, sizeof store, dir, options ['s'] ? options ['s'] : "mirror/store.db");
     config.root_path = root;
     config.key_path = key;
     config.store_path = store;
@@ -143,22 +114,8 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-mirror: %s\n", why.text);
         return 1;
     }
-    //  One mirror per store
-    char lock_path [PATH_MAX + 64], what [PATH_MAX + 64];
-    snprintf (lock_path, sizeof lock_path, "%s.lock", store);
-    snprintf (what, sizeof what, "'%s'", store);
-    int lock = kc_file_lock (lock_path, what, &why);
+    int lock = kc_daemon_start ("keyclone-mirror", store, options ['L'], kc_mirror_reopen_wanted);
     if (lock < 0) {
-        fprintf (stderr, "keyclone-mirror: %s\n", why.text);
-        return 1;
-    }
-    kc_on_sighup (kc_mirror_reopen_wanted);
-    zsys_init ();
-    zsys_set_logident ("keyclone-mirror");
-    zsys_set_linger (0);
-    if (options ['L'] && kc_log_file (options ['L'], &why)) {
-        fprintf (stderr, "keyclone-mirror: %s\n", why.text);
-        close (lock);
         return 1;
     }
     int rc = kc_mirror_run (&config);

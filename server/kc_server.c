@@ -135,20 +135,11 @@ s_fp (const uint8_t *key, char text [static KC_FINGERPRINT_CHARS + 1])
     return kc_fingerprint (key, text);
 }
 
-//  The sender's CURVE key from the message's User-Id (our ZAP handler sets
-//  it to the Z85 key). Returns 0 and the key, or -1.
-static int
-s_sender (zframe_t *frame, uint8_t key [static KC_KEY_BYTES])
-{
-    const char *user = frame ? zframe_meta (frame, "User-Id") : NULL;
-    return user && kc_z85_decode (user, key, KC_KEY_BYTES) == 0 ? 0 : -1;
-}
-
 static void
 s_sender_fp (zframe_t *frame, char text [static KC_FINGERPRINT_CHARS + 1])
 {
     uint8_t key [KC_KEY_BYTES];
-    if (s_sender (frame, key) == 0) {
+    if (kc_publish_sender (frame, key) == 0) {
         kc_fingerprint (key, text);
     }
     else {
@@ -392,7 +383,7 @@ s_read_refused (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded, kc
     if (self->config.read_any) {
         return false;
     }
-    if (s_sender (zmsg_first (msg), key)) {
+    if (kc_publish_sender (zmsg_first (msg), key)) {
         kc_why (reason, "refused: the request has no client key");
         return true;
     }
@@ -784,7 +775,7 @@ s_enrol (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
 {
     kc_enrolment_t asked = { 0 };
     kc_why_t why;
-    if (s_sender (zmsg_first (msg), asked.key)) {
+    if (kc_publish_sender (zmsg_first (msg), asked.key)) {
         return kc_proto_error ("refused: the request has no client key");
     }
     if (kc_enrolment_set (&asked, decoded->text, decoded->text_size, decoded->tags, decoded->tag_sizes,
@@ -801,7 +792,7 @@ static zmsg_t *
 s_rotate (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
 {
     kc_enrolment_t asked = { .rotation = true, .overlap = decoded->seq }, member;
-    if (s_sender (zmsg_first (msg), asked.replaces)) {
+    if (kc_publish_sender (zmsg_first (msg), asked.replaces)) {
         return kc_proto_error ("refused: the request has no client key");
     }
     memcpy (member.key, asked.replaces, KC_KEY_BYTES);
@@ -838,7 +829,7 @@ s_reject (s_server_t *self, zmsg_t *msg, const kc_proto_msg_t *decoded)
 {
     uint8_t key [KC_KEY_BYTES];
     kc_why_t why;
-    if (s_sender (zmsg_first (msg), key)) {
+    if (kc_publish_sender (zmsg_first (msg), key)) {
         return kc_proto_error ("refused: the request has no client key");
     }
     if (kc_access_verify (msg, self->root, kc_cert_public_key (self->cert), key, kc_now_ms (), &why) < 0) {
@@ -925,7 +916,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         if (decoded.type == KC_MSG_SUBMIT) {
             s_pending_t submission = { .identity = identity, .delimiter = delimiter, .msg = msg,
                                        .data = zframe_data (zmsg_last (msg)), .size = zframe_size (zmsg_last (msg)) };
-            submission.has_submitter = s_sender (zmsg_first (msg), submission.submitter) == 0;
+            submission.has_submitter = kc_publish_sender (zmsg_first (msg), submission.submitter) == 0;
             kc_proto_msg_reset (&decoded);
             if (!self->raft) {
                 pending [count++] = submission;
@@ -2091,17 +2082,10 @@ s_load (s_server_t *self, kc_why_t *why)
     //  creation: it may have expired since, when root changes in the log
     //  renewed it. Its expiry, and the current root's, is judged below and
     //  in s_root_warning.
-    kc_root_t *pinned = kc_root_load (self->config.root_path, why);
-    if (!pinned || kc_root_verify (pinned, kc_root_created (pinned), why)) {
-        kc_root_destroy (&pinned);
-        return -1;
-    }
     self->cert = kc_cert_load_secret (self->config.curve_path, why);
     self->head_signer = self->cert ? kc_signer_load (self->config.head_path, why) : NULL;
-    self->store = self->head_signer ? kc_store_open (self->config.store_path, pinned, why) : NULL;
-    self->root = self->store ? kc_store_current_root (self->store, pinned, why) : NULL;
-    kc_root_destroy (&pinned);
-    if (!self->root) {
+    if (!self->head_signer
+    ||  kc_keep_open (self->config.root_path, self->config.store_path, &self->store, &self->root, why)) {
         return -1;
     }
     kc_pending_config_t enrol = s_enrol_config (&self->config);

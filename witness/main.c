@@ -5,7 +5,7 @@
 */
 #include "kc_witnessd.h"
 
-#include <getopt.h>
+#include "kc_daemon.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -45,12 +45,6 @@ static const char *s_help =
     "  --log FILE          log to FILE (appended) instead of standard output\n"
     "  --version           print the version (and the libraries') and exit\n";
 
-static void
-s_path (char *out, size_t size, const char *dir, const char *value)
-{
-    snprintf (out, size, "%s%s%s", value [0] == '/' ? "" : dir, value [0] == '/' ? "" : "/", value);
-}
-
 int
 main (int argc, char *argv [])
 {
@@ -62,38 +56,18 @@ main (int argc, char *argv [])
         { "help", no_argument, NULL, 'H' }, { "version", no_argument, NULL, 'V' }, { NULL, 0, NULL, 0 }
     };
     const char *options [128] = { NULL };
-    int c;
-    while ((c = getopt_long (argc, argv, "", longs, NULL)) != -1) {
-        if (c == 'H') {
-            fputs (s_help, stdout);
-            return 0;
-        }
-        if (c == 'V') {
-            char text [KC_VERSION_TEXT_MAX];
-            puts (kc_version_text ("keyclone-witness", text, sizeof text));
-            return 0;
-        }
-        if (c == '?' || c < 0 || c >= 128) {
-            fprintf (stderr, "Try 'keyclone-witness --help'.\n");
-            return 2;
-        }
-        options [c] = optarg ? optarg : "";
+    int parsed = kc_daemon_options ("keyclone-witness", s_help, argc, argv, longs, options);
+    if (parsed) {
+        return parsed == 1 ? 0 : 2;
     }
-    if (optind < argc || !options ['u'] || !options ['w']) {
-        fprintf (stderr, "keyclone-witness: %s%s\nTry 'keyclone-witness --help'.\n",
-                 optind < argc ? "unexpected argument " : "--upstream LIST and --witness FILE are required",
-                 optind < argc ? argv [optind] : "");
+    if (!options ['u'] || !options ['w']) {
+        fprintf (stderr, "keyclone-witness: --upstream LIST and --witness FILE are required\n"
+                 "Try 'keyclone-witness --help'.\n");
         return 2;
     }
     kc_witnessd_config_t config = { .stale_after_ms = 5000, .upstreams = options ['u'] };
-    if (options ['S']) {
-        char *end = NULL;
-        long stale = strtol (options ['S'], &end, 10);
-        if (*end || stale < 100 || stale > 86400000) {
-            fprintf (stderr, "keyclone-witness: --stale-after must be 100..86400000 ms\n");
-            return 2;
-        }
-        config.stale_after_ms = (int) stale;
+    if (kc_daemon_ms ("keyclone-witness", "stale-after", options ['S'], 100, 86400000, &config.stale_after_ms)) {
+        return 2;
     }
     static char dir [PATH_MAX], root [PATH_MAX + 16], key [PATH_MAX + 32], store [PATH_MAX + 32],
                 witness [PATH_MAX + 32], state [PATH_MAX + 16];
@@ -101,9 +75,9 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-witness: no such directory '%s'\n", options ['d'] ? options ['d'] : ".");
         return 1;
     }
-    s_path (root, sizeof root, dir, options ['r'] ? options ['r'] : "root");
-    s_path (key, sizeof key, dir, options ['k'] ? options ['k'] : "witness/curve_secret");
-    s_path (store, sizeof store, dir, options ['s'] ? options ['s'] : "witness/store.db");
+    kc_daemon_path (root, sizeof root, dir, options ['r'] ? options ['r'] : "root");
+    kc_daemon_path (key, sizeof key, dir, options ['k'] ? options ['k'] : "witness/curve_secret");
+    kc_daemon_path (store, sizeof store, dir, options ['s'] ? options ['s'] : "witness/store.db");
     snprintf (witness, sizeof witness, "%s", options ['w']);
     config.root_path = root;
     config.key_path = key;
@@ -119,21 +93,8 @@ main (int argc, char *argv [])
         fprintf (stderr, "keyclone-witness: %s\n", why.text);
         return 1;
     }
-    char lock_path [PATH_MAX + 64], what [PATH_MAX + 64];
-    snprintf (lock_path, sizeof lock_path, "%s.lock", store);
-    snprintf (what, sizeof what, "'%s'", store);
-    int lock = kc_file_lock (lock_path, what, &why);
+    int lock = kc_daemon_start ("keyclone-witness", store, options ['L'], kc_witnessd_reopen_wanted);
     if (lock < 0) {
-        fprintf (stderr, "keyclone-witness: %s\n", why.text);
-        return 1;
-    }
-    kc_on_sighup (kc_witnessd_reopen_wanted);
-    zsys_init ();
-    zsys_set_logident ("keyclone-witness");
-    zsys_set_linger (0);
-    if (options ['L'] && kc_log_file (options ['L'], &why)) {
-        fprintf (stderr, "keyclone-witness: %s\n", why.text);
-        close (lock);
         return 1;
     }
     int rc = kc_witnessd_run (&config);

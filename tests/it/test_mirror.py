@@ -9,6 +9,7 @@ dies, a mirror that refuses what a rogue upstream forges, and rogue mirrors
 that forge, sign heads of their own or withhold: agents never trust a key
 the operators did not sign, and withholding becomes staleness."""
 import os
+import re
 import shutil
 import signal
 import time
@@ -293,7 +294,57 @@ def test_a_mirror_of_a_cluster():
             M.stop(name)
 
 
+def test_what_cannot_be_done_says_why():
+    """A mirror or a witness started wrong says why in one line and exits:
+    an upstream the root does not name, a mirror upstream with a bad key,
+    no --bind, a --stale-after out of range; a mirror's key registered
+    nowhere is refused by its upstream (said in its log, and it keeps
+    running and trying)."""
+    d = os.path.join(T, "wrong")
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(C.dir, "root"), os.path.join(d, "root"))
+    kc.keyclone("keygen", "curve", "--dir", os.path.join(d, "mirror"))
+    kc.keyclone("keygen", "curve", "--dir", os.path.join(d, "witness"))
+    mirror = os.path.join(kc.BIN, "keyclone-mirror")
+    witness = os.path.join(kc.BIN, "keyclone-witness")
+    bind = f"tcp://127.0.0.1:{free_base_port()}"
+    cases = [
+        ([mirror, "--dir", d, "--upstream", "nosuch", "--bind", bind], 1, "upstream 'nosuch' is no server of root v"),
+        ([mirror, "--dir", d, "--upstream", "tcp://h:1=short", "--bind", bind], 1, "is not NAME or tcp://HOST:PORT=KEY"),
+        ([mirror, "--dir", d, "--upstream", "server"], 2, "--bind tcp://HOST:PORT are required"),
+        ([mirror, "--dir", d, "--upstream", "server", "--bind", bind, "--stale-after", "5"], 2, "--stale-after must be"),
+        ([witness, "--dir", d, "--upstream", "nosuch", "--witness", os.path.join(C.dir, "witnesses", "w1_secret")], 1,
+         "upstream 'nosuch' is no server of root v"),
+        ([witness, "--dir", d, "--upstream", "server", "--witness", os.path.join(d, "missing")], 1, "missing"),
+    ]
+    for args, status, reason in cases:
+        out, err = kc.run(args, expect=status, timeout=30)
+        kc.check(reason in out + err, f"{args}: {out + err}")
+    # Not registered upstream: refused there, said here, still running;
+    # registered, it connects again by itself and follows
+    log = os.path.join(d, "mirror.log")
+    key = open(os.path.join(d, "mirror", "curve")).read()
+    proc = kc.spawn([mirror, "--dir", d, "--upstream", "server", "--bind", bind, "--stale-after", "1000"], log=log)
+    try:
+        kc.wait_for(lambda: "key is not registered" in C.server_log_text() and proc.poll() is None, 10,
+                    what="the server to refuse the unregistered mirror")
+        kc.wait_for(lambda: "connecting to it again" in open(log).read(), 10, what="the mirror to say it tries again")
+        kc.check(proc.poll() is None, "the mirror exited")
+        public = re.search(r'public-key = "(.{40})"', key).group(1)
+        C.cli("register", "late-mirror", "--key", public)
+        import sqlite3
+        def synced():
+            db = sqlite3.connect(f"file:{os.path.join(d, 'mirror', 'store.db')}?mode=ro", uri=True)
+            try:
+                return db.execute("SELECT coalesce (max (seq), 0) FROM batches").fetchone()[0] == C.server_status()["seq"]
+            finally:
+                db.close()
+        kc.wait_for(synced, 20, what="the mirror, registered, to follow the log")
+    finally:
+        kc.stop(proc)
+
+
 if __name__ == "__main__":
     kc.main([test_setup, test_updates_reach_agents_through_mirrors, test_the_read_policy_at_the_mirror,
              test_a_dead_mirror, test_failover_between_mirrors, test_a_mirror_refuses_a_rogue_upstream,
-             test_rogue_mirrors, test_a_mirror_of_a_cluster])
+             test_rogue_mirrors, test_a_mirror_of_a_cluster, test_what_cannot_be_done_says_why])
