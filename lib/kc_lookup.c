@@ -364,10 +364,11 @@ s_read_state (kc_lookup_t *self, uint64_t *seq, uint64_t *changes_from, kc_why_t
         memcpy (self->head_keys, sqlite3_column_blob (self->state, 3), keys_size);
         self->head_key_count = keys_size / KC_KEY_BYTES;
     }
-    if (sqlite3_column_bytes (self->state, 2) == KC_HEAD_BYTES
-    &&  kc_head_decode (sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES, &head, &ignored) == 0) {
+    //  The head as the cache holds it now (none after a rebuild)
+    self->has_head = sqlite3_column_bytes (self->state, 2) == KC_HEAD_BYTES
+                  && kc_head_decode (sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES, &head, &ignored) == 0;
+    if (self->has_head) {
         memcpy (self->head, sqlite3_column_blob (self->state, 2), KC_HEAD_BYTES);
-        self->has_head = true;
     }
     if (self->has_head && head.time != self->head_time) {
         int64_t now = kc_mono_ms ();
