@@ -44,7 +44,7 @@ static const char *s_help =
     "  --read WHO          who may sync from it: 'members' (registered, unrevoked,\n"
     "                      unexpired keys, from its verified copy; default) or 'any'\n"
     "  --stale-after MS    move to the next upstream after MS ms without a head to\n"
-    "                      relay (default 5000)\n"
+    "                      relay (default 5000; a few times the upstream's heartbeat)\n"
     "  --log FILE          log to FILE (appended) instead of standard output\n"
     "  --verbose           also log every sync served\n"
     "  --version           print the version (and the libraries') and exit\n";

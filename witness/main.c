@@ -41,7 +41,7 @@ static const char *s_help =
     "  --key FILE          its CURVE key pair (default DIR/witness/curve_secret)\n"
     "  --store FILE        its copy of the log (default DIR/witness/store.db)\n"
     "  --stale-after MS    move to the next upstream after MS ms without news\n"
-    "                      (default 5000)\n"
+    "                      (default 5000; a few times the upstream's heartbeat)\n"
     "  --log FILE          log to FILE (appended) instead of standard output\n"
     "  --version           print the version (and the libraries') and exit\n";
 
