@@ -622,7 +622,6 @@ s_learn_server_key (const kc_root_t *root, void *arg)
     }
 }
 
-//  Says that a root change is in force (logged once, and an event).
 //  The root in force's head keys, for applications that check their
 //  peers' heads in the handshake (kc_lookup_check_head).
 static void
@@ -634,6 +633,7 @@ s_store_head_keys (agent_t *self)
     }
 }
 
+//  Says that a root change is in force (logged once, and an event).
 static void
 s_root_changed (agent_t *self, uint64_t seq)
 {
@@ -2483,7 +2483,7 @@ s_start (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
-        //  --mirror: mirrors followed instead of the root's servers
+    //  --mirror: mirrors followed instead of the root's servers
     if (s_parse_mirrors (self)) {
         return -1;
     }

@@ -276,6 +276,7 @@ def test_a_mirror_of_a_cluster():
                        "--bind", f"tcp://127.0.0.1:{port}", "--stale-after", "1000"], log=log)
     agent = M.add_agent(name="behind", options=["--stale-after", "2000", "--mirror", f"tcp://127.0.0.1:{port}={key}"])
     try:
+        M.wait_same()                       # the agent's own registration on every member
         seq = M.status("b")["seq"]
         fresh_at(agent, seq)
         kc.check("following" not in open(log).read(), "the mirror moved before anything failed")
