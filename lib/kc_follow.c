@@ -43,6 +43,21 @@ struct _kc_follow_t {
 
 static void s_arm_sync_timer (kc_follow_t *self);
 
+static uint64_t s_seq (kc_follow_t *self);
+static const uint8_t *s_chain (kc_follow_t *self);
+
+static uint64_t
+s_store_seq (void *arg)
+{
+    return kc_store_seq (arg);
+}
+
+static const uint8_t *
+s_store_chain (void *arg)
+{
+    return kc_store_chain (arg);
+}
+
 static void
 s_free_buffered (kc_follow_t *self)
 {
@@ -62,12 +77,28 @@ s_end_timer (kc_follow_t *self, int *timer)
     }
 }
 
+static uint64_t
+s_seq (kc_follow_t *self)
+{
+    return self->config.seq (self->config.seq == s_store_seq ? (void *) self->config.store : self->config.arg);
+}
+
+static const uint8_t *
+s_chain (kc_follow_t *self)
+{
+    return self->config.chain (self->config.chain == s_store_chain ? (void *) self->config.store : self->config.arg);
+}
+
 kc_follow_t *
 kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
 {
     kc_follow_t *self = calloc (1, sizeof *self);
     assert (self);
     self->config = *config;
+    if (!self->config.seq) {
+        self->config.seq = s_store_seq;     //  the copy is a store
+        self->config.chain = s_store_chain;
+    }
     if (self->config.credit == 0 || self->config.credit > KC_PROTO_CREDIT_MAX) {
         self->config.credit = 8;
     }
@@ -156,7 +187,7 @@ kc_follow_sync (kc_follow_t *self, const char *why)
     self->syncing = true;
     self->sync_batches = self->sync_records = 0;
     self->syncs++;
-    uint64_t from = self->config.seq (self->config.arg);
+    uint64_t from = s_seq (self);
     if (why) {
         zsys_info ("%s: %s; syncing from seq %llu with %s", self->config.name, why, (unsigned long long) from,
                    self->upstream.name);
@@ -192,7 +223,7 @@ kc_follow_fault (kc_follow_t *self, const char *what, const kc_why_t *why)
     int64_t wait = self->backoff + (int64_t) randombytes_uniform ((uint32_t) self->backoff / 2 + 1);
     kc_ratelog (self->config.log, KC_LOG_ERROR, what, self->upstream.name,
                 "%s: rejected %s from %s: %s; copy kept at seq %llu, syncing again in %.1f s", self->config.name,
-                what, self->upstream.name, why->text, (unsigned long long) self->config.seq (self->config.arg),
+                what, self->upstream.name, why->text, (unsigned long long) s_seq (self),
                 (double) wait / 1000.0);
     self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
     self->backoff = self->backoff * 2 > KC_FOLLOW_BACKOFF_MAX_MS ? KC_FOLLOW_BACKOFF_MAX_MS : self->backoff * 2;
@@ -232,7 +263,7 @@ s_on_update (kc_follow_t *self, zmsg_t *msg)
                     self->upstream.name, why.text);
         return;
     }
-    uint64_t seq = self->config.seq (self->config.arg);
+    uint64_t seq = s_seq (self);
     if (decoded.type == KC_MSG_HEAD) {
         if (decoded.head.seq > seq && !self->syncing && self->retry_timer == -1) {
             char text [120];
@@ -299,7 +330,7 @@ static void
 s_end (kc_follow_t *self, kc_proto_msg_t *end)
 {
     kc_why_t why;
-    uint64_t seq = self->config.seq (self->config.arg);
+    uint64_t seq = s_seq (self);
     if (end->batches != self->sync_batches || end->records != self->sync_records) {
         kc_why (&why, "END counts %llu batches and %llu records, %llu and %llu came",
                 (unsigned long long) end->batches, (unsigned long long) end->records,
@@ -307,7 +338,7 @@ s_end (kc_follow_t *self, kc_proto_msg_t *end)
         kc_follow_fault (self, "a sync", &why);
         return;
     }
-    if (end->head.seq != seq || sodium_memcmp (end->head.chain, self->config.chain (self->config.arg),
+    if (end->head.seq != seq || sodium_memcmp (end->head.chain, s_chain (self),
                                                 KC_HASH_BYTES)) {
         kc_why (&why, "END's head (seq %llu) does not name the copy the sync made (seq %llu)",
                 (unsigned long long) end->head.seq, (unsigned long long) seq);
@@ -364,7 +395,7 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         }
         else
         if (decoded.type == KC_MSG_BATCHES) {
-            uint64_t seq = self->config.seq (self->config.arg);
+            uint64_t seq = s_seq (self);
             if (decoded.entries [0].seq != seq + 1) {
                 kc_why (&why, "BATCHES from seq %llu, the copy is at %llu", (unsigned long long) decoded.entries [0].seq,
                         (unsigned long long) seq);

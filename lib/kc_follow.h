@@ -25,6 +25,7 @@
 #include "kc_proto.h"
 #include "kc_ratelog.h"
 #include "kc_root.h"
+#include "kc_store.h"
 #include <czmq.h>
 
 #define KC_FOLLOW_SYNC_TIMEOUT_MS   10000   //  a sync without progress starts again
@@ -54,8 +55,10 @@ typedef struct {
     const uint8_t *secret_key;
     const uint8_t *directory;               //  the directory's id (32 bytes, kept by the caller)
     uint32_t credit;                        //  SYNC window, 1..KC_PROTO_CREDIT_MAX (0: 8)
-    kc_follow_seq_fn *seq;
+    kc_follow_seq_fn *seq;                  //  NULL: the store's (below)
     kc_follow_chain_fn *chain;
+    kc_store_t *store;                      //  with seq and chain NULL: the copy is this
+                                            //  store (kc_keep_follow), its seq and chain
     kc_follow_entries_fn *entries;
     kc_follow_head_fn *head;
     void *arg;

@@ -81,15 +81,15 @@ kc_publish_sender (zframe_t *frame, uint8_t key [KC_KEY_BYTES])
     return user && kc_z85_decode (user, key, KC_KEY_BYTES) == 0 ? 0 : -1;
 }
 
-static void
-s_sender_fp (zframe_t *frame, char text [static KC_FINGERPRINT_CHARS + 1])
+void
+kc_publish_sender_fp (zframe_t *frame, char text [KC_FINGERPRINT_CHARS + 1], const char *unknown)
 {
     uint8_t key [KC_KEY_BYTES];
     if (kc_publish_sender (frame, key) == 0) {
         kc_fingerprint (key, text);
     }
     else {
-        snprintf (text, KC_FINGERPRINT_CHARS + 1, "unknown");
+        snprintf (text, KC_FINGERPRINT_CHARS + 1, "%s", unknown);
     }
 }
 
@@ -369,6 +369,13 @@ s_cosig_matches (kc_publish_t *self, const kc_cosig_t *cosig, const char *witnes
 int
 kc_publish_take_cosig (kc_publish_t *self, const uint8_t bytes [KC_COSIG_BYTES], kc_why_t *why)
 {
+    //  A mirror gets the same cosignatures again with every head it relays:
+    //  one held already costs a comparison, not a verification
+    for (size_t i = 0; i < KC_ROOT_WITNESSES_MAX; i++) {
+        if (self->cosigs [i].used && memcmp (self->cosigs [i].bytes, bytes, KC_COSIG_BYTES) == 0) {
+            return 0;
+        }
+    }
     const kc_root_t *root = s_root (self);
     kc_cosig_t cosig;
     size_t index;
@@ -657,7 +664,7 @@ kc_publish_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         kc_why_t why;
         char *id = identity ? zframe_strhex (identity) : NULL;
         if (!id || kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why)) {
-            s_sender_fp (zmsg_first (msg), fp);
+            kc_publish_sender_fp (zmsg_first (msg), fp, "unknown");
             kc_ratelog (self->config.log, KC_LOG_WARNING, "malformed snapshot message", fp,
                         "%s: malformed message on snapshot from %s: %s", self->config.name, fp,
                         id ? why.text : "no routing id");
@@ -672,7 +679,7 @@ kc_publish_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         }
         else
         if (decoded.type == KC_MSG_COSIGN) {
-            s_sender_fp (zmsg_first (msg), fp);
+            kc_publish_sender_fp (zmsg_first (msg), fp, "unknown");
             if (kc_publish_take_cosig (self, decoded.cosigs [0], &why) < 0) {
                 kc_ratelog (self->config.log, KC_LOG_WARNING, "cosignature refused", fp,
                             "%s: cosignature from %s refused: %s", self->config.name, fp, why.text);

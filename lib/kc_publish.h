@@ -170,6 +170,11 @@ void
 int
     kc_publish_sender (zframe_t *frame, uint8_t key [KC_KEY_BYTES]);
 
+//  The sender's fingerprint into text, or unknown when its User-Id names
+//  no key.
+void
+    kc_publish_sender_fp (zframe_t *frame, char text [KC_FINGERPRINT_CHARS + 1], const char *unknown);
+
 //  Syncs running now.
 size_t
     kc_publish_syncs (const kc_publish_t *self);

@@ -45,18 +45,6 @@ kc_mirror_config_defaults (kc_mirror_config_t *config)
 
 //  --- Following ---------------------------------------------------------------------
 
-static uint64_t
-s_seq (void *arg)
-{
-    return kc_store_seq (((s_mirror_t *) arg)->store);
-}
-
-static const uint8_t *
-s_chain (void *arg)
-{
-    return kc_store_chain (((s_mirror_t *) arg)->store);
-}
-
 static const kc_root_t *
 s_root (void *arg)
 {
@@ -263,7 +251,7 @@ kc_mirror_run (const kc_mirror_config_t *config)
     zloop_reader (self.loop, self.snapshot, kc_publish_on_snapshot, self.publish);
     kc_follow_config_t following = {
         .name = "kc_mirror", .public_key = kc_cert_public_key (self.cert), .secret_key = kc_cert_secret_key (self.cert),
-        .directory = kc_root_directory (self.root), .credit = 16, .seq = s_seq, .chain = s_chain,
+        .directory = kc_root_directory (self.root), .credit = 16, .store = self.store,
         .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
     };
     self.follow = kc_follow_new (&following, self.loop);

@@ -135,18 +135,6 @@ s_fp (const uint8_t *key, char text [static KC_FINGERPRINT_CHARS + 1])
     return kc_fingerprint (key, text);
 }
 
-static void
-s_sender_fp (zframe_t *frame, char text [static KC_FINGERPRINT_CHARS + 1])
-{
-    uint8_t key [KC_KEY_BYTES];
-    if (kc_publish_sender (frame, key) == 0) {
-        kc_fingerprint (key, text);
-    }
-    else {
-        snprintf (text, KC_FINGERPRINT_CHARS + 1, "????????");
-    }
-}
-
 //  A fresh signed head for the store's current log.
 static void
 s_head (s_server_t *self, kc_head_t *head)
@@ -626,7 +614,7 @@ s_answer (s_server_t *self, s_pending_t *pending, size_t count)
             continue;
         }
         p->answered = true;
-        s_sender_fp (zmsg_first (p->msg), fp);
+        kc_publish_sender_fp (zmsg_first (p->msg), fp, "????????");
         zmsg_t *reply;
         if (p->status) {
             reply = kc_proto_ok (p->seq, p->chain, p->status);
@@ -907,7 +895,7 @@ s_on_submit (zloop_t *loop, zsock_t *socket, void *arg)
         zmsg_t *reply = NULL;
         if (!identity || kc_proto_decode (msg, KC_CHANNEL_SUBMIT_SERVER, &decoded, &why)) {
             char fp [KC_FINGERPRINT_CHARS + 1];
-            s_sender_fp (zmsg_first (msg), fp);
+            kc_publish_sender_fp (zmsg_first (msg), fp, "????????");
             kc_ratelog (self->log, KC_LOG_WARNING, "malformed submission", fp,
                         "kc_server: malformed submission from %s: %s", fp, why.text);
             reply = kc_proto_error ("malformed request: %s", why.text);

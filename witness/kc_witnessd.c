@@ -32,18 +32,6 @@ kc_witnessd_reopen_wanted (void)
     s_reopen_wanted = 1;
 }
 
-static uint64_t
-s_seq (void *arg)
-{
-    return kc_store_seq (((s_witness_t *) arg)->store);
-}
-
-static const uint8_t *
-s_chain (void *arg)
-{
-    return kc_store_chain (((s_witness_t *) arg)->store);
-}
-
 static int
 s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
 {
@@ -151,7 +139,7 @@ kc_witnessd_run (const kc_witnessd_config_t *config)
     kc_follow_config_t following = {
         .name = "kc_witness", .public_key = kc_cert_public_key (self.cert),
         .secret_key = kc_cert_secret_key (self.cert), .directory = kc_root_directory (self.root), .credit = 16,
-        .seq = s_seq, .chain = s_chain, .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
+        .store = self.store, .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
     };
     self.follow = kc_follow_new (&following, self.loop);
     if (kc_follow_set_upstreams (self.follow, config->upstreams, self.root, config->stale_after_ms, &why)) {
