@@ -588,6 +588,10 @@ def test_every_member_publishes_the_cosignatures():
     agent = M.add_agent(name="held", options=["--stale-after", "2000", "--server-snapshot", f"tcp://127.0.0.1:{port}",
                                               "--server-updates", f"tcp://127.0.0.1:{port + 1}"])
     try:
+        # A witness that reached a member before the member applied its
+        # registration was refused there, and tries again with back-off
+        kc.wait_for(lambda: all(w["cosigned"] for w in M.status(free)["witnesses"]), 60,
+                    what=f"both witnesses' cosignatures at {free}")
         kc.wait_for(lambda: agent.status()["state"] == "fresh", 20, what=f"the agent at {free} fresh")
         kc.check(agent.status()["member"] == free, agent.status())
         st = M.status(free)
