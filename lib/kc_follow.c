@@ -481,6 +481,12 @@ int
 kc_follow_parse_upstream (const char *text, const kc_root_t *root, kc_follow_upstream_t *upstream, kc_why_t *why)
 {
     memset (upstream, 0, sizeof *upstream);
+    //  Printable ASCII only: what is parsed here is logged as a name
+    for (const char *p = text; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            return kc_why (why, "upstream '%.100s' holds a space or a control character", text);
+        }
+    }
     if (strncmp (text, "tcp://", 6) == 0 || strncmp (text, "ipc://", 6) == 0) {
         //  A mirror: its base endpoint and its CURVE key (the last 40
         //  characters: Z85 has '=' among its digits)

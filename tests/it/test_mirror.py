@@ -312,6 +312,8 @@ def test_what_cannot_be_done_says_why():
     cases = [
         ([mirror, "--dir", d, "--upstream", "nosuch", "--bind", bind], 1, "upstream 'nosuch' is no server of root v"),
         ([mirror, "--dir", d, "--upstream", "tcp://h:1=short", "--bind", bind], 1, "is not NAME or tcp://HOST:PORT=KEY"),
+        ([mirror, "--dir", d, "--upstream", "serv\x1b[31mer", "--bind", bind], 1,
+         "upstream 'serv\\x1b[31mer' holds a space or a control character"),
         ([mirror, "--dir", d, "--upstream", "server"], 2, "--bind tcp://HOST:PORT are required"),
         ([mirror, "--dir", d, "--upstream", "server", "--bind", bind, "--stale-after", "5"], 2, "--stale-after must be"),
         ([witness, "--dir", d, "--upstream", "nosuch", "--witness", os.path.join(C.dir, "witnesses", "w1_secret")], 1,
