@@ -13,10 +13,7 @@
 #include <signal.h>
 #include <sodium.h>
 
-#define SYNC_TIMEOUT_MS     10000           //  resend SYNC after this long without progress
-#define BUFFER_BYTES_MAX    (256 * 1024 * 1024)
-#define BACKOFF_MIN_MS      1000
-#define BACKOFF_MAX_MS      30000
+#define BUFFER_BYTES_MAX    (256 * 1024 * 1024) //  updates held during a sync
 #define PROGRESS_EVERY_MS   5000            //  a long sync's progress line, this often
 #define REFUSED_BACKOFF_MIN_MS  2000        //  our key refused: connect again after this,
 #define REFUSED_BACKOFF_MAX_MS  60000       //  doubling to this (an enrolment may admit it)
@@ -26,35 +23,13 @@
 #define HEAD_WRITE_EVERY_MS 60000           //  a head with no new seq goes to disk this often,
 #define HEAD_WRITE_MOVED_MS 1000            //  one with a new seq at most this often
 #define HEAD_REVERIFY_MS    250             //  a repeated head is verified again after this
-#define DRAIN_MAX           256             //  messages handled per wake-up
-#define DRAIN_BATCHES_MAX   512             //  and batches, so lookups never wait long
 #define CLOCK_WARN_MS       5000            //  say so when the server's clock is this far
 #define ROOT_WARN_DAYS      30              //  warn this long before the root expires
 #define DAY_MS              (86400 * 1000)
 
 static void s_want_ack (agent_t *self);
-static void s_want_retry (agent_t *self);
 static void s_arm_stale (agent_t *self);
 static int s_next_member (agent_t *self, const char *why);
-
-//  The server this agent follows in root: the member it chose, by name
-//  (a cluster's members are all servers of the root), or the first.
-static const kc_root_server_t *
-s_member (const agent_t *self, const kc_root_t *root)
-{
-    for (size_t i = 0; *self->member && i < kc_root_server_count (root); i++) {
-        if (KC_STREQ (kc_root_server (root, i)->name, self->member)) {
-            return kc_root_server (root, i);
-        }
-    }
-    return kc_root_server (root, 0);
-}
-
-const kc_root_server_t *
-agent_member (const agent_t *self)
-{
-    return s_member (self, self->root);
-}
 
 //  Follows mirror self->mirror: its endpoints and its key, the only one.
 static void
@@ -112,7 +87,7 @@ static const kc_root_server_t *
 s_head_signer (agent_t *self, const kc_head_t *head)
 {
     kc_why_t why;
-    const kc_root_server_t *member = s_member (self, self->root);
+    const kc_root_server_t *member = agent_member (self);
     if (!self->mirror_count) {
         return kc_head_verify_signature (head, kc_root_directory (self->root), member->head_key, &why) ? NULL
                                                                                                           : member;
@@ -139,43 +114,6 @@ kc_agent_config_defaults (kc_agent_config_t *config)
     config->clock_skew_ms = 300000;
     config->socket_mode = 0660;
     config->group = -1;
-}
-
-const char *
-agent_state_name (agent_state_t state)
-{
-    return state == AGENT_FRESH ? "fresh" : state == AGENT_STALE ? "stale" : "syncing";
-}
-
-static void
-s_set_state (agent_t *self, agent_state_t state, const char *why)
-{
-    if (self->state == state) {
-        return;
-    }
-    agent_state_t before = self->state;
-    self->state = state;
-    if (state == AGENT_STALE) {
-        zsys_warning ("kc_agent: stale: %s (policy %s)", why,
-                      self->config.fail_closed ? "fail-closed: new peers are denied"
-                                               : "serve: lookups keep answering from the cache");
-    }
-    else {
-        zsys_info ("kc_agent: %s at seq %llu%s", agent_state_name (state),
-                   (unsigned long long) kc_cache_seq (self->cache),
-                   before == AGENT_STALE ? " (was stale)" : "");
-    }
-    if (state != AGENT_SYNCING) {
-        agent_event (self, agent_state_name (state), NULL, NULL, kc_cache_seq (self->cache));
-    }
-}
-
-void
-agent_go_stale (agent_t *self, const char *why)
-{
-    if (self->state != AGENT_STALE) {
-        s_set_state (self, AGENT_STALE, why);
-    }
 }
 
 static void
@@ -254,80 +192,54 @@ s_cold_history_store (agent_t *self, kc_why_t *why)
     return kc_cache_commit (self->cache, why);
 }
 
-static void
-s_free_buffered (agent_t *self)
+static void s_commit_open (agent_t *self);
+
+//  The copy kc_follow follows: the cache, or during a cold sync the batches
+//  verified so far (the new cache file is built at END).
+static uint64_t
+s_copy_seq (void *arg)
 {
-    for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
-        zmsg_destroy (&msg);
-    }
-    zlistx_purge (self->buffered);
-    self->buffered_bytes = 0;
+    agent_t *self = arg;
+    return self->cold && kc_follow_syncing (self->follow) ? self->sync_seq : kc_cache_seq (self->cache);
 }
 
-static void
-s_send (agent_t *self, zmsg_t **msg_p)
+static const uint8_t *
+s_copy_chain (void *arg)
 {
-    if (zmsg_send (msg_p, self->snapshot)) {
-        zmsg_destroy (msg_p);
-    }
+    agent_t *self = arg;
+    return self->cold && kc_follow_syncing (self->follow) ? self->sync_chain : kc_cache_chain (self->cache);
 }
 
+//  A sync is about to start (kc_follow): what was applied is committed, and
+//  a sync from seq 0 builds a new cache file.
 static void
-s_start_sync (agent_t *self, const char *why)
+s_on_syncing (void *arg)
 {
+    agent_t *self = arg;
+    s_commit_open (self);
     s_free_cold (self);
     self->last_build_ms = 0;
-    self->syncing = true;
-    self->resync_wanted = false;
     self->sync_from = self->sync_seq = kc_cache_seq (self->cache);
     self->cold = self->sync_from == 0;
     self->cold_syncs += self->cold;
     memcpy (self->sync_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
     self->sync_batches = self->sync_records = 0;
-    self->sync_started = zclock_mono ();
-    self->sync_deadline = self->sync_started + SYNC_TIMEOUT_MS;
+    self->sync_started = self->sync_progressed = zclock_mono ();
     self->resyncs++;
-    if (why) {
-        zsys_info ("kc_agent: %s; syncing from seq %llu", why, (unsigned long long) self->sync_from);
-    }
-    zmsg_t *msg = kc_proto_sync (kc_root_directory (self->root), self->sync_from,
-                                 (uint32_t) self->config.credit);
-    s_send (self, &msg);
 }
 
-//  True while a faulty server is being left alone until retry_after.
-static bool
-s_backing_off (agent_t *self)
-{
-    return self->resync_wanted && zclock_mono () < self->retry_after;
-}
-
-//  The server sent something that fails verification: keep the cache, go
-//  stale, and try again later with back-off.
+//  The server sent something that fails verification (kc_follow logged it
+//  and backs off): the cache is kept, and the agent is stale.
 static void
-s_fault (agent_t *self, const char *what, const kc_why_t *why)
+s_on_fault (void *arg, const char *what, const kc_why_t *why)
 {
-    char fp [KC_FINGERPRINT_CHARS + 1];
-    int64_t now = zclock_mono ();
-    if (strcmp (why->text, self->last_fault_text) || now - self->last_fault >= LOG_PERIOD_MS) {
-        zsys_error ("kc_agent: rejected %s from server %s: %s; cache kept at seq %llu, retry in %lld s",
-                    what, kc_fingerprint (s_member (self, self->root)->server_key, fp), why->text,
-                    (unsigned long long) kc_cache_seq (self->cache), (long long) self->backoff / 1000);
-        snprintf (self->last_fault_text, sizeof self->last_fault_text, "%s", why->text);
-        self->last_fault = now;
-    }
+    (void) what;
+    agent_t *self = arg;
+    s_commit_open (self);
     self->rejected++;
     self->rejected_by [kc_reason_class (why->text)]++;
-    self->syncing = false;
     s_free_cold (self);
-    s_free_buffered (self);
-    s_set_state (self, AGENT_STALE, "the server sent data that failed verification");
-    //  Back off only once per failed attempt: the same bad update repeated
-    //  while we wait must not stretch the wait
-    if (!s_backing_off (self)) {
-        s_want_retry (self);
-        self->backoff = self->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff * 2;
-    }
+    agent_set_state (self, AGENT_STALE, "the server sent data that failed verification");
 }
 
 //  The checks every log entry gets around its own: it follows prev_seq, and
@@ -581,8 +493,8 @@ s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
 static void
 s_note_head_key (agent_t *self, const kc_root_t *before)
 {
-    if (memcmp (s_member (self, before)->head_key, s_member (self, self->root)->head_key, KC_KEY_BYTES)) {
-        memcpy (self->previous_head_key, s_member (self, before)->head_key, KC_KEY_BYTES);
+    if (memcmp (agent_member_in (self, before)->head_key, agent_member (self)->head_key, KC_KEY_BYTES)) {
+        memcpy (self->previous_head_key, agent_member_in (self, before)->head_key, KC_KEY_BYTES);
         self->has_previous_head_key = true;
     }
 }
@@ -599,7 +511,7 @@ s_learn_server_key (const kc_root_t *root, void *arg)
     if (self->mirror_count) {
         return;                             //  the mirror's key comes from --mirror
     }
-    const uint8_t *key = s_member (self, root)->server_key;
+    const uint8_t *key = agent_member_in (self, root)->server_key;
     if (self->key_count && memcmp (self->server_keys [0], key, KC_KEY_BYTES) == 0) {
         return;
     }
@@ -664,14 +576,16 @@ s_batch_events (agent_t *self, const kc_batch_t *batch, uint64_t seq, bool *know
     }
 }
 
-typedef struct {
+struct _agent_group_t {
+    bool open;                              //  a transaction (update entries)
     kc_batch_t *batches [KC_PROTO_BATCHES_MAX * 4];
     uint64_t seqs [KC_PROTO_BATCHES_MAX * 4];
     bool *known [KC_PROTO_BATCHES_MAX * 4];
     size_t count;
     kc_root_t *before;                      //  the root in force before a change in the group
     uint64_t root_seq;                      //  the last root change's seq
-} s_group_t;
+};
+typedef struct _agent_group_t s_group_t;
 
 static void
 s_group_clear (s_group_t *group)
@@ -842,7 +756,7 @@ s_root_expired (agent_t *self, uint64_t now)
         snprintf (text, sizeof text, "the root in force, v%llu, expired at %s; renew it",
                   (unsigned long long) kc_root_version (self->root), kc_time_format (expires, when));
         if (self->state != AGENT_STALE) {
-            s_set_state (self, AGENT_STALE, text);
+            agent_set_state (self, AGENT_STALE, text);
         }
         return true;
     }
@@ -906,7 +820,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
     }
     const kc_root_server_t *signer = s_head_signer (self, head);
     if (!signer) {
-        if (kc_head_verify_signature (head, kc_root_directory (self->root), s_member (self, self->root)->head_key,
+        if (kc_head_verify_signature (head, kc_root_directory (self->root), agent_member (self)->head_key,
                                       &why) == 0) {
             kc_why (&why, "head signature does not verify with a head key of the root");
         }
@@ -921,7 +835,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
     if (agent_refused (self, signer->head_key)) {
         s_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
                 self->refused_server);
-        s_set_state (self, AGENT_STALE, "the server equivocated: refused");
+        agent_set_state (self, AGENT_STALE, "the server equivocated: refused");
         if (s_can_move (self) && !self->halfway) {
             self->halfway = true;
             s_next_member (self, "it equivocated");
@@ -955,13 +869,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         self->server_seq_hint = head->seq;  //  for the sync's progress
     }
     if (head->seq > seq) {
-        if (!self->syncing && !s_backing_off (self)) {
-            char text [120];
-            snprintf (text, sizeof text, "missed updates (server head at %llu, cache at %llu)",
-                      (unsigned long long) head->seq, (unsigned long long) seq);
-            s_start_sync (self, text);
-        }
-        return;
+        return;                             //  kc_follow syncs (missed updates)
     }
     if (head->seq < seq && s_can_move (self)) {
         //  A cluster member that has not applied what another one sent us
@@ -969,7 +877,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         //  (s_on_stale, s_on_second)
         if (!self->behind || self->server_behind != head->seq) {
             zsys_info ("kc_agent: server %s is at seq %llu, behind this cache (seq %llu)",
-                       s_member (self, self->root)->name, (unsigned long long) head->seq, (unsigned long long) seq);
+                       agent_member (self)->name, (unsigned long long) head->seq, (unsigned long long) seq);
         }
         self->behind = true;
         self->server_behind = head->seq;
@@ -987,7 +895,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         }
         self->behind = true;
         self->server_behind = head->seq;
-        s_set_state (self, AGENT_STALE, "server head behind the cache");
+        agent_set_state (self, AGENT_STALE, "server head behind the cache");
         s_want_ack (self);
         return;
     }
@@ -997,21 +905,20 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         //  here) the two are a proof: kept, and the server refused
         if (self->has_head && self->head.seq == head->seq
         &&  agent_take_proof (self, &self->head, head, "on the update channel", &why) == 0) {
-            s_set_state (self, AGENT_STALE, "the server equivocated: refused");
+            agent_set_state (self, AGENT_STALE, "the server equivocated: refused");
             return;
         }
-        s_warn (self, "kc_agent: %s", "server head names another history for this sequence "
-                "(equivocation); resyncing");
-        s_set_state (self, AGENT_STALE, "server equivocated");
-        if (!self->syncing && !self->resync_wanted) {
-            s_want_retry (self);
+        agent_set_state (self, AGENT_STALE, "server equivocated");
+        if (!kc_follow_syncing (self->follow) && !kc_follow_backing_off (self->follow)) {
+            kc_why (&why, "its head names another history for seq %llu (equivocation); resyncing",
+                    (unsigned long long) head->seq);
+            kc_follow_fault (self->follow, "a head", &why);
         }
         return;
     }
     self->head = *head;
     self->has_head = true;
     self->refused_backoff = 0;              //  admitted: a later refusal starts over
-    self->admitted = true;
     self->last_fresh = zclock_mono ();
     s_want_ack (self);
     s_arm_stale (self);
@@ -1023,7 +930,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         agent_witness_shortfall (self, text, sizeof text);
         self->witness_short = true;
         if (self->state != AGENT_STALE) {
-            s_set_state (self, AGENT_STALE, text);
+            agent_set_state (self, AGENT_STALE, text);
         }
         return;
     }
@@ -1044,175 +951,53 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         self->head_written_seq = head->seq;
     }
     agent_head_event (self, head);
-    s_set_state (self, AGENT_FRESH, NULL);
+    agent_set_state (self, AGENT_FRESH, NULL);
 }
 
 //  --- Updates ----------------------------------------------------------------
 
-//  Handles one UPDATE outside a sync, inside an open group. Returns 0, 1 if
-//  a gap needs a resync (group stays valid), -1 on a fault (rolled back).
-static int
-s_on_update (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group)
+//  Commits the transaction the update channel's entries opened: at a head,
+//  at the end of a wake-up's messages, before a sync.
+static void
+s_commit_open (agent_t *self)
 {
-    uint64_t seq = kc_cache_seq (self->cache);
-    uint64_t last = msg->entries [msg->entry_count - 1].seq;
-    if (last <= seq) {
-        return 0;
+    if (self->group && self->group->open) {
+        self->group->open = false;
+        s_commit_group (self, self->group);
     }
-    if (msg->entries [0].seq > seq + 1) {
-        return 1;
+}
+
+//  The entries of an UPDATE after the cache's seq (kc_follow saw no gap),
+//  applied in the transaction open for this wake-up's messages. 0, or -1
+//  with a reason (the transaction rolled back: those messages come again
+//  with the sync after the back-off).
+static int
+s_apply_update (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    s_group_t *group = self->group;
+    if (!group->open) {
+        if (kc_cache_begin (self->cache, why)) {
+            return -1;
+        }
+        group->open = true;
     }
-    kc_why_t why;
-    if (s_apply_entries (self, msg, group, &why)) {
+    if (s_apply_entries (self, msg, group, why)) {
         kc_cache_rollback (self->cache);
         s_group_abort (self, group);
+        group->open = false;
         if (kc_cache_damaged (self->cache)) {
-            s_rebuild (self, why.text);
-        }
-        else {
-            s_fault (self, "an update", &why);
+            s_rebuild (self, why->text);    //  and a sync from 0: not the server's fault
+            return 0;
         }
         return -1;
     }
     return 0;
 }
 
-//  Processes a batch of received update-channel messages in order.
 static void
-s_process_updates (agent_t *self, zmsg_t **msgs, size_t count)
+s_on_flush (void *arg)
 {
-    static s_group_t group;
-    bool open = false;
-    kc_why_t why;
-    for (size_t i = 0; i < count && !self->syncing; i++) {
-        kc_proto_msg_t decoded;
-        if (kc_proto_decode (msgs [i], KC_CHANNEL_UPDATES, &decoded, &why)) {
-            s_warn (self, "kc_agent: malformed message on the update channel: %s", why.text);
-            continue;
-        }
-        if (decoded.type == KC_MSG_HEAD) {
-            if (open && s_commit_group (self, &group) == 0) {
-                open = false;
-            }
-            open = false;
-            s_on_head (self, &decoded.head, decoded.cosigs, decoded.cosig_count, false);
-        }
-        else {
-            if (!open) {
-                if (kc_cache_begin (self->cache, &why)) {
-                    zsys_error ("kc_agent: %s", why.text);
-                    kc_proto_msg_reset (&decoded);
-                    break;
-                }
-                open = true;
-            }
-            int rc = s_on_update (self, &decoded, &group);
-            if (rc < 0) {
-                open = false;
-            }
-            else
-            if (rc > 0) {
-                char text [120];
-                snprintf (text, sizeof text, "gap in updates (expected %llu, got %llu)",
-                          (unsigned long long) kc_cache_seq (self->cache) + 1,
-                          (unsigned long long) decoded.entries [0].seq);
-                if (s_commit_group (self, &group) == 0 && self->cache && !s_backing_off (self)) {
-                    s_start_sync (self, text);
-                }
-                open = false;
-            }
-        }
-        kc_proto_msg_reset (&decoded);
-    }
-    if (open) {
-        s_commit_group (self, &group);
-    }
-}
-
-//  Batches in an update-channel message (a HEAD counts as one).
-static size_t
-s_msg_batches (zmsg_t *msg)
-{
-    size_t frames = zmsg_size (msg);
-    return frames > 2 ? (frames - 1) / 2 : 1;
-}
-
-static int s_on_drain (zloop_t *loop, int timer_id, void *arg);
-
-//  Applies the next slice of the updates held during a sync, and comes back
-//  for the rest after the loop has served lookups and status requests.
-static void
-s_drain_buffered (agent_t *self)
-{
-    zmsg_t *msgs [DRAIN_MAX];
-    size_t count = 0, batches = 0;
-    while (count < DRAIN_MAX && batches < DRAIN_BATCHES_MAX && !self->syncing) {
-        zmsg_t *msg = zlistx_detach (self->buffered, NULL);
-        if (!msg) {
-            break;
-        }
-        self->buffered_bytes -= zmsg_content_size (msg);
-        batches += s_msg_batches (msg);
-        msgs [count++] = msg;
-    }
-    s_process_updates (self, msgs, count);
-    for (size_t i = 0; i < count; i++) {
-        zmsg_destroy (&msgs [i]);
-    }
-    if (zlistx_size (self->buffered) && !self->syncing && !self->drain_due) {
-        self->drain_due = true;
-        zloop_timer (self->loop, 1, 1, s_on_drain, self);
-    }
-}
-
-static int
-s_on_drain (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    agent_t *self = arg;
-    self->drain_due = false;
-    s_drain_buffered (self);
-    return 0;
-}
-
-static int
-s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
-{
-    (void) loop;
-    agent_t *self = arg;
-    if (socket != self->updates) {
-        return 0;                           //  a socket s_reconnect destroyed (s_stale_reader)
-    }
-    zmsg_t *msgs [DRAIN_MAX];
-    size_t count = 0, batches = 0;
-    while (count < DRAIN_MAX && batches < DRAIN_BATCHES_MAX
-       &&  (zsock_events (socket) & ZMQ_POLLIN)) {
-        zmsg_t *msg = zmsg_recv (socket);
-        if (!msg) {
-            break;
-        }
-        self->admitted = true;              //  the handshake passed
-        if (self->syncing || zlistx_size (self->buffered)) {
-            //  Hold updates during a sync and behind those still held; beyond
-            //  the bound, rely on the next head to notice what was dropped
-            if (self->buffered_bytes < BUFFER_BYTES_MAX) {
-                self->buffered_bytes += zmsg_content_size (msg);
-                zlistx_add_end (self->buffered, msg);
-            }
-            else {
-                zmsg_destroy (&msg);
-            }
-            continue;
-        }
-        batches += s_msg_batches (msg);
-        msgs [count++] = msg;
-    }
-    s_process_updates (self, msgs, count);
-    for (size_t i = 0; i < count; i++) {
-        zmsg_destroy (&msgs [i]);
-    }
-    return 0;
+    s_commit_open (arg);
 }
 
 //  --- Snapshot ------------------------------------------------------------------
@@ -1307,7 +1092,7 @@ s_cold_grants_store (agent_t *self, kc_why_t *why)
 static int
 s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 {
-    static s_group_t group;
+    s_group_t *group = self->group;
     if (!self->cold && kc_cache_begin (self->cache, why)) {
         return -1;
     }
@@ -1391,12 +1176,12 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
         memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
     }
     if (!self->cold) {
-        if (s_apply_entries (self, msg, &group, why)) {
+        if (s_apply_entries (self, msg, group, why)) {
             kc_cache_rollback (self->cache);
-            s_group_abort (self, &group);
+            s_group_abort (self, group);
             return -1;
         }
-        if (s_commit_group (self, &group)) {
+        if (s_commit_group (self, group)) {
             return kc_why (why, "cannot commit to the cache");
         }
         self->sync_seq = kc_cache_seq (self->cache);
@@ -1405,19 +1190,36 @@ s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
     return 0;
 }
 
+//  Whether a sync's END head is signed with the head key of the server
+//  followed in root, or behind a mirror of any server of root. 0, or -1
+//  with a reason.
+static int
+s_end_signer (agent_t *self, const kc_root_t *root, const kc_head_t *head, kc_why_t *why)
+{
+    if (kc_head_verify_signature (head, kc_root_directory (root), agent_member_in (self, root)->head_key, why) == 0) {
+        return 0;
+    }
+    for (size_t i = 0; self->mirror_count && i < kc_root_server_count (root); i++) {
+        kc_why_t ignored;
+        if (kc_head_verify_signature (head, kc_root_directory (root), kc_root_server (root, i)->head_key,
+                                      &ignored) == 0) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
+//  The END of a sync, whose counts and (seq, chain) kc_follow checked
+//  against the batches: its head's signature and time; a cold sync's new
+//  cache file built. 0, 1 (not timely: the batches are kept, fresh at the
+//  next head), -1 with a reason, -2 when the cache cannot be opened again.
 static int
 s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 {
-    if (msg->batches != self->sync_batches || msg->records != self->sync_records) {
-        return kc_why (why, "END counts %llu batches and %llu records, received %llu and %llu",
-                       (unsigned long long) msg->batches, (unsigned long long) msg->records,
-                       (unsigned long long) self->sync_batches,
-                       (unsigned long long) self->sync_records);
-    }
     //  Signed under the root in force at the END's seq
     const kc_cache_roots_t *roots = &self->cold_roots;
     const kc_root_t *root = self->cold && roots->count ? roots->roots [roots->count - 1] : self->root;
-    if (kc_head_verify_signature (&msg->head, kc_root_directory (root), s_member (self, root)->head_key, why)) {
+    if (s_end_signer (self, root, &msg->head, why)) {
         return kc_why_prefix (why, "END head");
     }
     //  A head that is too old (or too new) for our clock says nothing about
@@ -1428,11 +1230,6 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
                                       &late) == 0;
     if (!timely) {
         s_warn (self, "kc_agent: END of the sync: %s; batches kept, fresh at the next head", late.text);
-    }
-    if (msg->head.seq != self->sync_seq
-    ||  sodium_memcmp (msg->head.chain, self->sync_chain, KC_HASH_BYTES)) {
-        return kc_why (why, "END head (seq %llu) does not match the batches received (seq %llu)",
-                       (unsigned long long) msg->head.seq, (unsigned long long) self->sync_seq);
     }
     if (self->cold && (self->cold_count || self->cold_roots.count
                        || (self->cold_grants && zhashx_size (self->cold_grants)))) {
@@ -1481,8 +1278,6 @@ s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 static void
 s_finish_sync (agent_t *self, const kc_proto_msg_t *end)
 {
-    self->syncing = false;
-    self->backoff = BACKOFF_MIN_MS;
     int64_t now = zclock_mono ();
     self->last_sync_from = self->sync_from;
     self->last_sync_batches = self->sync_batches;
@@ -1501,76 +1296,51 @@ s_finish_sync (agent_t *self, const kc_proto_msg_t *end)
         s_on_head (self, &end->head, end->cosigs, end->cosig_count, true);
     }
     s_take_next_key (self);
-    //  Updates that arrived during the sync, a slice at a time
-    s_drain_buffered (self);
-    s_want_ack (self);
+    s_want_ack (self);                      //  kc_follow applies what came meanwhile next
 }
 
+//  Entries from kc_follow: a sync's BATCHES, or an UPDATE.
 static int
-s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
+s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
 {
-    (void) loop;
     agent_t *self = arg;
-    if (socket != self->snapshot) {
-        return 0;                           //  a socket s_reconnect destroyed (s_stale_reader)
+    if (!kc_follow_syncing (self->follow)) {
+        return s_apply_update (self, msg, why);
     }
-    for (int n = 0; n < 16 && (zsock_events (socket) & ZMQ_POLLIN); n++) {
-        zmsg_t *msg = zmsg_recv (socket);
-        if (!msg) {
-            break;
-        }
-        self->admitted = true;              //  the handshake passed
-        kc_proto_msg_t decoded;
-        kc_why_t why;
-        if (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &decoded, &why)) {
-            if (self->syncing) {
-                s_fault (self, "a snapshot message", &why);
-            }
-        }
-        else
-        if (!self->syncing) {
-            //  A reply to an abandoned sync
-        }
-        else
-        if (decoded.type == KC_MSG_ERROR) {
-            kc_why (&why, "server refused the sync: %.*s", (int) decoded.text_size, decoded.text);
-            s_fault (self, "the sync", &why);
-        }
-        else
-        if (decoded.type == KC_MSG_BATCHES) {
-            if (s_on_batches (self, &decoded, &why)) {
-                if (self->cache && kc_cache_damaged (self->cache)) {
-                    s_rebuild (self, why.text);
-                }
-                else {
-                    s_fault (self, "a snapshot", &why);
-                }
-            }
-            else {
-                self->sync_deadline = zclock_mono () + SYNC_TIMEOUT_MS;
-                zmsg_t *credit = kc_proto_credit (1);
-                s_send (self, &credit);
-            }
-        }
-        else {
-            int rc = s_on_end (self, &decoded, &why);
-            if (rc >= 0) {
-                s_finish_sync (self, rc == 0 ? &decoded : NULL);
-            }
-            else {
-                s_fault (self, "a snapshot", &why);
-                if (rc == -2) {
-                    zsys_error ("kc_agent: cannot reopen the cache; stopping");
-                    kc_proto_msg_reset (&decoded);
-                    zmsg_destroy (&msg);
-                    return -1;
-                }
-            }
-        }
-        kc_proto_msg_reset (&decoded);
-        zmsg_destroy (&msg);
+    self->sync_progressed = zclock_mono ();
+    if (s_on_batches (self, msg, why) == 0) {
+        return 0;
     }
-    return 0;
+    if (self->cache && kc_cache_damaged (self->cache)) {
+        s_rebuild (self, why->text);        //  a sync from 0 instead
+    }
+    return -1;
+}
+
+//  A head from kc_follow: on the update channel (the open transaction is
+//  committed first: the head may name it), or the END of a sync.
+static void
+s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
+{
+    agent_t *self = arg;
+    if (!from_end) {
+        s_commit_open (self);
+        if (self->cache) {
+            s_on_head (self, &msg->head, msg->cosigs, msg->cosig_count, false);
+        }
+        return;
+    }
+    kc_why_t why;
+    int rc = s_on_end (self, msg, &why);
+    if (rc >= 0) {
+        s_finish_sync (self, rc == 0 ? msg : NULL);
+        return;
+    }
+    kc_follow_fault (self->follow, "a snapshot", &why);
+    if (rc == -2) {
+        zsys_error ("kc_agent: cannot reopen the cache; stopping");
+        zsys_interrupted = 1;
+    }
 }
 
 //  --- Rebuild, integrity checks, timers ------------------------------------
@@ -1610,8 +1380,7 @@ s_rebuild (agent_t *self, const char *why)
     self->has_head = false;
     self->state = AGENT_SYNCING;
     agent_event (self, "reloaded", NULL, NULL, 0);
-    s_free_buffered (self);
-    s_start_sync (self, "cache rebuilt");
+    kc_follow_sync (self->follow, "cache rebuilt");
 }
 
 static int
@@ -1773,7 +1542,8 @@ static void
 s_sync_progress (agent_t *self, int64_t now)
 {
     int64_t running = now - self->sync_started;
-    if (!self->syncing || running < PROGRESS_EVERY_MS || now - self->progress_logged < PROGRESS_EVERY_MS) {
+    if (!kc_follow_syncing (self->follow) || running < PROGRESS_EVERY_MS
+    ||  now - self->progress_logged < PROGRESS_EVERY_MS) {
         return;
     }
     self->progress_logged = now;
@@ -1793,17 +1563,15 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     kc_ratelog_flush (self->log);
     if (self->state == AGENT_SYNCING && !self->has_head && now - self->sync_started > self->config.stale_after_ms
     &&  kc_cache_seq (self->cache) > 0) {
-        s_set_state (self, AGENT_STALE, "cannot reach the server");
+        agent_set_state (self, AGENT_STALE, "cannot reach the server");
     }
     //  In a cluster, a member that gives no fresh head, or no progress in
     //  a sync, for half the staleness window is left for the next one
     int64_t quiet = self->config.stale_after_ms / 2;
+    bool syncing = kc_follow_syncing (self->follow);
     if (s_can_move (self) && self->state != AGENT_FRESH && !self->refused_retry && now - self->connected_at > quiet
-    &&  (!self->syncing || now - (self->sync_deadline - SYNC_TIMEOUT_MS) > quiet)) {
-        return s_next_member (self, self->syncing ? "its sync made no progress" : "no fresh head from it");
-    }
-    if (self->syncing && now > self->sync_deadline) {
-        s_start_sync (self, "sync made no progress (server unreachable?)");
+    &&  (!syncing || now - self->sync_progressed > quiet)) {
+        return s_next_member (self, syncing ? "its sync made no progress" : "no fresh head from it");
     }
     s_sync_progress (self, now);
     kc_why_t why;
@@ -1817,9 +1585,9 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         s_reload_wanted = 0;
         s_reload (self);
     }
-    zsock_t *monitor = zactor_sock (self->monitor);
+    zsock_t *monitor = kc_follow_monitor (self->follow);
     self->key_failed = false;
-    for (int n = 0; n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
+    for (int n = 0; monitor && n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
         s_on_monitor (loop, monitor, self);
     }
     if (self->key_failed && self->key_count > 1) {
@@ -1853,7 +1621,7 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
         char text [200];
         agent_witness_shortfall (self, text, sizeof text);
         self->witness_short = true;
-        s_set_state (self, AGENT_STALE, text);
+        agent_set_state (self, AGENT_STALE, text);
         return 0;
     }
     int window = s_can_move (self) && !self->halfway ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
@@ -1878,7 +1646,7 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
     if (self->state == AGENT_FRESH) {
         char text [80];
         snprintf (text, sizeof text, "no valid head for %d ms", self->config.stale_after_ms);
-        s_set_state (self, AGENT_STALE, text);
+        agent_set_state (self, AGENT_STALE, text);
     }
     return 0;
 }
@@ -1907,9 +1675,9 @@ s_on_ack (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     agent_t *self = arg;
     self->ack_timer = -1;
-    if (self->ack_pending && !self->syncing) {
+    if (self->ack_pending && !kc_follow_syncing (self->follow)) {
         zmsg_t *ack = kc_proto_ack (kc_cache_seq (self->cache), kc_cache_chain (self->cache));
-        s_send (self, &ack);
+        kc_follow_send (self->follow, &ack);
         self->ack_pending = false;
         self->last_ack = zclock_mono ();
     }
@@ -1927,33 +1695,6 @@ s_want_ack (agent_t *self)
         int64_t wait = self->last_ack + ACK_EVERY_MS - zclock_mono ();
         self->ack_timer = zloop_timer (self->loop, (size_t) (wait > 1 ? wait : 1), 1, s_on_ack, self);
     }
-}
-
-static int
-s_on_retry (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    agent_t *self = arg;
-    self->retry_timer = -1;
-    if (!self->syncing && self->resync_wanted) {
-        s_start_sync (self, "retrying");
-    }
-    return 0;
-}
-
-//  Syncs again after the back-off, with jitter (half to one and a half
-//  times it), so agents that failed together do not retry together.
-static void
-s_want_retry (agent_t *self)
-{
-    int64_t wait = self->backoff / 2 + (int64_t) randombytes_uniform ((uint32_t) self->backoff + 1);
-    self->resync_wanted = true;
-    self->retry_after = zclock_mono () + wait;
-    if (self->retry_timer != -1) {
-        zloop_timer_end (self->loop, self->retry_timer);
-    }
-    self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
 }
 
 static int
@@ -2142,7 +1883,7 @@ s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
     if (event && KC_STREQ (event, "REGISTERED")) {
         zsys_info ("kc_agent: the enrolment of %s is approved (seq %s): connecting with this node's key",
                    self->config.enrol_name, detail ? detail : "?");
-        if (!self->admitted || self->refused_retry) {
+        if (!kc_follow_admitted (self->follow) || self->refused_retry) {
             self->refused_retry = 0;
             rc = s_reconnect (self, "connecting again: this node's key was admitted");
         }
@@ -2161,38 +1902,6 @@ s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
 }
 
 //  --- Start-up ------------------------------------------------------------------
-
-static zsock_t *
-s_client_socket (agent_t *self, int type, const char *endpoint)
-{
-    zsock_t *socket = zsock_new (type);
-    assert (socket);
-    zsock_set_linger (socket, 0);
-    //  The server key from the roots followed, read back (kc_sockopt.h)
-    kc_why_t why;
-    memcpy (self->key_in_use, self->server_keys [self->key_index], KC_KEY_BYTES);
-    if (kc_sockopt_curve_client (socket, kc_cert_public_key (self->cert),
-                                 kc_cert_secret_key (self->cert), self->key_in_use, &why)
-    ||  kc_sockopt_maxmsgsize (socket, KC_PROTO_MESSAGE_MAX, &why)) {
-        zsys_error ("kc_agent: %s", why.text);
-        zsock_destroy (&socket);
-        return NULL;
-    }
-    zsock_set_rcvhwm (socket, 100000);
-    //  Never block the agent on a send: a DEALER with no connection (the
-    //  server down, or refusing this node's key) would hold the loop, and
-    //  lookups, forever. A SYNC that cannot go is dropped and retried.
-    zsock_set_sndtimeo (socket, 0);
-    if (type == ZMQ_SUB) {
-        zsock_set_subscribe (socket, "UPDATE");
-        zsock_set_subscribe (socket, "HEAD");
-    }
-    if (zsock_connect (socket, "%s", endpoint)) {
-        zsys_error ("kc_agent: invalid endpoint '%s'", endpoint);
-        zsock_destroy (&socket);
-    }
-    return socket;
-}
 
 //  Gives the cache files (database, -wal, -shm) the configured group, so
 //  applications in that group can read the cache (mode 0640, KC_DB_FILE_MODE).
@@ -2288,45 +1997,34 @@ s_open_cache (agent_t *self)
     return 0;
 }
 
-//  The update and snapshot sockets, with the server key in use, and the
-//  monitor of the snapshot socket's handshakes.
+//  Follows the server (or mirror) of connect_text with the server key in
+//  use, from the cache's sequence (kc_follow also watches the snapshot
+//  socket's handshakes: s_on_monitor). why is logged.
 static int
-s_connect_server (agent_t *self)
+s_connect_server (agent_t *self, const char *why)
 {
-    self->updates = s_client_socket (self, ZMQ_SUB, self->connect [1]);
-    self->snapshot = s_client_socket (self, ZMQ_DEALER, self->connect [0]);
-    if (!self->updates || !self->snapshot) {
-        return -1;
-    }
+    kc_follow_upstream_t upstream = { 0 };
+    snprintf (upstream.name, sizeof upstream.name, "%s", *self->member ? self->member : agent_member (self)->name);
+    snprintf (upstream.snapshot, sizeof upstream.snapshot, "%s", self->connect [0]);
+    snprintf (upstream.updates, sizeof upstream.updates, "%s", self->connect [1]);
+    memcpy (self->key_in_use, self->server_keys [self->key_index], KC_KEY_BYTES);
+    memcpy (upstream.server_key, self->key_in_use, KC_KEY_BYTES);
     self->connected_at = zclock_mono ();
-    self->admitted = false;
     self->asked_at = 0;                     //  connecting: what RECONNECT asked for
-    self->monitor = zactor_new (zmonitor, self->snapshot);
-    zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
-                "HANDSHAKE_FAILED_AUTH", NULL);
-    zstr_sendx (self->monitor, "START", NULL);
-    zsock_wait (self->monitor);
-    if (self->loop) {
-        zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
-        zloop_reader (self->loop, self->updates, s_on_updates, self);
+    if (why) {
+        zsys_info ("kc_agent: %s; syncing from seq %llu", why, (unsigned long long) kc_cache_seq (self->cache));
+    }
+    kc_why_t reason;
+    kc_follow_set_keys (self->follow, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert));
+    if (kc_follow_connect (self->follow, &upstream, &reason)) {
+        zsys_error ("kc_agent: %s", reason.text);
+        return -1;
     }
     return 0;
 }
 
-//  s_stale_reader: zloop runs timers after its poll and then the readers
-//  that poll found ready, from copies made before the timers ran, and
-//  checks for removed readers only after a reader's handler. When a timer
-//  (s_on_second) connects again, the snapshot and update sockets it
-//  destroys may still be called for in that same pass: their handlers
-//  compare the socket they are given with the current one, never touching
-//  a destroyed one.
-
-//  The server did not take our HELLO with the key in use, and the roots
-//  followed name others: connect with another one (a server key rotation:
-//  before its overlap ends the server still has the old key, after it the
-//  new one), and sync from the cache's sequence, so nothing published
-//  while the connection was down is missed.
-//  New sockets to the server (with the key in use) and a sync from the cache.
+//  New sockets to the server (with the node's key as its file holds it
+//  now, and the server key in use) and a sync from the cache.
 static int
 s_reconnect (agent_t *self, const char *why)
 {
@@ -2349,16 +2047,7 @@ s_reconnect (agent_t *self, const char *why)
         s_warn (self, "kc_agent: %s; connecting with the key loaded before", reason.text);
     }
     kc_cert_destroy (&cert);
-    zloop_reader_end (self->loop, self->snapshot);
-    zloop_reader_end (self->loop, self->updates);
-    zactor_destroy (&self->monitor);
-    zsock_destroy (&self->snapshot);
-    zsock_destroy (&self->updates);
-    if (s_connect_server (self)) {
-        return -1;
-    }
-    s_start_sync (self, why);
-    return 0;
+    return s_connect_server (self, why);
 }
 
 //  Whether connecting again would change anything: the node's key file
@@ -2372,7 +2061,7 @@ s_reconnect_needed (agent_t *self, bool *changed)
     kc_cert_t *cert = kc_cert_load_secret (self->config.key_path, &why);
     *changed = cert && memcmp (kc_cert_public_key (cert), kc_cert_public_key (self->cert), KC_KEY_BYTES);
     kc_cert_destroy (&cert);
-    return *changed || self->refused_retry || !self->admitted;
+    return *changed || self->refused_retry || !kc_follow_admitted (self->follow);
 }
 
 static int
@@ -2390,8 +2079,8 @@ s_reconnect_as_asked (agent_t *self, bool changed)
 //  server: a request sooner than that is carried out then (s_on_second), if
 //  it is still needed. Sets *action ("now", "later" in *in_ms, or "none");
 //  -1 when the sockets cannot be made again.
-int
-agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
+static int
+s_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
 {
     bool changed;
     *in_ms = 0;
@@ -2429,7 +2118,7 @@ s_next_member (agent_t *self, const char *why)
         return s_reconnect (self, text);
     }
     size_t count = kc_root_server_count (self->root), at = 0;
-    const kc_root_server_t *current = s_member (self, self->root);
+    const kc_root_server_t *current = agent_member (self);
     for (size_t i = 0; i < count; i++) {
         at = kc_root_server (self->root, i) == current ? i : at;
     }
@@ -2469,6 +2158,8 @@ static int
 s_start (agent_t *self)
 {
     kc_why_t why;
+    self->ops = (agent_ops_t) { .reconnect = s_reconnect_asked, .take_proof = agent_take_proof,
+                                .status_json = agent_witness_json, .status_text = agent_witness_text };
     //  The pinned root is checked as of its own creation: it may have
     //  expired since and been renewed by root changes in the log (which the
     //  cache holds). The root in force's expiry is judged on every head.
@@ -2502,17 +2193,26 @@ s_start (agent_t *self)
     for (int i = 0; i < 2; i++) {
         snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s",
                   self->config.connect [i] ? self->config.connect [i]
-                                           : s_member (self, self->root)->endpoints [i]);
+                                           : agent_member (self)->endpoints [i]);
         self->connect [i] = self->connect_text [i];
     }
     if (self->mirror_count) {
         s_use_mirror (self);
     }
-    if (s_connect_server (self) || agent_witness_start (self)) {
+    kc_follow_config_t following = {
+        .name = "kc_agent", .public_key = kc_cert_public_key (self->cert),
+        .secret_key = kc_cert_secret_key (self->cert), .directory = kc_root_directory (self->pinned),
+        .credit = (uint32_t) self->config.credit, .seq = s_copy_seq, .chain = s_copy_chain,
+        .entries = s_entries, .head = s_head, .syncing = s_on_syncing, .fault = s_on_fault,
+        .flush = s_on_flush, .arg = self, .log = self->log, .buffer_bytes = BUFFER_BYTES_MAX, .monitor = true
+    };
+    self->follow = kc_follow_new (&following, self->loop);
+    self->group = calloc (1, sizeof *self->group);
+    assert (self->group);
+    if (agent_witness_start (self)) {
         return -1;
     }
     self->checker = zactor_new (s_checker_actor, (void *) self->config.cache_path);
-    self->buffered = zlistx_new ();
     return 0;
 }
 
@@ -2520,14 +2220,12 @@ int
 kc_agent_run (const kc_agent_config_t *config)
 {
     agent_t self = { .config = *config, .state = AGENT_SYNCING, .caught_up_ms = -1,
-                     .started = zclock_mono (), .backoff = BACKOFF_MIN_MS, .stale_timer = -1,
-                     .ack_timer = -1, .retry_timer = -1, .swap_timer = -1, .old_key_timer = -1 };
+                     .started = zclock_mono (), .stale_timer = -1,
+                     .ack_timer = -1, .swap_timer = -1, .old_key_timer = -1 };
     self.log = kc_ratelog_new ("kc_agent", LOG_PERIOD_MS, LOG_PER_KIND, LOG_PER_KIND);
+    self.loop = zloop_new ();
     int rc = 1;
     if (s_start (&self) == 0) {
-        self.loop = zloop_new ();
-        zloop_reader (self.loop, self.snapshot, s_on_snapshot, &self);
-        zloop_reader (self.loop, self.updates, s_on_updates, &self);
         zloop_reader (self.loop, self.local, agent_on_local, &self);
         zloop_timer (self.loop, 1000, 0, s_on_second, &self);
         if (config->check_interval_ms > 0) {
@@ -2545,26 +2243,26 @@ kc_agent_run (const kc_agent_config_t *config)
             self.enroller = agent_enrol_new (&self);
             zloop_reader (self.loop, zactor_sock (self.enroller), s_on_enrolled, &self);
         }
-        s_start_sync (&self, NULL);
-        zloop_start (self.loop);
+        if (s_connect_server (&self, NULL) == 0) {
+            zloop_start (self.loop);        //  (a sync from the cache's seq runs)
+        }
         zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)
                    (self.cache ? kc_cache_seq (self.cache) : 0));
         rc = 0;
     }
+    s_commit_open (&self);
+    kc_follow_destroy (&self.follow);
     zloop_destroy (&self.loop);
     zactor_destroy (&self.enroller);
     zactor_destroy (&self.checker);
-    zactor_destroy (&self.monitor);
-    zsock_destroy (&self.snapshot);
-    zsock_destroy (&self.updates);
     zsock_destroy (&self.local);
     zsock_destroy (&self.events);
     agent_witness_stop (&self);
     kc_witness_view_destroy (&self.witnesses);
     s_free_cold (&self);
-    if (self.buffered) {
-        s_free_buffered (&self);
-        zlistx_destroy (&self.buffered);
+    if (self.group) {
+        s_group_clear (self.group);
+        free (self.group);
     }
     kc_cache_destroy (&self.cache);
     kc_cert_destroy (&self.cert);

@@ -1,6 +1,15 @@
 /*  =========================================================================
-    kc_agent_internal - the agent's state, shared by the sync engine
-    (kc_agent.c) and the local service (kc_agent_service.c). Not installed.
+    kc_agent_internal - the agent's state, shared by its modules. Not
+    installed. They call each other one way only:
+
+        kc_agent.c (the engine: kc_follow's consumer, heads, the cache)
+          -> kc_agent_witness.c (witnesses, proofs of equivocation)
+               -> kc_agent_service.c (the local service, events, state)
+          -> kc_agent_enrol.c (--enrol's thread)
+
+    What the service does for a local client that only the engine or the
+    witness module can do (RECONNECT, PROOF, their STATUS fields) it reaches
+    through agent_ops_t, which the engine fills in.
     =========================================================================
 */
 #ifndef KC_AGENT_INTERNAL_H_INCLUDED
@@ -26,22 +35,38 @@ typedef struct {
     size_t next, count;
 } agent_history_t;
 
+typedef struct _agent_t agent_t;
+
+//  Operations of the modules above the service, for its requests.
+typedef struct {
+    //  RECONNECT: sets *action ("now", "later" in *in_ms, or "none"); -1
+    //  when the sockets cannot be made again
+    int (*reconnect) (agent_t *self, const char **action, int64_t *in_ms);
+    //  PROOF: two heads checked as a proof of equivocation; 0, or -1 with
+    //  a reason
+    int (*take_proof) (agent_t *self, const kc_head_t *a, const kc_head_t *b, const char *source, kc_why_t *why);
+    //  Their own STATUS fields (JSON, after a comma) and lines
+    void (*status_json) (agent_t *self, FILE *out);
+    void (*status_text) (agent_t *self, FILE *out);
+} agent_ops_t;
+
 typedef enum {
     AGENT_SYNCING,                          //  no verified head for the cache yet
     AGENT_FRESH,                            //  heads keep matching the cache
     AGENT_STALE                             //  no matching head for stale-after
 } agent_state_t;
 
-typedef struct {
+struct _agent_t {
     kc_agent_config_t config;
+    agent_ops_t ops;                        //  for the service (kc_agent.c fills it in)
     kc_root_t *root;                        //  in force at the cache's seq
     kc_root_t *pinned;                      //  the --root file: where a sync from 0 starts
     uint8_t previous_head_key [KC_KEY_BYTES];   //  before the last head key rotation, whose
     bool has_previous_head_key;             //  overlap heads are ignored without a word
     kc_cert_t *cert;
     kc_cache_t *cache;
-    zsock_t *snapshot, *updates, *local, *events;
-    zactor_t *monitor;                      //  handshake failures on snapshot
+    kc_follow_t *follow;                    //  the log followed from the server (or a mirror)
+    zsock_t *local, *events;
     uint8_t server_keys [AGENT_SERVER_KEYS][KC_KEY_BYTES];  //  the server's CURVE keys in
     size_t key_count, key_index;            //  the roots followed, newest first; in use
     uint8_t key_in_use [KC_KEY_BYTES];
@@ -51,8 +76,7 @@ typedef struct {
                                             //  (zclock_mono; 0 when not refused), because libzmq
                                             //  never reconnects after a refusal
     int64_t refused_backoff;                //  ms, doubling to REFUSED_BACKOFF_MAX_MS
-    int64_t connected_at;                   //  zclock_mono: sockets to the server made,
-    bool admitted;                          //  and the server answered through them
+    int64_t connected_at;                   //  zclock_mono: sockets to the server made
     int64_t asked_at;                       //  RECONNECT asked: connect again then, if needed
     int swap_timer;                         //  one-shot: connect with the key just swapped in, or -1
     kc_nodekey_seen_t next_seen;            //  KEY.next as last read (s_take_next_key)
@@ -73,8 +97,7 @@ typedef struct {
     uint64_t member_moves;                  //  since the start
     uint64_t cold_syncs;                    //  syncs from seq 0 (a new cache), since the start
 
-    //  A sync in progress
-    bool syncing;
+    //  A sync in progress (kc_follow_syncing)
     bool cold;                              //  from 0: build a new cache file
     uint64_t sync_from, sync_seq;           //  start, last verified
     uint8_t sync_chain [KC_HASH_BYTES];
@@ -86,14 +109,9 @@ typedef struct {
     agent_history_t *cold_history;          //  and its last entries, for the history
     size_t cold_count;                      //  batches in the index
     zhashx_t *cold_grants;                  //  and the grants it met: hex key -> s_cold_grant_t
-    int64_t sync_started, sync_deadline;    //  zclock_mono
-    zlistx_t *buffered;                     //  UPDATE messages held during a sync,
-    size_t buffered_bytes;                  //  applied a slice per wake-up after it
-    bool drain_due;                         //  a timer will apply the next slice
-    bool resync_wanted;                     //  sync again when allowed
-    int64_t retry_after;                    //  after a faulty server, back off
-    int64_t backoff;                        //  the next back-off, ms (doubles to 30 s)
-    int retry_timer, stale_timer, ack_timer;    //  one-shot zloop timers, or -1
+    int64_t sync_started, sync_progressed;  //  zclock_mono: started, last BATCHES taken
+    struct _agent_group_t *group;           //  entries applied in the open transaction
+    int stale_timer, ack_timer;             //  one-shot zloop timers, or -1
     int64_t head_written;                   //  zclock_mono: last head written to the cache
     uint64_t head_written_seq;
 
@@ -108,8 +126,6 @@ typedef struct {
     bool clock_warned;                      //  said the clocks differ too much
     int64_t root_warned;                    //  zclock_mono: last root expiry warning
     kc_ratelog_t *log;                      //  warnings about what peers send, bounded
-    int64_t last_fault;                     //  and repeated faults
-    char last_fault_text [KC_WHY_BYTES];
 
     //  Witnesses (docs/protocol.md 9)
     kc_witness_view_t *witnesses;           //  cosignatures counted for this copy
@@ -143,9 +159,29 @@ typedef struct {
     int64_t last_build_ms;                  //  of which building a new cache file
     int64_t started;                        //  zclock_mono at start
     int64_t caught_up_ms;                   //  start to the first completed sync; -1 before
-} agent_t;
+};
 
-//  kc_agent_service.c: the local service and the event stream
+//  The server this agent follows in root: the member it chose, by name
+//  (a cluster's members are all servers of the root), or the first.
+static inline const kc_root_server_t *
+agent_member_in (const agent_t *self, const kc_root_t *root)
+{
+    for (size_t i = 0; *self->member && i < kc_root_server_count (root); i++) {
+        if (KC_STREQ (kc_root_server (root, i)->name, self->member)) {
+            return kc_root_server (root, i);
+        }
+    }
+    return kc_root_server (root, 0);
+}
+
+//  The server it follows in the root in force.
+static inline const kc_root_server_t *
+agent_member (const agent_t *self)
+{
+    return agent_member_in (self, self->root);
+}
+
+//  kc_agent_service.c: the local service, the event stream, the state
 int
     agent_service_bind (agent_t *self);
 int
@@ -155,14 +191,12 @@ void
                  uint64_t seq);
 void
     agent_head_event (agent_t *self, const kc_head_t *head);
-//  A proof of equivocation (two heads), from the local service's PROOF:
-//  checked against the root in force, kept and its server refused when it
-//  holds. Returns 0, or -1 with a reason.
-int
-    agent_take_proof (agent_t *self, const kc_head_t *a, const kc_head_t *b, const char *source,
-                      kc_why_t *why);
 const char *
     agent_state_name (agent_state_t state);
+//  The agent's state changes (why: said when it goes stale): logged, and
+//  an event (stale, fresh). Nothing when it is in that state already.
+void
+    agent_set_state (agent_t *self, agent_state_t state, const char *why);
 
 //  kc_agent_witness.c: witnesses and proofs of equivocation (docs/protocol.md 9)
 void
@@ -191,21 +225,16 @@ void
     agent_witness_json (agent_t *self, FILE *out);      //  STATUS fields
 void
     agent_witness_text (agent_t *self, FILE *human);    //  STATUS lines
+//  A proof of equivocation (two heads), from the local service's PROOF (ops.take_proof):
+//  checked against the root in force, kept and its server refused when it
+//  holds. Returns 0, or -1 with a reason.
+int
+    agent_take_proof (agent_t *self, const kc_head_t *a, const kc_head_t *b, const char *source,
+                      kc_why_t *why);
 
 //  kc_agent_enrol.c: the enrolment of --enrol NAME, asked in its own thread;
 //  it sends "REGISTERED" seq or "REJECTED" reason, then waits for $TERM
 zactor_t *
     agent_enrol_new (agent_t *self);
-
-//  kc_agent.c: the agent goes stale (a proof of equivocation came); the
-//  server it follows in the root in force
-void
-    agent_go_stale (agent_t *self, const char *why);
-const kc_root_server_t *
-    agent_member (const agent_t *self);
-
-//  kc_agent.c: RECONNECT (connect again now when refused or the key changed)
-int
-    agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms);
 
 #endif

@@ -2,7 +2,10 @@
     kc_agent_service - the agent's local endpoints (docs/agent.md):
     a ROUTER answering LOOKUP, NAME and STATUS with one JSON frame (and
     ROOTS and LOG as the server does, for the node's history), and a PUB
-    event stream (registered, updated, revoked, stale, fresh, reloaded).
+    event stream (registered, updated, revoked, stale, fresh, reloaded);
+    and the agent's state (syncing, fresh, stale), which it reports. What
+    only the engine or the witness module can do it reaches through
+    self->ops.
     =========================================================================
 */
 #include "kc_agent_internal.h"
@@ -11,6 +14,35 @@
 #include <sys/stat.h>
 
 #define AGENT_LOG_BYTES     (4 * 1024 * 1024)   //  history entries in one LOG reply
+
+const char *
+agent_state_name (agent_state_t state)
+{
+    return state == AGENT_FRESH ? "fresh" : state == AGENT_STALE ? "stale" : "syncing";
+}
+
+void
+agent_set_state (agent_t *self, agent_state_t state, const char *why)
+{
+    if (self->state == state) {
+        return;
+    }
+    agent_state_t before = self->state;
+    self->state = state;
+    if (state == AGENT_STALE) {
+        zsys_warning ("kc_agent: stale: %s (policy %s)", why,
+                      self->config.fail_closed ? "fail-closed: new peers are denied"
+                                               : "serve: lookups keep answering from the cache");
+    }
+    else {
+        zsys_info ("kc_agent: %s at seq %llu%s", agent_state_name (state),
+                   (unsigned long long) kc_cache_seq (self->cache),
+                   before == AGENT_STALE ? " (was stale)" : "");
+    }
+    if (state != AGENT_SYNCING) {
+        agent_event (self, agent_state_name (state), NULL, NULL, kc_cache_seq (self->cache));
+    }
+}
 
 //  Binds an endpoint; an ipc socket gets the configured mode and group
 //  (created under a umask that keeps it private until then).
@@ -207,7 +239,7 @@ s_status_text (agent_t *self, FILE *out)
     char hex [65];
     int64_t now = zclock_mono ();
     fprintf (out, "agent: %s (policy %s)%s\n", agent_state_name (self->state),
-             self->config.fail_closed ? "fail-closed" : "serve", self->syncing ? ", syncing" : "");
+             self->config.fail_closed ? "fail-closed" : "serve", kc_follow_syncing (self->follow) ? ", syncing" : "");
     fprintf (out, "  seq %llu, chain %.16s...\n", (unsigned long long) kc_cache_seq (self->cache),
              kc_hex (kc_cache_chain (self->cache), 32, hex));
     fprintf (out, "  keys %llu (%llu revoked), cache %s\n",
@@ -222,7 +254,7 @@ s_status_text (agent_t *self, FILE *out)
         fprintf (out, "  no matching head yet\n");
     }
     fprintf (out, "  server %s (updates %s)\n", self->connect [0], self->connect [1]);
-    if (self->syncing) {
+    if (kc_follow_syncing (self->follow)) {
         char progress [200];
         fprintf (out, "  syncing for %.0f s: %s\n", (double) (now - self->sync_started) / 1000.0,
                  kc_sync_progress (progress, sizeof progress, self->sync_batches, self->sync_records,
@@ -253,7 +285,7 @@ s_status_text (agent_t *self, FILE *out)
     fprintf (out, "  applied %llu batches, rejected %llu, %llu syncs, %llu cache rebuilds\n",
              (unsigned long long) self->applied, (unsigned long long) self->rejected,
              (unsigned long long) self->resyncs, (unsigned long long) self->rebuilds);
-    agent_witness_text (self, out);
+    self->ops.status_text (self, out);
 }
 
 static void
@@ -307,14 +339,14 @@ s_status_json (agent_t *self, FILE *out)
     kc_json_field_u64 (out, false, "last_sync_ms", (uint64_t) self->last_sync_ms);
     kc_json_field_u64 (out, false, "last_sync_build_ms", (uint64_t) self->last_build_ms);
     fprintf (out, ", \"caught_up_ms\": %lld", (long long) self->caught_up_ms);
-    if (self->syncing) {
+    if (kc_follow_syncing (self->follow)) {
         kc_json_field_u64 (out, false, "sync_batches", self->sync_batches);
         kc_json_field_u64 (out, false, "sync_records", self->sync_records);
         kc_json_field_u64 (out, false, "sync_ms", (uint64_t) (now - self->sync_started));
         kc_json_field_u64 (out, false, "sync_target", self->server_seq_hint);
     }
-    agent_witness_json (self, out);
-    fprintf (out, ", \"syncing\": %s}", self->syncing ? "true" : "false");
+    self->ops.status_json (self, out);
+    fprintf (out, ", \"syncing\": %s}", kc_follow_syncing (self->follow) ? "true" : "false");
 }
 
 //  METRICS: the Prometheus text exposition (docs/agent.md).
@@ -391,7 +423,7 @@ s_answer (agent_t *self, zmsg_t *request, char **text, bool *fatal, kc_why_t *wh
         if (zframe_size (argument) != 2 * KC_HEAD_BYTES
         ||  kc_head_decode (zframe_data (argument), KC_HEAD_BYTES, &a, why)
         ||  kc_head_decode (zframe_data (argument) + KC_HEAD_BYTES, KC_HEAD_BYTES, &b, why)
-        ||  agent_take_proof (self, &a, &b, "reported by an application", why)) {
+        ||  self->ops.take_proof (self, &a, &b, "reported by an application", why)) {
             rc = kc_why_prefix (why, "PROOF");
         }
         else {
@@ -413,7 +445,7 @@ s_answer (agent_t *self, zmsg_t *request, char **text, bool *fatal, kc_why_t *wh
         const char *action;
         int64_t in_ms;
         char fp [KC_FINGERPRINT_CHARS + 1];
-        if (agent_reconnect_asked (self, &action, &in_ms)) {
+        if (self->ops.reconnect (self, &action, &in_ms)) {
             *fatal = true;
             rc = kc_why (why, "cannot make the sockets to the server again");
         }

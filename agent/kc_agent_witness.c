@@ -137,7 +137,7 @@ agent_take_proof (agent_t *self, const kc_head_t *a, const kc_head_t *b, const c
         agent_event (self, "equivocation", NULL, server->name, a->seq);
     }
     if (agent_refused (self, agent_member (self)->head_key)) {
-        agent_go_stale (self, "the server equivocated: refused");
+        agent_set_state (self, AGENT_STALE, "the server equivocated: refused");
     }
     return 0;
 }

@@ -12,21 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DRAIN_MAX           64              //  messages handled per wake-up and socket
+#define SNAPSHOT_MAX        64              //  snapshot messages handled per wake-up
 
 struct _kc_follow_t {
     kc_follow_config_t config;
     zloop_t *loop;
     kc_follow_upstream_t upstream;
-    bool connected;
+    bool connected, admitted;
     zsock_t *snapshot, *updates;
+    zactor_t *monitor;                      //  config.monitor: handshakes on snapshot
     //  The sync in progress
     bool syncing;
+    uint64_t generation;                    //  moves at every sync, fault and connect: a
+                                            //  callback that started one is seen
     uint64_t sync_batches, sync_records;
     int sync_timer;                         //  one-shot: no progress for SYNC_TIMEOUT_MS, or -1
-    zlistx_t *buffered;                     //  UPDATE and HEAD messages held during a sync
-    size_t buffered_bytes;
+    zlistx_t *buffered;                     //  update messages held during a sync, and
+    size_t buffered_bytes;                  //  after it until drained a slice at a time
     bool overflowed;                        //  the buffer was dropped: sync again after END
+    int drain_timer;                        //  one-shot: the next slice, or -1
     //  Faults
     int retry_timer;                        //  one-shot: sync again after a back-off, or -1
     int64_t backoff;
@@ -42,9 +46,7 @@ struct _kc_follow_t {
 };
 
 static void s_arm_sync_timer (kc_follow_t *self);
-
-static uint64_t s_seq (kc_follow_t *self);
-static const uint8_t *s_chain (kc_follow_t *self);
+static void s_drain (kc_follow_t *self);
 
 static uint64_t
 s_store_seq (void *arg)
@@ -59,6 +61,15 @@ s_store_chain (void *arg)
 }
 
 static void
+s_end_timer (kc_follow_t *self, int *timer)
+{
+    if (*timer != -1) {
+        zloop_timer_end (self->loop, *timer);
+        *timer = -1;
+    }
+}
+
+static void
 s_free_buffered (kc_follow_t *self)
 {
     for (zmsg_t *msg = zlistx_first (self->buffered); msg; msg = zlistx_next (self->buffered)) {
@@ -66,15 +77,7 @@ s_free_buffered (kc_follow_t *self)
     }
     zlistx_purge (self->buffered);
     self->buffered_bytes = 0;
-}
-
-static void
-s_end_timer (kc_follow_t *self, int *timer)
-{
-    if (*timer != -1) {
-        zloop_timer_end (self->loop, *timer);
-        *timer = -1;
-    }
+    s_end_timer (self, &self->drain_timer);
 }
 
 static uint64_t
@@ -87,6 +90,13 @@ static const uint8_t *
 s_chain (kc_follow_t *self)
 {
     return self->config.chain (self->config.chain == s_store_chain ? (void *) self->config.store : self->config.arg);
+}
+
+//  True when the store is the copy: the follower judges heads itself.
+static bool
+s_judges (const kc_follow_t *self)
+{
+    return self->config.seq == s_store_seq;
 }
 
 kc_follow_t *
@@ -102,8 +112,11 @@ kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
     if (self->config.credit == 0 || self->config.credit > KC_PROTO_CREDIT_MAX) {
         self->config.credit = 8;
     }
+    if (self->config.buffer_bytes == 0) {
+        self->config.buffer_bytes = KC_FOLLOW_BUFFER_BYTES_MAX;
+    }
     self->loop = loop;
-    self->sync_timer = self->retry_timer = self->stale_timer = -1;
+    self->sync_timer = self->retry_timer = self->stale_timer = self->drain_timer = -1;
     self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
     self->buffered = zlistx_new ();
     return self;
@@ -120,6 +133,7 @@ s_close (kc_follow_t *self)
         zloop_reader_end (self->loop, self->updates);
         zsock_destroy (&self->updates);
     }
+    zactor_destroy (&self->monitor);
     self->connected = false;
 }
 
@@ -143,6 +157,31 @@ bool
 kc_follow_syncing (const kc_follow_t *self)
 {
     return self->syncing;
+}
+
+bool
+kc_follow_backing_off (const kc_follow_t *self)
+{
+    return self->retry_timer != -1;
+}
+
+bool
+kc_follow_admitted (const kc_follow_t *self)
+{
+    return self->admitted;
+}
+
+zsock_t *
+kc_follow_monitor (kc_follow_t *self)
+{
+    return self->monitor ? zactor_sock (self->monitor) : NULL;
+}
+
+void
+kc_follow_set_keys (kc_follow_t *self, const uint8_t *public_key, const uint8_t *secret_key)
+{
+    self->config.public_key = public_key;
+    self->config.secret_key = secret_key;
 }
 
 const kc_follow_upstream_t *
@@ -184,6 +223,10 @@ kc_follow_sync (kc_follow_t *self, const char *why)
     s_end_timer (self, &self->retry_timer);
     s_free_buffered (self);
     self->overflowed = false;
+    self->generation++;
+    if (self->config.syncing) {
+        self->config.syncing (self->config.arg);
+    }
     self->syncing = true;
     self->sync_batches = self->sync_records = 0;
     self->syncs++;
@@ -213,20 +256,28 @@ kc_follow_fault (kc_follow_t *self, const char *what, const kc_why_t *why)
 {
     self->faults++;
     self->syncing = false;
+    self->generation++;
     s_end_timer (self, &self->sync_timer);
     s_free_buffered (self);
-    if (self->retry_timer != -1) {
-        return;                             //  backing off already: the wait does not stretch
+    if (self->retry_timer == -1) {
+        //  Once per failed attempt: the same bad update repeated while we
+        //  wait does not stretch the wait. Jitter (half to one and a half
+        //  times the back-off): the followers of one upstream that faulted
+        //  together do not come back together
+        int64_t wait = self->backoff / 2 + (int64_t) randombytes_uniform ((uint32_t) self->backoff + 1);
+        //  Each reason is a kind of its own: one cannot hide another
+        char kind [49];
+        snprintf (kind, sizeof kind, "%.48s", why->text);
+        kc_ratelog (self->config.log, KC_LOG_ERROR, kind, self->upstream.name,
+                    "%s: rejected %s from %s: %s; copy kept at seq %llu, syncing again in %.1f s",
+                    self->config.name, what, self->upstream.name, why->text, (unsigned long long) s_seq (self),
+                    (double) wait / 1000.0);
+        self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
+        self->backoff = self->backoff * 2 > KC_FOLLOW_BACKOFF_MAX_MS ? KC_FOLLOW_BACKOFF_MAX_MS : self->backoff * 2;
     }
-    //  Jitter: the followers of one upstream that faulted together do not
-    //  come back together
-    int64_t wait = self->backoff + (int64_t) randombytes_uniform ((uint32_t) self->backoff / 2 + 1);
-    kc_ratelog (self->config.log, KC_LOG_ERROR, what, self->upstream.name,
-                "%s: rejected %s from %s: %s; copy kept at seq %llu, syncing again in %.1f s", self->config.name,
-                what, self->upstream.name, why->text, (unsigned long long) s_seq (self),
-                (double) wait / 1000.0);
-    self->retry_timer = zloop_timer (self->loop, (size_t) wait, 1, s_on_retry, self);
-    self->backoff = self->backoff * 2 > KC_FOLLOW_BACKOFF_MAX_MS ? KC_FOLLOW_BACKOFF_MAX_MS : self->backoff * 2;
+    if (self->config.fault) {
+        self->config.fault (self->config.arg, what, why);
+    }
 }
 
 static int
@@ -247,6 +298,57 @@ s_arm_sync_timer (kc_follow_t *self)
 {
     s_end_timer (self, &self->sync_timer);
     self->sync_timer = zloop_timer (self->loop, KC_FOLLOW_SYNC_TIMEOUT_MS, 1, s_on_sync_timeout, self);
+}
+
+//  --- Heads ------------------------------------------------------------------------------
+
+//  With a store: a head signed by a server of the root in force that names
+//  the copy goes to the consumer; one at the copy's seq with another chain
+//  is an equivocation (the upstream is faulted and left); others are not
+//  news (ahead: a sync runs; behind: said).
+static void
+s_judge_head (kc_follow_t *self, const kc_proto_msg_t *msg, bool from_end)
+{
+    const kc_head_t *head = &msg->head;
+    const char *name = self->upstream.name;
+    if (!self->root || !kc_head_signer (head, self->root)) {
+        kc_ratelog (self->config.log, KC_LOG_WARNING, "head refused", name,
+                    "%s: head from %s refused: not signed by a server of root v%llu", self->config.name, name,
+                    self->root ? (unsigned long long) kc_root_version (self->root) : 0ULL);
+        return;
+    }
+    uint64_t seq = s_seq (self);
+    if (head->seq < seq) {
+        kc_ratelog (self->config.log, KC_LOG_WARNING, "head behind", name,
+                    "%s: %s's log ends at seq %llu, behind this copy (seq %llu): not news (nothing is cosigned, "
+                    "relayed or rolled back)", self->config.name, name,
+                    (unsigned long long) head->seq, (unsigned long long) seq);
+        return;
+    }
+    if (head->seq > seq) {
+        return;                             //  the follower syncs
+    }
+    if (sodium_memcmp (head->chain, s_chain (self), KC_HASH_BYTES)) {
+        kc_why_t why;
+        kc_why (&why, "its head names another chain at seq %llu than this copy (equivocation)",
+                (unsigned long long) seq);
+        kc_follow_fault (self, "a head", &why);
+        kc_follow_next (self, "the upstream equivocated");
+        return;
+    }
+    kc_follow_fresh (self);
+    self->config.head (self->config.arg, msg, from_end);
+}
+
+static void
+s_head (kc_follow_t *self, const kc_proto_msg_t *msg, bool from_end)
+{
+    if (s_judges (self)) {
+        s_judge_head (self, msg, from_end);
+    }
+    else {
+        self->config.head (self->config.arg, msg, from_end);
+    }
 }
 
 //  --- The update channel ---------------------------------------------------------------
@@ -271,7 +373,7 @@ s_on_update (kc_follow_t *self, zmsg_t *msg)
                       (unsigned long long) decoded.head.seq, (unsigned long long) seq);
             kc_follow_sync (self, text);
         }
-        self->config.head (self->config.arg, &decoded, false);
+        s_head (self, &decoded, false);
     }
     else
     if (decoded.entries [decoded.entry_count - 1].seq > seq) {
@@ -291,6 +393,42 @@ s_on_update (kc_follow_t *self, zmsg_t *msg)
     kc_proto_msg_reset (&decoded);
 }
 
+//  Batches in an update-channel message (a HEAD counts as one).
+static size_t
+s_msg_batches (zmsg_t *msg)
+{
+    size_t frames = zmsg_size (msg);
+    return frames > 2 ? (frames - 1) / 2 : 1;
+}
+
+//  Holds an update message (during a sync, and behind those held until
+//  they are drained): bounded, else all are dropped and a sync follows.
+static void
+s_hold (kc_follow_t *self, zmsg_t **msg_p)
+{
+    size_t size = zmsg_content_size (*msg_p);
+    if (self->overflowed || self->buffered_bytes + size > self->config.buffer_bytes) {
+        zmsg_destroy (msg_p);
+        s_free_buffered (self);
+        self->overflowed = true;
+        if (!self->syncing && self->retry_timer == -1) {
+            kc_follow_sync (self, "updates overflowed while held");
+        }
+        return;
+    }
+    zlistx_add_end (self->buffered, *msg_p);
+    self->buffered_bytes += size;
+    *msg_p = NULL;
+}
+
+static void
+s_flush (kc_follow_t *self)
+{
+    if (self->config.flush) {
+        self->config.flush (self->config.arg);
+    }
+}
+
 static int
 s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
 {
@@ -299,29 +437,59 @@ s_on_updates (zloop_t *loop, zsock_t *socket, void *arg)
     if (socket != self->updates) {
         return 0;                           //  a socket closed in this pass
     }
-    for (int n = 0; n < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+    size_t batches = 0;
+    for (int n = 0; n < KC_FOLLOW_DRAIN_MAX && batches < KC_FOLLOW_DRAIN_BATCHES_MAX
+                    && socket == self->updates && (zsock_events (socket) & ZMQ_POLLIN); n++) {
         zmsg_t *msg = zmsg_recv (socket);
         if (!msg) {
             break;
         }
-        if (self->syncing) {
-            //  Held until END: bounded, else dropped and a sync follows
-            size_t size = zmsg_content_size (msg);
-            if (self->overflowed || self->buffered_bytes + size > KC_FOLLOW_BUFFER_BYTES_MAX) {
-                s_free_buffered (self);
-                self->overflowed = true;
-                zmsg_destroy (&msg);
-            }
-            else {
-                zlistx_add_end (self->buffered, msg);
-                self->buffered_bytes += size;
-            }
+        self->admitted = true;              //  the handshake passed
+        if (self->syncing || zlistx_size (self->buffered)) {
+            s_hold (self, &msg);
             continue;
         }
+        batches += s_msg_batches (msg);
         s_on_update (self, msg);
         zmsg_destroy (&msg);
     }
+    s_flush (self);
     return 0;
+}
+
+static int
+s_on_drain (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    kc_follow_t *self = arg;
+    self->drain_timer = -1;
+    s_drain (self);
+    return 0;
+}
+
+//  Handles the next slice of the updates held during a sync, and comes
+//  back for the rest after the loop has served the consumer's other work.
+static void
+s_drain (kc_follow_t *self)
+{
+    size_t batches = 0;
+    uint64_t generation = self->generation;
+    for (int n = 0; n < KC_FOLLOW_DRAIN_MAX && batches < KC_FOLLOW_DRAIN_BATCHES_MAX
+                    && generation == self->generation; n++) {
+        zmsg_t *msg = zlistx_detach (self->buffered, NULL);
+        if (!msg) {
+            break;
+        }
+        self->buffered_bytes -= zmsg_content_size (msg);
+        batches += s_msg_batches (msg);
+        s_on_update (self, msg);
+        zmsg_destroy (&msg);
+    }
+    s_flush (self);
+    if (generation == self->generation && zlistx_size (self->buffered) && self->drain_timer == -1) {
+        self->drain_timer = zloop_timer (self->loop, 1, 1, s_on_drain, self);
+    }
 }
 
 //  --- The snapshot channel --------------------------------------------------------------
@@ -338,31 +506,53 @@ s_end (kc_follow_t *self, kc_proto_msg_t *end)
         kc_follow_fault (self, "a sync", &why);
         return;
     }
-    if (end->head.seq != seq || sodium_memcmp (end->head.chain, s_chain (self),
-                                                KC_HASH_BYTES)) {
+    if (end->head.seq != seq || sodium_memcmp (end->head.chain, s_chain (self), KC_HASH_BYTES)) {
         kc_why (&why, "END's head (seq %llu) does not name the copy the sync made (seq %llu)",
                 (unsigned long long) end->head.seq, (unsigned long long) seq);
         kc_follow_fault (self, "a sync", &why);
         return;
     }
     self->syncing = false;
-    self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
     s_end_timer (self, &self->sync_timer);
-    self->config.head (self->config.arg, end, true);
-    //  What came on the update channel meanwhile, in order
-    bool overflowed = self->overflowed;
-    zlistx_t *held = self->buffered;
-    self->buffered = zlistx_new ();
-    self->buffered_bytes = 0;
-    for (zmsg_t *msg = zlistx_first (held); msg; msg = zlistx_next (held)) {
-        if (!self->syncing && self->retry_timer == -1) {
-            s_on_update (self, msg);
-        }
-        zmsg_destroy (&msg);
+    uint64_t generation = self->generation;
+    s_head (self, end, true);
+    if (generation != self->generation) {
+        return;                             //  refused, or another sync or upstream
     }
-    zlistx_destroy (&held);
-    if (overflowed && !self->syncing && self->retry_timer == -1) {
+    self->backoff = KC_FOLLOW_BACKOFF_MIN_MS;
+    if (self->overflowed) {
         kc_follow_sync (self, "updates overflowed during the sync");
+    }
+    else {
+        s_drain (self);                     //  what came on the update channel meanwhile
+    }
+}
+
+static void
+s_on_batches (kc_follow_t *self, const kc_proto_msg_t *msg)
+{
+    kc_why_t why;
+    uint64_t seq = s_seq (self), generation = self->generation;
+    if (msg->entries [0].seq != seq + 1) {
+        kc_why (&why, "BATCHES from seq %llu, the copy is at %llu", (unsigned long long) msg->entries [0].seq,
+                (unsigned long long) seq);
+        kc_follow_fault (self, "a snapshot", &why);
+    }
+    else
+    if (self->config.entries (self->config.arg, msg, &why)) {
+        if (generation == self->generation) {
+            kc_follow_fault (self, "a snapshot", &why);
+        }
+    }
+    else
+    if (generation == self->generation) {
+        self->sync_batches += msg->entry_count;
+        for (size_t i = 0; i < msg->entry_count; i++) {
+            self->sync_records += kc_batch_peek_count (msg->entries [i].data, msg->entries [i].size);
+        }
+        zmsg_t *credit = kc_proto_credit (1);
+        kc_follow_send (self, &credit);
+        s_arm_sync_timer (self);
     }
 }
 
@@ -371,18 +561,18 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
 {
     (void) loop;
     kc_follow_t *self = arg;
-    if (socket != self->snapshot) {
-        return 0;
-    }
-    for (int n = 0; n < DRAIN_MAX && (zsock_events (socket) & ZMQ_POLLIN); n++) {
+    for (int n = 0; n < SNAPSHOT_MAX && socket == self->snapshot && (zsock_events (socket) & ZMQ_POLLIN); n++) {
         zmsg_t *msg = zmsg_recv (socket);
         if (!msg) {
             break;
         }
+        self->admitted = true;              //  the handshake passed
         kc_proto_msg_t decoded;
         kc_why_t why;
         if (kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_AGENT, &decoded, &why)) {
-            kc_follow_fault (self, "a snapshot message", &why);
+            if (self->syncing) {
+                kc_follow_fault (self, "a snapshot message", &why);
+            }
         }
         else
         if (!self->syncing) {
@@ -390,30 +580,12 @@ s_on_snapshot (zloop_t *loop, zsock_t *socket, void *arg)
         }
         else
         if (decoded.type == KC_MSG_ERROR) {
-            kc_why (&why, "the upstream says: %.*s", (int) decoded.text_size, decoded.text);
+            kc_why (&why, "the upstream refused the sync: %.*s", (int) decoded.text_size, decoded.text);
             kc_follow_fault (self, "a sync", &why);
         }
         else
         if (decoded.type == KC_MSG_BATCHES) {
-            uint64_t seq = s_seq (self);
-            if (decoded.entries [0].seq != seq + 1) {
-                kc_why (&why, "BATCHES from seq %llu, the copy is at %llu", (unsigned long long) decoded.entries [0].seq,
-                        (unsigned long long) seq);
-                kc_follow_fault (self, "a sync", &why);
-            }
-            else
-            if (self->config.entries (self->config.arg, &decoded, &why)) {
-                kc_follow_fault (self, "a sync", &why);
-            }
-            else {
-                self->sync_batches += decoded.entry_count;
-                for (size_t i = 0; i < decoded.entry_count; i++) {
-                    self->sync_records += kc_batch_peek_count (decoded.entries [i].data, decoded.entries [i].size);
-                }
-                zmsg_t *credit = kc_proto_credit (1);
-                kc_follow_send (self, &credit);
-                s_arm_sync_timer (self);
-            }
+            s_on_batches (self, &decoded);
         }
         else
         if (decoded.type == KC_MSG_END) {
@@ -459,6 +631,8 @@ kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_w
     s_end_timer (self, &self->sync_timer);
     s_end_timer (self, &self->retry_timer);
     self->syncing = false;
+    self->admitted = false;
+    self->generation++;
     s_free_buffered (self);
     self->upstream = *upstream;
     self->updates = s_socket (self, ZMQ_SUB, upstream->updates, why);
@@ -466,6 +640,15 @@ kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_w
     if (!self->snapshot) {
         s_close (self);
         return -1;
+    }
+    if (self->config.monitor) {
+        //  Read by the consumer when it chooses (each socket zloop watches
+        //  costs every wake-up two system calls)
+        self->monitor = zactor_new (zmonitor, self->snapshot);
+        zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
+                    "HANDSHAKE_FAILED_AUTH", NULL);
+        zstr_sendx (self->monitor, "START", NULL);
+        zsock_wait (self->monitor);
     }
     zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
     zloop_reader (self->loop, self->updates, s_on_updates, self);
@@ -634,7 +817,8 @@ kc_follow_root_changed (kc_follow_t *self, const kc_root_t *root)
     kc_why_t why;
     if (self->connected && self->count
     &&  kc_follow_parse_upstream (self->texts [self->current], root, &again, &why) == 0
-    &&  (memcmp (again.server_key, self->upstream.server_key, KC_KEY_BYTES) || strcmp (again.snapshot, self->upstream.snapshot))) {
+    &&  (memcmp (again.server_key, self->upstream.server_key, KC_KEY_BYTES)
+         || strcmp (again.snapshot, self->upstream.snapshot))) {
         s_connect_current (self, "the root in force moved the upstream");
     }
 }

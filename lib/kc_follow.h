@@ -15,7 +15,13 @@
         ...
         kc_follow_destroy (&follow);
 
-    Used by keyclone-mirror and keyclone-witness's copy of the log.
+    With a store (kc_keep_follow keeps the copy), the follower also judges
+    heads: only those signed by a server of the root in force that name the
+    copy reach the consumer, and an upstream whose head names another chain
+    at the copy's seq is faulted and left. Without one (keyclone-agent, whose
+    copy is its cache), every head goes to the consumer, which judges it.
+
+    Used by keyclone-agent, keyclone-mirror and keyclone-witness.
     =========================================================================
 */
 #ifndef KC_FOLLOW_H_INCLUDED
@@ -32,6 +38,8 @@
 #define KC_FOLLOW_BACKOFF_MIN_MS    1000    //  after a fault, before syncing again,
 #define KC_FOLLOW_BACKOFF_MAX_MS    30000   //  doubling to this (plus up to a half of jitter)
 #define KC_FOLLOW_BUFFER_BYTES_MAX  (64 * 1024 * 1024)  //  update messages held during a sync
+#define KC_FOLLOW_DRAIN_MAX         256     //  update messages handled per wake-up,
+#define KC_FOLLOW_DRAIN_BATCHES_MAX 512     //  and batches, so the consumer's other work waits little
 
 typedef struct _kc_follow_t kc_follow_t;
 
@@ -45,9 +53,24 @@ typedef const uint8_t *(kc_follow_chain_fn) (void *arg);
 typedef int (kc_follow_entries_fn) (void *arg, const kc_proto_msg_t *msg, kc_why_t *why);
 
 //  A head came (msg: HEAD with its cosignatures, or the END of a sync that
-//  brought the copy to the head's seq). The consumer checks its signature
-//  and decides what it means.
+//  brought the copy to the head's seq). Without a store the consumer checks
+//  its signature and decides what it means; it may call kc_follow_fault
+//  (an END it refuses: the sync is over, faulted), kc_follow_sync or
+//  kc_follow_connect from here. With a store, only heads that name the
+//  copy come here, checked.
 typedef void (kc_follow_head_fn) (void *arg, const kc_proto_msg_t *msg, bool from_end);
+
+//  A sync is about to start: the consumer settles its copy (the follower
+//  reads its seq next).
+typedef void (kc_follow_syncing_fn) (void *arg);
+
+//  The follower faulted the upstream (logged already): the copy is kept,
+//  a sync follows after a back-off.
+typedef void (kc_follow_fault_fn) (void *arg, const char *what, const kc_why_t *why);
+
+//  The update messages of one wake-up are handled (the consumer may commit
+//  what it applied in one transaction).
+typedef void (kc_follow_flush_fn) (void *arg);
 
 typedef struct {
     const char *name;                       //  for logs: "kc_mirror", "kc_witness"
@@ -61,8 +84,14 @@ typedef struct {
                                             //  store (kc_keep_follow), its seq and chain
     kc_follow_entries_fn *entries;
     kc_follow_head_fn *head;
+    kc_follow_syncing_fn *syncing;          //  optional, the three of them
+    kc_follow_fault_fn *fault;
+    kc_follow_flush_fn *flush;
     void *arg;
     kc_ratelog_t *log;                      //  faults, bounded (kept by the caller)
+    size_t buffer_bytes;                    //  held during a sync (0: KC_FOLLOW_BUFFER_BYTES_MAX)
+    bool monitor;                           //  watch the snapshot socket's handshakes
+                                            //  (kc_follow_monitor)
 } kc_follow_config_t;
 
 //  Where to follow from: the upstream's snapshot and update endpoints and
@@ -134,6 +163,26 @@ int
 //  True while a sync runs.
 bool
     kc_follow_syncing (const kc_follow_t *self);
+
+//  True while backing off after a fault (a sync waits).
+bool
+    kc_follow_backing_off (const kc_follow_t *self);
+
+//  True once the upstream sent anything since kc_follow_connect (its CURVE
+//  handshake admitted our key).
+bool
+    kc_follow_admitted (const kc_follow_t *self);
+
+//  With config.monitor: the zmonitor actor's socket watching the snapshot
+//  socket (HANDSHAKE_FAILED_NO_DETAIL, _PROTOCOL, _AUTH), for the consumer
+//  to read when it chooses; NULL when not connected.
+zsock_t *
+    kc_follow_monitor (kc_follow_t *self);
+
+//  Our CURVE key pair changed (kept by the caller): the next
+//  kc_follow_connect uses it.
+void
+    kc_follow_set_keys (kc_follow_t *self, const uint8_t *public_key, const uint8_t *secret_key);
 
 //  The upstream followed now (NULL before kc_follow_connect).
 const kc_follow_upstream_t *

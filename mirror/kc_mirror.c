@@ -94,41 +94,22 @@ s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
     return 0;
 }
 
-//  A head from upstream: signed by a server of the root in force, for this
-//  directory. One that names the store's (seq, chain) is relayed
-//  downstream with the cosignatures it came with; one for the same seq with
-//  another chain is an equivocation: the upstream is left.
+//  A head from upstream that names the store's (seq, chain), signed by a
+//  server of the root in force (kc_follow judged it): relayed downstream
+//  with the cosignatures it came with.
 static void
 s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
 {
     (void) from_end;
     s_mirror_t *self = arg;
     const kc_head_t *head = &msg->head;
-    kc_why_t why;
-    if (!kc_head_signer (head, self->root)) {
-        kc_ratelog (self->log, KC_LOG_WARNING, "head refused", kc_follow_upstream (self->follow)->name,
-                    "kc_mirror: head from %s refused: not signed by a server of root v%llu",
-                    kc_follow_upstream (self->follow)->name, (unsigned long long) kc_root_version (self->root));
-        return;
-    }
     uint64_t seq = kc_store_seq (self->store);
-    if (head->seq != seq) {
-        return;                             //  ahead: the follower syncs; behind: not news
-    }
-    if (sodium_memcmp (head->chain, kc_store_chain (self->store), KC_HASH_BYTES)) {
-        kc_why (&why, "its head names another chain at seq %llu than the log it sent (equivocation)",
-                (unsigned long long) seq);
-        kc_follow_fault (self->follow, "a head", &why);
-        kc_follow_next (self->follow, "the upstream equivocated");
-        return;
-    }
     for (size_t i = 0; i < msg->cosig_count; i++) {
         kc_why_t ignored;
         (void) kc_publish_take_cosig (self->publish, msg->cosigs [i], &ignored);
     }
     kc_publish_relay (self->publish, head);
     self->relayed++;
-    kc_follow_fresh (self->follow);
     //  The mirror's own place, upstream, now and then
     int64_t now = zclock_mono ();
     if (now - self->last_ack >= ACK_EVERY_MS) {

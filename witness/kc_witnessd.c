@@ -54,41 +54,17 @@ s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
     return 0;
 }
 
-//  A head: signed by a server of the root in force. One that names exactly
-//  the copy is cosigned; one for the copy's seq with another chain is an
-//  equivocation: never cosigned, and the upstream is left.
+//  A head that names exactly the copy, signed by a server of the root in
+//  force (kc_follow judged it; it left an upstream that equivocated): it
+//  is cosigned.
 static void
 s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
 {
     (void) from_end;
     s_witness_t *self = arg;
     const kc_head_t *head = &msg->head;
-    const kc_follow_upstream_t *upstream = kc_follow_upstream (self->follow);
-    if (!kc_head_signer (head, self->root)) {
-        kc_ratelog (self->log, KC_LOG_WARNING, "head refused", upstream->name,
-                    "kc_witness: head from %s refused: not signed by a server of root v%llu", upstream->name,
-                    (unsigned long long) kc_root_version (self->root));
-        return;
-    }
     uint64_t seq = kc_store_seq (self->store);
-    if (head->seq != seq) {
-        if (head->seq < seq) {
-            kc_ratelog (self->log, KC_LOG_WARNING, "head behind", upstream->name,
-                        "kc_witness: %s's log ends at seq %llu, behind this copy (seq %llu): not cosigned",
-                        upstream->name, (unsigned long long) head->seq, (unsigned long long) seq);
-        }
-        return;                             //  ahead: the follower syncs
-    }
-    if (sodium_memcmp (head->chain, kc_store_chain (self->store), KC_HASH_BYTES)) {
-        kc_why_t why;
-        kc_why (&why, "its head names another chain at seq %llu than this copy (equivocation): not cosigned",
-                (unsigned long long) seq);
-        kc_follow_fault (self->follow, "a head", &why);
-        kc_follow_next (self->follow, "the upstream equivocated");
-        return;
-    }
     kc_cosigner_cosign (self->cosigner, head->directory, seq, kc_store_chain (self->store));
-    kc_follow_fresh (self->follow);
 }
 
 static int

@@ -484,7 +484,7 @@ def test_the_witness_daemon():
         C.stop_server()
         proc, rogue_log = rogue("withhold", name="withhold-daemon")
         try:
-            kc.wait_for(lambda: f"log ends at seq {seq - 1}, behind this copy (seq {seq}): not cosigned"
+            kc.wait_for(lambda: f"log ends at seq {seq - 1}, behind this copy (seq {seq}): not news"
                         in open(log).read(), 10, what="the daemon to refuse the shorter log")
             kc.check("cosign from" not in open(rogue_log).read(), "a witness cosigned the shorter log")
         finally:
