@@ -1,14 +1,14 @@
 /*  =========================================================================
-    kc_agent - the per-node sync engine: snapshot (credit-based), updates
-    (gap and chain checked), heads (freshness, rollback and equivocation
-    checks), resync from the last good sequence, cache integrity checks and
-    rebuilds. One zloop thread; the cache is written only here.
+    kc_agent - the per-node sync engine: kc_follow's consumer (it follows
+    the server, a cluster member or a mirror, moving between them, with the
+    server keys the roots name), heads (freshness, rollback and equivocation
+    checks), cache integrity checks and rebuilds, the node's key through a
+    rotation, and start-up. One zloop thread; the cache is written only in
+    it (kc_agent_sync, kc_agent_apply).
     =========================================================================
 */
 #include "kc_agent_internal.h"
 
-#include <errno.h>
-#include <malloc.h>
 #include <unistd.h>
 #include <signal.h>
 #include <sodium.h>
@@ -28,6 +28,8 @@
 #define DAY_MS              (86400 * 1000)
 
 static void s_want_ack (agent_t *self);
+static void s_rebuild (agent_t *self, const char *why);
+static void s_take_next_key (agent_t *self);
 static void s_arm_stale (agent_t *self);
 static int s_next_member (agent_t *self, const char *why);
 
@@ -116,82 +118,6 @@ kc_agent_config_defaults (kc_agent_config_t *config)
     config->group = -1;
 }
 
-static void
-s_free_cold (agent_t *self)
-{
-    kc_keyindex_destroy (&self->cold_index);
-    kc_arena_destroy (&self->cold_bytes);
-    kc_root_destroy (&self->sync_start);
-    for (size_t i = 0; i < self->cold_roots.count; i++) {
-        kc_root_destroy (&self->cold_roots.roots [i]);
-    }
-    free (self->cold_roots.roots);
-    free (self->cold_roots.seqs);
-    memset (&self->cold_roots, 0, sizeof self->cold_roots);
-    free (self->cold_history);
-    self->cold_history = NULL;
-    self->cold_count = 0;
-    zhashx_destroy (&self->cold_grants);
-}
-
-//  A cold sync's entry (its bytes in the sync's arena) for the history.
-static void
-s_cold_history_add (agent_t *self, const kc_entry_t *entry)
-{
-    if (!self->cold_history) {
-        self->cold_history = calloc (1, sizeof *self->cold_history);
-        assert (self->cold_history);
-    }
-    agent_history_t *ring = self->cold_history;
-    agent_history_entry_t *slot = &ring->entries [ring->next];
-    slot->seq = entry->seq;
-    slot->accepted = entry->accepted;
-    slot->has_submitter = entry->submitter != NULL;
-    if (entry->submitter) {
-        memcpy (slot->submitter, entry->submitter, KC_KEY_BYTES);
-    }
-    slot->data = entry->data;
-    slot->size = entry->size;
-    ring->next = (ring->next + 1) % KC_CACHE_HISTORY_ENTRIES;
-    if (ring->count < KC_CACHE_HISTORY_ENTRIES) {
-        ring->count++;
-    }
-}
-
-//  After a cold sync built the cache: its newest entries, as many as the
-//  history keeps, become the node's history.
-static int
-s_cold_history_store (agent_t *self, kc_why_t *why)
-{
-    agent_history_t *ring = self->cold_history;
-    if (!ring || ring->count == 0) {
-        return 0;
-    }
-    size_t take = 0, bytes = 0;
-    while (take < ring->count) {
-        size_t index = (ring->next + KC_CACHE_HISTORY_ENTRIES - 1 - take) % KC_CACHE_HISTORY_ENTRIES;
-        if (take && bytes + ring->entries [index].size > KC_CACHE_HISTORY_BYTES) {
-            break;
-        }
-        bytes += ring->entries [index].size;
-        take++;
-    }
-    if (kc_cache_begin (self->cache, why)) {
-        return -1;
-    }
-    for (size_t i = take; i > 0; i--) {
-        const agent_history_entry_t *entry
-            = &ring->entries [(ring->next + KC_CACHE_HISTORY_ENTRIES - i) % KC_CACHE_HISTORY_ENTRIES];
-        if (kc_cache_add_history (self->cache, entry->seq, entry->accepted,
-                                  entry->has_submitter ? entry->submitter : NULL, entry->data,
-                                  entry->size, why)) {
-            kc_cache_rollback (self->cache);
-            return -1;
-        }
-    }
-    return kc_cache_commit (self->cache, why);
-}
-
 static void s_commit_open (agent_t *self);
 
 //  The copy kc_follow follows: the cache, or during a cold sync the batches
@@ -217,7 +143,7 @@ s_on_syncing (void *arg)
 {
     agent_t *self = arg;
     s_commit_open (self);
-    s_free_cold (self);
+    agent_free_cold (self);
     self->last_build_ms = 0;
     self->sync_from = self->sync_seq = kc_cache_seq (self->cache);
     self->cold = self->sync_from == 0;
@@ -238,511 +164,12 @@ s_on_fault (void *arg, const char *what, const kc_why_t *why)
     s_commit_open (self);
     self->rejected++;
     self->rejected_by [kc_reason_class (why->text)]++;
-    s_free_cold (self);
+    agent_free_cold (self);
     agent_set_state (self, AGENT_STALE, "the server sent data that failed verification");
 }
 
-//  The checks every log entry gets around its own: it follows prev_seq, and
-//  its chain hash (computed by the caller) is the one it came with. 0, or
-//  -1 with a reason naming the entry ("batch 7", "root change 8").
-static int
-s_check_seq (const kc_entry_t *entry, uint64_t prev_seq, const char *what, kc_why_t *why)
-{
-    if (entry->seq != prev_seq + 1) {
-        return kc_why (why, "%s %llu does not follow %llu", what, (unsigned long long) entry->seq,
-                       (unsigned long long) prev_seq);
-    }
-    return 0;
-}
-
-static int
-s_check_chain (const kc_entry_t *entry, const uint8_t chain [static KC_HASH_BYTES], const char *what,
-               kc_why_t *why)
-{
-    if (sodium_memcmp (chain, entry->chain, KC_HASH_BYTES)) {
-        return kc_why (why, "%s %llu: chain hash does not match its predecessor (broken chain)", what,
-                       (unsigned long long) entry->seq);
-    }
-    return 0;
-}
-
-//  Verifies one batch entry following (prev_seq, prev_chain) with root, the
-//  root in force at its seq (operator signatures and thresholds; its expiry
-//  is a matter of freshness, judged on heads, not of the log: a batch
-//  accepted while a since-renewed root was in force stays valid). A view (no
-//  copy) when the caller keeps the message alive longer than the batch's
-//  records are used. Returns the decoded batch, or NULL with a reason.
-static kc_batch_t *
-s_verify_entry (const kc_entry_t *entry, uint64_t prev_seq,
-                const uint8_t prev_chain [static KC_HASH_BYTES], bool view, const kc_root_t *root,
-                kc_why_t *why)
-{
-    if (s_check_seq (entry, prev_seq, "batch", why)) {
-        return NULL;
-    }
-    kc_batch_t *batch = view ? kc_batch_view (entry->data, entry->size, why)
-                             : kc_batch_decode (entry->data, entry->size, why);
-    if (!batch || kc_batch_verify (batch, root, 0, why)) {
-        kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
-        kc_batch_destroy (&batch);
-        return NULL;
-    }
-    uint8_t chain [KC_HASH_BYTES];
-    kc_chain_next (prev_chain, entry->seq, batch, chain);
-    if (s_check_chain (entry, chain, "batch", why)) {
-        kc_batch_destroy (&batch);
-    }
-    return batch;
-}
-
-//  --- Grants (docs/records.md section 8) ---------------------------------------
-
-//  A grant's state as the log built it up to an entry.
-typedef struct {
-    kc_grant_t *grant;                      //  as granted (its revocation keeps it)
-    uint64_t seq, used;
-    bool revoked;
-} s_cold_grant_t;
-
-static void
-s_cold_grant_destroy (void **item)
-{
-    s_cold_grant_t *self = *item;
-    kc_grant_destroy (&self->grant);
-    free (self);
-    *item = NULL;
-}
-
-//  The grant key an entry names (a grant or a use: the same offset), or
-//  NULL when it is too short to hold one (its decoder says why).
-static const uint8_t *
-s_grant_key_of (const kc_entry_t *entry)
-{
-    return entry->size >= 4 + 1 + KC_HASH_BYTES + KC_KEY_BYTES ? entry->data + 4 + 1 + KC_HASH_BYTES : NULL;
-}
-
-//  A grant entry following (prev_seq, prev_chain): signed by operators of
-//  root, granting a key never granted, or revoking a grant not revoked
-//  (known, revoked: the state of its key). The grant, or NULL with a reason.
-static kc_grant_t *
-s_verify_grant_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
-                      const kc_root_t *root, bool known, bool revoked, kc_why_t *why)
-{
-    if (s_check_seq (entry, prev_seq, "grant", why)) {
-        return NULL;
-    }
-    kc_grant_t *grant = kc_grant_decode (entry->data, entry->size, why);
-    if (!grant || kc_grant_verify (grant, root, why)) {
-        kc_why_prefix (why, "grant %llu", (unsigned long long) entry->seq);
-        kc_grant_destroy (&grant);
-        return NULL;
-    }
-    char fp [KC_FINGERPRINT_CHARS + 1];
-    kc_fingerprint (grant->grant_key, fp);
-    if (grant->status == KC_STATUS_ACTIVE ? known : (!known || revoked)) {
-        kc_why (why, "grant %llu: grant key %s %s", (unsigned long long) entry->seq, fp,
-                grant->status == KC_STATUS_ACTIVE ? "was granted before" : "is unknown or already revoked");
-        kc_grant_destroy (&grant);
-        return NULL;
-    }
-    uint8_t chain [KC_HASH_BYTES];
-    kc_chain_next_signed (prev_chain, entry->seq, grant->digest, grant->data + grant->body_size,
-                          grant->size - grant->body_size, chain);
-    if (s_check_chain (entry, chain, "grant", why)) {
-        kc_grant_destroy (&grant);
-    }
-    return grant;
-}
-
-//  The stored status and name of key: from the cold sync's index, or the
-//  cache (inside the open group: earlier entries of the group count).
-static int
-s_stored_key (agent_t *self, bool cold, const uint8_t key [static KC_KEY_BYTES], uint8_t *status,
-              char name [static KC_RECORD_NAME_MAX + 1], kc_why_t *why)
-{
-    *status = 0;
-    name [0] = 0;
-    if (cold) {
-        const kc_keyindex_entry_t *entry = kc_keyindex_find (self->cold_index, key);
-        if (entry) {
-            *status = entry->status;
-            snprintf (name, KC_RECORD_NAME_MAX + 1, "%.*s", entry->encoded [KC_RECORD_AT_NAME_SIZE],
-                      (const char *) entry->encoded + KC_RECORD_AT_NAME);
-        }
-        return 0;
-    }
-    kc_cache_entry_t entry;
-    if (kc_cache_lookup (self->cache, key, &entry, why)) {
-        return -1;
-    }
-    *status = entry.status;
-    snprintf (name, KC_RECORD_NAME_MAX + 1, "%s", entry.name);
-    return 0;
-}
-
-//  A registration (or a rotation) under a grant following (prev_seq,
-//  prev_chain), checked against the grant's state (grant, used, revoked;
-//  grant NULL: unknown) and, for a rotation, the stored state of the key it
-//  replaces. Its records as a batch, or NULL with a reason.
-static kc_batch_t *
-s_verify_use_entry (agent_t *self, bool cold, const kc_entry_t *entry, uint64_t prev_seq,
-                    const uint8_t prev_chain [static KC_HASH_BYTES], const kc_grant_t *grant, uint64_t used,
-                    bool revoked, kc_why_t *why)
-{
-    if (s_check_seq (entry, prev_seq, "registration by grant", why)) {
-        return NULL;
-    }
-    char fp [KC_FINGERPRINT_CHARS + 1];
-    kc_grant_use_t *use = kc_grant_use_decode (entry->data, entry->size, why);
-    if (use && grant && revoked) {
-        kc_why (why, "grant %s was revoked", kc_fingerprint (use->grant_key, fp));
-        kc_grant_use_destroy (&use);
-    }
-    uint8_t status = 0;
-    char name [KC_RECORD_NAME_MAX + 1] = "";
-    if (!use || kc_grant_use_check (use, grant, used, why)
-    ||  (use->rotation && (s_stored_key (self, cold, use->replaced.key, &status, name, why)
-                           || kc_grant_use_check_replaced (use, status, name, why)))) {
-        kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
-        kc_grant_use_destroy (&use);
-        return NULL;
-    }
-    uint8_t chain [KC_HASH_BYTES];
-    kc_chain_next_signed (prev_chain, entry->seq, use->digest, use->data + use->body_size,
-                          use->size - use->body_size, chain);
-    kc_batch_t *batch = s_check_chain (entry, chain, "registration by grant", why) ? NULL : kc_grant_use_batch (use);
-    kc_grant_use_destroy (&use);
-    return batch;
-}
-
-//  A grant entry inside the open group: verified against the cache's
-//  grants, stored. 0 or -1 with a reason.
-static int
-s_apply_grant (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
-{
-    const uint8_t *key = s_grant_key_of (entry);
-    kc_grant_t *stored = NULL, *grant = NULL;
-    uint64_t used = 0;
-    bool revoked = false;
-    int known = key ? kc_cache_grant (self->cache, key, &stored, &used, &revoked, why) : 0;
-    if (known >= 0) {
-        grant = s_verify_grant_entry (entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache), self->root,
-                                      known == 1, revoked, why);
-    }
-    int rc = grant && grant->status == KC_STATUS_ACTIVE
-           ? kc_cache_put_grant (self->cache, grant, entry->seq, 0, false, why)
-           : grant ? kc_cache_put_grant (self->cache, stored, entry->seq, used, true, why) : -1;
-    if (rc == 0) {
-        rc = kc_cache_advance (self->cache, entry->seq, entry->chain, why);
-    }
-    kc_grant_destroy (&grant);
-    kc_grant_destroy (&stored);
-    return rc;
-}
-
-//  A registration under a grant inside the open group: verified against the
-//  cache's grants. Its record as a batch (applied by the caller like any),
-//  or NULL with a reason; the grant's use is counted.
-static kc_batch_t *
-s_apply_use (agent_t *self, const kc_entry_t *entry, kc_why_t *why)
-{
-    const uint8_t *key = s_grant_key_of (entry);
-    kc_grant_t *grant = NULL;
-    uint64_t used = 0;
-    bool revoked = false;
-    kc_batch_t *batch = NULL;
-    if (!key || kc_cache_grant (self->cache, key, &grant, &used, &revoked, why) >= 0) {
-        batch = s_verify_use_entry (self, false, entry, kc_cache_seq (self->cache), kc_cache_chain (self->cache),
-                                    grant, used, revoked, why);
-    }
-    if (batch && kc_cache_put_grant (self->cache, grant, entry->seq, used + 1, revoked, why)) {
-        kc_batch_destroy (&batch);
-    }
-    kc_grant_destroy (&grant);
-    return batch;
-}
-
-//  A root change entry of the log: the successor of current (as of its own
-//  creation time: the log is followed as it was written), chained. Returns
-//  the new root, or NULL with a reason.
-static kc_root_t *
-s_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
-                     const uint8_t prev_chain [static KC_HASH_BYTES], const kc_root_t *current,
-                     kc_why_t *why)
-{
-    if (s_check_seq (entry, prev_seq, "root change", why)) {
-        return NULL;
-    }
-    kc_root_t *next = kc_root_decode (entry->data, entry->size, why);
-    if (!next || kc_root_verify_successor (current, next, kc_root_created (next), why)) {
-        kc_why_prefix (why, "root change %llu", (unsigned long long) entry->seq);
-        kc_root_destroy (&next);
-        return NULL;
-    }
-    uint8_t chain [KC_HASH_BYTES];
-    kc_chain_next_root (prev_chain, entry->seq, next, chain);
-    if (s_check_chain (entry, chain, "root change", why)) {
-        kc_root_destroy (&next);
-    }
-    return next;
-}
-
-//  After a root change: if it rotated the head key, remembers the previous
-//  one, so the server's overlap heads (signed with it, for agents that have
-//  not applied the change yet) are dropped without a warning.
-static void
-s_note_head_key (agent_t *self, const kc_root_t *before)
-{
-    if (memcmp (agent_member_in (self, before)->head_key, agent_member (self)->head_key, KC_KEY_BYTES)) {
-        memcpy (self->previous_head_key, agent_member_in (self, before)->head_key, KC_KEY_BYTES);
-        self->has_previous_head_key = true;
-    }
-}
-
-//  A root (followed to, or pinned) names the server's CURVE key: the newest
-//  goes first in the keys the agent connects with. The others stay: after a
-//  server key rotation the server serves the old key for an overlap, and an
-//  agent that finds the new one refused tries the one before it
-//  (docs/protocol.md 2.3).
-static void
-s_learn_server_key (const kc_root_t *root, void *arg)
-{
-    agent_t *self = arg;
-    if (self->mirror_count) {
-        return;                             //  the mirror's key comes from --mirror
-    }
-    const uint8_t *key = agent_member_in (self, root)->server_key;
-    if (self->key_count && memcmp (self->server_keys [0], key, KC_KEY_BYTES) == 0) {
-        return;
-    }
-    size_t count = 0;
-    uint8_t keys [AGENT_SERVER_KEYS][KC_KEY_BYTES];
-    memcpy (keys [count++], key, KC_KEY_BYTES);
-    for (size_t i = 0; i < self->key_count && count < AGENT_SERVER_KEYS; i++) {
-        if (memcmp (self->server_keys [i], key, KC_KEY_BYTES)) {
-            memcpy (keys [count++], self->server_keys [i], KC_KEY_BYTES);
-        }
-    }
-    memcpy (self->server_keys, keys, sizeof keys);
-    self->key_count = count;
-    //  The socket's key keeps its place in the list
-    self->key_index = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (memcmp (self->server_keys [i], self->key_in_use, KC_KEY_BYTES) == 0) {
-            self->key_index = i;
-        }
-    }
-}
-
-//  The root in force's head keys, for applications that check their
-//  peers' heads in the handshake (kc_lookup_check_head).
-static void
-s_store_head_keys (agent_t *self)
-{
-    kc_why_t why;
-    if (kc_cache_set_head_keys (self->cache, self->root, &why)) {
-        zsys_error ("kc_agent: %s", why.text);
-    }
-}
-
-//  Says that a root change is in force (logged once, and an event).
-static void
-s_root_changed (agent_t *self, uint64_t seq)
-{
-    char when [32];
-    zsys_info ("kc_agent: root v%llu in force from seq %llu: %zu operator%s, thresholds "
-               "register %d, revoke %d, root %d; expires %s",
-               (unsigned long long) kc_root_version (self->root), (unsigned long long) seq,
-               kc_root_operator_count (self->root), kc_root_operator_count (self->root) == 1 ? "" : "s",
-               kc_root_threshold_register (self->root), kc_root_threshold_revoke (self->root),
-               kc_root_threshold_root (self->root), kc_time_format (kc_root_expires (self->root), when));
-    self->root_warned = 0;
-    s_store_head_keys (self);
-    kc_witness_view_set_root (self->witnesses, self->root);
-    agent_witness_connect (self);
-    agent_event (self, "root", NULL, NULL, seq);
-}
-
-//  Emits one event per record of a committed batch.
-static void
-s_batch_events (agent_t *self, const kc_batch_t *batch, uint64_t seq, bool *known)
-{
-    for (size_t i = 0; i < kc_batch_count (batch); i++) {
-        const kc_record_t *record = kc_batch_record (batch, i);
-        char name [KC_RECORD_NAME_MAX + 1];
-        const char *event = record->status == KC_STATUS_REVOKED ? "revoked"
-                          : known [i] ? "updated" : "registered";
-        agent_event (self, event, record->key, kc_record_name (record, name), seq);
-    }
-}
-
-struct _agent_group_t {
-    bool open;                              //  a transaction (update entries)
-    kc_batch_t *batches [KC_PROTO_BATCHES_MAX * 4];
-    uint64_t seqs [KC_PROTO_BATCHES_MAX * 4];
-    bool *known [KC_PROTO_BATCHES_MAX * 4];
-    size_t count;
-    kc_root_t *before;                      //  the root in force before a change in the group
-    uint64_t root_seq;                      //  the last root change's seq
-};
-typedef struct _agent_group_t s_group_t;
-
-static void
-s_group_clear (s_group_t *group)
-{
-    for (size_t i = 0; i < group->count; i++) {
-        kc_batch_destroy (&group->batches [i]);
-        free (group->known [i]);
-    }
-    group->count = 0;
-}
-
-//  A group rolled back: the root in force goes back to what it was.
-static void
-s_group_abort (agent_t *self, s_group_t *group)
-{
-    if (group->before) {
-        kc_root_destroy (&self->root);
-        self->root = group->before;
-        group->before = NULL;
-    }
-    s_group_clear (group);
-}
-
-//  A root change entry inside the open group: verified with the root in
-//  force, stored, and in force for the entries after it.
-static int
-s_apply_root_entry (agent_t *self, const kc_entry_t *entry, s_group_t *group, kc_why_t *why)
-{
-    kc_root_t *next = s_verify_root_entry (entry, kc_cache_seq (self->cache),
-                                           kc_cache_chain (self->cache), self->root, why);
-    if (!next) {
-        return -1;
-    }
-    if (kc_cache_apply_root (self->cache, entry->seq, entry->chain, next, why)) {
-        kc_root_destroy (&next);
-        return -1;
-    }
-    if (group->before) {
-        kc_root_destroy (&self->root);      //  an earlier change of the same group
-    }
-    else {
-        group->before = self->root;
-    }
-    self->root = next;
-    group->root_seq = entry->seq;
-    s_learn_server_key (next, self);
-    return 0;
-}
-
-//  Applies verified entries to the cache inside the open group. Returns 0,
-//  or -1 with a reason (the caller rolls back).
-static int
-s_apply_entries (agent_t *self, const kc_proto_msg_t *msg, s_group_t *group, kc_why_t *why)
-{
-    for (size_t i = 0; i < msg->entry_count; i++) {
-        const kc_entry_t *entry = &msg->entries [i];
-        uint64_t seq = kc_cache_seq (self->cache);
-        if (entry->seq <= seq) {
-            continue;                       //  already have it
-        }
-        if (group->count == sizeof group->batches / sizeof group->batches [0]) {
-            return kc_why (why, "too many batches in one group");
-        }
-        if (kc_root_is_root (entry->data, entry->size) || kc_grant_is_grant (entry->data, entry->size)) {
-            if ((kc_grant_is_grant (entry->data, entry->size) ? s_apply_grant (self, entry, why)
-                                                                : s_apply_root_entry (self, entry, group, why))
-            ||  kc_cache_add_history (self->cache, entry->seq, entry->accepted, entry->submitter,
-                                      entry->data, entry->size, why)) {
-                return -1;
-            }
-            continue;
-        }
-        kc_batch_t *batch = kc_grant_is_use (entry->data, entry->size)
-                          ? s_apply_use (self, entry, why)
-                          : s_verify_entry (entry, seq, kc_cache_chain (self->cache), false, self->root, why);
-        if (!batch) {
-            return -1;
-        }
-        bool *known = calloc (kc_batch_count (batch), sizeof (bool));
-        assert (known);
-        for (size_t r = 0; r < kc_batch_count (batch); r++) {
-            kc_cache_entry_t stored;
-            if (kc_cache_lookup (self->cache, kc_batch_record (batch, r)->key, &stored, why)) {
-                free (known);
-                kc_batch_destroy (&batch);
-                return -1;
-            }
-            known [r] = stored.status != 0;
-        }
-        group->batches [group->count] = batch;
-        group->known [group->count] = known;
-        group->seqs [group->count] = entry->seq;
-        group->count++;
-        if (kc_cache_check (self->cache, batch, why)
-        ||  kc_cache_apply (self->cache, entry->seq, entry->chain, batch, why)
-        ||  kc_cache_add_history (self->cache, entry->seq, entry->accepted, entry->submitter,
-                                  entry->data, entry->size, why)) {
-            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
-        }
-    }
-    return 0;
-}
-
-static void s_rebuild (agent_t *self, const char *why);
-static void s_share_cache (agent_t *self);
-static void s_take_next_key (agent_t *self);
-
-//  Commits the open group, emits its events, schedules an ACK.
-static int
-s_commit_group (agent_t *self, s_group_t *group)
-{
-    kc_why_t why;
-    if (kc_cache_commit (self->cache, &why)) {
-        zsys_error ("kc_agent: %s", why.text);
-        s_group_abort (self, group);
-        if (kc_cache_damaged (self->cache)) {
-            s_rebuild (self, why.text);
-        }
-        return -1;
-    }
-    for (size_t i = 0; i < group->count; i++) {
-        s_batch_events (self, group->batches [i], group->seqs [i], group->known [i]);
-    }
-    if (group->before) {
-        s_note_head_key (self, group->before);
-        kc_root_destroy (&group->before);
-        s_root_changed (self, group->root_seq);
-    }
-    agent_witness_extend (self);
-    //  Acknowledged with the next head (at most HEAD_AFTER_MS later on the
-    //  server), not per commit: an ACK is a wake-up and a message for the
-    //  agent and the server, twenty of them per registration on a fleet
-    self->applied += group->count;
-    s_group_clear (group);
-    s_take_next_key (self);
-    return 0;
-}
 
 //  --- Heads ------------------------------------------------------------------
-
-//  Logs a warning about what the server sent: each kind (the line's first
-//  words) a few times per period, then one summary (kc_ratelog), so a
-//  misbehaving server cannot flood the log nor hide one warning behind
-//  another.
-static void s_warn (agent_t *self, const char *format, ...) KC_PRINTF (2, 3);
-
-static void
-s_warn (agent_t *self, const char *format, ...)
-{
-    char line [KC_WHY_BYTES + 80], kind [49];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (line, sizeof line, format, args);
-    va_end (args);
-    snprintf (kind, sizeof kind, "%.48s", line);
-    kc_ratelog (self->log, KC_LOG_WARNING, kind, "server", "%s", line);
-}
 
 //  True (and stale, logged) when the root in force has expired: nothing it
 //  signs can be trusted as fresh any more. From ROOT_WARN_DAYS before,
@@ -828,13 +255,13 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         if (!(self->has_previous_head_key
         &&    kc_head_verify_signature (head, kc_root_directory (self->root), self->previous_head_key,
                                         &ignored) == 0)) {
-            s_warn (self, "kc_agent: rejected head: %s", why.text);
+            agent_warn (self, "kc_agent: rejected head: %s", why.text);
         }
         return;                             //  an overlap head of a rotation: not for us
     }
     if (agent_refused (self, signer->head_key)) {
-        s_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
-                self->refused_server);
+        agent_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
+                    self->refused_server);
         agent_set_state (self, AGENT_STALE, "the server equivocated: refused");
         if (s_can_move (self) && !self->halfway) {
             self->halfway = true;
@@ -847,14 +274,14 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
     //  A head from beyond the allowed skew is refused and not remembered, so
     //  a server whose clock jumped ahead and back does not leave us stale
     if (kc_head_check_time (head, now, (uint64_t) self->config.clock_skew_ms, &why)) {
-        s_warn (self, "kc_agent: rejected head: %s", why.text);
+        agent_warn (self, "kc_agent: rejected head: %s", why.text);
         return;
     }
     if (s_root_expired (self, now / 1000)) {
         return;
     }
     if (!from_end && head->time < self->last_channel_time) {
-        s_warn (self, "kc_agent: rejected head: %s", "older than one already accepted (replayed?)");
+        agent_warn (self, "kc_agent: rejected head: %s", "older than one already accepted (replayed?)");
         return;
     }
     if (!from_end) {
@@ -888,10 +315,10 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         //  lost): said, acknowledged so the server can say it too, and kept
         //  for 'keyclone recover' to give back
         if (!self->behind || self->server_behind != head->seq) {
-            s_warn (self, "kc_agent: the server's log ends at seq %llu, behind this cache (seq %llu): the server "
-                    "lost entries (its store restored from an older backup?); keeping the cache; 'keyclone "
-                    "recover' on this node gives the server back what it lost", (unsigned long long) head->seq,
-                    (unsigned long long) seq);
+            agent_warn (self, "kc_agent: the server's log ends at seq %llu, behind this cache (seq %llu): the server "
+                        "lost entries (its store restored from an older backup?); keeping the cache; 'keyclone "
+                        "recover' on this node gives the server back what it lost", (unsigned long long) head->seq,
+                        (unsigned long long) seq);
         }
         self->behind = true;
         self->server_behind = head->seq;
@@ -963,7 +390,13 @@ s_commit_open (agent_t *self)
 {
     if (self->group && self->group->open) {
         self->group->open = false;
-        s_commit_group (self, self->group);
+        if (agent_commit_group (self, self->group) == 0) {
+            s_take_next_key (self);
+        }
+        else
+        if (kc_cache_damaged (self->cache)) {
+            s_rebuild (self, "a commit to it failed");
+        }
     }
 }
 
@@ -974,16 +407,16 @@ s_commit_open (agent_t *self)
 static int
 s_apply_update (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 {
-    s_group_t *group = self->group;
+    agent_group_t *group = self->group;
     if (!group->open) {
         if (kc_cache_begin (self->cache, why)) {
             return -1;
         }
         group->open = true;
     }
-    if (s_apply_entries (self, msg, group, why)) {
+    if (agent_apply_entries (self, msg, group, why)) {
         kc_cache_rollback (self->cache);
-        s_group_abort (self, group);
+        agent_group_abort (self, group);
         group->open = false;
         if (kc_cache_damaged (self->cache)) {
             s_rebuild (self, why->text);    //  and a sync from 0: not the server's fault
@@ -1001,279 +434,6 @@ s_on_flush (void *arg)
 }
 
 //  --- Snapshot ------------------------------------------------------------------
-
-//  A grant or a registration by grant in a cold sync: checked against the
-//  grants met so far, a registration's record indexed like a batch's.
-static int
-s_cold_grant_entry (agent_t *self, kc_entry_t *entry, const kc_root_t *root, kc_why_t *why)
-{
-    if (!self->cold_grants) {
-        self->cold_grants = zhashx_new ();
-        zhashx_set_destructor (self->cold_grants, s_cold_grant_destroy);
-    }
-    const uint8_t *key = s_grant_key_of (entry);
-    char hex [2 * KC_KEY_BYTES + 1] = "";
-    if (key) {
-        kc_hex (key, KC_KEY_BYTES, hex);
-    }
-    s_cold_grant_t *state = key ? zhashx_lookup (self->cold_grants, hex) : NULL;
-    if (kc_grant_is_grant (entry->data, entry->size)) {
-        kc_grant_t *grant = s_verify_grant_entry (entry, self->sync_seq, self->sync_chain, root, state != NULL,
-                                                  state && state->revoked, why);
-        if (!grant) {
-            return -1;
-        }
-        if (grant->status == KC_STATUS_ACTIVE) {
-            state = calloc (1, sizeof *state);
-            assert (state);
-            *state = (s_cold_grant_t) { .grant = grant, .seq = entry->seq };
-            zhashx_insert (self->cold_grants, hex, state);
-        }
-        else {
-            state->revoked = true;
-            state->seq = entry->seq;
-            kc_grant_destroy (&grant);
-        }
-    }
-    else {
-        kc_batch_t *made = s_verify_use_entry (self, true, entry, self->sync_seq, self->sync_chain,
-                                               state ? state->grant : NULL, state ? state->used : 0,
-                                               state && state->revoked, why);
-        if (!made) {
-            return -1;
-        }
-        //  The index keeps views of the record: its bytes go to the arena
-        size_t size;
-        const uint8_t *data = kc_batch_data (made, &size);
-        uint8_t *kept = kc_arena_copy (self->cold_bytes, data, size);
-        kc_batch_destroy (&made);
-        kc_batch_t *batch = kept ? kc_batch_view (kept, size, why) : NULL;
-        int rc = batch ? kc_keyindex_apply (self->cold_index, batch, entry->seq, why)
-                       : kc_why (why, "out of memory holding the snapshot");
-        kc_batch_destroy (&batch);
-        if (rc) {
-            return kc_why_prefix (why, "registration by grant %llu", (unsigned long long) entry->seq);
-        }
-        state->used++;
-        state->seq = entry->seq;
-        self->cold_count++;
-    }
-    entry->data = kc_arena_copy (self->cold_bytes, entry->data, entry->size);
-    if (entry->data) {
-        s_cold_history_add (self, entry);
-    }
-    self->sync_seq = entry->seq;
-    memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
-    return 0;
-}
-
-//  After a cold sync's cache is built: the grants it met, in one group.
-static int
-s_cold_grants_store (agent_t *self, kc_why_t *why)
-{
-    if (!self->cold_grants || zhashx_size (self->cold_grants) == 0) {
-        return 0;
-    }
-    if (kc_cache_begin (self->cache, why)) {
-        return -1;
-    }
-    for (s_cold_grant_t *state = zhashx_first (self->cold_grants); state; state = zhashx_next (self->cold_grants)) {
-        if (kc_cache_put_grant (self->cache, state->grant, state->seq, state->used, state->revoked, why)) {
-            kc_cache_rollback (self->cache);
-            return -1;
-        }
-    }
-    return kc_cache_commit (self->cache, why);
-}
-
-//  A BATCHES message of a sync. A cold sync keeps a copy of its batches
-//  (libzmq's buffers go back to it for the next message) and indexes views
-//  of their records; a sync from a cache applies them.
-static int
-s_on_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
-{
-    s_group_t *group = self->group;
-    if (!self->cold && kc_cache_begin (self->cache, why)) {
-        return -1;
-    }
-    for (size_t i = 0; i < msg->entry_count; i++) {
-        kc_entry_t entry = msg->entries [i];
-        self->sync_records += kc_batch_peek_count (entry.data, entry.size);
-        self->sync_batches++;
-        if (!self->cold) {
-            continue;
-        }
-        if (!self->cold_bytes) {
-            self->cold_bytes = kc_arena_new ();
-            self->cold_index = kc_keyindex_new ();
-            self->sync_start = kc_root_dup (self->pinned);
-        }
-        //  The log from its start is verified from the pinned root, through
-        //  every root change in it
-        kc_cache_roots_t *roots = &self->cold_roots;
-        const kc_root_t *root = roots->count ? roots->roots [roots->count - 1] : self->sync_start;
-        if (kc_root_is_root (entry.data, entry.size)) {
-            if (roots->count == roots->capacity) {
-                size_t capacity = roots->capacity ? roots->capacity * 2 : 8;
-                kc_root_t **grown = realloc (roots->roots, capacity * sizeof (kc_root_t *));
-                uint64_t *seqs = grown ? realloc (roots->seqs, capacity * sizeof (uint64_t)) : NULL;
-                if (grown) {
-                    roots->roots = grown;
-                }
-                if (!seqs) {
-                    return kc_why (why, "out of memory holding root changes");
-                }
-                roots->seqs = seqs;
-                roots->capacity = capacity;
-            }
-            kc_root_t *next = s_verify_root_entry (&entry, self->sync_seq, self->sync_chain, root, why);
-            if (!next) {
-                return -1;
-            }
-            roots->seqs [roots->count] = entry.seq;
-            roots->roots [roots->count++] = next;
-            entry.data = kc_arena_copy (self->cold_bytes, entry.data, entry.size);
-            if (entry.data) {
-                s_cold_history_add (self, &entry);
-            }
-            self->sync_seq = entry.seq;
-            memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
-            continue;
-        }
-        if (kc_grant_is_grant (entry.data, entry.size) || kc_grant_is_use (entry.data, entry.size)) {
-            if (s_cold_grant_entry (self, &entry, root, why)) {
-                return -1;
-            }
-            continue;
-        }
-        if (kc_root_version (root) > 1 && self->sync_seq == 0) {
-            return kc_why (why, "the pinned root is v%llu, but a sync from the start of the log "
-                           "needs the genesis root (v1) to verify its first batches: pin the "
-                           "genesis root (the root file 'keyclone init' wrote)",
-                           (unsigned long long) kc_root_version (root));
-        }
-        entry.data = kc_arena_copy (self->cold_bytes, entry.data, entry.size);
-        if (!entry.data) {
-            return kc_why (why, "out of memory holding %zu bytes of the snapshot",
-                           kc_arena_size (self->cold_bytes));
-        }
-        kc_batch_t *batch = s_verify_entry (&entry, self->sync_seq, self->sync_chain, true,
-                                            root, why);
-        if (!batch) {
-            return -1;
-        }
-        //  Each record against those before it, as it arrives: what a sync
-        //  holds before END is bounded by the genuine log, however often a
-        //  hostile server replays a valid batch
-        int rc = kc_keyindex_apply (self->cold_index, batch, entry.seq, why);
-        kc_batch_destroy (&batch);
-        if (rc) {
-            return kc_why_prefix (why, "batch %llu", (unsigned long long) entry.seq);
-        }
-        self->cold_count++;
-        s_cold_history_add (self, &entry);
-        self->sync_seq = entry.seq;
-        memcpy (self->sync_chain, entry.chain, KC_HASH_BYTES);
-    }
-    if (!self->cold) {
-        if (s_apply_entries (self, msg, group, why)) {
-            kc_cache_rollback (self->cache);
-            s_group_abort (self, group);
-            return -1;
-        }
-        if (s_commit_group (self, group)) {
-            return kc_why (why, "cannot commit to the cache");
-        }
-        self->sync_seq = kc_cache_seq (self->cache);
-        memcpy (self->sync_chain, kc_cache_chain (self->cache), KC_HASH_BYTES);
-    }
-    return 0;
-}
-
-//  Whether a sync's END head is signed with the head key of the server
-//  followed in root, or behind a mirror of any server of root. 0, or -1
-//  with a reason.
-static int
-s_end_signer (agent_t *self, const kc_root_t *root, const kc_head_t *head, kc_why_t *why)
-{
-    if (kc_head_verify_signature (head, kc_root_directory (root), agent_member_in (self, root)->head_key, why) == 0) {
-        return 0;
-    }
-    for (size_t i = 0; self->mirror_count && i < kc_root_server_count (root); i++) {
-        kc_why_t ignored;
-        if (kc_head_verify_signature (head, kc_root_directory (root), kc_root_server (root, i)->head_key,
-                                      &ignored) == 0) {
-            return 0;
-        }
-    }
-    return -1;
-}
-
-//  The END of a sync, whose counts and (seq, chain) kc_follow checked
-//  against the batches: its head's signature and time; a cold sync's new
-//  cache file built. 0, 1 (not timely: the batches are kept, fresh at the
-//  next head), -1 with a reason, -2 when the cache cannot be opened again.
-static int
-s_on_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
-{
-    //  Signed under the root in force at the END's seq
-    const kc_cache_roots_t *roots = &self->cold_roots;
-    const kc_root_t *root = self->cold && roots->count ? roots->roots [roots->count - 1] : self->root;
-    if (s_end_signer (self, root, &msg->head, why)) {
-        return kc_why_prefix (why, "END head");
-    }
-    //  A head that is too old (or too new) for our clock says nothing about
-    //  freshness; the batches it closes are still verified and chained, and
-    //  are kept: lateness is "not fresh yet", never "start again"
-    kc_why_t late;
-    bool timely = kc_head_check_time (&msg->head, kc_now_ms (), (uint64_t) self->config.clock_skew_ms,
-                                      &late) == 0;
-    if (!timely) {
-        s_warn (self, "kc_agent: END of the sync: %s; batches kept, fresh at the next head", late.text);
-    }
-    if (self->cold && (self->cold_count || self->cold_roots.count
-                       || (self->cold_grants && zhashx_size (self->cold_grants)))) {
-        int64_t build_started = zclock_mono ();
-        kc_cache_destroy (&self->cache);
-        self->cache = kc_cache_create_from (self->config.cache_path, self->root, self->cold_index,
-                                            self->sync_seq, self->sync_chain, &self->cold_roots,
-                                            timely ? &msg->head : NULL, why);
-        self->applied += self->cold_count;
-        kc_why_t history_why;
-        if (self->cache && s_cold_grants_store (self, why)) {
-            //  Not usable without them: start again from an empty cache
-            kc_cache_destroy (&self->cache);
-            unlink (self->config.cache_path);
-        }
-        if (self->cache && s_cold_history_store (self, &history_why)) {
-            s_warn (self, "kc_agent: %s (the node's history starts later)", history_why.text);
-        }
-        if (self->cache && roots->count
-        &&  kc_root_version (roots->roots [roots->count - 1]) != kc_root_version (self->root)) {
-            kc_root_t *before = self->root;
-            for (size_t i = 0; i < roots->count; i++) {
-                s_learn_server_key (roots->roots [i], self);
-            }
-            self->root = kc_root_dup (roots->roots [roots->count - 1]);
-            s_note_head_key (self, roots->count > 1 ? roots->roots [roots->count - 2] : before);
-            kc_root_destroy (&before);
-            s_root_changed (self, roots->seqs [roots->count - 1]);
-        }
-        self->last_build_ms = zclock_mono () - build_started;
-        s_free_cold (self);
-        //  The verified batches were most of the heap: give it back
-        malloc_trim (0);
-        if (!self->cache) {
-            bool corrupt;
-            kc_why_t ignored;
-            self->cache = kc_cache_open (self->config.cache_path, self->root, &corrupt, &ignored);
-            return self->cache ? -1 : -2;
-        }
-        s_share_cache (self);
-        agent_event (self, "reloaded", NULL, NULL, kc_cache_seq (self->cache));
-    }
-    return timely ? 0 : 1;
-}
 
 static void
 s_finish_sync (agent_t *self, const kc_proto_msg_t *end)
@@ -1308,7 +468,7 @@ s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
         return s_apply_update (self, msg, why);
     }
     self->sync_progressed = zclock_mono ();
-    if (s_on_batches (self, msg, why) == 0) {
+    if (agent_sync_batches (self, msg, why) == 0) {
         return 0;
     }
     if (self->cache && kc_cache_damaged (self->cache)) {
@@ -1331,7 +491,7 @@ s_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
         return;
     }
     kc_why_t why;
-    int rc = s_on_end (self, msg, &why);
+    int rc = agent_sync_end (self, msg, &why);
     if (rc >= 0) {
         s_finish_sync (self, rc == 0 ? msg : NULL);
         return;
@@ -1374,8 +534,8 @@ s_rebuild (agent_t *self, const char *why)
         zsys_interrupted = 1;
         return;
     }
-    s_share_cache (self);
-    s_store_head_keys (self);
+    agent_share_cache (self);
+    agent_store_head_keys (self);
     self->rebuilds++;
     self->has_head = false;
     self->state = AGENT_SYNCING;
@@ -1576,7 +736,7 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     s_sync_progress (self, now);
     kc_why_t why;
     if (self->cache && kc_cache_checkpoint (self->cache, &why) < 0) {
-        s_warn (self, "kc_agent: %s", why.text);
+        agent_warn (self, "kc_agent: %s", why.text);
     }
     //  Handshake failures are logged within a second: the monitor is read
     //  here, not watched by zloop (each watched socket costs every wake-up
@@ -1716,9 +876,9 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
         }
         self->refused_retry = zclock_mono () + self->refused_backoff / 2
                             + (int64_t) randombytes_uniform ((uint32_t) self->refused_backoff);
-        s_warn (self, "kc_agent: cannot authenticate with %s: the server refused this node's key "
-                "(not registered, revoked or expired?); trying again in %lld s", where,
-                (long long) (self->refused_retry - zclock_mono () + 999) / 1000);
+        agent_warn (self, "kc_agent: cannot authenticate with %s: the server refused this node's key "
+                    "(not registered, revoked or expired?); trying again in %lld s", where,
+                    (long long) (self->refused_retry - zclock_mono () + 999) / 1000);
     }
     else
     if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0 && self->key_count > 1) {
@@ -1726,17 +886,17 @@ s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     }
     else
     if (event && KC_STREQ (event, "HANDSHAKE_FAILED_PROTOCOL")) {
-        s_warn (self, "kc_agent: cannot authenticate with %s: CURVE handshake failed (protocol "
-                "error: is the root's server key this server's?)", where);
+        agent_warn (self, "kc_agent: cannot authenticate with %s: CURVE handshake failed (protocol "
+                    "error: is the root's server key this server's?)", where);
     }
     else
     if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0) {
         //  libzmq cannot tell a wrong server key (the server closes at
         //  once) from a slow or lost link here: say what happened, and both
         int error = value ? atoi (value) : 0;
-        s_warn (self, "kc_agent: handshake with %s did not complete (%s); retrying. If this goes "
-                "on while the server is up and idle, check that the root's server key is its key",
-                where, error ? strerror (error) : "connection closed");
+        agent_warn (self, "kc_agent: handshake with %s did not complete (%s); retrying. If this goes "
+                    "on while the server is up and idle, check that the root's server key is its key",
+                    where, error ? strerror (error) : "connection closed");
     }
     zstr_free (&event);
     zstr_free (&value);
@@ -1817,7 +977,7 @@ s_take_next_key (agent_t *self)
     kc_why_t why;
     int found = kc_nodekey_next_seen (self->config.key_path, &self->next_seen, next, &why);
     if (found < 0) {
-        s_warn (self, "kc_agent: %s", why.text);
+        agent_warn (self, "kc_agent: %s", why.text);
     }
     kc_cache_entry_t entry, old = { 0 };
     uint64_t now = kc_now ();
@@ -1846,7 +1006,7 @@ s_take_next_key (agent_t *self)
     kc_fingerprint (next, to);
     int rc = kc_nodekey_swap (self->config.key_path, next, until, &why);
     if (rc < 0) {
-        s_warn (self, "kc_agent: cannot put this node's new key %s in place: %s", to, why.text);
+        agent_warn (self, "kc_agent: cannot put this node's new key %s in place: %s", to, why.text);
         return;
     }
     if (rc == 1) {
@@ -1903,25 +1063,6 @@ s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
 
 //  --- Start-up ------------------------------------------------------------------
 
-//  Gives the cache files (database, -wal, -shm) the configured group, so
-//  applications in that group can read the cache (mode 0640, KC_DB_FILE_MODE).
-static void
-s_share_cache (agent_t *self)
-{
-    if (self->config.group < 0) {
-        return;
-    }
-    const char *suffixes [] = { "", "-wal", "-shm" };
-    for (size_t i = 0; i < 3; i++) {
-        char path [4200];
-        snprintf (path, sizeof path, "%s%s", self->config.cache_path, suffixes [i]);
-        if (chown (path, (uid_t) -1, (gid_t) self->config.group) && errno != ENOENT) {
-            zsys_warning ("kc_agent: cannot give '%s' group %ld: %s", path, self->config.group,
-                          strerror (errno));
-        }
-    }
-}
-
 //  ROOT.followed (beside the pinned root: `keyclone` writes it there when
 //  it follows the root changes, or an operator copies the root in force
 //  there) names a newer server key to try first. Not trusted for anything
@@ -1937,7 +1078,7 @@ s_learn_followed_key (agent_t *self)
     kc_root_t *followed = kc_file_exists (path) ? kc_root_load (path, &why) : NULL;
     if (followed && memcmp (kc_root_directory (followed), kc_root_directory (self->root), KC_HASH_BYTES) == 0
     &&  kc_root_version (followed) > kc_root_version (self->root)) {
-        s_learn_server_key (followed, self);
+        agent_learn_server_key (followed, self);
     }
     kc_root_destroy (&followed);
 }
@@ -1958,8 +1099,8 @@ s_open_cache (agent_t *self)
         zsys_error ("kc_agent: %s", why.text);
         return -1;
     }
-    s_share_cache (self);
-    kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, s_learn_server_key, self,
+    agent_share_cache (self);
+    kc_root_t *current = kc_cache_current_root (self->cache, self->pinned, agent_learn_server_key, self,
                                                 &why);
     if (!current) {
         //  The cache's root changes do not follow from the pinned root (a
@@ -1974,10 +1115,10 @@ s_open_cache (agent_t *self)
             zsys_error ("kc_agent: %s", why.text);
             return -1;
         }
-        s_share_cache (self);
+        agent_share_cache (self);
         current = kc_root_dup (self->pinned);
         self->key_count = 0;
-        s_learn_server_key (current, self);
+        agent_learn_server_key (current, self);
     }
     kc_root_destroy (&self->root);
     self->root = current;
@@ -1993,7 +1134,7 @@ s_open_cache (agent_t *self)
         self->has_head = true;
     }
     agent_witness_extend (self);
-    s_store_head_keys (self);
+    agent_store_head_keys (self);
     return 0;
 }
 
@@ -2044,7 +1185,7 @@ s_reconnect (agent_t *self, const char *why)
     }
     else
     if (!cert) {
-        s_warn (self, "kc_agent: %s; connecting with the key loaded before", reason.text);
+        agent_warn (self, "kc_agent: %s; connecting with the key loaded before", reason.text);
     }
     kc_cert_destroy (&cert);
     return s_connect_server (self, why);
@@ -2133,7 +1274,7 @@ s_next_member (agent_t *self, const char *why)
         snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s", next->endpoints [i]);
     }
     self->key_count = 0;
-    s_learn_server_key (self->root, self);
+    agent_learn_server_key (self->root, self);
     self->key_index = 0;
     self->behind = false;
     self->member_moves++;
@@ -2259,9 +1400,9 @@ kc_agent_run (const kc_agent_config_t *config)
     zsock_destroy (&self.events);
     agent_witness_stop (&self);
     kc_witness_view_destroy (&self.witnesses);
-    s_free_cold (&self);
+    agent_free_cold (&self);
     if (self.group) {
-        s_group_clear (self.group);
+        agent_group_clear (self.group);
         free (self.group);
     }
     kc_cache_destroy (&self.cache);

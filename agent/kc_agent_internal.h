@@ -2,10 +2,16 @@
     kc_agent_internal - the agent's state, shared by its modules. Not
     installed. They call each other one way only:
 
-        kc_agent.c (the engine: kc_follow's consumer, heads, the cache)
-          -> kc_agent_witness.c (witnesses, proofs of equivocation)
-               -> kc_agent_service.c (the local service, events, state)
-          -> kc_agent_enrol.c (--enrol's thread)
+        kc_agent.c (the engine: kc_follow's consumer, heads, timers, the
+        |           server followed, the node's key, start-up)
+        +-> kc_agent_sync.c (a sync's BATCHES and END, a new cache file)
+        |     +-> kc_agent_apply.c (entries checked and written to the cache)
+        |           +-> kc_agent_witness.c (witnesses, proofs of equivocation)
+        |                 +-> kc_agent_service.c (the local service, events,
+        |                                         the state, warnings)
+        +-> kc_agent_enrol.c (--enrol's thread)
+
+    (tests/it/test_layers.py checks that no call goes the other way.)
 
     What the service does for a local client that only the engine or the
     witness module can do (RECONNECT, PROOF, their STATUS fields) it reaches
@@ -181,6 +187,82 @@ agent_member (const agent_t *self)
     return agent_member_in (self, self->root);
 }
 
+//  Entries of one UPDATE or BATCHES written in one transaction.
+struct _agent_group_t {
+    bool open;                              //  a transaction (update entries)
+    kc_batch_t *batches [KC_PROTO_BATCHES_MAX * 4];
+    uint64_t seqs [KC_PROTO_BATCHES_MAX * 4];
+    bool *known [KC_PROTO_BATCHES_MAX * 4]; //  per record: the key was in the cache
+    size_t count;
+    kc_root_t *before;                      //  the root in force before a change in the group
+    uint64_t root_seq;                      //  the last root change's seq
+};
+typedef struct _agent_group_t agent_group_t;
+
+//  kc_agent_sync.c: a sync's messages, from kc_follow
+void
+    agent_free_cold (agent_t *self);        //  what a sync from 0 holds until END
+//  A sync's BATCHES: verified, applied (or indexed, from 0). 0, or -1 with
+//  a reason (the caller rebuilds a damaged cache).
+int
+    agent_sync_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why);
+//  The END of a sync, whose counts and (seq, chain) kc_follow checked: its
+//  head's signature and time; a sync from 0 builds the new cache file. 0,
+//  1 (not timely: the batches are kept, fresh at the next head), -1 with a
+//  reason, -2 when the cache cannot be opened again.
+int
+    agent_sync_end (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why);
+
+//  kc_agent_apply.c: entries checked and written to the cache
+//  Each verifies one entry following (prev_seq, prev_chain) under root, the
+//  root in force at its seq: a batch (view: no copy, the caller keeps the
+//  bytes), a grant (known, revoked: the state of its key), a registration
+//  by grant (against the grant's state; cold: keys are looked up in the
+//  cold sync's index), a root change (the successor of root). What it
+//  decodes, or NULL with a reason.
+kc_batch_t *
+    agent_verify_entry (const kc_entry_t *entry, uint64_t prev_seq, const uint8_t prev_chain [static KC_HASH_BYTES],
+                        bool view, const kc_root_t *root, kc_why_t *why);
+kc_grant_t *
+    agent_verify_grant_entry (const kc_entry_t *entry, uint64_t prev_seq,
+                              const uint8_t prev_chain [static KC_HASH_BYTES], const kc_root_t *root, bool known,
+                              bool revoked, kc_why_t *why);
+kc_batch_t *
+    agent_verify_use_entry (agent_t *self, bool cold, const kc_entry_t *entry, uint64_t prev_seq,
+                            const uint8_t prev_chain [static KC_HASH_BYTES], const kc_grant_t *grant, uint64_t used,
+                            bool revoked, kc_why_t *why);
+kc_root_t *
+    agent_verify_root_entry (const kc_entry_t *entry, uint64_t prev_seq,
+                             const uint8_t prev_chain [static KC_HASH_BYTES], const kc_root_t *current,
+                             kc_why_t *why);
+//  The grant key a grant or a registration by grant names, or NULL.
+const uint8_t *
+    agent_grant_key_of (const kc_entry_t *entry);
+//  Applies msg's entries after the cache's seq inside the open transaction
+//  (group). 0, or -1 with a reason (the caller rolls back).
+int
+    agent_apply_entries (agent_t *self, const kc_proto_msg_t *msg, agent_group_t *group, kc_why_t *why);
+//  Commits the transaction and emits its events. 0, or -1 (logged, rolled
+//  back; the caller rebuilds a damaged cache).
+int
+    agent_commit_group (agent_t *self, agent_group_t *group);
+void
+    agent_group_abort (agent_t *self, agent_group_t *group);    //  rolled back: the root as before
+void
+    agent_group_clear (agent_group_t *group);
+//  A root names the server's CURVE key: it goes first in those the agent
+//  connects with (a kc_cache_current_root callback; arg: the agent).
+void
+    agent_learn_server_key (const kc_root_t *root, void *arg);
+void
+    agent_note_head_key (agent_t *self, const kc_root_t *before);   //  a head key rotated: the old one
+void
+    agent_store_head_keys (agent_t *self);  //  the root in force's, for kc_lookup_check_head
+void
+    agent_root_changed (agent_t *self, uint64_t seq);   //  logged, witnesses, an event
+void
+    agent_share_cache (agent_t *self);      //  the cache files get the configured group
+
 //  kc_agent_service.c: the local service, the event stream, the state
 int
     agent_service_bind (agent_t *self);
@@ -197,6 +279,9 @@ const char *
 //  an event (stale, fresh). Nothing when it is in that state already.
 void
     agent_set_state (agent_t *self, agent_state_t state, const char *why);
+//  A warning about what a server sent, rate-limited by its first words.
+void
+    agent_warn (agent_t *self, const char *format, ...) KC_PRINTF (2, 3);
 
 //  kc_agent_witness.c: witnesses and proofs of equivocation (docs/protocol.md 9)
 void

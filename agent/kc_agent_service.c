@@ -15,6 +15,22 @@
 
 #define AGENT_LOG_BYTES     (4 * 1024 * 1024)   //  history entries in one LOG reply
 
+//  Logs a warning about what the server sent: each kind (the line's first
+//  words) a few times per period, then one summary (kc_ratelog), so a
+//  misbehaving server cannot flood the log nor hide one warning behind
+//  another.
+void
+agent_warn (agent_t *self, const char *format, ...)
+{
+    char line [KC_WHY_BYTES + 80], kind [49];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    snprintf (kind, sizeof kind, "%.48s", line);
+    kc_ratelog (self->log, KC_LOG_WARNING, kind, "server", "%s", line);
+}
+
 const char *
 agent_state_name (agent_state_t state)
 {
