@@ -16,6 +16,7 @@
 
 struct _kc_follow_t {
     kc_follow_config_t config;
+    kc_ratelog_t *own_log;                  //  when the caller gave none
     zloop_t *loop;
     kc_follow_upstream_t upstream;
     bool connected, admitted;
@@ -112,6 +113,9 @@ kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
     if (self->config.credit == 0 || self->config.credit > KC_PROTO_CREDIT_MAX) {
         self->config.credit = 8;
     }
+    if (!self->config.log) {
+        self->config.log = self->own_log = kc_ratelog_new (self->config.name, 10000, 2, 2);
+    }
     if (self->config.buffer_bytes == 0) {
         self->config.buffer_bytes = KC_FOLLOW_BUFFER_BYTES_MAX;
     }
@@ -148,6 +152,7 @@ kc_follow_destroy (kc_follow_t **self_p)
         s_close (self);
         s_free_buffered (self);
         zlistx_destroy (&self->buffered);
+        kc_ratelog_destroy (&self->own_log);
         free (self);
         *self_p = NULL;
     }
@@ -831,20 +836,176 @@ kc_follow_moves (const kc_follow_t *self)
 
 //  --- Self test ---------------------------------------------------------------------------
 
+//  The test's copy: entries are taken as they come (no verification), and
+//  what the follower asked of it is counted.
+typedef struct {
+    kc_follow_t *follow;
+    uint64_t seq;
+    uint8_t chain [KC_HASH_BYTES];
+    int syncs, entries, heads, ends, flushes, faults;
+    bool sync_inside;                       //  the next BATCHES starts another sync
+} s_test_copy_t;
+
+static uint64_t
+s_test_seq (void *arg)
+{
+    return ((s_test_copy_t *) arg)->seq;
+}
+
+static const uint8_t *
+s_test_chain (void *arg)
+{
+    return ((s_test_copy_t *) arg)->chain;
+}
+
+static int
+s_test_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    s_test_copy_t *copy = arg;
+    copy->entries++;
+    if (copy->sync_inside && kc_follow_syncing (copy->follow)) {
+        copy->sync_inside = false;
+        kc_follow_sync (copy->follow, NULL);   //  a rebuilt copy, say: not this batch's
+        return 0;
+    }
+    for (size_t i = 0; i < msg->entry_count; i++) {
+        if (msg->entries [i].seq <= copy->seq) {
+            continue;
+        }
+        if (msg->entries [i].seq != copy->seq + 1) {
+            return kc_why (why, "entry %llu after %llu", (unsigned long long) msg->entries [i].seq,
+                           (unsigned long long) copy->seq);
+        }
+        copy->seq = msg->entries [i].seq;
+        memcpy (copy->chain, msg->entries [i].chain, KC_HASH_BYTES);
+    }
+    return 0;
+}
+
+static void
+s_test_head (void *arg, const kc_proto_msg_t *msg, bool from_end)
+{
+    (void) msg;
+    s_test_copy_t *copy = arg;
+    *(from_end ? &copy->ends : &copy->heads) += 1;
+}
+
+static void
+s_test_syncing (void *arg)
+{
+    ((s_test_copy_t *) arg)->syncs++;
+}
+
+static void
+s_test_fault (void *arg, const char *what, const kc_why_t *why)
+{
+    (void) what;
+    (void) why;
+    ((s_test_copy_t *) arg)->faults++;
+}
+
+static void
+s_test_flush (void *arg)
+{
+    ((s_test_copy_t *) arg)->flushes++;
+}
+
+static int
+s_test_stop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    return -1;
+}
+
+//  Runs the follower's loop for ms.
+static void
+s_test_run (zloop_t *loop, size_t ms)
+{
+    zloop_timer (loop, ms, 1, s_test_stop, NULL);
+    zloop_start (loop);
+}
+
+//  The chain of entry seq, as the test's upstream makes it up.
+static void
+s_test_chain_of (uint64_t seq, uint8_t chain [KC_HASH_BYTES])
+{
+    memset (chain, 0, KC_HASH_BYTES);
+    memcpy (chain, &seq, sizeof seq);
+}
+
+static zmsg_t *
+s_test_entries_msg (const char *command, uint64_t first, uint64_t last)
+{
+    zmsg_t *msg = kc_proto_entries (command);
+    for (uint64_t seq = first; seq <= last; seq++) {
+        uint8_t chain [KC_HASH_BYTES], data [64] = "an entry";
+        s_test_chain_of (seq, chain);
+        kc_proto_add_entry (msg, seq, chain, data, sizeof data);
+    }
+    return msg;
+}
+
+static kc_head_t
+s_test_head_at (const uint8_t *directory, uint64_t seq)
+{
+    kc_head_t head = { .seq = seq, .time = kc_now_ms (), .valid_until = kc_now_ms () + 5000 };
+    memcpy (head.directory, directory, KC_HASH_BYTES);
+    s_test_chain_of (seq, head.chain);
+    return head;
+}
+
+//  The SYNC the follower sent the test's snapshot ROUTER: its seq; the
+//  peer's routing id in *id (the caller destroys it).
+static uint64_t
+s_test_sync_from (zsock_t *router, zframe_t **id)
+{
+    zsock_set_rcvtimeo (router, 2000);
+    for (;;) {
+        zmsg_t *msg = zmsg_recv (router);
+        assert (msg);
+        zframe_destroy (id);
+        *id = zmsg_pop (msg);
+        kc_proto_msg_t decoded;
+        kc_why_t why;
+        int rc = kc_proto_decode (msg, KC_CHANNEL_SNAPSHOT_SERVER, &decoded, &why);
+        assert (rc == 0);
+        bool sync = decoded.type == KC_MSG_SYNC;
+        uint64_t from = decoded.seq;
+        kc_proto_msg_reset (&decoded);
+        zmsg_destroy (&msg);
+        if (sync) {
+            return from;                    //  (CREDIT and ACK skipped)
+        }
+    }
+}
+
+static void
+s_test_reply (zsock_t *router, zframe_t *id, zmsg_t *msg)
+{
+    zmsg_pushmem (msg, zframe_data (id), zframe_size (id));
+    zmsg_send (&msg, router);
+}
+
 void
 kc_follow_test (bool verbose)
 {
     if (verbose) {
         printf (" * kc_follow: ");
     }
-    //  Its behaviour is tested end to end (keyclone-mirror follows through
-    //  it in test_mirror); here, the life cycle and a refused endpoint
     zloop_t *loop = zloop_new ();
-    uint8_t directory [32] = { 1 }, public_key [32], secret_key [32];
+    uint8_t directory [32] = { 1 }, public_key [32], secret_key [32], server_public [32], server_secret [32];
     crypto_box_keypair (public_key, secret_key);
-    kc_follow_config_t config = { .name = "test", .public_key = public_key, .secret_key = secret_key,
-                                  .directory = directory };
-    kc_follow_t *follow = kc_follow_new (&config, loop);
+    crypto_box_keypair (server_public, server_secret);
+    s_test_copy_t copy = { .seq = 0 };
+    kc_follow_config_t config = {
+        .name = "kc_follow_test", .public_key = public_key, .secret_key = secret_key, .directory = directory,
+        .seq = s_test_seq, .chain = s_test_chain, .entries = s_test_entries, .head = s_test_head,
+        .syncing = s_test_syncing, .fault = s_test_fault, .flush = s_test_flush, .arg = &copy,
+        .buffer_bytes = 4096
+    };
+    kc_follow_t *follow = copy.follow = kc_follow_new (&config, loop);
     assert (follow && !kc_follow_syncing (follow) && !kc_follow_upstream (follow));
     kc_follow_upstream_t upstream = { .name = "nowhere", .snapshot = "bogus://x", .updates = "bogus://y" };
     memcpy (upstream.server_key, public_key, 32);
@@ -852,10 +1013,94 @@ kc_follow_test (bool verbose)
     assert (kc_follow_connect (follow, &upstream, &why) == -1 && strstr (why.text, "invalid endpoint"));
     zmsg_t *msg = zmsg_new ();
     assert (kc_follow_send (follow, &msg) == -1 && msg == NULL);
+
+    //  An upstream: a snapshot ROUTER and an update PUB, CURVE servers
+    zsock_t *router = zsock_new (ZMQ_ROUTER), *pub = zsock_new (ZMQ_PUB);
+    assert (router && pub);
+    zsock_set_linger (router, 0);
+    zsock_set_linger (pub, 0);
+    int rc = kc_sockopt_curve_server (router, server_public, server_secret, &why);
+    rc |= kc_sockopt_curve_server (pub, server_public, server_secret, &why);
+    assert (rc == 0);
+    int snapshot_port = zsock_bind (router, "tcp://127.0.0.1:*"), updates_port = zsock_bind (pub, "tcp://127.0.0.1:*");
+    assert (snapshot_port > 0 && updates_port > 0);
+    memset (&upstream, 0, sizeof upstream);
+    snprintf (upstream.name, sizeof upstream.name, "test");
+    snprintf (upstream.snapshot, sizeof upstream.snapshot, "tcp://127.0.0.1:%d", snapshot_port);
+    snprintf (upstream.updates, sizeof upstream.updates, "tcp://127.0.0.1:%d", updates_port);
+    memcpy (upstream.server_key, server_public, 32);
+    assert (kc_follow_connect (follow, &upstream, &why) == 0);
+    assert (kc_follow_syncing (follow) && copy.syncs == 1);
+
+    //  A sync from 0: entries 1-2; entry 3 published meanwhile is held,
+    //  then applied after END, in order, and flushed
+    zframe_t *id = NULL;
+    assert (s_test_sync_from (router, &id) == 0);
+    s_test_run (loop, 200);                 //  the SUB's subscription reaches the PUB
+    s_test_reply (router, id, s_test_entries_msg ("BATCHES", 1, 2));
+    zmsg_t *update = s_test_entries_msg ("UPDATE", 3, 3);
+    zmsg_send (&update, pub);
+    s_test_run (loop, 100);
+    assert (kc_follow_syncing (follow) && copy.seq == 2);   //  3 held
+    kc_head_t head = s_test_head_at (directory, 2);
+    s_test_reply (router, id, kc_proto_end (2, 0, &head));
+    s_test_run (loop, 100);
+    assert (!kc_follow_syncing (follow) && copy.ends == 1 && copy.seq == 3 && copy.flushes >= 1);
+    assert (copy.faults == 0 && kc_follow_admitted (follow));
+
+    //  A gap on the update channel: another sync, from the copy's seq
+    update = s_test_entries_msg ("UPDATE", 6, 6);
+    zmsg_send (&update, pub);
+    s_test_run (loop, 100);
+    assert (kc_follow_syncing (follow) && copy.syncs == 2 && copy.seq == 3);
+    assert (s_test_sync_from (router, &id) == 3);
+
+    //  Held updates beyond the bound are dropped, and after END another
+    //  sync follows
+    for (uint64_t seq = 4; seq < 104; seq++) {
+        update = s_test_entries_msg ("UPDATE", seq, seq);
+        zmsg_send (&update, pub);
+    }
+    s_test_run (loop, 100);
+    head = s_test_head_at (directory, 3);
+    s_test_reply (router, id, kc_proto_end (0, 0, &head));
+    s_test_run (loop, 100);
+    assert (copy.ends == 2 && copy.seq == 3 && copy.syncs == 3 && kc_follow_syncing (follow));
+    assert (s_test_sync_from (router, &id) == 3);
+
+    //  A sync started by the consumer inside a BATCHES: that batch is not
+    //  counted for the new sync, whose END (no batches) is taken
+    copy.sync_inside = true;
+    s_test_reply (router, id, s_test_entries_msg ("BATCHES", 4, 4));
+    s_test_run (loop, 100);
+    assert (copy.syncs == 4 && copy.seq == 3 && copy.faults == 0);
+    assert (s_test_sync_from (router, &id) == 3);
+    head = s_test_head_at (directory, 3);
+    s_test_reply (router, id, kc_proto_end (0, 0, &head));
+    s_test_run (loop, 100);
+    assert (copy.ends == 3 && copy.faults == 0 && !kc_follow_syncing (follow));
+
+    //  A HEAD ahead of the copy: a sync, and the head goes to the consumer;
+    //  an END whose counts are wrong is a fault, with a back-off
+    head = s_test_head_at (directory, 9);
+    zmsg_t *message = kc_proto_head (&head);
+    zmsg_send (&message, pub);
+    s_test_run (loop, 100);
+    assert (copy.heads == 1 && copy.syncs == 5 && kc_follow_syncing (follow));
+    assert (s_test_sync_from (router, &id) == 3);
+    s_test_reply (router, id, kc_proto_end (7, 0, &head));
+    s_test_run (loop, 100);
+    assert (copy.faults == 1 && !kc_follow_syncing (follow) && kc_follow_backing_off (follow));
+    assert (kc_follow_faults (follow) == 1 && kc_follow_syncs (follow) == 5);
+
+    zframe_destroy (&id);
     kc_follow_destroy (&follow);
     kc_follow_destroy (&follow);
+    zsock_destroy (&router);
+    zsock_destroy (&pub);
     zloop_destroy (&loop);
     sodium_memzero (secret_key, sizeof secret_key);
+    sodium_memzero (server_secret, sizeof server_secret);
     if (verbose) {
         printf ("OK\n");
     }

@@ -88,7 +88,8 @@ typedef struct {
     kc_follow_fault_fn *fault;
     kc_follow_flush_fn *flush;
     void *arg;
-    kc_ratelog_t *log;                      //  faults, bounded (kept by the caller)
+    kc_ratelog_t *log;                      //  faults, bounded (kept by the caller; NULL:
+                                            //  one of its own)
     size_t buffer_bytes;                    //  held during a sync (0: KC_FOLLOW_BUFFER_BYTES_MAX)
     bool monitor;                           //  watch the snapshot socket's handshakes
                                             //  (kc_follow_monitor)

@@ -261,7 +261,9 @@ def test_rogue_mirrors():
 def test_a_mirror_of_a_cluster():
     """A mirror that follows a cluster's members by name (a, b, c) moves
     to another member when the one it follows is killed, and its agent
-    stays up to date: registrations made through the new leader arrive."""
+    stays up to date: registrations made through the new leader arrive. An
+    agent that joins it then syncs from 0 and takes the END's head, signed
+    by the member the mirror follows now."""
     from cluster import Members
     M = Members(server_options=["--heartbeat", "200"])
     M.start_all()
@@ -270,6 +272,7 @@ def test_a_mirror_of_a_cluster():
     shutil.copy(os.path.join(M.dir, "root"), os.path.join(d, "root"))
     key = kc.keyclone("keygen", "curve", "--dir", os.path.join(d, "mirror"))[0].strip()
     M.cli("register", "cluster-mirror", "--key", key)
+    M.wait_same()                           # on every member: a member refuses a key it has not applied
     port = free_base_port()
     log = os.path.join(d, "mirror.log")
     mirror = kc.spawn([os.path.join(kc.BIN, "keyclone-mirror"), "--dir", d, "--upstream", "a,b,c",
@@ -280,7 +283,7 @@ def test_a_mirror_of_a_cluster():
         seq = M.status("b")["seq"]
         fresh_at(agent, seq)
         moved = [line for line in open(log) if "following" in line or "no news" in line]
-        kc.check(not moved, f"the mirror moved before anything failed: {moved}")
+        kc.check(not moved, f"the mirror moved before anything failed: {moved}\n" + open(log).read()[-3000:])
         M.stop("a", signal.SIGKILL)
         kc.wait_for(lambda: "following b now" in open(log).read() or "following c now" in open(log).read(), 20,
                     what="the mirror to follow another member")
@@ -288,6 +291,14 @@ def test_a_mirror_of_a_cluster():
         seq = max(M.status(n)["seq"] for n in ("b", "c"))
         fresh_at(agent, seq, timeout=30)
         kc.check(agent.request("NAME", "after-a")["keys"][0]["status"] == "trusted", "the registration arrived")
+        # An agent that joins behind the mirror now syncs from 0: the END of
+        # its sync carries a head signed by the member the mirror follows,
+        # not by the root's first server, and it is taken
+        late = M.add_agent(name="behind-late", options=["--stale-after", "3000",
+                                                        "--mirror", f"tcp://127.0.0.1:{port}={key}"])
+        seq = max(M.status(n)["seq"] for n in ("b", "c"))
+        fresh_at(late, seq, timeout=30)
+        kc.check("END head" not in late.log_text(), late.log_text()[-2000:])
     finally:
         kc.stop(mirror)
         for a in M.agents:
