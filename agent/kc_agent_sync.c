@@ -62,6 +62,22 @@ s_cold_history_add (agent_t *self, const kc_entry_t *entry)
     }
 }
 
+//  An entry of a sync from 0 taken: its bytes in the sync's arena (copied
+//  there unless they are already), for the node's history, and the sync's
+//  place moved past it.
+static void
+s_cold_took (agent_t *self, kc_entry_t *entry, bool in_arena)
+{
+    if (!in_arena) {
+        entry->data = kc_arena_copy (self->cold_bytes, entry->data, entry->size);
+    }
+    if (entry->data) {
+        s_cold_history_add (self, entry);
+    }
+    self->sync_seq = entry->seq;
+    memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+}
+
 //  After a cold sync built the cache: its newest entries, as many as the
 //  history keeps, become the node's history.
 static int
@@ -161,12 +177,7 @@ s_cold_grant_entry (agent_t *self, kc_entry_t *entry, const kc_root_t *root, kc_
         state->seq = entry->seq;
         self->cold_count++;
     }
-    entry->data = kc_arena_copy (self->cold_bytes, entry->data, entry->size);
-    if (entry->data) {
-        s_cold_history_add (self, entry);
-    }
-    self->sync_seq = entry->seq;
-    memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+    s_cold_took (self, entry, false);
     return 0;
 }
 
@@ -225,12 +236,7 @@ s_cold_entry (agent_t *self, kc_entry_t *entry, kc_why_t *why)
         }
         roots->seqs [roots->count] = entry->seq;
         roots->roots [roots->count++] = next;
-        entry->data = kc_arena_copy (self->cold_bytes, entry->data, entry->size);
-        if (entry->data) {
-            s_cold_history_add (self, entry);
-        }
-        self->sync_seq = entry->seq;
-        memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+        s_cold_took (self, entry, false);
         return 0;
     }
     if (kc_grant_is_grant (entry->data, entry->size) || kc_grant_is_use (entry->data, entry->size)) {
@@ -260,9 +266,7 @@ s_cold_entry (agent_t *self, kc_entry_t *entry, kc_why_t *why)
         return kc_why_prefix (why, "batch %llu", (unsigned long long) entry->seq);
     }
     self->cold_count++;
-    s_cold_history_add (self, entry);
-    self->sync_seq = entry->seq;
-    memcpy (self->sync_chain, entry->chain, KC_HASH_BYTES);
+    s_cold_took (self, entry, true);
     return 0;
 }
 
