@@ -1,10 +1,9 @@
 /*  =========================================================================
-    kc_agent - the per-node sync engine: kc_follow's consumer (it follows
-    the server, a cluster member or a mirror, moving between them, with the
-    server keys the roots name), heads (freshness, rollback and equivocation
-    checks), cache integrity checks and rebuilds, the node's key through a
-    rotation, and start-up. One zloop thread; the cache is written only in
-    it (kc_agent_sync, kc_agent_apply).
+    kc_agent - the per-node sync engine: kc_follow's consumer (whom it
+    follows: kc_agent_connect), heads (freshness, rollback and equivocation
+    checks), the staleness timer, ACKs, cache integrity checks and
+    rebuilds, SIGHUP, and start-up. One zloop thread; the cache is written
+    only in it (kc_agent_sync, kc_agent_apply).
     =========================================================================
 */
 #include "kc_agent_internal.h"
@@ -15,8 +14,6 @@
 
 #define BUFFER_BYTES_MAX    (256 * 1024 * 1024) //  updates held during a sync
 #define PROGRESS_EVERY_MS   5000            //  a long sync's progress line, this often
-#define REFUSED_BACKOFF_MIN_MS  2000        //  our key refused: connect again after this,
-#define REFUSED_BACKOFF_MAX_MS  60000       //  doubling to this (an enrolment may admit it)
 #define LOG_PERIOD_MS       10000           //  warnings: per kind and period,
 #define LOG_PER_KIND        2               //  then one summary line
 #define ACK_EVERY_MS        1000            //  ACKs at most this often (each wakes the server)
@@ -29,58 +26,7 @@
 
 static void s_want_ack (agent_t *self);
 static void s_rebuild (agent_t *self, const char *why);
-static void s_take_next_key (agent_t *self);
 static void s_arm_stale (agent_t *self);
-static int s_next_member (agent_t *self, const char *why);
-
-//  Follows mirror self->mirror: its endpoints and its key, the only one.
-static void
-s_use_mirror (agent_t *self)
-{
-    const kc_follow_upstream_t *mirror = &self->mirrors [self->mirror];
-    snprintf (self->connect_text [0], sizeof self->connect_text [0], "%s", mirror->snapshot);
-    snprintf (self->connect_text [1], sizeof self->connect_text [1], "%s", mirror->updates);
-    memcpy (self->server_keys [0], mirror->server_key, KC_KEY_BYTES);
-    self->key_count = 1;
-    self->key_index = 0;
-    snprintf (self->member, sizeof self->member, "%s", mirror->name);
-}
-
-//  --mirror "tcp://HOST:PORT=KEY,...": snapshot PORT, updates PORT+1, the
-//  mirror's CURVE key. 0, or -1 having said why.
-static int
-s_parse_mirrors (agent_t *self)
-{
-    char list [4096];
-    snprintf (list, sizeof list, "%s", self->config.mirrors ? self->config.mirrors : "");
-    char *state = NULL;
-    for (char *item = strtok_r (list, ",", &state); item; item = strtok_r (NULL, ",", &state)) {
-        kc_follow_upstream_t *mirror = &self->mirrors [self->mirror_count];
-        kc_why_t why;
-        if (self->mirror_count == AGENT_MIRRORS_MAX || strncmp (item, "tcp://", 6)
-        ||  kc_follow_parse_upstream (item, self->root, mirror, &why)) {
-            zsys_error ("kc_agent: --mirror '%.100s' is not tcp://HOST:PORT=KEY (at most %d)", item, AGENT_MIRRORS_MAX);
-            return -1;
-        }
-        self->mirror_count++;
-    }
-    if (self->mirror_count) {
-        //  The agents of a site spread over its mirrors
-        self->mirror = randombytes_uniform ((uint32_t) self->mirror_count);
-    }
-    return 0;
-}
-
-//  Whether the agent may move between members: the root names several
-//  servers and no endpoint was configured.
-static bool
-s_can_move (const agent_t *self)
-{
-    if (self->mirror_count) {
-        return self->mirror_count > 1;
-    }
-    return kc_root_server_count (self->root) > 1 && !self->config.connect [0] && !self->config.connect [1];
-}
 
 //  The server whose head key signed head: the one followed; behind a mirror
 //  (which relays its upstream's heads), any server of the root in force,
@@ -263,9 +209,9 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
         agent_warn (self, "kc_agent: refusing server %s: it equivocated (a proof is kept beside the cache)",
                     self->refused_server);
         agent_set_state (self, AGENT_STALE, "the server equivocated: refused");
-        if (s_can_move (self) && !self->halfway) {
+        if (agent_can_move (self) && !self->halfway) {
             self->halfway = true;
-            s_next_member (self, "it equivocated");
+            agent_next_member (self, "it equivocated");
         }
         return;
     }
@@ -298,7 +244,7 @@ s_on_head (agent_t *self, const kc_head_t *head, const uint8_t *const *cosigs, s
     if (head->seq > seq) {
         return;                             //  kc_follow syncs (missed updates)
     }
-    if (head->seq < seq && s_can_move (self)) {
+    if (head->seq < seq && agent_can_move (self)) {
         //  A cluster member that has not applied what another one sent us
         //  yet: not fresh here; another member is tried if it lasts
         //  (s_on_stale, s_on_second)
@@ -391,7 +337,7 @@ s_commit_open (agent_t *self)
     if (self->group && self->group->open) {
         self->group->open = false;
         if (agent_commit_group (self, self->group) == 0) {
-            s_take_next_key (self);
+            agent_take_next_key (self);
         }
         else
         if (kc_cache_damaged (self->cache)) {
@@ -455,7 +401,7 @@ s_finish_sync (agent_t *self, const kc_proto_msg_t *end)
     if (end) {
         s_on_head (self, &end->head, end->cosigs, end->cosig_count, true);
     }
-    s_take_next_key (self);
+    agent_take_next_key (self);
     s_want_ack (self);                      //  kc_follow applies what came meanwhile next
 }
 
@@ -605,11 +551,6 @@ s_on_check_timer (zloop_t *loop, int timer_id, void *arg)
 //  summaries, a sync that stopped making progress, the cache's checkpoint
 //  once writes have stopped. An idle agent wakes for this and for what
 //  arrives, nothing else.
-static int s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg);
-static int s_next_server_key (agent_t *self);
-static int s_reconnect (agent_t *self, const char *why);
-static bool s_reconnect_needed (agent_t *self, bool *changed);
-static int s_reconnect_as_asked (agent_t *self, bool changed);
 
 static volatile sig_atomic_t s_reload_wanted;
 
@@ -729,9 +670,9 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     //  a sync, for half the staleness window is left for the next one
     int64_t quiet = self->config.stale_after_ms / 2;
     bool syncing = kc_follow_syncing (self->follow);
-    if (s_can_move (self) && self->state != AGENT_FRESH && !self->refused_retry && now - self->connected_at > quiet
+    if (agent_can_move (self) && self->state != AGENT_FRESH && !self->refused_retry && now - self->connected_at > quiet
     &&  (!syncing || now - self->sync_progressed > quiet)) {
-        return s_next_member (self, syncing ? "its sync made no progress" : "no fresh head from it");
+        return agent_next_member (self, syncing ? "its sync made no progress" : "no fresh head from it");
     }
     s_sync_progress (self, now);
     kc_why_t why;
@@ -748,23 +689,23 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     zsock_t *monitor = kc_follow_monitor (self->follow);
     self->key_failed = false;
     for (int n = 0; monitor && n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
-        s_on_monitor (loop, monitor, self);
+        agent_read_monitor (loop, monitor, self);
     }
     if (self->key_failed && self->key_count > 1) {
-        return s_next_server_key (self);
+        return agent_next_server_key (self);
     }
     //  A refusal ends libzmq's connection for good; the key may be admitted
     //  later (an enrolment approved, a registration): connect again, less
     //  and less often, each agent at its own time (or when asked: RECONNECT)
     if (self->refused_retry && now >= self->refused_retry) {
         self->refused_retry = 0;
-        return s_reconnect (self, "connecting again after the server refused this node's key");
+        return agent_reconnect (self, "connecting again after the server refused this node's key");
     }
     bool changed;
     if (self->asked_at && now >= self->asked_at) {
         self->asked_at = 0;
-        if (s_reconnect_needed (self, &changed)) {
-            return s_reconnect_as_asked (self, changed);
+        if (agent_reconnect_needed (self, &changed)) {
+            return agent_reconnect_as_asked (self, changed);
         }
     }
     return 0;
@@ -784,7 +725,8 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
         agent_set_state (self, AGENT_STALE, text);
         return 0;
     }
-    int window = s_can_move (self) && !self->halfway ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    int window = agent_can_move (self) && !self->halfway ? self->config.stale_after_ms / 2
+                                                          : self->config.stale_after_ms;
     int64_t left = self->last_fresh + window - zclock_mono ();
     if (self->state == AGENT_FRESH && left > 0) {
         //  Woken for the witnesses, who cosigned again since: wait on
@@ -792,7 +734,7 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
                                          : agent_witness_left (self)) + 1, 1, s_on_stale, self);
         return 0;
     }
-    if (self->state == AGENT_FRESH && s_can_move (self) && !self->halfway) {
+    if (self->state == AGENT_FRESH && agent_can_move (self) && !self->halfway) {
         //  Half the window without a head from this member: the next one
         //  has the other half to make the node fresh again
         int half = self->config.stale_after_ms / 2;
@@ -801,7 +743,7 @@ s_on_stale (zloop_t *loop, int timer_id, void *arg)
                                          s_on_stale, self);
         char text [80];
         snprintf (text, sizeof text, "no valid head from it for %d ms", half);
-        return s_next_member (self, text);
+        return agent_next_member (self, text);
     }
     if (self->state == AGENT_FRESH) {
         char text [80];
@@ -820,7 +762,7 @@ s_arm_stale (agent_t *self)
         zloop_timer_end (self->loop, self->stale_timer);
     }
     self->halfway = false;
-    int64_t wait = s_can_move (self) ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
+    int64_t wait = agent_can_move (self) ? self->config.stale_after_ms / 2 : self->config.stale_after_ms;
     int64_t witnessed = agent_witness_left (self);
     if (witnessed > 0 && witnessed < wait) {
         wait = witnessed;                   //  the witnesses' vouching ends first
@@ -857,231 +799,7 @@ s_want_ack (agent_t *self)
     }
 }
 
-static int
-s_on_monitor (zloop_t *loop, zsock_t *socket, void *arg)
-{
-    (void) loop;
-    agent_t *self = arg;
-    char *event = NULL, *value = NULL, *endpoint = NULL;
-    zstr_recvx (socket, &event, &value, &endpoint, NULL);
-    //  Name the cause libzmq reports, not a guess: a refusal is the server
-    //  saying no to this node's key; a protocol failure is most often the
-    //  wrong server key; anything else is a connection that did not finish
-    //  its handshake (a timeout, a lost link, a busy server)
-    const char *where = endpoint ? endpoint : "the server";
-    if (event && KC_STREQ (event, "HANDSHAKE_FAILED_AUTH")) {
-        self->refused_backoff = self->refused_backoff ? self->refused_backoff * 2 : REFUSED_BACKOFF_MIN_MS;
-        if (self->refused_backoff > REFUSED_BACKOFF_MAX_MS) {
-            self->refused_backoff = REFUSED_BACKOFF_MAX_MS;
-        }
-        self->refused_retry = zclock_mono () + self->refused_backoff / 2
-                            + (int64_t) randombytes_uniform ((uint32_t) self->refused_backoff);
-        agent_warn (self, "kc_agent: cannot authenticate with %s: the server refused this node's key "
-                    "(not registered, revoked or expired?); trying again in %lld s", where,
-                    (long long) (self->refused_retry - zclock_mono () + 999) / 1000);
-    }
-    else
-    if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0 && self->key_count > 1) {
-        self->key_failed = true;            //  another key is tried (s_on_second)
-    }
-    else
-    if (event && KC_STREQ (event, "HANDSHAKE_FAILED_PROTOCOL")) {
-        agent_warn (self, "kc_agent: cannot authenticate with %s: CURVE handshake failed (protocol "
-                    "error: is the root's server key this server's?)", where);
-    }
-    else
-    if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0) {
-        //  libzmq cannot tell a wrong server key (the server closes at
-        //  once) from a slow or lost link here: say what happened, and both
-        int error = value ? atoi (value) : 0;
-        agent_warn (self, "kc_agent: handshake with %s did not complete (%s); retrying. If this goes "
-                    "on while the server is up and idle, check that the root's server key is its key",
-                    where, error ? strerror (error) : "connection closed");
-    }
-    zstr_free (&event);
-    zstr_free (&value);
-    zstr_free (&endpoint);
-    return 0;
-}
-
-//  --- The node's key through a rotation (docs/operator.md section 4) -----------
-
-static int
-s_on_old_key (zloop_t *loop, int timer_id, void *arg);
-
-//  A one-shot timer at the end of the old key's overlap (KEY.old.until),
-//  if an old pair waits for one.
-static void
-s_arm_old_key (agent_t *self)
-{
-    if (self->old_key_timer != -1) {
-        zloop_timer_end (self->loop, self->old_key_timer);
-        self->old_key_timer = -1;
-    }
-    uint64_t until, now = kc_now ();
-    if (kc_nodekey_old_until (self->config.key_path, &until)) {
-        size_t delay = until > now ? (size_t) (until - now) * 1000 : 1;
-        self->old_key_timer = zloop_timer (self->loop, delay, 1, s_on_old_key, self);
-    }
-}
-
-//  The old key's overlap is over: its files go (KEY.old, KEY.old_secret).
-static int
-s_on_old_key (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    agent_t *self = arg;
-    self->old_key_timer = -1;
-    kc_why_t why;
-    uint64_t until;
-    char base [4200] = "";
-    kc_nodekey_base (self->config.key_path, base, sizeof base);
-    int removed = kc_nodekey_forget_old (self->config.key_path, kc_now (), &until, &why);
-    if (removed < 0) {
-        zsys_error ("kc_agent: %s", why.text);
-    }
-    else
-    if (removed) {
-        zsys_info ("kc_agent: the old key's overlap is over: removed %s.old and its secret", base);
-    }
-    else {
-        s_arm_old_key (self);               //  not yet (a clock step), or a new overlap
-    }
-    return 0;
-}
-
-static int
-s_on_swapped (zloop_t *loop, int timer_id, void *arg)
-{
-    (void) loop;
-    (void) timer_id;
-    agent_t *self = arg;
-    self->swap_timer = -1;
-    self->refused_retry = 0;
-    return s_reconnect (self, "connecting with this node's new key");
-}
-
-//  'keyclone rotate' left a new key pair beside the node's (KEY.next): as
-//  soon as the cache holds it registered and in force (an approval, a
-//  grant, an operator's rotation), it becomes the node's key, so no one
-//  has to come back to the node before the old key expires. The old pair
-//  is kept until the old key's not-after as the cache holds it (the batch
-//  that registered the new key set it), then removed; the agent connects
-//  with the new key at once. Called after every commit and sync: one stat,
-//  and KEY.next read only when it changed.
-static void
-s_take_next_key (agent_t *self)
-{
-    uint8_t next [KC_KEY_BYTES];
-    kc_why_t why;
-    int found = kc_nodekey_next_seen (self->config.key_path, &self->next_seen, next, &why);
-    if (found < 0) {
-        agent_warn (self, "kc_agent: %s", why.text);
-    }
-    kc_cache_entry_t entry, old = { 0 };
-    uint64_t now = kc_now ();
-    if (found <= 0 || kc_cache_lookup (self->cache, next, &entry, &why)) {
-        return;
-    }
-    if (entry.status != KC_STATUS_ACTIVE || entry.not_before > now || (entry.not_after && entry.not_after <= now)) {
-        return;                             //  not admitted (yet)
-    }
-    char base [4200];
-    if (!kc_nodekey_base (self->config.key_path, base, sizeof base)) {
-        return;                             //  the swap says why (path too long)
-    }
-    kc_cert_t *current = kc_cert_load_public (base, &why);
-    if (current && kc_cache_lookup (self->cache, kc_cert_public_key (current), &old, &why)) {
-        old.status = 0;
-    }
-    //  The old key ends at its not-after; one revoked or unknown ends now;
-    //  one with no end keeps its files (say so)
-    uint64_t until = old.status == KC_STATUS_ACTIVE ? old.not_after : now;
-    char from [KC_FINGERPRINT_CHARS + 1] = "?", to [KC_FINGERPRINT_CHARS + 1], when [32];
-    if (current) {
-        kc_fingerprint (kc_cert_public_key (current), from);
-    }
-    kc_cert_destroy (&current);
-    kc_fingerprint (next, to);
-    int rc = kc_nodekey_swap (self->config.key_path, next, until, &why);
-    if (rc < 0) {
-        agent_warn (self, "kc_agent: cannot put this node's new key %s in place: %s", to, why.text);
-        return;
-    }
-    if (rc == 1) {
-        return;                             //  swapped by 'keyclone rotate' meanwhile
-    }
-    if (until) {
-        zsys_info ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the old "
-                   "key %s is kept as %s.old until %s", to, (unsigned long long) entry.seq, base, from, base,
-                   kc_time_format (until, when));
-    }
-    else {
-        zsys_warning ("kc_agent: this node's new key %s is registered (seq %llu): put it in place in %s; the "
-                      "old key %s has no end, so %s.old is kept: revoke it when nothing uses it", to,
-                      (unsigned long long) entry.seq, base, from, base);
-    }
-    s_arm_old_key (self);
-    if (self->swap_timer == -1) {
-        self->swap_timer = zloop_timer (self->loop, 1, 1, s_on_swapped, self);
-    }
-}
-
-//  The enrolment asked with --enrol is answered: admitted, connect with the
-//  key at once (the server refused it until now, and its next retry may be
-//  a minute away); rejected, say why (the agent keeps serving its cache and
-//  is refused until the key is registered some other way).
-static int
-s_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg)
-{
-    agent_t *self = arg;
-    char *event = NULL, *detail = NULL;
-    zstr_recvx (socket, &event, &detail, NULL);
-    zloop_reader_end (loop, socket);
-    int rc = 0;
-    if (event && KC_STREQ (event, "REGISTERED")) {
-        zsys_info ("kc_agent: the enrolment of %s is approved (seq %s): connecting with this node's key",
-                   self->config.enrol_name, detail ? detail : "?");
-        if (!kc_follow_admitted (self->follow) || self->refused_retry) {
-            self->refused_retry = 0;
-            rc = s_reconnect (self, "connecting again: this node's key was admitted");
-        }
-    }
-    else
-    if (event && KC_STREQ (event, "REJECTED")) {
-        char reason [KC_RECORD_REASON_MAX * 4 + 1];
-        kc_escape (detail ? detail : "", detail ? strlen (detail) : 0, reason, sizeof reason, 0);
-        zsys_error ("kc_agent: the enrolment of %s was rejected: %s (the server refuses this node's key until "
-                    "it is registered)", self->config.enrol_name, reason);
-    }
-    zstr_free (&event);
-    zstr_free (&detail);
-    zactor_destroy (&self->enroller);
-    return rc;
-}
-
 //  --- Start-up ------------------------------------------------------------------
-
-//  ROOT.followed (beside the pinned root: `keyclone` writes it there when
-//  it follows the root changes, or an operator copies the root in force
-//  there) names a newer server key to try first. Not trusted for anything
-//  else: the agent follows root changes from the pinned root, in the log.
-//  This is how a node that was offline through a whole server key rotation
-//  overlap finds the server again (docs/protocol.md 2.3).
-static void
-s_learn_followed_key (agent_t *self)
-{
-    char path [4200];
-    kc_why_t why;
-    snprintf (path, sizeof path, "%s.followed", self->config.root_path);
-    kc_root_t *followed = kc_file_exists (path) ? kc_root_load (path, &why) : NULL;
-    if (followed && memcmp (kc_root_directory (followed), kc_root_directory (self->root), KC_HASH_BYTES) == 0
-    &&  kc_root_version (followed) > kc_root_version (self->root)) {
-        agent_learn_server_key (followed, self);
-    }
-    kc_root_destroy (&followed);
-}
 
 static int
 s_open_cache (agent_t *self)
@@ -1122,7 +840,7 @@ s_open_cache (agent_t *self)
     }
     kc_root_destroy (&self->root);
     self->root = current;
-    s_learn_followed_key (self);
+    agent_learn_followed_key (self);
     if (kc_root_version (current) > kc_root_version (self->pinned)) {
         zsys_info ("kc_agent: root v%llu in force (pinned v%llu, followed through the log)",
                    (unsigned long long) kc_root_version (current),
@@ -1138,168 +856,11 @@ s_open_cache (agent_t *self)
     return 0;
 }
 
-//  Follows the server (or mirror) of connect_text with the server key in
-//  use, from the cache's sequence (kc_follow also watches the snapshot
-//  socket's handshakes: s_on_monitor). why is logged.
-static int
-s_connect_server (agent_t *self, const char *why)
-{
-    kc_follow_upstream_t upstream = { 0 };
-    snprintf (upstream.name, sizeof upstream.name, "%s", *self->member ? self->member : agent_member (self)->name);
-    snprintf (upstream.snapshot, sizeof upstream.snapshot, "%s", self->connect [0]);
-    snprintf (upstream.updates, sizeof upstream.updates, "%s", self->connect [1]);
-    memcpy (self->key_in_use, self->server_keys [self->key_index], KC_KEY_BYTES);
-    memcpy (upstream.server_key, self->key_in_use, KC_KEY_BYTES);
-    self->connected_at = zclock_mono ();
-    self->asked_at = 0;                     //  connecting: what RECONNECT asked for
-    if (why) {
-        zsys_info ("kc_agent: %s; syncing from seq %llu", why, (unsigned long long) kc_cache_seq (self->cache));
-    }
-    kc_why_t reason;
-    kc_follow_set_keys (self->follow, kc_cert_public_key (self->cert), kc_cert_secret_key (self->cert));
-    if (kc_follow_connect (self->follow, &upstream, &reason)) {
-        zsys_error ("kc_agent: %s", reason.text);
-        return -1;
-    }
-    return 0;
-}
-
-//  New sockets to the server (with the node's key as its file holds it
-//  now, and the server key in use) and a sync from the cache.
-static int
-s_reconnect (agent_t *self, const char *why)
-{
-    //  The node's key file may hold a new key ('keyclone rotate' swapped it
-    //  in): connect with what it holds now
-    kc_why_t reason;
-    kc_cert_t *cert = kc_cert_load_secret (self->config.key_path, &reason);
-    if (cert && memcmp (kc_cert_public_key (cert), kc_cert_public_key (self->cert), KC_KEY_BYTES)) {
-        char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1];
-        zsys_info ("kc_agent: this node's key changed in %s (%s -> %s, a rotation): connecting with the new one",
-                   self->config.key_path, kc_fingerprint (kc_cert_public_key (self->cert), from),
-                   kc_fingerprint (kc_cert_public_key (cert), to));
-        kc_cert_destroy (&self->cert);
-        self->cert = cert;
-        cert = NULL;
-        s_arm_old_key (self);               //  swapped by 'keyclone rotate'
-    }
-    else
-    if (!cert) {
-        agent_warn (self, "kc_agent: %s; connecting with the key loaded before", reason.text);
-    }
-    kc_cert_destroy (&cert);
-    return s_connect_server (self, why);
-}
-
-//  Whether connecting again would change anything: the node's key file
-//  holds another key than the one in use, or the server refused this key
-//  (or has not let it in yet: a refusal is known only when the monitor is
-//  read, s_on_second).
-static bool
-s_reconnect_needed (agent_t *self, bool *changed)
-{
-    kc_why_t why;
-    kc_cert_t *cert = kc_cert_load_secret (self->config.key_path, &why);
-    *changed = cert && memcmp (kc_cert_public_key (cert), kc_cert_public_key (self->cert), KC_KEY_BYTES);
-    kc_cert_destroy (&cert);
-    return *changed || self->refused_retry || !kc_follow_admitted (self->follow);
-}
-
-static int
-s_reconnect_as_asked (agent_t *self, bool changed)
-{
-    self->refused_retry = 0;
-    return s_reconnect (self, changed ? "connecting with this node's new key, as asked"
-                                      : "connecting again, as asked (this node's key may be admitted now)");
-}
-
-//  RECONNECT from the local service ('keyclone enrol', 'keyclone rotate'):
-//  the node's key may have just been admitted, or replaced in its file.
-//  Connects again at once when that would change anything, at most once per
-//  REFUSED_BACKOFF_MIN_MS so no local client can make the agent hammer the
-//  server: a request sooner than that is carried out then (s_on_second), if
-//  it is still needed. Sets *action ("now", "later" in *in_ms, or "none");
-//  -1 when the sockets cannot be made again.
-static int
-s_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms)
-{
-    bool changed;
-    *in_ms = 0;
-    *action = "none";
-    if (!s_reconnect_needed (self, &changed)) {
-        return 0;
-    }
-    int64_t now = zclock_mono (), allowed = self->connected_at + REFUSED_BACKOFF_MIN_MS;
-    if (now < allowed) {
-        self->asked_at = allowed;
-        *in_ms = allowed - now;
-        *action = "later";
-        return 0;
-    }
-    *action = "now";
-    return s_reconnect_as_asked (self, changed);
-}
-
-//  Follows another server of the root (a cluster's member) from the
-//  cache's sequence: the log is the same on every member, so nothing is
-//  fetched twice and nothing is applied twice.
-static int
-s_next_member (agent_t *self, const char *why)
-{
-    if (self->mirror_count) {
-        //  Another mirror, at random, as among a cluster's members
-        size_t from = self->mirror;
-        self->mirror = (from + 1 + randombytes_uniform ((uint32_t) self->mirror_count - 1)) % self->mirror_count;
-        s_use_mirror (self);
-        char text [KC_WHY_BYTES];
-        snprintf (text, sizeof text, "moving from mirror %s to %s (%s)", self->mirrors [from].name,
-                  self->mirrors [self->mirror].name, why);
-        self->behind = false;
-        self->member_moves++;
-        return s_reconnect (self, text);
-    }
-    size_t count = kc_root_server_count (self->root), at = 0;
-    const kc_root_server_t *current = agent_member (self);
-    for (size_t i = 0; i < count; i++) {
-        at = kc_root_server (self->root, i) == current ? i : at;
-    }
-    //  Any other member, at random: the agents of a member that died spread
-    //  over the others instead of all moving to the same one
-    const kc_root_server_t *next = kc_root_server (self->root, (at + 1 + randombytes_uniform ((uint32_t) count - 1))
-                                                               % count);
-    char text [KC_WHY_BYTES];
-    snprintf (text, sizeof text, "moving from server %s to %s (%s)", current->name, next->name, why);
-    snprintf (self->member, sizeof self->member, "%s", next->name);
-    for (int i = 0; i < 2; i++) {
-        snprintf (self->connect_text [i], sizeof self->connect_text [i], "%s", next->endpoints [i]);
-    }
-    self->key_count = 0;
-    agent_learn_server_key (self->root, self);
-    self->key_index = 0;
-    self->behind = false;
-    self->member_moves++;
-    return s_reconnect (self, text);
-}
-
-static int
-s_next_server_key (agent_t *self)
-{
-    char from [KC_FINGERPRINT_CHARS + 1], to [KC_FINGERPRINT_CHARS + 1];
-    kc_fingerprint (self->key_in_use, from);
-    //  The newest key between each older one (0, 1, 0, 2, ...): after a
-    //  switch the newest is the one, during an overlap the one before it
-    self->key_index = self->key_index ? 0 : 1 + self->key_probes++ % (self->key_count - 1);
-    zsys_info ("kc_agent: the server did not complete a handshake with server key %s; trying %s, "
-               "another key the roots followed name for it (a server key rotation)", from,
-               kc_fingerprint (self->server_keys [self->key_index], to));
-    return s_reconnect (self, "connected with another server key");
-}
-
 static int
 s_start (agent_t *self)
 {
     kc_why_t why;
-    self->ops = (agent_ops_t) { .reconnect = s_reconnect_asked, .take_proof = agent_take_proof,
+    self->ops = (agent_ops_t) { .reconnect = agent_reconnect_asked, .take_proof = agent_take_proof,
                                 .status_json = agent_witness_json, .status_text = agent_witness_text };
     //  The pinned root is checked as of its own creation: it may have
     //  expired since and been renewed by root changes in the log (which the
@@ -1316,7 +877,7 @@ s_start (agent_t *self)
         return -1;
     }
     //  --mirror: mirrors followed instead of the root's servers
-    if (s_parse_mirrors (self)) {
+    if (agent_parse_mirrors (self)) {
         return -1;
     }
     //  An endpoint given that is a member's of the root: follow that member
@@ -1338,7 +899,7 @@ s_start (agent_t *self)
         self->connect [i] = self->connect_text [i];
     }
     if (self->mirror_count) {
-        s_use_mirror (self);
+        agent_use_mirror (self);
     }
     kc_follow_config_t following = {
         .name = "kc_agent", .public_key = kc_cert_public_key (self->cert),
@@ -1379,12 +940,12 @@ kc_agent_run (const kc_agent_config_t *config)
                    (unsigned long long) kc_cache_seq (self.cache),
                    (unsigned long long) kc_cache_key_count (self.cache), self.connect [0],
                    config->local_endpoint);
-        s_arm_old_key (&self);
+        agent_arm_old_key (&self);
         if (config->enrol_name) {
             self.enroller = agent_enrol_new (&self);
-            zloop_reader (self.loop, zactor_sock (self.enroller), s_on_enrolled, &self);
+            zloop_reader (self.loop, zactor_sock (self.enroller), agent_on_enrolled, &self);
         }
-        if (s_connect_server (&self, NULL) == 0) {
+        if (agent_connect_server (&self, NULL) == 0) {
             zloop_start (self.loop);        //  (a sync from the cache's seq runs)
         }
         zsys_info ("kc_agent: shutting down at seq %llu", (unsigned long long)

@@ -2,8 +2,11 @@
     kc_agent_internal - the agent's state, shared by its modules. Not
     installed. They call each other one way only:
 
-        kc_agent.c (the engine: kc_follow's consumer, heads, timers, the
-        |           server followed, the node's key, start-up)
+        kc_agent.c (the engine: kc_follow's consumer, heads, freshness,
+        |           timers, cache checks and rebuilds, start-up)
+        +-> kc_agent_connect.c (the server, member or mirror followed, its
+        |     |                 keys, reconnects, the node's key rotation)
+        |     +-> kc_agent_apply.c (below)
         +-> kc_agent_sync.c (a sync's BATCHES and END, a new cache file)
         |     +-> kc_agent_apply.c (entries checked and written to the cache)
         |           +-> kc_agent_witness.c (witnesses, proofs of equivocation)
@@ -198,6 +201,48 @@ struct _agent_group_t {
     uint64_t root_seq;                      //  the last root change's seq
 };
 typedef struct _agent_group_t agent_group_t;
+
+//  kc_agent_connect.c: whom the agent follows and how it gets through
+int
+    agent_parse_mirrors (agent_t *self);    //  --mirror; 0, or -1 having said why
+void
+    agent_use_mirror (agent_t *self);       //  follow mirror self->mirror (its key only)
+bool
+    agent_can_move (const agent_t *self);   //  several members or mirrors, none pinned
+void
+    agent_learn_followed_key (agent_t *self);   //  ROOT.followed names a newer server key
+//  (Re)connects kc_follow to connect_text with the server key in use; why
+//  is logged. 0, or -1 having said why.
+int
+    agent_connect_server (agent_t *self, const char *why);
+//  The same with the node's key as its file holds it now.
+int
+    agent_reconnect (agent_t *self, const char *why);
+bool
+    agent_reconnect_needed (agent_t *self, bool *changed);  //  another key, or refused
+int
+    agent_reconnect_as_asked (agent_t *self, bool changed);
+//  RECONNECT (ops.reconnect): at once, later (at most every 2 s), or none.
+int
+    agent_reconnect_asked (agent_t *self, const char **action, int64_t *in_ms);
+int
+    agent_next_member (agent_t *self, const char *why);     //  another member or mirror, at random
+int
+    agent_next_server_key (agent_t *self);  //  a handshake failed: another key the roots name
+//  Reads one event of kc_follow's handshake monitor: a refusal of this
+//  node's key (connect again later, with back-off), a protocol failure,
+//  one that did not complete. Sets key_failed when another key may help.
+int
+    agent_read_monitor (zloop_t *loop, zsock_t *socket, void *arg);
+void
+    agent_arm_old_key (agent_t *self);      //  the old key's files go at its overlap's end
+//  KEY.next registered and in force: it becomes the node's key, and the
+//  agent connects with it.
+void
+    agent_take_next_key (agent_t *self);
+//  --enrol answered (REGISTERED or REJECTED): a zloop reader.
+int
+    agent_on_enrolled (zloop_t *loop, zsock_t *socket, void *arg);
 
 //  kc_agent_sync.c: a sync's messages, from kc_follow
 void
