@@ -90,7 +90,7 @@ agent_read_monitor (zloop_t *loop, zsock_t *socket, void *arg)
     }
     else
     if (event && strncmp (event, "HANDSHAKE_FAILED", 16) == 0 && self->key_count > 1) {
-        self->key_failed = true;            //  another key is tried (s_on_second)
+        self->key_failed = true;            //  another key is tried (kc_agent.c's s_on_second)
     }
     else
     if (event && KC_STREQ (event, "HANDSHAKE_FAILED_PROTOCOL")) {
@@ -345,7 +345,7 @@ agent_reconnect (agent_t *self, const char *why)
 //  Whether connecting again would change anything: the node's key file
 //  holds another key than the one in use, or the server refused this key
 //  (or has not let it in yet: a refusal is known only when the monitor is
-//  read, s_on_second).
+//  read once a second, in kc_agent.c).
 bool
 agent_reconnect_needed (agent_t *self, bool *changed)
 {
@@ -368,7 +368,7 @@ agent_reconnect_as_asked (agent_t *self, bool changed)
 //  the node's key may have just been admitted, or replaced in its file.
 //  Connects again at once when that would change anything, at most once per
 //  REFUSED_BACKOFF_MIN_MS so no local client can make the agent hammer the
-//  server: a request sooner than that is carried out then (s_on_second), if
+//  server: a request sooner than that is carried out then (kc_agent.c's s_on_second), if
 //  it is still needed. Sets *action ("now", "later" in *in_ms, or "none");
 //  -1 when the sockets cannot be made again.
 int
