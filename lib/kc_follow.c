@@ -3,6 +3,7 @@
     =========================================================================
 */
 #include "kc_follow.h"
+#include "kc_keep.h"
 #include "kc_sockopt.h"
 #include "kc_z85.h"
 
@@ -316,10 +317,11 @@ s_judge_head (kc_follow_t *self, const kc_proto_msg_t *msg, bool from_end)
 {
     const kc_head_t *head = &msg->head;
     const char *name = self->upstream.name;
-    if (!self->root || !kc_head_signer (head, self->root)) {
+    const kc_root_t *root = self->config.root ? *self->config.root : NULL;
+    if (!root || !kc_head_signer (head, root)) {
         kc_ratelog (self->config.log, KC_LOG_WARNING, "head refused", name,
                     "%s: head from %s refused: not signed by a server of root v%llu", self->config.name, name,
-                    self->root ? (unsigned long long) kc_root_version (self->root) : 0ULL);
+                    root ? (unsigned long long) kc_root_version (root) : 0ULL);
         return;
     }
     uint64_t seq = s_seq (self);
@@ -343,6 +345,35 @@ s_judge_head (kc_follow_t *self, const kc_proto_msg_t *msg, bool from_end)
     }
     kc_follow_fresh (self);
     self->config.head (self->config.arg, msg, from_end);
+}
+
+//  Entries that follow the copy: with a store, verified and stored here
+//  (and a root change in them followed); else the consumer's. 0, or -1
+//  with a reason.
+static int
+s_entries (kc_follow_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
+{
+    if (!s_judges (self)) {
+        return self->config.entries (self->config.arg, msg, why);
+    }
+    kc_root_t *before = *self->config.root;
+    bool revoked;
+    int count = kc_keep_follow (self->config.store, msg, self->config.root, &revoked, why);
+    if (count <= 0) {
+        return count;
+    }
+    bool root_changed = *self->config.root != before;
+    if (root_changed) {
+        //  In force from its seq on: other servers, upstream endpoints
+        zsys_info ("%s: root v%llu in force from seq %llu", self->config.name,
+                   (unsigned long long) kc_root_version (*self->config.root),
+                   (unsigned long long) kc_store_seq (self->config.store));
+        kc_follow_root_changed (self, *self->config.root);
+    }
+    if (self->config.kept) {
+        self->config.kept (self->config.arg, msg, count, revoked, root_changed);
+    }
+    return 0;
 }
 
 static void
@@ -391,7 +422,7 @@ s_on_update (kc_follow_t *self, zmsg_t *msg)
             }
         }
         else
-        if (self->config.entries (self->config.arg, &decoded, &why)) {
+        if (s_entries (self, &decoded, &why)) {
             kc_follow_fault (self, "an update", &why);
         }
     }
@@ -544,7 +575,7 @@ s_on_batches (kc_follow_t *self, const kc_proto_msg_t *msg)
         kc_follow_fault (self, "a snapshot", &why);
     }
     else
-    if (self->config.entries (self->config.arg, msg, &why)) {
+    if (s_entries (self, msg, &why)) {
         if (generation == self->generation) {
             kc_follow_fault (self, "a snapshot", &why);
         }

@@ -15,11 +15,14 @@
         ...
         kc_follow_destroy (&follow);
 
-    With a store (kc_keep_follow keeps the copy), the follower also judges
-    heads: only those signed by a server of the root in force that name the
-    copy reach the consumer, and an upstream whose head names another chain
-    at the copy's seq is faulted and left. Without one (keyclone-agent, whose
-    copy is its cache), every head goes to the consumer, which judges it.
+    With a store the follower keeps the copy itself: it verifies and stores
+    entries (kc_keep_follow), follows root changes in the log (the consumer's
+    root in force is replaced, said, and the upstreams read again), and
+    judges heads: only those signed by a server of the root in force that
+    name the copy reach the consumer, and an upstream whose head names
+    another chain at the copy's seq is faulted and left. Without one
+    (keyclone-agent, whose copy is its cache), the consumer applies entries
+    and judges every head.
 
     Used by keyclone-agent, keyclone-mirror and keyclone-witness.
     =========================================================================
@@ -52,6 +55,12 @@ typedef const uint8_t *(kc_follow_chain_fn) (void *arg);
 //  -1 with a reason (a fault: the follower backs off and syncs again).
 typedef int (kc_follow_entries_fn) (void *arg, const kc_proto_msg_t *msg, kc_why_t *why);
 
+//  With a store: entries of msg were stored (count of them, the last ones
+//  of msg; revoked: one of them revoked a key; root_changed: *config.root
+//  is a new root in force).
+typedef void (kc_follow_kept_fn) (void *arg, const kc_proto_msg_t *msg, int count, bool revoked,
+                                  bool root_changed);
+
 //  A head came (msg: HEAD with its cosignatures, or the END of a sync that
 //  brought the copy to the head's seq). Without a store the consumer checks
 //  its signature and decides what it means; it may call kc_follow_fault
@@ -82,6 +91,9 @@ typedef struct {
     kc_follow_chain_fn *chain;
     kc_store_t *store;                      //  with seq and chain NULL: the copy is this
                                             //  store (kc_keep_follow), its seq and chain
+    kc_root_t **root;                       //  with a store: the root in force at its seq (the
+                                            //  caller's; replaced at a root change in the log)
+    kc_follow_kept_fn *kept;                //  with a store, instead of entries
     kc_follow_entries_fn *entries;
     kc_follow_head_fn *head;
     kc_follow_syncing_fn *syncing;          //  optional, the three of them

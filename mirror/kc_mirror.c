@@ -51,31 +51,15 @@ s_root (void *arg)
     return ((s_mirror_t *) arg)->root;
 }
 
-//  A root change in force: its witnesses, and the upstreams it names.
+//  The last count entries of a BATCHES or UPDATE were verified and stored
+//  (kc_follow, kc_keep_follow): published downstream.
 static void
-s_root_changed (s_mirror_t *self)
-{
-    zsys_info ("kc_mirror: root v%llu in force from seq %llu", (unsigned long long) kc_root_version (self->root),
-               (unsigned long long) kc_store_seq (self->store));
-    kc_publish_root_changed (self->publish);
-    kc_follow_root_changed (self->follow, self->root);
-}
-
-//  Verifies and stores the entries of a BATCHES or UPDATE after the store's
-//  seq (kc_keep_follow); then publishes them downstream.
-static int
-s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
+s_kept (void *arg, const kc_proto_msg_t *msg, int count, bool revoked, bool root_changed)
 {
     s_mirror_t *self = arg;
-    kc_root_t *before = self->root;
-    bool revoked;
-    int count = kc_keep_follow (self->store, msg, &self->root, &revoked, why);
-    if (count <= 0) {
-        return count;
-    }
     self->applied += (uint64_t) count;
-    if (self->root != before) {
-        s_root_changed (self);              //  in force from its seq on
+    if (root_changed) {
+        kc_publish_root_changed (self->publish);    //  its witnesses, from its seq on
     }
     //  Downstream: a revoked reader must not read what follows
     if (revoked) {
@@ -91,7 +75,6 @@ s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
     }
     kc_publish_update (self->publish, &update);
     kc_publish_grown (self->publish);
-    return 0;
 }
 
 //  A head from upstream that names the store's (seq, chain), signed by a
@@ -183,7 +166,6 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         kc_log_reopen_logged ("kc_mirror");
     }
     kc_publish_tick (self->publish);
-    kc_publish_end_refused (self->publish);     //  expiry needs no event
     kc_ratelog_flush (self->log);
     return 0;
 }
@@ -233,7 +215,7 @@ kc_mirror_run (const kc_mirror_config_t *config)
     kc_follow_config_t following = {
         .name = "kc_mirror", .public_key = kc_cert_public_key (self.cert), .secret_key = kc_cert_secret_key (self.cert),
         .directory = kc_root_directory (self.root), .credit = 16, .store = self.store,
-        .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
+        .root = &self.root, .kept = s_kept, .head = s_head, .arg = &self, .log = self.log
     };
     self.follow = kc_follow_new (&following, self.loop);
     if (kc_follow_set_upstreams (self.follow, config->upstreams, self.root, config->stale_after_ms, &why)) {

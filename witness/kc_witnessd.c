@@ -32,26 +32,19 @@ kc_witnessd_reopen_wanted (void)
     s_reopen_wanted = 1;
 }
 
-static int
-s_entries (void *arg, const kc_proto_msg_t *msg, kc_why_t *why)
+//  Entries were verified and stored (kc_follow, kc_keep_follow). A root
+//  change names, from its seq on, other witnesses and servers to cosign to.
+static void
+s_kept (void *arg, const kc_proto_msg_t *msg, int count, bool revoked, bool root_changed)
 {
+    (void) msg;
+    (void) revoked;
     s_witness_t *self = arg;
-    kc_root_t *before = self->root;
-    bool revoked;
-    int count = kc_keep_follow (self->store, msg, &self->root, &revoked, why);
-    if (count <= 0) {
-        return count;
-    }
     self->applied += (uint64_t) count;
-    if (self->root != before) {
-        //  From its seq on: other witnesses, servers, upstream endpoints
-        zsys_info ("kc_witness: root v%llu in force from seq %llu", (unsigned long long) kc_root_version (self->root),
-                   (unsigned long long) kc_store_seq (self->store));
-        kc_follow_root_changed (self->follow, self->root);
+    if (root_changed) {
         kc_cosigner_connect (self->cosigner, self->root, kc_cert_public_key (self->cert),
                              kc_cert_secret_key (self->cert), NULL);
     }
-    return 0;
 }
 
 //  A head that names exactly the copy, signed by a server of the root in
@@ -115,7 +108,7 @@ kc_witnessd_run (const kc_witnessd_config_t *config)
     kc_follow_config_t following = {
         .name = "kc_witness", .public_key = kc_cert_public_key (self.cert),
         .secret_key = kc_cert_secret_key (self.cert), .directory = kc_root_directory (self.root), .credit = 16,
-        .store = self.store, .entries = s_entries, .head = s_head, .arg = &self, .log = self.log
+        .store = self.store, .root = &self.root, .kept = s_kept, .head = s_head, .arg = &self, .log = self.log
     };
     self.follow = kc_follow_new (&following, self.loop);
     if (kc_follow_set_upstreams (self.follow, config->upstreams, self.root, config->stale_after_ms, &why)) {
