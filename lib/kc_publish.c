@@ -888,6 +888,8 @@ s_save_acks (kc_publish_t *self)
 void
 kc_publish_tick (kc_publish_t *self)
 {
+    //  Expiry needs no event: readers whose key expired are closed here
+    kc_publish_end_refused (self);
     s_save_acks (self);
     //  Abandon syncs whose agent stopped granting credit
     int64_t now = zclock_mono ();

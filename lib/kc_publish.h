@@ -150,8 +150,9 @@ int
 void
     kc_publish_root_changed (kc_publish_t *self);
 
-//  Heartbeat housekeeping: syncs without credit abandoned, memory given
-//  back after the last sync, sync storms reported, acknowledgements saved.
+//  Heartbeat housekeeping: readers whose key expired closed (expiry needs
+//  no event), syncs without credit abandoned, memory given back after the
+//  last sync, sync storms reported, acknowledgements saved.
 void
     kc_publish_tick (kc_publish_t *self);
 

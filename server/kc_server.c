@@ -1817,8 +1817,6 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         s_reload (self);
     }
     kc_publish_head (self->publish);
-    //  Expiry needs no event: readers whose key expired are closed here
-    kc_publish_end_refused (self->publish);
     kc_ratelog_flush (self->log);
     size_t expired = kc_pending_expire (self->pending, kc_now_ms ());
     if (expired) {
