@@ -1,7 +1,6 @@
 /*  fuzz_cosig - the cosignature decoder, its verifier and the freshness
     an agent draws from cosignatures (kc_witness_view).  */
-#include "kc_all.h"
-#include <sodium.h>
+#include "fuzz_fixture.h"
 
 static kc_root_t *s_root;
 static kc_witness_view_t *s_view;
@@ -11,24 +10,10 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 {
     (void) argc;
     (void) argv;
-    if (sodium_init () < 0) {
-        return 1;
-    }
     //  A root naming one witness whose key is all 7s (as the seeds use)
-    uint8_t head_key [32] = { 1 }, server_key [32] = { 2 };
-    kc_operator_t operator = { .name = "op1" };
-    memset (operator.key, 3, 32);
     kc_witness_t witness = { .name = "w1" };
     memset (witness.key, 7, 32);
-    kc_root_spec_t spec = {
-        .version = 1, .created = 1000, .expires = 2000, .operators = &operator, .operator_count = 1,
-        .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 1,
-        .head_key = head_key, .server_key = server_key,
-        .endpoints = { "tcp://h:1", "tcp://h:2", "tcp://h:3" },
-        .witnesses = &witness, .witness_count = 1, .witness_threshold = 1
-    };
-    kc_why_t why;
-    s_root = kc_root_new (&spec, &why);
+    s_root = fuzz_fixture_root (&witness, 1, 1);
     s_view = kc_witness_view_new ();
     uint8_t chain [32] = { 0 };
     kc_witness_view_extend (s_view, 1, chain);

@@ -1,8 +1,7 @@
 /*  fuzz_upstream - the upstream parser of keyclone-mirror, keyclone-witness
     and keyclone-agent --mirror (kc_follow_parse_upstream): NAME of a server
     of the root, or tcp://HOST:PORT=KEY.  */
-#include "kc_all.h"
-#include <sodium.h>
+#include "fuzz_fixture.h"
 
 static kc_root_t *s_root;
 
@@ -11,20 +10,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 {
     (void) argc;
     (void) argv;
-    if (sodium_init () < 0) {
-        return 1;
-    }
-    uint8_t head_key [32] = { 1 }, server_key [32] = { 2 };
-    kc_operator_t operator = { .name = "op1" };
-    memset (operator.key, 3, 32);
-    kc_root_spec_t spec = {
-        .version = 1, .created = 1000, .expires = 2000, .operators = &operator, .operator_count = 1,
-        .threshold_register = 1, .threshold_revoke = 1, .threshold_root = 1,
-        .head_key = head_key, .server_key = server_key,
-        .endpoints = { "tcp://h:1", "tcp://h:2", "tcp://h:3" }
-    };
-    kc_why_t why;
-    s_root = kc_root_new (&spec, &why);
+    s_root = fuzz_fixture_root (NULL, 0, 0);
     return s_root == NULL;
 }
 
