@@ -309,15 +309,9 @@ agent_sync_batches (agent_t *self, const kc_proto_msg_t *msg, kc_why_t *why)
 static int
 s_end_signer (agent_t *self, const kc_root_t *root, const kc_head_t *head, kc_why_t *why)
 {
-    if (kc_head_verify_signature (head, kc_root_directory (root), agent_member_in (self, root)->head_key, why) == 0) {
+    if (kc_head_verify_signature (head, kc_root_directory (root), agent_member_in (self, root)->head_key, why) == 0
+    ||  (self->mirror_count && kc_head_signer (head, root))) {
         return 0;
-    }
-    for (size_t i = 0; self->mirror_count && i < kc_root_server_count (root); i++) {
-        kc_why_t ignored;
-        if (kc_head_verify_signature (head, kc_root_directory (root), kc_root_server (root, i)->head_key,
-                                      &ignored) == 0) {
-            return 0;
-        }
     }
     return -1;
 }
