@@ -686,10 +686,12 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         s_reload_wanted = 0;
         s_reload (self);
     }
-    zsock_t *monitor = kc_follow_monitor (self->follow);
     self->key_failed = false;
-    for (int n = 0; monitor && n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
-        agent_read_monitor (loop, monitor, self);
+    for (int which = 0; which < 2; which++) {
+        zsock_t *monitor = kc_follow_monitor (self->follow, which);
+        for (int n = 0; monitor && n < 100 && (zsock_events (monitor) & ZMQ_POLLIN); n++) {
+            agent_read_monitor (loop, monitor, self);
+        }
     }
     if (self->key_failed && self->key_count > 1) {
         return agent_next_server_key (self);

@@ -291,7 +291,7 @@ agent_learn_followed_key (agent_t *self)
 
 //  Follows the server (or mirror) of connect_text with the server key in
 //  use, from the cache's sequence (kc_follow also watches the snapshot
-//  socket's handshakes: agent_read_monitor). why is logged.
+//  and update sockets' handshakes: agent_read_monitor). why is logged.
 int
 agent_connect_server (agent_t *self, const char *why)
 {

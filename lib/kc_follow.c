@@ -22,7 +22,7 @@ struct _kc_follow_t {
     kc_follow_upstream_t upstream;
     bool connected, admitted;
     zsock_t *snapshot, *updates;
-    zactor_t *monitor;                      //  config.monitor: handshakes on snapshot
+    zactor_t *monitor [2];                  //  config.monitor: handshakes on snapshot, updates
     //  The sync in progress
     bool syncing;
     uint64_t generation;                    //  moves at every sync, fault and connect: a
@@ -138,7 +138,8 @@ s_close (kc_follow_t *self)
         zloop_reader_end (self->loop, self->updates);
         zsock_destroy (&self->updates);
     }
-    zactor_destroy (&self->monitor);
+    zactor_destroy (&self->monitor [0]);
+    zactor_destroy (&self->monitor [1]);
     self->connected = false;
 }
 
@@ -178,9 +179,9 @@ kc_follow_admitted (const kc_follow_t *self)
 }
 
 zsock_t *
-kc_follow_monitor (kc_follow_t *self)
+kc_follow_monitor (kc_follow_t *self, int which)
 {
-    return self->monitor ? zactor_sock (self->monitor) : NULL;
+    return which >= 0 && which < 2 && self->monitor [which] ? zactor_sock (self->monitor [which]) : NULL;
 }
 
 void
@@ -677,14 +678,15 @@ kc_follow_connect (kc_follow_t *self, const kc_follow_upstream_t *upstream, kc_w
         s_close (self);
         return -1;
     }
-    if (self->config.monitor) {
+    for (int which = 0; which < 2 && self->config.monitor; which++) {
         //  Read by the consumer when it chooses (each socket zloop watches
         //  costs every wake-up two system calls)
-        self->monitor = zactor_new (zmonitor, self->snapshot);
-        zstr_sendx (self->monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
+        zactor_t *monitor = zactor_new (zmonitor, which ? self->updates : self->snapshot);
+        zstr_sendx (monitor, "LISTEN", "HANDSHAKE_FAILED_NO_DETAIL", "HANDSHAKE_FAILED_PROTOCOL",
                     "HANDSHAKE_FAILED_AUTH", NULL);
-        zstr_sendx (self->monitor, "START", NULL);
-        zsock_wait (self->monitor);
+        zstr_sendx (monitor, "START", NULL);
+        zsock_wait (monitor);
+        self->monitor [which] = monitor;
     }
     zloop_reader (self->loop, self->snapshot, s_on_snapshot, self);
     zloop_reader (self->loop, self->updates, s_on_updates, self);

@@ -103,7 +103,7 @@ typedef struct {
     kc_ratelog_t *log;                      //  faults, bounded (kept by the caller; NULL:
                                             //  one of its own)
     size_t buffer_bytes;                    //  held during a sync (0: KC_FOLLOW_BUFFER_BYTES_MAX)
-    bool monitor;                           //  watch the snapshot socket's handshakes
+    bool monitor;                           //  watch the sockets' handshakes
                                             //  (kc_follow_monitor)
 } kc_follow_config_t;
 
@@ -186,11 +186,14 @@ bool
 bool
     kc_follow_admitted (const kc_follow_t *self);
 
-//  With config.monitor: the zmonitor actor's socket watching the snapshot
-//  socket (HANDSHAKE_FAILED_NO_DETAIL, _PROTOCOL, _AUTH), for the consumer
-//  to read when it chooses; NULL when not connected.
+//  With config.monitor: the socket of the zmonitor actor watching the
+//  handshakes (HANDSHAKE_FAILED_NO_DETAIL, _PROTOCOL, _AUTH) of the snapshot
+//  socket (which 0) or of the update socket (which 1), for the consumer to
+//  read when it chooses; NULL when not connected. Both: a member may admit
+//  one and refuse the other (a registration applied between the two), and
+//  libzmq never connects again after a refusal.
 zsock_t *
-    kc_follow_monitor (kc_follow_t *self);
+    kc_follow_monitor (kc_follow_t *self, int which);
 
 //  Our CURVE key pair changed (kept by the caller): the next
 //  kc_follow_connect uses it.

@@ -601,7 +601,7 @@ def test_every_member_publishes_the_cosignatures():
         kc.wait_for(lambda: all(w.status()["member"] != followed for w in ws), 20,
                     what="the witnesses to move to another member")
         M.cli("register", "after-kill", "--key", zmq.curve_keypair()[0].decode())
-        seq = M.status(free)["seq"]
+        seq = M.wait_same()[0]              # applied on every running member, the held one's too
         kc.wait_for(lambda: agent.status()["seq"] == seq and agent.status()["state"] == "fresh", 20,
                     what=f"the agent at {free} fresh at the new seq")
     finally:
