@@ -130,6 +130,11 @@ kc_follow_new (const kc_follow_config_t *config, zloop_t *loop)
 static void
 s_close (kc_follow_t *self)
 {
+    //  Monitors first: a zmonitor stops its socket's monitor on the way
+    //  out, and one left bound to a freed socket's inproc endpoint makes
+    //  the next socket at that address fail zmonitor's assertion
+    zactor_destroy (&self->monitor [0]);
+    zactor_destroy (&self->monitor [1]);
     if (self->snapshot) {
         zloop_reader_end (self->loop, self->snapshot);
         zsock_destroy (&self->snapshot);
@@ -138,8 +143,6 @@ s_close (kc_follow_t *self)
         zloop_reader_end (self->loop, self->updates);
         zsock_destroy (&self->updates);
     }
-    zactor_destroy (&self->monitor [0]);
-    zactor_destroy (&self->monitor [1]);
     self->connected = false;
 }
 
